@@ -1,0 +1,138 @@
+"""Inverted dropout with an explicit key and a rate that may be a traced array.
+
+Dropout (Hinton et al., 2012; Srivastava et al., 2014) zeroes each unit with probability ``rate``
+during training. The *inverted* form used here scales the kept units by ``1 / (1 - rate)`` at
+training time, so the expected activation is unchanged and evaluation is the identity.
+
+``rate`` may be a Python number (validated, ``0 <= rate < 1``) or a jax array / tracer (not
+validated), so a grid over dropout rates is a ``jax.vmap``. The scale is the explicit reciprocal
+``1 / (1 - rate)`` computed once, a Python ``rate`` goes through the same float32 arithmetic as a
+traced one, and the scale is applied through the mask-shaped multiplier ``where(keep, scale, 0)``
+(XLA folds scalar multiplications into neighbouring ones for a single run but not for a vmapped
+rate), so member *i* of a population vmapped over rates equals the standalone call with rate *i*
+bit for bit. (A Python ``rate == 0`` returns ``x`` without any dropout op; pass an array rate for
+bit-identity with a population that contains rate 0.)
+
+Example::
+
+    import jax, jax.numpy as jnp
+    from jtricks.dropout import dropout
+
+    x = jnp.ones((4, 8))
+    y = dropout(jax.random.key(0), x, 0.5)                   # entries are 0 or 2
+    ys = jax.vmap(dropout, in_axes=(None, None, 0))(jax.random.key(0), x, jnp.array([0.0, 0.2, 0.5]))
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["dropout", "spatial_dropout"]
+
+Rate = Any  # a Python number or a (possibly traced) scalar jax array
+
+
+def _is_python_number(x: Any) -> bool:
+    return isinstance(x, (numbers.Real, np.number)) and not isinstance(x, (bool, np.bool_))
+
+
+def _check_rate(rate: Rate) -> bool:
+    """Validate ``rate``; return True when it is a concrete Python zero (the identity)."""
+    if isinstance(rate, (bool, np.bool_)):
+        raise TypeError(f"`rate` must be a number in [0, 1) or a scalar array, got {rate!r}")
+    if _is_python_number(rate):
+        r = float(rate)
+        if not (math.isfinite(r) and 0.0 <= r < 1.0):
+            raise ValueError(f"`rate` must satisfy 0 <= rate < 1, got {rate!r}")
+        return r == 0.0
+    if not hasattr(rate, "shape"):
+        raise TypeError(f"`rate` must be a number in [0, 1) or a scalar array, got {type(rate).__name__}")
+    if jnp.ndim(rate) != 0:
+        raise ValueError(f"`rate` must be a scalar, got an array of shape {jnp.shape(rate)}")
+    return False
+
+
+def _check_deterministic(deterministic: Any) -> bool:
+    if not isinstance(deterministic, (bool, np.bool_)):
+        raise TypeError(
+            "`deterministic` must be a Python bool (it selects the computation, so it is static), "
+            f"got {type(deterministic).__name__}"
+        )
+    return bool(deterministic)
+
+
+def _dropout(key: jax.Array, x: jax.Array, rate: Rate, mask_shape: Sequence[int]) -> jax.Array:
+    # Keep probability and scale in at least float32, the same ops for Python and traced rates.
+    cdt = jnp.promote_types(x.dtype, jnp.float32)
+    keep_prob = 1.0 - jnp.asarray(rate, cdt)
+    scale = 1.0 / keep_prob
+    keep = jax.random.bernoulli(key, keep_prob, tuple(mask_shape))
+    # Multiply by the mask-shaped array m = keep * scale rather than by the scalar `scale`: XLA
+    # folds chains of scalar multiplications ((a * c1) * s -> a * (c1 * s)) but not a vmapped
+    # (vector) `scale`, so a scalar multiply here would let population members differ from
+    # standalone runs in the last bit. The outer `where` makes dropped units exactly 0 (even inf).
+    m = jnp.where(keep, scale, jnp.zeros((), cdt))
+    y = (x * m).astype(x.dtype)
+    return jnp.where(keep, y, jnp.zeros((), x.dtype))
+
+
+def dropout(key: jax.Array, x: jax.Array, rate: Rate, *, deterministic: bool = False) -> jax.Array:
+    """Inverted dropout: ``y = m * x * (1 / (1 - rate))``, ``m ~ Bernoulli(1 - rate)`` per element.
+
+    Each element is kept with probability ``1 - rate`` (``jax.random.bernoulli(key, 1 - rate,
+    x.shape)``) and scaled by the explicit reciprocal ``1 / (1 - rate)``; dropped elements are 0.
+    ``E[y] = x``. With ``deterministic=True`` (evaluation) or a Python ``rate == 0`` the input is
+    returned unchanged; a traced ``rate`` of 0 gives exactly ``x`` as well (all kept, scale 1).
+
+    Args:
+      key: PRNG key (use a dedicated stream, e.g. ``jtricks.keys.key_for(root, "dropout")``).
+      x: input of any shape; floating dtypes compute the scale in at least float32.
+      rate: drop probability; a Python number (validated ``0 <= rate < 1``) or a scalar array.
+      deterministic: Python bool; ``True`` returns ``x``.
+
+    Raises:
+      ValueError: if a Python ``rate`` is outside ``[0, 1)`` or an array ``rate`` is not a scalar.
+      TypeError: if ``deterministic`` is not a Python bool or ``rate`` is not a number / array.
+    """
+    if _check_deterministic(deterministic):
+        _check_rate(rate)
+        return x
+    if _check_rate(rate):
+        return x
+    x = jnp.asarray(x)
+    return _dropout(key, x, rate, x.shape)
+
+
+def spatial_dropout(key: jax.Array, x: jax.Array, rate: Rate, *, deterministic: bool = False) -> jax.Array:
+    """Channel-wise (spatial) inverted dropout for channels-last maps ``(N, ..., C)``.
+
+    One mask ``m[n, c] ~ Bernoulli(1 - rate)`` per example and channel, broadcast over the spatial
+    axes (Tompson et al., 2015, "SpatialDropout"; ``torch.nn.Dropout2d`` for NCHW):
+    ``y[n, ..., c] = m[n, c] * x[n, ..., c] * (1 / (1 - rate))``. Whole feature maps are dropped,
+    which is what decorrelates strongly correlated neighbouring activations of a conv layer.
+    Works for NWC (1-D conv) and NHWC (2-D conv) and any channels-last map with at least one
+    spatial axis. ``rate`` and ``deterministic`` behave as in :func:`dropout`.
+
+    Raises:
+      ValueError: if ``x`` has fewer than 3 dimensions, or ``rate`` is invalid as in :func:`dropout`.
+    """
+    if _check_deterministic(deterministic):
+        _check_rate(rate)
+        return x
+    if jnp.ndim(x) < 3:
+        raise ValueError(
+            f"spatial_dropout: `x` must be a channels-last map (N, ..., C) with at least one spatial "
+            f"axis (NWC or NHWC), got shape {jnp.shape(x)}; use dropout() for (N, C) inputs"
+        )
+    if _check_rate(rate):
+        return x
+    x = jnp.asarray(x)
+    mask_shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
+    return _dropout(key, x, rate, mask_shape)

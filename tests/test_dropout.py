@@ -1,0 +1,130 @@
+"""Tests for jtricks.dropout: statistics, scaling, identities, vmap over rates, validation."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jtricks.dropout import dropout, spatial_dropout
+
+KEY = jax.random.key(0)
+X = jnp.asarray(np.random.default_rng(0).normal(size=(200, 100)), jnp.float32)  # 20,000 units
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5, 0.8])
+def test_zero_fraction_and_scaling(rate: float) -> None:
+    y = np.asarray(dropout(KEY, X, rate))
+    x = np.asarray(X)
+    dropped = y == 0
+    n = x.size
+    # fraction of dropped units ~ Binomial(n, rate) / n: within 5 standard deviations
+    assert abs(dropped.mean() - rate) < 5 * math.sqrt(rate * (1 - rate) / n)
+    # kept units are exactly x * (1 / (1 - rate)) (the reciprocal in float32, as documented)
+    scale = np.float32(1.0) / (np.float32(1.0) - np.float32(rate))
+    np.testing.assert_array_equal(y[~dropped], x[~dropped] * scale)
+    # inverted dropout preserves the mean over many draws: E[y] = x
+    ys = jax.vmap(lambda k: dropout(k, jnp.ones((1000,)), rate))(jax.random.split(KEY, 20))
+    assert abs(float(ys.mean()) - 1.0) < 5 * math.sqrt(rate / (1 - rate) / ys.size)
+
+
+def test_identity_when_deterministic_or_rate_zero() -> None:
+    assert dropout(KEY, X, 0.5, deterministic=True) is X
+    assert dropout(KEY, X, 0.0) is X
+    assert dropout(KEY, X, 0) is X
+    x3 = X.reshape(4, 50, 100)
+    assert spatial_dropout(KEY, x3, 0.5, deterministic=True) is x3
+    assert spatial_dropout(KEY, x3, 0.0) is x3
+    # a traced rate of 0 keeps everything with scale exactly 1
+    np.testing.assert_array_equal(jax.jit(dropout)(KEY, X, jnp.float32(0.0)), X)
+    np.testing.assert_array_equal(jax.jit(spatial_dropout)(KEY, X.reshape(4, 50, 100), jnp.float32(0.0)),
+                                  X.reshape(4, 50, 100))
+
+
+def test_deterministic_in_key() -> None:
+    a, b = dropout(jax.random.key(7), X, 0.3), dropout(jax.random.key(7), X, 0.3)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, dropout(jax.random.key(8), X, 0.3))
+
+
+def test_vmap_over_rates_equals_separate_calls() -> None:
+    values = [0.0, 0.1, 0.3, 0.5, 0.9]
+    rates = jnp.array(values, jnp.float32)
+
+    def f(rate, x):
+        # a small network fragment around dropout: scalar multiplies on both sides must not be
+        # folded into the dropout scale differently for the population than for a single run
+        h = jnp.tanh(x * 0.7) * 3.0
+        return dropout(KEY, h, rate) * 1.3
+
+    pop = jax.jit(jax.vmap(f, in_axes=(0, None)))(rates, X)
+    pop_eager = jax.vmap(lambda r: dropout(KEY, X, r))(rates)
+    for i, r in enumerate(values):
+        np.testing.assert_array_equal(pop[i], jax.jit(f)(rates[i], X))  # traced scalar rate
+        np.testing.assert_array_equal(pop_eager[i], dropout(KEY, X, r))  # Python rate
+        np.testing.assert_array_equal(pop_eager[i], dropout(KEY, X, rates[i]))  # concrete array rate
+        if r > 0:  # Python rate as a compile-time constant (rate 0 returns x: no dropout op at all)
+            np.testing.assert_array_equal(pop[i], jax.jit(lambda x: f(r, x))(X))
+
+
+def test_jit_and_grad() -> None:
+    y = jax.jit(dropout, static_argnames="deterministic")(KEY, X, 0.25)
+    np.testing.assert_array_equal(y, dropout(KEY, X, 0.25))
+    # d y / d x is the mask times the scale
+    g = jax.grad(lambda x: jnp.sum(dropout(KEY, x, 0.25)))(X)
+    expected = np.where(np.asarray(y) != 0, np.float32(1) / np.float32(0.75), 0.0)
+    np.testing.assert_array_equal(g, expected)
+
+
+def test_dtype_preserved() -> None:
+    xb = X.astype(jnp.bfloat16)
+    y = dropout(KEY, xb, 0.5)
+    assert y.dtype == jnp.bfloat16
+    kept = np.asarray(y, np.float32) != 0
+    np.testing.assert_array_equal(np.asarray(y, np.float32)[kept], 2 * np.asarray(xb, np.float32)[kept])
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, float("nan")])
+def test_invalid_rate_raises(bad: float) -> None:
+    with pytest.raises(ValueError, match="rate"):
+        dropout(KEY, X, bad)
+    with pytest.raises(ValueError, match="rate"):
+        dropout(KEY, X, bad, deterministic=True)
+    with pytest.raises(ValueError, match="rate"):
+        spatial_dropout(KEY, X.reshape(4, 50, 100), bad)
+
+
+def test_invalid_arguments() -> None:
+    with pytest.raises(ValueError, match="rate"):
+        dropout(KEY, X, jnp.array([0.1, 0.2]))
+    with pytest.raises(TypeError, match="rate"):
+        dropout(KEY, X, "0.5")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="deterministic"):
+        dropout(KEY, X, 0.5, deterministic=jnp.array(True))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="spatial"):
+        spatial_dropout(KEY, X, 0.5)  # (N, C): no spatial axis
+
+
+@pytest.mark.parametrize("shape", [(4, 6, 6, 32), (4, 9, 32)], ids=["NHWC", "NWC"])
+def test_spatial_dropout_zeros_whole_channels(shape) -> None:
+    rate = 0.5
+    x = jnp.asarray(np.random.default_rng(1).normal(size=shape) + 3.0, jnp.float32)  # no exact zeros
+    y = np.asarray(spatial_dropout(KEY, x, rate))
+    n, c = shape[0], shape[-1]
+    spatial = tuple(range(1, len(shape) - 1))
+    dropped = (y == 0).all(axis=spatial)  # (N, C)
+    kept = (y != 0).all(axis=spatial)
+    assert np.all(dropped | kept)  # every (example, channel) map is all-zero or all-kept
+    assert abs(dropped.mean() - rate) < 5 * math.sqrt(rate * (1 - rate) / (n * c))
+    assert not np.all(dropped == dropped[0])  # masks differ between examples
+    scale = np.float32(1) / (np.float32(1) - np.float32(rate))
+    np.testing.assert_array_equal(y[np.broadcast_to(kept.reshape(n, *[1] * len(spatial), c), shape)],
+                                  np.asarray(x)[np.broadcast_to(kept.reshape(n, *[1] * len(spatial), c), shape)] * scale)
+    # vmap over rates equals separate calls
+    rates = jnp.array([0.2, 0.6], jnp.float32)
+    pop = jax.vmap(lambda r: spatial_dropout(KEY, x, r))(rates)
+    for i, r in enumerate([0.2, 0.6]):
+        np.testing.assert_array_equal(pop[i], spatial_dropout(KEY, x, r))
