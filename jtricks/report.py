@@ -1,0 +1,879 @@
+"""Results layer: tidy CSV files, per-arm summaries with confidence intervals, Markdown and plots.
+
+An experiment folder (see ``docs/results-format.md``) holds
+
+* ``metrics.csv`` -- one row per member, epoch and metric: ``arm,seed,epoch,metric,value``;
+* ``members.csv`` -- one row per member: ``arm,seed,diverged_epoch,stopped_epoch,best_epoch``
+  (``-1`` = never);
+* ``arms.json`` -- ``[{"arm": name, "factors": {factor: value}}, ...]``, the first arm is the
+  baseline unless the config names one;
+* ``manifest.json`` -- versions, device, seeds and the full config (``config.baseline``,
+  ``config.metrics``, ``config.target`` are read here);
+
+and this module derives ``summary.csv``, ``summary.md`` and ``curves.png`` from them
+(:func:`render`). Everything is deterministic: the same inputs give byte-identical CSV and Markdown.
+
+Pure NumPy and the standard library; matplotlib is imported only inside :func:`plot_curves`
+(through its object-oriented Agg canvas, so the global pyplot backend is never touched).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import operator
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jtricks import stats as _stats
+
+__all__ = [
+    "METRICS_COLUMNS",
+    "MEMBERS_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "DEFAULT_METRICS",
+    "TARGET_METRIC",
+    "metric_direction",
+    "write_metrics_csv",
+    "read_metrics_csv",
+    "write_members_csv",
+    "read_members_csv",
+    "summarize",
+    "write_summary",
+    "format_summary_table",
+    "plot_curves",
+    "render",
+]
+
+METRICS_COLUMNS: tuple[str, ...] = ("arm", "seed", "epoch", "metric", "value")
+MEMBERS_COLUMNS: tuple[str, ...] = ("arm", "seed", "diverged_epoch", "stopped_epoch", "best_epoch")
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "metric",
+    "arm",
+    "baseline",
+    "n_members",
+    "n",
+    "diverged",
+    "mean",
+    "std",
+    "ci_lo",
+    "ci_hi",
+    "confidence",
+    "best_epoch",
+    "best_mean",
+    "diff",
+    "diff_std",
+    "diff_lo",
+    "diff_hi",
+    "diff_n",
+    "p_value",
+    "verdict",
+    "seeds_needed",
+    "power",
+    "target",
+    "epochs_to_target",
+)
+DEFAULT_METRICS: tuple[str, ...] = ("test_acc", "val_acc", "train_loss")
+TARGET_METRIC: str = "val_acc"  # the metric a bare float ``target`` refers to (time-to-target)
+
+_NAN = float("nan")
+_INT_COLUMNS = {"seed", "epoch", "diverged_epoch", "stopped_epoch", "best_epoch"}
+
+
+# ----------------------------------------------------------------------------------------------
+# small helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def metric_direction(metric: str) -> int:
+    """Which way is better for a metric name: ``+1`` higher (``*acc*``), ``-1`` lower (``*loss*``,
+    ``*error*``), ``0`` unknown (e.g. ``grad_norm``)."""
+    name = metric.lower()
+    if name.endswith("acc") or name.endswith("accuracy"):
+        return 1
+    if name.endswith("loss") or name.endswith("error") or name.endswith("err"):
+        return -1
+    return 0
+
+
+def _as_int(column: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{column} must be an int, got bool {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        pass
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise TypeError(f"{column} must be an int, got {type(value).__name__} {value!r}")
+
+
+def _as_float(column: str, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{column} must be a float, got {type(value).__name__} {value!r}") from e
+
+
+def _fmt_float(value: float) -> str:
+    """Shortest repr that round-trips the float64 exactly (``nan``, ``inf``, ``-inf`` included)."""
+    return repr(float(value))
+
+
+def _cell(value: Any) -> str:
+    """Deterministic CSV cell for a summary value."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return _fmt_float(value)
+    return str(value)
+
+
+def _normalize_rows(rows: Iterable[Any], columns: tuple[str, ...], what: str) -> list[tuple]:
+    out = []
+    for i, row in enumerate(rows):
+        if isinstance(row, Mapping):
+            missing = [c for c in columns if c not in row]
+            if missing:
+                raise ValueError(
+                    f"{what} row {i} lacks column(s) {missing}; expected columns {list(columns)}"
+                )
+            vals = [row[c] for c in columns]
+        elif isinstance(row, Sequence) and not isinstance(row, (str, bytes)):
+            if len(row) != len(columns):
+                raise ValueError(
+                    f"{what} row {i} has {len(row)} fields; expected {len(columns)}: {list(columns)}"
+                )
+            vals = list(row)
+        else:
+            raise TypeError(
+                f"{what} row {i} must be a mapping or a sequence of {list(columns)}, "
+                f"got {type(row).__name__}"
+            )
+        typed: list[Any] = []
+        for c, v in zip(columns, vals):
+            if c in _INT_COLUMNS:
+                typed.append(_as_int(c, v))
+            elif c == "value":
+                typed.append(_as_float(c, v))
+            else:
+                if not isinstance(v, str):
+                    raise TypeError(f"{what} row {i}: {c} must be a str, got {type(v).__name__}")
+                typed.append(v)
+        out.append(tuple(typed))
+    return out
+
+
+def _write_csv(path: str | Path, columns: tuple[str, ...], rows: list[tuple]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(columns)
+        for row in rows:
+            w.writerow([_cell(v) for v in row])
+    return path
+
+
+def _read_csv(path: str | Path, columns: tuple[str, ...], what: str) -> list[dict[str, Any]]:
+    path = Path(path)
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or tuple(header) != columns:
+            raise ValueError(
+                f"{path} is not a {what} file: header {header} != expected {list(columns)}"
+            )
+        out = []
+        for lineno, rec in enumerate(reader, start=2):
+            if len(rec) != len(columns):
+                raise ValueError(f"{path}:{lineno}: expected {len(columns)} fields, got {len(rec)}")
+            row: dict[str, Any] = {}
+            for c, v in zip(columns, rec):
+                if c in _INT_COLUMNS:
+                    row[c] = int(v)
+                elif c == "value":
+                    row[c] = float(v)
+                else:
+                    row[c] = v
+            out.append(row)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# tidy CSV files
+# ----------------------------------------------------------------------------------------------
+
+
+def write_metrics_csv(path: str | Path, rows: Iterable[Any]) -> Path:
+    """Write the tidy per-member metrics table ``arm,seed,epoch,metric,value``.
+
+    One row per member (arm, seed), epoch (1-based) and metric. Rows are written in the order
+    given; floats are written as ``repr(float(v))`` (shortest exact round trip of the float64,
+    so float32 values survive exactly; ``nan``/``inf`` as such) and lines end in ``\\n``, so the
+    same rows always give byte-identical files.
+
+    Args:
+      path: file to write (parent folders are created).
+      rows: mappings with keys ``arm, seed, epoch, metric, value`` or 5-sequences in that order.
+
+    Returns:
+      The path written.
+    """
+    return _write_csv(path, METRICS_COLUMNS, _normalize_rows(rows, METRICS_COLUMNS, "metrics"))
+
+
+def read_metrics_csv(path: str | Path) -> list[dict[str, Any]]:
+    """Read ``metrics.csv`` into dicts ``{arm: str, seed: int, epoch: int, metric: str, value: float}``.
+
+    Inverse of :func:`write_metrics_csv` (exact for every float, ``nan``/``inf`` included).
+    A file whose header is not exactly ``arm,seed,epoch,metric,value`` raises ``ValueError``.
+    """
+    return _read_csv(path, METRICS_COLUMNS, "metrics")
+
+
+def write_members_csv(path: str | Path, rows: Iterable[Any]) -> Path:
+    """Write the member table ``arm,seed,diverged_epoch,stopped_epoch,best_epoch`` (ints, ``-1`` = never).
+
+    ``diverged_epoch`` is the first epoch with a non-finite loss, ``stopped_epoch`` the epoch early
+    stopping halted the member, ``best_epoch`` the epoch whose weights were kept. Same
+    deterministic formatting as :func:`write_metrics_csv`.
+    """
+    return _write_csv(path, MEMBERS_COLUMNS, _normalize_rows(rows, MEMBERS_COLUMNS, "members"))
+
+
+def read_members_csv(path: str | Path) -> list[dict[str, Any]]:
+    """Read ``members.csv`` into dicts with ``arm: str`` and int ``seed, diverged_epoch,
+    stopped_epoch, best_epoch``. Inverse of :func:`write_members_csv`."""
+    return _read_csv(path, MEMBERS_COLUMNS, "members")
+
+
+# ----------------------------------------------------------------------------------------------
+# summary
+# ----------------------------------------------------------------------------------------------
+
+
+def _arm_names(arms: Any, metric_rows: list[tuple]) -> list[str]:
+    if arms is None:
+        names: list[str] = []
+        for row in metric_rows:
+            if row[0] not in names:
+                names.append(row[0])
+        return names
+    if isinstance(arms, Mapping) and "arms" in arms:
+        arms = arms["arms"]
+    names = []
+    for i, a in enumerate(arms):
+        if isinstance(a, str):
+            name = a
+        elif isinstance(a, Mapping) and isinstance(a.get("arm"), str):
+            name = a["arm"]
+        else:
+            raise TypeError(
+                f"arms[{i}] must be an arm name or a dict {{'arm': name, 'factors': {{...}}}}, got {a!r}"
+            )
+        if name in names:
+            raise ValueError(f"arms lists arm {name!r} twice")
+        names.append(name)
+    # Arms present in the data but missing from the arm table come last, in order of appearance.
+    for row in metric_rows:
+        if row[0] not in names:
+            names.append(row[0])
+    return names
+
+
+def _targets(target: Any) -> dict[str, float]:
+    if target is None:
+        return {}
+    if isinstance(target, Mapping):
+        return {str(k): _as_float(f"target[{k!r}]", v) for k, v in target.items()}
+    if isinstance(target, bool):
+        raise TypeError(f"target must be a float or a {{metric: float}} mapping, got {target!r}")
+    return {TARGET_METRIC: _as_float("target", target)}
+
+
+def _reaches(value: float, target: float, direction: int) -> bool:
+    return value <= target if direction < 0 else value >= target
+
+
+def _verdict(lo: float, hi: float, direction: int) -> str:
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "n/a"
+    if lo > 0:
+        side = 1
+    elif hi < 0:
+        side = -1
+    else:
+        return "n.s."
+    if direction == 0:
+        return "higher" if side > 0 else "lower"
+    return "better" if side * direction > 0 else "worse"
+
+
+def summarize(
+    metrics_rows: Iterable[Any],
+    member_rows: Iterable[Any] | None,
+    arms: Any,
+    *,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    baseline: str | None = None,
+    confidence: float = 0.95,
+    target: float | Mapping[str, float] | None = None,
+    power: float = 0.8,
+) -> list[dict[str, Any]]:
+    """Per arm and metric: the final value over seeds, its t CI, and the paired difference vs baseline.
+
+    For every member (arm, seed) the *final value* of a metric is its value at the last epoch the
+    member has a row for (early-stopped members already carry the restored-best value there).
+    Members with ``diverged_epoch >= 0`` in ``member_rows``, or with a non-finite final value,
+    are excluded from the statistics and counted in ``diverged``. Then
+
+    * ``mean, std, ci_lo, ci_hi, n`` = :func:`jtricks.stats.mean_ci` of the final values
+      (Student-t interval at ``confidence``; ``n`` finite members);
+    * ``best_epoch`` / ``best_mean``: the epoch where the *mean curve* (per-epoch mean over the
+      non-diverged members) is best -- argmax for ``*acc`` metrics, argmin for ``*loss`` (argmax
+      when the direction is unknown); ties go to the earliest epoch; ``-1`` if there is none;
+    * ``diff, diff_std, diff_lo, diff_hi, diff_n, p_value`` = :func:`jtricks.stats.paired_diff_ci`
+      of arm - baseline, paired by seed (seeds present in both arms; a diverged member drops its
+      pair); ``nan`` on the baseline row;
+    * ``verdict``: ``"better"`` / ``"worse"`` when the difference CI excludes 0 (higher is
+      better for accuracies, lower for losses; ``"higher"`` / ``"lower"`` for other metrics),
+      ``"n.s."`` when it contains 0, ``"n/a"`` with fewer than two pairs, ``"baseline"`` on the
+      baseline row;
+    * ``seeds_needed`` = :func:`jtricks.stats.seeds_needed` ``(diff, diff_std, confidence, power)``;
+    * ``epochs_to_target``: first epoch whose mean-curve value reaches ``target`` (``>=`` for
+      accuracies and unknown directions, ``<=`` for losses), ``-1`` if never; ``None`` (and
+      ``target`` ``None``) when no target applies to the metric.
+
+    Args:
+      metrics_rows: tidy rows ``arm, seed, epoch, metric, value`` (dicts or 5-sequences).
+      member_rows: rows ``arm, seed, diverged_epoch, stopped_epoch, best_epoch``, or ``None``.
+      arms: the arm table ``[{"arm": name, "factors": {...}}, ...]`` (or names, or
+        ``{"arms": [...]}``, or ``None`` for order of appearance); sets the row order.
+      metrics: metrics to summarize, in output order; metrics absent from the data are skipped.
+      baseline: name of the baseline arm; default the first arm.
+      confidence: coverage of every interval, in (0, 1).
+      target: ``{metric: target}``; a bare float is a validation-accuracy target, i.e.
+        ``{"val_acc": target}`` (:data:`TARGET_METRIC`); ``None`` for none.
+      power: power used for ``seeds_needed``, in (0, 1).
+
+    Returns:
+      A list of dicts with keys :data:`SUMMARY_COLUMNS`, ordered by metric then arm.
+    """
+    confidence = _stats._check_prob("confidence", confidence)
+    power = _stats._check_prob("power", power)
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    mrows = _normalize_rows(metrics_rows, METRICS_COLUMNS, "metrics")
+    brows = [] if member_rows is None else _normalize_rows(member_rows, MEMBERS_COLUMNS, "members")
+    names = _arm_names(arms, mrows)
+    if not names:
+        raise ValueError("no arms: both `arms` and `metrics_rows` are empty")
+    if baseline is None:
+        baseline = names[0]
+    elif baseline not in names:
+        raise ValueError(f"baseline {baseline!r} is not an arm; arms are {names}")
+    targets = _targets(target)
+
+    diverged = {(r[0], r[1]) for r in brows if r[2] >= 0}
+    # data[metric][arm][seed] = {epoch: value}
+    data: dict[str, dict[str, dict[int, dict[int, float]]]] = {}
+    for arm, seed, epoch, metric, value in mrows:
+        per_epoch = data.setdefault(metric, {}).setdefault(arm, {}).setdefault(seed, {})
+        if epoch in per_epoch:
+            raise ValueError(f"duplicate metrics row for arm={arm!r} seed={seed} epoch={epoch} metric={metric!r}")
+        per_epoch[epoch] = value
+
+    out: list[dict[str, Any]] = []
+    for metric in metrics:
+        if metric not in data:
+            continue
+        direction = metric_direction(metric)
+        tgt = targets.get(metric)
+
+        finals: dict[str, dict[int, float]] = {}  # arm -> seed -> final value (nan if excluded)
+        n_div: dict[str, int] = {}
+        for arm in names:
+            members = data[metric].get(arm, {})
+            f: dict[int, float] = {}
+            k = 0
+            for seed in sorted(members):
+                curve = members[seed]
+                v = curve[max(curve)]
+                if (arm, seed) in diverged or not math.isfinite(v):
+                    k += 1
+                    v = _NAN
+                f[seed] = v
+            finals[arm] = f
+            n_div[arm] = k
+
+        for arm in names:
+            members = data[metric].get(arm, {})
+            ok = [s for s in sorted(members) if math.isfinite(finals[arm][s])]
+            ci = _stats.mean_ci([finals[arm][s] for s in ok], confidence)
+
+            # Mean curve over non-diverged members.
+            epochs = sorted({e for s in ok for e in members[s]})
+            curve = []
+            for e in epochs:
+                vals = [members[s][e] for s in ok if e in members[s]]
+                vals = [v for v in vals if math.isfinite(v)]
+                curve.append(float(np.mean(vals)) if vals else _NAN)
+            best_epoch, best_mean = -1, _NAN
+            for e, m in zip(epochs, curve):
+                if not math.isfinite(m):
+                    continue
+                if best_epoch < 0 or (m < best_mean if direction < 0 else m > best_mean):
+                    best_epoch, best_mean = e, m
+
+            epochs_to_target: int | None = None
+            if tgt is not None:
+                epochs_to_target = -1
+                for e, m in zip(epochs, curve):
+                    if math.isfinite(m) and _reaches(m, tgt, direction):
+                        epochs_to_target = e
+                        break
+
+            if arm == baseline:
+                d = _stats.DiffCI(_NAN, _NAN, _NAN, _NAN, _NAN, 0, 0, 0, _NAN, _NAN)
+                verdict = "baseline"
+                need: int | float = _NAN
+            else:
+                shared = sorted(set(finals[arm]) & set(finals[baseline]))
+                d = _stats.paired_diff_ci(
+                    [finals[arm][s] for s in shared],
+                    [finals[baseline][s] for s in shared],
+                    confidence,
+                )
+                verdict = _verdict(d.lo, d.hi, direction)
+                need = _stats.seeds_needed(d.diff, d.std, confidence, power) if d.n >= 2 else _NAN
+
+            out.append(
+                {
+                    "metric": metric,
+                    "arm": arm,
+                    "baseline": baseline,
+                    "n_members": len(members),
+                    "n": ci.n,
+                    "diverged": n_div[arm],
+                    "mean": ci.mean,
+                    "std": ci.std,
+                    "ci_lo": ci.lo,
+                    "ci_hi": ci.hi,
+                    "confidence": confidence,
+                    "best_epoch": best_epoch,
+                    "best_mean": best_mean,
+                    "diff": d.diff,
+                    "diff_std": d.std,
+                    "diff_lo": d.lo,
+                    "diff_hi": d.hi,
+                    "diff_n": d.n,
+                    "p_value": d.p,
+                    "verdict": verdict,
+                    "seeds_needed": need,
+                    "power": power,
+                    "target": tgt,
+                    "epochs_to_target": epochs_to_target,
+                }
+            )
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# formatting
+# ----------------------------------------------------------------------------------------------
+
+
+def _decimals(metric: str, rows: list[dict[str, Any]]) -> int:
+    """Decimals for a table: 4 for accuracies, else 4 significant digits of the median |mean|."""
+    if metric_direction(metric) > 0:
+        return 4
+    means = [abs(r["mean"]) for r in rows if math.isfinite(r["mean"]) and r["mean"] != 0]
+    if not means:
+        return 4
+    mag = math.floor(math.log10(float(np.median(means))))
+    return int(min(10, max(0, 3 - mag)))
+
+
+def _num(v: float, decimals: int, signed: bool = False) -> str:
+    if v is None or not math.isfinite(v):
+        return "n/a" if v is None or math.isnan(v) else ("+inf" if v > 0 else "-inf")
+    sign = "+" if signed else ""
+    return f"{v:{sign}.{decimals}f}"
+
+
+def _p(p: float) -> str:
+    if not math.isfinite(p):
+        return "n/a"
+    if p < 1e-4:
+        return "<1e-4"
+    return f"{p:.2g}"
+
+
+def _pct(confidence: float) -> str:
+    return f"{confidence * 100:g}%"
+
+
+def _table_cells(rows: list[dict[str, Any]], metric: str) -> tuple[list[str], list[list[str]]]:
+    rows = [r for r in rows if r["metric"] == metric]
+    if not rows:
+        raise ValueError(f"no summary rows for metric {metric!r}")
+    conf = _pct(rows[0]["confidence"])
+    dec = _decimals(metric, rows)
+    header = [
+        "arm",
+        "mean ± std",
+        f"{conf} CI",
+        "n",
+        "diverged",
+        "best epoch",
+        f"Δ vs baseline [{conf} CI]",
+        "p",
+        "verdict",
+        "seeds to resolve",
+    ]
+    has_target = any(r["target"] is not None for r in rows)
+    if has_target:
+        op = "≤" if metric_direction(metric) < 0 else "≥"
+        header.append(f"epochs to {op} {rows[0]['target']:g}" if rows[0]["target"] is not None
+                      else "epochs to target")
+    body = []
+    for r in rows:
+        mean = _num(r["mean"], dec)
+        if math.isfinite(r["std"]):
+            mean += f" ± {_num(r['std'], dec)}"
+        ci = (f"[{_num(r['ci_lo'], dec)}, {_num(r['ci_hi'], dec)}]"
+              if math.isfinite(r["ci_lo"]) else "n/a")
+        if r["verdict"] == "baseline":
+            delta, p, need = "(baseline)", "", ""
+        else:
+            delta = _num(r["diff"], dec, signed=True)
+            if math.isfinite(r["diff_lo"]):
+                delta += (f" [{_num(r['diff_lo'], dec, signed=True)}, "
+                          f"{_num(r['diff_hi'], dec, signed=True)}]")
+            p = _p(r["p_value"])
+            s = r["seeds_needed"]
+            need = ("∞" if s == math.inf else "n/a") if not math.isfinite(s) else str(int(s))
+        cells = [
+            r["arm"],
+            mean,
+            ci,
+            str(r["n"]),
+            str(r["diverged"]),
+            str(r["best_epoch"]) if r["best_epoch"] >= 0 else "n/a",
+            delta,
+            p,
+            r["verdict"],
+            need,
+        ]
+        if has_target:
+            e = r["epochs_to_target"]
+            cells.append("" if e is None else ("never" if e < 0 else str(e)))
+        body.append(cells)
+    return header, body
+
+
+def format_summary_table(summary_rows: list[dict[str, Any]], metric: str) -> str:
+    """Plain-text table of one metric's summary rows, columns padded to align, for the console.
+
+    Same cells as the Markdown table of :func:`write_summary`: arm, mean ± std, CI, n, diverged,
+    best epoch, Δ vs baseline [CI], p, verdict, seeds to resolve (and epochs to target).
+    """
+    header, body = _table_cells(summary_rows, metric)
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    lines = [line(header), "  ".join("-" * w for w in widths)]
+    lines += [line(row) for row in body]
+    return "\n".join(lines)
+
+
+def _md_escape(s: str) -> str:
+    return s.replace("|", "\\|")
+
+
+def _markdown(summary_rows: list[dict[str, Any]], title: str, notes: str | Sequence[str] | None) -> str:
+    parts = [f"# {title}", ""]
+    if notes:
+        if isinstance(notes, str):
+            parts += [notes.strip(), ""]
+        else:
+            parts += [f"- {n}" for n in notes] + [""]
+    if summary_rows:
+        r0 = summary_rows[0]
+        conf, power = _pct(r0["confidence"]), _pct(r0["power"])
+        parts += [
+            f"Baseline: `{r0['baseline']}`. Each member contributes its value at the last epoch it "
+            f"reached. mean ± std over the n finite, non-diverged seeds, with a {conf} Student-t "
+            f"confidence interval. Δ is the difference arm − baseline paired by seed (same "
+            f"initial weights and data order), with its {conf} t interval and paired t-test p-value; "
+            f"the verdict says whether that interval excludes 0 (higher accuracy / lower loss is "
+            f"better). \"seeds to resolve\" is the normal-approximation number of seeds that "
+            f"resolves Δ at {conf} confidence with {power} power. \"best epoch\" is the best "
+            f"epoch of the mean curve.",
+            "",
+        ]
+    metrics: list[str] = []
+    for r in summary_rows:
+        if r["metric"] not in metrics:
+            metrics.append(r["metric"])
+    for metric in metrics:
+        d = metric_direction(metric)
+        hint = " (higher is better)" if d > 0 else (" (lower is better)" if d < 0 else "")
+        header, body = _table_cells(summary_rows, metric)
+        parts += [f"## {metric}{hint}", ""]
+        parts.append("| " + " | ".join(header) + " |")
+        align = [":---" if h in ("arm", "verdict") else "---:" for h in header]
+        parts.append("|" + "|".join(align) + "|")
+        for row in body:
+            parts.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def write_summary(
+    out_dir: str | Path,
+    summary_rows: list[dict[str, Any]],
+    *,
+    title: str,
+    notes: str | Sequence[str] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``summary.csv`` (columns :data:`SUMMARY_COLUMNS`, floats as exact ``repr``, ``None``
+    as empty) and ``summary.md`` (a title, ``notes`` -- a paragraph or a list of bullets --, a
+    legend of the statistics, then one Markdown table per metric: arm | mean ± std | CI | n |
+    diverged | best epoch | Δ vs baseline [CI] | p | verdict | seeds to resolve [| epochs to target]).
+
+    Accuracies are shown with 4 decimals, other values with 4 significant digits, p-values with 2.
+    Output is deterministic (byte-identical for the same rows).
+
+    Returns:
+      ``(csv_path, md_path)``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i, r in enumerate(summary_rows):
+        missing = [c for c in SUMMARY_COLUMNS if c not in r]
+        if missing:
+            raise ValueError(f"summary_rows[{i}] lacks key(s) {missing}; use summarize() to build them")
+    csv_path = _write_csv(
+        out_dir / "summary.csv",
+        SUMMARY_COLUMNS,
+        [tuple(r[c] for c in SUMMARY_COLUMNS) for r in summary_rows],
+    )
+    md_path = out_dir / "summary.md"
+    with md_path.open("w", newline="", encoding="utf-8") as f:
+        f.write(_markdown(summary_rows, title, notes))
+    return csv_path, md_path
+
+
+# ----------------------------------------------------------------------------------------------
+# plot
+# ----------------------------------------------------------------------------------------------
+
+
+def plot_curves(
+    out_path: str | Path,
+    metrics_rows: Iterable[Any],
+    *,
+    metrics: Sequence[str] | None = None,
+    title: str | None = None,
+    confidence: float = 0.95,
+    member_rows: Iterable[Any] | None = None,
+    arms: Any = None,
+) -> Path:
+    """Plot per-arm mean curves over seeds with a t confidence band, one panel per metric.
+
+    For each arm and epoch the band is :func:`jtricks.stats.mean_ci` over the seeds' finite values
+    at that epoch (non-finite values are dropped; members flagged diverged in ``member_rows`` are
+    dropped entirely and counted in the legend). A metric recorded at a single epoch (e.g.
+    ``test_acc``) is drawn as a point with an error bar. Written with matplotlib's Agg canvas
+    (no pyplot, no global backend change) at 100 dpi.
+
+    Args:
+      out_path: PNG file to write (parent folders are created).
+      metrics_rows: tidy rows ``arm, seed, epoch, metric, value``.
+      metrics: metrics to plot, one panel each; default every metric in order of appearance.
+      title: figure title.
+      confidence: coverage of the bands, in (0, 1).
+      member_rows: optional member table, to exclude diverged members.
+      arms: optional arm table or names, to fix the legend order.
+
+    Returns:
+      The path written.
+    """
+    confidence = _stats._check_prob("confidence", confidence)
+    mrows = _normalize_rows(metrics_rows, METRICS_COLUMNS, "metrics")
+    brows = [] if member_rows is None else _normalize_rows(member_rows, MEMBERS_COLUMNS, "members")
+    diverged = {(r[0], r[1]) for r in brows if r[2] >= 0}
+    names = _arm_names(arms, mrows)
+    present: list[str] = []
+    for r in mrows:
+        if r[3] not in present:
+            present.append(r[3])
+    if metrics is None:
+        metrics = present
+    elif isinstance(metrics, str):
+        metrics = [metrics]
+    unknown = [m for m in metrics if m not in present]
+    if unknown:
+        raise ValueError(f"metrics {unknown} not in the data; available: {present}")
+    if not metrics:
+        raise ValueError("nothing to plot: metrics_rows is empty")
+
+    # data[metric][arm][epoch] = list of values over non-diverged members
+    data: dict[str, dict[str, dict[int, list[float]]]] = {}
+    for arm, seed, epoch, metric, value in mrows:
+        if (arm, seed) in diverged:
+            continue
+        data.setdefault(metric, {}).setdefault(arm, {}).setdefault(epoch, []).append(value)
+    n_div = {a: len({s for (a2, s) in diverged if a2 == a}) for a in names}
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 - lazy
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    k = len(metrics)
+    ncols = min(3, k)
+    nrows = -(-k // ncols)
+    fig = Figure(figsize=(4.6 * ncols, 3.4 * nrows + (0.4 if title else 0.0)), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    from matplotlib import colormaps  # noqa: PLC0415
+
+    cmap = colormaps["tab10" if len(names) <= 10 else "tab20"]
+    colors = {a: cmap(i % cmap.N) for i, a in enumerate(names)}
+    pct = _pct(confidence)
+    for idx, metric in enumerate(metrics):
+        ax = axes[idx // ncols][idx % ncols]
+        per_arm = data.get(metric, {})
+        # A metric recorded once per member (e.g. test_acc) is a dot plot over arms.
+        single = all(len(per_arm.get(a, {})) <= 1 for a in names)
+        for ai, arm in enumerate(names):
+            per_epoch = per_arm.get(arm)
+            label = arm if not n_div.get(arm) else f"{arm} ({n_div[arm]} diverged)"
+            if not per_epoch:
+                ax.plot([], [], color=colors[arm], label=label)
+                continue
+            epochs = sorted(per_epoch)
+            cis = [_stats.mean_ci(per_epoch[e], confidence) for e in epochs]
+            x = np.asarray(epochs, dtype=float)
+            mean = np.asarray([c.mean for c in cis])
+            lo = np.asarray([c.lo for c in cis])
+            hi = np.asarray([c.hi for c in cis])
+            if single:
+                err = np.asarray([[mean[0] - lo[0]], [hi[0] - mean[0]]])
+                err = np.where(np.isfinite(err), err, 0.0)
+                ax.errorbar([ai], mean, yerr=err, fmt="o", color=colors[arm], capsize=3, label=label)
+            else:
+                ax.plot(x, mean, color=colors[arm], lw=1.5, label=label)
+                ax.fill_between(x, lo, hi, color=colors[arm], alpha=0.2, lw=0,
+                                where=np.isfinite(lo) & np.isfinite(hi))
+        ax.set_title(metric, fontsize=10)
+        if single:
+            ax.set_xticks([])  # arms are told apart by colour (legend)
+            ax.set_xlim(-0.5, len(names) - 0.5)
+            ax.set_xlabel("arm (final epoch)")
+        else:
+            ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3)
+        ax.tick_params(labelsize=8)
+    for idx in range(k, nrows * ncols):
+        axes[idx // ncols][idx % ncols].set_visible(False)
+    axes[0][0].legend(fontsize=7, title=f"mean ± {pct} CI", title_fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, format="png", dpi=100, metadata={"Software": None})
+    return out_path
+
+
+# ----------------------------------------------------------------------------------------------
+# render a results folder
+# ----------------------------------------------------------------------------------------------
+
+
+def _lookup(manifest: Mapping[str, Any], config: Mapping[str, Any], key: str) -> Any:
+    value = config.get(key)
+    return manifest.get(key) if value is None else value
+
+
+def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
+    """Re-derive ``summary.csv``, ``summary.md`` and ``curves.png`` of an existing results folder.
+
+    Reads ``metrics.csv``, ``members.csv`` (optional), ``arms.json`` (optional; a list of
+    ``{"arm", "factors"}`` or ``{"arms": [...], "baseline": name}``) and ``manifest.json``
+    (optional). The keys ``baseline``, ``metrics``, ``target`` and ``confidence`` are taken from
+    the manifest's ``config`` or, where that lacks them or holds ``null``, from the manifest's top
+    level (defaults: the first arm, :data:`DEFAULT_METRICS`, none, 0.95). The Markdown title is
+    ``"{name}: {description}"`` (``name`` from ``config.name``, else ``experiment``, else the folder
+    name; ``description`` from ``config.description``, omitted when empty) and the plot title is
+    ``name``. Used by ``jtricks report DIR``; the same call after a run reproduces its
+    ``summary.csv`` byte for byte.
+
+    Args:
+      out_dir: the results folder.
+      plot: also write ``curves.png`` (needs matplotlib).
+
+    Returns:
+      The summary rows (see :func:`summarize`).
+    """
+    out_dir = Path(out_dir)
+    metrics_path = out_dir / "metrics.csv"
+    if not metrics_path.is_file():
+        raise FileNotFoundError(f"{metrics_path} not found: is {out_dir} a jtricks results folder?")
+    rows = read_metrics_csv(metrics_path)
+    members_path = out_dir / "members.csv"
+    members = read_members_csv(members_path) if members_path.is_file() else None
+    arms_doc: Any = None
+    if (out_dir / "arms.json").is_file():
+        arms_doc = json.loads((out_dir / "arms.json").read_text(encoding="utf-8"))
+    manifest: dict[str, Any] = {}
+    if (out_dir / "manifest.json").is_file():
+        manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+    config = manifest.get("config") or {}
+
+    baseline = _lookup(manifest, config, "baseline")
+    if baseline is None and isinstance(arms_doc, Mapping):
+        baseline = arms_doc.get("baseline")
+    metrics = _lookup(manifest, config, "metrics") or DEFAULT_METRICS
+    confidence = _lookup(manifest, config, "confidence")
+    confidence = 0.95 if confidence is None else confidence
+    summary = summarize(
+        rows,
+        members,
+        arms_doc,
+        metrics=tuple(metrics),
+        baseline=baseline,
+        confidence=confidence,
+        target=_lookup(manifest, config, "target"),
+    )
+    name = str(config.get("name") or manifest.get("experiment") or out_dir.resolve().name)
+    description = str(config.get("description") or "")
+    title = f"{name}: {description}".strip(": ")
+    write_summary(out_dir, summary, title=title)
+    if plot and rows:
+        plot_curves(
+            out_dir / "curves.png",
+            rows,
+            title=name,
+            confidence=confidence,
+            member_rows=members,
+            arms=arms_doc,
+        )
+    return summary

@@ -1,0 +1,236 @@
+"""Tests of jtricks.stats against scipy.stats and hand computation with NumPy."""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from jtricks import stats
+
+RTOL = 1e-10  # both sides are float64 closed forms; only summation order / quantile algorithms differ
+
+
+def _sample(seed: int, n: int, loc: float = 0.9, scale: float = 0.01) -> np.ndarray:
+    return np.random.default_rng(seed).normal(loc, scale, size=n)
+
+
+# ----------------------------------------------------------------------------------------------
+# t distribution
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("df", [1, 1.5, 2, 3, 4, 7.3, 9, 29, 30, 200])
+def test_builtin_t_ppf_and_sf_match_scipy(df):
+    for q in [0.01, 0.025, 0.1, 0.5, 0.8, 0.9, 0.95, 0.975, 0.995, 0.9995]:
+        np.testing.assert_allclose(stats._t_ppf_builtin(q, df), sps.t.ppf(q, df), rtol=1e-11, atol=1e-12)
+    for t in [-8.0, -2.0, -0.3, 0.0, 0.3, 1.0, 2.0, 4.0, 12.0]:
+        np.testing.assert_allclose(stats._t_sf_builtin(t, df), sps.t.sf(t, df), rtol=1e-10, atol=1e-300)
+
+
+def test_public_t_functions_match_scipy():
+    np.testing.assert_allclose(stats.t_ppf(0.975, 4), sps.t.ppf(0.975, 4), rtol=1e-14)
+    np.testing.assert_allclose(stats.t_sf(2.5, 6.2), sps.t.sf(2.5, 6.2), rtol=1e-14)
+    assert math.isnan(stats.t_ppf(0.975, 0))
+
+
+def test_fallback_without_scipy_gives_same_ci(monkeypatch):
+    x = _sample(0, 6)
+    with_scipy = stats.mean_ci(x)
+    monkeypatch.setattr(stats, "_scipy_t", lambda: None)
+    without = stats.mean_ci(x)
+    np.testing.assert_allclose(without, with_scipy, rtol=1e-11)
+    d = stats.paired_diff_ci(x, _sample(1, 6))
+    np.testing.assert_allclose(d.p, sps.ttest_rel(x, _sample(1, 6)).pvalue, rtol=1e-9)
+
+
+# ----------------------------------------------------------------------------------------------
+# mean_ci
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n,confidence", [(2, 0.95), (5, 0.95), (10, 0.9), (30, 0.99)])
+def test_mean_ci_matches_scipy_t_interval(n, confidence):
+    x = _sample(n, n)
+    ci = stats.mean_ci(x, confidence)
+    mean, std = x.mean(), x.std(ddof=1)
+    lo, hi = sps.t.interval(confidence, n - 1, loc=mean, scale=std / math.sqrt(n))
+    np.testing.assert_allclose([ci.mean, ci.std, ci.lo, ci.hi], [mean, std, lo, hi], rtol=RTOL)
+    assert ci.n == n
+
+
+def test_mean_ci_hand_computation_small():
+    # x = [1, 2, 3, 4]: mean 2.5, std sqrt(5/3), t_{0.975,3} = 3.182446305284263
+    ci = stats.mean_ci([1.0, 2.0, 3.0, 4.0])
+    std = math.sqrt(5.0 / 3.0)
+    half = sps.t.ppf(0.975, 3) * std / 2.0
+    assert ci.mean == 2.5
+    np.testing.assert_allclose(ci.std, std, rtol=1e-15)
+    np.testing.assert_allclose([ci.lo, ci.hi], [2.5 - half, 2.5 + half], rtol=1e-14)
+
+
+def test_mean_ci_ignores_non_finite_and_reports_n():
+    x = np.array([0.91, np.nan, 0.93, np.inf, 0.92, -np.inf])
+    ci = stats.mean_ci(x)
+    ref = stats.mean_ci([0.91, 0.93, 0.92])
+    assert ci == ref
+    assert ci.n == 3
+
+
+def test_mean_ci_n1_and_n0():
+    ci = stats.mean_ci([0.5, np.nan])
+    assert ci.mean == 0.5 and ci.n == 1
+    assert math.isnan(ci.std) and math.isnan(ci.lo) and math.isnan(ci.hi)
+    ci0 = stats.mean_ci([np.nan, np.nan])
+    assert ci0.n == 0 and all(math.isnan(v) for v in ci0[:4])
+    ci_empty = stats.mean_ci([])
+    assert ci_empty.n == 0
+
+
+def test_mean_ci_constant_values_give_zero_width():
+    ci = stats.mean_ci([0.25, 0.25, 0.25])
+    assert (ci.mean, ci.std, ci.lo, ci.hi, ci.n) == (0.25, 0.0, 0.25, 0.25, 3)
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, 1.5, -0.1])
+def test_confidence_validated(bad):
+    with pytest.raises(ValueError, match="confidence"):
+        stats.mean_ci([1.0, 2.0], confidence=bad)
+    with pytest.raises(ValueError, match="confidence"):
+        stats.paired_diff_ci([1.0, 2.0], [1.0, 3.0], confidence=bad)
+
+
+def test_confidence_type_checked():
+    with pytest.raises(TypeError, match="confidence"):
+        stats.mean_ci([1.0, 2.0], confidence="95%")
+
+
+# ----------------------------------------------------------------------------------------------
+# paired_diff_ci
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 12])
+def test_paired_diff_matches_scipy_ttest_rel(n):
+    base = _sample(100 + n, n, scale=0.02)
+    arm = base + _sample(200 + n, n, loc=0.005, scale=0.004)  # correlated with base, as shared seeds are
+    d = stats.paired_diff_ci(arm, base)
+    res = sps.ttest_rel(arm, base)
+    ci = res.confidence_interval(0.95)
+    diffs = arm - base
+    np.testing.assert_allclose(d.diff, diffs.mean(), rtol=RTOL)
+    np.testing.assert_allclose(d.std, diffs.std(ddof=1), rtol=RTOL)
+    np.testing.assert_allclose(d.se, diffs.std(ddof=1) / math.sqrt(n), rtol=RTOL)
+    np.testing.assert_allclose([d.lo, d.hi], [ci.low, ci.high], rtol=RTOL)
+    np.testing.assert_allclose(d.p, res.pvalue, rtol=1e-9)
+    assert (d.n, d.n_a, d.n_b, d.df) == (n, n, n, n - 1)
+
+
+def test_paired_is_tighter_than_welch_when_seeds_are_shared():
+    base = _sample(7, 8, scale=0.02)
+    arm = base + 0.004 + _sample(8, 8, loc=0.0, scale=0.002)
+    paired = stats.paired_diff_ci(arm, base)
+    welch = stats.welch_diff_ci(arm, base)
+    assert paired.hi - paired.lo < 0.5 * (welch.hi - welch.lo)
+    assert paired.lo > 0  # resolved when paired
+    assert welch.lo < 0 < welch.hi  # not resolved when the shared seed variance is ignored
+
+
+def test_paired_drops_pairs_with_non_finite_member():
+    a = np.array([0.90, np.nan, 0.93, 0.95, 0.91])
+    b = np.array([0.89, 0.90, np.inf, 0.93, 0.90])
+    d = stats.paired_diff_ci(a, b)
+    keep = [0, 3, 4]
+    res = sps.ttest_rel(a[keep], b[keep])
+    assert d.n == 3
+    np.testing.assert_allclose(d.diff, np.mean(a[keep] - b[keep]), rtol=RTOL)
+    np.testing.assert_allclose(d.p, res.pvalue, rtol=1e-9)
+
+
+def test_paired_edge_cases():
+    one = stats.paired_diff_ci([0.5, np.nan], [0.4, 0.3])
+    assert one.n == 1 and one.diff == pytest.approx(0.1, abs=1e-15)
+    assert math.isnan(one.lo) and math.isnan(one.p)
+    none = stats.paired_diff_ci([np.nan], [0.3])
+    assert none.n == 0 and math.isnan(none.diff)
+    same = stats.paired_diff_ci([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
+    assert (same.diff, same.lo, same.hi) == (0.0, 0.0, 0.0) and math.isnan(same.p)
+    shift = stats.paired_diff_ci([1.5, 2.5, 3.5], [1.0, 2.0, 3.0])
+    assert (shift.diff, shift.lo, shift.hi, shift.p) == (0.5, 0.5, 0.5, 0.0)
+    with pytest.raises(ValueError, match="same length"):
+        stats.paired_diff_ci([1.0, 2.0], [1.0])
+
+
+# ----------------------------------------------------------------------------------------------
+# welch_diff_ci
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("na,nb", [(2, 2), (4, 7), (10, 3)])
+def test_welch_matches_scipy_ttest_ind(na, nb):
+    a = _sample(na, na, loc=0.91, scale=0.01)
+    b = _sample(50 + nb, nb, loc=0.90, scale=0.03)
+    d = stats.welch_diff_ci(a, b, confidence=0.9)
+    res = sps.ttest_ind(a, b, equal_var=False)
+    ci = res.confidence_interval(0.9)
+    np.testing.assert_allclose(d.diff, a.mean() - b.mean(), rtol=RTOL)
+    np.testing.assert_allclose([d.lo, d.hi], [ci.low, ci.high], rtol=1e-9)
+    np.testing.assert_allclose(d.p, res.pvalue, rtol=1e-9)
+    np.testing.assert_allclose(d.df, res.df, rtol=1e-12)
+    np.testing.assert_allclose(d.std, math.sqrt(a.var(ddof=1) + b.var(ddof=1)), rtol=RTOL)
+    assert (d.n, d.n_a, d.n_b) == (na + nb, na, nb)
+
+
+def test_welch_drops_non_finite_and_small_samples():
+    d = stats.welch_diff_ci([0.9, np.nan, 0.92, 0.91], [0.8, 0.85, np.inf])
+    ref = stats.welch_diff_ci([0.9, 0.92, 0.91], [0.8, 0.85])
+    assert d == ref and (d.n_a, d.n_b) == (3, 2)
+    small = stats.welch_diff_ci([0.9], [0.8, 0.85])
+    assert small.diff == pytest.approx(0.075) and math.isnan(small.lo) and math.isnan(small.p)
+
+
+# ----------------------------------------------------------------------------------------------
+# seeds_needed
+# ----------------------------------------------------------------------------------------------
+
+
+def test_seeds_needed_formula():
+    z = NormalDist()
+    k = z.inv_cdf(0.975) + z.inv_cdf(0.8)  # 1.959964 + 0.841621 = 2.801585
+    for diff, sd in [(0.01, 0.02), (0.003, 0.01), (-0.02, 0.01), (0.5, 0.1)]:
+        expected = max(2, math.ceil((k * sd / abs(diff)) ** 2))
+        assert stats.seeds_needed(diff, sd) == expected
+    # Classic value: a difference of one std at 5% / 80% needs ceil(7.85) = 8.
+    assert stats.seeds_needed(1.0, 1.0) == 8
+    # Higher power and confidence need more seeds.
+    assert stats.seeds_needed(0.01, 0.02, confidence=0.99, power=0.9) > stats.seeds_needed(0.01, 0.02)
+
+
+def test_seeds_needed_edge_cases():
+    assert stats.seeds_needed(0.0, 0.01) == math.inf
+    assert math.isnan(stats.seeds_needed(0.01, float("nan")))
+    assert stats.seeds_needed(0.01, 0.0) == 2
+    with pytest.raises(ValueError, match="diff_std"):
+        stats.seeds_needed(0.01, -1.0)
+    with pytest.raises(ValueError, match="power"):
+        stats.seeds_needed(0.01, 0.02, power=1.0)
+    with pytest.raises(TypeError, match="diff_mean"):
+        stats.seeds_needed("0.01", 0.02)
+
+
+def test_seeds_needed_resolves_difference_in_simulation():
+    # With the suggested number of paired seeds, the paired CI excludes 0 in roughly `power` of
+    # repeated studies (normal approx slightly optimistic for small n): check >= 0.7 over 400.
+    diff, sd = 0.004, 0.006
+    n = stats.seeds_needed(diff, sd)
+    rng = np.random.default_rng(0)
+    hits = 0
+    trials = 400
+    for _ in range(trials):
+        d = rng.normal(diff, sd, size=n)
+        res = stats.paired_diff_ci(d, np.zeros(n))
+        hits += res.lo > 0
+    assert hits / trials >= 0.7
