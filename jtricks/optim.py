@@ -1,0 +1,919 @@
+"""Optimizers, gradient clipping and learning-rate schedules as optax objects.
+
+Every optimizer here is a thin, validated wrapper around optax (``optax.sgd``, ``optax.adam``, ...):
+the returned objects are plain ``optax.GradientTransformation`` s and schedules are plain
+``count -> value`` callables, so they drop into any optax / flax / equinox training loop.
+
+jtricks adds
+
+* names and conventions of the classic guide (``momentum`` with ``gamma``, ``normalized_sgd``,
+  ``per_epoch_decay`` with the guide's x0.98 per epoch),
+* validation: a hyperparameter given as a Python number is checked and a bad one raises
+  ``ValueError`` naming the parameter; jax arrays and tracers pass through unchecked, so a
+  population can ``jax.vmap`` over them,
+* schedules whose own parameters (initial value, decay rate, final fraction) may be traced, and
+* a builder, :func:`build`, that turns a static :class:`OptimizerSpec` plus a dict of numeric
+  hyperparameters into an optimizer whose hyperparameters live as arrays in the optimizer state
+  (``optax.inject_hyperparams``): a grid over learning rates, momenta, decay rates, clip thresholds
+  or weight decays is a ``vmap``, never a recompile.
+
+Four transforms are re-expressed instead of re-exported, because the optax versions are not
+vmap-invariant on XLA:CPU (a vmapped population member would drift from the run alone by an ulp
+per step): :func:`clip_by_global_norm`, :func:`scale_by_adam` (used by :func:`adam` /
+:func:`adamw`), :func:`trace_nesterov` (used by :func:`nesterov`) and
+:func:`scale_by_inverse_global_norm` (used by :func:`normalized_sgd`). They compute the same
+formulas as ``optax.clip_by_global_norm`` / ``optax.scale_by_adam`` / ``optax.trace(nesterov=True)``
+/ ``optax.normalize_by_update_norm`` (agreement to float32 rounding is tested) but avoid
+(a) divisions by a broadcast scalar, which XLA rewrites into a multiplication by the reciprocal in
+some programs and not in others, and (b) sums of two products such as ``(1-b1) g + b1 m``, where
+XLA:CPU's always-on FMA contraction may fuse either product depending on how the surrounding
+program was fused. See "Population = vmap" in ``docs/optimizers.md``.
+
+Update conventions (``u`` is the update added to the parameters, ``g`` the gradient,
+``eta`` the learning rate at the current step): SGD ``u = -eta g``; momentum
+``m = gamma m + g, u = -eta m`` (nesterov: ``u = -eta (g + gamma m)``); Adam as Kingma & Ba with
+``eps`` outside the square root. These are the ``torch.optim`` conventions (with ``dampening=0``)
+and those of optax.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jtricks import numerics as jnum
+
+__all__ = [
+    "sgd",
+    "momentum",
+    "nesterov",
+    "adagrad",
+    "rmsprop",
+    "adam",
+    "adamw",
+    "normalized_sgd",
+    "clip_by_global_norm",
+    "scale_by_adam",
+    "scale_by_inverse_global_norm",
+    "trace_nesterov",
+    "chain",
+    "constant",
+    "exponential_decay",
+    "per_epoch_decay",
+    "step_decay",
+    "cosine_decay",
+    "warmup_cosine",
+    "OptimizerSpec",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "hparam_names",
+    "default_hparams",
+    "build_schedule",
+    "build",
+]
+
+ScalarOrSchedule = Union[float, jax.Array, optax.Schedule]
+Numeric = Union[float, jax.Array]
+
+NORMALIZED_SGD_EPS: float = 1e-8
+"""Default guard of :func:`normalized_sgd`: the step is ``-eta g / (||g|| + eps)``."""
+
+
+# --------------------------------------------------------------------------------------------
+# validation helpers (Python numbers only; arrays and tracers pass through)
+# --------------------------------------------------------------------------------------------
+
+
+def _is_python_number(x: Any) -> bool:
+    """True for Python / numpy scalars (which are validated); False for arrays, tracers, callables."""
+    if isinstance(x, (bool, np.bool_)):
+        return False
+    return isinstance(x, (int, float, np.integer, np.floating))
+
+
+def _check_number(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> None:
+    """Raise ``ValueError`` naming ``name`` if a Python number lies outside the allowed interval.
+
+    Booleans and strings raise ``TypeError``. jax arrays, tracers and callables (schedules) are
+    not checked so that they can be traced / vmapped.
+    """
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"{name} must be a number, an array or a schedule, got {value!r}")
+    if not _is_python_number(value):
+        return
+    v = float(value)
+    lo = "" if low is None else ("[" if low_inclusive else "(") + f"{low:g}"
+    hi = "" if high is None else f"{high:g}" + ("]" if high_inclusive else ")")
+    allowed = f"{lo or '(-inf'}, {hi or 'inf)'}"
+    ok = math.isfinite(v)
+    if low is not None:
+        ok = ok and (v >= low if low_inclusive else v > low)
+    if high is not None:
+        ok = ok and (v <= high if high_inclusive else v < high)
+    if not ok:
+        raise ValueError(f"{name} must lie in {allowed}, got {value!r}")
+
+
+def _check_learning_rate(learning_rate: Any) -> None:
+    if callable(learning_rate):
+        return
+    _check_number("learning_rate", learning_rate, low=0.0)
+
+
+def _check_static_int(name: str, value: Any, *, minimum: int) -> int:
+    """A static (Python) integer >= minimum; returns it as ``int``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a Python int (a static value), got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+# --------------------------------------------------------------------------------------------
+# optimizers
+# --------------------------------------------------------------------------------------------
+
+
+def sgd(learning_rate: ScalarOrSchedule) -> optax.GradientTransformation:
+    """Plain stochastic gradient descent: ``theta <- theta - eta_t * g``.
+
+    Wraps ``optax.sgd(learning_rate)``; same update as ``torch.optim.SGD`` without momentum.
+
+    Args:
+      learning_rate: ``eta``: a number >= 0, a (traced) scalar array or a schedule ``count -> eta``.
+
+    Returns:
+      An ``optax.GradientTransformation``.
+    """
+    _check_learning_rate(learning_rate)
+    return optax.sgd(learning_rate)
+
+
+def momentum(
+    learning_rate: ScalarOrSchedule, gamma: Numeric = 0.9, nesterov: bool = False
+) -> optax.GradientTransformation:
+    """SGD with (heavy-ball or Nesterov) momentum, the optax / ``torch.optim.SGD`` convention.
+
+    ``m_t = gamma * m_{t-1} + g_t`` (``m_0 = 0``) and the update is ``u_t = -eta_t * m_t``, or
+    ``u_t = -eta_t * (g_t + gamma * m_t)`` when ``nesterov=True`` (Sutskever et al., 2013).
+
+    The classic guide writes momentum as ``v_t = gamma v_{t-1} - eta g_t``, ``theta += v_t``.
+    With a constant ``eta`` this is the same iteration (``v_t = -eta m_t``; equal up to float
+    rounding). With a time-varying ``eta_t`` they differ: the guide's velocity keeps each past
+    gradient with the learning rate it was seen with (``v_t = -sum_s gamma^(t-s) eta_s g_s``),
+    while here the current ``eta_t`` rescales the whole accumulated ``m_t``, so a decayed learning
+    rate takes effect immediately (as in ``torch.optim.SGD`` and ``optax.sgd``).
+
+    Args:
+      learning_rate: ``eta`` (number >= 0, traced scalar or schedule).
+      gamma: momentum coefficient, ``0 <= gamma < 1`` (or a traced scalar).
+      nesterov: use Nesterov's look-ahead form.
+
+    Returns:
+      ``optax.sgd(learning_rate, momentum=gamma)``, or with ``nesterov=True``
+      ``optax.chain(trace_nesterov(gamma), optax.scale_by_learning_rate(learning_rate))``, equal to
+      ``optax.sgd(learning_rate, momentum=gamma, nesterov=True)`` to float32 rounding.
+    """
+    _check_learning_rate(learning_rate)
+    _check_number("gamma", gamma, low=0.0, high=1.0, high_inclusive=False)
+    if not isinstance(nesterov, (bool, np.bool_)):
+        raise TypeError(f"nesterov must be a bool, got {nesterov!r}")
+    if nesterov:
+        return optax.chain(trace_nesterov(gamma), optax.scale_by_learning_rate(learning_rate))
+    return optax.sgd(learning_rate, momentum=gamma)
+
+
+def nesterov(learning_rate: ScalarOrSchedule, gamma: Numeric = 0.9) -> optax.GradientTransformation:
+    """Nesterov momentum: ``m_t = gamma m_{t-1} + g_t``, ``u_t = -eta_t (g_t + gamma m_t)``.
+
+    Shorthand for ``momentum(learning_rate, gamma, nesterov=True)`` (``torch.optim.SGD(...,
+    nesterov=True)`` convention).
+    """
+    return momentum(learning_rate, gamma, nesterov=True)
+
+
+def adagrad(
+    learning_rate: ScalarOrSchedule,
+    initial_accumulator_value: Numeric = 0.1,
+    eps: Numeric = 1e-7,
+) -> optax.GradientTransformation:
+    """AdaGrad (Duchi et al., 2011): per-coordinate step shrinking with the gradient history.
+
+    ``G_t = G_{t-1} + g_t^2`` (``G_0 = initial_accumulator_value``),
+    ``u_t = -eta_t * g_t / sqrt(G_t + eps)``. Wraps ``optax.adagrad`` with its defaults (note:
+    ``torch.optim.Adagrad`` starts from ``G_0 = 0`` and adds ``eps=1e-10`` outside the root).
+    """
+    _check_learning_rate(learning_rate)
+    _check_number("initial_accumulator_value", initial_accumulator_value, low=0.0)
+    _check_number("eps", eps, low=0.0, low_inclusive=False)
+    return optax.adagrad(learning_rate, initial_accumulator_value=initial_accumulator_value, eps=eps)
+
+
+def rmsprop(
+    learning_rate: ScalarOrSchedule,
+    decay: Numeric = 0.9,
+    eps: Numeric = 1e-8,
+    *,
+    eps_in_sqrt: bool = True,
+    centered: bool = False,
+) -> optax.GradientTransformation:
+    """RMSProp (Hinton, 2012): scale by a running root-mean-square of the gradients.
+
+    ``v_t = decay * v_{t-1} + (1 - decay) * g_t^2`` (``v_0 = 0``),
+    ``u_t = -eta_t * g_t / sqrt(v_t + eps)`` (``eps_in_sqrt=True``, the optax default) or
+    ``u_t = -eta_t * g_t / (sqrt(v_t) + eps)`` (``eps_in_sqrt=False``, the ``torch.optim.RMSprop``
+    form; torch's default decay ``alpha`` is 0.99). ``centered=True`` divides by the running
+    standard deviation instead. Wraps ``optax.rmsprop``.
+    """
+    _check_learning_rate(learning_rate)
+    _check_number("decay", decay, low=0.0, high=1.0, high_inclusive=False)
+    _check_number("eps", eps, low=0.0, low_inclusive=False)
+    return optax.rmsprop(
+        learning_rate, decay=decay, eps=eps, eps_in_sqrt=bool(eps_in_sqrt), centered=bool(centered)
+    )
+
+
+def _check_adam(b1: Any, b2: Any, eps: Any) -> None:
+    _check_number("b1", b1, low=0.0, high=1.0, high_inclusive=False)
+    _check_number("b2", b2, low=0.0, high=1.0, high_inclusive=False)
+    _check_number("eps", eps, low=0.0, low_inclusive=False)
+
+
+class ScaleByAdamState(NamedTuple):
+    """State of :func:`scale_by_adam`: step count and first / second moment estimates."""
+
+    count: jax.Array  # int32 scalar: number of updates done
+    mu: optax.Updates
+    nu: optax.Updates
+
+
+def scale_by_adam(
+    b1: Numeric = 0.9, b2: Numeric = 0.999, eps: Numeric = 1e-8
+) -> optax.GradientTransformation:
+    """Adam's preconditioner (Kingma & Ba, 2015), without the learning rate.
+
+    ``m_t = m_{t-1} + (1-b1) (g_t - m_{t-1})`` (= ``b1 m_{t-1} + (1-b1) g_t``),
+    ``v_t = v_{t-1} + (1-b2) (g_t^2 - v_{t-1})`` (= ``b2 v_{t-1} + (1-b2) g_t^2``),
+    ``u_t = m_t c1_t / (sqrt(v_t c2_t) + eps)`` with the bias corrections
+    ``c1_t = 1 / (1 - b1^t)`` and ``c2_t = 1 / (1 - b2^t)``. The same formula as
+    ``optax.scale_by_adam`` (agreement to float32 rounding tested); written with one product per
+    sum and explicit reciprocals, which keeps the members of a vmapped population bit-identical to
+    the runs alone on CPU (tested; see the module docstring).
+    """
+    _check_adam(b1, b2, eps)
+
+    def init_fn(params: optax.Params) -> ScaleByAdamState:
+        zeros = lambda p: jnp.zeros_like(p)  # noqa: E731
+        return ScaleByAdamState(
+            count=jnp.zeros([], jnp.int32),
+            mu=jax.tree.map(zeros, params),
+            nu=jax.tree.map(zeros, params),
+        )
+
+    def update_fn(
+        updates: optax.Updates, state: ScaleByAdamState, params: optax.Params | None = None
+    ) -> tuple[optax.Updates, ScaleByAdamState]:
+        del params
+        mu = jax.tree.map(lambda g, m: m + (1 - b1) * (g - m), updates, state.mu)
+        nu = jax.tree.map(lambda g, v: v + (1 - b2) * (g * g - v), updates, state.nu)
+        count = optax.safe_increment(state.count)
+        c1 = 1 / (1 - jnp.power(b1, count))
+        c2 = 1 / (1 - jnp.power(b2, count))
+
+        def direction(m: jax.Array, v: jax.Array) -> jax.Array:
+            return (m * c1.astype(m.dtype)) / (jnp.sqrt(v * c2.astype(v.dtype)) + eps)
+
+        return jax.tree.map(direction, mu, nu), ScaleByAdamState(count=count, mu=mu, nu=nu)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def trace_nesterov(gamma: Numeric = 0.9) -> optax.GradientTransformation:
+    """Nesterov momentum's direction (before the learning rate), as ``optax.trace(gamma, True)``.
+
+    ``m_t = g_t + gamma m_{t-1}`` (the state) and ``u_t = g_t + gamma m_t``, computed as
+    ``u_t = m_t + gamma (m_t - m_{t-1})`` (the same value: ``g_t = m_t - gamma m_{t-1}``;
+    agreement with optax to float32 rounding tested) so that each sum holds a single product, which
+    keeps vmapped members bit-identical to the runs alone on CPU (tested; see the module docstring).
+    """
+    _check_number("gamma", gamma, low=0.0, high=1.0, high_inclusive=False)
+
+    def init_fn(params: optax.Params) -> optax.TraceState:
+        return optax.TraceState(trace=jax.tree.map(jnp.zeros_like, params))
+
+    def update_fn(
+        updates: optax.Updates, state: optax.TraceState, params: optax.Params | None = None
+    ) -> tuple[optax.Updates, optax.TraceState]:
+        del params
+        new = jax.tree.map(lambda g, t: g + gamma * t, updates, state.trace)
+        out = jax.tree.map(lambda m, t: m + gamma * (m - t), new, state.trace)
+        return out, optax.TraceState(trace=new)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def adam(
+    learning_rate: ScalarOrSchedule,
+    b1: Numeric = 0.9,
+    b2: Numeric = 0.999,
+    eps: Numeric = 1e-8,
+) -> optax.GradientTransformation:
+    """Adam (Kingma & Ba, 2015).
+
+    ``m_t = b1 m_{t-1} + (1-b1) g_t``, ``v_t = b2 v_{t-1} + (1-b2) g_t^2``,
+    ``m^_t = m_t / (1 - b1^t)``, ``v^_t = v_t / (1 - b2^t)``,
+    ``u_t = -eta_t * m^_t / (sqrt(v^_t) + eps)``: the update of ``optax.adam`` and of
+    ``torch.optim.Adam`` (without its coupled ``weight_decay``). Implemented as
+    ``optax.chain(scale_by_adam(b1, b2, eps), optax.scale_by_learning_rate(learning_rate))``,
+    equal to ``optax.adam`` up to float32 rounding (see :func:`scale_by_adam`).
+    """
+    _check_learning_rate(learning_rate)
+    _check_adam(b1, b2, eps)
+    return optax.chain(scale_by_adam(b1, b2, eps), optax.scale_by_learning_rate(learning_rate))
+
+
+def adamw(
+    learning_rate: ScalarOrSchedule,
+    b1: Numeric = 0.9,
+    b2: Numeric = 0.999,
+    eps: Numeric = 1e-8,
+    weight_decay: Numeric = 1e-4,
+    mask: Any = None,
+) -> optax.GradientTransformation:
+    """AdamW: Adam with decoupled weight decay (Loshchilov & Hutter, 2019).
+
+    ``u_t = -eta_t * (m^_t / (sqrt(v^_t) + eps) + weight_decay * theta_t)`` with ``m^, v^`` as in
+    :func:`adam`. The decay is multiplied by the learning rate, as in ``optax.adamw`` and
+    ``torch.optim.AdamW`` (whose default ``weight_decay`` is 1e-2; optax's and ours is 1e-4).
+    ``mask`` (a pytree of bools or a callable ``params -> pytree of bools``) selects the leaves
+    that decay, e.g. to skip biases. ``update`` needs ``params``. Implemented as
+    ``optax.chain(scale_by_adam(...), optax.add_decayed_weights(weight_decay, mask),
+    optax.scale_by_learning_rate(learning_rate))``, the chain of ``optax.adamw``.
+    """
+    _check_learning_rate(learning_rate)
+    _check_adam(b1, b2, eps)
+    _check_number("weight_decay", weight_decay, low=0.0)
+    return optax.chain(
+        scale_by_adam(b1, b2, eps),
+        optax.add_decayed_weights(weight_decay, mask),
+        optax.scale_by_learning_rate(learning_rate),
+    )
+
+
+def scale_by_inverse_global_norm(eps: Numeric = NORMALIZED_SGD_EPS) -> optax.GradientTransformation:
+    """Rescale the whole update pytree to unit global norm: ``u = g * (1 / (||g|| + eps))``.
+
+    ``||g|| = sqrt(sum over all leaves of sum(g^2))``. The formula of
+    ``optax.normalize_by_update_norm(scale_factor=1.0, eps=eps)``, written as a multiplication by
+    an explicit reciprocal instead of a division by the broadcast norm (see the module docstring).
+    """
+    _check_number("eps", eps, low=0.0, low_inclusive=False)
+
+    def update_fn(
+        updates: optax.Updates, state: optax.EmptyState, params: optax.Params | None = None
+    ) -> tuple[optax.Updates, optax.EmptyState]:
+        del params
+        inv = 1 / (jnum.global_norm(updates) + eps)
+        return jax.tree.map(lambda t: t * inv.astype(t.dtype), updates), state
+
+    return optax.GradientTransformation(optax.init_empty_state, update_fn)
+
+
+def normalized_sgd(
+    learning_rate: ScalarOrSchedule, eps: Numeric = NORMALIZED_SGD_EPS
+) -> optax.GradientTransformation:
+    """Normalized gradient descent: a step of fixed length ``eta`` along the gradient direction.
+
+    ``u_t = -eta_t * g_t / (||g_t|| + eps)`` where ``||g||`` is the GLOBAL L2 norm over every leaf
+    of the gradient pytree (one norm for the whole model, not one per layer). ``eps`` (default
+    1e-8) only guards ``g = 0`` (the step is then exactly 0); for ``||g|| >> eps`` its effect is
+    below float32 resolution. Implemented as
+    ``optax.chain(scale_by_inverse_global_norm(eps), optax.scale_by_learning_rate(eta))``.
+    """
+    _check_learning_rate(learning_rate)
+    _check_number("eps", eps, low=0.0, low_inclusive=False)
+    return optax.chain(
+        scale_by_inverse_global_norm(eps), optax.scale_by_learning_rate(learning_rate)
+    )
+
+
+def clip_by_global_norm(max_norm: Numeric) -> optax.GradientTransformation:
+    """Gradient clipping by global norm (the guide's threshold ``theta``; Pascanu et al., 2013).
+
+    ``g <- g * s`` with ``s = 1`` if ``||g|| < max_norm`` else ``s = max_norm / ||g||``, where
+    ``||g||`` is the global L2 norm over the whole pytree: the direction is kept, only the length
+    is capped at ``max_norm``; smaller gradients pass unchanged (bit for bit, ``g * 1``). The rule
+    of ``optax.clip_by_global_norm`` (agreement to float32 rounding tested), written as one
+    multiplication by a per-step scalar, which is vmap-invariant (optax divides every
+    leaf by the norm, a division that XLA turns into a reciprocal multiply in some programs only).
+    Put it first in a :func:`chain`.
+    """
+    _check_number("max_norm", max_norm, low=0.0, low_inclusive=False)
+
+    def update_fn(
+        updates: optax.Updates, state: optax.EmptyState, params: optax.Params | None = None
+    ) -> tuple[optax.Updates, optax.EmptyState]:
+        del params
+        g_norm = jnum.global_norm(updates)
+        scale = jnp.where(g_norm < max_norm, jnp.ones_like(g_norm), max_norm / g_norm)
+        return jax.tree.map(lambda t: t * scale.astype(t.dtype), updates), state
+
+    return optax.GradientTransformation(optax.init_empty_state, update_fn)
+
+
+def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransformation:
+    """Compose transformations left to right: ``u = t_n(... t_2(t_1(g)))`` (``optax.chain``).
+
+    Example: ``chain(clip_by_global_norm(1.0), momentum(0.1, 0.9))`` clips, then applies momentum.
+    """
+    for i, t in enumerate(transforms):
+        if not (hasattr(t, "init") and hasattr(t, "update")):
+            raise TypeError(
+                f"chain: argument {i} must be an optax.GradientTransformation, got {type(t).__name__}"
+            )
+    return optax.chain(*transforms)
+
+
+# --------------------------------------------------------------------------------------------
+# schedules (count -> value). Their numeric parameters may be traced arrays.
+# --------------------------------------------------------------------------------------------
+
+
+def constant(value: Numeric) -> optax.Schedule:
+    """Constant schedule: ``eta_t = value`` (``optax.constant_schedule``)."""
+    _check_number("value", value, low=0.0)
+    return optax.constant_schedule(value)
+
+
+def exponential_decay(
+    init_value: Numeric,
+    decay_rate: Numeric,
+    transition_steps: int,
+    staircase: bool = True,
+) -> optax.Schedule:
+    """Exponential decay: ``eta_t = init_value * decay_rate ** p``.
+
+    ``p = t // transition_steps`` (integer division) if ``staircase`` else
+    ``p = t / transition_steps``. Same values as ``optax.exponential_decay`` (tested), but
+    ``init_value`` and ``decay_rate`` may be traced arrays (optax's version branches on the value
+    of ``decay_rate`` in Python, which fails under ``jit`` / ``vmap``), and the staircase exponent
+    is an exact integer division.
+
+    Args:
+      init_value: ``eta_0 >= 0``.
+      decay_rate: factor per transition, ``0 < decay_rate <= 1``.
+      transition_steps: static int >= 1.
+      staircase: decay in discrete jumps (default) or continuously.
+    """
+    _check_number("init_value", init_value, low=0.0)
+    _check_number("decay_rate", decay_rate, low=0.0, high=1.0, low_inclusive=False)
+    steps = _check_static_int("transition_steps", transition_steps, minimum=1)
+    staircase = bool(staircase)
+
+    def schedule(count: jax.typing.ArrayLike) -> jax.Array:
+        count = jnp.asarray(count)
+        p = count // steps if staircase else count / steps
+        return init_value * jnp.power(decay_rate, p)
+
+    return schedule
+
+
+def per_epoch_decay(
+    init_value: Numeric, decay_rate: Numeric = 0.98, *, steps_per_epoch: int
+) -> optax.Schedule:
+    """The guide's "multiply the learning rate by 0.98 after every epoch".
+
+    ``eta_t = init_value * decay_rate ** (t // steps_per_epoch)`` for the update number ``t``
+    (0-based): a staircase :func:`exponential_decay` with one transition per epoch.
+    """
+    steps = _check_static_int("steps_per_epoch", steps_per_epoch, minimum=1)
+    return exponential_decay(init_value, decay_rate, steps, staircase=True)
+
+
+def step_decay(
+    init_value: Numeric,
+    boundaries_and_scales: Mapping[int, float] | None = None,
+    *,
+    every_epochs: int | None = None,
+    factor: Numeric = 0.1,
+    steps_per_epoch: int = 1,
+) -> optax.Schedule:
+    """Step decay: drop the learning rate by a factor at chosen steps.
+
+    Either give ``boundaries_and_scales`` ``{step: scale}`` (``eta`` is multiplied by ``scale``
+    once ``t >= step``; ``optax.piecewise_constant_schedule``), or ``every_epochs`` and ``factor``:
+    ``eta_t = init_value * factor ** (t // (every_epochs * steps_per_epoch))``.
+    """
+    _check_number("init_value", init_value, low=0.0)
+    if (boundaries_and_scales is None) == (every_epochs is None):
+        raise ValueError(
+            "step_decay: give exactly one of boundaries_and_scales or every_epochs, "
+            f"got boundaries_and_scales={boundaries_and_scales!r}, every_epochs={every_epochs!r}"
+        )
+    if boundaries_and_scales is not None:
+        for step, scale in boundaries_and_scales.items():
+            _check_static_int("boundaries_and_scales key", step, minimum=0)
+            _check_number("boundaries_and_scales value", scale, low=0.0)
+        return optax.piecewise_constant_schedule(init_value, dict(boundaries_and_scales))
+    every = _check_static_int("every_epochs", every_epochs, minimum=1)
+    spe = _check_static_int("steps_per_epoch", steps_per_epoch, minimum=1)
+    _check_number("factor", factor, low=0.0, high=1.0, low_inclusive=False)
+    return exponential_decay(init_value, factor, every * spe, staircase=True)
+
+
+def cosine_decay(init_value: Numeric, decay_steps: int, alpha: Numeric = 0.0) -> optax.Schedule:
+    """Cosine decay (Loshchilov & Hutter, 2017, without restarts).
+
+    ``eta_t = init_value * ((1 - alpha) * 0.5 * (1 + cos(pi * min(t, T) / T)) + alpha)`` with
+    ``T = decay_steps``: from ``init_value`` down to ``alpha * init_value``, then constant.
+    Wraps ``optax.cosine_decay_schedule`` (``init_value`` and ``alpha`` may be traced).
+    """
+    _check_number("init_value", init_value, low=0.0)
+    _check_number("alpha", alpha, low=0.0, high=1.0)
+    steps = _check_static_int("decay_steps", decay_steps, minimum=1)
+    return optax.cosine_decay_schedule(init_value, steps, alpha=alpha)
+
+
+def warmup_cosine(
+    peak_value: Numeric,
+    warmup_steps: int,
+    decay_steps: int,
+    init_value: Numeric = 0.0,
+    end_value: Numeric = 0.0,
+) -> optax.Schedule:
+    """Linear warm-up then cosine decay (Goyal et al., 2017; Loshchilov & Hutter, 2017).
+
+    For ``t < W = warmup_steps``: ``eta_t = init_value + (peak_value - init_value) * t / W``.
+    For ``t >= W``: ``eta_t = end_value + (peak_value - end_value) * 0.5 * (1 + cos(pi * s / D))``
+    with ``s = min(t - W, D)`` and ``D = decay_steps - W``. As in
+    ``optax.warmup_cosine_decay_schedule`` (same values, tested), ``decay_steps`` is the total
+    length INCLUDING the warm-up. Built from ``optax.join_schedules``, ``optax.linear_schedule``
+    and ``optax.cosine_decay_schedule`` so that the three values may be traced arrays.
+    """
+    _check_number("peak_value", peak_value, low=0.0)
+    _check_number("init_value", init_value, low=0.0)
+    _check_number("end_value", end_value, low=0.0)
+    w = _check_static_int("warmup_steps", warmup_steps, minimum=0)
+    total = _check_static_int("decay_steps", decay_steps, minimum=1)
+    if total <= w:
+        raise ValueError(
+            f"decay_steps must be > warmup_steps (it includes the warm-up), got "
+            f"decay_steps={total}, warmup_steps={w}"
+        )
+    unit_cosine = optax.cosine_decay_schedule(1.0, total - w)
+
+    def decay(count: jax.typing.ArrayLike) -> jax.Array:
+        return end_value + (peak_value - end_value) * unit_cosine(count)
+
+    warm = optax.linear_schedule(init_value, peak_value, w)
+    return optax.join_schedules([warm, decay], [w])
+
+
+# --------------------------------------------------------------------------------------------
+# builder: static spec + numeric hyperparameters injected as arrays
+# --------------------------------------------------------------------------------------------
+
+OPTIMIZERS: dict[str, tuple[str, ...]] = {
+    "sgd": ("learning_rate",),
+    "momentum": ("learning_rate", "gamma"),
+    "nesterov": ("learning_rate", "gamma"),
+    "adagrad": ("learning_rate", "initial_accumulator_value", "eps"),
+    "rmsprop": ("learning_rate", "decay", "eps"),
+    "adam": ("learning_rate", "b1", "b2", "eps"),
+    "adamw": ("learning_rate", "b1", "b2", "eps", "weight_decay"),
+    "normalized_sgd": ("learning_rate", "eps"),
+}
+"""Optimizer names known to :func:`build` and the hyperparameters each one takes."""
+
+SCHEDULES: dict[str, tuple[str, ...]] = {
+    "constant": (),
+    "per_epoch_decay": ("decay_rate",),
+    "step": ("decay_rate",),
+    "cosine": ("alpha",),
+    "warmup_cosine": ("alpha",),
+}
+"""Schedule names known to :func:`build` and the hyperparameters each one adds."""
+
+_DEFAULTS: dict[str, float] = {
+    "gamma": 0.9,
+    "initial_accumulator_value": 0.1,
+    "decay": 0.9,
+    "b1": 0.9,
+    "b2": 0.999,
+    "weight_decay": 1e-4,
+    "alpha": 0.0,
+    "clip_norm": 1.0,
+}
+_DEFAULT_LR: dict[str, float] = {
+    "sgd": 0.1,
+    "momentum": 0.1,
+    "nesterov": 0.1,
+    "adagrad": 0.01,
+    "rmsprop": 1e-3,
+    "adam": 1e-3,
+    "adamw": 1e-3,
+    "normalized_sgd": 0.1,
+}
+_DEFAULT_EPS: dict[str, float] = {
+    "adagrad": 1e-7,
+    "rmsprop": 1e-8,
+    "adam": 1e-8,
+    "adamw": 1e-8,
+    "normalized_sgd": NORMALIZED_SGD_EPS,
+}
+_DEFAULT_DECAY_RATE: dict[str, float] = {"per_epoch_decay": 0.98, "step": 0.1}
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerSpec:
+    """The static (structural) part of an optimizer; numbers go in the hparams dict of :func:`build`.
+
+    Attributes:
+      name: one of :data:`OPTIMIZERS` (``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adagrad"``,
+        ``"rmsprop"``, ``"adam"``, ``"adamw"``, ``"normalized_sgd"``).
+      schedule: one of :data:`SCHEDULES`: ``"constant"``; ``"per_epoch_decay"``
+        (``lr * decay_rate ** (t // steps_per_epoch)``); ``"step"``
+        (``lr * decay_rate ** (t // (decay_every_epochs * steps_per_epoch))``); ``"cosine"``
+        (from ``lr`` to ``alpha * lr`` over ``total_steps``); ``"warmup_cosine"`` (linear from 0 to
+        ``lr`` over ``warmup_steps``, then cosine to ``alpha * lr`` at ``total_steps``).
+      clip: chain ``clip_by_global_norm(clip_norm)`` first.
+      weight_decay: decoupled weight decay for optimizers other than ``"adamw"``:
+        ``u = -eta_t * (d_t + weight_decay * theta)`` where ``d_t`` is the optimizer's direction
+        (so ``"adam"`` with ``weight_decay=True`` is exactly AdamW, ``"momentum"`` is SGDW).
+      steps_per_epoch: updates per epoch (``"per_epoch_decay"`` and ``"step"``).
+      total_steps: schedule length for ``"cosine"`` / ``"warmup_cosine"`` (includes the warm-up).
+      warmup_steps: warm-up length for ``"warmup_cosine"``.
+      decay_every_epochs: epochs between drops for ``"step"``.
+      weight_decay_mask: optional mask (pytree of bools or callable ``params -> pytree``) of the
+        leaves that decay, for ``"adamw"`` and ``weight_decay=True``. Use a callable (hashable)
+        when the spec is a static argument of ``jax.jit``.
+    """
+
+    name: str
+    schedule: str = "constant"
+    clip: bool = False
+    weight_decay: bool = False
+    steps_per_epoch: int = 1
+    total_steps: int = 0
+    warmup_steps: int = 0
+    decay_every_epochs: int = 1
+    weight_decay_mask: Any = None
+
+    def __post_init__(self) -> None:
+        _validate_spec(self)
+
+
+def _validate_spec(spec: OptimizerSpec) -> None:
+    if not isinstance(spec, OptimizerSpec):
+        raise TypeError(f"spec must be an OptimizerSpec, got {type(spec).__name__}")
+    if spec.name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer name {spec.name!r}; allowed: {sorted(OPTIMIZERS)}")
+    if spec.schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {spec.schedule!r}; allowed: {sorted(SCHEDULES)}")
+    for flag in ("clip", "weight_decay"):
+        if not isinstance(getattr(spec, flag), (bool, np.bool_)):
+            raise TypeError(f"OptimizerSpec.{flag} must be a bool, got {getattr(spec, flag)!r}")
+    if spec.name == "adamw" and spec.weight_decay:
+        raise ValueError(
+            "OptimizerSpec.weight_decay=True with name='adamw' would decay twice; adamw already has "
+            "decoupled weight decay (use name='adam', weight_decay=True for the same optimizer)"
+        )
+    _check_static_int("steps_per_epoch", spec.steps_per_epoch, minimum=1)
+    _check_static_int("decay_every_epochs", spec.decay_every_epochs, minimum=1)
+    _check_static_int("warmup_steps", spec.warmup_steps, minimum=0)
+    _check_static_int("total_steps", spec.total_steps, minimum=0)
+    if spec.schedule in ("cosine", "warmup_cosine") and spec.total_steps < 1:
+        raise ValueError(f"schedule {spec.schedule!r} needs total_steps >= 1, got {spec.total_steps}")
+    if spec.schedule == "warmup_cosine" and spec.total_steps <= spec.warmup_steps:
+        raise ValueError(
+            "schedule 'warmup_cosine' needs total_steps > warmup_steps (total includes the warm-up), "
+            f"got total_steps={spec.total_steps}, warmup_steps={spec.warmup_steps}"
+        )
+
+
+def hparam_names(spec: OptimizerSpec) -> tuple[str, ...]:
+    """The hyperparameter keys :func:`build` expects for ``spec``, in a fixed order.
+
+    Optimizer keys (:data:`OPTIMIZERS`), then schedule keys (:data:`SCHEDULES`), then
+    ``"clip_norm"`` if ``spec.clip`` and ``"weight_decay"`` if ``spec.weight_decay``.
+    """
+    _validate_spec(spec)
+    names = list(OPTIMIZERS[spec.name]) + list(SCHEDULES[spec.schedule])
+    if spec.clip:
+        names.append("clip_norm")
+    if spec.weight_decay:
+        names.append("weight_decay")
+    return tuple(names)
+
+
+def default_hparams(spec: OptimizerSpec) -> dict[str, float]:
+    """Default values (Python floats) for every key of :func:`hparam_names`.
+
+    learning_rate: 0.1 (sgd, momentum, nesterov, normalized_sgd), 0.01 (adagrad), 1e-3 (rmsprop,
+    adam, adamw); gamma 0.9; b1 0.9; b2 0.999; eps 1e-8 (1e-7 adagrad); decay 0.9;
+    initial_accumulator_value 0.1; decay_rate 0.98 (per_epoch_decay) or 0.1 (step); alpha 0.0;
+    clip_norm 1.0; weight_decay 1e-4.
+    """
+    out: dict[str, float] = {}
+    for k in hparam_names(spec):
+        if k == "learning_rate":
+            out[k] = _DEFAULT_LR[spec.name]
+        elif k == "eps":
+            out[k] = _DEFAULT_EPS[spec.name]
+        elif k == "decay_rate":
+            out[k] = _DEFAULT_DECAY_RATE[spec.schedule]
+        else:
+            out[k] = _DEFAULTS[k]
+    return out
+
+
+def _check_hparam_values(spec: OptimizerSpec, hp: Mapping[str, Any]) -> None:
+    """Range checks for Python-number hyperparameters (arrays / tracers pass through)."""
+    unit_open = dict(low=0.0, high=1.0, high_inclusive=False)
+    rules: dict[str, dict[str, Any]] = {
+        "learning_rate": dict(low=0.0),
+        "gamma": unit_open,
+        "b1": unit_open,
+        "b2": unit_open,
+        "decay": unit_open,
+        "eps": dict(low=0.0, low_inclusive=False),
+        "initial_accumulator_value": dict(low=0.0),
+        "weight_decay": dict(low=0.0),
+        "decay_rate": dict(low=0.0, high=1.0, low_inclusive=False),
+        "alpha": dict(low=0.0, high=1.0),
+        "clip_norm": dict(low=0.0, low_inclusive=False),
+    }
+    for k, v in hp.items():
+        _check_number(k, v, **rules[k])
+
+
+def _check_hparam_keys(spec: OptimizerSpec, hparams: Mapping[str, Any]) -> tuple[str, ...]:
+    names = hparam_names(spec)
+    if not isinstance(hparams, Mapping):
+        raise TypeError(f"hparams must be a mapping of name -> value, got {type(hparams).__name__}")
+    for k in hparams:
+        if k not in names:
+            raise ValueError(
+                f"unknown hyperparameter {k!r} for {spec.name!r} with schedule {spec.schedule!r} "
+                f"(clip={spec.clip}, weight_decay={spec.weight_decay}); allowed keys: {list(names)}"
+            )
+    for k in names:
+        if k not in hparams:
+            raise ValueError(
+                f"missing hyperparameter {k!r} for {spec.name!r} with schedule {spec.schedule!r}; "
+                f"required keys: {list(names)} (start from default_hparams(spec))"
+            )
+    return names
+
+
+def _schedule_from(spec: OptimizerSpec, hp: Mapping[str, Any]) -> ScalarOrSchedule:
+    """The learning rate of ``spec`` as a value or a function of the update count, from ``hp``."""
+    lr = hp["learning_rate"]
+    if spec.schedule == "constant":
+        return lr
+    if spec.schedule == "per_epoch_decay":
+        return exponential_decay(lr, hp["decay_rate"], spec.steps_per_epoch, staircase=True)
+    if spec.schedule == "step":
+        steps = spec.decay_every_epochs * spec.steps_per_epoch
+        return exponential_decay(lr, hp["decay_rate"], steps, staircase=True)
+    if spec.schedule == "cosine":
+        return cosine_decay(lr, spec.total_steps, alpha=hp["alpha"])
+    # warmup_cosine
+    return warmup_cosine(
+        lr, spec.warmup_steps, spec.total_steps, init_value=0.0, end_value=hp["alpha"] * lr
+    )
+
+
+def build_schedule(spec: OptimizerSpec, hparams: Mapping[str, Any]) -> optax.Schedule:
+    """The learning-rate schedule ``count -> eta_count`` that :func:`build` uses.
+
+    ``hparams`` may be the full hyperparameter dict or ``opt_state.hyperparams`` of a built
+    optimizer (e.g. to log the current learning rate: ``build_schedule(spec,
+    state.hyperparams)(step)``). Only the keys the schedule needs are read.
+    """
+    _validate_spec(spec)
+    needed = ("learning_rate",) + SCHEDULES[spec.schedule]
+    for k in needed:
+        if k not in hparams:
+            raise ValueError(f"missing hyperparameter {k!r} for schedule {spec.schedule!r}")
+    sched = _schedule_from(spec, {k: hparams[k] for k in needed})
+    if callable(sched):
+        return sched
+    return lambda count: sched
+
+
+def _direction(spec: OptimizerSpec, hp: Mapping[str, Any]) -> optax.GradientTransformation:
+    """The optimizer's transformation before the learning-rate scaling (optax components)."""
+    name = spec.name
+    if name == "sgd":
+        return optax.identity()
+    if name == "momentum":
+        return optax.trace(decay=hp["gamma"])
+    if name == "nesterov":
+        return trace_nesterov(hp["gamma"])
+    if name == "adagrad":
+        return optax.scale_by_rss(
+            initial_accumulator_value=hp["initial_accumulator_value"], eps=hp["eps"]
+        )
+    if name == "rmsprop":
+        return optax.scale_by_rms(decay=hp["decay"], eps=hp["eps"])
+    if name in ("adam", "adamw"):
+        return scale_by_adam(b1=hp["b1"], b2=hp["b2"], eps=hp["eps"])
+    # normalized_sgd
+    return scale_by_inverse_global_norm(eps=hp["eps"])
+
+
+def _make_factory(spec: OptimizerSpec) -> Callable[..., optax.GradientTransformation]:
+    names = hparam_names(spec)
+
+    def factory(**hp: Any) -> optax.GradientTransformation:
+        parts: list[optax.GradientTransformation] = []
+        if spec.clip:
+            parts.append(clip_by_global_norm(hp["clip_norm"]))
+        parts.append(_direction(spec, hp))
+        if spec.name == "adamw" or spec.weight_decay:
+            parts.append(optax.add_decayed_weights(hp["weight_decay"], spec.weight_decay_mask))
+        parts.append(optax.scale_by_learning_rate(_schedule_from(spec, hp)))
+        return optax.chain(*parts)
+
+    # inject_hyperparams reads the factory's signature to find the hyperparameters.
+    factory.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in names]
+    )
+    factory.__name__ = f"jtricks_{spec.name}_{spec.schedule}"
+    return factory
+
+
+def build(
+    spec: OptimizerSpec, hparams: Mapping[str, jax.typing.ArrayLike]
+) -> optax.GradientTransformationExtraArgs:
+    """Build the optimizer of ``spec`` with its numeric hyperparameters injected as arrays.
+
+    The result is ``optax.inject_hyperparams(factory)(**hparams)`` where ``factory`` chains::
+
+        [clip_by_global_norm(clip_norm)]          if spec.clip
+        direction                                 sgd: identity; momentum / nesterov: optax.trace(gamma);
+                                                  adagrad: optax.scale_by_rss; rmsprop: optax.scale_by_rms;
+                                                  adam / adamw: scale_by_adam; normalized_sgd:
+                                                  scale_by_inverse_global_norm
+        [add_decayed_weights(weight_decay, mask)] if adamw or spec.weight_decay
+        scale_by_learning_rate(schedule(count))   schedule from spec.schedule and the hparams
+
+    Every value in ``hparams`` (see :func:`hparam_names` / :func:`default_hparams`) is stored as an
+    array in ``opt_state.hyperparams`` and read back at each update, including the schedule's own
+    parameters (base ``learning_rate``, ``decay_rate``, ``alpha``): the schedule is rebuilt from them
+    inside the update as a function of its own step count. So ``jax.vmap`` over a dict of stacked
+    hyperparameters runs a population in one program, and a new value never recompiles. Changing
+    ``opt_state.hyperparams[k]`` between steps changes the optimizer from then on.
+
+    With a constant schedule the update is step for step that of the public optimizer of the same
+    name (:func:`sgd`, :func:`momentum`, ..., which equal ``optax.sgd``, ``optax.adagrad``,
+    ``optax.rmsprop`` exactly and ``optax.adam`` / ``optax.adamw`` to float32 rounding).
+
+    Population = vmap: on CPU, ``jax.vmap`` over stacked hyperparameters gives members that are
+    bit-identical to runs with each value alone (passed as a 0-d float32 array) for sgd, momentum,
+    nesterov and adam / adamw with any schedule and clipping (tested); the numerics are written for
+    that (see the module docstring). A gradient computed by a reduction or a matmul inside the same
+    program can itself differ by an ulp under vmap; that is outside the optimizer.
+
+    Args:
+      spec: the static structure.
+      hparams: exactly the keys of ``hparam_names(spec)``; values are Python numbers (validated,
+        stored in the parameters' dtype), 0-d arrays or tracers (not validated).
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``; its ``update`` needs ``params`` when weight
+      decay is on.
+
+    Raises:
+      ValueError: unknown key, missing key, or a Python-number value out of range (the message
+        names the key and the allowed keys / range).
+    """
+    _validate_spec(spec)
+    _check_hparam_keys(spec, hparams)
+    _check_hparam_values(spec, hparams)
+    values: dict[str, Any] = {}
+    for k in hparam_names(spec):
+        v = hparams[k]
+        if callable(v) or isinstance(v, (str, bytes)):
+            raise TypeError(f"hyperparameter {k!r} must be a number or an array, got {v!r}")
+        # Python / numpy numbers become Python floats: inject_hyperparams stores them in the
+        # parameters' dtype. Arrays and tracers are stored as given.
+        values[k] = float(v) if _is_python_number(v) else v
+    return optax.inject_hyperparams(_make_factory(spec))(**values)
