@@ -33,6 +33,7 @@ import numpy as np
 import jtricks
 from jtricks import data as jdata
 from jtricks import experiment as jexp
+from jtricks import numerics as jnum
 from jtricks import report as jreport
 from jtricks import train as jtrain
 from jtricks.keys import seed_key
@@ -142,7 +143,7 @@ class _GroupPrograms:
         c = counter.wrap
         self.init = jax.jit(c(f"{tag}/init", jax.vmap(lambda k, hp: jtrain.init_state(config, k, hp, input_shape))))
         if self.mode == "scan":
-            self.epoch = jax.jit(c(f"{tag}/epoch", jax.vmap(jtrain.make_epoch(config, data))), donate_argnums=0)
+            self.epoch = jax.jit(c(f"{tag}/epoch", jax.vmap(jtrain.make_epoch(config), in_axes=(0, None))), donate_argnums=0)
         else:
             lf = jtrain.make_loop_functions(config, data)
             self.lf = lf
@@ -152,22 +153,23 @@ class _GroupPrograms:
             )
             self.early_stop = jax.jit(c(f"{tag}/early_stop", jax.vmap(lf.early_stop)))
             self.average = jax.jit(c(f"{tag}/average", jax.vmap(lf.average)))
-            self.chunk_sums = jax.jit(c(f"{tag}/eval", jax.vmap(lf.chunk_sums, in_axes=(0, 0, None, None, None))))
+            self.chunk_sums = jax.jit(c(f"{tag}/eval", jax.vmap(lf.chunk_sums, in_axes=(0, 0, 0, None, None, None))))
             self.finish = jax.jit(c(f"{tag}/finish", jax.vmap(lf.finish)))
 
     # host-loop execution of one epoch (same math as make_epoch)
-    def _evaluate(self, params: Any, mstate: Any, x: jax.Array, y: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def _evaluate(self, params: Any, mstate: Any, one: jax.Array, x: jax.Array, y: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
         ch = self.lf.chunk
-        total = None
-        for i in range(x.shape[0] // ch):
-            s = self.chunk_sums(params, mstate, x[i * ch : (i + 1) * ch], y[i * ch : (i + 1) * ch], mask[i * ch : (i + 1) * ch])
-            total = s if total is None else total + s
-        n = jnp.sum(mask.astype(jnp.float32))
-        return total[:, 0] / n, total[:, 1] / n
+        sums = [
+            self.chunk_sums(params, mstate, one, x[i * ch : (i + 1) * ch], y[i * ch : (i + 1) * ch], mask[i * ch : (i + 1) * ch])
+            for i in range(x.shape[0] // ch)
+        ]
+        total = jnum.pairwise_sum(jnp.stack(sums), 0)  # (members, 2): same association as the scan mode
+        inv_n = 1.0 / jnum.pairwise_sum(mask.astype(jnp.float32))
+        return total[:, 0] * inv_n, total[:, 1] * inv_n
 
     def run_epoch(self, state: jtrain.TrainState) -> tuple[jtrain.TrainState, dict]:
         if self.mode == "scan":
-            return self.epoch(state)
+            return self.epoch(state, self.data)
         d = self.data
         idx = self.indices(state)
         step_metrics = []
@@ -177,14 +179,14 @@ class _GroupPrograms:
         sm = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs, axis=1), *step_metrics)
         cfg = self.config
         if cfg.early_stopping:
-            vl, _ = self._evaluate(state.params, state.model_state, d.x_val, d.y_val, d.val_mask)
+            vl, _ = self._evaluate(state.params, state.model_state, state.one, d.x_val, d.y_val, d.val_mask)
             state = self.early_stop(state, vl)
         state, avg_params = self.average(state)
         evals: dict[str, jax.Array] = {}
         targets = [("", state.params)] + ([("avg_", avg_params)] if cfg.averaging else [])
         for prefix, params in targets:
             for split, x, y, m in (("val", d.x_val, d.y_val, d.val_mask), ("test", d.x_test, d.y_test, d.test_mask)):
-                loss, acc = self._evaluate(params, state.model_state, x, y, m)
+                loss, acc = self._evaluate(params, state.model_state, state.one, x, y, m)
                 evals[f"{prefix}{split}_loss"], evals[f"{prefix}{split}_acc"] = loss, acc
         return self.finish(state, sm, evals)
 

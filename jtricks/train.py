@@ -35,6 +35,7 @@ import optax
 from jtricks import data as jdata
 from jtricks import diagnostics as jdiag
 from jtricks import optim as joptim
+from jtricks import numerics as jnum
 from jtricks import regularize as jreg
 from jtricks.keys import key_for
 
@@ -145,7 +146,10 @@ class TrainConfig:
 class TrainState(NamedTuple):
     """Everything one member carries from step to step (a pytree; stack it for a population).
 
-    ``diverged_epoch`` / ``stopped_epoch`` are -1 until the member diverges / stops early (1-based epoch).
+    ``diverged_epoch`` is -1 until the member diverges (1-based epoch). ``one`` is a per-member float32
+    ``1.0``: evaluation multiplies the shared evaluation inputs by it, which gives them the population axis,
+    so XLA computes each member's first-layer products exactly as in a standalone run (a product of
+    *unbatched* inputs with batched weights was measured to round differently for some shapes).
     """
 
     step: jax.Array
@@ -158,6 +162,7 @@ class TrainState(NamedTuple):
     averaging: Any
     early: Any
     diverged_epoch: jax.Array
+    one: jax.Array
 
 
 class DeviceData(NamedTuple):
@@ -247,6 +252,8 @@ def validate_hparams(config: TrainConfig, hparams: Mapping[str, Any]) -> dict[st
                 raise ValueError(f"hyperparameter {name!r} must be >= 0, got {v}")
             if name == "ema_decay" and not 0.0 <= v < 1.0:
                 raise ValueError(f"hyperparameter 'ema_decay' must be in [0, 1), got {v}")
+    # the optimizer builder validates its own Python-number hyperparameters (nothing is compiled here)
+    joptim.build(config.optimizer, {k: full[k] for k in joptim.hparam_names(config.optimizer)})
     return full
 
 
@@ -284,6 +291,9 @@ def init_state(config: TrainConfig, key: jax.Array, hparams: Mapping[str, Any], 
         averaging=avg,
         early=early,
         diverged_epoch=jnp.full((), -1, jnp.int32),
+        # 1.0, but computed from member data so that XLA can neither constant-fold it nor drop its
+        # population axis (0·lr is not foldable in IEEE arithmetic; lr is finite for any run that trains)
+        one=jnp.float32(1.0) + jnp.float32(0.0) * hp["learning_rate"],
     )
 
 
@@ -300,11 +310,11 @@ def loss_fn(
     """Training objective ``mean CE(softmax(f(x)), y) + λ·½Σ‖W‖²`` → (loss, (new_model_state, ce, accuracy))."""
     model_hp = {"dropout_rate": hparams["dropout_rate"]} if config.dropout else None
     logits, new_state = config.model.apply(params, model_state, x, key=key, train=True, hparams=model_hp)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    ce = jnum.mean(jnum.softmax_cross_entropy(logits, y))
     loss = ce
     if config.l2:
         loss = loss + hparams["l2"] * jreg.l2_penalty(params, jreg.decay_mask(params))
-    acc = jnp.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32))
+    acc = jnum.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32))
     return loss, (new_state, ce, acc)
 
 
@@ -337,7 +347,7 @@ def make_train_step(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax
         (loss, (new_mstate, ce, acc)), grads = grad_fn(
             config, state.params, state.model_state, x, y, key=dkey, hparams=state.hparams
         )
-        gnorm = optax.global_norm(grads)
+        gnorm = jnum.global_norm(grads)
         tx = _build_tx(config, state.hparams)
         updates, new_opt = tx.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
@@ -365,27 +375,29 @@ def make_train_step(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax
 
 
 def make_evaluate(config: TrainConfig, chunk: int) -> Callable[..., tuple[jax.Array, jax.Array]]:
-    """``evaluate(params, model_state, x, y, mask) -> (mean loss, accuracy)`` over fixed-size chunks.
+    """``evaluate(params, model_state, one, x, y, mask) -> (mean loss, accuracy)`` over fixed-size chunks.
+
+    ``one`` is the member's ``TrainState.one`` (see :class:`TrainState`).
 
     ``x`` is padded to a multiple of ``chunk`` (see :func:`device_data`); padded rows are masked out, so
     every split compiles to one chunk shape. Eval mode: dropout off, batch norm on running statistics.
     """
 
-    def chunk_sums(params: Any, model_state: Any, x: jax.Array, y: jax.Array, m: jax.Array) -> jax.Array:
-        logits, _ = config.model.apply(params, model_state, x, key=None, train=False, hparams=None)
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    def chunk_sums(params: Any, model_state: Any, one: jax.Array, x: jax.Array, y: jax.Array, m: jax.Array) -> jax.Array:
+        logits, _ = config.model.apply(params, model_state, x * one.astype(x.dtype), key=None, train=False, hparams=None)
+        ce = jnum.softmax_cross_entropy(logits, y)
         correct = (jnp.argmax(logits, -1) == y).astype(jnp.float32)
         mf = m.astype(jnp.float32)
-        return jnp.stack([jnp.sum(ce * mf), jnp.sum(correct * mf)])
+        return jnp.stack([jnum.pairwise_sum(ce * mf), jnum.pairwise_sum(correct * mf)])
 
-    def evaluate(params: Any, model_state: Any, x: jax.Array, y: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def evaluate(params: Any, model_state: Any, one: jax.Array, x: jax.Array, y: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
         n_chunks = x.shape[0] // chunk
         xs = x.reshape((n_chunks, chunk) + x.shape[1:])
         ys = y.reshape((n_chunks, chunk))
         ms = mask.reshape((n_chunks, chunk))
-        sums = jax.lax.map(lambda c: chunk_sums(params, model_state, *c), (xs, ys, ms)).sum(0)
-        n = jnp.sum(mask.astype(jnp.float32))
-        return sums[0] / n, sums[1] / n
+        sums = jnum.pairwise_sum(jax.lax.map(lambda c: chunk_sums(params, model_state, one, *c), (xs, ys, ms)), 0)
+        inv_n = 1.0 / jnum.pairwise_sum(mask.astype(jnp.float32))
+        return sums[0] * inv_n, sums[1] * inv_n
 
     evaluate.chunk_sums = chunk_sums  # type: ignore[attr-defined]  # used by the host-loop execution
     return evaluate
@@ -455,13 +467,13 @@ def _finish_epoch(
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """Per-epoch metrics (train means over the epoch's steps + evaluations); NaN once diverged."""
     out: dict[str, jax.Array] = {
-        "train_loss": jnp.mean(step_metrics["ce"]),
-        "train_acc": jnp.mean(step_metrics["acc"]),
-        "grad_norm": jnp.mean(step_metrics["grad_norm"]),
+        "train_loss": jnum.mean(step_metrics["ce"]),
+        "train_acc": jnum.mean(step_metrics["acc"]),
+        "grad_norm": jnum.mean(step_metrics["grad_norm"]),
     }
     for k, v in step_metrics.items():
         if k.startswith("grad_norm/"):
-            out[k] = jnp.mean(v)
+            out[k] = jnum.mean(v)
     out.update(evals)
     diverged = state.diverged_epoch >= 0
     out = {k: _nan_if(diverged, v) for k, v in out.items()}
@@ -476,7 +488,7 @@ def _evaluations(
     targets = [("", state.params)] + ([("avg_", avg_params)] if config.averaging else [])
     for prefix, params in targets:
         for split, x, y, m in (("val", data.x_val, data.y_val, data.val_mask), ("test", data.x_test, data.y_test, data.test_mask)):
-            loss, acc = evaluate(params, state.model_state, x, y, m)
+            loss, acc = evaluate(params, state.model_state, state.one, x, y, m)
             evals[f"{prefix}{split}_loss"], evals[f"{prefix}{split}_acc"] = loss, acc
     return evals
 
@@ -490,7 +502,8 @@ def _end_of_epoch(
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """Close an epoch inside one program: early stopping, SWA, evaluation, metrics."""
     if config.early_stopping:
-        state = _early_stop(config, state, evaluate(state.params, state.model_state, data.x_val, data.y_val, data.val_mask)[0])
+        vloss = evaluate(state.params, state.model_state, state.one, data.x_val, data.y_val, data.val_mask)[0]
+        state = _early_stop(config, state, vloss)
     state, avg_params = _average(config, state)
     return _finish_epoch(config, state, step_metrics, _evaluations(config, evaluate, data, state, avg_params))
 
@@ -500,17 +513,18 @@ def _current_lr(config: TrainConfig, state: TrainState) -> jax.Array:
     return jnp.asarray(joptim.build_schedule(config.optimizer, state.hparams)(state.step), jnp.float32)
 
 
-def make_epoch(config: TrainConfig, data: DeviceData) -> Callable[[TrainState], tuple[TrainState, dict[str, jax.Array]]]:
+def make_epoch(config: TrainConfig) -> Callable[[TrainState, DeviceData], tuple[TrainState, dict[str, jax.Array]]]:
     """One epoch as a pure function: ``lax.scan`` over the epoch's batches, then evaluation.
 
-    ``epoch(state) -> (state, metrics)`` where metrics are per-epoch scalars (train_loss, train_acc,
-    grad_norm, val_loss, val_acc, test_loss, test_acc, lr, and avg_* with averaging).
+    ``epoch(state, data) -> (state, metrics)`` where metrics are per-epoch scalars (train_loss, train_acc,
+    grad_norm, val_loss, val_acc, test_loss, test_acc, lr, and avg_* with averaging). ``data`` is an
+    argument (not a closure constant), shared by a population: ``jax.vmap(epoch, in_axes=(0, None))``.
     """
-    num_train = int(data.x_train.shape[0])
     step = make_train_step(config)
-    evaluate = make_evaluate(config, _eval_chunk(config, data))
 
-    def epoch_fn(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
+    def epoch_fn(state: TrainState, data: DeviceData) -> tuple[TrainState, dict[str, jax.Array]]:
+        num_train = int(data.x_train.shape[0])
+        evaluate = make_evaluate(config, _eval_chunk(config, data))
         idx = _epoch_indices(config, state, num_train)
 
         def body(s: TrainState, bidx: jax.Array) -> tuple[TrainState, dict]:
@@ -541,12 +555,12 @@ def make_train(config: TrainConfig, data: DeviceData) -> Callable[[jax.Array, Ma
     experiment runner (:mod:`jtricks.experiment`) uses the same pieces but keeps the epoch loop on the host
     for progress, checkpoints and resume; both give the same numbers.
     """
-    epoch_fn = make_epoch(config, data)
+    epoch_fn = make_epoch(config)
     input_shape = tuple(data.x_train.shape[1:])
 
     def train(key: jax.Array, hparams: Mapping[str, Any]) -> tuple[TrainState, dict]:
         state = init_state(config, key, hparams, input_shape)
-        return jax.lax.scan(lambda s, _: epoch_fn(s), state, None, length=config.epochs)
+        return jax.lax.scan(lambda s, _: epoch_fn(s, data), state, None, length=config.epochs)
 
     return train
 

@@ -1,0 +1,7 @@
+"""``python -m jtricks``: see :mod:`jtricks.cli`."""
+
+import sys
+
+from jtricks.cli import main
+
+sys.exit(main())
