@@ -40,6 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jtricks import numerics as jnum
+
 __all__ = [
     "decay_mask",
     "l2_penalty",
@@ -165,10 +167,10 @@ def _masked_sum(params: PyTree, mask: Any, fn: str, term: Callable[[jax.Array], 
             if not m:
                 continue  # statically excluded
             w = jnp.asarray(w)
-            total = total + jnp.sum(term(w.astype(_float_dtype(w))))
+            total = total + jnum.pairwise_sum(term(w.astype(_float_dtype(w))))
         else:  # an array mask: a (traced) scalar switch or an elementwise mask
             w = jnp.asarray(w)
-            total = total + jnp.sum(jnp.where(m, term(w.astype(_float_dtype(w))), 0.0))
+            total = total + jnum.pairwise_sum(jnp.where(m, term(w.astype(_float_dtype(w))), 0.0))
     return total
 
 
