@@ -419,7 +419,10 @@ def run(
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=repr) + "\n")
         jreport.write_summary(out, summary, title=f"{exp.name}: {exp.description}".strip(": "))
         if plot:
-            jreport.plot_curves(out / "curves.png", metric_rows, title=exp.name)
+            panels = tuple(dict.fromkeys([*exp.metrics, "train_loss", "val_acc"]))
+            jreport.plot_curves(
+                out / "curves.png", metric_rows, metrics=panels, title=exp.name, member_rows=member_rows, arms=arm_dicts
+            )
         if checkpoint and (out / "checkpoints").exists():
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return RunResult(out, arms, metric_rows, member_rows, summary, compiles, wall, final_states)
