@@ -69,6 +69,9 @@ class Experiment:
       model, model_kwargs: a name of :func:`jtricks.models.get` and its static arguments.
       optimizer, schedule, clip, weight_decay: the optimizer's structure (:class:`jtricks.optim.OptimizerSpec`).
       l2, early_stopping, averaging, execution, eval_batch_size, diagnostics: see :class:`jtricks.train.TrainConfig`.
+      population: how the host-loop execution maps a step over the members: ``"vmap"``, ``"unroll"``
+        (members one after another in one program) or ``"auto"`` (:func:`jtricks.population.resolve_strategy`:
+        unroll for convolutional models on CPU, vmap otherwise).
       epochs, batch_size: training length and batch size.
       hparams: fixed numeric hyperparameters (defaults filled from the optimizer and the engine).
       grid: factor → list of values (the Cartesian product is taken).
@@ -98,6 +101,7 @@ class Experiment:
     early_stopping: bool = False
     averaging: str | None = None
     execution: str = "auto"
+    population: str = "auto"
     eval_batch_size: int = 1000
     diagnostics: bool = False
     epochs: int = 10
@@ -128,6 +132,7 @@ STATIC_FIELDS: frozenset[str] = frozenset(
         "early_stopping",
         "averaging",
         "execution",
+        "population",
         "batch_size",
         "diagnostics",
     }
@@ -270,6 +275,7 @@ def build_config(exp: Experiment, model: Any, num_train: int, *, dropout: bool |
 
 _DATASETS = ("mnist1d", "digits", "fashion_mnist", "mnist")
 _PREPROCESS = ("raw", "unit", "symmetric", "standardize")
+_POPULATION = ("auto", "vmap", "unroll")
 
 
 def validate(exp: Experiment) -> list[Arm]:
@@ -295,6 +301,8 @@ def validate(exp: Experiment) -> list[Arm]:
             raise ValueError(f"'dataset' must be one of {list(_DATASETS)}, got {e.dataset!r} (arm {arm.name!r})")
         if e.preprocess not in _PREPROCESS:
             raise ValueError(f"'preprocess' must be one of {list(_PREPROCESS)}, got {e.preprocess!r} (arm {arm.name!r})")
+        if e.population not in _POPULATION:
+            raise ValueError(f"'population' must be one of {list(_POPULATION)}, got {e.population!r} (arm {arm.name!r})")
         if e.n_train is not None and (not isinstance(e.n_train, int) or e.n_train <= 0):
             raise ValueError(f"'n_train' must be a positive int or None, got {e.n_train!r}")
         for field in ("epochs", "batch_size"):

@@ -34,6 +34,7 @@ import jtricks
 from jtricks import data as jdata
 from jtricks import experiment as jexp
 from jtricks import numerics as jnum
+from jtricks import population as jpop
 from jtricks import report as jreport
 from jtricks import train as jtrain
 from jtricks.keys import seed_key
@@ -135,7 +136,16 @@ class _Counter:
 class _GroupPrograms:
     """The jitted, vmapped programs of one static configuration (created once, reused by every chunk)."""
 
-    def __init__(self, config: jtrain.TrainConfig, data: jtrain.DeviceData, input_shape: tuple[int, ...], counter: _Counter, tag: str, sharding: Any) -> None:
+    def __init__(
+        self,
+        config: jtrain.TrainConfig,
+        data: jtrain.DeviceData,
+        input_shape: tuple[int, ...],
+        counter: _Counter,
+        tag: str,
+        sharding: Any,
+        population: str = "auto",
+    ) -> None:
         self.config = config
         self.data = data
         self.mode = jtrain.resolve_execution(config)
@@ -148,12 +158,17 @@ class _GroupPrograms:
             lf = jtrain.make_loop_functions(config, data)
             self.lf = lf
             self.indices = jax.jit(c(f"{tag}/indices", jax.vmap(lf.indices)))
+            # convolutional steps: members unrolled one after another on CPU (vmap makes grouped convolutions,
+            # slower and not bit-identical there); see jtricks.population and docs/performance.md
+            pmap_kw = dict(strategy=population, model=getattr(config.model, "name", None))
             self.step = jax.jit(
-                c(f"{tag}/step", jax.vmap(lf.step, in_axes=(0, None, None, 0))), donate_argnums=0
+                c(f"{tag}/step", jpop.population_map(lf.step, in_axes=(0, None, None, 0), **pmap_kw)), donate_argnums=0
             )
             self.early_stop = jax.jit(c(f"{tag}/early_stop", jax.vmap(lf.early_stop)))
             self.average = jax.jit(c(f"{tag}/average", jax.vmap(lf.average)))
-            self.chunk_sums = jax.jit(c(f"{tag}/eval", jax.vmap(lf.chunk_sums, in_axes=(0, 0, 0, None, None, None))))
+            self.chunk_sums = jax.jit(
+                c(f"{tag}/eval", jpop.population_map(lf.chunk_sums, in_axes=(0, 0, 0, None, None, None), **pmap_kw))
+            )
             self.finish = jax.jit(c(f"{tag}/finish", jax.vmap(lf.finish)))
 
     # host-loop execution of one epoch (same math as make_epoch)
@@ -363,7 +378,7 @@ def run(
         )
         names = config.hparam_names()
         sharding = _population_sharding(size)
-        progs = _GroupPrograms(config, ddata, input_shape, counter, f"group{gi}", sharding)
+        progs = _GroupPrograms(config, ddata, input_shape, counter, f"group{gi}", sharding, e0.population)
         for ci, chunk in enumerate(chunks):
             padded = list(chunk) + [chunk[0]] * (size - len(chunk))
             keys = jnp.stack([seed_key(s) for _, s in padded])

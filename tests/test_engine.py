@@ -310,3 +310,17 @@ def test_population_sharded_over_four_host_devices_matches(tmp_path):
     a = (tmp_path / "one" / "metrics.csv").read_text().splitlines()
     b = (tmp_path / "four" / "metrics.csv").read_text().splitlines()
     assert a == b
+
+
+def test_cnn_population_members_equal_standalone_runs_bitwise():
+    """Convolutional steps run members unrolled on CPU (population='auto'), so they too are bit-identical."""
+    exp = small_exp(
+        model="cnn", model_kwargs={"widths": (4, 8), "padding": "SAME"}, n_train=256, batch_size=32,
+        grid={"dropout_rate": [0.0, 0.5]}, hparams={"learning_rate": 3e-3}, epochs=2,
+    )
+    pop = runner.run(exp, progress=False)
+    assert all(c == 1 for c in pop.compiles.values()), pop.compiles
+    for seed in (0, 1):
+        alone = runner.run(dataclasses.replace(exp, grid={"dropout_rate": [0.5]}, seeds=1, seed_offset=seed), progress=False)
+        mine = [r for r in pop.metric_rows if r["arm"] == "dropout_rate=0.5" and r["seed"] == seed]
+        assert mine == alone.metric_rows
