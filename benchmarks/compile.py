@@ -1,0 +1,121 @@
+"""Benchmark 4 (``compile``): compile times, and the number of compilations of a grid.
+
+* Step compile time: ``jax.jit(step).lower(...)`` (trace + lower) and ``.compile()`` (XLA), for the
+  MLP (case a), the MLP with batch norm + dropout (b) and the notebook CNN (c); and for the CNN
+  population program of ``population_map(strategy="unroll")`` at S = 4 and 16 (its program grows
+  with S) against ``vmap``.
+* Grid: ``jtricks.runner.run`` of the MNIST-1D MLP with 3 learning rates × 4 dropout rates × 8 seeds
+  (96 members, one static configuration): wall time of the whole run (1 epoch, so it is mostly
+  compilation) and ``RunResult.compiles`` (must be 1 per function).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import models_ref as ref
+
+
+def step_compile_time(case: str, *, population: int | None = None, strategy: str = "vmap") -> dict[str, float]:
+    """Seconds to trace+lower and to XLA-compile the jtricks step of ``case`` (optionally a population)."""
+    from benchmarks import step as bstep
+    from jtricks import population as jpop
+    from jtricks import train
+
+    config = bstep.jtricks_config(case)
+    c = ref.CASES[case]
+    hp = train.as_arrays(train.validate_hparams(config, {"learning_rate": 1e-3}))
+    step = train.make_train_step(config)
+    x, y = ref.synthetic_data(case, 2)
+    if population is None:
+        state = train.init_state(config, jax.random.PRNGKey(0), hp, c["input"])
+        fn = jax.jit(step, donate_argnums=0)
+        idx = jnp.arange(c["batch"], dtype=jnp.int32)
+    else:
+        S = population
+        state = jax.vmap(lambda k, h: train.init_state(config, k, h, c["input"]))(
+            jnp.stack([jax.random.PRNGKey(i) for i in range(S)]), {k: jnp.broadcast_to(v, (S,)) for k, v in hp.items()})
+        fn = jax.jit(jpop.population_map(step, strategy=strategy, in_axes=(0, None, None, 0)), donate_argnums=0)
+        idx = jnp.zeros((S, c["batch"]), jnp.int32)
+    t0 = time.perf_counter()
+    lowered = fn.lower(state, jnp.asarray(x), jnp.asarray(y), idx)
+    t1 = time.perf_counter()
+    lowered.compile()
+    t2 = time.perf_counter()
+    return {"trace_lower_s": round(t1 - t0, 3), "compile_s": round(t2 - t1, 3), "total_s": round(t2 - t0, 3)}
+
+
+def grid_compiles(*, model: str = "mlp", seeds: int = 8) -> dict[str, Any]:
+    """Run a 3 lr × 4 dropout × ``seeds`` grid for 1 epoch with ``jtricks.runner.run``; count compilations."""
+    from jtricks import experiment as jexp
+    from jtricks import runner
+
+    try:
+        import mnist1d  # noqa: F401
+
+        dataset = "mnist1d"
+    except ImportError:  # e.g. a GPU image without the package: the same grid on scikit-learn's digits
+        dataset = "digits"
+    if model == "mlp":
+        exp = jexp.Experiment(name="bench_grid", dataset=dataset, model="mlp", model_kwargs={"widths": (100, 100)},
+                              optimizer="adam", epochs=1, batch_size=100, n_val=500, seeds=seeds,
+                              grid={"learning_rate": [1e-3, 3e-3, 1e-2], "dropout_rate": [0.0, 0.2, 0.5, 0.8]})
+    else:
+        exp = jexp.Experiment(name="bench_grid_cnn", dataset="fashion_mnist", preprocess="unit", model="cnn",
+                              optimizer="adam", epochs=1, batch_size=64, n_train=640, n_val=500, seeds=seeds,
+                              eval_batch_size=500,
+                              grid={"learning_rate": [1e-3, 3e-3, 1e-2], "dropout_rate": [0.0, 0.2, 0.5, 0.8]})
+    t0 = time.perf_counter()
+    res = runner.run(exp, progress=False, plot=False, checkpoint=False)
+    wall = time.perf_counter() - t0
+    members = len(res.member_rows)
+    return {
+        "model": model,
+        "dataset": exp.dataset,
+        "grid": "3 learning rates x 4 dropout rates x %d seeds" % seeds,
+        "members": members,
+        "static_configurations": len({k.split("/")[0] for k in res.compiles}),
+        "compiles": dict(res.compiles),
+        "one_per_function": all(v == 1 for v in res.compiles.values()),
+        "wall_s_1_epoch": round(wall, 2),
+    }
+
+
+def run_compile(*, quick: bool, verbose: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {"steps": {}, "cnn_population": {}, "grids": []}
+    for case in (("mlp", "cnn") if quick else tuple(ref.CASES)):
+        out["steps"][case] = step_compile_time(case)
+        if verbose:
+            print(f"[compile] {case} step: {out['steps'][case]}", flush=True)
+    sizes = () if quick else (4, 16)  # quick: the CNN population's first-call time is in `population`
+    for S in sizes:
+        for strategy in ("vmap", "unroll"):
+            out["cnn_population"][f"{strategy} S={S}"] = step_compile_time("cnn", population=S, strategy=strategy)
+            if verbose:
+                print(f"[compile] cnn population {strategy} S={S}: {out['cnn_population'][f'{strategy} S={S}']}", flush=True)
+    out["grids"].append(grid_compiles(model="mlp", seeds=8))
+    # (a CNN grid compiles the same way, one program per function; it is left out because its 1-epoch wall
+    # time is dominated by evaluating 10,000 test images per member, not by compilation)
+    if verbose:
+        for g in out["grids"]:
+            print(f"[compile] grid {g['model']} ({g['grid']}, {g['members']} members): compiles {g['compiles']}, "
+                  f"{g['wall_s_1_epoch']} s for 1 epoch", flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    print(json.dumps(run_compile(quick=args.quick)))
+
+
+if __name__ == "__main__":
+    main()
