@@ -197,12 +197,7 @@ class _GroupPrograms:
             vl, _ = self._evaluate(state.params, state.model_state, state.one, d.x_val, d.y_val, d.val_mask)
             state = self.early_stop(state, vl)
         state, avg_params = self.average(state)
-        evals: dict[str, jax.Array] = {}
-        targets = [("", state.params)] + ([("avg_", avg_params)] if cfg.averaging else [])
-        for prefix, params in targets:
-            for split, x, y, m in (("val", d.x_val, d.y_val, d.val_mask), ("test", d.x_test, d.y_test, d.test_mask)):
-                loss, acc = self._evaluate(params, state.model_state, state.one, x, y, m)
-                evals[f"{prefix}{split}_loss"], evals[f"{prefix}{split}_acc"] = loss, acc
+        evals = jtrain.evaluations(cfg, self._evaluate, d, state, avg_params)
         return self.finish(state, sm, evals)
 
 

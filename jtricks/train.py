@@ -51,6 +51,7 @@ __all__ = [
     "loss_fn",
     "make_train_step",
     "make_evaluate",
+    "evaluations",
     "make_epoch",
     "make_train",
     "resolve_execution",
@@ -481,9 +482,10 @@ def _finish_epoch(
     return state._replace(epoch=state.epoch + 1), out
 
 
-def _evaluations(
+def evaluations(
     config: TrainConfig, evaluate: Callable[..., tuple[jax.Array, jax.Array]], data: DeviceData, state: TrainState, avg_params: Any
 ) -> dict[str, jax.Array]:
+    """``{val,test}_{loss,acc}`` (and ``avg_*`` for the averaged params) with ``evaluate`` (in-program or host loop)."""
     evals: dict[str, jax.Array] = {}
     targets = [("", state.params)] + ([("avg_", avg_params)] if config.averaging else [])
     for prefix, params in targets:
@@ -505,7 +507,7 @@ def _end_of_epoch(
         vloss = evaluate(state.params, state.model_state, state.one, data.x_val, data.y_val, data.val_mask)[0]
         state = _early_stop(config, state, vloss)
     state, avg_params = _average(config, state)
-    return _finish_epoch(config, state, step_metrics, _evaluations(config, evaluate, data, state, avg_params))
+    return _finish_epoch(config, state, step_metrics, evaluations(config, evaluate, data, state, avg_params))
 
 
 def _current_lr(config: TrainConfig, state: TrainState) -> jax.Array:
