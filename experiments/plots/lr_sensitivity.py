@@ -1,0 +1,198 @@
+"""Best learning rate and learning-rate sensitivity of each arm group of a results folder.
+
+Arms named ``"<group>,learning_rate=<lr>"`` (a grid over ``learning_rate`` crossed with anything
+else: optimizers, preprocessing, batch norm, clipping, schedules) are grouped by ``<group>``. For
+each group and learning rate, the final value of ``--metric`` over seeds (mean, 95% t-CI, diverged
+members) and the paired difference to the ``--baseline`` group *at the same learning rate*; then
+per group the best learning rate (highest mean final ``--select`` metric, the validation accuracy by
+default, so the test set does not choose it) and the paired difference to the baseline group at ITS
+best learning rate. Diverged members (non-finite values) are excluded and counted.
+
+Writes ``lr_sensitivity.md`` and ``lr_sensitivity.png`` (final metric vs learning rate with CI
+bands; mean validation curves at each group's best learning rate) into ``--out``::
+
+    python experiments/plots/lr_sensitivity.py runs/optimizers --baseline optimizer=sgd --out docs/results/optimizers
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from jtricks import report, stats
+
+_LR = re.compile(r"(^|,)learning_rate=([^,]+)")
+
+
+def split_arm(arm: str) -> tuple[str, float]:
+    """``"optimizer=adam,learning_rate=0.001"`` -> ``("optimizer=adam", 0.001)``."""
+    m = _LR.search(arm)
+    if m is None:
+        raise ValueError(f"arm {arm!r} has no 'learning_rate=' factor")
+    group = (arm[: m.start()] + arm[m.end():]).strip(",") or "baseline"
+    return group, float(m.group(2))
+
+
+def load(run_dir: str | Path) -> tuple[dict, set, list[str]]:
+    """``values[(arm, metric)][seed] = {epoch: value}``, the diverged (arm, seed) pairs, arm order."""
+    run_dir = Path(run_dir)
+    rows = report.read_metrics_csv(run_dir / "metrics.csv")
+    members = report.read_members_csv(run_dir / "members.csv") if (run_dir / "members.csv").is_file() else []
+    diverged = {(m["arm"], m["seed"]) for m in members if m["diverged_epoch"] >= 0}
+    values: dict = {}
+    order: list[str] = []
+    for r in rows:
+        values.setdefault((r["arm"], r["metric"]), {}).setdefault(r["seed"], {})[r["epoch"]] = r["value"]
+        if r["arm"] not in order:
+            order.append(r["arm"])
+    return values, diverged, order
+
+
+def finals(values: dict, diverged: set, arm: str, metric: str, seeds: Sequence[int]) -> np.ndarray:
+    """Final value per seed (NaN for a diverged member or a non-finite value)."""
+    per = values.get((arm, metric), {})
+    out = []
+    for s in seeds:
+        curve = per.get(s)
+        v = curve[max(curve)] if curve else math.nan
+        out.append(math.nan if (arm, s) in diverged or not math.isfinite(v) else v)
+    return np.asarray(out, dtype=float)
+
+
+def analyse(run_dir: str | Path, *, metric: str = "test_acc", select: str = "val_acc", baseline: str | None = None) -> dict:
+    """The numbers behind the table: per group and learning rate, and per group at its best learning rate."""
+    values, diverged, order = load(run_dir)
+    seeds = sorted({s for (a, m), per in values.items() for s in per})
+    groups: dict[str, dict[float, str]] = {}
+    for arm in order:
+        g, lr = split_arm(arm)
+        groups.setdefault(g, {})[lr] = arm
+    names = list(groups)
+    baseline = baseline or names[0]
+    if baseline not in groups:
+        raise ValueError(f"baseline {baseline!r} is not a group; groups: {names}")
+    cells: dict[tuple[str, float], dict] = {}
+    for g in names:
+        for lr, arm in sorted(groups[g].items()):
+            f = finals(values, diverged, arm, metric, seeds)
+            sel = finals(values, diverged, arm, select, seeds)
+            base_arm = groups[baseline].get(lr)
+            d = stats.paired_diff_ci(f, finals(values, diverged, base_arm, metric, seeds)) if base_arm and g != baseline else None
+            cells[(g, lr)] = {"arm": arm, "ci": stats.mean_ci(f), "select": stats.mean_ci(sel), "n_div": int(np.sum(~np.isfinite(f))), "diff": d, "finals": f}
+    best: dict[str, float] = {}
+    for g in names:
+        scored = [(c["select"].mean if c["select"].n else -math.inf, lr) for (gg, lr), c in cells.items() if gg == g]
+        best[g] = max(scored)[1]
+    best_diff = {}
+    for g in names:
+        if g == baseline:
+            continue
+        best_diff[g] = stats.paired_diff_ci(cells[(g, best[g])]["finals"], cells[(baseline, best[baseline])]["finals"])
+    return {"groups": groups, "names": names, "baseline": baseline, "cells": cells, "best": best, "best_diff": best_diff,
+            "values": values, "diverged": diverged, "seeds": seeds, "metric": metric, "select": select}
+
+
+def _fmt_ci(ci: stats.CI) -> str:
+    if ci.n == 0:
+        return "—"
+    if ci.n == 1 or not math.isfinite(ci.lo):
+        return f"{ci.mean:.4f}"
+    return f"{ci.mean:.4f} [{ci.lo:.4f}, {ci.hi:.4f}]"
+
+
+def _fmt_diff(d: stats.DiffCI | None) -> str:
+    if d is None or d.n < 2 or not math.isfinite(d.lo):
+        return "—"
+    verdict = "better" if d.lo > 0 else ("worse" if d.hi < 0 else "n.s.")
+    return f"{d.diff:+.4f} [{d.lo:+.4f}, {d.hi:+.4f}] {verdict}"
+
+
+def markdown(a: dict, title: str) -> str:
+    m, sel, base = a["metric"], a["select"], a["baseline"]
+    n = len(a["seeds"])
+    lines = [f"# {title}", "",
+             f"Final `{m}` over {n} seeds: mean [95% t-CI]; diverged members are excluded and counted. "
+             f"Δ: paired by seed against `{base}`, 95% CI, \"better\"/\"worse\" when the CI excludes 0.", "",
+             f"## Best learning rate of each group (chosen by the final mean `{sel}`)", "",
+             f"| group | best lr | {m} at best lr | diverged | Δ vs {base} at its best lr ({a['best'][base]:g}) |",
+             "|:---|---:|---:|---:|---:|"]
+    for g in a["names"]:
+        c = a["cells"][(g, a["best"][g])]
+        lines.append(f"| {g} | {a['best'][g]:g} | {_fmt_ci(c['ci'])} | {c['n_div']}/{n} | "
+                     f"{'(baseline)' if g == base else _fmt_diff(a['best_diff'][g])} |")
+    lines += ["", f"## Every learning rate (Δ vs {base} at the same learning rate)", "",
+              f"| group | lr | {m} | diverged | Δ vs {base} (same lr) |", "|:---|---:|---:|---:|---:|"]
+    for g in a["names"]:
+        for lr in sorted(a["groups"][g]):
+            c = a["cells"][(g, lr)]
+            lines.append(f"| {g} | {lr:g} | {_fmt_ci(c['ci'])} | {c['n_div']}/{n} | "
+                         f"{'(baseline)' if g == base else _fmt_diff(c['diff'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(a: dict, path: Path, title: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(1, 2)
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    for i, g in enumerate(a["names"]):
+        col = cmap(i % 10)
+        lrs = sorted(a["groups"][g])
+        cis = [a["cells"][(g, lr)]["ci"] for lr in lrs]
+        mean = np.array([c.mean for c in cis])
+        lo = np.array([c.lo if math.isfinite(c.lo) else c.mean for c in cis])
+        hi = np.array([c.hi if math.isfinite(c.hi) else c.mean for c in cis])
+        ax1.plot(lrs, mean, "o-", color=col, label=g, ms=3)
+        ax1.fill_between(lrs, lo, hi, color=col, alpha=0.2, lw=0)
+        arm = a["cells"][(g, a["best"][g])]["arm"]
+        per = a["values"].get((arm, a["select"]), {})
+        seeds = [s for s in sorted(per) if (arm, s) not in a["diverged"]]
+        if seeds:
+            epochs = sorted(per[seeds[0]])
+            curve = np.array([[per[s][e] for e in epochs] for s in seeds])
+            ax2.plot(epochs, np.nanmean(curve, 0), color=col, label=f"{g} (lr {a['best'][g]:g})")
+    ax1.set_xscale("log")
+    ax1.set_xlabel("learning rate")
+    ax1.set_ylabel(f"final {a['metric']} (mean, 95% CI)")
+    ax1.grid(True, alpha=0.3)
+    ax1.legend(fontsize=7)
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel(f"{a['select']} at the best learning rate (mean over seeds)")
+    ax2.grid(True, alpha=0.3)
+    ax2.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("run_dir")
+    p.add_argument("--out", default=None, help="folder for lr_sensitivity.md/png (default: the run folder)")
+    p.add_argument("--metric", default="test_acc")
+    p.add_argument("--select", default="val_acc")
+    p.add_argument("--baseline", default=None, help="group compared against (default: the first)")
+    args = p.parse_args(argv)
+    a = analyse(args.run_dir, metric=args.metric, select=args.select, baseline=args.baseline)
+    out = Path(args.out or args.run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    title = f"{Path(args.run_dir).resolve().name}: learning-rate sensitivity"
+    text = markdown(a, title)
+    (out / "lr_sensitivity.md").write_text(text)
+    plot(a, out / "lr_sensitivity.png", title)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
