@@ -1,7 +1,7 @@
 """Command line: ``python -m jtricks`` / ``jtricks``.
 
     jtricks run EXPERIMENT [--seeds N] [--epochs E] [--out DIR] [--set key=value ...]
-                           [--max-members M] [--resume] [--quiet] [--no-plot]
+                           [--max-members M] [--resume] [--quiet] [--no-plot] [--no-checkpoint]
     jtricks list
     jtricks report DIR
 
@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoints")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--no-plot", action="store_true", help="do not write curves.png")
+    r.add_argument("--no-checkpoint", action="store_true", help="no per-epoch checkpoints (no --resume possible)")
     sub.add_parser("list", help="list the experiments")
     rep = sub.add_parser("report", help="re-render summary.md/csv and curves.png of a results folder")
     rep.add_argument("dir")
@@ -89,6 +90,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             max_members=args.max_members,
             progress=not args.quiet,
             plot=not args.no_plot,
+            checkpoint=not args.no_checkpoint,
             # testing hook: SIGKILL the process right after epoch N is checkpointed (tests --resume)
             _kill_after_epoch=int(os.environ["JTRICKS_KILL_AFTER_EPOCH"]) if os.environ.get("JTRICKS_KILL_AFTER_EPOCH") else None,
         )

@@ -67,7 +67,10 @@ class Experiment:
       n_val: validation examples held out of the training split by the fixed ``split_seed``
         (the same split for every seed and arm, so arms are compared on the same data).
       model, model_kwargs: a name of :func:`jtricks.models.get` and its static arguments.
-      optimizer, schedule, clip, weight_decay: the optimizer's structure (:class:`jtricks.optim.OptimizerSpec`).
+      optimizer, schedule, clip, weight_decay: the optimizer's structure (:class:`jtricks.optim.OptimizerSpec`);
+        ``decay_every_epochs`` (``schedule="step"``: epochs between drops) and ``warmup_epochs``
+        (``schedule="warmup_cosine"``). ``l2`` and ``weight_decay`` are both a switch and a coefficient:
+        in ``grid`` / ``arms`` / ``--set`` a bool sets the switch, a number sets the coefficient and the switch.
       l2, early_stopping, averaging, execution, eval_batch_size, diagnostics: see :class:`jtricks.train.TrainConfig`.
       population: how the host-loop execution maps a step over the members: ``"vmap"``, ``"unroll"``
         (members one after another in one program) or ``"auto"`` (:func:`jtricks.population.resolve_strategy`:
@@ -95,6 +98,8 @@ class Experiment:
     model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     optimizer: str = "adam"
     schedule: str = "constant"
+    decay_every_epochs: int = 1
+    warmup_epochs: int = 0
     clip: bool = False
     weight_decay: bool = False
     l2: bool = False
@@ -126,6 +131,8 @@ STATIC_FIELDS: frozenset[str] = frozenset(
         "model",
         "optimizer",
         "schedule",
+        "decay_every_epochs",
+        "warmup_epochs",
         "clip",
         "weight_decay",
         "l2",
@@ -170,13 +177,22 @@ def apply_overrides(exp: Experiment, overrides: Mapping[str, Any]) -> Experiment
         if key == "name":
             continue
         kind = _kind(key)
-        if kind == "model":
+        if key in _SWITCHED_BY_COEFFICIENT and isinstance(value, bool):
+            fields[key] = value  # `l2=True` / `weight_decay=False`: the on/off field
+        elif kind == "model":
             model_kwargs[key[len("model.") :]] = value
         elif kind == "numeric":
             hparams[key] = value
+            if key in _SWITCHED_BY_COEFFICIENT:
+                fields[key] = True  # giving a coefficient switches the penalty / decay on
         else:
             fields[key] = value
     return dataclasses.replace(exp, model_kwargs=model_kwargs, hparams=hparams, **fields)
+
+
+#: Names that are both an on/off field and its numeric coefficient: a bool sets the field, a number sets the
+#: coefficient and switches the field on (so an arm ``{"l2": 1e-4}`` is an L2 arm).
+_SWITCHED_BY_COEFFICIENT = frozenset({"l2", "weight_decay"})
 
 
 def _fmt(v: Any) -> str:
@@ -256,6 +272,8 @@ def build_config(exp: Experiment, model: Any, num_train: int, *, dropout: bool |
         weight_decay=exp.weight_decay,
         steps_per_epoch=max(1, steps_per_epoch),
         total_steps=max(1, steps_per_epoch * exp.epochs),
+        decay_every_epochs=exp.decay_every_epochs,
+        warmup_steps=max(0, steps_per_epoch * exp.warmup_epochs),
     )
     return jtrain.TrainConfig(
         model=model,

@@ -871,7 +871,7 @@ def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
         plot_curves(
             out_dir / "curves.png",
             rows,
-            metrics=tuple(dict.fromkeys([*metrics, "train_loss", "val_acc"])),
+            metrics=tuple(m for m in dict.fromkeys([*metrics, "train_loss", "val_acc"]) if m in {r["metric"] for r in rows}),
             title=name,
             confidence=confidence,
             member_rows=members,

@@ -429,7 +429,8 @@ def run(
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=repr) + "\n")
         jreport.write_summary(out, summary, title=f"{exp.name}: {exp.description}".strip(": "))
         if plot:
-            panels = tuple(dict.fromkeys([*exp.metrics, "train_loss", "val_acc"]))
+            produced = {r["metric"] for r in metric_rows}
+            panels = tuple(m for m in dict.fromkeys([*exp.metrics, "train_loss", "val_acc"]) if m in produced)
             jreport.plot_curves(
                 out / "curves.png", metric_rows, metrics=panels, title=exp.name, member_rows=member_rows, arms=arm_dicts
             )

@@ -324,3 +324,29 @@ def test_cnn_population_members_equal_standalone_runs_bitwise():
         alone = runner.run(dataclasses.replace(exp, grid={"dropout_rate": [0.5]}, seeds=1, seed_offset=seed), progress=False)
         mine = [r for r in pop.metric_rows if r["arm"] == "dropout_rate=0.5" and r["seed"] == seed]
         assert mine == alone.metric_rows
+
+
+def test_l2_and_weight_decay_arms_switch_themselves_on():
+    exp = small_exp(arms=[{"name": "none"}, {"name": "l2", "l2": 1e-3}, {"name": "wd", "weight_decay": 1e-3}], epochs=1)
+    arms = {a.name: a for a in jexp.validate(exp)}
+    assert not arms["none"].experiment.l2 and not arms["none"].experiment.weight_decay
+    assert arms["l2"].experiment.l2 and arms["l2"].hparams["l2"] == 1e-3
+    assert arms["wd"].experiment.weight_decay and arms["wd"].hparams["weight_decay"] == 1e-3
+    off = jexp.apply_overrides(small_exp(l2=True, hparams={"learning_rate": 3e-3}), {"l2": False})
+    assert off.l2 is False
+
+
+def test_step_schedule_drops_every_n_epochs():
+    exp = small_exp(optimizer="sgd", schedule="step", decay_every_epochs=2, hparams={"learning_rate": 0.1, "decay_rate": 0.5}, epochs=4, seeds=1)
+    res = runner.run(exp, progress=False)
+    lr = res.history(res.arms[0].name, "lr")[0]  # lr at the end of each epoch (step = 10·epoch)
+    steps_per_epoch = 640 // 64
+    expected = [0.1 * 0.5 ** ((e * steps_per_epoch) // (2 * steps_per_epoch)) for e in (1, 2, 3, 4)]
+    np.testing.assert_allclose(lr, expected, rtol=1e-6)
+
+
+def test_missing_metric_does_not_break_the_plot(tmp_path):
+    exp = small_exp(metrics=("test_acc", "avg_test_acc"), epochs=1, seeds=2)
+    runner.run(exp, out_dir=tmp_path, progress=False)
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "checkpoints").exists()
