@@ -6,29 +6,17 @@ batch 64, on a fixed subset of 5,500 training images (the same validation and te
 Heavy on a CPU: run it on a GPU (experiments/gpu_runs.sh).
 """
 
-from jtricks.experiment import Experiment
+import dataclasses
+from pathlib import Path
 
-ARMS = [
-    {"name": "mlp", "model": "mlp", "model.widths": (256, 128, 100)},
-    {"name": "cnn", "model": "cnn"},
-    {"name": "cnn_bn", "model": "cnn", "model.norm": "batch"},
-    {"name": "resnet", "model": "resnet"},
-    {"name": "inception", "model": "inception"},
-]
+from jtricks.experiment import load_experiment
 
-EXPERIMENT = Experiment(
+# the same arms and settings as `architectures` (loaded from the file beside this one), on 10% of the data
+EXPERIMENT = dataclasses.replace(
+    load_experiment(str(Path(__file__).with_name("architectures.py"))),
     name="architectures_small",
     description="MLP vs CNN vs CNN+BN vs ResNet-20 vs Inception on 10% of Fashion-MNIST (5,500 images), Adam, 15 epochs, 8 seeds",
-    dataset="fashion_mnist",
-    preprocess="unit",
     n_train=5500,
-    n_val=5000,
-    optimizer="adam",
-    hparams={"learning_rate": 1e-3},
     epochs=15,
-    batch_size=64,
-    arms=ARMS,
-    seeds=8,
-    metrics=("test_acc", "val_acc", "train_acc", "train_loss", "val_loss"),
     target=0.85,
 )
