@@ -35,6 +35,7 @@ import optax
 from jtricks import data as jdata
 from jtricks import diagnostics as jdiag
 from jtricks import optim as joptim
+from jtricks import population as jpop
 from jtricks import numerics as jnum
 from jtricks import regularize as jreg
 from jtricks.keys import key_for
@@ -73,8 +74,9 @@ ENGINE_HPARAMS: dict[str, float] = {
     "swa_start": 1.0,  # SWA: first epoch (1-based) whose end-of-epoch weights enter the average
 }
 
-#: Models whose convolutions XLA CPU runs much slower inside ``lax.scan`` (see docs/engine.md).
-CONV_MODELS: frozenset[str] = frozenset({"cnn", "resnet", "inception", "cnn1d"})
+#: Models whose convolutions XLA CPU runs much slower inside ``lax.scan`` (see docs/engine.md); the same set
+#: :mod:`jtricks.population` unrolls on CPU.
+CONV_MODELS = jpop.CONV_MODELS
 
 
 @dataclasses.dataclass(frozen=True)
