@@ -44,6 +44,7 @@ Example::
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
@@ -408,6 +409,12 @@ def _as_nhwc(x: Array, name: str) -> Array:
     return x
 
 
+def _key_sequence(key: PRNGKey) -> Callable[[], PRNGKey]:
+    """Successive layer keys ``fold_in(key, 0)``, ``fold_in(key, 1)``, … in creation order."""
+    counter = itertools.count()
+    return lambda: jax.random.fold_in(key, next(counter))
+
+
 def _init_scale(hparams: Any) -> Any:
     return _check_hparams(hparams).get("init_scale")
 
@@ -717,12 +724,7 @@ def resnet(
         scale = _init_scale(hparams)
         p: Params = {"stem": {}}
         s: State = {"stem": {}}
-        idx = 0
-
-        def next_key() -> PRNGKey:
-            nonlocal idx
-            idx += 1
-            return jax.random.fold_in(key, idx - 1)
+        next_key = _key_sequence(key)
 
         _init_layer(p["stem"], s["stem"], "conv", next_key(), (3, 3, c, stage_widths[0]), init_fn, norm, scale)
         c = stage_widths[0]
@@ -833,12 +835,7 @@ def inception(
         scale = _init_scale(hparams)
         p: Params = {"stem": {}}
         s: State = {"stem": {}}
-        idx = 0
-
-        def next_key() -> PRNGKey:
-            nonlocal idx
-            idx += 1
-            return jax.random.fold_in(key, idx - 1)
+        next_key = _key_sequence(key)
 
         _init_layer(p["stem"], s["stem"], "conv", next_key(), (3, 3, c, stem_width), init_fn, norm, scale)
         c, h, w = stem_width, h // 2, w // 2
