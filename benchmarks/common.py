@@ -90,6 +90,23 @@ def measure(runners: Mapping[str, Runner], *, steps: int, blocks: int, warmup: i
     }
 
 
+def stateful_runner(state: Any, call: Callable[[Any, int], tuple[Any, Any]]) -> Runner:
+    """A runner for :func:`measure`: ``run(n)`` applies ``state, out = call(state, i)`` for ``i < n``, keeps the
+    state for the next call (donated buffers stay valid) and blocks until the last result is ready."""
+    import jax
+
+    holder = [state]
+
+    def run(n: int) -> None:
+        s, out = holder[0], None
+        for i in range(n):
+            s, out = call(s, i)
+        holder[0] = s
+        jax.block_until_ready((s, out))
+
+    return run
+
+
 def torch_available() -> bool:
     try:
         import torch  # noqa: F401

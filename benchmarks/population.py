@@ -88,16 +88,7 @@ def jtricks_mlp_population(S: int, x: np.ndarray, y: np.ndarray, *, config: Any 
     state = jax.jit(jax.vmap(lambda k, h: train.init_state(config, k, h, x.shape[1:])))(keys, hps)
     fn = jax.jit(jax.vmap(steps), donate_argnums=0)
     idx = jnp.asarray(_epoch_indices(S, len(x)))
-    holder = [state]
-
-    def run(n: int) -> None:
-        s, m = holder[0], None
-        for _ in range(n):
-            s, m = fn(s, idx)
-        holder[0] = s
-        jax.block_until_ready((s, m))
-
-    return run
+    return common.stateful_runner(state, lambda s, _: fn(s, idx))
 
 
 def jax_mlp_population(S: int, x: np.ndarray, y: np.ndarray) -> Callable[[int], None]:
@@ -131,16 +122,7 @@ def jax_mlp_population(S: int, x: np.ndarray, y: np.ndarray) -> Callable[[int], 
     fn = jax.jit(jax.vmap(lambda c, idx: jax.lax.scan(step, c, idx)), donate_argnums=0)
     state = jax.jit(jax.vmap(init))(jax.random.split(jax.random.key(0), S))
     idx = jnp.asarray(_epoch_indices(S, len(x)))
-    holder = [state]
-
-    def run(n: int) -> None:
-        s, m = holder[0], None
-        for _ in range(n):
-            s, m = fn(s, idx)
-        holder[0] = s
-        jax.block_until_ready((s, m))
-
-    return run
+    return common.stateful_runner(state, lambda s, _: fn(s, idx))
 
 
 def jtricks_mlp_host_loop(x: np.ndarray, y: np.ndarray) -> Callable[[int], None]:
@@ -154,17 +136,13 @@ def jtricks_mlp_host_loop(x: np.ndarray, y: np.ndarray) -> Callable[[int], None]
     x_all, y_all = jnp.asarray(x), jnp.asarray(y)
     idx = _epoch_indices(1, len(x))[0]
     batches = [jnp.asarray(b) for b in idx]
-    holder = [state]
+    def epoch(s: Any, _: int) -> tuple[Any, Any]:
+        m = None
+        for b in batches:
+            s, m = step(s, x_all, y_all, b)
+        return s, m
 
-    def run(n: int) -> None:
-        s, m = holder[0], None
-        for _ in range(n):
-            for b in batches:
-                s, m = step(s, x_all, y_all, b)
-        holder[0] = s
-        jax.block_until_ready((s, m))
-
-    return run
+    return common.stateful_runner(state, epoch)
 
 
 def torch_mlp_sequential(x: np.ndarray, y: np.ndarray, adam: str, threads: int = 2) -> Callable[[int], None]:

@@ -62,17 +62,7 @@ def jtricks_runner(case: str, x: np.ndarray, y: np.ndarray, *, population: int |
         step = jax.jit(jax.vmap(step_fn, in_axes=(0, None, None, 0)), donate_argnums=0)
         batches = [jnp.asarray(np.broadcast_to(perm[i], (population, bs))) for i in range(nb)]
     x_all, y_all = jnp.asarray(x), jnp.asarray(y)
-    holder = [state]
-
-    def run(n: int) -> None:
-        s = holder[0]
-        m = None
-        for i in range(n):
-            s, m = step(s, x_all, y_all, batches[i % nb])
-        holder[0] = s
-        jax.block_until_ready((s, m))
-
-    return run
+    return common.stateful_runner(state, lambda s, i: step(s, x_all, y_all, batches[i % nb]))
 
 
 def matmul_peak(*, n: int = 2048, reps: int = 10, blocks: int = 5) -> dict[str, Any]:
