@@ -250,7 +250,7 @@ def _stack_hparams(members: Sequence[tuple[jexp.Arm, int]], names: Sequence[str]
     return {k: jnp.asarray(np.array([p[k] for p in per], dtype=np.float32)) for k in names}
 
 
-def _population_sharding(n: int) -> Any:
+def _population_sharding() -> Any:
     devices = jax.devices()
     if len(devices) <= 1:
         return None
@@ -372,7 +372,7 @@ def run(
             init_scale=any("init_scale" in a.hparams for a in group_arms),
         )
         names = config.hparam_names()
-        sharding = _population_sharding(size)
+        sharding = _population_sharding()
         progs = _GroupPrograms(config, ddata, input_shape, counter, f"group{gi}", sharding, e0.population)
         for ci, chunk in enumerate(chunks):
             padded = list(chunk) + [chunk[0]] * (size - len(chunk))
