@@ -1,7 +1,8 @@
 """Command line: ``python -m jtricks`` / ``jtricks``.
 
     jtricks run EXPERIMENT [--seeds N] [--epochs E] [--out DIR] [--set key=value ...]
-                           [--max-members M] [--resume] [--quiet] [--no-plot] [--no-checkpoint]
+                           [--max-members M] [--compile-workers N] [--resume] [--quiet]
+                           [--no-plot] [--no-checkpoint]
     jtricks list
     jtricks report DIR
 
@@ -35,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoints")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--no-plot", action="store_true", help="do not write curves.png")
+    r.add_argument("--compile-workers", type=int, default=None, metavar="N",
+                   help="compile the static groups' programs ahead of time, N at once (default: min(groups, cores/2); 1: on first use)")
     r.add_argument("--no-checkpoint", action="store_true", help="no per-epoch checkpoints (no --resume possible)")
     sub.add_parser("list", help="list the experiments")
     rep = sub.add_parser("report", help="re-render summary.md/csv and curves.png of a results folder")
@@ -72,6 +75,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         exp = jexp.with_settings(exp, settings)
         if args.max_members is not None and args.max_members <= 0:
             raise ValueError(f"--max-members must be a positive int, got {args.max_members}")
+        if args.compile_workers is not None and args.compile_workers <= 0:
+            raise ValueError(f"--compile-workers must be a positive int, got {args.compile_workers}")
         arms = jexp.validate(exp)
     except (ValueError, TypeError) as e:
         print(f"jtricks run: invalid configuration: {e}", file=sys.stderr)
@@ -91,6 +96,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             plot=not args.no_plot,
             checkpoint=not args.no_checkpoint,
+            compile_workers=args.compile_workers,
             # testing hook: SIGKILL the process right after epoch N is checkpointed (tests --resume)
             _kill_after_epoch=int(os.environ["JTRICKS_KILL_AFTER_EPOCH"]) if os.environ.get("JTRICKS_KILL_AFTER_EPOCH") else None,
         )

@@ -170,6 +170,31 @@ def test_chunked_population_equals_whole_population():
     assert all(c == 1 for c in chunked.compiles.values()), chunked.compiles
 
 
+
+@pytest.mark.parametrize("model,kw", [
+    ("mlp", {"model_kwargs": {"widths": (32,)}}),  # scan execution: init + epoch compiled ahead
+    ("cnn", {"model_kwargs": {"widths": (4, 8), "padding": "SAME"}, "n_train": 256, "batch_size": 32}),  # host loop
+])
+def test_ahead_of_time_compilation_gives_identical_results(model, kw):
+    """compile_workers=2 compiles both static groups' programs in threads before training: same programs,
+    so bit-identical metrics, still one trace per function, and the compile time lands in the timing record."""
+    exp = small_exp(model=model, **kw, grid={"learning_rate": [1e-3, 3e-3], "model.norm": [None, "layer"]},
+                    hparams={}, seeds=2, epochs=2)
+    lazy = runner.run(exp, progress=False, compile_workers=1)
+    ahead = runner.run(exp, progress=False, compile_workers=2)
+    assert ahead.metric_rows == lazy.metric_rows
+    assert ahead.compiles == lazy.compiles and all(c == 1 for c in ahead.compiles.values()), ahead.compiles
+    for t in ahead.timing:
+        assert t["compile_s"] > 0 and len(t["epoch_s"]) == 2 and t["members"] == 4
+    assert all(t["compile_s"] is None for t in lazy.timing)
+    assert [t["arms"] for t in ahead.timing] == [["learning_rate=0.001,norm=None", "learning_rate=0.003,norm=None"],
+                                                 ["learning_rate=0.001,norm=layer", "learning_rate=0.003,norm=layer"]]
+
+
+def test_compile_workers_is_validated_before_anything_runs():
+    with pytest.raises(ValueError, match="compile_workers"):
+        runner.run(small_exp(), progress=False, compile_workers=0)
+
 # ------------------------------------------------------------------------------------ divergence
 def test_diverging_member_is_frozen_and_does_not_affect_others():
     exp = small_exp(grid={"learning_rate": [3e-3, 1e9]}, hparams={}, optimizer="sgd", seeds=2, epochs=3)

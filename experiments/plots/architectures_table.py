@@ -2,11 +2,13 @@
 
 For every results folder given (e.g. ``architectures`` and ``architectures_small``) and every arm:
 the number of parameters (:func:`jtricks.models.count_params` of the arm's model on the data's input
-shape), the final test accuracy over seeds (mean and 95% t-CI, from ``summary.csv``), and the
-training time per epoch of a population of ``--members`` members (default: the run's seeds) on this
-machine: the jitted, vmapped train step (:func:`jtricks.train.make_train_step`) timed over
-``--steps`` steps after a warm-up, times the number of steps per epoch (evaluation not included).
-Writes ``table.md`` into ``--out``::
+shape), the final test accuracy over seeds (mean and 95% t-CI, from ``summary.csv``), and the time
+per epoch. By default that time comes from the run itself (``manifest.json`` ``timing``: the median wall
+time of the arm's population epochs, training plus evaluation, with the compile time beside it; the
+first epoch is left out when the programs compiled on first use). With ``--steps N`` (or for a run
+without a timing record) it is measured here instead: the jitted, vmapped train step
+(:func:`jtricks.train.make_train_step`) of ``--members`` members timed over N steps after a warm-up,
+times the steps per epoch (training only). Writes ``table.md`` into ``--out``::
 
     python experiments/plots/architectures_table.py runs/architectures runs/architectures_small --out docs/results/architectures
 """
@@ -51,6 +53,16 @@ def step_time(arm: jexp.Arm, data: jtrain.DeviceData, input_shape: tuple[int, ..
     return float(np.median(times))
 
 
+def run_timing(manifest: dict, arm: str) -> tuple[float, float | None, int] | None:
+    """``(median epoch seconds, compile seconds or None, members)`` of the group that ran ``arm``, from
+    the manifest's ``timing`` record (``None`` for runs without one)."""
+    for t in manifest.get("timing", []):
+        if arm in t["arms"]:
+            epochs = t["epoch_s"] if t["compile_s"] is not None or len(t["epoch_s"]) < 2 else t["epoch_s"][1:]
+            return float(np.median(epochs)), t["compile_s"], int(t["members"])
+    return None
+
+
 def table(run_dir: str | Path, *, members: int | None, steps: int, cache: dict | None = None) -> str:
     """The Markdown table of one results folder. ``cache`` maps (model config, optimizer, batch size,
     members) to a measured step time, so a second folder with the same arms on other data is not re-timed."""
@@ -65,22 +77,30 @@ def table(run_dir: str | Path, *, members: int | None, steps: int, cache: dict |
     summary = {(r["metric"], r["arm"]): r for r in _read_summary(run_dir / "summary.csv")}
     data, num_classes, input_shape = runner.prepare_data(arms[0].experiment)
     n_train = int(data.x_train.shape[0])
+    from_run = steps <= 0 and all(run_timing(manifest, a.name) for a in arms)
     members = members or exp.seeds
     lines = [f"## {exp.name}: {n_train:,} training images, {exp.epochs} epochs, {exp.seeds} seeds "
-             f"({manifest['device']['kind']}, {manifest['device']['backend']}; run wall time {manifest['wall_time_s']:.0f} s)", "",
-             f"| arm | parameters | test acc [95% CI] | n | time per epoch, {members} members (s) |",
-             "|:---|---:|---:|---:|---:|"]
+             f"({manifest['device']['kind']}, {manifest['device']['backend']}; run wall time {manifest['wall_time_s']:.0f} s)", ""]
+    if from_run:
+        lines += ["| arm | parameters | test acc [95% CI] | n | time per epoch (s) | compile (s) |", "|:---|---:|---:|---:|---:|---:|"]
+    else:
+        lines += [f"| arm | parameters | test acc [95% CI] | n | time per epoch, {members} members (s) |", "|:---|---:|---:|---:|---:|"]
     for arm in arms:
         model = jexp.build_model(arm.experiment, num_classes)
         params, _ = model.init(jax.random.PRNGKey(0), input_shape)
         r = summary.get(("test_acc", arm.name))
         acc = f"{r['mean']:.4f} [{r['ci_lo']:.4f}, {r['ci_hi']:.4f}]" if r else "—"
         n = r["n"] if r else "—"
+        row = f"| {arm.name} | {models.count_params(params):,} | {acc} | {n} |"
+        if from_run:
+            epoch_s, compile_s, _ = run_timing(manifest, arm.name)  # type: ignore[misc]
+            lines.append(f"{row} {epoch_s:.2f} | {'—' if compile_s is None else f'{compile_s:.1f}'} |")
+            continue
         key = (repr(model.config), arm.experiment.optimizer, arm.experiment.batch_size, members)
         if key not in cache:
             cache[key] = step_time(arm, data, input_shape, members, steps)
         t = cache[key] * (n_train // arm.experiment.batch_size)
-        lines.append(f"| {arm.name} | {models.count_params(params):,} | {acc} | {n} | {t:.2f} |")
+        lines.append(f"{row} {t:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -101,12 +121,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--out", default=None, help="folder for table.md (default: the first run folder)")
     p.add_argument("--members", type=int, default=None, help="population size timed (default: the run's seeds)")
-    p.add_argument("--steps", type=int, default=20, help="timed steps per arm")
+    p.add_argument("--steps", type=int, default=0,
+                   help="re-time the train step over this many steps per arm (default 0: the run's own epoch times)")
     args = p.parse_args(argv)
     device = f"{jax.devices()[0].device_kind} ({jax.default_backend()})"
-    text = (f"# Architectures: parameters, accuracy, time per epoch\n\nTime per epoch: the jitted, vmapped train step "
-            f"of the population, median of {args.steps} steps after 3 warm-up steps, times the steps per epoch "
-            f"(training only, no evaluation), measured on {device}.\n\n")
+    if args.steps > 0:
+        how = (f"the jitted, vmapped train step of the population, median of {args.steps} steps after 3 warm-up steps, "
+               f"times the steps per epoch (training only, no evaluation), measured on {device}")
+    else:
+        how = ("the median wall time of one epoch of the arm's population (all seeds at once; training plus "
+               "validation and test evaluation) in the run itself (manifest.json `timing`); compile: the seconds "
+               "XLA spent compiling the population's programs ahead of time")
+    text = f"# Architectures: parameters, accuracy, time per epoch\n\nTime per epoch: {how}.\n\n"
     cache: dict = {}
     text += "\n".join(table(d, members=args.members, steps=args.steps, cache=cache) for d in args.run_dirs)
     out = Path(args.out or args.run_dirs[0])
