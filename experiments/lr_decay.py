@@ -5,9 +5,8 @@ MNIST-1D, an MLP 40-128-128-10 (ReLU, He init), SGD + momentum 0.9 at initial le
 
 * ``constant``;
 * ``per_epoch_decay``: lr * 0.98^epoch (the guide's rule);
-* ``step``: lr * 0.9^epoch, in steps at every epoch boundary (the experiment layer exposes no
-  ``decay_every_epochs``, so the step schedule drops after every epoch; 0.9 instead of the usual
-  x0.1 every few epochs);
+* ``step``: lr * 0.9^epoch, in steps at every epoch boundary (``decay_every_epochs`` left at its
+  default 1; 0.9 instead of the usual x0.1 every few epochs);
 * ``cosine``: from lr to 0 over the 40 epochs.
 """
 

@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import gzip
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -236,6 +237,15 @@ def test_architectures_table_script(tmp_path: Path) -> None:
         assert f"| {arm} |" in text
     # 784*256+256 + 256*128+128 + 128*100+100 + 100*10+10: the Fashion-MNIST benchmark's MLP
     assert "| mlp | 247,766 |" in text
+    # default: the time per epoch comes from the run's own timing record, no re-timing
+    assert mod.main([str(res.out_dir), "--out", str(tmp_path / "from_run")]) == 0
+    text = (tmp_path / "from_run" / "table.md").read_text()
+    manifest = json.loads((res.out_dir / "manifest.json").read_text())
+    assert "| time per epoch (s) | compile (s) |" in text
+    for t in manifest["timing"]:
+        epochs = t["epoch_s"] if t["compile_s"] is not None else t["epoch_s"][1:] or t["epoch_s"]
+        for arm in t["arms"]:
+            assert f"| {float(np.median(epochs)):.2f} |" in next(line for line in text.splitlines() if line.startswith(f"| {arm} |"))
 
 
 def test_init_by_depth_shows_vanishing_and_exploding_signals() -> None:
