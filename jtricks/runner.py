@@ -5,6 +5,8 @@ are stacked on a leading *population axis* and trained by ``jit(vmap(...))`` fun
 exactly once per group (counted, and recorded in the manifest). Populations larger than
 ``max_members`` run in chunks of equal size (the last chunk is padded with copies, so no chunk
 recompiles). With several devices the population axis is sharded across them (``jax.sharding``).
+On a many-core host the groups' programs are compiled ahead of time, several at once in threads
+(``compile_workers``); the manifest's ``timing`` records each group's compile and epoch times.
 
 The epoch loop stays on the host: after every epoch the metrics are copied out, a progress line is
 printed, and (with an output folder) the population state is checkpointed with orbax, so
