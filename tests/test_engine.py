@@ -307,6 +307,14 @@ def test_invalid_config_fails_fast_with_a_clear_message(tmp_path, setting, fragm
     assert not (tmp_path / "x").exists()  # nothing ran
 
 
+def test_cli_rejects_non_positive_compile_workers(tmp_path):
+    f = _write_exp(tmp_path)
+    p = _cli(["run", str(f), "--out", str(tmp_path / "x"), "--compile-workers", "0"], cwd=tmp_path, check=False)
+    assert p.returncode == 2, p.stderr
+    assert "--compile-workers must be a positive int, got 0" in p.stderr
+    assert not (tmp_path / "x").exists()
+
+
 def test_validate_rejects_hparams_not_read_by_an_arm():
     with pytest.raises(ValueError, match="clip_norm"):
         jexp.validate(small_exp(hparams={"clip_norm": 1.0}))  # clipping is off
