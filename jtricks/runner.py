@@ -278,9 +278,16 @@ def _load_checkpoint(path: Path, template: Any) -> tuple[int, Any, list[dict[str
 
 
 # --------------------------------------------------------------------------------------------- run
-def _stack_hparams(members: Sequence[tuple[jexp.Arm, int]], names: Sequence[str], config: jtrain.TrainConfig) -> dict[str, jax.Array]:
-    per = [jtrain.validate_hparams(config, dict(arm.hparams)) for arm, _ in members]
-    return {k: jnp.asarray(np.array([p[k] for p in per], dtype=np.float32)) for k in names}
+def _population_inputs(
+    chunk: Sequence[tuple[jexp.Arm, int]], size: int, config: jtrain.TrainConfig
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The stacked seed keys and hyperparameters of ``chunk``, padded to ``size`` members with copies of
+    its first member (so every chunk of a group has the same shape)."""
+    padded = list(chunk) + [chunk[0]] * (size - len(chunk))
+    keys = jnp.stack([seed_key(s) for _, s in padded])
+    per = [jtrain.validate_hparams(config, dict(arm.hparams)) for arm, _ in padded]
+    hp = {k: jnp.asarray(np.array([p[k] for p in per], dtype=np.float32)) for k in config.hparam_names()}
+    return keys, hp
 
 
 def _population_sharding() -> Any:
@@ -308,9 +315,7 @@ def _compile_ahead(plan: Sequence[tuple], setups: Sequence[tuple], workers: int,
 
     jobs = []
     for (gi, group_arms, chunks, size), (progs, config, _) in zip(plan, setups):
-        first = list(chunks[0]) + [chunks[0][0]] * (size - len(chunks[0]))
-        keys = jnp.stack([seed_key(s) for _, s in first])
-        hp = _stack_hparams(first, config.hparam_names(), config)
+        keys, hp = _population_inputs(chunks[0], size, config)
         jobs.extend((gi, name, low) for name, low in progs.lower(keys, hp).items())
 
     def compile_one(job: tuple[int, str, Any]) -> tuple[int, str, Any, float]:
@@ -467,11 +472,8 @@ def run(
             print(f"compiled in {time.perf_counter() - t_compile:.1f} s", file=bar.stream, flush=True)
 
     for (gi, group_arms, chunks, size), (progs, config, sharding) in zip(plan, setups):
-        names = config.hparam_names()
         for ci, chunk in enumerate(chunks):
-            padded = list(chunk) + [chunk[0]] * (size - len(chunk))
-            keys = jnp.stack([seed_key(s) for _, s in padded])
-            hp = _stack_hparams(padded, names, config)
+            keys, hp = _population_inputs(chunk, size, config)
             if sharding is not None:
                 keys, hp = jax.device_put((keys, hp), sharding)
             state = progs.init(keys, hp)

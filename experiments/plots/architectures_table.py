@@ -77,7 +77,8 @@ def table(run_dir: str | Path, *, members: int | None, steps: int, cache: dict |
     summary = {(r["metric"], r["arm"]): r for r in _read_summary(run_dir / "summary.csv")}
     data, num_classes, input_shape = runner.prepare_data(arms[0].experiment)
     n_train = int(data.x_train.shape[0])
-    from_run = steps <= 0 and all(run_timing(manifest, a.name) for a in arms)
+    timings = {a.name: run_timing(manifest, a.name) for a in arms}
+    from_run = steps <= 0 and all(timings.values())
     members = members or exp.seeds
     lines = [f"## {exp.name}: {n_train:,} training images, {exp.epochs} epochs, {exp.seeds} seeds "
              f"({manifest['device']['kind']}, {manifest['device']['backend']}; run wall time {manifest['wall_time_s']:.0f} s)", ""]
@@ -93,7 +94,7 @@ def table(run_dir: str | Path, *, members: int | None, steps: int, cache: dict |
         n = r["n"] if r else "—"
         row = f"| {arm.name} | {models.count_params(params):,} | {acc} | {n} |"
         if from_run:
-            epoch_s, compile_s, _ = run_timing(manifest, arm.name)  # type: ignore[misc]
+            epoch_s, compile_s, _ = timings[arm.name]  # type: ignore[misc]
             lines.append(f"{row} {epoch_s:.2f} | {'—' if compile_s is None else f'{compile_s:.1f}'} |")
             continue
         key = (repr(model.config), arm.experiment.optimizer, arm.experiment.batch_size, members)
