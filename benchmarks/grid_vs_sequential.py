@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from jtricks import experiment as jexp
-from jtricks import runner
+from jtricks import prepare, runner
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     exp = jexp.load_experiment("dropout_mnist1d")
     exp = dataclasses.replace(exp, epochs=args.epochs, seeds=args.seeds)
-    runner.prepare_data(exp)  # warm the data cache for both (generation is not what we measure)
+    prepare.prepare_data(exp)  # warm the data cache for both (generation is not what we measure)
 
     t0 = time.perf_counter()
     pop = runner.run(exp, progress=False, plot=False)

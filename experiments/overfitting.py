@@ -67,13 +67,13 @@ def ensemble_report(result, exp: Experiment = EXPERIMENT, arms: tuple[str, ...] 
     import numpy as np
 
     from jtricks import experiment as jexp
-    from jtricks import regularize, runner
+    from jtricks import prepare, regularize
 
     arms_by_name = {a.name: a for a in result.arms}
     rows = ["| arm | members | mean member test acc | ensemble test acc |", "|---|---:|---:|---:|"]
     for arm_name in arms:
         arm = arms_by_name[arm_name]
-        data, num_classes, _ = runner.prepare_data(arm.experiment)
+        data, num_classes, _ = prepare.prepare_data(arm.experiment)[:3]
         n = int(np.asarray(data.test_mask).sum())
         x, y = data.x_test[:n], data.y_test[:n]
         model = jexp.build_model(arm.experiment, num_classes)

@@ -103,7 +103,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except FileNotFoundError as e:
         print(f"jtricks run: {e}", file=sys.stderr)
         return 3
-    metric = exp.metrics[0]
+    metric = res.metrics[0]
     print(jreport.format_summary_table(res.summary, metric))
     best = _best_arm(res.summary, metric)
     n_div = sum(1 for m in res.member_rows if m["diverged_epoch"] >= 0)

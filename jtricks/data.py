@@ -62,6 +62,10 @@ __all__ = [
     "digits",
     "load",
     "LOADERS",
+    "register_dataset",
+    "names",
+    "loader",
+    "arrays",
     "clear_cache",
     "scale",
     "standardize",
@@ -83,24 +87,28 @@ Array = Any  # a numpy array or a jax array
 # --------------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Dataset:
-    """A train/test classification data set held as host (numpy) arrays.
+    """A train/test data set held as host (numpy) arrays: classification, or regression.
 
     Attributes:
       name: the data set's name (``"fashion_mnist"``, ...).
       x_train, x_test: inputs, ``(N, *input_shape)``. Loaders keep the *raw* values (uint8 pixels
         for image data) so that scaling is an explicit step (:func:`preprocess`).
-      y_train, y_test: int32 labels in ``[0, num_classes)``, ``(N,)``.
-      num_classes: number of classes.
+      y_train, y_test: classification: int labels in ``[0, num_classes)``, ``(N,)``; regression
+        (``num_classes=None``): float targets ``(N,)`` or ``(N, K)``.
+      num_classes: number of classes, or ``None`` for a regression task.
       input_shape: the shape of one example: ``(28, 28, 1)`` (NHWC) for MNIST-like images,
         ``(8, 8, 1)`` for digits, ``(40,)`` for MNIST-1D.
       value_range: ``(low, high)`` of the raw values when known (``(0, 255)`` for IDX images,
         ``(0, 16)`` for digits; ``(0, 1)`` / ``(-1, 1)`` after scaling), else ``None``.
       class_names: optional human-readable class names.
+      x_val, y_val: an optional validation split of the data set's own (otherwise the experiment holds
+        ``n_val`` examples out of the training split).
 
     Loaders return arrays marked read-only (they may be shared with an in-process cache); derive
-    new arrays (``preprocess``, ``np.array(x)``) instead of writing into them.
+    new arrays (``preprocess``, ``np.array(x)``) instead of writing into them. Build one from your own
+    arrays with :func:`arrays`.
     """
 
     name: str
@@ -108,27 +116,47 @@ class Dataset:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-    num_classes: int
+    num_classes: int | None
     input_shape: tuple[int, ...]
     value_range: tuple[float, float] | None = None
     class_names: tuple[str, ...] | None = None
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in self.input_shape)
         object.__setattr__(self, "input_shape", shape)
-        for split in ("train", "test"):
+        if (self.x_val is None) != (self.y_val is None):
+            raise ValueError(f"Dataset {self.name!r}: give both x_val and y_val, or neither")
+        splits = ("train", "val", "test") if self.x_val is not None else ("train", "test")
+        for split in splits:
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
             if tuple(x.shape[1:]) != shape:
                 raise ValueError(
                     f"Dataset {self.name!r}: x_{split} has shape {tuple(x.shape)}, expected (N, *{shape})"
                 )
-            if y.ndim != 1 or y.shape[0] != x.shape[0]:
+            ok_ndim = y.ndim == 1 or (self.num_classes is None and y.ndim == 2)
+            if not ok_ndim or y.shape[0] != x.shape[0]:
                 raise ValueError(
                     f"Dataset {self.name!r}: y_{split} has shape {tuple(y.shape)}, expected ({x.shape[0]},) "
-                    f"to match x_{split}"
+                    f"to match x_{split}" + ("" if self.num_classes is not None else f" or ({x.shape[0]}, K)")
                 )
-        if not isinstance(self.num_classes, numbers.Integral) or self.num_classes < 1:
-            raise ValueError(f"Dataset {self.name!r}: `num_classes` must be a positive int, got {self.num_classes!r}")
+        if self.num_classes is not None and (not isinstance(self.num_classes, numbers.Integral) or self.num_classes < 1):
+            raise ValueError(f"Dataset {self.name!r}: `num_classes` must be a positive int (or None for "
+                             f"regression), got {self.num_classes!r}")
+
+    def __repr__(self) -> str:
+        task = f"num_classes={self.num_classes}" if self.num_classes is not None else "regression"
+        val = f", n_val={len(self.x_val)}" if self.x_val is not None else ""
+        return (f"Dataset({self.name!r}, n_train={self.num_train}{val}, n_test={self.num_test}, "
+                f"input_shape={self.input_shape}, {task})")
+
+    @property
+    def num_outputs(self) -> int:
+        """Outputs a model needs: the class count, or the regression target width (1 for ``(N,)`` targets)."""
+        if self.num_classes is not None:
+            return int(self.num_classes)
+        return 1 if self.y_train.ndim == 1 else int(self.y_train.shape[1])
 
     @property
     def num_train(self) -> int:
@@ -711,9 +739,83 @@ def digits(seed: int = 0, test_fraction: float = 0.2) -> Dataset:
     )
 
 
-LOADERS: Mapping[str, Callable[..., Dataset]] = types.MappingProxyType(
-    {"fashion_mnist": fashion_mnist, "mnist": mnist, "mnist1d": mnist1d, "digits": digits}
-)
+_LOADERS: dict[str, Callable[..., Dataset]] = {"fashion_mnist": fashion_mnist, "mnist": mnist, "mnist1d": mnist1d, "digits": digits}
+
+#: Data set name → loader (a read-only view; add entries with :func:`register_dataset`).
+LOADERS: Mapping[str, Callable[..., Dataset]] = types.MappingProxyType(_LOADERS)
+
+
+def _normalize_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise TypeError(f"a data set name must be a non-empty str, got {name!r}")
+    return name.strip().lower().replace("-", "_")
+
+
+def register_dataset(name: str, loader: Callable[..., Dataset], *, overwrite: bool = False) -> None:
+    """Make ``loader`` (``loader(**kwargs) -> Dataset``) available as ``dataset=name`` in experiments, in
+    :func:`load` and in ``jtricks run --set dataset=name``. Register it in the experiment file (it runs
+    before the experiment is validated).
+
+    Raises:
+      ValueError: ``name`` is taken (pass ``overwrite=True`` to replace a user entry; built-in data sets
+        cannot be replaced).
+      TypeError: ``loader`` is not callable.
+    """
+    key = _normalize_name(name)
+    if not callable(loader):
+        raise TypeError(f"`loader` must be callable (loader(**kwargs) -> Dataset), got {type(loader).__name__}")
+    builtin = {"fashion_mnist", "mnist", "mnist1d", "digits"}
+    if key in _LOADERS and (key in builtin or not overwrite):
+        raise ValueError(f"data set {key!r} is already registered" + ("" if key in builtin else "; pass overwrite=True"))
+    _LOADERS[key] = loader
+
+
+def names() -> tuple[str, ...]:
+    """The registered data set names."""
+    return tuple(_LOADERS)
+
+
+def loader(name: str) -> Callable[..., Dataset]:
+    """The loader registered as ``name``.
+
+    Raises:
+      ValueError: an unknown name (the message lists the known ones).
+    """
+    key = _normalize_name(name)
+    if key not in _LOADERS:
+        raise ValueError(f"unknown data set {name!r}; known: {', '.join(sorted(_LOADERS))} "
+                         "(register your own with jtricks.data.register_dataset)")
+    return _LOADERS[key]
+
+
+def arrays(
+    x_train: Array, y_train: Array, x_test: Array, y_test: Array, *, num_classes: int | None,
+    x_val: Array | None = None, y_val: Array | None = None, name: str = "arrays",
+    value_range: tuple[float, float] | None = None,
+) -> Dataset:
+    """A :class:`Dataset` from your own numpy / JAX arrays (``num_classes=None``: regression targets).
+
+    Classification labels are kept as integers and regression targets as float32; nothing is cast
+    silently: float labels for a classification task raise ``ValueError``.
+    """
+    def host(a: Array, what: str) -> np.ndarray:
+        out = np.asarray(a)
+        if out.ndim == 0:
+            raise ValueError(f"`{what}` must have a leading example axis, got a scalar")
+        return out
+
+    xs = {k: host(v, k) for k, v in (("x_train", x_train), ("x_test", x_test), ("x_val", x_val)) if v is not None}
+    ys = {k: host(v, k) for k, v in (("y_train", y_train), ("y_test", y_test), ("y_val", y_val)) if v is not None}
+    for k, y in ys.items():
+        if num_classes is not None and not np.issubdtype(y.dtype, np.integer):
+            if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+                raise ValueError(f"`{k}` holds non-integer values but num_classes={num_classes} (classification); "
+                                 "pass num_classes=None for regression targets")
+            ys[k] = y.astype(np.int32)
+        elif num_classes is None:
+            ys[k] = y.astype(np.float32)
+    return Dataset(name, xs["x_train"], ys["y_train"], xs["x_test"], ys["y_test"], num_classes,
+                   tuple(xs["x_train"].shape[1:]), value_range, None, xs.get("x_val"), ys.get("y_val"))
 
 
 def load(name: str, **kwargs: Any) -> Dataset:
@@ -726,10 +828,7 @@ def load(name: str, **kwargs: Any) -> Dataset:
     """
     if not isinstance(name, str):
         raise TypeError(f"`name` must be a str, got {type(name).__name__}")
-    key = name.strip().lower().replace("-", "_")
-    if key not in LOADERS:
-        raise ValueError(f"unknown data set {name!r}; known: {', '.join(sorted(LOADERS))}")
-    return LOADERS[key](**kwargs)
+    return loader(name)(**kwargs)
 
 
 def clear_cache() -> None:
@@ -885,10 +984,13 @@ def preprocess(ds: Dataset, method: str, *, per_feature: bool = True) -> Dataset
     if method not in PREPROCESS_METHODS:
         raise ValueError(f"unknown preprocessing method {method!r}; known: {', '.join(PREPROCESS_METHODS)}")
     rng: tuple[float, float] | None = ds.value_range
+    x_va = ds.x_val
     if method == "raw":
         x_tr, x_te = _as_float32(ds.x_train), _as_float32(ds.x_test)
+        x_va = None if x_va is None else _as_float32(x_va)
     elif method == "standardize":
-        x_tr, x_te, _ = standardize(ds.x_train, ds.x_test, per_feature=per_feature)
+        x_tr, x_te, stats = standardize(ds.x_train, ds.x_test, per_feature=per_feature)
+        x_va = None if x_va is None else apply_standardize(x_va, stats)
         rng = None
     else:
         src = ds.value_range
@@ -897,7 +999,8 @@ def preprocess(ds: Dataset, method: str, *, per_feature: bool = True) -> Dataset
         rng = (0.0, 1.0) if method == "unit" else (-1.0, 1.0)
         x_tr = scale(ds.x_train, *rng, src_range=src)
         x_te = scale(ds.x_test, *rng, src_range=src)
-    return dataclasses.replace(ds, x_train=x_tr, x_test=x_te, value_range=rng)
+        x_va = None if x_va is None else scale(x_va, *rng, src_range=src)
+    return dataclasses.replace(ds, x_train=x_tr, x_test=x_te, x_val=x_va, value_range=rng)
 
 
 def float32_absorbs(small: float = 1e-10, big: float = 1e10, dtype: Any = np.float32) -> bool:

@@ -1,10 +1,11 @@
 """Experiments: a declarative grid over the pure training function.
 
-An :class:`Experiment` names a data set, a model, an optimizer, a number of epochs and seeds, and a
-*grid* of factors. Each factor is either
+An :class:`Experiment` names a data set, a model, a loss, an optimizer, a number of epochs and seeds,
+and a *grid* of factors. Each factor is either
 
 * **numeric** — a hyperparameter that is data (learning rate, dropout rate, weight decay, clip norm,
-  momentum, decay rate, ...): its values are vmapped, they never recompile; or
+  momentum, decay rate, the user's own ``custom_hparams``, ...): its values are vmapped, they never
+  recompile; or
 * **static** — structure (optimizer family, schedule, normalization, initializer, architecture, input
   preprocessing, early stopping, averaging): one compile per distinct static configuration.
 
@@ -12,9 +13,16 @@ Seeds are always vmapped. The expansion is ``arms × grid`` (``arms`` is an opti
 heterogeneous arms, e.g. "none / early stopping / weight decay / dropout"); the runner groups the arms
 by their static configuration and runs each group as one ``jit(vmap(...))`` population.
 
+Every field of :class:`Experiment` carries its metadata (:func:`setting`): the *part* it belongs to
+(``data``, ``model``, ``objective``, ``optimizer``, ``regularization``, ``execution``, ``reporting``,
+``run``) and its *role*: ``"data"`` (changes the prepared data: part of the data cache key and of the
+static signature), ``"program"`` (changes the compiled program: part of the static signature) or
+``"run"`` (neither). The static/numeric split, the data cache key, the settable keys and the allowed
+values are all derived from that metadata (:data:`SETTINGS`).
+
 Keys of ``grid``, ``arms`` and ``--set`` are: an :class:`Experiment` field (``optimizer``, ``schedule``,
 ``epochs``, ...), ``model.<kwarg>`` for a model argument (``model.norm``, ``model.init``,
-``model.widths``), or a numeric hyperparameter name (``learning_rate``, ``dropout_rate``, ...).
+``model.widths``), or a numeric hyperparameter name (``learning_rate``, ``dropout_rate``, a custom one).
 Everything is validated before any data is loaded or anything compiles.
 """
 
@@ -23,128 +31,173 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib.util
+import inspect
 import itertools
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
+from jtricks import data as jdata
+from jtricks import losses as jlosses
+from jtricks import metrics as jmetrics
 from jtricks import models as jmodels
 from jtricks import optim as joptim
+from jtricks import population as jpop
 from jtricks import train as jtrain
 
 __all__ = [
     "Experiment",
     "Arm",
+    "SETTINGS",
     "NUMERIC_HPARAMS",
     "STATIC_FIELDS",
+    "setting",
+    "parts",
     "expand",
     "arm_name",
     "apply_overrides",
     "parse_set",
+    "with_settings",
+    "static_signature",
+    "data_key",
+    "build_model",
+    "build_config",
     "load_experiment",
     "find_experiments",
     "validate",
 ]
 
-#: Every numeric hyperparameter a grid may vmap over (optimizer hyperparameters + the engine's own).
+Role = Literal["data", "program", "run"]
+
+#: Every numeric hyperparameter a grid may vmap over without declaring it (optimizer, engine, losses);
+#: an experiment's ``custom_hparams`` add its own.
 NUMERIC_HPARAMS: frozenset[str] = frozenset(
-    {k for names in joptim.OPTIMIZERS.values() for k in names}
+    {k for f in joptim.OPTIMIZERS for k in joptim.hparam_names(joptim.OptimizerSpec(f))}
     | {k for names in joptim.SCHEDULES.values() for k in names}
     | {"clip_norm", "weight_decay"}
     | set(jtrain.ENGINE_HPARAMS)
+    | {k for loss in jlosses.LOSSES.values() for k in loss.hparams}
 )
+
+
+def setting(default: Any, *, part: str, role: Role, choices: Callable[[], Sequence[Any]] | None = None,
+            settable: bool = True) -> Any:
+    """A field of :class:`Experiment` with its metadata: ``part``, ``role`` (see the module docstring),
+    ``choices`` (a function giving the allowed names, checked by :func:`validate`) and ``settable``
+    (whether ``grid`` / ``arms`` / ``--set`` may vary it)."""
+    meta = {"part": part, "role": role, "choices": choices, "settable": settable}
+    if isinstance(default, (dict, list)):
+        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
 
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     """A declarative ablation. See the module docstring for what is static and what is vmapped.
 
-    Attributes:
-      name, description: shown by ``jtricks list``.
-      dataset: ``"mnist1d"``, ``"digits"``, ``"fashion_mnist"`` or ``"mnist"`` (see :mod:`jtricks.data`).
-      preprocess: ``"raw"``, ``"unit"`` ([0,1]), ``"symmetric"`` ([-1,1]) or ``"standardize"`` (train statistics).
-      n_train: use only this many training examples (a seeded, fixed subset; ``None`` = all).
-      n_val: validation examples held out of the training split by the fixed ``split_seed``
-        (the same split for every seed and arm, so arms are compared on the same data).
-      model, model_kwargs: a name of :func:`jtricks.models.get` and its static arguments.
-      optimizer, schedule, clip, weight_decay: the optimizer's structure (:class:`jtricks.optim.OptimizerSpec`);
-        ``decay_every_epochs`` (``schedule="step"``: epochs between drops) and ``warmup_epochs``
-        (``schedule="warmup_cosine"``). ``l2`` and ``weight_decay`` are both a switch and a coefficient:
-        in ``grid`` / ``arms`` / ``--set`` a bool sets the switch, a number sets the coefficient and the switch.
-      l2, early_stopping, averaging, execution, eval_batch_size, diagnostics: see :class:`jtricks.train.TrainConfig`.
-      population: how the host-loop execution maps a step over the members: ``"vmap"``, ``"unroll"``
-        (members one after another in one program) or ``"auto"`` (:func:`jtricks.population.resolve_strategy`:
-        unroll for convolutional models on CPU, vmap otherwise).
-      epochs, batch_size: training length and batch size.
-      hparams: fixed numeric hyperparameters (defaults filled from the optimizer and the engine).
-      grid: factor → list of values (the Cartesian product is taken).
-      arms: optional explicit list of arms: dicts of overrides, each with an optional ``"name"``.
-      seeds: number of seeds (``seed_offset``, ..., ``seed_offset + seeds - 1``).
-      baseline: the arm every other arm is compared with (default: the first arm).
-      metrics: the metrics summarised (final epoch, mean and 95% CI over seeds).
-      target: a validation accuracy; the summary reports the first epoch the mean curve reaches it.
-      max_members: population chunk size (``None``: the whole group at once).
+    **data** — ``dataset``: a registered name (:func:`jtricks.data.names`; add your own with
+    :func:`jtricks.data.register_dataset`) or a :class:`jtricks.data.Dataset` object (your arrays, with an
+    optional validation split; ``num_classes=None`` for regression); ``dataset_kwargs`` go to the loader;
+    ``preprocess``: ``"raw"``, ``"unit"`` ([0,1]), ``"symmetric"`` ([-1,1]) or ``"standardize"`` (train
+    statistics); ``n_train``: a fixed subset; ``n_val``: validation examples held out of the training split by
+    the fixed ``split_seed`` (the same split for every seed and arm; unused when the data set has its own
+    validation split); ``eval_batch_size``: evaluation chunk.
+
+    **model** — ``model``: a registered name (:func:`jtricks.models.names`; add your own with
+    :func:`jtricks.models.register_model`), a :class:`jtricks.models.Model` (e.g. from
+    :mod:`jtricks.adapters`) or a factory ``(**model_kwargs) -> Model``; ``model_kwargs``: its static arguments
+    (``num_classes`` is filled in from the data when the factory takes it).
+
+    **objective** — ``loss``: a name of :data:`jtricks.losses.LOSSES` or a :class:`jtricks.losses.Loss` /
+    callable; ``eval_metrics``: the metrics measured besides the loss (names of :data:`jtricks.metrics.METRICS`
+    or :class:`jtricks.metrics.Metric` objects; ``None``: accuracy for classification, mse and r2 for
+    regression).
+
+    **optimizer** — ``optimizer``: a name of :data:`jtricks.optim.OPTIMIZERS` or any optax optimizer factory
+    (``optax.lion``; its numeric arguments become hyperparameters); ``schedule``, ``decay_every_epochs``,
+    ``warmup_epochs``, ``clip``, ``weight_decay`` (:class:`jtricks.optim.OptimizerSpec`). ``l2`` and
+    ``weight_decay`` are both a switch and a coefficient: in ``grid`` / ``arms`` / ``--set`` a bool sets the
+    switch, a number sets the coefficient and the switch.
+
+    **regularization** — ``l2``, ``early_stopping`` (monitoring ``monitor``), ``averaging``
+    (:class:`jtricks.train.TrainConfig`).
+
+    **execution** — ``epochs``, ``batch_size``, ``execution`` (``"scan"``/``"loop"``/``"auto"``),
+    ``population`` (how the members are mapped: ``"vmap"``, ``"unroll"`` or ``"auto"``,
+    :func:`jtricks.population.resolve_strategy`), ``diagnostics``, ``max_members`` (population chunk size).
+
+    **reporting** — ``metrics``: the metrics summarised (final epoch, mean and 95% CI over seeds; ``None``:
+    test and validation accuracy and train loss for classification, test and validation r2 and train loss
+    for regression); ``baseline``: the arm every other arm is compared with (default: the first arm);
+    ``target``: a validation accuracy (or ``{metric: value}``) whose first epoch is reported.
+
+    **run** — ``name``, ``description``, ``hparams`` (fixed numeric hyperparameters; defaults come from the
+    optimizer, the loss and the engine), ``custom_hparams`` (the user's own numeric hyperparameters with
+    their defaults, read by the model's ``apply`` or the loss from their ``hparams`` dict: data, vmappable,
+    a grid factor like any other), ``grid`` (factor → list of values, the Cartesian product is taken),
+    ``arms`` (explicit list of overrides, each with an optional ``"name"``), ``seeds`` (``seed_offset``, ...,
+    ``seed_offset + seeds - 1``).
     """
 
-    name: str
-    description: str = ""
-    dataset: str = "mnist1d"
-    dataset_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    preprocess: str = "standardize"
-    n_train: int | None = None
-    n_val: int = 500
-    split_seed: int = 0
-    model: str = "mlp"
-    model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    optimizer: str = "adam"
-    schedule: str = "constant"
-    decay_every_epochs: int = 1
-    warmup_epochs: int = 0
-    clip: bool = False
-    weight_decay: bool = False
-    l2: bool = False
-    early_stopping: bool = False
-    averaging: str | None = None
-    execution: str = "auto"
-    population: str = "auto"
-    eval_batch_size: int = 1000
-    diagnostics: bool = False
-    epochs: int = 10
-    batch_size: int = 64
-    hparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    grid: Mapping[str, Sequence[Any]] = dataclasses.field(default_factory=dict)
-    arms: Sequence[Mapping[str, Any]] = ()
-    seeds: int = 8
-    seed_offset: int = 0
-    baseline: str | None = None
-    metrics: Sequence[str] = ("test_acc", "val_acc", "train_loss")
-    target: float | None = None
-    max_members: int | None = None
+    name: str = setting("", part="run", role="run", settable=False)
+    description: str = setting("", part="run", role="run")
+    dataset: Any = setting("mnist1d", part="data", role="data", choices=lambda: jdata.names())
+    dataset_kwargs: Mapping[str, Any] = setting({}, part="data", role="data")
+    preprocess: str = setting("standardize", part="data", role="data", choices=lambda: jdata.PREPROCESS_METHODS)
+    n_train: int | None = setting(None, part="data", role="data")
+    n_val: int = setting(500, part="data", role="data")
+    split_seed: int = setting(0, part="data", role="data")
+    eval_batch_size: int = setting(1000, part="data", role="data")
+    model: Any = setting("mlp", part="model", role="program", choices=lambda: jmodels.names())
+    model_kwargs: Mapping[str, Any] = setting({}, part="model", role="program")
+    loss: Any = setting("cross_entropy", part="objective", role="program", choices=lambda: tuple(jlosses.LOSSES))
+    eval_metrics: Sequence[Any] | None = setting(None, part="objective", role="program")
+    optimizer: Any = setting("adam", part="optimizer", role="program", choices=lambda: tuple(joptim.OPTIMIZERS))
+    schedule: str = setting("constant", part="optimizer", role="program", choices=lambda: tuple(joptim.SCHEDULES))
+    decay_every_epochs: int = setting(1, part="optimizer", role="program")
+    warmup_epochs: int = setting(0, part="optimizer", role="program")
+    clip: bool = setting(False, part="optimizer", role="program")
+    weight_decay: bool = setting(False, part="optimizer", role="program")
+    l2: bool = setting(False, part="regularization", role="program")
+    early_stopping: bool = setting(False, part="regularization", role="program")
+    monitor: str = setting("val_loss", part="regularization", role="program")
+    averaging: str | None = setting(None, part="regularization", role="program", choices=lambda: (None, "ema", "swa"))
+    epochs: int = setting(10, part="execution", role="program")
+    batch_size: int = setting(64, part="execution", role="program")
+    execution: str = setting("auto", part="execution", role="program", choices=lambda: ("auto", "scan", "loop"))
+    population: str = setting("auto", part="execution", role="program", choices=lambda: jpop.STRATEGIES)
+    diagnostics: bool = setting(False, part="execution", role="program")
+    max_members: int | None = setting(None, part="execution", role="run")
+    metrics: Sequence[str] | None = setting(None, part="reporting", role="run")
+    baseline: str | None = setting(None, part="reporting", role="run")
+    target: Any = setting(None, part="reporting", role="run")
+    hparams: Mapping[str, Any] = setting({}, part="run", role="run", settable=False)
+    custom_hparams: Mapping[str, float] = setting({}, part="run", role="program", settable=False)
+    grid: Mapping[str, Sequence[Any]] = setting({}, part="run", role="run", settable=False)
+    arms: Sequence[Mapping[str, Any]] = setting((), part="run", role="run", settable=False)
+    seeds: int = setting(8, part="run", role="run")
+    seed_offset: int = setting(0, part="run", role="run")
 
 
-#: Experiment fields a grid / arm may vary (each distinct value is its own compiled program).
-STATIC_FIELDS: frozenset[str] = frozenset(
-    {
-        "dataset",
-        "preprocess",
-        "n_train",
-        "model",
-        "optimizer",
-        "schedule",
-        "decay_every_epochs",
-        "warmup_epochs",
-        "clip",
-        "weight_decay",
-        "l2",
-        "early_stopping",
-        "averaging",
-        "execution",
-        "population",
-        "batch_size",
-        "diagnostics",
-    }
-)
-_SETTABLE_FIELDS = frozenset(f.name for f in dataclasses.fields(Experiment)) - {"name", "grid", "arms", "hparams"}
+#: Field name → its metadata (``part``, ``role``, ``choices``, ``settable``): the one table of the settings.
+SETTINGS: Mapping[str, Mapping[str, Any]] = {f.name: f.metadata for f in dataclasses.fields(Experiment)}
+
+#: Experiment fields that change the compiled program or the data (each distinct value: its own program).
+STATIC_FIELDS: frozenset[str] = frozenset(k for k, m in SETTINGS.items() if m["role"] != "run" and m["settable"])
+
+_SETTABLE: frozenset[str] = frozenset(k for k, m in SETTINGS.items() if m["settable"])
+
+#: Names that are both an on/off field and its numeric coefficient: a bool sets the field, a number sets the
+#: coefficient and switches the field on (so an arm ``{"l2": 1e-4}`` is an L2 arm).
+_SWITCHED_BY_COEFFICIENT = frozenset({"l2", "weight_decay"})
+
+
+def parts(exp: Experiment) -> dict[str, dict[str, Any]]:
+    """The settings of ``exp`` grouped by part: ``{"data": {"dataset": ..., ...}, "model": {...}, ...}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for f in dataclasses.fields(exp):
+        out.setdefault(f.metadata["part"], {})[f.name] = getattr(exp, f.name)
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,15 +210,22 @@ class Arm:
     hparams: Mapping[str, float]
 
 
-def _kind(key: str) -> str:
+def _numeric_names(exp: Experiment) -> frozenset[str]:
+    return NUMERIC_HPARAMS | frozenset(exp.custom_hparams) | frozenset(_loss(exp).hparams)
+
+
+def _kind(key: str, exp: Experiment) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"setting names must be strings, got {key!r}")
     if key.startswith("model."):
         return "model"
-    if key in NUMERIC_HPARAMS:
+    if key in _numeric_names(exp):
         return "numeric"
-    if key in _SETTABLE_FIELDS:
+    if key in _SETTABLE:
         return "field"
-    allowed = sorted(_SETTABLE_FIELDS) + ["model.<arg>"] + sorted(NUMERIC_HPARAMS)
-    raise ValueError(f"unknown setting {key!r}; allowed: {', '.join(allowed)}")
+    allowed = sorted(_SETTABLE) + ["model.<arg>"] + sorted(_numeric_names(exp))
+    raise ValueError(f"unknown setting {key!r}; allowed: {', '.join(allowed)} (declare your own numeric "
+                     "hyperparameters in custom_hparams)")
 
 
 def apply_overrides(exp: Experiment, overrides: Mapping[str, Any]) -> Experiment:
@@ -176,7 +236,7 @@ def apply_overrides(exp: Experiment, overrides: Mapping[str, Any]) -> Experiment
     for key, value in overrides.items():
         if key == "name":
             continue
-        kind = _kind(key)
+        kind = _kind(key, exp)
         if key in _SWITCHED_BY_COEFFICIENT and isinstance(value, bool):
             fields[key] = value  # `l2=True` / `weight_decay=False`: the on/off field
         elif kind == "model":
@@ -190,17 +250,16 @@ def apply_overrides(exp: Experiment, overrides: Mapping[str, Any]) -> Experiment
     return dataclasses.replace(exp, model_kwargs=model_kwargs, hparams=hparams, **fields)
 
 
-#: Names that are both an on/off field and its numeric coefficient: a bool sets the field, a number sets the
-#: coefficient and switches the field on (so an arm ``{"l2": 1e-4}`` is an L2 arm).
-_SWITCHED_BY_COEFFICIENT = frozenset({"l2", "weight_decay"})
-
-
 def _fmt(v: Any) -> str:
+    if isinstance(v, jmodels.Model):
+        return _describe_object(v)
     if isinstance(v, float):
         return format(v, "g")
     if isinstance(v, (list, tuple)):
         return "x".join(_fmt(x) for x in v)
-    return str(v)
+    if isinstance(v, (str, int, type(None))):
+        return str(v)
+    return _describe_object(v)
 
 
 def arm_name(factors: Mapping[str, Any]) -> str:
@@ -213,7 +272,7 @@ def arm_name(factors: Mapping[str, Any]) -> str:
 def expand(exp: Experiment) -> list[Arm]:
     """All arms of ``exp``: explicit ``arms`` × the Cartesian product of ``grid``, in declaration order."""
     for key, values in exp.grid.items():
-        _kind(key)
+        _kind(key, exp)
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
             raise ValueError(f"grid[{key!r}] must be a non-empty list of values, got {values!r}")
     base_arms: list[Mapping[str, Any]] = list(exp.arms) or [{}]
@@ -222,16 +281,11 @@ def expand(exp: Experiment) -> list[Arm]:
     arms: list[Arm] = []
     for base in base_arms:
         for combo in combos:
-            overrides = {**{k: v for k, v in base.items() if k != "name"}, **dict(zip(grid_keys, combo))}
-            label_parts = []
-            if "name" in base:
-                label_parts.append(str(base["name"]))
             grid_factors = dict(zip(grid_keys, combo))
-            if grid_factors:
-                label_parts.append(arm_name(grid_factors))
-            name = ",".join(label_parts) if label_parts else arm_name(overrides)
+            overrides = {**{k: v for k, v in base.items() if k != "name"}, **grid_factors}
+            label = ([str(base["name"])] if "name" in base else []) + ([arm_name(grid_factors)] if grid_factors else [])
             resolved = apply_overrides(exp, overrides)
-            arms.append(Arm(name=name, factors=overrides, experiment=resolved, hparams=dict(resolved.hparams)))
+            arms.append(Arm(",".join(label) or arm_name(overrides), overrides, resolved, dict(resolved.hparams)))
     names = [a.name for a in arms]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -239,22 +293,71 @@ def expand(exp: Experiment) -> list[Arm]:
     return arms
 
 
+def _describe_object(v: Any) -> str:
+    """A short, stable description of a non-literal setting (a data set, a model, a callable)."""
+    if isinstance(v, jdata.Dataset):
+        return f"Dataset({v.name})"
+    if isinstance(v, jmodels.Model):
+        return f"Model({v.name})"
+    name = getattr(v, "name", None) if isinstance(getattr(v, "name", None), str) else None
+    qual = getattr(v, "__qualname__", None) or type(v).__qualname__
+    return name or f"{getattr(v, '__module__', '') or ''}.{qual}".lstrip(".")
+
+
+def _signature_value(v: Any) -> str:
+    """``repr`` of a literal; objects (data sets, models, callables) by identity, so two objects never merge."""
+    if isinstance(v, (str, int, float, bool, type(None))):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "(" + ",".join(_signature_value(x) for x in v) + ")"
+    if isinstance(v, Mapping):
+        return "{" + ",".join(f"{k!r}:{_signature_value(x)}" for k, x in sorted(v.items(), key=lambda kv: str(kv[0]))) + "}"
+    return f"{_describe_object(v)}@{id(v):x}"
+
+
 def static_signature(exp: Experiment) -> tuple:
-    """What makes two arms share one compiled program (everything but the numeric hyperparameters)."""
-    d = dataclasses.asdict(exp)
-    for k in ("name", "description", "hparams", "grid", "arms", "seeds", "seed_offset", "baseline", "metrics", "target", "max_members"):
-        d.pop(k, None)
-    return tuple(sorted((k, repr(v)) for k, v in d.items()))
+    """What makes two arms share one compiled program: every field whose role is not ``"run"``."""
+    return tuple((k, _signature_value(getattr(exp, k))) for k, m in SETTINGS.items() if m["role"] != "run")
 
 
-def build_model(exp: Experiment, num_classes: int) -> Any:
-    """The :class:`jtricks.models.Model` of ``exp``."""
+def data_key(exp: Experiment) -> tuple:
+    """What makes two arms share one prepared data set: the fields whose role is ``"data"``."""
+    return tuple((k, _signature_value(getattr(exp, k))) for k, m in SETTINGS.items() if m["role"] == "data")
+
+
+def _loss(exp: Experiment) -> jlosses.Loss:
+    return jlosses.get(exp.loss)
+
+
+def _accepts(fn: Callable, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def build_model(exp: Experiment, num_outputs: int) -> Any:
+    """The :class:`jtricks.models.Model` of ``exp`` (``num_outputs``: classes, or regression targets)."""
+    if isinstance(exp.model, jmodels.Model):
+        if exp.model_kwargs:
+            raise ValueError("model_kwargs apply to a model name or factory, not to a built Model; build it with them")
+        return exp.model
     kwargs = dict(exp.model_kwargs)
-    kwargs.setdefault("num_classes", num_classes)
-    return jmodels.get(exp.model, **kwargs)
+    factory = jmodels.factory(exp.model) if isinstance(exp.model, str) else exp.model
+    if not callable(factory):
+        raise TypeError(f"'model' must be a registered name, a jtricks.models.Model or a factory, got {exp.model!r}")
+    if _accepts(factory, "num_classes"):
+        kwargs.setdefault("num_classes", num_outputs)
+    model = factory(**kwargs)
+    if not isinstance(model, jmodels.Model):
+        raise TypeError(f"the model factory {_describe_object(factory)} must return a jtricks.models.Model "
+                        f"(see jtricks.adapters), got {type(model).__name__}")
+    return model
 
 
-def build_config(exp: Experiment, model: Any, num_train: int, *, dropout: bool | None = None, init_scale: bool | None = None) -> jtrain.TrainConfig:
+def build_config(exp: Experiment, model: Any, num_train: int, *, dropout: bool | None = None,
+                 init_scale: bool | None = None) -> jtrain.TrainConfig:
     """The static :class:`jtricks.train.TrainConfig` of ``exp`` (``num_train`` fixes steps per epoch).
 
     ``dropout`` / ``init_scale`` (traced dropout rate / init scale) default to whether ``exp.hparams``
@@ -264,86 +367,140 @@ def build_config(exp: Experiment, model: Any, num_train: int, *, dropout: bool |
         dropout = "dropout_rate" in exp.hparams
     if init_scale is None:
         init_scale = "init_scale" in exp.hparams
-    steps_per_epoch = num_train // exp.batch_size
+    steps_per_epoch = max(1, num_train // exp.batch_size)
     spec = joptim.OptimizerSpec(
         name=exp.optimizer,
         schedule=exp.schedule,
         clip=exp.clip,
         weight_decay=exp.weight_decay,
-        steps_per_epoch=max(1, steps_per_epoch),
-        total_steps=max(1, steps_per_epoch * exp.epochs),
+        steps_per_epoch=steps_per_epoch,
+        total_steps=steps_per_epoch * exp.epochs,
         decay_every_epochs=exp.decay_every_epochs,
         warmup_steps=max(0, steps_per_epoch * exp.warmup_epochs),
     )
     return jtrain.TrainConfig(
-        model=model,
-        optimizer=spec,
-        epochs=exp.epochs,
-        batch_size=exp.batch_size,
-        l2=exp.l2,
-        early_stopping=exp.early_stopping,
-        averaging=exp.averaging,
+        model=model, optimizer=spec, epochs=exp.epochs, batch_size=exp.batch_size, loss=_loss(exp),
+        metrics=None if exp.eval_metrics is None else tuple(exp.eval_metrics), l2=exp.l2,
+        early_stopping=exp.early_stopping, monitor=exp.monitor, averaging=exp.averaging,
         execution=exp.execution,  # type: ignore[arg-type]
-        eval_batch_size=exp.eval_batch_size,
-        diagnostics=exp.diagnostics,
-        dropout=dropout,
-        init_scale=init_scale,
+        eval_batch_size=exp.eval_batch_size, diagnostics=exp.diagnostics, dropout=dropout, init_scale=init_scale,
+        custom_hparams=dict(exp.custom_hparams),
     )
 
 
-_DATASETS = ("mnist1d", "digits", "fashion_mnist", "mnist")
-_PREPROCESS = ("raw", "unit", "symmetric", "standardize")
-_POPULATION = ("auto", "vmap", "unroll")
+def summary_metrics(exp: Experiment, config: jtrain.TrainConfig) -> tuple[str, ...]:
+    """The metrics ``exp`` summarises: ``exp.metrics`` or the defaults of its task."""
+    if exp.metrics is not None:
+        return tuple(exp.metrics)
+    main = "acc" if "acc" in config.metric_names() else (config.metric_names() or ("loss",))[-1]
+    return (f"test_{main}", f"val_{main}", "train_loss")
+
+
+def produced_metrics(config: jtrain.TrainConfig) -> frozenset[str]:
+    """Every metric name a run of ``config`` writes to ``metrics.csv``."""
+    base = ("loss", *config.metric_names())
+    names = {f"train_{b}" for b in base} | {f"{s}_{b}" for s in ("val", "test") for b in base} | {"grad_norm", "lr"}
+    if config.averaging:
+        names |= {f"avg_{s}_{b}" for s in ("val", "test") for b in base}
+    return frozenset(names)
+
+
+def _check_int(exp: Experiment, field: str, *, minimum: int, optional: bool = False, arm: str | None = None) -> None:
+    v = getattr(exp, field)
+    if optional and v is None:
+        return
+    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+        where = f" (arm {arm!r})" if arm else ""
+        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{field!r} must be {kind}{' or None' if optional else ''}, got {v!r}{where}")
+
+
+def _check_choices(e: Experiment, arm: str) -> None:
+    """Every field with ``choices`` metadata holds an allowed value (objects and callables pass through)."""
+    for field, meta in SETTINGS.items():
+        v = getattr(e, field)
+        if meta["choices"] is None or not (isinstance(v, str) or v is None):
+            continue
+        allowed = tuple(meta["choices"]())
+        if v not in allowed:
+            raise ValueError(f"{field!r} must be one of {list(allowed)} (or your own object: see docs/byo.md), "
+                             f"got {v!r} (arm {arm!r})")
+
+
+def _check_dataset_kwargs(e: Experiment) -> None:
+    if not isinstance(e.dataset_kwargs, Mapping):
+        raise TypeError(f"'dataset_kwargs' must be a mapping, got {e.dataset_kwargs!r}")
+    if isinstance(e.dataset, str) and e.dataset_kwargs:
+        loader = jdata.loader(e.dataset)
+        unknown = sorted(k for k in e.dataset_kwargs if not _accepts(loader, k))
+        if unknown:
+            allowed = [p for p in inspect.signature(loader).parameters]
+            raise ValueError(f"unknown dataset_kwargs {unknown} for dataset {e.dataset!r}; it takes {allowed}")
+    elif not isinstance(e.dataset, str) and e.dataset_kwargs:
+        raise ValueError("dataset_kwargs apply to a registered data set name, not to a Dataset object")
+
+
+def _check_experiment(exp: Experiment) -> None:
+    """The experiment-level settings (before the grid is expanded)."""
+    if not isinstance(exp.name, str) or not exp.name:
+        raise ValueError("experiment 'name' must be a non-empty string")
+    for key, v in exp.custom_hparams.items():
+        if key in NUMERIC_HPARAMS:
+            raise ValueError(f"custom_hparams[{key!r}] is already a jtricks hyperparameter; set it in hparams")
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise ValueError(f"custom_hparams[{key!r}] must be a number (its default), got {v!r}")
+    for key in exp.hparams:
+        if key not in _numeric_names(exp):
+            raise ValueError(f"unknown hyperparameter {key!r} in hparams; allowed: {sorted(_numeric_names(exp))} "
+                             "(declare your own in custom_hparams)")
+    for field in ("seeds", "epochs", "batch_size", "n_val", "eval_batch_size"):
+        _check_int(exp, field, minimum=1)
+    _check_int(exp, "max_members", minimum=1, optional=True)
+    _check_int(exp, "seed_offset", minimum=0)
+    _check_int(exp, "split_seed", minimum=0)
+
+
+def _check_arm(arm: Arm) -> jtrain.TrainConfig:
+    """One arm's settings; returns its configuration (built with a placeholder output count)."""
+    e = arm.experiment
+    _check_choices(e, arm.name)
+    _check_int(e, "n_train", minimum=1, optional=True, arm=arm.name)
+    for field in ("epochs", "batch_size"):
+        _check_int(e, field, minimum=1, arm=arm.name)
+    _check_dataset_kwargs(e)
+    # Model, loss, metrics and optimizer constructors validate their own arguments (ValueError naming them).
+    config = build_config(e, build_model(e, 10), num_train=max(e.batch_size, 1) * 10)
+    jtrain.validate_hparams(config, {k: v for k, v in arm.hparams.items() if k in config.hparam_names()})
+    unused = sorted(set(arm.hparams) - set(config.hparam_names()))
+    if unused:
+        raise ValueError(
+            f"hyperparameter(s) {unused} are not read by arm {arm.name!r} "
+            f"(optimizer={_fmt(e.optimizer)!r}, schedule={e.schedule!r}, clip={e.clip}, l2={e.l2}, "
+            f"early_stopping={e.early_stopping}, averaging={e.averaging!r}); it reads {list(config.hparam_names())}"
+        )
+    wanted = summary_metrics(e, config)
+    missing = sorted(set(wanted) - produced_metrics(config))
+    if missing:
+        raise ValueError(f"metrics {missing} are not measured by arm {arm.name!r}; it measures "
+                         f"{sorted(produced_metrics(config))} (add the base metric to eval_metrics)")
+    return config
 
 
 def validate(exp: Experiment) -> list[Arm]:
     """Check every setting of ``exp`` and of each arm before anything is loaded or compiled; return the arms.
 
-    Raises ``ValueError`` naming the bad key and the allowed values.
+    Raises ``ValueError`` / ``TypeError`` naming the bad key and the allowed values.
     """
-    if not isinstance(exp.name, str) or not exp.name:
-        raise ValueError("experiment 'name' must be a non-empty string")
-    for key in exp.hparams:
-        if key not in NUMERIC_HPARAMS:
-            raise ValueError(f"unknown hyperparameter {key!r} in hparams; allowed: {sorted(NUMERIC_HPARAMS)}")
-    for field in ("seeds", "epochs", "batch_size", "n_val", "eval_batch_size"):
-        v = getattr(exp, field)
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            raise ValueError(f"{field!r} must be a positive int, got {v!r}")
-    if exp.max_members is not None and (not isinstance(exp.max_members, int) or exp.max_members <= 0):
-        raise ValueError(f"'max_members' must be a positive int or None, got {exp.max_members!r}")
+    _check_experiment(exp)
     arms = expand(exp)
     for arm in arms:
-        e = arm.experiment
-        if e.dataset not in _DATASETS:
-            raise ValueError(f"'dataset' must be one of {list(_DATASETS)}, got {e.dataset!r} (arm {arm.name!r})")
-        if e.preprocess not in _PREPROCESS:
-            raise ValueError(f"'preprocess' must be one of {list(_PREPROCESS)}, got {e.preprocess!r} (arm {arm.name!r})")
-        if e.population not in _POPULATION:
-            raise ValueError(f"'population' must be one of {list(_POPULATION)}, got {e.population!r} (arm {arm.name!r})")
-        if e.n_train is not None and (not isinstance(e.n_train, int) or e.n_train <= 0):
-            raise ValueError(f"'n_train' must be a positive int or None, got {e.n_train!r}")
-        for field in ("epochs", "batch_size"):
-            v = getattr(e, field)
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise ValueError(f"{field!r} must be a positive int, got {v!r} (arm {arm.name!r})")
-        # Model and optimizer constructors validate their own static arguments (ValueError naming them).
-        model = build_model(e, num_classes=10)
-        config = build_config(e, model, num_train=max(e.batch_size, 1) * 10)
-        jtrain.validate_hparams(config, {k: v for k, v in arm.hparams.items() if k in config.hparam_names()})
-        unused = sorted(set(arm.hparams) - set(config.hparam_names()))
-        if unused:
-            raise ValueError(
-                f"hyperparameter(s) {unused} are not read by arm {arm.name!r} "
-                f"(optimizer={e.optimizer!r}, schedule={e.schedule!r}, clip={e.clip}, l2={e.l2}, "
-                f"early_stopping={e.early_stopping}, averaging={e.averaging!r}); it reads {list(config.hparam_names())}"
-            )
+        _check_arm(arm)
     if exp.baseline is not None and exp.baseline not in {a.name for a in arms}:
         raise ValueError(f"'baseline' must be one of the arm names {[a.name for a in arms]}, got {exp.baseline!r}")
     return arms
 
 
-def parse_set(items: Sequence[str]) -> dict[str, Any]:
+def parse_set(items: Sequence[str], exp: Experiment | None = None) -> dict[str, Any]:
     """Parse ``--set key=value`` items; values are Python literals (``0.1``, ``[64, 64]``, ``None``) or strings."""
     out: dict[str, Any] = {}
     for item in items:
@@ -351,7 +508,9 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
             raise ValueError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
         key = key.strip()
-        _kind(key) if key not in ("grid", "arms", "hparams") else None
+        if key in ("grid", "arms", "hparams", "custom_hparams"):
+            raise ValueError(f"--set cannot replace {key!r} whole; set its entries instead")
+        _kind(key, exp or Experiment(name="--set"))
         try:
             value = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
@@ -360,15 +519,25 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _sequence_valued(key: str) -> bool:
+    """Whether one value of ``key`` is itself a sequence (a model argument such as ``widths``)."""
+    return key.startswith("model.") or key in ("metrics", "eval_metrics")
+
+
 def with_settings(exp: Experiment, settings: Mapping[str, Any]) -> Experiment:
-    """Apply ``--set`` settings: a key that is a grid factor replaces the factor's values (a list or one value)."""
+    """Apply ``--set`` settings. A key that is already a grid factor gets new values (a list, or one value).
+    A list for any other key makes it a grid factor (``learning_rate=[1e-3,1e-2]``); for a key whose single
+    value is a sequence (``model.widths``) a list of lists does (``model.widths=[[64],[64,64]]``)."""
     grid = dict(exp.grid)
     rest: dict[str, Any] = {}
     for key, value in settings.items():
+        is_list = isinstance(value, list)
         if key in grid:
-            grid[key] = list(value) if isinstance(value, (list, tuple)) else [value]
-        elif key in ("grid", "arms", "hparams"):
-            raise ValueError(f"--set cannot replace {key!r} whole; set its entries instead")
+            grid[key] = list(value) if is_list else [value]
+        elif is_list and (not _sequence_valued(key) or (value and all(isinstance(v, (list, tuple)) for v in value))):
+            if not value:
+                raise ValueError(f"--set {key}=[] gives no values; give at least one")
+            grid[key] = list(value)
         else:
             rest[key] = value
     return apply_overrides(dataclasses.replace(exp, grid=grid), rest)
@@ -417,5 +586,3 @@ def load_experiment(name_or_path: str) -> Experiment:
     if not isinstance(exp, Experiment):
         raise ValueError(f"{path} must define EXPERIMENT = jtricks.experiment.Experiment(...)")
     return exp
-
-

@@ -200,8 +200,8 @@ def uniform(scale: Scale = 1.0) -> Initializer:
 def gaussian(scale: Scale = 1.0) -> Initializer:
     """Gaussian with std ``scale / fan_in``: ``W ~ N(0, (scale / fan_in)^2)`` (untruncated).
 
-    The guide's ``N(0, 1/n)`` read with ``1/n`` as the *standard deviation* (as the project's API
-    contract fixes it). This is much smaller than LeCun's std ``1/sqrt(fan_in)`` (see
+    The guide's ``N(0, 1/n)`` read with ``1/n`` as the *standard deviation* (jtricks' reading of
+    the guide). This is much smaller than LeCun's std ``1/sqrt(fan_in)`` (see
     :func:`lecun_normal`, which is ``N(0, 1/n)`` read with ``1/n`` as the variance), so in deep
     networks it shrinks activations by ``1/sqrt(n_in)`` per layer (vanishing signal).
     """

@@ -1,4 +1,4 @@
-"""Named PRNG key streams (DESIGN principle 2).
+"""Named PRNG key streams.
 
 Every source of randomness in a run draws from its own stream, derived from the run's root key by a
 *stable* integer id of the stream's name::

@@ -73,6 +73,8 @@ __all__ = [
     "count_params",
     "summary",
     "names",
+    "register_model",
+    "factory",
     "get",
 ]
 
@@ -917,6 +919,25 @@ _REGISTRY: dict[str, Callable[..., Model]] = {
 }
 
 
+def register_model(name: str, factory: Callable[..., Model], *, overwrite: bool = False) -> None:
+    """Make ``factory`` (``factory(**kwargs) -> Model``, e.g. wrapping :mod:`jtricks.adapters`) available as
+    ``model=name`` in experiments, in :func:`get` and in ``jtricks run --set model=name``.
+
+    Raises:
+      ValueError: ``name`` is taken (pass ``overwrite=True`` to replace a user entry; the built-in
+        architectures cannot be replaced).
+      TypeError: ``factory`` is not callable.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"`name` must be a non-empty str, got {name!r}")
+    if not callable(factory):
+        raise TypeError(f"`factory` must be callable (factory(**kwargs) -> Model), got {type(factory).__name__}")
+    builtin = {"mlp", "cnn", "resnet", "inception", "cnn1d"}
+    if name in _REGISTRY and (name in builtin or not overwrite):
+        raise ValueError(f"model {name!r} is already registered" + ("" if name in builtin else "; pass overwrite=True"))
+    _REGISTRY[name] = factory
+
+
 def names() -> tuple[str, ...]:
     """The architecture names that :func:`get` accepts."""
     return tuple(_REGISTRY)
@@ -930,6 +951,16 @@ def get(name: str, **kw: Any) -> Model:
     Raises:
       ValueError: if ``name`` is unknown (the message lists the known names), or an argument is invalid.
     """
+    return factory(name)(**kw)
+
+
+def factory(name: str) -> Callable[..., Model]:
+    """The constructor registered as ``name`` (built-in or :func:`register_model`).
+
+    Raises:
+      ValueError: if ``name`` is unknown (the message lists the known names).
+    """
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(f"unknown model name {name!r}; known names: {', '.join(names())}")
-    return _REGISTRY[name](**kw)
+        raise ValueError(f"unknown model name {name!r}; known names: {', '.join(names())} "
+                         "(register your own with jtricks.models.register_model)")
+    return _REGISTRY[name]

@@ -1,6 +1,6 @@
 """Reductions whose rounding ``jax.vmap`` cannot change.
 
-A population member must be *bit-for-bit* the run it would be alone (DESIGN principle 4). Elementwise
+A population member must be *bit-for-bit* the run it would be alone. Elementwise
 arithmetic and the matrix products we use survive ``vmap`` unchanged, but XLA CPU vectorizes a
 reduction (``jnp.sum``, ``jnp.mean``, the transpose of a broadcast in autodiff) differently depending on
 the shape of the *kept* axes, and ``vmap`` adds one: measured with jax 0.10.2, ``x.sum(0)`` of a

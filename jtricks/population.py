@@ -46,11 +46,15 @@ CONV_MODELS: frozenset[str] = frozenset({"cnn", "cnn1d", "resnet", "inception"})
 InAxes = int | None | Sequence[int | None]
 
 
-def resolve_strategy(strategy: Strategy = "auto", *, model: str | None = None, backend: str | None = None) -> str:
+def resolve_strategy(
+    strategy: Strategy = "auto", *, model: str | None = None, backend: str | None = None, batch_invariant: bool = True
+) -> str:
     """The concrete strategy (``"vmap"`` or ``"unroll"``) for ``strategy``, a model name and a backend.
 
-    ``"auto"`` = ``"unroll"`` when the backend is ``"cpu"`` and ``model`` is a convolutional model
-    (:data:`CONV_MODELS`), ``"vmap"`` otherwise. Measured (docs/performance.md, notebook CNN, batch
+    ``"auto"`` = ``"unroll"`` when the model is not ``batch_invariant`` (a model not built from jtricks'
+    vmap-stable primitives, e.g. a flax or equinox model: its reductions round differently under ``vmap``,
+    so only unrolled members are bit-identical to standalone runs), or when the backend is ``"cpu"`` and
+    ``model`` is a convolutional model (:data:`CONV_MODELS`); ``"vmap"`` otherwise. Measured (docs/performance.md, notebook CNN, batch
     64): on XLA CPU vmapped convolutions become grouped convolutions costing 2.7–3.0× a standalone step
     per member, unrolled members 1.3–1.4×; MLP populations are bitwise and fastest vmapped. On a GPU
     (H200) vmap costs 0.11× a standalone step per member at S = 16 (unroll 0.15×), so vmap is kept there.
@@ -62,6 +66,8 @@ def resolve_strategy(strategy: Strategy = "auto", *, model: str | None = None, b
         raise ValueError(f"`strategy` must be one of {', '.join(map(repr, STRATEGIES))}; got {strategy!r}")
     if strategy != "auto":
         return strategy
+    if not batch_invariant:
+        return "unroll"
     backend = backend or jax.default_backend()
     if backend == "cpu" and model in CONV_MODELS:
         return "unroll"
@@ -131,6 +137,7 @@ def population_map(
     in_axes: InAxes = 0,
     model: str | None = None,
     backend: str | None = None,
+    batch_invariant: bool = True,
     serialize: bool = False,
 ) -> Callable[..., Any]:
     """Map ``fn`` (one member) over a population: ``out[i] = fn(*[a[i] if mapped else a for a in args])``.
@@ -143,6 +150,8 @@ def population_map(
         of that argument) or one int / None for all; outputs always carry the member axis first.
       model: the model's name (``jtricks.models.Model.name``) for ``"auto"``.
       backend: the backend for ``"auto"`` (default: ``jax.default_backend()``).
+      batch_invariant: for ``"auto"``: whether the model's members stay bit-identical under ``vmap``
+        (jtricks' own models); ``False`` makes ``"auto"`` unroll.
       serialize: ``"unroll"`` only: member ``i + 1`` starts only after member ``i``'s outputs exist
         (``lax.optimization_barrier``), so the members' operations never run concurrently on the
         runtime's thread pool (values are unchanged).
@@ -155,7 +164,7 @@ def population_map(
     """
     if not callable(fn):
         raise TypeError(f"`fn` must be callable, got {type(fn).__name__}")
-    concrete = resolve_strategy(strategy, model=model, backend=backend)
+    concrete = resolve_strategy(strategy, model=model, backend=backend, batch_invariant=batch_invariant)
     if isinstance(in_axes, (list, tuple)):
         _normalize_in_axes(in_axes, len(in_axes))
     else:

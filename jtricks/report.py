@@ -89,14 +89,26 @@ _INT_COLUMNS = {"seed", "epoch", "diverged_epoch", "stopped_epoch", "best_epoch"
 # ----------------------------------------------------------------------------------------------
 
 
-def metric_direction(metric: str) -> int:
-    """Which way is better for a metric name: ``+1`` higher (``*acc*``), ``-1`` lower (``*loss*``,
-    ``*error*``), ``0`` unknown (e.g. ``grad_norm``)."""
+def metric_direction(metric: str, directions: Mapping[str, Any] | None = None) -> int:
+    """Which way is better for a metric: ``+1`` higher, ``-1`` lower, ``0`` unknown (e.g. ``grad_norm``).
+
+    ``directions`` (``{metric: True/"higher" or False/"lower"}``, e.g. a manifest's ``"directions"``) decides
+    first; otherwise the name: a metric of :mod:`jtricks.metrics` after its split prefix (``test_r2``: higher,
+    ``val_mse``: lower), else ``*acc*`` / ``*accuracy`` higher and ``*loss*`` / ``*error*`` / ``*err*`` lower.
+    """
+    if directions and metric in directions:
+        d = directions[metric]
+        return 1 if d in (True, "higher", 1) else -1
     name = metric.lower()
     if name.endswith("acc") or name.endswith("accuracy"):
         return 1
     if name.endswith("loss") or name.endswith("error") or name.endswith("err"):
         return -1
+    from jtricks import metrics as _metrics  # the named metrics' declared directions
+
+    base = _metrics.parse(name)[1] if name not in ("grad_norm", "lr") else ""
+    if base in _metrics.METRICS:
+        return 1 if _metrics.METRICS[base].higher_is_better else -1
     return 0
 
 
@@ -333,6 +345,7 @@ def summarize(
     confidence: float = 0.95,
     target: float | Mapping[str, float] | None = None,
     power: float = 0.8,
+    directions: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Per arm and metric: the final value over seeds, its t CI, and the paired difference vs baseline.
 
@@ -344,19 +357,20 @@ def summarize(
     * ``mean, std, ci_lo, ci_hi, n`` = :func:`jtricks.stats.mean_ci` of the final values
       (Student-t interval at ``confidence``; ``n`` finite members);
     * ``best_epoch`` / ``best_mean``: the epoch where the *mean curve* (per-epoch mean over the
-      non-diverged members) is best -- argmax for ``*acc`` metrics, argmin for ``*loss`` (argmax
-      when the direction is unknown); ties go to the earliest epoch; ``-1`` if there is none;
+      non-diverged members) is best in the metric's direction (argmax when unknown); ties go to the
+      earliest epoch; ``-1`` if there is none;
     * ``diff, diff_std, diff_lo, diff_hi, diff_n, p_value`` = :func:`jtricks.stats.paired_diff_ci`
       of arm - baseline, paired by seed (seeds present in both arms; a diverged member drops its
       pair); ``nan`` on the baseline row;
-    * ``verdict``: ``"better"`` / ``"worse"`` when the difference CI excludes 0 (higher is
-      better for accuracies, lower for losses; ``"higher"`` / ``"lower"`` for other metrics),
-      ``"n.s."`` when it contains 0, ``"n/a"`` with fewer than two pairs, ``"baseline"`` on the
-      baseline row;
+    * ``verdict``: ``"better"`` / ``"worse"`` when the difference CI excludes 0 (in the metric's
+      direction; ``"higher"`` / ``"lower"`` when the direction is unknown), ``"n.s."`` when it contains 0,
+      ``"n/a"`` with fewer than two pairs, ``"baseline"`` on the baseline row;
     * ``seeds_needed`` = :func:`jtricks.stats.seeds_needed` ``(diff, diff_std, confidence, power)``;
-    * ``epochs_to_target``: first epoch whose mean-curve value reaches ``target`` (``>=`` for
-      accuracies and unknown directions, ``<=`` for losses), ``-1`` if never; ``None`` (and
-      ``target`` ``None``) when no target applies to the metric.
+    * ``epochs_to_target``: first epoch whose mean-curve value reaches ``target`` (``>=`` when higher is
+      better or unknown, ``<=`` when lower is), ``-1`` if never; ``None`` (and ``target`` ``None``) when no
+      target applies to the metric.
+
+    Each row also carries ``direction`` (+1 higher is better, -1 lower, 0 unknown; not a CSV column).
 
     Args:
       metrics_rows: tidy rows ``arm, seed, epoch, metric, value`` (dicts or 5-sequences).
@@ -369,14 +383,15 @@ def summarize(
       target: ``{metric: target}``; a bare float is a validation-accuracy target, i.e.
         ``{"val_acc": target}`` (:data:`TARGET_METRIC`); ``None`` for none.
       power: power used for ``seeds_needed``, in (0, 1).
+      directions: ``{metric: True/"higher" (higher is better) or False/"lower"}`` for metrics whose
+        direction is not known by name (:func:`metric_direction`), e.g. a custom metric.
 
     Returns:
-      A list of dicts with keys :data:`SUMMARY_COLUMNS`, ordered by metric then arm.
+      A list of dicts with keys :data:`SUMMARY_COLUMNS` (and ``direction``), ordered by metric then arm.
     """
     confidence = _stats._check_prob("confidence", confidence)
     power = _stats._check_prob("power", power)
-    if isinstance(metrics, str):
-        metrics = (metrics,)
+    metrics = (metrics,) if isinstance(metrics, str) else metrics
     mrows = _normalize_rows(metrics_rows, METRICS_COLUMNS, "metrics")
     brows = [] if member_rows is None else _normalize_rows(member_rows, MEMBERS_COLUMNS, "members")
     names = _arm_names(arms, mrows)
@@ -387,109 +402,88 @@ def summarize(
     elif baseline not in names:
         raise ValueError(f"baseline {baseline!r} is not an arm; arms are {names}")
     targets = _targets(target)
-
     diverged = {(r[0], r[1]) for r in brows if r[2] >= 0}
-    # data[metric][arm][seed] = {epoch: value}
+    data = _curves(mrows)
+    out: list[dict[str, Any]] = []
+    for metric in metrics:
+        if metric not in data:
+            continue
+        direction = metric_direction(metric, directions)
+        finals = {arm: _finals(data[metric].get(arm, {}), arm, diverged) for arm in names}
+        for arm in names:
+            row = _arm_row(data[metric].get(arm, {}), finals, arm, baseline, direction, confidence, power,
+                           targets.get(metric))
+            out.append({"metric": metric, "arm": arm, "baseline": baseline, **row, "direction": direction})
+    return out
+
+
+def _curves(mrows: list[tuple]) -> dict[str, dict[str, dict[int, dict[int, float]]]]:
+    """``data[metric][arm][seed] = {epoch: value}`` (a duplicate row is an error)."""
     data: dict[str, dict[str, dict[int, dict[int, float]]]] = {}
     for arm, seed, epoch, metric, value in mrows:
         per_epoch = data.setdefault(metric, {}).setdefault(arm, {}).setdefault(seed, {})
         if epoch in per_epoch:
             raise ValueError(f"duplicate metrics row for arm={arm!r} seed={seed} epoch={epoch} metric={metric!r}")
         per_epoch[epoch] = value
+    return data
 
-    out: list[dict[str, Any]] = []
-    for metric in metrics:
-        if metric not in data:
-            continue
-        direction = metric_direction(metric)
-        tgt = targets.get(metric)
 
-        finals: dict[str, dict[int, float]] = {}  # arm -> seed -> final value (nan if excluded)
-        n_div: dict[str, int] = {}
-        for arm in names:
-            members = data[metric].get(arm, {})
-            f: dict[int, float] = {}
-            k = 0
-            for seed in sorted(members):
-                curve = members[seed]
-                v = curve[max(curve)]
-                if (arm, seed) in diverged or not math.isfinite(v):
-                    k += 1
-                    v = _NAN
-                f[seed] = v
-            finals[arm] = f
-            n_div[arm] = k
-
-        for arm in names:
-            members = data[metric].get(arm, {})
-            ok = [s for s in sorted(members) if math.isfinite(finals[arm][s])]
-            ci = _stats.mean_ci([finals[arm][s] for s in ok], confidence)
-
-            # Mean curve over non-diverged members.
-            epochs = sorted({e for s in ok for e in members[s]})
-            curve = []
-            for e in epochs:
-                vals = [members[s][e] for s in ok if e in members[s]]
-                vals = [v for v in vals if math.isfinite(v)]
-                curve.append(float(np.mean(vals)) if vals else _NAN)
-            best_epoch, best_mean = -1, _NAN
-            for e, m in zip(epochs, curve):
-                if not math.isfinite(m):
-                    continue
-                if best_epoch < 0 or (m < best_mean if direction < 0 else m > best_mean):
-                    best_epoch, best_mean = e, m
-
-            epochs_to_target: int | None = None
-            if tgt is not None:
-                epochs_to_target = -1
-                for e, m in zip(epochs, curve):
-                    if math.isfinite(m) and _reaches(m, tgt, direction):
-                        epochs_to_target = e
-                        break
-
-            if arm == baseline:
-                d = _stats.DiffCI(_NAN, _NAN, _NAN, _NAN, _NAN, 0, 0, 0, _NAN, _NAN)
-                verdict = "baseline"
-                need: int | float = _NAN
-            else:
-                shared = sorted(set(finals[arm]) & set(finals[baseline]))
-                d = _stats.paired_diff_ci(
-                    [finals[arm][s] for s in shared],
-                    [finals[baseline][s] for s in shared],
-                    confidence,
-                )
-                verdict = _verdict(d.lo, d.hi, direction)
-                need = _stats.seeds_needed(d.diff, d.std, confidence, power) if d.n >= 2 else _NAN
-
-            out.append(
-                {
-                    "metric": metric,
-                    "arm": arm,
-                    "baseline": baseline,
-                    "n_members": len(members),
-                    "n": ci.n,
-                    "diverged": n_div[arm],
-                    "mean": ci.mean,
-                    "std": ci.std,
-                    "ci_lo": ci.lo,
-                    "ci_hi": ci.hi,
-                    "confidence": confidence,
-                    "best_epoch": best_epoch,
-                    "best_mean": best_mean,
-                    "diff": d.diff,
-                    "diff_std": d.std,
-                    "diff_lo": d.lo,
-                    "diff_hi": d.hi,
-                    "diff_n": d.n,
-                    "p_value": d.p,
-                    "verdict": verdict,
-                    "seeds_needed": need,
-                    "power": power,
-                    "target": tgt,
-                    "epochs_to_target": epochs_to_target,
-                }
-            )
+def _finals(members: Mapping[int, Mapping[int, float]], arm: str, diverged: set) -> dict[int, float]:
+    """Seed → final value (``nan`` when the member diverged or its final value is not finite)."""
+    out: dict[int, float] = {}
+    for seed in sorted(members):
+        curve = members[seed]
+        v = curve[max(curve)]
+        out[seed] = _NAN if (arm, seed) in diverged or not math.isfinite(v) else v
     return out
+
+
+def _mean_curve(members: Mapping[int, Mapping[int, float]], ok: Sequence[int]) -> tuple[list[int], list[float]]:
+    """The epochs and the per-epoch mean over the members ``ok`` (finite values only)."""
+    epochs = sorted({e for s in ok for e in members[s]})
+    curve = []
+    for e in epochs:
+        vals = [v for v in (members[s][e] for s in ok if e in members[s]) if math.isfinite(v)]
+        curve.append(float(np.mean(vals)) if vals else _NAN)
+    return epochs, curve
+
+
+def _best(epochs: Sequence[int], curve: Sequence[float], direction: int) -> tuple[int, float]:
+    best_epoch, best_mean = -1, _NAN
+    for e, m in zip(epochs, curve):
+        if math.isfinite(m) and (best_epoch < 0 or (m < best_mean if direction < 0 else m > best_mean)):
+            best_epoch, best_mean = e, m
+    return best_epoch, best_mean
+
+
+def _epochs_to(epochs: Sequence[int], curve: Sequence[float], target: float | None, direction: int) -> int | None:
+    if target is None:
+        return None
+    return next((e for e, m in zip(epochs, curve) if math.isfinite(m) and _reaches(m, target, direction)), -1)
+
+
+def _arm_row(members: Mapping[int, Mapping[int, float]], finals: Mapping[str, Mapping[int, float]], arm: str,
+             baseline: str, direction: int, confidence: float, power: float, target: float | None) -> dict[str, Any]:
+    """One summary row's statistics: the final values' CI, the mean curve's best epoch, the comparison."""
+    ok = [s for s in sorted(members) if math.isfinite(finals[arm][s])]
+    ci = _stats.mean_ci([finals[arm][s] for s in ok], confidence)
+    epochs, curve = _mean_curve(members, ok)
+    best_epoch, best_mean = _best(epochs, curve, direction)
+    if arm == baseline:
+        d = _stats.DiffCI(_NAN, _NAN, _NAN, _NAN, _NAN, 0, 0, 0, _NAN, _NAN)
+        verdict, need = "baseline", _NAN
+    else:
+        shared = sorted(set(finals[arm]) & set(finals[baseline]))
+        d = _stats.paired_diff_ci([finals[arm][s] for s in shared], [finals[baseline][s] for s in shared], confidence)
+        verdict = _verdict(d.lo, d.hi, direction)
+        need = _stats.seeds_needed(d.diff, d.std, confidence, power) if d.n >= 2 else _NAN
+    return {
+        "n_members": len(members), "n": ci.n, "diverged": len(members) - len(ok), "mean": ci.mean, "std": ci.std,
+        "ci_lo": ci.lo, "ci_hi": ci.hi, "confidence": confidence, "best_epoch": best_epoch, "best_mean": best_mean,
+        "diff": d.diff, "diff_std": d.std, "diff_lo": d.lo, "diff_hi": d.hi, "diff_n": d.n, "p_value": d.p,
+        "verdict": verdict, "seeds_needed": need, "power": power, "target": target,
+        "epochs_to_target": _epochs_to(epochs, curve, target, direction),
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -499,13 +493,18 @@ def summarize(
 
 def _decimals(metric: str, rows: list[dict[str, Any]]) -> int:
     """Decimals for a table: 4 for accuracies, else 4 significant digits of the median |mean|."""
-    if metric_direction(metric) > 0:
+    if metric_direction(metric) > 0 and metric.lower().endswith(("acc", "accuracy")):
         return 4
     means = [abs(r["mean"]) for r in rows if math.isfinite(r["mean"]) and r["mean"] != 0]
     if not means:
         return 4
     mag = math.floor(math.log10(float(np.median(means))))
     return int(min(10, max(0, 3 - mag)))
+
+
+def _direction_of(rows: Sequence[Mapping[str, Any]], metric: str) -> int:
+    """The direction a summary carries for ``metric`` (rows from :func:`summarize`), else by name."""
+    return int(rows[0].get("direction", metric_direction(metric))) if rows else metric_direction(metric)
 
 
 def _num(v: float, decimals: int, signed: bool = False) -> str:
@@ -547,7 +546,7 @@ def _table_cells(rows: list[dict[str, Any]], metric: str) -> tuple[list[str], li
     ]
     has_target = any(r["target"] is not None for r in rows)
     if has_target:
-        op = "≤" if metric_direction(metric) < 0 else "≥"
+        op = "≤" if _direction_of(rows, metric) < 0 else "≥"
         header.append(f"epochs to {op} {rows[0]['target']:g}" if rows[0]["target"] is not None
                       else "epochs to target")
     body = []
@@ -633,7 +632,7 @@ def _markdown(summary_rows: list[dict[str, Any]], title: str, notes: str | Seque
         if r["metric"] not in metrics:
             metrics.append(r["metric"])
     for metric in metrics:
-        d = metric_direction(metric)
+        d = _direction_of([r for r in summary_rows if r["metric"] == metric], metric)
         hint = " (higher is better)" if d > 0 else (" (lower is better)" if d < 0 else "")
         header, body = _table_cells(summary_rows, metric)
         parts += [f"## {metric}{hint}", ""]
@@ -862,6 +861,7 @@ def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
         baseline=baseline,
         confidence=confidence,
         target=_lookup(manifest, config, "target"),
+        directions=manifest.get("directions"),
     )
     name = str(config.get("name") or manifest.get("experiment") or out_dir.resolve().name)
     description = str(config.get("description") or "")

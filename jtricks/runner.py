@@ -1,21 +1,24 @@
 """Execute an :class:`~jtricks.experiment.Experiment`: one compiled, vmapped population per static configuration.
 
-For each group of arms sharing a static configuration, the members (numeric hyperparameters × seeds)
-are stacked on a leading *population axis* and trained by ``jit(vmap(...))`` functions that are traced
-exactly once per group (counted, and recorded in the manifest). Populations larger than
-``max_members`` run in chunks of equal size (the last chunk is padded with copies, so no chunk
-recompiles). With several devices the population axis is sharded across them (``jax.sharding``).
-On a many-core host the groups' programs are compiled ahead of time, several at once in threads
-(``compile_workers``); the manifest's ``timing`` records each group's compile and epoch times.
+:func:`run` is four steps, each a function of its own:
 
-The epoch loop stays on the host: after every epoch the metrics are copied out, a progress line is
-printed, and (with an output folder) the population state is checkpointed with orbax, so
-``resume=True`` continues an interrupted run to the same final numbers.
+1. :func:`plan` — validate the experiment, group the arms by static configuration and cut each group's
+   members (arms × seeds) into chunks of equal size (the last chunk is padded with copies, so no chunk
+   recompiles); nothing is loaded or compiled;
+2. :func:`build` — per group: prepare the data (:mod:`jtricks.prepare`, shared by groups with the same
+   data settings), check the targets against the loss and the model, and create the jitted programs
+   (:class:`jtricks.programs.GroupPrograms`); on a many-core host the groups' programs are compiled ahead
+   of time, several at once in threads (``compile_workers``);
+3. :func:`execute` — the epoch loop on the host: after every epoch the metrics are copied out, a progress
+   line is printed, and (with an output folder) the population state is checkpointed with orbax, so
+   ``resume=True`` continues an interrupted run to the same final numbers;
+4. :func:`write` — the results folder (``docs/results-format.md``).
+
+With several devices the population axis is sharded across them (``jax.sharding``).
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import datetime as _dt
 import json
@@ -26,22 +29,22 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import jtricks
-from jtricks import data as jdata
 from jtricks import experiment as jexp
-from jtricks import numerics as jnum
-from jtricks import population as jpop
+from jtricks import metrics as jmetrics
+from jtricks import prepare as jprep
+from jtricks import programs as jprog
 from jtricks import report as jreport
 from jtricks import train as jtrain
 from jtricks.keys import seed_key
 
-__all__ = ["RunResult", "run", "prepare_data", "Progress"]
+__all__ = ["RunResult", "Plan", "Group", "GroupSetup", "run", "plan", "build", "execute", "write", "Progress"]
 
 
 @dataclasses.dataclass
@@ -59,6 +62,8 @@ class RunResult:
     #: per static group: ``arms``, ``members`` (population size), ``compile_s`` (ahead-of-time compile
     #: seconds, ``None`` when compiled on first use) and ``epoch_s`` (wall seconds of every epoch run)
     timing: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: the metrics summarised (``Experiment.metrics`` or the defaults of the task)
+    metrics: tuple[str, ...] = ()
 
     def history(self, arm: str, metric: str) -> np.ndarray:
         """``(seeds, epochs)`` array of ``metric`` for ``arm``."""
@@ -71,35 +76,9 @@ class RunResult:
         return out
 
 
-# --------------------------------------------------------------------------------------------- data
-def prepare_data(exp: jexp.Experiment) -> tuple[jtrain.DeviceData, int, tuple[int, ...]]:
-    """Load ``exp.dataset``, hold out ``n_val`` validation examples (fixed ``split_seed``), take the
-    ``n_train`` subset, preprocess (statistics from the training subset only) and put it on the device.
-
-    Returns ``(device_data, num_classes, input_shape)``.
-    """
-    ds = jdata.load(exp.dataset, **dict(exp.dataset_kwargs))
-    split_key = jax.random.PRNGKey(exp.split_seed)
-    x_tr, y_tr, x_val, y_val = jdata.train_val_split(split_key, ds.x_train, ds.y_train, n_val=exp.n_val)
-    if exp.n_train is not None:
-        if exp.n_train > len(x_tr):
-            raise ValueError(f"n_train={exp.n_train} exceeds the {len(x_tr)} training examples left after the validation split")
-        x_tr, y_tr = x_tr[: exp.n_train], y_tr[: exp.n_train]
-    # statistics / ranges come from the training subset only; validation and test are transformed with them
-    n_val = len(x_val)
-    held_out = np.concatenate([np.asarray(x_val), np.asarray(ds.x_test)])
-    pre = jdata.preprocess(dataclasses.replace(ds, x_train=np.asarray(x_tr), y_train=np.asarray(y_tr), x_test=held_out,
-                                               y_test=np.concatenate([np.asarray(y_val), np.asarray(ds.y_test)])), exp.preprocess)
-    x_tr, x_val, x_te = pre.x_train, pre.x_test[:n_val], pre.x_test[n_val:]
-    if exp.batch_size > len(x_tr):
-        raise ValueError(f"batch_size={exp.batch_size} exceeds the {len(x_tr)} training examples")
-    dd = jtrain.device_data(x_tr, y_tr, x_val, y_val, x_te, ds.y_test, eval_batch_size=exp.eval_batch_size)
-    return dd, int(ds.num_classes), tuple(ds.input_shape)
-
-
 # ----------------------------------------------------------------------------------------- progress
 class Progress:
-    """A one-line progress bar per epoch with ETA and the current mean validation accuracy."""
+    """A one-line progress bar per epoch with ETA and the current mean of a validation metric."""
 
     def __init__(self, total_epochs: int, *, enabled: bool = True, stream: Any = None) -> None:
         self.total = max(1, total_epochs)
@@ -109,7 +88,7 @@ class Progress:
         self.t0 = time.perf_counter()
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
-    def update(self, label: str, mean_val_acc: float, n_diverged: int) -> None:
+    def update(self, label: str, mean_value: float, n_diverged: int, *, metric: str = "val_acc") -> None:
         self.done += 1
         if not self.enabled:
             return
@@ -119,119 +98,144 @@ class Progress:
         fill = int(width * self.done / self.total)
         bar = "#" * fill + "-" * (width - fill)
         div = f" diverged {n_diverged}" if n_diverged else ""
-        line = f"[{bar}] {self.done}/{self.total} {label} val_acc {mean_val_acc:.4f}{div} | {elapsed:5.1f}s ETA {eta:5.1f}s"
+        line = f"[{bar}] {self.done}/{self.total} {label} {metric} {mean_value:.4f}{div} | {elapsed:5.1f}s ETA {eta:5.1f}s"
         end = "\r" if self.tty and self.done < self.total else "\n"
         self.stream.write(("\r" if self.tty else "") + line + end)
         self.stream.flush()
 
 
-# ------------------------------------------------------------------------------------ population fns
-class _Counter:
-    def __init__(self) -> None:
-        self.counts: collections.Counter[str] = collections.Counter()
+# --------------------------------------------------------------------------------------------- plan
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """The arms of one static configuration and their members, cut into chunks of ``size``."""
 
-    def wrap(self, name: str, fn: Callable) -> Callable:
-        def traced(*args: Any) -> Any:
-            self.counts[name] += 1  # runs only while tracing, i.e. once per compilation
-            return fn(*args)
+    index: int
+    arms: list[jexp.Arm]
+    chunks: list[list[tuple[jexp.Arm, int]]]
+    size: int
 
-        return traced
+    @property
+    def experiment(self) -> jexp.Experiment:
+        return self.arms[0].experiment
 
 
-class _GroupPrograms:
-    """The jitted, vmapped programs of one static configuration (created once, reused by every chunk)."""
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What a run will do, before anything is loaded or compiled."""
 
-    def __init__(
-        self,
-        config: jtrain.TrainConfig,
-        data: jtrain.DeviceData,
-        input_shape: tuple[int, ...],
-        counter: _Counter,
-        tag: str,
-        sharding: Any,
-        population: str = "auto",
-    ) -> None:
-        self.config = config
-        self.data = data
-        self.mode = jtrain.resolve_execution(config)
-        self.sharding = sharding
-        c = counter.wrap
-        self.init = jax.jit(c(f"{tag}/init", jax.vmap(lambda k, hp: jtrain.init_state(config, k, hp, input_shape))))
-        if self.mode == "scan":
-            self.epoch = jax.jit(c(f"{tag}/epoch", jax.vmap(jtrain.make_epoch(config), in_axes=(0, None))), donate_argnums=0)
-        else:
-            lf = jtrain.make_loop_functions(config, data)
-            self.lf = lf
-            self.indices = jax.jit(c(f"{tag}/indices", jax.vmap(lf.indices)))
-            # convolutional steps: members unrolled one after another on CPU (vmap makes grouped convolutions,
-            # slower and not bit-identical there); see jtricks.population and docs/performance.md
-            pmap_kw = dict(strategy=population, model=getattr(config.model, "name", None))
-            self.step = jax.jit(
-                c(f"{tag}/step", jpop.population_map(lf.step, in_axes=(0, None, None, 0), **pmap_kw)), donate_argnums=0
-            )
-            self.early_stop = jax.jit(c(f"{tag}/early_stop", jax.vmap(lf.early_stop)))
-            self.average = jax.jit(c(f"{tag}/average", jax.vmap(lf.average)))
-            self.chunk_sums = jax.jit(
-                c(f"{tag}/eval", jpop.population_map(lf.chunk_sums, in_axes=(0, 0, 0, None, None, None), **pmap_kw))
-            )
-            self.finish = jax.jit(c(f"{tag}/finish", jax.vmap(lf.finish)))
+    experiment: jexp.Experiment
+    arms: list[jexp.Arm]
+    seeds: list[int]
+    groups: list[Group]
 
-    def lower(self, keys: jax.Array, hparams: Mapping[str, jax.Array]) -> dict[str, Any]:
-        """Trace and lower the group's heavy programs for a population of ``keys``/``hparams``' shape.
+    @property
+    def total_epochs(self) -> int:
+        return sum(len(g.chunks) * g.experiment.epochs for g in self.groups)
 
-        Returns ``{attribute: jax.stages.Lowered}`` for ``init`` and ``epoch`` (scan mode) or ``init``,
-        ``step`` and the evaluation ``chunk_sums`` (host-loop mode). Tracing happens here, once, as it
-        would on the first call (the trace counter sees the same counts).
-        """
-        low: dict[str, Any] = {"init": self.init.lower(keys, hparams)}
-        state = low["init"].out_info
-        if self.mode == "scan":
-            low["epoch"] = self.epoch.lower(state, self.data)
-            return low
-        d = self.data
-        idx = self.indices.lower(state).out_info
-        col = jax.ShapeDtypeStruct((idx.shape[0], *idx.shape[2:]), idx.dtype)
-        low["step"] = self.step.lower(state, d.x_train, d.y_train, col)
-        ch = self.lf.chunk
-        ex = lambda a: jax.ShapeDtypeStruct((ch, *a.shape[1:]), a.dtype)  # noqa: E731
-        low["chunk_sums"] = self.chunk_sums.lower(
-            state.params, state.model_state, state.one, ex(d.x_val), ex(d.y_val), ex(d.val_mask)
+
+def plan(exp: jexp.Experiment, *, max_members: int | None = None) -> Plan:
+    """Validate ``exp``, group its arms by static configuration and chunk each group's members."""
+    arms = jexp.validate(exp)
+    max_members = max_members or exp.max_members
+    seeds = list(range(exp.seed_offset, exp.seed_offset + exp.seeds))
+    by_signature: dict[tuple, list[jexp.Arm]] = {}
+    for arm in arms:
+        by_signature.setdefault(jexp.static_signature(arm.experiment), []).append(arm)
+    groups = []
+    for gi, group_arms in enumerate(by_signature.values()):
+        members = [(arm, s) for arm in group_arms for s in seeds]
+        size = len(members) if not max_members else min(max_members, len(members))
+        n_dev = jax.device_count()
+        if n_dev > 1:
+            size = -(-size // n_dev) * n_dev
+        groups.append(Group(gi, group_arms, [members[i : i + size] for i in range(0, len(members), size)], size))
+    return Plan(exp, arms, seeds, groups)
+
+
+# -------------------------------------------------------------------------------------------- build
+@dataclasses.dataclass
+class GroupSetup:
+    """A group's prepared data, configuration and programs."""
+
+    programs: jprog.GroupPrograms
+    config: jtrain.TrainConfig
+    data: jprep.PreparedData
+    sharding: Any
+
+
+def _population_sharding() -> Any:
+    devices = jax.devices()
+    if len(devices) <= 1:
+        return None
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    return NamedSharding(Mesh(np.array(devices), ("pop",)), PartitionSpec("pop"))
+
+
+def build(the_plan: Plan, counter: jprog.TraceCounter) -> list[GroupSetup]:
+    """Per group: the prepared data (shared by groups with the same data settings), the checked targets,
+    the configuration and the jitted programs (not compiled yet)."""
+    cache: dict[tuple, jprep.PreparedData] = {}
+    setups = []
+    for g in the_plan.groups:
+        e0 = g.experiment
+        loss = jexp.build_config(e0, jexp.build_model(e0, 10), 10 * e0.batch_size).loss
+        key = jexp.data_key(e0) + (("targets", loss.targets),)
+        if key not in cache:
+            cache[key] = jprep.prepare_data(e0, loss)
+        prepared = cache[key]
+        model = jexp.build_model(e0, prepared.num_outputs)
+        jprep.check_targets(prepared, loss, model)
+        config = jexp.build_config(
+            e0, model, int(prepared.device.x_train.shape[0]),
+            dropout=any("dropout_rate" in a.hparams for a in g.arms),
+            init_scale=any("init_scale" in a.hparams for a in g.arms),
         )
-        return low
+        progs = jprog.GroupPrograms(config, prepared.device, prepared.input_shape, counter, f"group{g.index}", e0.population)
+        setups.append(GroupSetup(progs, config, prepared, _population_sharding()))
+    return setups
 
-    def install(self, compiled: Mapping[str, Any]) -> None:
-        """Use ahead-of-time compiled executables (from :meth:`lower` ``.compile()``) for the next calls."""
-        for name, fn in compiled.items():
-            setattr(self, name, fn)
 
-    # host-loop execution of one epoch (same math as make_epoch)
-    def _evaluate(self, params: Any, mstate: Any, one: jax.Array, x: jax.Array, y: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-        ch = self.lf.chunk
-        sums = [
-            self.chunk_sums(params, mstate, one, x[i * ch : (i + 1) * ch], y[i * ch : (i + 1) * ch], mask[i * ch : (i + 1) * ch])
-            for i in range(x.shape[0] // ch)
-        ]
-        total = jnum.pairwise_sum(jnp.stack(sums), 0)  # (members, 2): same association as the scan mode
-        inv_n = 1.0 / jnum.pairwise_sum(mask.astype(jnp.float32))
-        return total[:, 0] * inv_n, total[:, 1] * inv_n
+def _population_inputs(
+    chunk: Sequence[tuple[jexp.Arm, int]], size: int, config: jtrain.TrainConfig
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The stacked seed keys and hyperparameters of ``chunk``, padded to ``size`` members with copies of
+    its first member (so every chunk of a group has the same shape)."""
+    padded = list(chunk) + [chunk[0]] * (size - len(chunk))
+    keys = jnp.stack([seed_key(s) for _, s in padded])
+    per = [jtrain.validate_hparams(config, dict(arm.hparams)) for arm, _ in padded]
+    hp = {k: jnp.asarray(np.array([p[k] for p in per], dtype=np.float32)) for k in config.hparam_names()}
+    return keys, hp
 
-    def run_epoch(self, state: jtrain.TrainState) -> tuple[jtrain.TrainState, dict]:
-        if self.mode == "scan":
-            return self.epoch(state, self.data)
-        d = self.data
-        idx = self.indices(state)
-        step_metrics = []
-        for b in range(idx.shape[1]):
-            state, m = self.step(state, d.x_train, d.y_train, idx[:, b])
-            step_metrics.append(m)
-        sm = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs, axis=1), *step_metrics)
-        cfg = self.config
-        if cfg.early_stopping:
-            vl, _ = self._evaluate(state.params, state.model_state, state.one, d.x_val, d.y_val, d.val_mask)
-            state = self.early_stop(state, vl)
-        state, avg_params = self.average(state)
-        evals = jtrain.evaluations(cfg, self._evaluate, d, state, avg_params)
-        return self.finish(state, sm, evals)
+
+def _compile_workers(requested: int | None, groups: int) -> int:
+    if requested is None:
+        return max(1, min(groups, (os.cpu_count() or 1) // 2))
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+        raise ValueError(f"`compile_workers` must be a positive integer or None, got {requested!r}")
+    return requested
+
+
+def _compile_ahead(the_plan: Plan, setups: Sequence[GroupSetup], workers: int, timing: list[dict[str, Any]]) -> None:
+    """Lower every group's programs (here, in order), compile them ``workers`` at a time in threads and
+    install the executables; each group's ``compile_s`` is the sum of its programs' compile times."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = []
+    for g, s in zip(the_plan.groups, setups):
+        keys, hp = _population_inputs(g.chunks[0], g.size, s.config)
+        jobs.extend((g.index, name, low) for name, low in s.programs.lower(keys, hp).items())
+
+    def compile_one(job: tuple[int, str, Any]) -> tuple[int, str, Any, float]:
+        gi, name, low = job
+        t0 = time.perf_counter()
+        return gi, name, low.compile(), time.perf_counter() - t0
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        done = list(pool.map(compile_one, jobs))
+    for gi, name, exe, secs in done:
+        setups[gi].programs.install({name: exe})
+        timing[gi]["compile_s"] = round((timing[gi]["compile_s"] or 0.0) + secs, 3)
 
 
 # ----------------------------------------------------------------------------------- checkpointing
@@ -277,112 +281,167 @@ def _load_checkpoint(path: Path, template: Any) -> tuple[int, Any, list[dict[str
     return epoch, jax.tree_util.tree_unflatten(treedef, new_leaves), history
 
 
-# --------------------------------------------------------------------------------------------- run
-def _population_inputs(
-    chunk: Sequence[tuple[jexp.Arm, int]], size: int, config: jtrain.TrainConfig
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """The stacked seed keys and hyperparameters of ``chunk``, padded to ``size`` members with copies of
-    its first member (so every chunk of a group has the same shape)."""
-    padded = list(chunk) + [chunk[0]] * (size - len(chunk))
-    keys = jnp.stack([seed_key(s) for _, s in padded])
-    per = [jtrain.validate_hparams(config, dict(arm.hparams)) for arm, _ in padded]
-    hp = {k: jnp.asarray(np.array([p[k] for p in per], dtype=np.float32)) for k in config.hparam_names()}
-    return keys, hp
+# ------------------------------------------------------------------------------------------ execute
+@dataclasses.dataclass
+class Collected:
+    """The tidy rows of a run and the members' final parameters."""
+
+    metric_rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    member_rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    final_states: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def _population_sharding() -> Any:
-    devices = jax.devices()
-    if len(devices) <= 1:
-        return None
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-    mesh = Mesh(np.array(devices), ("pop",))
-    return NamedSharding(mesh, PartitionSpec("pop"))
+def _select_by(config: jtrain.TrainConfig) -> str:
+    """The validation metric that picks a member's best epoch: accuracy when measured, else the first metric,
+    else the loss."""
+    names = config.metric_names()
+    return "val_acc" if "acc" in names else (f"val_{names[0]}" if names else "val_loss")
 
 
-def _compile_workers(requested: int | None, groups: int) -> int:
-    if requested is None:
-        return max(1, min(groups, (os.cpu_count() or 1) // 2))
-    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
-        raise ValueError(f"`compile_workers` must be a positive integer or None, got {requested!r}")
-    return requested
+def _run_chunk(gi: int, ci: int, the_plan: Plan, setup: GroupSetup, out: Path | None, *, resume: bool,
+               checkpoint: bool, bar: Progress, timing: list[dict[str, Any]], kill_after: int | None) -> tuple[Any, list]:
+    """Train one chunk of a group from its initial (or checkpointed) state; returns (final state, history)."""
+    g = the_plan.groups[gi]
+    chunk, config, progs = g.chunks[ci], setup.config, setup.programs
+    keys, hp = _population_inputs(chunk, g.size, config)
+    if setup.sharding is not None:
+        keys, hp = jax.device_put((keys, hp), setup.sharding)
+    state = progs.init(keys, hp)
+    history: list[dict[str, np.ndarray]] = []
+    start_epoch = 0
+    ck = _ckpt_dir(out, gi, ci) if (out is not None and checkpoint) else None
+    if resume and ck is not None and ck.exists():
+        loaded = _load_checkpoint(ck, state)
+        if loaded is not None:
+            start_epoch, state, history = loaded
+            if setup.sharding is not None:
+                state = jax.device_put(state, setup.sharding)
+            bar.done += start_epoch
+    monitor = _select_by(config)
+    for epoch in range(start_epoch, config.epochs):
+        t_epoch = time.perf_counter()
+        state, m = progs.run_epoch(state)
+        m_host = {k: np.asarray(v) for k, v in m.items()}
+        timing[gi]["epoch_s"].append(round(time.perf_counter() - t_epoch, 4))
+        history.append(m_host)
+        shown = m_host[monitor][: len(chunk)]
+        finite = shown[np.isfinite(shown)]
+        bar.update(
+            f"group {gi + 1}/{len(the_plan.groups)} chunk {ci + 1}/{len(g.chunks)} epoch {epoch + 1}/{config.epochs}",
+            float(finite.mean()) if finite.size else float("nan"),
+            int(np.sum(np.asarray(state.diverged_epoch)[: len(chunk)] >= 0)),
+            metric=monitor,
+        )
+        if ck is not None:
+            _save_checkpoint(ck, epoch + 1, state, history)
+        if kill_after is not None and epoch + 1 == kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return state, history
 
 
-def _compile_ahead(plan: Sequence[tuple], setups: Sequence[tuple], workers: int, timing: list[dict[str, Any]]) -> None:
-    """Lower every group's programs (here, in order), compile them ``workers`` at a time in threads and
-    install the executables; each group's ``compile_s`` is the sum of its programs' compile times."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    jobs = []
-    for (gi, group_arms, chunks, size), (progs, config, _) in zip(plan, setups):
-        keys, hp = _population_inputs(chunks[0], size, config)
-        jobs.extend((gi, name, low) for name, low in progs.lower(keys, hp).items())
-
-    def compile_one(job: tuple[int, str, Any]) -> tuple[int, str, Any, float]:
-        gi, name, low = job
-        t0 = time.perf_counter()
-        return gi, name, low.compile(), time.perf_counter() - t0
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        done = list(pool.map(compile_one, jobs))
-    for gi, name, exe, secs in done:
-        setups[gi][0].install({name: exe})
-        timing[gi]["compile_s"] = round((timing[gi]["compile_s"] or 0.0) + secs, 3)
+def execute(the_plan: Plan, setups: Sequence[GroupSetup], out: Path | None, *, resume: bool = False,
+            checkpoint: bool = True, progress: bool = True, timing: list[dict[str, Any]],
+            _kill_after_epoch: int | None = None) -> Collected:
+    """Train every chunk of every group; the rows come back in a deterministic order (arms in declaration
+    order, seeds ascending, epochs, metrics sorted)."""
+    bar = Progress(the_plan.total_epochs, enabled=progress)
+    collected = Collected()
+    for g, setup in zip(the_plan.groups, setups):
+        for ci, chunk in enumerate(g.chunks):
+            state, history = _run_chunk(g.index, ci, the_plan, setup, out, resume=resume, checkpoint=checkpoint,
+                                        bar=bar, timing=timing, kill_after=_kill_after_epoch)
+            _collect(chunk, state, history, collected, setup.config)
+    arm_order = {a.name: i for i, a in enumerate(the_plan.arms)}
+    collected.metric_rows.sort(key=lambda r: (arm_order[r["arm"]], r["seed"], r["epoch"], r["metric"]))
+    collected.member_rows.sort(key=lambda r: (arm_order[r["arm"]], r["seed"]))
+    return collected
 
 
-def _manifest(
-    exp: jexp.Experiment,
-    arms: Sequence[jexp.Arm],
-    compiles: Mapping[str, int],
-    wall: float,
-    groups: int,
-    timing: Sequence[Mapping[str, Any]] = (),
-) -> dict[str, Any]:
+def _collect(chunk: Sequence[tuple[jexp.Arm, int]], state: jtrain.TrainState, history: list[dict[str, np.ndarray]],
+             collected: Collected, config: jtrain.TrainConfig) -> None:
+    diverged = np.asarray(state.diverged_epoch)
+    stopped = np.asarray(state.early.stop_epoch) if config.early_stopping else np.full(diverged.shape, -1)
+    es_best = np.asarray(state.early.best_epoch) if config.early_stopping else None
+    select_by = _select_by(config)
+    sign = 1.0 if jmetrics.higher_is_better(select_by, {m.name: m for m in config.metrics}) else -1.0
+    for i, (arm, seed) in enumerate(chunk):
+        curve = np.array([h[select_by][i] for h in history]) * sign
+        if es_best is not None:
+            best = int(es_best[i])
+        else:
+            best = int(np.nanargmax(curve)) + 1 if np.isfinite(curve).any() else -1
+        collected.member_rows.append(
+            {"arm": arm.name, "seed": seed, "diverged_epoch": int(diverged[i]), "stopped_epoch": int(stopped[i]), "best_epoch": best}
+        )
+        for e, h in enumerate(history):
+            for metric, values in h.items():
+                collected.metric_rows.append({"arm": arm.name, "seed": seed, "epoch": e + 1, "metric": metric, "value": float(values[i])})
+        collected.final_states[f"{arm.name}/seed={seed}"] = jax.tree_util.tree_map(lambda x: np.asarray(x[i]), state.params)
+
+
+# -------------------------------------------------------------------------------------------- write
+def _version(dist: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(dist)
+    except Exception:
+        return "unknown"
+
+
+def _manifest(the_plan: Plan, setups: Sequence[GroupSetup], compiles: Mapping[str, int], wall: float,
+              timing: Sequence[Mapping[str, Any]], metrics: Sequence[str], directions: Mapping[str, bool]) -> dict[str, Any]:
     import flax
     import optax
 
-    def version(mod: str) -> str:
-        try:
-            from importlib.metadata import version as v
-
-            return v(mod)
-        except Exception:
-            return "unknown"
-
-    cfg = dataclasses.asdict(exp)
+    exp, arms = the_plan.experiment, the_plan.arms
+    as_json = lambda v: json.loads(json.dumps(v, default=jexp._describe_object))  # noqa: E731
     return {
         "experiment": exp.name,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": {
-            "python": platform.python_version(),
-            "jax": jax.__version__,
-            "jaxlib": version("jaxlib"),
-            "optax": optax.__version__,
-            "flax": flax.__version__,
-            "numpy": np.__version__,
-            "jtricks": jtricks.__version__,
+            "python": platform.python_version(), "jax": jax.__version__, "jaxlib": _version("jaxlib"),
+            "optax": optax.__version__, "flax": flax.__version__, "numpy": np.__version__, "jtricks": jtricks.__version__,
         },
         "device": {
-            "backend": jax.default_backend(),
-            "kind": jax.devices()[0].device_kind,
-            "count": jax.device_count(),
-            "platform": platform.platform(),
-            "processor": platform.machine(),
+            "backend": jax.default_backend(), "kind": jax.devices()[0].device_kind, "count": jax.device_count(),
+            "platform": platform.platform(), "processor": platform.machine(),
         },
         "prng_impl": str(jax.config.jax_default_prng_impl),
-        "seeds": list(range(exp.seed_offset, exp.seed_offset + exp.seeds)),
-        "config": json.loads(json.dumps(cfg, default=repr)),
-        "arms": [{"arm": a.name, "factors": json.loads(json.dumps(dict(a.factors), default=repr))} for a in arms],
+        "seeds": list(the_plan.seeds),
+        "config": as_json({f.name: getattr(exp, f.name) for f in dataclasses.fields(exp)}),
+        "parts": {part: sorted(fields) for part, fields in jexp.parts(exp).items()},
+        "data": sorted({(s.data.description, s.data.checksum) for s in setups}),
+        "arms": [{"arm": a.name, "factors": as_json(dict(a.factors))} for a in arms],
         "baseline": exp.baseline or arms[0].name,
-        "metrics": list(exp.metrics),
+        "metrics": list(metrics),
+        "directions": {k: ("higher" if v else "lower") for k, v in sorted(directions.items())},
         "target": exp.target,
-        "static_groups": groups,
+        "static_groups": len(the_plan.groups),
         "compiles": dict(compiles),
         "timing": list(timing),
         "wall_time_s": round(wall, 3),
     }
 
 
+def write(out: Path, the_plan: Plan, collected: Collected, summary: list[dict[str, Any]], manifest: Mapping[str, Any],
+          *, plot: bool = True) -> None:
+    """Write the results folder: metrics.csv, members.csv, arms.json, manifest.json, summary.md/csv, curves.png."""
+    exp = the_plan.experiment
+    jreport.write_metrics_csv(out / "metrics.csv", collected.metric_rows)
+    jreport.write_members_csv(out / "members.csv", collected.member_rows)
+    arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in the_plan.arms]
+    (out / "arms.json").write_text(json.dumps(json.loads(json.dumps(arm_dicts, default=jexp._describe_object)), indent=2) + "\n")
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=repr) + "\n")
+    jreport.write_summary(out, summary, title=f"{exp.name}: {exp.description}".strip(": "))
+    if plot:
+        produced = {r["metric"] for r in collected.metric_rows}
+        panels = tuple(m for m in dict.fromkeys([*manifest["metrics"], "train_loss", "val_acc"]) if m in produced)
+        jreport.plot_curves(out / "curves.png", collected.metric_rows, metrics=panels, title=exp.name,
+                            member_rows=collected.member_rows, arms=arm_dicts)
+
+
+# ---------------------------------------------------------------------------------------------- run
 def run(
     exp: jexp.Experiment,
     *,
@@ -395,7 +454,8 @@ def run(
     compile_workers: int | None = None,
     _kill_after_epoch: int | None = None,
 ) -> RunResult:
-    """Run every arm × seed of ``exp`` and write the results folder (see ``docs/results-format.md``).
+    """Run every arm × seed of ``exp`` (:func:`plan`, :func:`build`, :func:`execute`) and write the results
+    folder (:func:`write`; see ``docs/results-format.md``).
 
     Args:
       exp: the experiment (validated here, before any data is loaded or anything compiles).
@@ -412,153 +472,41 @@ def run(
         (also the behaviour with several devices). Results are identical either way (same programs).
     """
     t_start = time.perf_counter()
-    arms = jexp.validate(exp)
+    the_plan = plan(exp, max_members=max_members)
+    workers = _compile_workers(compile_workers, len(the_plan.groups))
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-    max_members = max_members or exp.max_members
-    seeds = list(range(exp.seed_offset, exp.seed_offset + exp.seeds))
-
-    groups: dict[tuple, list[jexp.Arm]] = {}
-    for arm in arms:
-        groups.setdefault(jexp.static_signature(arm.experiment), []).append(arm)
-
-    counter = _Counter()
-    metric_rows: list[dict[str, Any]] = []
-    member_rows: list[dict[str, Any]] = []
-    final_states: dict[str, Any] = {}
-    data_cache: dict[tuple, tuple[jtrain.DeviceData, int, tuple[int, ...]]] = {}
-    total_epochs = 0
-    plan = []
-    for gi, group_arms in enumerate(groups.values()):
-        members = [(arm, s) for arm in group_arms for s in seeds]
-        size = len(members) if not max_members else min(max_members, len(members))
-        n_dev = jax.device_count()
-        if n_dev > 1:
-            size = -(-size // n_dev) * n_dev
-        chunks = [members[i : i + size] for i in range(0, len(members), size)]
-        plan.append((gi, group_arms, chunks, size))
-        total_epochs += len(chunks) * group_arms[0].experiment.epochs
-    bar = Progress(total_epochs, enabled=progress)
-    workers = _compile_workers(compile_workers, len(plan))
-
-    # every group's data, configuration and programs first, so the programs can compile ahead of time together
-    setups = []
-    for gi, group_arms, chunks, size in plan:
-        e0 = group_arms[0].experiment
-        dkey = (e0.dataset, repr(e0.dataset_kwargs), e0.n_train, e0.n_val, e0.split_seed, e0.preprocess, e0.eval_batch_size)
-        if dkey not in data_cache:
-            data_cache[dkey] = prepare_data(e0)
-        ddata, num_classes, input_shape = data_cache[dkey]
-        model = jexp.build_model(e0, num_classes)
-        config = jexp.build_config(
-            e0,
-            model,
-            int(ddata.x_train.shape[0]),
-            dropout=any("dropout_rate" in a.hparams for a in group_arms),
-            init_scale=any("init_scale" in a.hparams for a in group_arms),
-        )
-        sharding = _population_sharding()
-        progs = _GroupPrograms(config, ddata, input_shape, counter, f"group{gi}", sharding, e0.population)
-        setups.append((progs, config, sharding))
-    timing = [{"group": gi, "arms": [a.name for a in group_arms], "members": size, "compile_s": None, "epoch_s": []}
-              for gi, group_arms, _, size in plan]
+    counter = jprog.TraceCounter()
+    setups = build(the_plan, counter)
+    timing = [{"group": g.index, "arms": [a.name for a in g.arms], "members": g.size, "compile_s": None, "epoch_s": []}
+              for g in the_plan.groups]
     if workers > 1 and jax.device_count() == 1:
         t_compile = time.perf_counter()
         if progress:
-            print(f"compiling {len(plan)} static groups ahead of time, {workers} at once", file=bar.stream, flush=True)
-        _compile_ahead(plan, setups, workers, timing)
+            print(f"compiling {len(the_plan.groups)} static groups ahead of time, {workers} at once", file=sys.stderr, flush=True)
+        _compile_ahead(the_plan, setups, workers, timing)
         if progress:
-            print(f"compiled in {time.perf_counter() - t_compile:.1f} s", file=bar.stream, flush=True)
-
-    for (gi, group_arms, chunks, size), (progs, config, sharding) in zip(plan, setups):
-        for ci, chunk in enumerate(chunks):
-            keys, hp = _population_inputs(chunk, size, config)
-            if sharding is not None:
-                keys, hp = jax.device_put((keys, hp), sharding)
-            state = progs.init(keys, hp)
-            history: list[dict[str, np.ndarray]] = []
-            start_epoch = 0
-            ck = _ckpt_dir(out, gi, ci) if (out is not None and checkpoint) else None
-            if resume and ck is not None and ck.exists():
-                loaded = _load_checkpoint(ck, state)
-                if loaded is not None:
-                    start_epoch, state, history = loaded
-                    if sharding is not None:
-                        state = jax.device_put(state, sharding)
-                    for _ in range(start_epoch):
-                        bar.done += 1
-            for epoch in range(start_epoch, config.epochs):
-                t_epoch = time.perf_counter()
-                state, m = progs.run_epoch(state)
-                m_host = {k: np.asarray(v) for k, v in m.items()}
-                timing[gi]["epoch_s"].append(round(time.perf_counter() - t_epoch, 4))
-                history.append(m_host)
-                n_real = len(chunk)
-                va = m_host["val_acc"][:n_real]
-                finite = va[np.isfinite(va)]
-                bar.update(
-                    f"group {gi + 1}/{len(plan)} chunk {ci + 1}/{len(chunks)} epoch {epoch + 1}/{config.epochs}",
-                    float(finite.mean()) if finite.size else float("nan"),
-                    int(np.sum(np.asarray(state.diverged_epoch)[:n_real] >= 0)),
-                )
-                if ck is not None:
-                    _save_checkpoint(ck, epoch + 1, state, history)
-                if _kill_after_epoch is not None and epoch + 1 == _kill_after_epoch:
-                    os.kill(os.getpid(), signal.SIGKILL)
-            _collect(chunk, state, history, metric_rows, member_rows, final_states, config)
-
-    # deterministic order: arms in declaration order, seeds ascending, epochs, metrics sorted
-    arm_order = {a.name: i for i, a in enumerate(arms)}
-    metric_rows.sort(key=lambda r: (arm_order[r["arm"]], r["seed"], r["epoch"], r["metric"]))
-    member_rows.sort(key=lambda r: (arm_order[r["arm"]], r["seed"]))
-    arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in arms]
-    baseline = exp.baseline or arms[0].name
-    summary = jreport.summarize(
-        metric_rows, member_rows, arm_dicts, metrics=tuple(exp.metrics), baseline=baseline, target=exp.target
-    )
+            print(f"compiled in {time.perf_counter() - t_compile:.1f} s", file=sys.stderr, flush=True)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    collected = execute(the_plan, setups, out, resume=resume, checkpoint=checkpoint, progress=progress, timing=timing,
+                        _kill_after_epoch=_kill_after_epoch)
+    metrics = jexp.summary_metrics(exp, setups[0].config)
+    directions = _directions(setups, collected)
+    arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in the_plan.arms]
+    summary = jreport.summarize(collected.metric_rows, collected.member_rows, arm_dicts, metrics=metrics,
+                                baseline=exp.baseline or the_plan.arms[0].name, target=exp.target, directions=directions)
     wall = time.perf_counter() - t_start
     compiles = dict(counter.counts)
     if out is not None:
-        jreport.write_metrics_csv(out / "metrics.csv", metric_rows)
-        jreport.write_members_csv(out / "members.csv", member_rows)
-        (out / "arms.json").write_text(json.dumps(json.loads(json.dumps(arm_dicts, default=repr)), indent=2) + "\n")
-        manifest = _manifest(exp, arms, compiles, wall, len(plan), timing)
-        (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=repr) + "\n")
-        jreport.write_summary(out, summary, title=f"{exp.name}: {exp.description}".strip(": "))
-        if plot:
-            produced = {r["metric"] for r in metric_rows}
-            panels = tuple(m for m in dict.fromkeys([*exp.metrics, "train_loss", "val_acc"]) if m in produced)
-            jreport.plot_curves(
-                out / "curves.png", metric_rows, metrics=panels, title=exp.name, member_rows=member_rows, arms=arm_dicts
-            )
+        write(out, the_plan, collected, summary, _manifest(the_plan, setups, compiles, wall, timing, metrics, directions),
+              plot=plot)
         if checkpoint and (out / "checkpoints").exists():
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    return RunResult(out, arms, metric_rows, member_rows, summary, compiles, wall, final_states, timing)
+    return RunResult(out, the_plan.arms, collected.metric_rows, collected.member_rows, summary, compiles, wall,
+                     collected.final_states, timing, tuple(metrics))
 
 
-def _collect(
-    chunk: Sequence[tuple[jexp.Arm, int]],
-    state: jtrain.TrainState,
-    history: list[dict[str, np.ndarray]],
-    metric_rows: list[dict[str, Any]],
-    member_rows: list[dict[str, Any]],
-    final_states: dict[str, Any],
-    config: jtrain.TrainConfig,
-) -> None:
-    diverged = np.asarray(state.diverged_epoch)
-    stopped = np.asarray(state.early.stop_epoch) if config.early_stopping else np.full(diverged.shape, -1)
-    es_best = np.asarray(state.early.best_epoch) if config.early_stopping else None
-    for i, (arm, seed) in enumerate(chunk):
-        va = np.array([h["val_acc"][i] for h in history])
-        if es_best is not None:
-            best = int(es_best[i])
-        else:
-            best = int(np.nanargmax(va)) + 1 if np.isfinite(va).any() else -1
-        member_rows.append(
-            {"arm": arm.name, "seed": seed, "diverged_epoch": int(diverged[i]), "stopped_epoch": int(stopped[i]), "best_epoch": best}
-        )
-        for e, h in enumerate(history):
-            for metric, values in h.items():
-                metric_rows.append({"arm": arm.name, "seed": seed, "epoch": e + 1, "metric": metric, "value": float(values[i])})
-        final_states[f"{arm.name}/seed={seed}"] = jax.tree_util.tree_map(lambda x: np.asarray(x[i]), state.params)
+def _directions(setups: Sequence[GroupSetup], collected: Collected) -> dict[str, bool]:
+    """Whether higher is better, for every metric the run wrote (from the metrics' declarations)."""
+    custom = {m.name: m for s in setups for m in s.config.metrics}  # type: ignore[union-attr]
+    return {name: jmetrics.higher_is_better(name, custom) for name in sorted({r["metric"] for r in collected.metric_rows})}

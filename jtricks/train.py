@@ -1,16 +1,20 @@
-"""The training engine: a pure train step, an epoch, evaluation, and a whole run as one pure function.
+"""The training engine: a pure train step, one epoch driver, evaluation, and a whole run as one pure function.
 
 Model of execution (see ``docs/engine.md``)::
 
     state  = init_state(config, key, hparams, input_shape)      # one member
-    state, m = train_step(config)(state, x_all, y_all, batch_idx) # one optimizer step
-    state, h = run_epoch(config, data)(state)                     # one epoch (steps fused in lax.scan)
+    state, m = make_train_step(config)(state, x_all, y_all, batch_idx) # one optimizer step
+    state, h = make_epoch(config)(state, data)                    # one epoch (steps fused in lax.scan)
     train    = make_train(config, data); state, history = train(key, hparams)   # a whole run
 
 Everything is a pure function of (state, data), so ``jax.vmap`` turns one member into a population:
 seeds × numeric hyperparameters (learning rate, dropout rate, weight decay, ...) run as ONE compiled
 program. Numeric hyperparameters live as arrays in ``state.hparams`` (and in the optimizer state through
 ``optax.inject_hyperparams``); only the :class:`TrainConfig` is static.
+
+One epoch is always :func:`run_epoch` over an :class:`EpochOps`: the in-program pieces of
+:func:`epoch_ops` (the scan execution and :func:`make_train`) or the jitted population pieces of the
+host-loop execution (:mod:`jtricks.programs`). The driver is the same code in both.
 
 Per-member safety: a step whose loss or gradient is non-finite is not applied; the member is frozen at
 its last finite state and marked diverged (``state.diverged_epoch``), its later metrics are NaN, and no
@@ -25,7 +29,7 @@ changing its rate therefore leaves the initial weights and the data order of a s
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Literal, Mapping, NamedTuple
+from typing import Any, Callable, Literal, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -34,9 +38,11 @@ import optax
 
 from jtricks import data as jdata
 from jtricks import diagnostics as jdiag
+from jtricks import losses as jlosses
+from jtricks import metrics as jmetrics
+from jtricks import numerics as jnum
 from jtricks import optim as joptim
 from jtricks import population as jpop
-from jtricks import numerics as jnum
 from jtricks import regularize as jreg
 from jtricks.keys import key_for
 
@@ -44,15 +50,27 @@ __all__ = [
     "TrainConfig",
     "TrainState",
     "DeviceData",
+    "EpochOps",
     "ENGINE_HPARAMS",
     "default_hparams",
     "validate_hparams",
+    "as_arrays",
     "device_data",
     "init_state",
     "loss_fn",
     "make_train_step",
     "make_evaluate",
+    "chunk_totals",
+    "finalize_evaluation",
     "evaluations",
+    "epoch_indices",
+    "early_stop",
+    "average",
+    "finish_epoch",
+    "eval_chunk",
+    "epoch_ops",
+    "run_epoch",
+    "TARGET_DTYPES",
     "make_epoch",
     "make_train",
     "resolve_execution",
@@ -63,7 +81,7 @@ Execution = Literal["auto", "scan", "loop"]
 Averaging = Literal[None, "ema", "swa"]
 
 #: Numeric hyperparameters the engine itself reads from ``state.hparams`` (the optimizer's come from
-#: :func:`jtricks.optim.hparam_names`).
+#: :func:`jtricks.optim.hparam_names`, the loss's from :class:`jtricks.losses.Loss`).
 ENGINE_HPARAMS: dict[str, float] = {
     "dropout_rate": 0.0,  # overrides the model's static rate (traced: one compile for a grid of rates)
     "init_scale": 1.0,  # multiplier on the initializer's std (traced)
@@ -78,6 +96,13 @@ ENGINE_HPARAMS: dict[str, float] = {
 #: :mod:`jtricks.population` unrolls on CPU.
 CONV_MODELS = jpop.CONV_MODELS
 
+_CROSS_ENTROPY = jlosses.get("cross_entropy")
+
+
+def _default_metrics(loss: jlosses.Loss) -> tuple[jmetrics.Metric, ...]:
+    names = ("acc",) if loss.targets in ("class", "binary") else ("mse", "r2")
+    return tuple(jmetrics.get(n) for n in names if n in jmetrics.METRICS)
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -89,36 +114,50 @@ class TrainConfig:
       epochs: number of epochs.
       batch_size: examples per step (an epoch is ``num_train // batch_size`` steps; the remainder of each
         epoch's permutation is dropped, so every example is still seen over epochs).
+      loss: a :class:`jtricks.losses.Loss` (per-example ``loss(outputs, targets, hparams)``), default
+        cross-entropy; the objective is its batch mean plus the penalties.
+      metrics: the :class:`jtricks.metrics.Metric` s measured besides the loss, on every training batch
+        (``train_<name>``: mean over the epoch's steps) and on the validation and test splits
+        (``val_<name>``, ``test_<name>``). ``None``: accuracy for classification losses, mse and r2 for
+        regression.
       l2: add ``hparams["l2"] · ½Σ‖W‖²`` over kernels (ndim ≥ 2) to the loss.
-      early_stopping: monitor ``val_loss`` (min); stop after ``hparams["patience"]`` epochs without an
-        improvement larger than ``hparams["min_delta"]``, restore the best params and freeze.
+      early_stopping: stop after ``hparams["patience"]`` epochs without an improvement of ``monitor``
+        larger than ``hparams["min_delta"]``, restore the best params and freeze.
+      monitor: the validation metric early stopping watches (``"val_loss"``; its direction comes from
+        :mod:`jtricks.metrics`).
       averaging: ``None``, ``"ema"`` (per-step EMA, debiased) or ``"swa"`` (uniform average of the
         end-of-epoch weights from epoch ``hparams["swa_start"]``); the averaged weights are evaluated as
         ``avg_val_*`` / ``avg_test_*`` metrics.
       execution: ``"scan"`` (an epoch's steps fused in ``lax.scan``), ``"loop"`` (a host loop of jitted
-        steps) or ``"auto"`` (loop for convolutional models on CPU, scan otherwise; see
-        :func:`resolve_execution`).
+        steps) or ``"auto"`` (see :func:`resolve_execution`).
       eval_batch_size: chunk size of evaluation (fixed: no recompile for the last partial chunk).
       diagnostics: add per-layer gradient norms (``grad_norm/<layer>``) to the metrics.
       dropout: the dropout rate is data (``hparams["dropout_rate"]``, overriding the model's static
         rate), so one program serves a grid of rates; off, the model's static rate applies.
       init_scale: multiply the initializer's std by ``hparams["init_scale"]`` (data).
+      custom_hparams: the user's own numeric hyperparameters with their defaults (``{name: value}``; data,
+        vmappable): passed to the model's ``apply`` and to the loss in their ``hparams`` dict.
     """
 
     model: Any
     optimizer: Any
     epochs: int
     batch_size: int
+    loss: jlosses.Loss = _CROSS_ENTROPY
+    metrics: tuple[jmetrics.Metric, ...] | None = None
     l2: bool = False
     early_stopping: bool = False
+    monitor: str = "val_loss"
     averaging: Averaging = None
     execution: Execution = "auto"
     eval_batch_size: int = 1000
     diagnostics: bool = False
     dropout: bool = False
     init_scale: bool = False
+    custom_hparams: Any = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "custom_hparams", tuple(sorted(dict(self.custom_hparams).items())))
         for name in ("epochs", "batch_size", "eval_batch_size"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
@@ -127,6 +166,19 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.averaging must be one of None, 'ema', 'swa'; got {self.averaging!r}")
         if self.execution not in ("auto", "scan", "loop"):
             raise ValueError(f"TrainConfig.execution must be one of 'auto', 'scan', 'loop'; got {self.execution!r}")
+        object.__setattr__(self, "loss", jlosses.get(self.loss))
+        metrics = _default_metrics(self.loss) if self.metrics is None else tuple(jmetrics.get(m) for m in self.metrics)
+        object.__setattr__(self, "metrics", tuple(m for m in metrics if m.name != "loss"))
+        split, base = jmetrics.parse(self.monitor)
+        if split != "val" or base not in ("loss", *self.metric_names()):
+            raise ValueError(
+                f"TrainConfig.monitor must be a validation metric, one of "
+                f"{['val_' + n for n in ('loss', *self.metric_names())]}; got {self.monitor!r}"
+            )
+
+    def metric_names(self) -> tuple[str, ...]:
+        """Base names of the measured metrics besides the loss (``("acc",)`` for classification)."""
+        return tuple(m.name for m in self.metrics)  # type: ignore[union-attr]
 
     def hparam_names(self) -> tuple[str, ...]:
         """Names of the numeric hyperparameters this configuration reads (all vmappable)."""
@@ -143,7 +195,16 @@ class TrainConfig:
             names.append("ema_decay")
         if self.averaging == "swa":
             names.append("swa_start")
+        names += list(self.loss.hparams) + [k for k, _ in self.custom_hparams]
         return tuple(dict.fromkeys(names))
+
+    def model_hparam_names(self) -> tuple[str, ...]:
+        """The hyperparameters handed to ``model.apply`` (dropout rate and the user's own)."""
+        return (("dropout_rate",) if self.dropout else ()) + tuple(k for k, _ in self.custom_hparams)
+
+    def loss_hparam_names(self) -> tuple[str, ...]:
+        """The hyperparameters handed to the loss (its own and the user's)."""
+        return tuple(dict.fromkeys([*self.loss.hparams, *(k for k, _ in self.custom_hparams)]))
 
 
 class TrainState(NamedTuple):
@@ -192,6 +253,10 @@ def _pad_to(x: np.ndarray, multiple: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([x, pad]), mask
 
 
+#: dtype of the targets on the device, by the kind of targets a loss expects
+TARGET_DTYPES: Mapping[str, Any] = {"class": np.int32, "binary": np.float32, "real": np.float32}
+
+
 def device_data(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -201,41 +266,66 @@ def device_data(
     y_test: np.ndarray,
     *,
     eval_batch_size: int,
+    targets: str = "class",
 ) -> DeviceData:
-    """Put the splits on the device once; pad the evaluation splits to whole chunks of ``eval_batch_size``."""
+    """Put the splits on the device once; pad the evaluation splits to whole chunks of ``eval_batch_size``.
+
+    ``targets`` (a :class:`jtricks.losses.Loss`'s kind) sets the target dtype: int32 class labels, float32
+    binary or real targets (never a silent cast of real targets to integers).
+    """
     for name, x, y in (("train", x_train, y_train), ("val", x_val, y_val), ("test", x_test, y_test)):
         if len(x) != len(y):
-            raise ValueError(f"{name} split: {len(x)} inputs but {len(y)} labels")
+            raise ValueError(f"{name} split: {len(x)} inputs but {len(y)} targets")
         if len(x) == 0:
             raise ValueError(f"{name} split is empty")
+    if targets not in TARGET_DTYPES:
+        raise ValueError(f"`targets` must be one of {sorted(TARGET_DTYPES)}, got {targets!r}")
+    ydt = TARGET_DTYPES[targets]
     eb = min(eval_batch_size, max(len(x_val), len(x_test)))
     xv, vm = _pad_to(np.asarray(x_val, np.float32), eb)
-    yv, _ = _pad_to(np.asarray(y_val, np.int32), eb)
+    yv, _ = _pad_to(np.asarray(y_val, ydt), eb)
     xt, tm = _pad_to(np.asarray(x_test, np.float32), eb)
-    yt, _ = _pad_to(np.asarray(y_test, np.int32), eb)
+    yt, _ = _pad_to(np.asarray(y_test, ydt), eb)
     put = jnp.asarray
     return DeviceData(
-        put(np.asarray(x_train, np.float32)),
-        put(np.asarray(y_train, np.int32)),
-        put(xv),
-        put(yv),
-        put(vm),
-        put(xt),
-        put(yt),
-        put(tm),
+        put(np.asarray(x_train, np.float32)), put(np.asarray(y_train, ydt)), put(xv), put(yv), put(vm), put(xt), put(yt), put(tm)
     )
 
 
 def default_hparams(config: TrainConfig) -> dict[str, float]:
     """Default values of every numeric hyperparameter ``config`` reads."""
     out = dict(joptim.default_hparams(config.optimizer))
-    model_rate = float(getattr(config.model, "config", {}).get("dropout_rate", 0.0) or 0.0)
+    out.update(config.loss.hparams)
+    out.update(config.custom_hparams)
     for name in config.hparam_names():
-        if name not in out:
+        if name not in out and name in ENGINE_HPARAMS:
             out[name] = ENGINE_HPARAMS[name]
     if config.dropout:
-        out["dropout_rate"] = model_rate
-    return {k: out[k] for k in config.hparam_names()}
+        out["dropout_rate"] = float(getattr(config.model, "config", {}).get("dropout_rate", 0.0) or 0.0)
+    return {k: out[k] for k in config.hparam_names() if k in out}
+
+
+_ENGINE_RANGES: Mapping[str, tuple[float, float | None, bool]] = {
+    # name: (low, high, high_inclusive); low is inclusive
+    "dropout_rate": (0.0, 1.0, False),
+    "ema_decay": (0.0, 1.0, False),
+    "l2": (0.0, None, True),
+    "patience": (0.0, None, True),
+    "min_delta": (0.0, None, True),
+    "swa_start": (0.0, None, True),
+}
+
+
+def _check_engine_value(name: str, v: Any) -> None:
+    if not isinstance(v, (int, float, np.number)) or isinstance(v, bool):
+        return
+    if not np.isfinite(v):
+        raise ValueError(f"hyperparameter {name!r} must be finite, got {v}")
+    if name in _ENGINE_RANGES:
+        low, high, high_incl = _ENGINE_RANGES[name]
+        if v < low or (high is not None and (v > high or (v == high and not high_incl))):
+            rng = f"[{low}, {high}{']' if high_incl else ')'}" if high is not None else f">= {low}"
+            raise ValueError(f"hyperparameter {name!r} must be in {rng}, got {v}")
 
 
 def validate_hparams(config: TrainConfig, hparams: Mapping[str, Any]) -> dict[str, Any]:
@@ -245,16 +335,11 @@ def validate_hparams(config: TrainConfig, hparams: Mapping[str, Any]) -> dict[st
     if unknown:
         raise ValueError(f"unknown hyperparameter(s) {unknown}; this configuration reads {list(allowed)}")
     full = {**default_hparams(config), **dict(hparams)}
+    missing = [k for k in allowed if k not in full]
+    if missing:
+        raise ValueError(f"hyperparameter(s) {missing} have no default: give a value (hparams=) or a grid factor")
     for name, v in full.items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            if not np.isfinite(v):
-                raise ValueError(f"hyperparameter {name!r} must be finite, got {v}")
-            if name == "dropout_rate" and not 0.0 <= v < 1.0:
-                raise ValueError(f"hyperparameter 'dropout_rate' must be in [0, 1), got {v}")
-            if name in ("l2", "patience", "min_delta", "swa_start") and v < 0:
-                raise ValueError(f"hyperparameter {name!r} must be >= 0, got {v}")
-            if name == "ema_decay" and not 0.0 <= v < 1.0:
-                raise ValueError(f"hyperparameter 'ema_decay' must be in [0, 1), got {v}")
+        _check_engine_value(name, v)
     # the optimizer builder validates its own Python-number hyperparameters (nothing is compiled here)
     joptim.build(config.optimizer, {k: full[k] for k in joptim.hparam_names(config.optimizer)})
     return full
@@ -270,6 +355,10 @@ def _build_tx(config: TrainConfig, hparams: Mapping[str, jax.Array]) -> optax.Gr
     return joptim.build(config.optimizer, {k: hparams[k] for k in opt_names})
 
 
+def _subset(hparams: Mapping[str, jax.Array], names: Sequence[str]) -> dict[str, jax.Array] | None:
+    return {k: hparams[k] for k in names} if names else None
+
+
 def init_state(config: TrainConfig, key: jax.Array, hparams: Mapping[str, Any], input_shape: tuple[int, ...]) -> TrainState:
     """Initial state of one member: params from the ``"init"`` stream, optimizer state holding the hyperparameters."""
     hp = as_arrays(hparams)
@@ -282,7 +371,8 @@ def init_state(config: TrainConfig, key: jax.Array, hparams: Mapping[str, Any], 
         avg = jreg.swa_init(params)
     else:
         avg = None
-    early = jreg.early_stopping_init((params, model_state), mode="min") if config.early_stopping else None
+    mode = "max" if jmetrics.higher_is_better(config.monitor, _custom(config)) else "min"
+    early = jreg.early_stopping_init((params, model_state), mode=mode) if config.early_stopping else None
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         epoch=jnp.zeros((), jnp.int32),
@@ -300,6 +390,16 @@ def init_state(config: TrainConfig, key: jax.Array, hparams: Mapping[str, Any], 
     )
 
 
+def _custom(config: TrainConfig) -> dict[str, jmetrics.Metric]:
+    return {m.name: m for m in config.metrics}  # type: ignore[union-attr]
+
+
+def _metric_values(config: TrainConfig, outputs: jax.Array, y: jax.Array, per_example: jax.Array) -> dict[str, jax.Array]:
+    """Each metric of ``config`` over one batch: ``finalize(Σ_batch stats, B)`` (sums pairwise)."""
+    n = per_example.shape[0]
+    return {m.name: m.finalize(jnum.pairwise_sum(m.stats(outputs, y, per_example), 0), n) for m in config.metrics}  # type: ignore[union-attr]
+
+
 def loss_fn(
     config: TrainConfig,
     params: Any,
@@ -309,16 +409,17 @@ def loss_fn(
     *,
     key: jax.Array | None,
     hparams: Mapping[str, jax.Array],
-) -> tuple[jax.Array, tuple[Any, jax.Array, jax.Array]]:
-    """Training objective ``mean CE(softmax(f(x)), y) + λ·½Σ‖W‖²`` → (loss, (new_model_state, ce, accuracy))."""
-    model_hp = {"dropout_rate": hparams["dropout_rate"]} if config.dropout else None
-    logits, new_state = config.model.apply(params, model_state, x, key=key, train=True, hparams=model_hp)
-    ce = jnum.mean(jnum.softmax_cross_entropy(logits, y))
-    loss = ce
+) -> tuple[jax.Array, tuple[Any, jax.Array, dict[str, jax.Array]]]:
+    """Training objective ``mean_b loss(f(x_b), y_b) + λ·½Σ‖W‖²`` → (objective, (new_model_state, data loss, metrics))."""
+    outputs, new_state = config.model.apply(
+        params, model_state, x, key=key, train=True, hparams=_subset(hparams, config.model_hparam_names())
+    )
+    per_example = config.loss.fn(outputs, y, _subset(hparams, config.loss_hparam_names()) or {})
+    data_loss = jnum.mean(per_example)
+    objective = data_loss
     if config.l2:
-        loss = loss + hparams["l2"] * jreg.l2_penalty(params, jreg.decay_mask(params))
-    acc = jnum.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32))
-    return loss, (new_state, ce, acc)
+        objective = objective + hparams["l2"] * jreg.l2_penalty(params, jreg.decay_mask(params))
+    return objective, (new_state, data_loss, _metric_values(config, outputs, y, per_example))
 
 
 def _select(pred: jax.Array, new: Any, old: Any) -> Any:
@@ -338,8 +439,8 @@ def make_train_step(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax
     The batch is gathered on device (``x_all[batch_idx]``), so a population shares one copy of the data.
     The update is applied only when the loss and the gradient norm are finite and the member is not frozen;
     a non-finite step marks the member diverged in the current epoch and freezes it.
-    Metrics: ``loss`` (cross-entropy + penalty), ``ce``, ``acc``, ``grad_norm`` and, with
-    ``config.diagnostics``, ``grad_norm/<layer>``.
+    Metrics: ``objective`` (loss + penalty), ``loss`` (the data loss), each metric of ``config.metrics``,
+    ``grad_norm`` and, with ``config.diagnostics``, ``grad_norm/<layer>``.
     """
 
     def step(state: TrainState, x_all: jax.Array, y_all: jax.Array, batch_idx: jax.Array) -> tuple[TrainState, dict]:
@@ -347,14 +448,14 @@ def make_train_step(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax
         y = y_all[batch_idx]
         dkey = jax.random.fold_in(key_for(state.key, "dropout"), state.step)
         grad_fn = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)
-        (loss, (new_mstate, ce, acc)), grads = grad_fn(
+        (objective, (new_mstate, data_loss, mvals)), grads = grad_fn(
             config, state.params, state.model_state, x, y, key=dkey, hparams=state.hparams
         )
         gnorm = jnum.global_norm(grads)
         tx = _build_tx(config, state.hparams)
         updates, new_opt = tx.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
-        ok = jnp.isfinite(loss) & jnp.isfinite(gnorm)
+        ok = jnp.isfinite(objective) & jnp.isfinite(gnorm)
         frozen = _frozen(config, state)
         commit = ok & ~frozen
         avg = state.averaging
@@ -368,7 +469,7 @@ def make_train_step(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax
             averaging=avg,
             diverged_epoch=jnp.where(~ok & ~frozen, state.epoch + 1, state.diverged_epoch),
         )
-        metrics = {"loss": loss, "ce": ce, "acc": acc, "grad_norm": gnorm}
+        metrics = {"objective": objective, "loss": data_loss, **mvals, "grad_norm": gnorm}
         if config.diagnostics:
             for name, v in jdiag.per_layer_norms(grads, group="layer").items():
                 metrics[f"grad_norm/{name}"] = v
@@ -377,33 +478,69 @@ def make_train_step(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax
     return step
 
 
-def make_evaluate(config: TrainConfig, chunk: int) -> Callable[..., tuple[jax.Array, jax.Array]]:
-    """``evaluate(params, model_state, one, x, y, mask) -> (mean loss, accuracy)`` over fixed-size chunks.
+# ----------------------------------------------------------------------------------------- evaluation
+def chunk_totals(
+    config: TrainConfig, params: Any, model_state: Any, one: jax.Array, hparams: Mapping[str, jax.Array], x: jax.Array, y: jax.Array, m: jax.Array
+) -> jax.Array:
+    """Masked sums over one evaluation chunk: ``[Σ loss, Σ stats of each metric...]`` (pairwise sums).
 
-    ``one`` is the member's ``TrainState.one`` (see :class:`TrainState`).
+    Eval mode: dropout off, batch norm on running statistics. ``one`` is the member's ``TrainState.one``;
+    ``hparams`` its numeric hyperparameters (the model and the loss get the ones they read).
+    """
+    outputs, _ = config.model.apply(params, model_state, x * one.astype(x.dtype), key=None, train=False,
+                                    hparams=_subset(hparams, config.model_hparam_names()))
+    per_example = config.loss.fn(outputs, y, _subset(hparams, config.loss_hparam_names()) or {})
+    mf = m.astype(jnp.float32)
+    cols = [per_example[:, None]] + [mt.stats(outputs, y, per_example) for mt in config.metrics]  # type: ignore[union-attr]
+    return jnum.pairwise_sum(jnp.concatenate(cols, axis=1) * mf[:, None], 0)
+
+
+def finalize_evaluation(config: TrainConfig, totals: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
+    """``{"loss": Σloss/n, name: metric.finalize(its sums, n)}`` from the summed chunk totals."""
+    n = jnum.pairwise_sum(mask.astype(jnp.float32))
+    out = {"loss": totals[0] * (1.0 / n)}
+    col = 1
+    for mt, width in zip(config.metrics, _stat_widths(config)):  # type: ignore[arg-type]
+        out[mt.name] = mt.finalize(totals[col : col + width], n)
+        col += width
+    return out
+
+
+def _stat_widths(config: TrainConfig) -> tuple[int, ...]:
+    """How many sufficient statistics each metric sums (from an abstract evaluation, nothing runs)."""
+    o = jax.ShapeDtypeStruct((2, 4), jnp.float32)
+    return tuple(int(jax.eval_shape(mt.stats, o, jax.ShapeDtypeStruct((2,), jnp.int32), jax.ShapeDtypeStruct((2,), jnp.float32)).shape[1])
+                 for mt in config.metrics)  # type: ignore[union-attr]
+
+
+def make_evaluate(config: TrainConfig, chunk: int) -> Callable[..., dict[str, jax.Array]]:
+    """``evaluate(params, model_state, one, hparams, x, y, mask) -> {"loss": ..., metric: ...}`` over fixed-size chunks.
 
     ``x`` is padded to a multiple of ``chunk`` (see :func:`device_data`); padded rows are masked out, so
-    every split compiles to one chunk shape. Eval mode: dropout off, batch norm on running statistics.
+    every split compiles to one chunk shape.
     """
 
-    def chunk_sums(params: Any, model_state: Any, one: jax.Array, x: jax.Array, y: jax.Array, m: jax.Array) -> jax.Array:
-        logits, _ = config.model.apply(params, model_state, x * one.astype(x.dtype), key=None, train=False, hparams=None)
-        ce = jnum.softmax_cross_entropy(logits, y)
-        correct = (jnp.argmax(logits, -1) == y).astype(jnp.float32)
-        mf = m.astype(jnp.float32)
-        return jnp.stack([jnum.pairwise_sum(ce * mf), jnum.pairwise_sum(correct * mf)])
-
-    def evaluate(params: Any, model_state: Any, one: jax.Array, x: jax.Array, y: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def evaluate(params: Any, model_state: Any, one: jax.Array, hparams: Mapping[str, jax.Array], x: jax.Array, y: jax.Array,
+                 mask: jax.Array) -> dict[str, jax.Array]:
         n_chunks = x.shape[0] // chunk
-        xs = x.reshape((n_chunks, chunk) + x.shape[1:])
-        ys = y.reshape((n_chunks, chunk))
-        ms = mask.reshape((n_chunks, chunk))
-        sums = jnum.pairwise_sum(jax.lax.map(lambda c: chunk_sums(params, model_state, one, *c), (xs, ys, ms)), 0)
-        inv_n = 1.0 / jnum.pairwise_sum(mask.astype(jnp.float32))
-        return sums[0] * inv_n, sums[1] * inv_n
+        split = lambda a: a.reshape((n_chunks, chunk) + a.shape[1:])  # noqa: E731
+        per_chunk = jax.lax.map(lambda c: chunk_totals(config, params, model_state, one, hparams, *c), (split(x), split(y), split(mask)))
+        return finalize_evaluation(config, jnum.pairwise_sum(per_chunk, 0), mask)
 
-    evaluate.chunk_sums = chunk_sums  # type: ignore[attr-defined]  # used by the host-loop execution
     return evaluate
+
+
+def evaluations(
+    config: TrainConfig, evaluate: Callable[..., dict[str, jax.Array]], data: DeviceData, state: TrainState, avg_params: Any
+) -> dict[str, jax.Array]:
+    """``{val,test}_{loss,<metric>}`` (and ``avg_*`` for the averaged params) with ``evaluate``."""
+    evals: dict[str, jax.Array] = {}
+    targets = [("", state.params)] + ([("avg_", avg_params)] if config.averaging else [])
+    for prefix, params in targets:
+        for split, x, y, m in (("val", data.x_val, data.y_val, data.val_mask), ("test", data.x_test, data.y_test, data.test_mask)):
+            for name, v in evaluate(params, state.model_state, state.one, state.hparams, x, y, m).items():
+                evals[f"{prefix}{split}_{name}"] = v
+    return evals
 
 
 def resolve_execution(config: TrainConfig, backend: str | None = None) -> Literal["scan", "loop"]:
@@ -421,7 +558,8 @@ def resolve_execution(config: TrainConfig, backend: str | None = None) -> Litera
     return "scan"
 
 
-def _epoch_indices(config: TrainConfig, state: TrainState, num_train: int) -> jax.Array:
+def epoch_indices(config: TrainConfig, state: TrainState, num_train: int) -> jax.Array:
+    """The epoch's batches ``(steps, batch_size)``: a permutation from the member's ``"data"`` stream and epoch."""
     return jdata.epoch_batches(jax.random.fold_in(key_for(state.key, "data"), state.epoch), num_train, config.batch_size)
 
 
@@ -429,19 +567,19 @@ def _nan_if(pred: jax.Array, v: jax.Array) -> jax.Array:
     return jnp.where(pred, jnp.nan, v)
 
 
-def _early_stop(config: TrainConfig, state: TrainState, val_loss: jax.Array) -> TrainState:
+def early_stop(config: TrainConfig, state: TrainState, monitored: jax.Array) -> TrainState:
     """Early-stopping bookkeeping at the end of an epoch: update, and restore the best params on stopping."""
     if not config.early_stopping:
         return state
     was_stopped = state.early.should_stop
     es = jreg.early_stopping_update(
         state.early,
-        val_loss,
+        monitored,
         (state.params, state.model_state),
         state.epoch + 1,
         patience=state.hparams["patience"],
         min_delta=state.hparams["min_delta"],
-        mode="min",
+        mode="max" if jmetrics.higher_is_better(config.monitor, _custom(config)) else "min",
     )
     restore = es.should_stop & ~was_stopped & (state.diverged_epoch < 0)
     best_params, best_mstate = es.best_params
@@ -452,7 +590,7 @@ def _early_stop(config: TrainConfig, state: TrainState, val_loss: jax.Array) -> 
     )
 
 
-def _average(config: TrainConfig, state: TrainState) -> tuple[TrainState, Any]:
+def average(config: TrainConfig, state: TrainState) -> tuple[TrainState, Any]:
     """SWA: add this epoch's weights to the average (from epoch ``swa_start``); return the averaged params."""
     avg = state.averaging
     if config.averaging == "swa":
@@ -465,82 +603,50 @@ def _average(config: TrainConfig, state: TrainState) -> tuple[TrainState, Any]:
     return state, None
 
 
-def _finish_epoch(
+def finish_epoch(
     config: TrainConfig, state: TrainState, step_metrics: dict[str, jax.Array], evals: dict[str, jax.Array]
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """Per-epoch metrics (train means over the epoch's steps + evaluations); NaN once diverged."""
-    out: dict[str, jax.Array] = {
-        "train_loss": jnum.mean(step_metrics["ce"]),
-        "train_acc": jnum.mean(step_metrics["acc"]),
-        "grad_norm": jnum.mean(step_metrics["grad_norm"]),
-    }
+    out: dict[str, jax.Array] = {"train_loss": jnum.mean(step_metrics["loss"])}
+    for name in config.metric_names():
+        out[f"train_{name}"] = jnum.mean(step_metrics[name])
+    out["grad_norm"] = jnum.mean(step_metrics["grad_norm"])
     for k, v in step_metrics.items():
         if k.startswith("grad_norm/"):
             out[k] = jnum.mean(v)
     out.update(evals)
     diverged = state.diverged_epoch >= 0
     out = {k: _nan_if(diverged, v) for k, v in out.items()}
-    out["lr"] = _current_lr(config, state)
+    out["lr"] = jnp.asarray(joptim.build_schedule(config.optimizer, state.hparams)(state.step), jnp.float32)
     return state._replace(epoch=state.epoch + 1), out
 
 
-def evaluations(
-    config: TrainConfig, evaluate: Callable[..., tuple[jax.Array, jax.Array]], data: DeviceData, state: TrainState, avg_params: Any
-) -> dict[str, jax.Array]:
-    """``{val,test}_{loss,acc}`` (and ``avg_*`` for the averaged params) with ``evaluate`` (in-program or host loop)."""
-    evals: dict[str, jax.Array] = {}
-    targets = [("", state.params)] + ([("avg_", avg_params)] if config.averaging else [])
-    for prefix, params in targets:
-        for split, x, y, m in (("val", data.x_val, data.y_val, data.val_mask), ("test", data.x_test, data.y_test, data.test_mask)):
-            loss, acc = evaluate(params, state.model_state, state.one, x, y, m)
-            evals[f"{prefix}{split}_loss"], evals[f"{prefix}{split}_acc"] = loss, acc
-    return evals
+# -------------------------------------------------------------------------------------- the epoch driver
+class EpochOps(NamedTuple):
+    """The pieces :func:`run_epoch` calls, in this order: ``steps`` (all the epoch's optimizer steps, with
+    their metrics stacked on a steps axis), ``evaluate`` (see :func:`make_evaluate`), ``early_stop``,
+    ``average``, ``finish``. :func:`epoch_ops` gives the in-program pieces of one member; the host-loop
+    execution (:mod:`jtricks.programs`) gives jitted population versions of the same functions."""
+
+    steps: Callable[[TrainState, DeviceData], tuple[TrainState, dict]]
+    evaluate: Callable[..., dict[str, jax.Array]]
+    early_stop: Callable[[TrainState, jax.Array], TrainState]
+    average: Callable[[TrainState], tuple[TrainState, Any]]
+    finish: Callable[[TrainState, dict, dict], tuple[TrainState, dict]]
 
 
-def _end_of_epoch(
-    config: TrainConfig,
-    evaluate: Callable[..., tuple[jax.Array, jax.Array]],
-    data: DeviceData,
-    state: TrainState,
-    step_metrics: dict[str, jax.Array],
-) -> tuple[TrainState, dict[str, jax.Array]]:
-    """Close an epoch inside one program: early stopping, SWA, evaluation, metrics."""
+def run_epoch(config: TrainConfig, ops: EpochOps, state: TrainState, data: DeviceData) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One epoch: the steps, then early stopping on ``config.monitor``, averaging, evaluation and metrics."""
+    state, step_metrics = ops.steps(state, data)
     if config.early_stopping:
-        vloss = evaluate(state.params, state.model_state, state.one, data.x_val, data.y_val, data.val_mask)[0]
-        state = _early_stop(config, state, vloss)
-    state, avg_params = _average(config, state)
-    return _finish_epoch(config, state, step_metrics, evaluations(config, evaluate, data, state, avg_params))
+        evals = ops.evaluate(state.params, state.model_state, state.one, state.hparams, data.x_val, data.y_val, data.val_mask)
+        state = ops.early_stop(state, evals[jmetrics.parse(config.monitor)[1]])
+    state, avg_params = ops.average(state)
+    return ops.finish(state, step_metrics, evaluations(config, ops.evaluate, data, state, avg_params))
 
 
-def _current_lr(config: TrainConfig, state: TrainState) -> jax.Array:
-    """The learning rate the schedule gives at the member's current step."""
-    return jnp.asarray(joptim.build_schedule(config.optimizer, state.hparams)(state.step), jnp.float32)
-
-
-def make_epoch(config: TrainConfig) -> Callable[[TrainState, DeviceData], tuple[TrainState, dict[str, jax.Array]]]:
-    """One epoch as a pure function: ``lax.scan`` over the epoch's batches, then evaluation.
-
-    ``epoch(state, data) -> (state, metrics)`` where metrics are per-epoch scalars (train_loss, train_acc,
-    grad_norm, val_loss, val_acc, test_loss, test_acc, lr, and avg_* with averaging). ``data`` is an
-    argument (not a closure constant), shared by a population: ``jax.vmap(epoch, in_axes=(0, None))``.
-    """
-    step = make_train_step(config)
-
-    def epoch_fn(state: TrainState, data: DeviceData) -> tuple[TrainState, dict[str, jax.Array]]:
-        num_train = int(data.x_train.shape[0])
-        evaluate = make_evaluate(config, _eval_chunk(config, data))
-        idx = _epoch_indices(config, state, num_train)
-
-        def body(s: TrainState, bidx: jax.Array) -> tuple[TrainState, dict]:
-            return step(s, data.x_train, data.y_train, bidx)
-
-        state, step_metrics = jax.lax.scan(body, state, idx)
-        return _end_of_epoch(config, evaluate, data, state, step_metrics)
-
-    return epoch_fn
-
-
-def _eval_chunk(config: TrainConfig, data: DeviceData) -> int:
+def eval_chunk(config: TrainConfig, data: DeviceData) -> int:
+    """The evaluation chunk size of ``data`` (its evaluation splits are padded to a multiple of it)."""
     n_val, n_test = int(data.x_val.shape[0]), int(data.x_test.shape[0])
     chunk = min(config.eval_batch_size, n_val, n_test)
     if n_val % chunk or n_test % chunk:
@@ -551,13 +657,43 @@ def _eval_chunk(config: TrainConfig, data: DeviceData) -> int:
     return chunk
 
 
+def epoch_ops(config: TrainConfig, data: DeviceData) -> EpochOps:
+    """The in-program pieces of one member's epoch: the steps fused in ``lax.scan``, evaluation by ``lax.map``."""
+    step = make_train_step(config)
+    num_train = int(data.x_train.shape[0])
+
+    def steps(state: TrainState, d: DeviceData) -> tuple[TrainState, dict]:
+        return jax.lax.scan(lambda s, b: step(s, d.x_train, d.y_train, b), state, epoch_indices(config, state, num_train))
+
+    return EpochOps(
+        steps=steps,
+        evaluate=make_evaluate(config, eval_chunk(config, data)),
+        early_stop=lambda s, v: early_stop(config, s, v),
+        average=lambda s: average(config, s),
+        finish=lambda s, sm, ev: finish_epoch(config, s, sm, ev),
+    )
+
+
+def make_epoch(config: TrainConfig) -> Callable[[TrainState, DeviceData], tuple[TrainState, dict[str, jax.Array]]]:
+    """One epoch as a pure function ``epoch(state, data) -> (state, metrics)`` (:func:`run_epoch` over
+    :func:`epoch_ops`). Metrics are per-epoch scalars (train_loss, train_<metric>, grad_norm, val_*, test_*,
+    lr, and avg_* with averaging). ``data`` is an argument (not a closure constant), shared by a
+    population: ``jax.vmap(epoch, in_axes=(0, None))``.
+    """
+
+    def epoch_fn(state: TrainState, data: DeviceData) -> tuple[TrainState, dict[str, jax.Array]]:
+        return run_epoch(config, epoch_ops(config, data), state, data)
+
+    return epoch_fn
+
+
 def make_train(config: TrainConfig, data: DeviceData) -> Callable[[jax.Array, Mapping[str, Any]], tuple[TrainState, dict]]:
     """``train(key, hparams) -> (final_state, history)``: the whole run as one pure function (PureJaxRL style).
 
     Epochs are a ``lax.scan`` of :func:`make_epoch`; ``history[metric]`` has shape ``(epochs,)``. Use it as
     ``jax.jit(jax.vmap(train))(keys, stacked_hparams)`` to train a population in one program. The
-    experiment runner (:mod:`jtricks.experiment`) uses the same pieces but keeps the epoch loop on the host
-    for progress, checkpoints and resume; both give the same numbers.
+    experiment runner keeps the epoch loop on the host for progress, checkpoints and resume; both run
+    :func:`run_epoch` and give the same numbers.
     """
     epoch_fn = make_epoch(config)
     input_shape = tuple(data.x_train.shape[1:])
@@ -567,40 +703,3 @@ def make_train(config: TrainConfig, data: DeviceData) -> Callable[[jax.Array, Ma
         return jax.lax.scan(lambda s, _: epoch_fn(s, data), state, None, length=config.epochs)
 
     return train
-
-
-class LoopFunctions(NamedTuple):
-    """Pieces of one epoch for the host-loop execution; the runner jits and vmaps each one.
-
-    Order per epoch: ``indices`` → ``step`` per batch → (``early_stop`` with the host-evaluated val loss)
-    → ``average`` → host evaluation with ``chunk_sums`` → ``finish``. Same math as :func:`make_epoch`,
-    but no convolution ever runs inside a loop construct (XLA CPU compiles those much slower).
-    """
-
-    indices: Callable[[TrainState], jax.Array]
-    step: Callable[..., tuple[TrainState, dict]]
-    early_stop: Callable[[TrainState, jax.Array], TrainState]
-    average: Callable[[TrainState], tuple[TrainState, Any]]
-    chunk_sums: Callable[..., jax.Array]
-    finish: Callable[[TrainState, dict, dict], tuple[TrainState, dict]]
-    chunk: int
-
-
-def make_loop_functions(config: TrainConfig, data: DeviceData) -> LoopFunctions:
-    """The pieces of one epoch for the host-loop mode (see :class:`LoopFunctions`)."""
-    num_train = int(data.x_train.shape[0])
-    chunk = _eval_chunk(config, data)
-    evaluate = make_evaluate(config, chunk)
-
-    def indices(state: TrainState) -> jax.Array:
-        return _epoch_indices(config, state, num_train)
-
-    return LoopFunctions(
-        indices=indices,
-        step=make_train_step(config),
-        early_stop=lambda s, vl: _early_stop(config, s, vl),
-        average=lambda s: _average(config, s),
-        chunk_sums=evaluate.chunk_sums,  # type: ignore[attr-defined]
-        finish=lambda s, sm, ev: _finish_epoch(config, s, sm, ev),
-        chunk=chunk,
-    )

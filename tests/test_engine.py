@@ -1,6 +1,6 @@
 """Invariants of the training engine and the population runner (issue: engine and ablation runner).
 
-Training is chaotic, so these tests demand *bitwise* equality wherever the design promises it: one ulp
+Training is chaotic, so these tests demand *bitwise* equality wherever the engine promises it: one ulp
 of difference grows into a different run.
 """
 
@@ -21,7 +21,7 @@ from jtricks import data as jdata
 from jtricks import experiment as jexp
 from jtricks import models as jmodels
 from jtricks import optim as joptim
-from jtricks import runner
+from jtricks import prepare, runner
 from jtricks import train as jtrain
 from jtricks.keys import key_for, seed_key, stable_id
 
@@ -52,7 +52,7 @@ def small_exp(**kw) -> jexp.Experiment:
 @pytest.fixture(scope="module")
 def digits_data():
     exp = small_exp()
-    dd, num_classes, input_shape = runner.prepare_data(exp)
+    dd, num_classes, input_shape = prepare.prepare_data(exp)[:3]
     return dd, num_classes, input_shape
 
 
@@ -138,8 +138,8 @@ def test_toggling_dropout_keeps_init_and_data_order(digits_data):
     s3 = jtrain.init_state(with_dropout, key, _hp(with_dropout, dropout_rate=0.2), input_shape)
     assert _tree_equal(s1.params, s2.params) and _tree_equal(s1.params, s3.params)
     n = int(dd.x_train.shape[0])
-    idx1 = jtrain._epoch_indices(with_dropout, s1, n)
-    idx2 = jtrain._epoch_indices(without, s2, n)
+    idx1 = jtrain.epoch_indices(with_dropout, s1, n)
+    idx2 = jtrain.epoch_indices(without, s2, n)
     assert np.array_equal(idx1, idx2)
     # different seeds do differ
     s4 = jtrain.init_state(without, seed_key(8), _hp(without), input_shape)

@@ -39,7 +39,7 @@ def expected_std(name: str, shape: tuple[int, ...]) -> float:
     }[name]
 
 
-def test_names_cover_the_contract() -> None:
+def test_names_cover_every_documented_initializer() -> None:
     required = {
         "standard_normal", "uniform", "gaussian", "lecun_normal", "lecun_uniform", "glorot_normal",
         "glorot_uniform", "xavier_normal", "xavier_uniform", "he_normal", "he_uniform", "orthogonal",

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jtricks import experiment as jexp
-from jtricks import models, report, runner
+from jtricks import models, prepare, report, runner
 from jtricks import train as jtrain
 from jtricks.keys import seed_key
 
@@ -75,7 +75,7 @@ def table(run_dir: str | Path, *, members: int | None, steps: int, cache: dict |
     ran = [a["arm"] for a in json.loads((run_dir / "arms.json").read_text())]
     arms = [a for a in jexp.validate(exp) if a.name in ran]
     summary = {(r["metric"], r["arm"]): r for r in _read_summary(run_dir / "summary.csv")}
-    data, num_classes, input_shape = runner.prepare_data(arms[0].experiment)
+    data, num_classes, input_shape = prepare.prepare_data(arms[0].experiment)[:3]
     n_train = int(data.x_train.shape[0])
     timings = {a.name: run_timing(manifest, a.name) for a in arms}
     from_run = steps <= 0 and all(timings.values())

@@ -1,0 +1,107 @@
+"""An experiment's data path: load → validation split → training subset → preprocess → check → device.
+
+:func:`prepare_data` turns the data settings of an :class:`~jtricks.experiment.Experiment` (a registered
+name or a :class:`jtricks.data.Dataset` object) into the device-resident splits the engine trains on, and
+:func:`check_targets` checks the targets against the loss and the model's output width on the host,
+before anything compiles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from jtricks import data as jdata
+from jtricks import losses as jlosses
+from jtricks import train as jtrain
+
+__all__ = ["PreparedData", "prepare_data", "check_targets", "model_outputs"]
+
+
+class PreparedData(NamedTuple):
+    """The prepared splits of one data setting.
+
+    Attributes:
+      device: the device-resident splits (:class:`jtricks.train.DeviceData`).
+      num_outputs: the class count, or the regression target width.
+      input_shape: one example's shape.
+      host: ``{"train": (x, y), "val": (x, y), "test": (x, y)}`` after preprocessing (numpy).
+      checksum: sha256 of the prepared arrays (for the manifest).
+      description: the data set's short description.
+    """
+
+    device: jtrain.DeviceData
+    num_outputs: int
+    input_shape: tuple[int, ...]
+    host: dict[str, tuple[np.ndarray, np.ndarray]]
+    checksum: str
+    description: str
+
+
+def _load(exp: Any) -> jdata.Dataset:
+    if isinstance(exp.dataset, jdata.Dataset):
+        return exp.dataset
+    return jdata.load(exp.dataset, **dict(exp.dataset_kwargs))
+
+
+def _split(exp: Any, ds: jdata.Dataset) -> jdata.Dataset:
+    """Hold out ``n_val`` examples by the fixed ``split_seed`` unless the data set has its own validation split;
+    then take the ``n_train`` subset."""
+    if ds.x_val is None:
+        if exp.n_val >= ds.num_train:
+            raise ValueError(f"n_val={exp.n_val} leaves no training examples: the data set has {ds.num_train}")
+        x_tr, y_tr, x_val, y_val = jdata.train_val_split(jax.random.PRNGKey(exp.split_seed), ds.x_train, ds.y_train,
+                                                         n_val=exp.n_val)
+    else:
+        x_tr, y_tr, x_val, y_val = ds.x_train, ds.y_train, ds.x_val, ds.y_val
+    if exp.n_train is not None:
+        if exp.n_train > len(x_tr):
+            raise ValueError(f"n_train={exp.n_train} exceeds the {len(x_tr)} training examples left after the validation split")
+        x_tr, y_tr = x_tr[: exp.n_train], y_tr[: exp.n_train]
+    return dataclasses.replace(ds, x_train=np.asarray(x_tr), y_train=np.asarray(y_tr), x_val=np.asarray(x_val),
+                               y_val=np.asarray(y_val))
+
+
+def _checksum(arrays: list[np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def prepare_data(exp: Any, loss: jlosses.Loss | None = None) -> PreparedData:
+    """Load ``exp.dataset``, split, subset, preprocess (statistics from the training subset only) and put
+    the splits on the device, with the target dtype the loss expects (default: ``exp.loss``)."""
+    loss = jlosses.get(exp.loss) if loss is None else loss
+    ds = _split(exp, _load(exp))
+    pre = jdata.preprocess(ds, exp.preprocess)
+    if exp.batch_size > pre.num_train:
+        raise ValueError(f"batch_size={exp.batch_size} exceeds the {pre.num_train} training examples")
+    host = {"train": (pre.x_train, pre.y_train), "val": (pre.x_val, pre.y_val), "test": (pre.x_test, pre.y_test)}
+    device = jtrain.device_data(*host["train"], *host["val"], *host["test"], eval_batch_size=exp.eval_batch_size,
+                                targets=loss.targets)
+    checksum = _checksum([a for pair in host.values() for a in pair])
+    return PreparedData(device, ds.num_outputs, tuple(ds.input_shape), host, checksum, repr(ds))
+
+
+def model_outputs(model: Any, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The output shape of one example under ``model`` (abstract evaluation: nothing is compiled)."""
+    params, state = jax.eval_shape(lambda k: model.init(k, tuple(input_shape), None), jax.random.PRNGKey(0))
+    x = jax.ShapeDtypeStruct((2, *input_shape), np.float32)
+    out = jax.eval_shape(lambda p, s, x: model.apply(p, s, x, key=None, train=False, hparams=None)[0], params, state, x)
+    return tuple(out.shape[1:])
+
+
+def check_targets(prepared: PreparedData, loss: jlosses.Loss, model: Any) -> None:
+    """Check every split's targets against the loss and the model's output width (``ValueError`` naming the
+    split), before anything compiles."""
+    out_shape = model_outputs(model, prepared.input_shape)
+    width = out_shape[-1] if out_shape else None
+    for split, (_, y) in prepared.host.items():
+        jlosses.check_targets(loss, np.asarray(y), num_outputs=width, split=split)
