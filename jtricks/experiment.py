@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib.util
+import inspect
 import itertools
 import os
 from pathlib import Path
@@ -296,6 +297,27 @@ _PREPROCESS = ("raw", "unit", "symmetric", "standardize")
 _POPULATION = ("auto", "vmap", "unroll")
 
 
+def _validate_data_settings(exp: Experiment) -> None:
+    """``seed_offset`` (int >= 0), ``split_seed`` (int) and ``dataset_kwargs`` (keyword arguments of the
+    data set's loader, :data:`jtricks.data.LOADERS`) — checked before any data is loaded."""
+    from jtricks import data as jdata
+
+    if not isinstance(exp.seed_offset, int) or isinstance(exp.seed_offset, bool) or exp.seed_offset < 0:
+        raise ValueError(f"'seed_offset' must be an int >= 0, got {exp.seed_offset!r}")
+    if not isinstance(exp.split_seed, int) or isinstance(exp.split_seed, bool):
+        raise ValueError(f"'split_seed' must be an int, got {exp.split_seed!r}")
+    if not isinstance(exp.dataset_kwargs, Mapping):
+        raise ValueError(f"'dataset_kwargs' must be a mapping of loader arguments, got {exp.dataset_kwargs!r}")
+    loader = jdata.LOADERS.get(str(exp.dataset).strip().lower().replace("-", "_"))
+    if loader is None:
+        return  # an unknown data set is reported per arm below
+    params = inspect.signature(loader).parameters
+    allowed = sorted(k for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    unknown = sorted(set(exp.dataset_kwargs) - set(allowed))
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        raise ValueError(f"'dataset_kwargs' {unknown} are not arguments of the {exp.dataset!r} loader; allowed: {allowed}")
+
+
 def validate(exp: Experiment) -> list[Arm]:
     """Check every setting of ``exp`` and of each arm before anything is loaded or compiled; return the arms.
 
@@ -312,6 +334,7 @@ def validate(exp: Experiment) -> list[Arm]:
             raise ValueError(f"{field!r} must be a positive int, got {v!r}")
     if exp.max_members is not None and (not isinstance(exp.max_members, int) or exp.max_members <= 0):
         raise ValueError(f"'max_members' must be a positive int or None, got {exp.max_members!r}")
+    _validate_data_settings(exp)
     arms = expand(exp)
     for arm in arms:
         e = arm.experiment
@@ -360,15 +383,57 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _sequence_valued(exp: Experiment, key: str) -> bool:
+    """Whether one value of ``key`` is itself a sequence (``model.widths=(64, 64)``): a model argument whose
+    default or annotation in any model is a tuple / sequence, or whose current value or grid values are lists."""
+    if not key.startswith("model."):
+        return False
+    arg = key[len("model.") :]
+    current = [exp.model_kwargs.get(arg)] + list(exp.grid.get(key, ()))
+    if any(isinstance(v, (list, tuple)) for v in current):
+        return True
+    for name in jmodels.names():
+        param = inspect.signature(getattr(jmodels, name)).parameters.get(arg)
+        if param is not None and (
+            isinstance(param.default, (list, tuple)) or any(t in str(param.annotation) for t in ("Sequence", "tuple", "list"))
+        ):
+            return True
+    return False
+
+
+def _sweeps(exp: Experiment, key: str, value: Any) -> bool:
+    """Whether ``--set key=value`` gives a factor's values: a list for a grid-able key (a list of lists
+    for a sequence-valued one, see :func:`_sequence_valued`)."""
+    if not isinstance(value, (list, tuple)) or key in ("grid", "arms", "hparams"):
+        return False
+    if not (key in NUMERIC_HPARAMS or key in STATIC_FIELDS or key.startswith("model.")):
+        return False
+    if _sequence_valued(exp, key):
+        return len(value) > 0 and all(isinstance(v, (list, tuple)) for v in value)
+    return True
+
+
 def with_settings(exp: Experiment, settings: Mapping[str, Any]) -> Experiment:
-    """Apply ``--set`` settings: a key that is a grid factor replaces the factor's values (a list or one value)."""
+    """Apply ``--set`` settings.
+
+    A list for a grid-able key (a numeric hyperparameter, a static field, ``model.<arg>``) makes the key a
+    grid factor with those values, or replaces the values of an existing factor (``learning_rate=[1e-3,1e-2]``).
+    For a key whose one value is a sequence (``model.widths``) a flat list is one value
+    (``model.widths=[64,64]``) and a list of lists sweeps (``model.widths=[[64],[64,64]]``). Any other value
+    is one value: it replaces an existing factor by a one-value factor, or sets the field / hyperparameter.
+    """
     grid = dict(exp.grid)
     rest: dict[str, Any] = {}
     for key, value in settings.items():
-        if key in grid:
-            grid[key] = list(value) if isinstance(value, (list, tuple)) else [value]
-        elif key in ("grid", "arms", "hparams"):
+        if key in ("grid", "arms", "hparams"):
             raise ValueError(f"--set cannot replace {key!r} whole; set its entries instead")
+        if _sweeps(exp, key, value):
+            _kind(key)
+            if not value:
+                raise ValueError(f"--set {key}=[] gives no values; give at least one")
+            grid[key] = [tuple(v) if isinstance(v, list) else v for v in value]
+        elif key in grid:  # one value (a sequence-valued key's flat list included)
+            grid[key] = [tuple(value) if isinstance(value, list) else value]
         else:
             rest[key] = value
     return apply_overrides(dataclasses.replace(exp, grid=grid), rest)

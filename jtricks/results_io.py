@@ -254,6 +254,7 @@ def _check_rows(folder: Path, manifest: Mapping[str, Any], rows: list[dict[str, 
     seeds = manifest.get("seeds")
     if not arms or not isinstance(seeds, list) or not seeds:
         raise ValueError(f"{folder}/manifest.json lists no arms or seeds: cannot check the results are complete")
+    required = list(manifest.get("metrics") or config.get("metrics") or [])  # the summarised metrics
     default_epochs = config.get("epochs")
     epochs = {a["arm"]: int((a.get("factors") or {}).get("epochs", default_epochs) or 0) for a in manifest["arms"]}
     seen: dict[tuple[str, int], dict[str, set[int]]] = {}
@@ -274,6 +275,12 @@ def _check_rows(folder: Path, manifest: Mapping[str, Any], rows: list[dict[str, 
             if union != set(range(1, epochs[arm] + 1)):
                 missing = sorted(set(range(1, epochs[arm] + 1)) - union)
                 raise ValueError(f"{folder}/metrics.csv is incomplete: arm {arm!r} seed {seed} lacks epochs {missing[:5]}")
+            absent = [m for m in required if m not in got]
+            if absent:
+                raise ValueError(f"{folder}/metrics.csv is incomplete: arm {arm!r} seed {seed} has no rows of {absent}")
+            short = sorted(m for m, e in got.items() if epochs[arm] not in e)
+            if short:
+                raise ValueError(f"{folder}/metrics.csv is incomplete: arm {arm!r} seed {seed} lacks epoch {epochs[arm]} of {short[:5]}")
             key = {m: frozenset(e) for m, e in got.items()}
             if shapes is not None and key != shapes:
                 raise ValueError(f"{folder}/metrics.csv is incomplete: arm {arm!r} seed {seed} has other metrics or epochs than seed {seeds[0]}")
@@ -286,8 +293,9 @@ def check_complete(folder: str | os.PathLike) -> dict[str, Any]:
     Refused (``ValueError`` with one line): no folder; a run writing it (lock held); ``checkpoints/`` left
     by an unfinished run; no or unreadable ``manifest.json``; a manifest fingerprint that does not match
     its settings; a results file whose sha256 differs from the manifest's record (truncated, edited,
-    or from another run); a ``metrics.csv`` that is missing, header-only or malformed; rows missing for
-    any arm, seed or epoch of the manifest, or rows of arms / seeds it does not list.
+    or from another run); a ``metrics.csv`` that is missing, cut inside a row, header-only or malformed; rows missing for
+    any arm, seed or epoch of the manifest, or of a metric it summarises (every metric of a member must reach the final epoch, and the
+    members of an arm must have the same metrics and epochs), or rows of arms / seeds it does not list.
     """
     from jtricks import report as jreport
 
@@ -307,6 +315,10 @@ def check_complete(folder: str | os.PathLike) -> dict[str, Any]:
     metrics = folder / "metrics.csv"
     if not metrics.is_file():
         raise ValueError(f"{metrics} not found: is {folder} a jtricks results folder?")
+    with metrics.open("rb") as f:
+        f.seek(max(0, metrics.stat().st_size - 1))
+        if f.read(1) != b"\n":  # every row the writer writes ends in a newline: a cut inside a row
+            raise ValueError(f"{metrics} is truncated (its last row is cut off)")
     try:
         rows = jreport.read_metrics_csv(metrics)
     except (ValueError, UnicodeDecodeError) as e:

@@ -203,7 +203,7 @@ def _strip_records(folder: Path) -> None:
         (1, "has a header but no rows"),
         (14, r"is incomplete: arm 'b' seed 0 lacks epochs \[2, 3\]"),
         (20, r"is incomplete: arm 'b' seed 1 lacks epochs \[2, 3\]"),
-        (24, "is incomplete: arm 'b' seed 1 has other metrics or epochs than seed 0"),  # last val_acc row cut
+        (24, r"is incomplete: arm 'b' seed 1 lacks epoch 3 of \['val_acc'\]"),  # the last row cut
     ],
 )
 def test_rows_are_checked_against_the_manifest(tmp_path, keep, message):
@@ -212,6 +212,20 @@ def test_rows_are_checked_against_the_manifest(tmp_path, keep, message):
     rio.check_complete(tmp_path)
     _truncate_lines(tmp_path / "metrics.csv", keep)
     with pytest.raises(ValueError, match=message):
+        rio.check_complete(tmp_path)
+
+
+def test_summarised_metric_missing_and_a_row_cut_in_the_middle(tmp_path):
+    _finished_run(tmp_path)
+    _strip_records(tmp_path)
+    man = json.loads((tmp_path / "manifest.json").read_text())
+    (tmp_path / "manifest.json").write_text(json.dumps({**man, "metrics": ["val_acc", "test_acc"]}))
+    with pytest.raises(ValueError, match=r"arm 'a' seed 0 has no rows of \['test_acc'\]"):
+        rio.check_complete(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps(man))
+    data = (tmp_path / "metrics.csv").read_bytes()
+    (tmp_path / "metrics.csv").write_bytes(data[:-3])  # inside the last value: the row still parses
+    with pytest.raises(ValueError, match=r"metrics.csv is truncated \(its last row is cut off\)"):
         rio.check_complete(tmp_path)
 
 
