@@ -2,45 +2,60 @@
 
     jtricks run EXPERIMENT [--seeds N] [--epochs E] [--out DIR] [--set key=value ...]
                            [--max-members M] [--compile-workers N] [--resume] [--quiet]
-                           [--no-plot] [--no-checkpoint]
+                           [--no-plot] [--no-checkpoint] [--debug]
     jtricks list
-    jtricks report DIR
+    jtricks report DIR [--debug]
 
 ``EXPERIMENT`` is a name from ``jtricks list`` or a path to an experiment file. Invalid settings are
 reported (exit code 2) before any data is loaded or anything compiles.
+
+Exit codes: 0 done; 2 a user error (bad settings, bad paths, an experiment file that fails to import,
+broken data files, a checkpoint that does not match the command, a folder in use, a disk that is full):
+one line on stderr, the traceback only with ``--debug``; 130 interrupted (Ctrl-C), to be continued with
+``--resume``.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-__all__ = ["main"]
+__all__ = ["main", "check_out_dir", "USER_ERRORS"]
+
+
+#: Errors that are the user's to fix (settings, paths, files, disks): one line and exit code 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError)
 
 
 def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     p = argparse.ArgumentParser(prog="jtricks", description="Seed-replicated ablations of classic deep-learning tricks.")
     sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run an experiment (all arms x seeds) and write its results folder")
+    r = sub.add_parser("run", parents=[common], help="run an experiment (all arms x seeds) and write its results folder")
     r.add_argument("experiment", help="experiment name (see `jtricks list`) or path to an experiment .py file")
     r.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the experiment's)")
     r.add_argument("--epochs", type=int, default=None, help="number of epochs (default: the experiment's)")
     r.add_argument("--out", default=None, help="results folder (default: runs/<experiment>)")
     r.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting: a field (optimizer=sgd), a model argument (model.norm=batch), "
-                        "a hyperparameter (learning_rate=0.01) or a grid factor's values (dropout_rate=[0,0.5])")
+                        "a hyperparameter (learning_rate=0.01); a list sweeps the key as a grid factor "
+                        "(learning_rate=[0.001,0.01]). A key whose one value is a list (model.widths=[64,64]) "
+                        "is swept with a list of lists (model.widths=[[64],[64,64]])")
     r.add_argument("--max-members", type=int, default=None, help="largest population compiled at once (chunks)")
-    r.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoints")
+    r.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its checkpoints (exit 2 if they were made with other settings)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--no-plot", action="store_true", help="do not write curves.png")
     r.add_argument("--compile-workers", type=int, default=None, metavar="N",
                    help="compile the static groups' programs ahead of time, N at once (default: min(groups, cores/2); 1: on first use)")
     r.add_argument("--no-checkpoint", action="store_true", help="no per-epoch checkpoints (no --resume possible)")
-    sub.add_parser("list", help="list the experiments")
-    rep = sub.add_parser("report", help="re-render summary.md/csv and curves.png of a results folder")
+    sub.add_parser("list", parents=[common], help="list the experiments")
+    rep = sub.add_parser("report", parents=[common], help="re-render summary.md/csv and curves.png of a finished results folder")
     rep.add_argument("dir")
     return p
 
@@ -62,47 +77,81 @@ def _cmd_list() -> int:
     return 0
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _load(name_or_path: str) -> Any:
+    """The experiment; a file that fails to import (syntax error, missing module, ...) is a user error."""
     from jtricks import experiment as jexp
 
     try:
-        exp = jexp.load_experiment(args.experiment)
-        settings = jexp.parse_set(args.settings)
-        if args.seeds is not None:
-            settings["seeds"] = args.seeds
-        if args.epochs is not None:
-            settings["epochs"] = args.epochs
-        exp = jexp.with_settings(exp, settings)
-        if args.max_members is not None and args.max_members <= 0:
-            raise ValueError(f"--max-members must be a positive int, got {args.max_members}")
-        if args.compile_workers is not None and args.compile_workers <= 0:
-            raise ValueError(f"--compile-workers must be a positive int, got {args.compile_workers}")
-        arms = jexp.validate(exp)
-    except (ValueError, TypeError) as e:
-        print(f"jtricks run: invalid configuration: {e}", file=sys.stderr)
-        return 2
+        return jexp.load_experiment(name_or_path)
+    except (ValueError, TypeError, OSError):
+        raise
+    except Exception as e:  # an experiment file is user code: any error in it is reported in one line
+        raise ValueError(f"experiment {name_or_path!r} cannot be loaded: {type(e).__name__}: {e}") from e
+
+
+def check_out_dir(out: Path) -> None:
+    """Raise ``OSError`` (naming the path) unless ``out`` is, or can be created as, a writable folder."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"--out {out} is a file, not a folder")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"--out {out} cannot be created: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, f"--out {out} is not writable ({parent}: permission denied)")
+
+
+def _resume_plan(out: Path, args: argparse.Namespace) -> str | None:
+    """With ``--resume``: what happens to ``out``, said on stderr; ``"done"`` when there is nothing to do."""
+    if args.no_checkpoint:
+        raise ValueError("--resume needs the checkpoints; it cannot be combined with --no-checkpoint")
+    if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
+        return None
+    if (out / "manifest.json").is_file():
+        print(f"jtricks run: {out} holds a finished run, nothing to resume; re-render it with `jtricks report {out}` "
+              "or run without --resume to start over", file=sys.stderr)
+        return "done"
+    print(f"jtricks run: no checkpoints in {out}; nothing to resume, starting from epoch 0", file=sys.stderr)
+    return None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from jtricks import experiment as jexp
+
+    exp = _load(args.experiment)
+    settings = jexp.parse_set(args.settings)
+    if args.seeds is not None:
+        settings["seeds"] = args.seeds
+    if args.epochs is not None:
+        settings["epochs"] = args.epochs
+    exp = jexp.with_settings(exp, settings)
+    if args.max_members is not None and args.max_members <= 0:
+        raise ValueError(f"--max-members must be a positive int, got {args.max_members}")
+    if args.compile_workers is not None and args.compile_workers <= 0:
+        raise ValueError(f"--compile-workers must be a positive int, got {args.compile_workers}")
+    arms = jexp.validate(exp)
+    out = Path(args.out) if args.out else Path("runs") / exp.name
+    check_out_dir(out)
+    if args.resume and _resume_plan(out, args) == "done":
+        return 0
 
     from jtricks import report as jreport
     from jtricks import runner
 
-    out = Path(args.out) if args.out else Path("runs") / exp.name
     print(f"{exp.name}: {len(arms)} arms x {exp.seeds} seeds, {exp.epochs} epochs -> {out}", file=sys.stderr)
-    try:
-        res = runner.run(
-            exp,
-            out_dir=out,
-            resume=args.resume,
-            max_members=args.max_members,
-            progress=not args.quiet,
-            plot=not args.no_plot,
-            checkpoint=not args.no_checkpoint,
-            compile_workers=args.compile_workers,
-            # testing hook: SIGKILL the process right after epoch N is checkpointed (tests --resume)
-            _kill_after_epoch=int(os.environ["JTRICKS_KILL_AFTER_EPOCH"]) if os.environ.get("JTRICKS_KILL_AFTER_EPOCH") else None,
-        )
-    except FileNotFoundError as e:
-        print(f"jtricks run: {e}", file=sys.stderr)
-        return 3
+    res = runner.run(
+        exp,
+        out_dir=out,
+        resume=args.resume,
+        max_members=args.max_members,
+        progress=not args.quiet,
+        plot=not args.no_plot,
+        checkpoint=not args.no_checkpoint,
+        compile_workers=args.compile_workers,
+        # testing hook: SIGKILL the process right after epoch N is checkpointed (tests --resume)
+        _kill_after_epoch=int(os.environ["JTRICKS_KILL_AFTER_EPOCH"]) if os.environ.get("JTRICKS_KILL_AFTER_EPOCH") else None,
+    )
     metric = res.metrics[0]
     print(jreport.format_summary_table(res.summary, metric))
     best = _best_arm(res.summary, metric)
@@ -111,6 +160,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"done in {res.wall_time_s:.1f}s: {len(arms)} arms x {exp.seeds} seeds, "
         f"{sum(res.compiles.values())} compilations; best {metric}: {best}; diverged members: {n_div}; results in {out}"
     )
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from jtricks import report as jreport
+    from jtricks import results_io
+
+    d = Path(args.dir)
+    results_io.check_complete(d)
+    rows = jreport.render(d)
+    metrics = sorted({r["metric"] for r in rows})
+    for m in metrics[:1]:
+        print(jreport.format_summary_table(rows, m))
+    print(f"re-rendered {d / 'summary.md'} and {d / 'curves.png'}")
     return 0
 
 
@@ -125,24 +188,32 @@ def _best_arm(summary: Sequence[dict], metric: str) -> str:
     return f"{best['arm']} ({best['mean']:.4f})"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "list":
-        return _cmd_list()
-    if args.command == "report":
-        from jtricks import report as jreport
+def _one_line(e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    if isinstance(e, OSError) and e.filename and str(e.filename) not in text:
+        text = f"{e.filename}: {text}"
+    return " ".join(text.split())
 
-        d = Path(args.dir)
-        if not (d / "metrics.csv").is_file():
-            print(f"jtricks report: {d} has no metrics.csv (not a results folder)", file=sys.stderr)
-            return 2
-        rows = jreport.render(d)
-        metrics = sorted({r["metric"] for r in rows})
-        for m in metrics[:1]:
-            print(jreport.format_summary_table(rows, m))
-        print(f"re-rendered {d / 'summary.md'} and {d / 'curves.png'}")
-        return 0
-    return _cmd_run(args)
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 done, 2 user error, 130 interrupted)."""
+    args = _parser().parse_args(argv)
+    commands = {"list": lambda: _cmd_list(), "report": lambda: _cmd_report(args), "run": lambda: _cmd_run(args)}
+    try:
+        return commands[args.command]()
+    except KeyboardInterrupt as e:
+        if args.debug:
+            raise
+        epoch = getattr(e, "epoch", None)  # the last finished epoch, when the runner attaches it
+        at = f" at epoch {epoch}" if epoch is not None else ""
+        hint = "; continue with --resume" if args.command == "run" else ""
+        print(f"\njtricks {args.command}: interrupted{at}{hint}", file=sys.stderr)
+        return 130
+    except USER_ERRORS as e:
+        if args.debug:
+            raise
+        print(f"jtricks {args.command}: {_one_line(e)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -56,6 +56,10 @@ def _check_rate(rate: Rate) -> bool:
         raise TypeError(f"`rate` must be a number in [0, 1) or a scalar array, got {type(rate).__name__}")
     if jnp.ndim(rate) != 0:
         raise ValueError(f"`rate` must be a scalar, got an array of shape {jnp.shape(rate)}")
+    if not isinstance(rate, jax.core.Tracer):  # a concrete array: its value is known, check it
+        r = float(np.asarray(rate))
+        if not (math.isfinite(r) and 0.0 <= r < 1.0):
+            raise ValueError(f"`rate` must satisfy 0 <= rate < 1, got an array holding {r!r}")
     return False
 
 
@@ -94,11 +98,14 @@ def dropout(key: jax.Array, x: jax.Array, rate: Rate, *, deterministic: bool = F
     Args:
       key: PRNG key (use a dedicated stream, e.g. ``jtricks.keys.key_for(root, "dropout")``).
       x: input of any shape; floating dtypes compute the scale in at least float32.
-      rate: drop probability; a Python number (validated ``0 <= rate < 1``) or a scalar array.
+      rate: drop probability; a Python number or a concrete scalar array (both validated
+        ``0 <= rate < 1``), or a traced scalar (not checked: a traced rate < 0 keeps every unit and
+        scales it by ``1 / (1 - rate) < 1``; a traced rate >= 1 drops every unit, output 0).
       deterministic: Python bool; ``True`` returns ``x``.
 
     Raises:
-      ValueError: if a Python ``rate`` is outside ``[0, 1)`` or an array ``rate`` is not a scalar.
+      ValueError: if a Python or concrete array ``rate`` is outside ``[0, 1)``, or an array ``rate`` is
+        not a scalar.
       TypeError: if ``deterministic`` is not a Python bool or ``rate`` is not a number / array.
     """
     if _check_deterministic(deterministic):

@@ -519,25 +519,59 @@ def parse_set(items: Sequence[str], exp: Experiment | None = None) -> dict[str, 
     return out
 
 
-def _sequence_valued(key: str) -> bool:
-    """Whether one value of ``key`` is itself a sequence (a model argument such as ``widths``)."""
-    return key.startswith("model.") or key in ("metrics", "eval_metrics")
+def _sequence_valued(exp: Experiment, key: str) -> bool:
+    """Whether one value of ``key`` is itself a sequence (``model.widths=(64, 64)``): a model argument whose
+    default or annotation in any registered model is a tuple / sequence, or whose current value or grid values
+    are lists; and ``metrics`` / ``eval_metrics``."""
+    if key in ("metrics", "eval_metrics"):
+        return True
+    if not key.startswith("model."):
+        return False
+    arg = key[len("model.") :]
+    current = [exp.model_kwargs.get(arg)] + list(exp.grid.get(key, ()))
+    if any(isinstance(v, (list, tuple)) for v in current):
+        return True
+    for name in jmodels.names():
+        try:
+            param = inspect.signature(jmodels.factory(name)).parameters.get(arg)
+        except (TypeError, ValueError):
+            continue
+        if param is not None and (
+            isinstance(param.default, (list, tuple)) or any(t in str(param.annotation) for t in ("Sequence", "tuple", "list"))
+        ):
+            return True
+    return False
+
+
+def _sweeps(exp: Experiment, key: str, value: Any) -> bool:
+    """Whether ``--set key=value`` gives a factor's values: a list for a grid-able key (a list of lists
+    for a sequence-valued one, see :func:`_sequence_valued`)."""
+    if not isinstance(value, (list, tuple)):
+        return False
+    if _sequence_valued(exp, key):
+        return len(value) > 0 and all(isinstance(v, (list, tuple)) for v in value)
+    return True
 
 
 def with_settings(exp: Experiment, settings: Mapping[str, Any]) -> Experiment:
-    """Apply ``--set`` settings. A key that is already a grid factor gets new values (a list, or one value).
-    A list for any other key makes it a grid factor (``learning_rate=[1e-3,1e-2]``); for a key whose single
-    value is a sequence (``model.widths``) a list of lists does (``model.widths=[[64],[64,64]]``)."""
+    """Apply ``--set`` settings.
+
+    A list for a grid-able key (a numeric hyperparameter, a field, ``model.<arg>``) makes the key a grid
+    factor with those values, or replaces the values of an existing factor (``learning_rate=[1e-3,1e-2]``).
+    For a key whose one value is a sequence (``model.widths``) a flat list is one value
+    (``model.widths=[64,64]``) and a list of lists sweeps (``model.widths=[[64],[64,64]]``). Any other value
+    is one value: it replaces an existing factor by a one-value factor, or sets the field / hyperparameter.
+    """
     grid = dict(exp.grid)
     rest: dict[str, Any] = {}
     for key, value in settings.items():
-        is_list = isinstance(value, list)
-        if key in grid:
-            grid[key] = list(value) if is_list else [value]
-        elif is_list and (not _sequence_valued(key) or (value and all(isinstance(v, (list, tuple)) for v in value))):
+        _kind(key, exp)
+        if _sweeps(exp, key, value):
             if not value:
                 raise ValueError(f"--set {key}=[] gives no values; give at least one")
-            grid[key] = list(value)
+            grid[key] = [tuple(v) if isinstance(v, list) else v for v in value]
+        elif key in grid:  # one value (a sequence-valued key's flat list included)
+            grid[key] = [tuple(value) if isinstance(value, list) else value]
         else:
             rest[key] = value
     return apply_overrides(dataclasses.replace(exp, grid=grid), rest)

@@ -8,9 +8,11 @@ jtricks adds
 
 * names and conventions of the classic guide (``momentum`` with ``gamma``, ``normalized_sgd``,
   ``per_epoch_decay`` with the guide's x0.98 per epoch),
-* validation: a hyperparameter given as a Python number is checked and a bad one raises
-  ``ValueError`` naming the parameter; jax arrays and tracers pass through unchecked, so a
-  population can ``jax.vmap`` over them,
+* validation: a hyperparameter given as a Python number or a concrete (NumPy / jax) array is
+  checked and a bad one raises ``ValueError`` naming the parameter; tracers pass through unchecked,
+  so a population can ``jax.vmap`` over them (a traced negative learning rate ascends the loss, a
+  traced ``b1`` or ``b2`` outside ``[0, 1)`` makes the moments diverge: the engine's divergence
+  guard then freezes that member),
 * schedules whose own parameters (initial value, decay rate, final fraction) may be traced, and
 * a builder, :func:`build`, that turns a static :class:`OptimizerSpec` plus a dict of numeric
   hyperparameters into an optimizer whose hyperparameters live as arrays in the optimizer state
@@ -110,24 +112,29 @@ def _check_number(
 ) -> None:
     """Raise ``ValueError`` naming ``name`` if a Python number lies outside the allowed interval.
 
-    Booleans and strings raise ``TypeError``. jax arrays, tracers and callables (schedules) are
-    not checked so that they can be traced / vmapped.
+    Booleans and strings raise ``TypeError``. Concrete NumPy / jax arrays are checked element by
+    element; tracers and callables (schedules) are not checked, so that they can be traced / vmapped.
     """
     if isinstance(value, (bool, np.bool_, str, bytes)):
         raise TypeError(f"{name} must be a number, an array or a schedule, got {value!r}")
-    if not _is_python_number(value):
-        return
-    v = float(value)
+    if _is_python_number(value):
+        values, shown = [float(value)], repr(value)
+    elif isinstance(value, (np.ndarray, jax.Array)) and not isinstance(value, jax.core.Tracer):
+        flat = np.asarray(value, dtype=np.float64).ravel()  # a concrete array: every element is checked
+        values, shown = flat.tolist(), f"an array holding {flat[:4].tolist()}{' ...' if flat.size > 4 else ''}"
+    else:
+        return  # traced values and schedules: not checked (see the module docstring)
     lo = "" if low is None else ("[" if low_inclusive else "(") + f"{low:g}"
     hi = "" if high is None else f"{high:g}" + ("]" if high_inclusive else ")")
     allowed = f"{lo or '(-inf'}, {hi or 'inf)'}"
-    ok = math.isfinite(v)
-    if low is not None:
-        ok = ok and (v >= low if low_inclusive else v > low)
-    if high is not None:
-        ok = ok and (v <= high if high_inclusive else v < high)
-    if not ok:
-        raise ValueError(f"{name} must lie in {allowed}, got {value!r}")
+    for v in values:
+        ok = math.isfinite(v)
+        if low is not None:
+            ok = ok and (v >= low if low_inclusive else v > low)
+        if high is not None:
+            ok = ok and (v <= high if high_inclusive else v < high)
+        if not ok:
+            raise ValueError(f"{name} must lie in {allowed}, got {shown}")
 
 
 def _check_learning_rate(learning_rate: Any) -> None:

@@ -1,0 +1,329 @@
+"""Safe results folders: one writer at a time, atomic files, and a completeness check before reporting.
+
+* :func:`lock` — ``FOLDER/.lock`` holds ``"PID HOST"`` of the run writing the folder. It is created with
+  ``O_CREAT | O_EXCL`` and held with ``fcntl.flock`` for the whole run; the kernel drops the ``flock`` when
+  the holder dies (``kill -9`` included), so a lock file whose holder is gone is *stale* and is taken over,
+  and a reused PID can never keep a folder locked. A live holder gives :class:`FolderInUseError`
+  ``"FOLDER is in use by PID n"``.
+* :func:`write_atomic` / :func:`atomic_file` — write a temporary file in the same folder, ``fsync`` it and
+  ``os.replace`` it onto the target: a reader (or a crash) sees the old file or the new one, never a part.
+* :func:`write_manifest` — written **last**: ``manifest.json`` with the run's fingerprint and the sha256 of
+  every results file, so a folder with a manifest is a finished run and its files can be checked.
+* :func:`check_complete` — what ``jtricks report`` runs first: refuses a folder that is not a finished,
+  consistent run, with one line saying why.
+
+Every OS failure is re-raised as an ``OSError`` whose message names the path and the OS error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+__all__ = [
+    "FolderInUseError",
+    "lock",
+    "lock_holder",
+    "atomic_file",
+    "write_atomic",
+    "invalidate",
+    "write_manifest",
+    "check_complete",
+    "RESULT_FILES",
+]
+
+#: Files whose sha256 :func:`write_manifest` records (those present) and :func:`check_complete` verifies.
+RESULT_FILES = ("metrics.csv", "members.csv", "arms.json")
+LOCK_NAME = ".lock"
+
+
+class FolderInUseError(OSError):
+    """Another live process holds the folder's lock."""
+
+
+def _os_error(path: Path | str, e: OSError, doing: str) -> OSError:
+    """``OSError`` of the same type and errno, message ``"cannot DOING PATH: STRERROR"``."""
+    reason = e.strerror or str(e)
+    err = type(e) if type(e) is not OSError and issubclass(type(e), OSError) else OSError
+    try:
+        out = err(e.errno, f"cannot {doing} {path}: {reason}")
+    except TypeError:  # a subclass with another constructor
+        out = OSError(e.errno, f"cannot {doing} {path}: {reason}")
+    out.filename = str(path)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- lock
+def _read_holder(path: Path) -> tuple[int | None, str]:
+    try:
+        parts = path.read_text(encoding="utf-8").split()
+    except OSError:
+        return None, ""
+    pid = int(parts[0]) if parts and parts[0].isdigit() else None
+    return pid, parts[1] if len(parts) > 1 else ""
+
+
+def lock_holder(folder: str | os.PathLike) -> int | None:
+    """The PID holding ``folder``'s lock, or ``None`` when no live process holds it."""
+    path = Path(folder) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid, _ = _read_holder(path)
+        return pid if pid is not None else -1
+    finally:
+        os.close(fd)
+    return None
+
+
+def _acquire(path: Path) -> int:
+    """Open-or-create ``path`` and hold an exclusive ``flock`` on the inode ``path`` names; return the fd."""
+    for _ in range(20):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+        except FileExistsError:
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except FileNotFoundError:
+                continue  # released between the two calls: try to create it again
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            pid, host = _read_holder(path)
+            where = f" on {host}" if host and host != socket.gethostname() else ""
+            raise FolderInUseError(errno.EBUSY, f"{path.parent} is in use by PID {pid if pid is not None else '?'}{where}")
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:  # not unlinked by a releasing holder meanwhile
+            return fd
+        os.close(fd)
+    raise FolderInUseError(errno.EBUSY, f"{path.parent} is in use (its lock keeps changing hands)")
+
+
+@contextlib.contextmanager
+def lock(folder: str | os.PathLike) -> Iterator[Path]:
+    """Hold ``FOLDER/.lock`` (creating ``FOLDER``) for the duration of the ``with`` block.
+
+    Raises:
+      FolderInUseError: a live process holds it: ``"FOLDER is in use by PID n"``.
+      OSError: ``FOLDER`` cannot be created or written (the message names the path and the OS error).
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"cannot use {folder} as the results folder: it is a file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _os_error(folder, e, "create the results folder") from None
+    path = folder / LOCK_NAME
+    try:
+        fd = _acquire(path)
+    except FolderInUseError:
+        raise
+    except OSError as e:
+        raise _os_error(path, e, "create the lock file") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        os.fsync(fd)
+    except OSError as e:
+        os.close(fd)
+        raise _os_error(path, e, "write the lock file") from None
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # while still holding the flock: a waiter re-checks the inode
+        os.close(fd)
+
+
+# ------------------------------------------------------------------------------------- atomic files
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block succeeds, ``fsync`` it and ``os.replace`` it
+    onto ``path`` (then ``fsync`` the folder). On any exception the temporary file is removed and
+    ``path`` is left as it was. For writers that take a path (``write_metrics_csv``, ``savefig``)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        try:
+            yield tmp
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError as e:
+            raise _os_error(path, e, "write") from None
+        with contextlib.suppress(OSError):
+            dfd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write ``data`` (``str`` as UTF-8) to ``path`` atomically (see :func:`atomic_file`); return ``path``."""
+    if not isinstance(data, (str, bytes)):
+        raise TypeError(f"`data` must be str or bytes, got {type(data).__name__}")
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    with atomic_file(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(raw)
+    return Path(path)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def invalidate(folder: str | os.PathLike) -> None:
+    """Remove ``FOLDER/manifest.json``, so results of an earlier run count as unfinished while a new run
+    writes the folder (call it before training a fresh, non-resumed run)."""
+    path = Path(folder) / "manifest.json"
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as e:
+        raise _os_error(path, e, "remove") from None
+
+
+def write_manifest(folder: str | os.PathLike, manifest: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> Path:
+    """Write ``FOLDER/manifest.json`` atomically, last: ``manifest`` plus ``"fingerprint"`` and ``"files"``
+    (``{name: sha256}`` of the :data:`RESULT_FILES` present). Its presence marks a finished run."""
+    folder = Path(folder)
+    files = {name: _sha256_file(folder / name) for name in RESULT_FILES if (folder / name).is_file()}
+    doc = {**manifest, "fingerprint": dict(fingerprint), "files": files}
+    return write_atomic(folder / "manifest.json", json.dumps(doc, indent=2, default=repr) + "\n")
+
+
+# ------------------------------------------------------------------------------------- completeness
+def _load_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise ValueError(f"{folder} has no manifest.json: the run did not finish (continue it with `jtricks run ... --resume`)")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is unreadable: {e}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path} is not a JSON object")
+    return doc
+
+
+def _check_fingerprint_and_files(folder: Path, manifest: Mapping[str, Any]) -> None:
+    from jtricks import fingerprint as jfp
+
+    fp = manifest.get("fingerprint")
+    if fp is not None:
+        if not isinstance(fp, Mapping) or jfp.run_fingerprint(fp.get("settings") or {})["sha256"] != fp.get("sha256"):
+            raise ValueError(f"{folder}/manifest.json: its fingerprint does not match its settings (the file was edited)")
+    for name, digest in (manifest.get("files") or {}).items():
+        path = folder / name
+        if not path.is_file():
+            raise ValueError(f"{path} is missing (listed in manifest.json)")
+        if _sha256_file(path) != digest:
+            raise ValueError(f"{path} does not match manifest.json (changed or truncated after the run)")
+
+
+def _check_rows(folder: Path, manifest: Mapping[str, Any], rows: list[dict[str, Any]]) -> None:
+    config = manifest.get("config") or {}
+    arms = [a["arm"] for a in manifest.get("arms") or [] if isinstance(a, Mapping) and "arm" in a]
+    seeds = manifest.get("seeds")
+    if not arms or not isinstance(seeds, list) or not seeds:
+        raise ValueError(f"{folder}/manifest.json lists no arms or seeds: cannot check the results are complete")
+    required = list(manifest.get("metrics") or config.get("metrics") or [])  # the summarised metrics
+    default_epochs = config.get("epochs")
+    epochs = {a["arm"]: int((a.get("factors") or {}).get("epochs", default_epochs) or 0) for a in manifest["arms"]}
+    seen: dict[tuple[str, int], dict[str, set[int]]] = {}
+    for r in rows:
+        if r["arm"] not in epochs or r["seed"] not in seeds:
+            raise ValueError(f"{folder}/metrics.csv has rows of arm {r['arm']!r} seed {r['seed']} not in manifest.json (another run)")
+        per = seen.setdefault((r["arm"], r["seed"]), {}).setdefault(r["metric"], set())
+        if r["epoch"] in per:
+            raise ValueError(f"{folder}/metrics.csv repeats arm {r['arm']!r} seed {r['seed']} epoch {r['epoch']} {r['metric']}")
+        per.add(r["epoch"])
+    for arm in arms:
+        shapes = None
+        for seed in seeds:
+            got = seen.get((arm, seed))
+            if got is None:
+                raise ValueError(f"{folder}/metrics.csv is incomplete: no rows for arm {arm!r} seed {seed}")
+            union = set().union(*got.values())
+            if union != set(range(1, epochs[arm] + 1)):
+                missing = sorted(set(range(1, epochs[arm] + 1)) - union)
+                raise ValueError(f"{folder}/metrics.csv is incomplete: arm {arm!r} seed {seed} lacks epochs {missing[:5]}")
+            absent = [m for m in required if m not in got]
+            if absent:
+                raise ValueError(f"{folder}/metrics.csv is incomplete: arm {arm!r} seed {seed} has no rows of {absent}")
+            short = sorted(m for m, e in got.items() if epochs[arm] not in e)
+            if short:
+                raise ValueError(f"{folder}/metrics.csv is incomplete: arm {arm!r} seed {seed} lacks epoch {epochs[arm]} of {short[:5]}")
+            key = {m: frozenset(e) for m, e in got.items()}
+            if shapes is not None and key != shapes:
+                raise ValueError(f"{folder}/metrics.csv is incomplete: arm {arm!r} seed {seed} has other metrics or epochs than seed {seeds[0]}")
+            shapes = key
+
+
+def check_complete(folder: str | os.PathLike) -> dict[str, Any]:
+    """Check that ``folder`` holds one finished, consistent run; return its manifest.
+
+    Refused (``ValueError`` with one line): no folder; a run writing it (lock held); ``checkpoints/`` left
+    by an unfinished run; no or unreadable ``manifest.json``; a manifest fingerprint that does not match
+    its settings; a results file whose sha256 differs from the manifest's record (truncated, edited,
+    or from another run); a ``metrics.csv`` that is missing, cut inside a row, header-only or malformed; rows missing for
+    any arm, seed or epoch of the manifest, or of a metric it summarises (every metric of a member must reach the final epoch, and the
+    members of an arm must have the same metrics and epochs), or rows of arms / seeds it does not list.
+    """
+    from jtricks import report as jreport
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder")
+    holder = lock_holder(folder)
+    if holder is not None:
+        raise ValueError(f"{folder} is in use by PID {holder}: a run is writing it")
+    if (folder / "checkpoints").exists():
+        raise ValueError(
+            f"{folder} holds checkpoints of an unfinished run: finish it with `jtricks run ... --resume` "
+            f"or delete {folder / 'checkpoints'}"
+        )
+    manifest = _load_manifest(folder)
+    _check_fingerprint_and_files(folder, manifest)
+    metrics = folder / "metrics.csv"
+    if not metrics.is_file():
+        raise ValueError(f"{metrics} not found: is {folder} a jtricks results folder?")
+    with metrics.open("rb") as f:
+        f.seek(max(0, metrics.stat().st_size - 1))
+        if f.read(1) != b"\n":  # every row the writer writes ends in a newline: a cut inside a row
+            raise ValueError(f"{metrics} is truncated (its last row is cut off)")
+    try:
+        rows = jreport.read_metrics_csv(metrics)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{metrics} is malformed: {e}") from None
+    if not rows:
+        raise ValueError(f"{metrics} has a header but no rows")
+    _check_rows(folder, manifest, rows)
+    return manifest
