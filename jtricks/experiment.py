@@ -511,12 +511,19 @@ def parse_set(items: Sequence[str], exp: Experiment | None = None) -> dict[str, 
         if key in ("grid", "arms", "hparams", "custom_hparams"):
             raise ValueError(f"--set cannot replace {key!r} whole; set its entries instead")
         _kind(key, exp or Experiment(name="--set"))
-        try:
-            value = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            value = raw
-        out[key] = value
+        out[key] = _literal(raw)
     return out
+
+
+def _literal(raw: str) -> Any:
+    """A Python literal, else the string; ``[a,b]`` of bare words is a list of literals-or-strings."""
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        text = raw.strip()
+        if text.startswith("[") and text.endswith("]") and text[1:-1].strip():
+            return [_literal(part.strip()) for part in text[1:-1].split(",")]
+        return raw
 
 
 def _sequence_valued(exp: Experiment, key: str) -> bool:

@@ -36,11 +36,14 @@ import jax.numpy as jnp
 import numpy as np
 
 import jtricks
+from jtricks import checkpoint as jckpt
 from jtricks import experiment as jexp
+from jtricks import fingerprint as jfp
 from jtricks import metrics as jmetrics
 from jtricks import prepare as jprep
 from jtricks import programs as jprog
 from jtricks import report as jreport
+from jtricks import results_io as jresults
 from jtricks import train as jtrain
 from jtricks.keys import seed_key
 
@@ -238,47 +241,25 @@ def _compile_ahead(the_plan: Plan, setups: Sequence[GroupSetup], workers: int, t
         timing[gi]["compile_s"] = round((timing[gi]["compile_s"] or 0.0) + secs, 3)
 
 
-# ----------------------------------------------------------------------------------- checkpointing
 def _ckpt_dir(out_dir: Path, group: int, chunk: int) -> Path:
     return out_dir / "checkpoints" / f"group{group}_chunk{chunk}"
 
 
-def _save_checkpoint(path: Path, epoch: int, state: Any, history: list[dict[str, np.ndarray]]) -> None:
-    import orbax.checkpoint as ocp
-
-    leaves = jax.tree_util.tree_leaves(state)
-    payload = {
-        "state": {str(i): np.asarray(leaf) for i, leaf in enumerate(leaves)},
-        "history": {f"{e}/{k}": v for e, h in enumerate(history) for k, v in h.items()},
-    }
-    target = path / f"epoch_{epoch:04d}"
-    if target.exists():
-        shutil.rmtree(target)
-    ck = ocp.StandardCheckpointer()
-    ck.save(target.resolve(), payload)
-    ck.wait_until_finished()
-    # keep only the newest checkpoint of this chunk
-    for old in path.glob("epoch_*"):
-        if old != target:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def _load_checkpoint(path: Path, template: Any) -> tuple[int, Any, list[dict[str, np.ndarray]]] | None:
-    import orbax.checkpoint as ocp
-
-    done = sorted(p for p in path.glob("epoch_*") if p.is_dir() and not p.name.endswith(".tmp") and "tmp" not in p.name)
-    if not done:
-        return None
-    latest = done[-1]
-    epoch = int(latest.name.split("_")[1])
-    restored = ocp.StandardCheckpointer().restore(latest.resolve())
-    leaves, treedef = jax.tree_util.tree_flatten(template)
-    new_leaves = [jnp.asarray(restored["state"][str(i)], dtype=leaf.dtype) for i, leaf in enumerate(leaves)]
-    history: list[dict[str, np.ndarray]] = [dict() for _ in range(epoch)]
-    for key, v in restored.get("history", {}).items():
-        e, k = key.split("/", 1)
-        history[int(e)][k] = np.asarray(v)
-    return epoch, jax.tree_util.tree_unflatten(treedef, new_leaves), history
+def _fingerprint(the_plan: Plan, setups: Sequence[GroupSetup], max_members: int | None) -> dict[str, Any]:
+    """The run's fingerprint (:mod:`jtricks.fingerprint`): the settings its numbers depend on, the seeds,
+    the chunking, the data checksums and the package version."""
+    exp = the_plan.experiment
+    report_only = {"name", "description", "baseline", "metrics", "target"}
+    fields = {f.name: getattr(exp, f.name) for f in dataclasses.fields(exp) if f.name not in report_only}
+    as_json = lambda v: json.loads(json.dumps(v, default=jexp._describe_object))  # noqa: E731
+    return jfp.run_fingerprint({
+        "experiment": as_json(fields),
+        "arms": [{"arm": a.name, "factors": as_json(dict(a.factors))} for a in the_plan.arms],
+        "seeds": list(the_plan.seeds),
+        "max_members": max_members or exp.max_members,
+        "data": sorted({s.data.checksum for s in setups}),
+        "jtricks": jtricks.__version__,
+    })
 
 
 # ------------------------------------------------------------------------------------------ execute
@@ -299,48 +280,59 @@ def _select_by(config: jtrain.TrainConfig) -> str:
 
 
 def _run_chunk(gi: int, ci: int, the_plan: Plan, setup: GroupSetup, out: Path | None, *, resume: bool,
-               checkpoint: bool, bar: Progress, timing: list[dict[str, Any]], kill_after: int | None) -> tuple[Any, list]:
-    """Train one chunk of a group from its initial (or checkpointed) state; returns (final state, history)."""
+               checkpoint: bool, bar: Progress, timing: list[dict[str, Any]], fingerprint: Mapping[str, Any],
+               kill_after: int | None) -> tuple[Any, list]:
+    """Train one chunk of a group from its initial (or checkpointed) state; returns (final state, history).
+
+    A ``KeyboardInterrupt`` leaves with ``.epoch``: the chunk's last finished (and checkpointed) epoch."""
     g = the_plan.groups[gi]
-    chunk, config, progs = g.chunks[ci], setup.config, setup.programs
-    keys, hp = _population_inputs(chunk, g.size, config)
+    keys, hp = _population_inputs(g.chunks[ci], g.size, setup.config)
     if setup.sharding is not None:
         keys, hp = jax.device_put((keys, hp), setup.sharding)
-    state = progs.init(keys, hp)
+    state = setup.programs.init(keys, hp)
     history: list[dict[str, np.ndarray]] = []
-    start_epoch = 0
     ck = _ckpt_dir(out, gi, ci) if (out is not None and checkpoint) else None
-    if resume and ck is not None and ck.exists():
-        loaded = _load_checkpoint(ck, state)
+    if resume and ck is not None:
+        loaded = jckpt.restore(ck, state, fingerprint)
         if loaded is not None:
-            start_epoch, state, history = loaded
+            _, state, history = loaded
             if setup.sharding is not None:
                 state = jax.device_put(state, setup.sharding)
-            bar.done += start_epoch
-    monitor = _select_by(config)
-    for epoch in range(start_epoch, config.epochs):
-        t_epoch = time.perf_counter()
-        state, m = progs.run_epoch(state)
-        m_host = {k: np.asarray(v) for k, v in m.items()}
-        timing[gi]["epoch_s"].append(round(time.perf_counter() - t_epoch, 4))
-        history.append(m_host)
-        shown = m_host[monitor][: len(chunk)]
-        finite = shown[np.isfinite(shown)]
-        bar.update(
-            f"group {gi + 1}/{len(the_plan.groups)} chunk {ci + 1}/{len(g.chunks)} epoch {epoch + 1}/{config.epochs}",
-            float(finite.mean()) if finite.size else float("nan"),
-            int(np.sum(np.asarray(state.diverged_epoch)[: len(chunk)] >= 0)),
-            metric=monitor,
-        )
-        if ck is not None:
-            _save_checkpoint(ck, epoch + 1, state, history)
-        if kill_after is not None and epoch + 1 == kill_after:
-            os.kill(os.getpid(), signal.SIGKILL)
+            bar.done += len(history)
+    try:
+        for epoch in range(len(history), setup.config.epochs):
+            t_epoch = time.perf_counter()
+            state, m = setup.programs.run_epoch(state)
+            history.append({k: np.asarray(v) for k, v in m.items()})
+            timing[gi]["epoch_s"].append(round(time.perf_counter() - t_epoch, 4))
+            _report_epoch(bar, the_plan, gi, ci, epoch, state, history[-1], setup.config)
+            if ck is not None:
+                jckpt.save(ck, epoch + 1, state, history, fingerprint)
+            if kill_after is not None and epoch + 1 == kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+    except KeyboardInterrupt as e:
+        e.epoch = len(history)  # type: ignore[attr-defined]
+        raise
     return state, history
 
 
-def execute(the_plan: Plan, setups: Sequence[GroupSetup], out: Path | None, *, resume: bool = False,
-            checkpoint: bool = True, progress: bool = True, timing: list[dict[str, Any]],
+def _report_epoch(bar: Progress, the_plan: Plan, gi: int, ci: int, epoch: int, state: Any,
+                  metrics: Mapping[str, np.ndarray], config: jtrain.TrainConfig) -> None:
+    g = the_plan.groups[gi]
+    n_real = len(g.chunks[ci])
+    monitor = _select_by(config)
+    shown = metrics[monitor][:n_real]
+    finite = shown[np.isfinite(shown)]
+    bar.update(
+        f"group {gi + 1}/{len(the_plan.groups)} chunk {ci + 1}/{len(g.chunks)} epoch {epoch + 1}/{config.epochs}",
+        float(finite.mean()) if finite.size else float("nan"),
+        int(np.sum(np.asarray(state.diverged_epoch)[:n_real] >= 0)),
+        metric=monitor,
+    )
+
+
+def execute(the_plan: Plan, setups: Sequence[GroupSetup], out: Path | None, *, fingerprint: Mapping[str, Any],
+            resume: bool = False, checkpoint: bool = True, progress: bool = True, timing: list[dict[str, Any]],
             _kill_after_epoch: int | None = None) -> Collected:
     """Train every chunk of every group; the rows come back in a deterministic order (arms in declaration
     order, seeds ascending, epochs, metrics sorted)."""
@@ -349,7 +341,7 @@ def execute(the_plan: Plan, setups: Sequence[GroupSetup], out: Path | None, *, r
     for g, setup in zip(the_plan.groups, setups):
         for ci, chunk in enumerate(g.chunks):
             state, history = _run_chunk(g.index, ci, the_plan, setup, out, resume=resume, checkpoint=checkpoint,
-                                        bar=bar, timing=timing, kill_after=_kill_after_epoch)
+                                        bar=bar, timing=timing, fingerprint=fingerprint, kill_after=_kill_after_epoch)
             _collect(chunk, state, history, collected, setup.config)
     arm_order = {a.name: i for i, a in enumerate(the_plan.arms)}
     collected.metric_rows.sort(key=lambda r: (arm_order[r["arm"]], r["seed"], r["epoch"], r["metric"]))
@@ -425,20 +417,25 @@ def _manifest(the_plan: Plan, setups: Sequence[GroupSetup], compiles: Mapping[st
 
 
 def write(out: Path, the_plan: Plan, collected: Collected, summary: list[dict[str, Any]], manifest: Mapping[str, Any],
-          *, plot: bool = True) -> None:
-    """Write the results folder: metrics.csv, members.csv, arms.json, manifest.json, summary.md/csv, curves.png."""
+          fingerprint: Mapping[str, Any], *, plot: bool = True) -> None:
+    """Write the results folder, every file atomically (temporary file + rename): metrics.csv, members.csv,
+    arms.json, summary.md/csv, curves.png, and last manifest.json with the fingerprint and the files' hashes
+    (its presence marks a finished run)."""
     exp = the_plan.experiment
-    jreport.write_metrics_csv(out / "metrics.csv", collected.metric_rows)
-    jreport.write_members_csv(out / "members.csv", collected.member_rows)
+    with jresults.atomic_file(out / "metrics.csv") as tmp:
+        jreport.write_metrics_csv(tmp, collected.metric_rows)
+    with jresults.atomic_file(out / "members.csv") as tmp:
+        jreport.write_members_csv(tmp, collected.member_rows)
     arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in the_plan.arms]
-    (out / "arms.json").write_text(json.dumps(json.loads(json.dumps(arm_dicts, default=jexp._describe_object)), indent=2) + "\n")
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=repr) + "\n")
+    jresults.write_atomic(out / "arms.json", json.dumps(json.loads(json.dumps(arm_dicts, default=jexp._describe_object)), indent=2) + "\n")
     jreport.write_summary(out, summary, title=f"{exp.name}: {exp.description}".strip(": "))
     if plot:
         produced = {r["metric"] for r in collected.metric_rows}
         panels = tuple(m for m in dict.fromkeys([*manifest["metrics"], "train_loss", "val_acc"]) if m in produced)
-        jreport.plot_curves(out / "curves.png", collected.metric_rows, metrics=panels, title=exp.name,
-                            member_rows=collected.member_rows, arms=arm_dicts)
+        with jresults.atomic_file(out / "curves.png") as tmp:
+            jreport.plot_curves(tmp, collected.metric_rows, metrics=panels, title=exp.name,
+                                member_rows=collected.member_rows, arms=arm_dicts)
+    jresults.write_manifest(out, manifest, fingerprint)
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -457,10 +454,15 @@ def run(
     """Run every arm × seed of ``exp`` (:func:`plan`, :func:`build`, :func:`execute`) and write the results
     folder (:func:`write`; see ``docs/results-format.md``).
 
+    With an output folder the run holds its lock (:func:`jtricks.results_io.lock`: a second writer fails with
+    "FOLDER is in use by PID n"); a fresh (not resumed) run first removes the folder's manifest and
+    checkpoints, so stale results never count as this run's.
+
     Args:
       exp: the experiment (validated here, before any data is loaded or anything compiles).
       out_dir: results folder (``None``: nothing written, no checkpoints).
-      resume: continue from the checkpoints in ``out_dir`` (chunks already finished are not re-run).
+      resume: continue from the checkpoints in ``out_dir`` (chunks already finished are not re-run); a
+        checkpoint made with other settings is refused (:class:`jtricks.fingerprint.FingerprintMismatchError`).
       max_members: population chunk size (overrides ``exp.max_members``).
       progress: print a progress line per epoch to stderr.
       checkpoint: save the population state after every epoch (needs ``out_dir``).
@@ -474,9 +476,24 @@ def run(
     t_start = time.perf_counter()
     the_plan = plan(exp, max_members=max_members)
     workers = _compile_workers(compile_workers, len(the_plan.groups))
-    out = Path(out_dir) if out_dir is not None else None
+    kw = dict(resume=resume, max_members=max_members, progress=progress, checkpoint=checkpoint, plot=plot,
+              workers=workers, kill_after=_kill_after_epoch, t_start=t_start)
+    if out_dir is None:
+        return _run(the_plan, None, **kw)
+    out = Path(out_dir)
+    with jresults.lock(out):
+        if not resume:
+            jresults.invalidate(out)
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        return _run(the_plan, out, **kw)
+
+
+def _run(the_plan: Plan, out: Path | None, *, resume: bool, max_members: int | None, progress: bool, checkpoint: bool,
+         plot: bool, workers: int, kill_after: int | None, t_start: float) -> RunResult:
+    exp = the_plan.experiment
     counter = jprog.TraceCounter()
     setups = build(the_plan, counter)
+    fingerprint = _fingerprint(the_plan, setups, max_members)
     timing = [{"group": g.index, "arms": [a.name for a in g.arms], "members": g.size, "compile_s": None, "epoch_s": []}
               for g in the_plan.groups]
     if workers > 1 and jax.device_count() == 1:
@@ -486,10 +503,8 @@ def run(
         _compile_ahead(the_plan, setups, workers, timing)
         if progress:
             print(f"compiled in {time.perf_counter() - t_compile:.1f} s", file=sys.stderr, flush=True)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-    collected = execute(the_plan, setups, out, resume=resume, checkpoint=checkpoint, progress=progress, timing=timing,
-                        _kill_after_epoch=_kill_after_epoch)
+    collected = execute(the_plan, setups, out, fingerprint=fingerprint, resume=resume, checkpoint=checkpoint,
+                        progress=progress, timing=timing, _kill_after_epoch=kill_after)
     metrics = jexp.summary_metrics(exp, setups[0].config)
     directions = _directions(setups, collected)
     arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in the_plan.arms]
@@ -498,10 +513,9 @@ def run(
     wall = time.perf_counter() - t_start
     compiles = dict(counter.counts)
     if out is not None:
-        write(out, the_plan, collected, summary, _manifest(the_plan, setups, compiles, wall, timing, metrics, directions),
-              plot=plot)
-        if checkpoint and (out / "checkpoints").exists():
-            shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        manifest = _manifest(the_plan, setups, compiles, wall, timing, metrics, directions)
+        write(out, the_plan, collected, summary, manifest, fingerprint, plot=plot)
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return RunResult(out, the_plan.arms, collected.metric_rows, collected.member_rows, summary, compiles, wall,
                      collected.final_states, timing, tuple(metrics))
 

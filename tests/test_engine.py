@@ -282,7 +282,7 @@ def test_kill_and_resume_reproduces_uninterrupted_run(tmp_path):
     )
     assert killed.returncode != 0  # SIGKILL
     assert not (tmp_path / "resumed" / "metrics.csv").exists()
-    assert list((tmp_path / "resumed" / "checkpoints").glob("*/epoch_0002"))
+    assert list((tmp_path / "resumed" / "checkpoints").glob("*/2"))
     _cli(["run", str(f), "--out", str(tmp_path / "resumed"), "--quiet", "--no-plot", "--resume"], cwd=tmp_path)
     assert (tmp_path / "full" / "metrics.csv").read_bytes() == (tmp_path / "resumed" / "metrics.csv").read_bytes()
 
