@@ -93,12 +93,18 @@ class Model(NamedTuple):
         ``x`` has a leading batch axis.
       name: the architecture's name (``"mlp"``, ``"cnn"`` ...), as accepted by :func:`get`.
       config: the static choices (JSON-friendly), for manifests: ``get(name, **config)`` rebuilds it.
+      batch_invariant: ``True`` when every reduction of ``apply`` and of its gradient is one of
+        :mod:`jtricks.numerics`' vmap-stable sums (jtricks' own models), so a vmapped population's members
+        are bit for bit their standalone runs. ``False`` for models from :mod:`jtricks.adapters` (flax,
+        equinox, any user ``(init, apply)``): the engine then runs the members unrolled, one after another
+        in one program, which keeps them bit-identical too.
     """
 
     init: Callable[..., tuple[Params, State]]
     apply: Callable[..., Any]
     name: str
     config: dict[str, Any]
+    batch_invariant: bool = True
 
 
 # --------------------------------------------------------------------------------------------
