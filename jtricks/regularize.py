@@ -150,10 +150,19 @@ def decay_mask(params: PyTree) -> PyTree:
     return jax.tree_util.tree_map(lambda x: bool(jnp.ndim(x) >= 2), params)
 
 
+def _is_mask_function(params: PyTree, mask: Any) -> bool:
+    """A mask is a function ``params -> mask`` if it is callable and not itself a mask: a callable pytree
+    with the structure of ``params`` (e.g. an equinox Module of bools from :func:`decay_mask`) is a mask."""
+    if not callable(mask):
+        return False
+    treedef = jax.tree_util.tree_structure(mask)
+    return jax.tree_util.treedef_is_leaf(treedef) or treedef != jax.tree_util.tree_structure(params)
+
+
 def _resolve_mask(params: PyTree, mask: Any, fn: str) -> PyTree:
     if mask is None:
         return jax.tree_util.tree_map(lambda _: True, params)
-    if callable(mask):
+    if _is_mask_function(params, mask):
         mask = mask(params)
     _check_same_structure(params, mask, "params", "mask", fn, shapes=False)
     return mask
@@ -186,8 +195,9 @@ def l2_penalty(params: PyTree, mask: PyTree | Callable[[PyTree], PyTree] | None 
     Args:
       params: a pytree of arrays.
       mask: ``None`` (every leaf, the optax convention), a pytree of bools with the structure of
-        ``params`` (e.g. :func:`decay_mask`), or a callable ``params -> mask``. A mask leaf may be a
-        Python bool (static), a scalar bool array or an elementwise bool array.
+        ``params`` (e.g. :func:`decay_mask`), or a callable ``params -> mask`` (a callable pytree with the
+        structure of ``params``, such as an equinox Module of bools, is a mask, not a function). A mask
+        leaf may be a Python bool (static), a scalar bool array or an elementwise bool array.
 
     Returns:
       A float32 (or wider) scalar.
