@@ -83,6 +83,10 @@ class Loss(NamedTuple):
 # --------------------------------------------------------------------------------------------
 
 
+#: Szegedy et al.'s value, the default of ``smoothed_cross_entropy``.
+_DEFAULT_LABEL_SMOOTHING = 0.1
+
+
 def _hp(hparams: Hparams | None, name: str, default: float) -> Any:
     return default if hparams is None or name not in hparams else hparams[name]
 
@@ -104,7 +108,7 @@ def smoothed_cross_entropy(outputs: jax.Array, targets: jax.Array, hparams: Hpar
     ``ε = 0`` gives :func:`cross_entropy` bit for bit (the smoothed target is then exactly the one-hot).
     Label smoothing: Szegedy et al. 2016, "Rethinking the Inception Architecture".
     """
-    eps = jnp.asarray(_hp(hparams, "label_smoothing", LOSSES["smoothed_cross_entropy"].hparams["label_smoothing"]))
+    eps = jnp.asarray(_hp(hparams, "label_smoothing", _DEFAULT_LABEL_SMOOTHING))
     logp = numerics.log_softmax(outputs)
     k = outputs.shape[-1]
     eps = eps.astype(logp.dtype)
@@ -133,7 +137,8 @@ def mse(outputs: jax.Array, targets: jax.Array, hparams: Hparams | None = None) 
 #: The named losses.
 LOSSES: Mapping[str, Loss] = {
     "cross_entropy": Loss("cross_entropy", cross_entropy, "class", {}),
-    "smoothed_cross_entropy": Loss("smoothed_cross_entropy", smoothed_cross_entropy, "class", {"label_smoothing": 0.1}),
+    "smoothed_cross_entropy": Loss("smoothed_cross_entropy", smoothed_cross_entropy, "class",
+                                   {"label_smoothing": _DEFAULT_LABEL_SMOOTHING}),
     "binary_cross_entropy": Loss("binary_cross_entropy", binary_cross_entropy, "binary", {}),
     "mse": Loss("mse", mse, "real", {}),
 }

@@ -255,8 +255,10 @@ def parse(full_name: str, custom: Mapping[str, Metric] | Sequence[str] = ()) -> 
     return split, name
 
 
-def direction(full_name: str, custom: Mapping[str, Metric] = {}) -> int:  # noqa: B006 (read only)
-    """``+1`` if higher is better, ``-1`` if lower is better, ``0`` for the engine's ``lr`` / ``grad_norm``."""
+def direction(full_name: str, custom: Mapping[str, Metric] | None = None) -> int:
+    """``+1`` if higher is better, ``-1`` if lower is better, ``0`` for the engine's ``lr`` / ``grad_norm``.
+    ``custom`` maps the names of user metrics to their :class:`Metric`."""
+    custom = {} if custom is None else custom
     split, name = parse(full_name, custom)
     if not split:
         return 0
@@ -264,7 +266,7 @@ def direction(full_name: str, custom: Mapping[str, Metric] = {}) -> int:  # noqa
     return 1 if m.higher_is_better else -1
 
 
-def higher_is_better(full_name: str, custom: Mapping[str, Metric] = {}) -> bool:  # noqa: B006 (read only)
+def higher_is_better(full_name: str, custom: Mapping[str, Metric] | None = None) -> bool:
     """Whether a larger value of the full metric name is better (``False`` for ``lr`` and ``grad_norm``)."""
     return direction(full_name, custom) > 0
 
