@@ -51,6 +51,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jtricks import checks
+
 __all__ = [
     "Dataset",
     "StandardizeStats",
@@ -199,16 +201,8 @@ class Dataset:
 # --------------------------------------------------------------------------------------------
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, (numbers.Integral, np.integer)) and not isinstance(x, (bool, np.bool_))
-
-
-def _is_real(x: Any) -> bool:
-    return isinstance(x, (numbers.Real, np.number)) and not isinstance(x, (bool, np.bool_))
-
-
 def _check_count(name: str, n: Any, maximum: int) -> int:
-    if not _is_int(n):
+    if not checks.is_python_int(n):
         raise TypeError(f"`{name}` must be a Python int, got {type(n).__name__}")
     if not 1 <= int(n) <= maximum:
         raise ValueError(f"`{name}` must satisfy 1 <= {name} <= {maximum}, got {n}")
@@ -216,7 +210,7 @@ def _check_count(name: str, n: Any, maximum: int) -> int:
 
 
 def _check_seed(seed: Any) -> int:
-    if not _is_int(seed) or int(seed) < 0:
+    if not checks.is_python_int(seed) or int(seed) < 0:
         raise TypeError(f"`seed` must be a non-negative Python int, got {seed!r}")
     return int(seed)
 
@@ -716,7 +710,7 @@ def digits(seed: int = 0, test_fraction: float = 0.2) -> Dataset:
       ImportError: when scikit-learn is missing (``pip install "jtricks[data]"``).
     """
     seed = _check_seed(seed)
-    if not _is_real(test_fraction) or not 0.0 < float(test_fraction) < 1.0:
+    if not checks.is_python_number(test_fraction) or not 0.0 < float(test_fraction) < 1.0:
         raise ValueError(f"`test_fraction` must satisfy 0 < test_fraction < 1, got {test_fraction!r}")
     x, y = _digits_arrays()
     n = y.shape[0]
@@ -848,7 +842,7 @@ def _check_range(name: str, r: Any) -> tuple[float, float]:
         a, b = r
     except (TypeError, ValueError):
         raise TypeError(f"`{name}` must be a pair (low, high) of numbers, got {r!r}") from None
-    if not (_is_real(a) and _is_real(b)):
+    if not (checks.is_python_number(a) and checks.is_python_number(b)):
         raise TypeError(f"`{name}` must be a pair (low, high) of Python numbers, got {r!r}")
     a, b = float(a), float(b)
     if not (math.isfinite(a) and math.isfinite(b) and a < b):
@@ -938,7 +932,7 @@ def standardize(
     """
     if not isinstance(per_feature, (bool, np.bool_)):
         raise TypeError(f"`per_feature` must be a bool, got {type(per_feature).__name__}")
-    if not _is_real(eps) or not float(eps) >= 0.0:
+    if not checks.is_python_number(eps) or not float(eps) >= 0.0:
         raise ValueError(f"`eps` must be a number >= 0, got {eps!r}")
     xs = np.asarray(x_train)
     if xs.ndim < 1 or xs.shape[0] < 1:
@@ -1025,11 +1019,7 @@ def float32_absorbs(small: float = 1e-10, big: float = 1e10, dtype: Any = np.flo
 
 
 def _check_positive_int(name: str, v: Any) -> int:
-    if not _is_int(v):
-        raise TypeError(f"`{name}` must be a Python int (it fixes array shapes, so it is static), got {type(v).__name__}")
-    if int(v) <= 0:
-        raise ValueError(f"`{name}` must be > 0, got {v}")
-    return int(v)
+    return checks.check_positive_int(v, name, hint=" (it fixes array shapes, so it is static)", type_error=TypeError)
 
 
 def train_val_split(
@@ -1054,11 +1044,11 @@ def train_val_split(
     if (val_fraction is None) == (n_val is None):
         raise ValueError("give exactly one of `val_fraction` or `n_val`")
     if val_fraction is not None:
-        if not _is_real(val_fraction) or not 0.0 < float(val_fraction) < 1.0:
+        if not checks.is_python_number(val_fraction) or not 0.0 < float(val_fraction) < 1.0:
             raise ValueError(f"`val_fraction` must satisfy 0 < val_fraction < 1, got {val_fraction!r}")
         k = min(max(int(round(float(val_fraction) * n)), 1), n - 1)
     else:
-        if not _is_int(n_val):
+        if not checks.is_python_int(n_val):
             raise TypeError(f"`n_val` must be a Python int, got {type(n_val).__name__}")
         k = int(n_val)
         if not 1 <= k <= n - 1:

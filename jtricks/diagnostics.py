@@ -23,13 +23,14 @@ Example::
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jtricks import checks
 
 __all__ = [
     "layer_names",
@@ -251,7 +252,7 @@ def update_ratios(
       ValueError: unknown ``group``, a negative Python ``eps``, or ``updates`` with a different
         structure than ``params``.
     """
-    if isinstance(eps, numbers.Real) and not (math.isfinite(float(eps)) and float(eps) >= 0):
+    if checks.is_python_number(eps) and not (math.isfinite(float(eps)) and float(eps) >= 0):
         raise ValueError(f"`eps` must be a finite number >= 0, got {eps!r}")
     tu, tp = jax.tree_util.tree_structure(updates), jax.tree_util.tree_structure(params)
     if tu != tp:
@@ -304,9 +305,9 @@ def _check_thresholds(vanishing: Any, exploding: Any) -> None:
     for name, v in (("vanishing", vanishing), ("exploding", exploding)):
         if isinstance(v, (bool, np.bool_)):
             raise TypeError(f"`{name}` must be a number >= 0, got {v!r}")
-        if isinstance(v, numbers.Real) and not (float(v) >= 0 and not math.isnan(float(v))):
+        if checks.is_python_number(v) and not (float(v) >= 0 and not math.isnan(float(v))):
             raise ValueError(f"`{name}` must be a number >= 0, got {v!r}")
-    if isinstance(vanishing, numbers.Real) and isinstance(exploding, numbers.Real) and vanishing >= exploding:
+    if checks.is_python_number(vanishing) and checks.is_python_number(exploding) and vanishing >= exploding:
         raise ValueError(f"need `vanishing` < `exploding`, got vanishing={vanishing!r}, exploding={exploding!r}")
 
 

@@ -31,13 +31,14 @@ Example::
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jtricks import checks
 
 __all__ = [
     "Initializer",
@@ -106,15 +107,11 @@ def _check_shape(shape: Any) -> tuple[int, ...]:
     return out
 
 
-def _is_python_number(x: Any) -> bool:
-    return isinstance(x, (numbers.Real, np.number)) and not isinstance(x, (bool, np.bool_))
-
-
 def _check_scale(scale: Scale, name: str = "scale") -> Scale:
     """Validate a Python-number multiplier; arrays / tracers pass through unvalidated."""
     if isinstance(scale, (bool, np.bool_)):
         raise TypeError(f"`{name}` must be a number or a scalar array, got {scale!r}")
-    if _is_python_number(scale):
+    if checks.is_python_number(scale):
         if not (math.isfinite(float(scale)) and float(scale) >= 0):
             raise ValueError(f"`{name}` must be a finite number >= 0, got {scale!r}")
         return scale
@@ -300,7 +297,7 @@ def orthogonal(gain: Scale = 1.0, scale: Scale = 1.0) -> Initializer:
     """
     gain = _check_scale(gain, "gain")
     scale = _check_scale(scale)
-    if _is_python_number(gain) and _is_python_number(scale):
+    if checks.is_python_number(gain) and checks.is_python_number(scale):
         mult: Scale = float(gain) * float(scale)
     else:
         mult = jnp.asarray(gain) * jnp.asarray(scale)

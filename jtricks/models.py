@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -54,6 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jtricks import checks
 from jtricks import dropout as dropout_lib
 from jtricks import init as init_lib
 from jtricks import norm as norm_lib
@@ -95,12 +95,18 @@ class Model(NamedTuple):
         ``x`` has a leading batch axis.
       name: the architecture's name (``"mlp"``, ``"cnn"`` ...), as accepted by :func:`get`.
       config: the static choices (JSON-friendly), for manifests: ``get(name, **config)`` rebuilds it.
+      batch_invariant: ``True`` when every reduction of ``apply`` and of its gradient is one of
+        :mod:`jtricks.numerics`' vmap-stable sums (jtricks' own models), so a vmapped population's members
+        are bit for bit their standalone runs. ``False`` for models from :mod:`jtricks.adapters` (flax,
+        equinox, any user ``(init, apply)``): the engine then runs the members unrolled, one after another
+        in one program, which keeps them bit-identical too.
     """
 
     init: Callable[..., tuple[Params, State]]
     apply: Callable[..., Any]
     name: str
     config: dict[str, Any]
+    batch_invariant: bool = True
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,37 +137,8 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
 NORMS: tuple[str | None, ...] = (None, "batch", "layer", "weight")
 
 
-def _is_python_number(x: Any) -> bool:
-    return isinstance(x, (numbers.Real, np.number)) and not isinstance(x, (bool, np.bool_))
-
-
-def _check_choice(value: Any, name: str, allowed: Sequence[Any]) -> Any:
-    if value not in tuple(allowed) or isinstance(value, bool):
-        shown = ", ".join(repr(a) for a in allowed)
-        raise ValueError(f"`{name}` must be one of {shown}; got {value!r}")
-    return value
-
-
-def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}")
-    return int(value)
-
-
-def _check_int_tuple(value: Any, name: str, *, allow_empty: bool = False) -> tuple[int, ...]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ValueError(f"`{name}` must be a sequence of positive ints, got {value!r}")
-    out = tuple(value)
-    if not out and not allow_empty:
-        raise ValueError(f"`{name}` must be a non-empty sequence of positive ints, got {value!r}")
-    for v in out:
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"`{name}` must be a sequence of positive ints, got {value!r}")
-    return tuple(int(v) for v in out)
-
-
 def _check_dropout_rate(rate: Any) -> float:
-    if not _is_python_number(rate):
+    if not checks.is_python_number(rate):
         raise TypeError(
             "`dropout_rate` (the model's static default) must be a Python number in [0, 1); "
             f"got {type(rate).__name__}. Pass an array rate at call time as hparams={{'dropout_rate': r}}."
@@ -187,10 +164,10 @@ def _resolve_init(init: Any) -> tuple[Callable[..., Array], str]:
 def _check_common(init: Any, activation: Any, norm: Any, dropout_rate: Any, num_classes: Any,
                   norms: Sequence[Any] = NORMS) -> tuple[Callable[..., Array], str, float, int]:
     init_fn, init_name = _resolve_init(init)
-    _check_choice(activation, "activation", tuple(ACTIVATIONS))
-    _check_choice(norm, "norm", norms)
+    checks.check_choice(activation, "activation", tuple(ACTIVATIONS))
+    checks.check_choice(norm, "norm", norms)
     rate = _check_dropout_rate(dropout_rate)
-    num_classes = _check_positive_int(num_classes, "num_classes")
+    num_classes = checks.check_positive_int(num_classes, "num_classes")
     return init_fn, init_name, rate, num_classes
 
 
@@ -456,7 +433,7 @@ def mlp(
     Raises:
       ValueError / TypeError: for an invalid choice, naming the parameter and the allowed values.
     """
-    widths = _check_int_tuple(widths, "widths", allow_empty=True)
+    widths = checks.check_int_tuple(widths, "widths", allow_empty=True)
     init_fn, init_name, rate, num_classes = _check_common(init, activation, norm, dropout_rate, num_classes)
     n_layers = len(widths) + 1
 
@@ -531,10 +508,10 @@ def cnn(
     Raises:
       ValueError / TypeError: for an invalid choice, naming the parameter and the allowed values.
     """
-    widths = _check_int_tuple(widths, "widths")
-    kernel_size = _check_positive_int(kernel_size, "kernel_size")
-    _check_choice(padding, "padding", ("VALID", "SAME"))
-    dense_widths = () if dense is None else _check_int_tuple(dense, "dense", allow_empty=True)
+    widths = checks.check_int_tuple(widths, "widths")
+    kernel_size = checks.check_positive_int(kernel_size, "kernel_size")
+    checks.check_choice(padding, "padding", ("VALID", "SAME"))
+    dense_widths = () if dense is None else checks.check_int_tuple(dense, "dense", allow_empty=True)
     init_fn, init_name, rate, num_classes = _check_common(init, activation, norm, dropout_rate, num_classes)
     n_dense = len(dense_widths) + 1
 
@@ -620,11 +597,11 @@ def cnn1d(
     Raises:
       ValueError / TypeError: for an invalid choice, naming the parameter and the allowed values.
     """
-    channels = _check_int_tuple(channels, "channels")
-    kernel_sizes = _check_int_tuple(kernel_sizes, "kernel_sizes")
+    channels = checks.check_int_tuple(channels, "channels")
+    kernel_sizes = checks.check_int_tuple(kernel_sizes, "kernel_sizes")
     if len(kernel_sizes) != len(channels):
         raise ValueError(f"`kernel_sizes` must have one entry per conv (len(channels) = {len(channels)}), got {kernel_sizes}")
-    stride = _check_positive_int(stride, "stride")
+    stride = checks.check_positive_int(stride, "stride")
     if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
         raise ValueError(f"`padding` must be an int >= 0, got {padding!r}")
     padding = int(padding)
@@ -706,8 +683,8 @@ def resnet(
     Raises:
       ValueError / TypeError: for an invalid choice, naming the parameter and the allowed values.
     """
-    stage_widths = _check_int_tuple(stage_widths, "stage_widths")
-    blocks_per_stage = _check_positive_int(blocks_per_stage, "blocks_per_stage")
+    stage_widths = checks.check_int_tuple(stage_widths, "stage_widths")
+    blocks_per_stage = checks.check_positive_int(blocks_per_stage, "blocks_per_stage")
     init_fn, init_name, rate, num_classes = _check_common(init, activation, norm, dropout_rate, num_classes)
 
     def blocks() -> list[tuple[str, int, int]]:
@@ -819,12 +796,12 @@ def inception(
     Raises:
       ValueError / TypeError: for an invalid choice, naming the parameter and the allowed values.
     """
-    stem_width = _check_positive_int(stem_width, "stem_width")
+    stem_width = checks.check_positive_int(stem_width, "stem_width")
     if isinstance(blocks, (str, bytes)) or not isinstance(blocks, Sequence) or not blocks:
         raise ValueError(f"`blocks` must be a non-empty sequence of (c1, c3r, c3, c5r, c5, cp) tuples, got {blocks!r}")
     block_specs = []
     for b in blocks:
-        spec = _check_int_tuple(b, "blocks")
+        spec = checks.check_int_tuple(b, "blocks")
         if len(spec) != 6:
             raise ValueError(f"`blocks` entries must be (c1, c3_reduce, c3, c5_reduce, c5, pool_proj), got {b!r}")
         block_specs.append(spec)

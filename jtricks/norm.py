@@ -25,13 +25,13 @@ Example::
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jtricks import checks
 from jtricks import numerics as jnum
 
 __all__ = [
@@ -56,35 +56,22 @@ State = dict[str, jax.Array]
 # --------------------------------------------------------------------------------------------
 
 
-def _is_python_number(x: Any) -> bool:
-    return isinstance(x, (numbers.Real, np.number)) and not isinstance(x, (bool, np.bool_))
-
-
 def _check_num_features(num_features: Any) -> int:
-    if isinstance(num_features, (bool, np.bool_)) or not isinstance(num_features, (numbers.Integral, np.integer)):
-        raise TypeError(f"`num_features` must be a positive int, got {num_features!r}")
-    if int(num_features) <= 0:
-        raise ValueError(f"`num_features` must be a positive int, got {num_features!r}")
-    return int(num_features)
+    return checks.check_positive_int(num_features, "num_features", type_error=TypeError)
 
 
 def _check_eps(eps: Any) -> None:
-    if _is_python_number(eps) and not (math.isfinite(float(eps)) and float(eps) >= 0):
+    if checks.is_python_number(eps) and not (math.isfinite(float(eps)) and float(eps) >= 0):
         raise ValueError(f"`eps` must be a finite number >= 0, got {eps!r}")
 
 
 def _check_momentum(momentum: Any) -> None:
-    if _is_python_number(momentum) and not (0.0 <= float(momentum) <= 1.0):
+    if checks.is_python_number(momentum) and not (0.0 <= float(momentum) <= 1.0):
         raise ValueError(f"`momentum` must be in [0, 1], got {momentum!r}")
 
 
 def _check_bool(value: Any, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(
-            f"`{name}` must be a Python bool (it selects the computation, so it is static), "
-            f"got {type(value).__name__}"
-        )
-    return bool(value)
+    return checks.check_bool(value, name, hint=" (it selects the computation, so it is static)")
 
 
 def _check_features(fn: str, x: jax.Array, **arrays: jax.Array) -> None:
@@ -291,7 +278,7 @@ def group_norm(
     if x.ndim < 2:
         raise ValueError(f"group_norm: `x` must have shape (N, ..., C) with at least 2 dimensions, got {x.shape}")
     c = x.shape[-1]
-    if isinstance(num_groups, (bool, np.bool_)) or not isinstance(num_groups, (numbers.Integral, np.integer)):
+    if not checks.is_python_int(num_groups):
         raise TypeError(f"`num_groups` must be a positive int dividing C={c}, got {num_groups!r}")
     if num_groups <= 0 or c % num_groups:
         raise ValueError(f"`num_groups` must be a positive int dividing C={c} (x.shape {x.shape}), got {num_groups}")

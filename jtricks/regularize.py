@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -40,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jtricks import checks
 from jtricks import numerics as jnum
 
 __all__ = [
@@ -75,14 +75,6 @@ _ENSEMBLE_METHODS = ("mean_probs", "mean_logits")
 # --------------------------------------------------------------------------------------------
 
 
-def _is_python_number(x: Any) -> bool:
-    return isinstance(x, (numbers.Real, np.number)) and not isinstance(x, (bool, np.bool_))
-
-
-def _is_python_int(x: Any) -> bool:
-    return isinstance(x, (numbers.Integral, np.integer)) and not isinstance(x, (bool, np.bool_))
-
-
 def _check_mode(mode: Any) -> str:
     if not isinstance(mode, str) or mode not in _MODES:
         raise ValueError(f"`mode` must be one of {_MODES!r}, got {mode!r}")
@@ -93,11 +85,11 @@ def _check_int(value: Any, name: str, minimum: int) -> None:
     """Validate a Python int ``>= minimum``; arrays / tracers pass through."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"`{name}` must be an int >= {minimum} or an integer array, got {value!r}")
-    if _is_python_int(value):
+    if checks.is_python_int(value):
         if int(value) < minimum:
             raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}")
         return
-    if _is_python_number(value):
+    if checks.is_python_number(value):
         raise TypeError(f"`{name}` must be an int >= {minimum} or an integer array, got {value!r}")
     if not hasattr(value, "shape"):
         raise TypeError(f"`{name}` must be an int >= {minimum} or an integer array, got {type(value).__name__}")
@@ -107,7 +99,7 @@ def _check_scalar_range(value: Any, name: str, lo: float, hi: float, hi_open: bo
     """Validate a Python number in ``[lo, hi]`` (or ``[lo, hi)``); arrays / tracers pass through."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"`{name}` must be a number ({what}) or a scalar array, got {value!r}")
-    if _is_python_number(value):
+    if checks.is_python_number(value):
         v = float(value)
         ok = math.isfinite(v) and lo <= v and (v < hi if hi_open else v <= hi)
         if not ok:
@@ -150,10 +142,19 @@ def decay_mask(params: PyTree) -> PyTree:
     return jax.tree_util.tree_map(lambda x: bool(jnp.ndim(x) >= 2), params)
 
 
+def _is_mask_function(params: PyTree, mask: Any) -> bool:
+    """A mask is a function ``params -> mask`` if it is callable and not itself a mask: a callable pytree
+    with the structure of ``params`` (e.g. an equinox Module of bools from :func:`decay_mask`) is a mask."""
+    if not callable(mask):
+        return False
+    treedef = jax.tree_util.tree_structure(mask)
+    return jax.tree_util.treedef_is_leaf(treedef) or treedef != jax.tree_util.tree_structure(params)
+
+
 def _resolve_mask(params: PyTree, mask: Any, fn: str) -> PyTree:
     if mask is None:
         return jax.tree_util.tree_map(lambda _: True, params)
-    if callable(mask):
+    if _is_mask_function(params, mask):
         mask = mask(params)
     _check_same_structure(params, mask, "params", "mask", fn, shapes=False)
     return mask
@@ -186,8 +187,9 @@ def l2_penalty(params: PyTree, mask: PyTree | Callable[[PyTree], PyTree] | None 
     Args:
       params: a pytree of arrays.
       mask: ``None`` (every leaf, the optax convention), a pytree of bools with the structure of
-        ``params`` (e.g. :func:`decay_mask`), or a callable ``params -> mask``. A mask leaf may be a
-        Python bool (static), a scalar bool array or an elementwise bool array.
+        ``params`` (e.g. :func:`decay_mask`), or a callable ``params -> mask`` (a callable pytree with the
+        structure of ``params``, such as an equinox Module of bools, is a mask, not a function). A mask
+        leaf may be a Python bool (static), a scalar bool array or an elementwise bool array.
 
     Returns:
       A float32 (or wider) scalar.
