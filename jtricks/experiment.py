@@ -59,6 +59,7 @@ __all__ = [
     "parse_set",
     "with_settings",
     "static_signature",
+    "to_json",
     "data_key",
     "build_model",
     "build_config",
@@ -304,6 +305,17 @@ def _describe_object(v: Any) -> str:
     return name or f"{getattr(v, '__module__', '') or ''}.{qual}".lstrip(".")
 
 
+def to_json(v: Any) -> Any:
+    """``v`` as plain JSON data: literals as they are, data sets / models / callables by their short description."""
+    if isinstance(v, (str, int, float, bool, type(None))):
+        return v
+    if isinstance(v, jmodels.Model) or not isinstance(v, (list, tuple, Mapping)):
+        return _describe_object(v)
+    if isinstance(v, Mapping):
+        return {str(k): to_json(x) for k, x in v.items()}
+    return [to_json(x) for x in v]
+
+
 def _signature_value(v: Any) -> str:
     """``repr`` of a literal; objects (data sets, models, callables) by identity, so two objects never merge."""
     if isinstance(v, (str, int, float, bool, type(None))):
@@ -478,11 +490,6 @@ def _check_arm(arm: Arm) -> jtrain.TrainConfig:
             f"(optimizer={_fmt(e.optimizer)!r}, schedule={e.schedule!r}, clip={e.clip}, l2={e.l2}, "
             f"early_stopping={e.early_stopping}, averaging={e.averaging!r}); it reads {list(config.hparam_names())}"
         )
-    wanted = summary_metrics(e, config)
-    missing = sorted(set(wanted) - produced_metrics(config))
-    if missing:
-        raise ValueError(f"metrics {missing} are not measured by arm {arm.name!r}; it measures "
-                         f"{sorted(produced_metrics(config))} (add the base metric to eval_metrics)")
     return config
 
 
@@ -493,8 +500,12 @@ def validate(exp: Experiment) -> list[Arm]:
     """
     _check_experiment(exp)
     arms = expand(exp)
-    for arm in arms:
-        _check_arm(arm)
+    configs = [_check_arm(arm) for arm in arms]
+    measured = frozenset().union(*(produced_metrics(c) for c in configs))
+    missing = sorted(set(summary_metrics(exp, configs[0])) - measured)
+    if missing:  # a metric some arms lack (avg_* of the averaging arms) is fine; one no arm measures is not
+        raise ValueError(f"metrics {missing} are measured by no arm; the arms measure {sorted(measured)} "
+                         "(add the base metric to eval_metrics)")
     if exp.baseline is not None and exp.baseline not in {a.name for a in arms}:
         raise ValueError(f"'baseline' must be one of the arm names {[a.name for a in arms]}, got {exp.baseline!r}")
     return arms

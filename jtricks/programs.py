@@ -131,5 +131,6 @@ class GroupPrograms:
         ch = self.chunk
         totals = [self.chunk_totals(params, mstate, one, hparams, x[i * ch:(i + 1) * ch], y[i * ch:(i + 1) * ch],
                                     mask[i * ch:(i + 1) * ch]) for i in range(x.shape[0] // ch)]
-        summed = jnum.pairwise_sum(jnp.stack(totals), 0)  # (members, k): same association as the scan mode
+        # per metric (members, k) sums over the chunks: the same association as the scan mode
+        summed = jax.tree_util.tree_map(lambda *t: jnum.pairwise_sum(jnp.stack(t), 0), *totals)
         return jax.vmap(lambda t: jtrain.finalize_evaluation(self.config, t, mask))(summed)

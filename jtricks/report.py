@@ -104,12 +104,12 @@ def metric_direction(metric: str, directions: Mapping[str, Any] | None = None) -
         return 1
     if name.endswith("loss") or name.endswith("error") or name.endswith("err"):
         return -1
-    from jtricks import metrics as _metrics  # the named metrics' declared directions
+    from jtricks import metrics as _metrics  # the named metrics' declared directions (imports jax: only here)
 
-    base = _metrics.parse(name)[1] if name not in ("grad_norm", "lr") else ""
-    if base in _metrics.METRICS:
-        return 1 if _metrics.METRICS[base].higher_is_better else -1
-    return 0
+    try:
+        return _metrics.direction(metric)
+    except ValueError:
+        return 0
 
 
 def _as_int(column: str, value: Any) -> int:

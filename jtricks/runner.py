@@ -251,7 +251,7 @@ def _fingerprint(the_plan: Plan, setups: Sequence[GroupSetup], max_members: int 
     exp = the_plan.experiment
     report_only = {"name", "description", "baseline", "metrics", "target"}
     fields = {f.name: getattr(exp, f.name) for f in dataclasses.fields(exp) if f.name not in report_only}
-    as_json = lambda v: json.loads(json.dumps(v, default=jexp._describe_object))  # noqa: E731
+    as_json = jexp.to_json
     return jfp.run_fingerprint({
         "experiment": as_json(fields),
         "arms": [{"arm": a.name, "factors": as_json(dict(a.factors))} for a in the_plan.arms],
@@ -387,7 +387,7 @@ def _manifest(the_plan: Plan, setups: Sequence[GroupSetup], compiles: Mapping[st
     import optax
 
     exp, arms = the_plan.experiment, the_plan.arms
-    as_json = lambda v: json.loads(json.dumps(v, default=jexp._describe_object))  # noqa: E731
+    as_json = jexp.to_json
     return {
         "experiment": exp.name,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -427,7 +427,7 @@ def write(out: Path, the_plan: Plan, collected: Collected, summary: list[dict[st
     with jresults.atomic_file(out / "members.csv") as tmp:
         jreport.write_members_csv(tmp, collected.member_rows)
     arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in the_plan.arms]
-    jresults.write_atomic(out / "arms.json", json.dumps(json.loads(json.dumps(arm_dicts, default=jexp._describe_object)), indent=2) + "\n")
+    jresults.write_atomic(out / "arms.json", json.dumps(jexp.to_json(arm_dicts), indent=2) + "\n")
     jreport.write_summary(out, summary, title=f"{exp.name}: {exp.description}".strip(": "))
     if plot:
         produced = {r["metric"] for r in collected.metric_rows}

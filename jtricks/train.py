@@ -481,8 +481,8 @@ def make_train_step(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax
 # ----------------------------------------------------------------------------------------- evaluation
 def chunk_totals(
     config: TrainConfig, params: Any, model_state: Any, one: jax.Array, hparams: Mapping[str, jax.Array], x: jax.Array, y: jax.Array, m: jax.Array
-) -> jax.Array:
-    """Masked sums over one evaluation chunk: ``[Σ loss, Σ stats of each metric...]`` (pairwise sums).
+) -> dict[str, jax.Array]:
+    """Masked sums over one evaluation chunk: ``{"loss": [Σ loss], name: Σ stats of the metric}`` (pairwise sums).
 
     Eval mode: dropout off, batch norm on running statistics. ``one`` is the member's ``TrainState.one``;
     ``hparams`` its numeric hyperparameters (the model and the loss get the ones they read).
@@ -490,27 +490,20 @@ def chunk_totals(
     outputs, _ = config.model.apply(params, model_state, x * one.astype(x.dtype), key=None, train=False,
                                     hparams=_subset(hparams, config.model_hparam_names()))
     per_example = config.loss.fn(outputs, y, _subset(hparams, config.loss_hparam_names()) or {})
-    mf = m.astype(jnp.float32)
-    cols = [per_example[:, None]] + [mt.stats(outputs, y, per_example) for mt in config.metrics]  # type: ignore[union-attr]
-    return jnum.pairwise_sum(jnp.concatenate(cols, axis=1) * mf[:, None], 0)
-
-
-def finalize_evaluation(config: TrainConfig, totals: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
-    """``{"loss": Σloss/n, name: metric.finalize(its sums, n)}`` from the summed chunk totals."""
-    n = jnum.pairwise_sum(mask.astype(jnp.float32))
-    out = {"loss": totals[0] * (1.0 / n)}
-    col = 1
-    for mt, width in zip(config.metrics, _stat_widths(config)):  # type: ignore[arg-type]
-        out[mt.name] = mt.finalize(totals[col : col + width], n)
-        col += width
+    mf = m.astype(jnp.float32)[:, None]
+    out = {"loss": jnum.pairwise_sum(per_example[:, None] * mf, 0)}
+    for mt in config.metrics:  # type: ignore[union-attr]
+        out[mt.name] = jnum.pairwise_sum(mt.stats(outputs, y, per_example) * mf, 0)
     return out
 
 
-def _stat_widths(config: TrainConfig) -> tuple[int, ...]:
-    """How many sufficient statistics each metric sums (from an abstract evaluation, nothing runs)."""
-    o = jax.ShapeDtypeStruct((2, 4), jnp.float32)
-    return tuple(int(jax.eval_shape(mt.stats, o, jax.ShapeDtypeStruct((2,), jnp.int32), jax.ShapeDtypeStruct((2,), jnp.float32)).shape[1])
-                 for mt in config.metrics)  # type: ignore[union-attr]
+def finalize_evaluation(config: TrainConfig, totals: Mapping[str, jax.Array], mask: jax.Array) -> dict[str, jax.Array]:
+    """``{"loss": Σloss · (1/n), name: metric.finalize(its sums, n)}`` from the summed chunk totals."""
+    n = jnum.pairwise_sum(mask.astype(jnp.float32))
+    out = {"loss": totals["loss"][0] * (1.0 / n)}
+    for mt in config.metrics:  # type: ignore[union-attr]
+        out[mt.name] = mt.finalize(totals[mt.name], n)
+    return out
 
 
 def make_evaluate(config: TrainConfig, chunk: int) -> Callable[..., dict[str, jax.Array]]:
@@ -525,7 +518,7 @@ def make_evaluate(config: TrainConfig, chunk: int) -> Callable[..., dict[str, ja
         n_chunks = x.shape[0] // chunk
         split = lambda a: a.reshape((n_chunks, chunk) + a.shape[1:])  # noqa: E731
         per_chunk = jax.lax.map(lambda c: chunk_totals(config, params, model_state, one, hparams, *c), (split(x), split(y), split(mask)))
-        return finalize_evaluation(config, jnum.pairwise_sum(per_chunk, 0), mask)
+        return finalize_evaluation(config, jax.tree_util.tree_map(lambda t: jnum.pairwise_sum(t, 0), per_chunk), mask)
 
     return evaluate
 

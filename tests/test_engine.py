@@ -379,7 +379,11 @@ def test_step_schedule_drops_every_n_epochs():
 
 
 def test_missing_metric_does_not_break_the_plot(tmp_path):
-    exp = small_exp(metrics=("test_acc", "avg_test_acc"), epochs=1, seeds=2)
-    runner.run(exp, out_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="avg_test_acc"):  # a metric no arm measures: refused before training
+        runner.plan(small_exp(metrics=("test_acc", "avg_test_acc"), epochs=1, seeds=2))
+    # measured by some arms only (the averaging ones): summarised where present, plotted
+    exp = small_exp(metrics=("test_acc", "avg_test_acc"), epochs=1, seeds=2, arms=[{"name": "plain"}, {"name": "ema", "averaging": "ema"}])
+    res = runner.run(exp, out_dir=tmp_path, progress=False)
+    assert {r["arm"] for r in res.summary if r["metric"] == "avg_test_acc"} == {"plain", "ema"}
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (tmp_path / "checkpoints").exists()
