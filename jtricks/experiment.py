@@ -28,6 +28,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from jtricks import hparams as jhparams
 from jtricks import models as jmodels
 from jtricks import optim as joptim
 from jtricks import train as jtrain
@@ -48,7 +49,7 @@ __all__ = [
 
 #: Every numeric hyperparameter a grid may vmap over (optimizer hyperparameters + the engine's own).
 NUMERIC_HPARAMS: frozenset[str] = frozenset(
-    {k for names in joptim.OPTIMIZERS.values() for k in names}
+    {h.name for h in jhparams.REGISTRY.values() if h.owner == "optimizer"}
     | {k for names in joptim.SCHEDULES.values() for k in names}
     | {"clip_norm", "weight_decay"}
     | set(jtrain.ENGINE_HPARAMS)
