@@ -16,6 +16,7 @@ _SUBMODULES = (
     "norm",
     "dropout",
     "optim",
+    "hparams",
     "regularize",
     "diagnostics",
     "data",

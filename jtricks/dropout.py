@@ -4,8 +4,10 @@ Dropout (Hinton et al., 2012; Srivastava et al., 2014) zeroes each unit with pro
 during training. The *inverted* form used here scales the kept units by ``1 / (1 - rate)`` at
 training time, so the expected activation is unchanged and evaluation is the identity.
 
-``rate`` may be a Python number (validated, ``0 <= rate < 1``) or a jax array / tracer (not
-validated), so a grid over dropout rates is a ``jax.vmap``. The scale is the explicit reciprocal
+``rate`` may be a Python number or a concrete jax array (both validated, ``0 <= rate < 1``) or a
+tracer (not validated: its value is unknown while tracing), so a grid over dropout rates is a
+``jax.vmap``. ``train=False`` (evaluation) returns the input, the same flag as in
+:mod:`jtricks.norm` and :mod:`jtricks.models`. The scale is the explicit reciprocal
 ``1 / (1 - rate)`` computed once, a Python ``rate`` goes through the same float32 arithmetic as a
 traced one, and the scale is applied through the mask-shaped multiplier ``where(keep, scale, 0)``
 (XLA folds scalar multiplications into neighbouring ones for a single run but not for a vmapped
@@ -44,32 +46,36 @@ def _is_python_number(x: Any) -> bool:
 
 
 def _check_rate(rate: Rate) -> bool:
-    """Validate ``rate``; return True when it is a concrete Python zero (the identity)."""
+    """Validate ``rate``; return True when it is a concrete Python zero (the identity).
+
+    Python numbers and concrete (not traced) arrays must lie in ``[0, 1)``; a traced rate (inside
+    ``jit`` / ``vmap`` / ``grad``) cannot be read and is not checked.
+    """
     if isinstance(rate, (bool, np.bool_)):
         raise TypeError(f"`rate` must be a number in [0, 1) or a scalar array, got {rate!r}")
     if _is_python_number(rate):
         r = float(rate)
         if not (math.isfinite(r) and 0.0 <= r < 1.0):
-            raise ValueError(f"`rate` must satisfy 0 <= rate < 1, got {rate!r}")
+            raise ValueError(f"`rate` must lie in [0, 1), got {rate!r}")
         return r == 0.0
     if not hasattr(rate, "shape"):
         raise TypeError(f"`rate` must be a number in [0, 1) or a scalar array, got {type(rate).__name__}")
     if jnp.ndim(rate) != 0:
         raise ValueError(f"`rate` must be a scalar, got an array of shape {jnp.shape(rate)}")
-    if not isinstance(rate, jax.core.Tracer):  # a concrete array: its value is known, check it
+    if not isinstance(rate, jax.core.Tracer):
         r = float(np.asarray(rate))
         if not (math.isfinite(r) and 0.0 <= r < 1.0):
-            raise ValueError(f"`rate` must satisfy 0 <= rate < 1, got an array holding {r!r}")
+            raise ValueError(f"`rate` must lie in [0, 1), got an array holding {r!r}")
     return False
 
 
-def _check_deterministic(deterministic: Any) -> bool:
-    if not isinstance(deterministic, (bool, np.bool_)):
+def _check_train(train: Any) -> bool:
+    if not isinstance(train, (bool, np.bool_)):
         raise TypeError(
-            "`deterministic` must be a Python bool (it selects the computation, so it is static), "
-            f"got {type(deterministic).__name__}"
+            "`train` must be a Python bool (it selects the computation, so it is static), "
+            f"got {type(train).__name__}"
         )
-    return bool(deterministic)
+    return bool(train)
 
 
 def _dropout(key: jax.Array, x: jax.Array, rate: Rate, mask_shape: Sequence[int]) -> jax.Array:
@@ -87,28 +93,30 @@ def _dropout(key: jax.Array, x: jax.Array, rate: Rate, mask_shape: Sequence[int]
     return jnp.where(keep, y, jnp.zeros((), x.dtype))
 
 
-def dropout(key: jax.Array, x: jax.Array, rate: Rate, *, deterministic: bool = False) -> jax.Array:
+def dropout(key: jax.Array, x: jax.Array, rate: Rate, *, train: bool = True) -> jax.Array:
     """Inverted dropout: ``y = m * x * (1 / (1 - rate))``, ``m ~ Bernoulli(1 - rate)`` per element.
 
     Each element is kept with probability ``1 - rate`` (``jax.random.bernoulli(key, 1 - rate,
     x.shape)``) and scaled by the explicit reciprocal ``1 / (1 - rate)``; dropped elements are 0.
-    ``E[y] = x``. With ``deterministic=True`` (evaluation) or a Python ``rate == 0`` the input is
+    ``E[y] = x``. With ``train=False`` (evaluation) or a Python ``rate == 0`` the input is
     returned unchanged; a traced ``rate`` of 0 gives exactly ``x`` as well (all kept, scale 1).
+    ``train`` is the flag of :mod:`jtricks.norm` and :mod:`jtricks.models` (flax's
+    ``deterministic`` is ``not train``).
 
     Args:
       key: PRNG key (use a dedicated stream, e.g. ``jtricks.keys.key_for(root, "dropout")``).
       x: input of any shape; floating dtypes compute the scale in at least float32.
-      rate: drop probability; a Python number or a concrete scalar array (both validated
-        ``0 <= rate < 1``), or a traced scalar (not checked: a traced rate < 0 keeps every unit and
-        scales it by ``1 / (1 - rate) < 1``; a traced rate >= 1 drops every unit, output 0).
-      deterministic: Python bool; ``True`` returns ``x``.
+      rate: drop probability in ``[0, 1)``: a Python number or a scalar array. Numbers and concrete
+        arrays are validated; a traced rate (inside ``jit`` / ``vmap``) is not: a traced rate < 0 keeps
+        every unit and scales it by ``1 / (1 - rate) < 1``, a traced rate >= 1 drops every unit (output 0).
+      train: Python bool; ``False`` (evaluation) returns ``x``.
 
     Raises:
-      ValueError: if a Python or concrete array ``rate`` is outside ``[0, 1)``, or an array ``rate`` is
-        not a scalar.
-      TypeError: if ``deterministic`` is not a Python bool or ``rate`` is not a number / array.
+      ValueError: if a Python or concrete-array ``rate`` is outside ``[0, 1)`` or an array ``rate``
+        is not a scalar.
+      TypeError: if ``train`` is not a Python bool or ``rate`` is not a number / array.
     """
-    if _check_deterministic(deterministic):
+    if not _check_train(train):
         _check_rate(rate)
         return x
     if _check_rate(rate):
@@ -117,7 +125,7 @@ def dropout(key: jax.Array, x: jax.Array, rate: Rate, *, deterministic: bool = F
     return _dropout(key, x, rate, x.shape)
 
 
-def spatial_dropout(key: jax.Array, x: jax.Array, rate: Rate, *, deterministic: bool = False) -> jax.Array:
+def spatial_dropout(key: jax.Array, x: jax.Array, rate: Rate, *, train: bool = True) -> jax.Array:
     """Channel-wise (spatial) inverted dropout for channels-last maps ``(N, ..., C)``.
 
     One mask ``m[n, c] ~ Bernoulli(1 - rate)`` per example and channel, broadcast over the spatial
@@ -125,12 +133,12 @@ def spatial_dropout(key: jax.Array, x: jax.Array, rate: Rate, *, deterministic: 
     ``y[n, ..., c] = m[n, c] * x[n, ..., c] * (1 / (1 - rate))``. Whole feature maps are dropped,
     which is what decorrelates strongly correlated neighbouring activations of a conv layer.
     Works for NWC (1-D conv) and NHWC (2-D conv) and any channels-last map with at least one
-    spatial axis. ``rate`` and ``deterministic`` behave as in :func:`dropout`.
+    spatial axis. ``rate`` and ``train`` behave as in :func:`dropout`.
 
     Raises:
       ValueError: if ``x`` has fewer than 3 dimensions, or ``rate`` is invalid as in :func:`dropout`.
     """
-    if _check_deterministic(deterministic):
+    if not _check_train(train):
         _check_rate(rate)
         return x
     if jnp.ndim(x) < 3:

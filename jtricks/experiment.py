@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 from jtricks import data as jdata
+from jtricks import hparams as jhparams
 from jtricks import losses as jlosses
 from jtricks import metrics as jmetrics
 from jtricks import models as jmodels
@@ -70,15 +71,10 @@ __all__ = [
 
 Role = Literal["data", "program", "run"]
 
-#: Every numeric hyperparameter a grid may vmap over without declaring it (optimizer, engine, losses);
-#: an experiment's ``custom_hparams`` add its own.
-NUMERIC_HPARAMS: frozenset[str] = frozenset(
-    {k for f in joptim.OPTIMIZERS for k in joptim.hparam_names(joptim.OptimizerSpec(f))}
-    | {k for names in joptim.SCHEDULES.values() for k in names}
-    | {"clip_norm", "weight_decay"}
-    | set(jtrain.ENGINE_HPARAMS)
-    | {k for loss in jlosses.LOSSES.values() for k in loss.hparams}
-)
+#: Every numeric hyperparameter a grid may vmap over without declaring it (the library's registry,
+#: :data:`jtricks.hparams.REGISTRY`: optimizers, schedules, the engine, the losses); an experiment's
+#: ``custom_hparams`` add its own, and an optax optimizer factory adds its numeric arguments.
+NUMERIC_HPARAMS: frozenset[str] = frozenset(jhparams.REGISTRY)
 
 
 def setting(default: Any, *, part: str, role: Role, choices: Callable[[], Sequence[Any]] | None = None,
@@ -212,7 +208,12 @@ class Arm:
 
 
 def _numeric_names(exp: Experiment) -> frozenset[str]:
-    return NUMERIC_HPARAMS | frozenset(exp.custom_hparams) | frozenset(_loss(exp).hparams)
+    """The numeric hyperparameters ``exp`` may set: the registry's, its own, its loss's and those of an optax
+    optimizer factory (its numeric arguments)."""
+    names = NUMERIC_HPARAMS | frozenset(exp.custom_hparams) | frozenset(_loss(exp).hparams)
+    if callable(exp.optimizer):
+        names |= frozenset(joptim.hparam_names(joptim.OptimizerSpec(exp.optimizer)))
+    return names
 
 
 def _kind(key: str, exp: Experiment) -> str:

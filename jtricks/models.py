@@ -257,7 +257,7 @@ def _init_layer(p: Params, s: State, name: str, key: PRNGKey, kshape: tuple[int,
     w = init_fn(key, kshape, jnp.float32)
     if scale is not None:
         w = w * jnp.asarray(scale, w.dtype)
-    layer: dict[str, Array] = norm_lib.weight_norm_init(w) if norm == "weight" else {"kernel": w}
+    layer: dict[str, Array] = norm_lib.weight_norm_init(w)[0] if norm == "weight" else {"kernel": w}
     normalized = (not last) and norm in ("batch", "layer")
     if not normalized:
         layer["bias"] = jnp.zeros((kshape[-1],), jnp.float32)
@@ -265,7 +265,7 @@ def _init_layer(p: Params, s: State, name: str, key: PRNGKey, kshape: tuple[int,
     if not last and norm == "batch":
         p[name + "_bn"], s[name + "_bn"] = norm_lib.batch_norm_init(kshape[-1])
     elif not last and norm == "layer":
-        p[name + "_ln"] = norm_lib.layer_norm_init(kshape[-1])
+        p[name + "_ln"], _ = norm_lib.layer_norm_init(kshape[-1])
 
 
 def _kernel(layer: Mapping[str, Array]) -> Array:

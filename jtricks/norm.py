@@ -7,8 +7,8 @@
   :func:`group_norm` (Wu & He, 2018).
 * :func:`weight_norm` (Salimans & Kingma, 2016): ``w = g * v / ||v||``.
 
-Every ``*_init`` returns plain dicts of arrays (pytrees), so they combine with any optimizer and any
-model library. Statistics are computed in at least float32 (``promote_types(x.dtype, float32)``) and
+Every ``*_init`` returns ``(params, state)``, plain dicts of arrays (pytrees; ``state`` is ``{}``
+for the norms that keep no statistics), so they combine with any optimizer and any model library. Statistics are computed in at least float32 (``promote_types(x.dtype, float32)``) and
 the output has ``x``'s dtype.
 
 Example::
@@ -200,10 +200,13 @@ def batch_norm(
 # --------------------------------------------------------------------------------------------
 
 
-def layer_norm_init(num_features: int, dtype: Any = jnp.float32) -> Params:
-    """Parameters of :func:`layer_norm`: ``{"scale": ones(C), "bias": zeros(C)}``."""
+def layer_norm_init(num_features: int, dtype: Any = jnp.float32) -> tuple[Params, State]:
+    """``(params, state)`` of :func:`layer_norm`: ``({"scale": ones(C), "bias": zeros(C)}, {})``.
+
+    The state is empty (layer norm keeps no statistics); the pair has the shape of every ``*_init``.
+    """
     n = _check_num_features(num_features)
-    return {"scale": jnp.ones((n,), dtype), "bias": jnp.zeros((n,), dtype)}
+    return {"scale": jnp.ones((n,), dtype), "bias": jnp.zeros((n,), dtype)}, {}
 
 
 def layer_norm(x: jax.Array, params: Params, *, eps: float | jax.Array = 1e-5) -> jax.Array:
@@ -228,10 +231,10 @@ def layer_norm(x: jax.Array, params: Params, *, eps: float | jax.Array = 1e-5) -
     return jnum.scale_shift(xhat, params["scale"].astype(cdt), params["bias"].astype(cdt)).astype(x.dtype)
 
 
-def rms_norm_init(num_features: int, dtype: Any = jnp.float32) -> Params:
-    """Parameters of :func:`rms_norm`: ``{"scale": ones(C)}``."""
+def rms_norm_init(num_features: int, dtype: Any = jnp.float32) -> tuple[Params, State]:
+    """``(params, state)`` of :func:`rms_norm`: ``({"scale": ones(C)}, {})`` (no state)."""
     n = _check_num_features(num_features)
-    return {"scale": jnp.ones((n,), dtype)}
+    return {"scale": jnp.ones((n,), dtype)}, {}
 
 
 def rms_norm(x: jax.Array, params: Params, *, eps: float | jax.Array = 1e-6) -> jax.Array:
@@ -252,8 +255,8 @@ def rms_norm(x: jax.Array, params: Params, *, eps: float | jax.Array = 1e-6) -> 
     return (xc * (jax.lax.rsqrt(ms + jnp.asarray(eps, cdt)) * params["scale"].astype(cdt))).astype(x.dtype)
 
 
-def group_norm_init(num_features: int, dtype: Any = jnp.float32) -> Params:
-    """Parameters of :func:`group_norm`: ``{"scale": ones(C), "bias": zeros(C)}``."""
+def group_norm_init(num_features: int, dtype: Any = jnp.float32) -> tuple[Params, State]:
+    """``(params, state)`` of :func:`group_norm`: ``({"scale": ones(C), "bias": zeros(C)}, {})`` (no state)."""
     return layer_norm_init(num_features, dtype)
 
 
@@ -301,8 +304,8 @@ def _sum_sq_but_last(v: jax.Array) -> jax.Array:
     return jnp.sum(jnp.square(v.astype(cdt)), axis=tuple(range(v.ndim - 1)))
 
 
-def weight_norm_init(w: jax.Array) -> Params:
-    """Reparametrize a kernel for :func:`weight_norm`: ``{"v": w, "g": ||w||}``.
+def weight_norm_init(w: jax.Array) -> tuple[Params, State]:
+    """Reparametrize a kernel for :func:`weight_norm`: ``({"v": w, "g": ||w||}, {})`` (no state).
 
     ``g[j] = sqrt(sum over every axis but the last of w[..., j]^2)`` (one norm per output unit), so
     ``weight_norm(v, g)`` reproduces ``w`` at initialization.
@@ -313,7 +316,7 @@ def weight_norm_init(w: jax.Array) -> Params:
     w = jnp.asarray(w)
     if w.ndim < 2:
         raise ValueError(f"weight_norm_init: `w` must be a kernel (..., n_in, n_out), got shape {w.shape}")
-    return {"v": w, "g": jnp.sqrt(_sum_sq_but_last(w)).astype(w.dtype)}
+    return {"v": w, "g": jnp.sqrt(_sum_sq_but_last(w)).astype(w.dtype)}, {}
 
 
 def weight_norm(v: jax.Array, g: jax.Array, *, eps: float = 1e-12) -> jax.Array:

@@ -8,13 +8,13 @@ jtricks adds
 
 * names and conventions of the classic guide (``momentum`` with ``gamma``, ``normalized_sgd``,
   ``per_epoch_decay`` with the guide's x0.98 per epoch),
-* validation: a hyperparameter given as a Python number or a concrete (NumPy / jax) array is
-  checked and a bad one raises ``ValueError`` naming the parameter; tracers pass through unchecked,
-  so a population can ``jax.vmap`` over them (a traced negative learning rate ascends the loss, a
-  traced ``b1`` or ``b2`` outside ``[0, 1)`` makes the moments diverge: the engine's divergence
-  guard then freezes that member),
+* validation against the ranges of :data:`jtricks.hparams.REGISTRY`: a hyperparameter given as a
+  Python number or a concrete array is checked and a bad one raises ``ValueError`` naming the
+  parameter and its range; tracers (inside ``jit`` / ``vmap``) pass through unchecked, so a
+  population can ``jax.vmap`` over them,
 * schedules whose own parameters (initial value, decay rate, final fraction) may be traced, and
-* a builder, :func:`build`, that turns a static :class:`OptimizerSpec` plus a dict of numeric
+* a builder, :func:`build`, that turns a static :class:`OptimizerSpec` (a named optimizer above or
+  any optax optimizer factory such as ``optax.lion``) plus a dict of numeric
   hyperparameters into an optimizer whose hyperparameters live as arrays in the optimizer state
   (``optax.inject_hyperparams``): a grid over learning rates, momenta, decay rates, clip thresholds
   or weight decays is a ``vmap``, never a recompile.
@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Union
 
@@ -51,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jtricks import hparams as jhp
 from jtricks import numerics as jnum
 
 __all__ = [
@@ -101,46 +101,20 @@ def _is_python_number(x: Any) -> bool:
     return isinstance(x, (int, float, np.integer, np.floating))
 
 
-def _check_number(
-    name: str,
-    value: Any,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    low_inclusive: bool = True,
-    high_inclusive: bool = True,
-) -> None:
-    """Raise ``ValueError`` naming ``name`` if a Python number lies outside the allowed interval.
+def _check(name: str, value: Any, label: str | None = None) -> None:
+    """Range check of ``value`` as hyperparameter ``name`` of :data:`jtricks.hparams.REGISTRY`.
 
-    Booleans and strings raise ``TypeError``. Concrete NumPy / jax arrays are checked element by
-    element; tracers and callables (schedules) are not checked, so that they can be traced / vmapped.
+    Python numbers and concrete arrays are checked (``ValueError`` naming ``label`` or ``name`` and
+    the allowed interval); booleans and strings raise ``TypeError``; tracers and callables
+    (schedules) pass through so that they can be traced / vmapped.
     """
-    if isinstance(value, (bool, np.bool_, str, bytes)):
-        raise TypeError(f"{name} must be a number, an array or a schedule, got {value!r}")
-    if _is_python_number(value):
-        values, shown = [float(value)], repr(value)
-    elif isinstance(value, (np.ndarray, jax.Array)) and not isinstance(value, jax.core.Tracer):
-        flat = np.asarray(value, dtype=np.float64).ravel()  # a concrete array: every element is checked
-        values, shown = flat.tolist(), f"an array holding {flat[:4].tolist()}{' ...' if flat.size > 4 else ''}"
-    else:
-        return  # traced values and schedules: not checked (see the module docstring)
-    lo = "" if low is None else ("[" if low_inclusive else "(") + f"{low:g}"
-    hi = "" if high is None else f"{high:g}" + ("]" if high_inclusive else ")")
-    allowed = f"{lo or '(-inf'}, {hi or 'inf)'}"
-    for v in values:
-        ok = math.isfinite(v)
-        if low is not None:
-            ok = ok and (v >= low if low_inclusive else v > low)
-        if high is not None:
-            ok = ok and (v <= high if high_inclusive else v < high)
-        if not ok:
-            raise ValueError(f"{name} must lie in {allowed}, got {shown}")
+    jhp.check(name, value, label=label)
 
 
 def _check_learning_rate(learning_rate: Any) -> None:
     if callable(learning_rate):
         return
-    _check_number("learning_rate", learning_rate, low=0.0)
+    _check("learning_rate", learning_rate)
 
 
 def _check_static_int(name: str, value: Any, *, minimum: int) -> int:
@@ -157,23 +131,51 @@ def _check_static_int(name: str, value: Any, *, minimum: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def sgd(learning_rate: ScalarOrSchedule) -> optax.GradientTransformation:
+def _decayed(
+    direction: optax.GradientTransformation,
+    learning_rate: ScalarOrSchedule,
+    weight_decay: Numeric,
+    mask: Any,
+) -> optax.GradientTransformation:
+    """``u = -eta_t (d_t + weight_decay * theta)``: ``chain(direction, add_decayed_weights, scale_by_learning_rate)``."""
+    _check("weight_decay", weight_decay)
+    return optax.chain(
+        direction,
+        optax.add_decayed_weights(weight_decay, mask),
+        optax.scale_by_learning_rate(learning_rate),
+    )
+
+
+def sgd(
+    learning_rate: ScalarOrSchedule, *, weight_decay: Numeric | None = None, mask: Any = None
+) -> optax.GradientTransformation:
     """Plain stochastic gradient descent: ``theta <- theta - eta_t * g``.
 
     Wraps ``optax.sgd(learning_rate)``; same update as ``torch.optim.SGD`` without momentum.
 
     Args:
       learning_rate: ``eta``: a number >= 0, a (traced) scalar array or a schedule ``count -> eta``.
+      weight_decay: ``None`` (no decay) or decoupled weight decay ``lambda >= 0``:
+        ``u_t = -eta_t * (d_t + lambda * theta_t)`` with ``d_t`` the direction above (``update``
+        then needs ``params``).
+      mask: leaves that decay (pytree of bools or callable ``params -> pytree``), with ``weight_decay``.
 
     Returns:
       An ``optax.GradientTransformation``.
     """
     _check_learning_rate(learning_rate)
+    if weight_decay is not None:
+        return _decayed(optax.identity(), learning_rate, weight_decay, mask)
     return optax.sgd(learning_rate)
 
 
 def momentum(
-    learning_rate: ScalarOrSchedule, gamma: Numeric = 0.9, nesterov: bool = False
+    learning_rate: ScalarOrSchedule,
+    gamma: Numeric = 0.9,
+    nesterov: bool = False,
+    *,
+    weight_decay: Numeric | None = None,
+    mask: Any = None,
 ) -> optax.GradientTransformation:
     """SGD with (heavy-ball or Nesterov) momentum, the optax / ``torch.optim.SGD`` convention.
 
@@ -191,6 +193,10 @@ def momentum(
       learning_rate: ``eta`` (number >= 0, traced scalar or schedule).
       gamma: momentum coefficient, ``0 <= gamma < 1`` (or a traced scalar).
       nesterov: use Nesterov's look-ahead form.
+      weight_decay: ``None`` (no decay) or decoupled weight decay ``lambda >= 0``:
+        ``u_t = -eta_t * (d_t + lambda * theta_t)`` with ``d_t`` the direction above (``update``
+        then needs ``params``).
+      mask: leaves that decay (pytree of bools or callable ``params -> pytree``), with ``weight_decay``.
 
     Returns:
       ``optax.sgd(learning_rate, momentum=gamma)``, or with ``nesterov=True``
@@ -198,37 +204,53 @@ def momentum(
       ``optax.sgd(learning_rate, momentum=gamma, nesterov=True)`` to float32 rounding.
     """
     _check_learning_rate(learning_rate)
-    _check_number("gamma", gamma, low=0.0, high=1.0, high_inclusive=False)
+    _check("gamma", gamma)
     if not isinstance(nesterov, (bool, np.bool_)):
         raise TypeError(f"nesterov must be a bool, got {nesterov!r}")
+    if weight_decay is not None:
+        direction = trace_nesterov(gamma) if nesterov else optax.trace(decay=gamma)
+        return _decayed(direction, learning_rate, weight_decay, mask)
     if nesterov:
         return optax.chain(trace_nesterov(gamma), optax.scale_by_learning_rate(learning_rate))
     return optax.sgd(learning_rate, momentum=gamma)
 
 
-def nesterov(learning_rate: ScalarOrSchedule, gamma: Numeric = 0.9) -> optax.GradientTransformation:
+def nesterov(
+    learning_rate: ScalarOrSchedule,
+    gamma: Numeric = 0.9,
+    *,
+    weight_decay: Numeric | None = None,
+    mask: Any = None,
+) -> optax.GradientTransformation:
     """Nesterov momentum: ``m_t = gamma m_{t-1} + g_t``, ``u_t = -eta_t (g_t + gamma m_t)``.
 
-    Shorthand for ``momentum(learning_rate, gamma, nesterov=True)`` (``torch.optim.SGD(...,
-    nesterov=True)`` convention).
+    Shorthand for ``momentum(learning_rate, gamma, nesterov=True, weight_decay=..., mask=...)``
+    (``torch.optim.SGD(..., nesterov=True)`` convention).
     """
-    return momentum(learning_rate, gamma, nesterov=True)
+    return momentum(learning_rate, gamma, nesterov=True, weight_decay=weight_decay, mask=mask)
 
 
 def adagrad(
     learning_rate: ScalarOrSchedule,
     initial_accumulator_value: Numeric = 0.1,
     eps: Numeric = 1e-7,
+    *,
+    weight_decay: Numeric | None = None,
+    mask: Any = None,
 ) -> optax.GradientTransformation:
     """AdaGrad (Duchi et al., 2011): per-coordinate step shrinking with the gradient history.
 
     ``G_t = G_{t-1} + g_t^2`` (``G_0 = initial_accumulator_value``),
     ``u_t = -eta_t * g_t / sqrt(G_t + eps)``. Wraps ``optax.adagrad`` with its defaults (note:
     ``torch.optim.Adagrad`` starts from ``G_0 = 0`` and adds ``eps=1e-10`` outside the root).
+    ``weight_decay`` / ``mask``: decoupled weight decay as in :func:`sgd`.
     """
     _check_learning_rate(learning_rate)
-    _check_number("initial_accumulator_value", initial_accumulator_value, low=0.0)
-    _check_number("eps", eps, low=0.0, low_inclusive=False)
+    _check("initial_accumulator_value", initial_accumulator_value)
+    _check("eps", eps)
+    if weight_decay is not None:
+        direction = optax.scale_by_rss(initial_accumulator_value=initial_accumulator_value, eps=eps)
+        return _decayed(direction, learning_rate, weight_decay, mask)
     return optax.adagrad(learning_rate, initial_accumulator_value=initial_accumulator_value, eps=eps)
 
 
@@ -239,6 +261,8 @@ def rmsprop(
     *,
     eps_in_sqrt: bool = True,
     centered: bool = False,
+    weight_decay: Numeric | None = None,
+    mask: Any = None,
 ) -> optax.GradientTransformation:
     """RMSProp (Hinton, 2012): scale by a running root-mean-square of the gradients.
 
@@ -246,20 +270,25 @@ def rmsprop(
     ``u_t = -eta_t * g_t / sqrt(v_t + eps)`` (``eps_in_sqrt=True``, the optax default) or
     ``u_t = -eta_t * g_t / (sqrt(v_t) + eps)`` (``eps_in_sqrt=False``, the ``torch.optim.RMSprop``
     form; torch's default decay ``alpha`` is 0.99). ``centered=True`` divides by the running
-    standard deviation instead. Wraps ``optax.rmsprop``.
+    standard deviation instead. Wraps ``optax.rmsprop``. ``weight_decay`` / ``mask``: decoupled
+    weight decay as in :func:`sgd`.
     """
     _check_learning_rate(learning_rate)
-    _check_number("decay", decay, low=0.0, high=1.0, high_inclusive=False)
-    _check_number("eps", eps, low=0.0, low_inclusive=False)
+    _check("decay", decay)
+    _check("eps", eps)
+    if weight_decay is not None:
+        rms = optax.scale_by_stddev if centered else optax.scale_by_rms
+        direction = rms(decay=decay, eps=eps, eps_in_sqrt=bool(eps_in_sqrt))
+        return _decayed(direction, learning_rate, weight_decay, mask)
     return optax.rmsprop(
         learning_rate, decay=decay, eps=eps, eps_in_sqrt=bool(eps_in_sqrt), centered=bool(centered)
     )
 
 
 def _check_adam(b1: Any, b2: Any, eps: Any) -> None:
-    _check_number("b1", b1, low=0.0, high=1.0, high_inclusive=False)
-    _check_number("b2", b2, low=0.0, high=1.0, high_inclusive=False)
-    _check_number("eps", eps, low=0.0, low_inclusive=False)
+    _check("b1", b1)
+    _check("b2", b2)
+    _check("eps", eps)
 
 
 class ScaleByAdamState(NamedTuple):
@@ -319,7 +348,7 @@ def trace_nesterov(gamma: Numeric = 0.9) -> optax.GradientTransformation:
     agreement with optax to float32 rounding tested) so that each sum holds a single product, which
     keeps vmapped members bit-identical to the runs alone on CPU (tested; see the module docstring).
     """
-    _check_number("gamma", gamma, low=0.0, high=1.0, high_inclusive=False)
+    _check("gamma", gamma)
 
     def init_fn(params: optax.Params) -> optax.TraceState:
         return optax.TraceState(trace=jax.tree.map(jnp.zeros_like, params))
@@ -340,6 +369,9 @@ def adam(
     b1: Numeric = 0.9,
     b2: Numeric = 0.999,
     eps: Numeric = 1e-8,
+    *,
+    weight_decay: Numeric | None = None,
+    mask: Any = None,
 ) -> optax.GradientTransformation:
     """Adam (Kingma & Ba, 2015).
 
@@ -348,10 +380,13 @@ def adam(
     ``u_t = -eta_t * m^_t / (sqrt(v^_t) + eps)``: the update of ``optax.adam`` and of
     ``torch.optim.Adam`` (without its coupled ``weight_decay``). Implemented as
     ``optax.chain(scale_by_adam(b1, b2, eps), optax.scale_by_learning_rate(learning_rate))``,
-    equal to ``optax.adam`` up to float32 rounding (see :func:`scale_by_adam`).
+    equal to ``optax.adam`` up to float32 rounding (see :func:`scale_by_adam`). With
+    ``weight_decay`` it is exactly :func:`adamw`.
     """
     _check_learning_rate(learning_rate)
     _check_adam(b1, b2, eps)
+    if weight_decay is not None:
+        return _decayed(scale_by_adam(b1, b2, eps), learning_rate, weight_decay, mask)
     return optax.chain(scale_by_adam(b1, b2, eps), optax.scale_by_learning_rate(learning_rate))
 
 
@@ -375,12 +410,7 @@ def adamw(
     """
     _check_learning_rate(learning_rate)
     _check_adam(b1, b2, eps)
-    _check_number("weight_decay", weight_decay, low=0.0)
-    return optax.chain(
-        scale_by_adam(b1, b2, eps),
-        optax.add_decayed_weights(weight_decay, mask),
-        optax.scale_by_learning_rate(learning_rate),
-    )
+    return _decayed(scale_by_adam(b1, b2, eps), learning_rate, weight_decay, mask)
 
 
 def scale_by_inverse_global_norm(eps: Numeric = NORMALIZED_SGD_EPS) -> optax.GradientTransformation:
@@ -390,7 +420,7 @@ def scale_by_inverse_global_norm(eps: Numeric = NORMALIZED_SGD_EPS) -> optax.Gra
     ``optax.normalize_by_update_norm(scale_factor=1.0, eps=eps)``, written as a multiplication by
     an explicit reciprocal instead of a division by the broadcast norm (see the module docstring).
     """
-    _check_number("eps", eps, low=0.0, low_inclusive=False)
+    _check("eps", eps)
 
     def update_fn(
         updates: optax.Updates, state: optax.EmptyState, params: optax.Params | None = None
@@ -403,7 +433,11 @@ def scale_by_inverse_global_norm(eps: Numeric = NORMALIZED_SGD_EPS) -> optax.Gra
 
 
 def normalized_sgd(
-    learning_rate: ScalarOrSchedule, eps: Numeric = NORMALIZED_SGD_EPS
+    learning_rate: ScalarOrSchedule,
+    eps: Numeric = NORMALIZED_SGD_EPS,
+    *,
+    weight_decay: Numeric | None = None,
+    mask: Any = None,
 ) -> optax.GradientTransformation:
     """Normalized gradient descent: a step of fixed length ``eta`` along the gradient direction.
 
@@ -412,9 +446,13 @@ def normalized_sgd(
     1e-8) only guards ``g = 0`` (the step is then exactly 0); for ``||g|| >> eps`` its effect is
     below float32 resolution. Implemented as
     ``optax.chain(scale_by_inverse_global_norm(eps), optax.scale_by_learning_rate(eta))``.
+    ``weight_decay`` / ``mask``: decoupled weight decay as in :func:`sgd` (the decay term is not
+    normalized).
     """
     _check_learning_rate(learning_rate)
-    _check_number("eps", eps, low=0.0, low_inclusive=False)
+    _check("eps", eps)
+    if weight_decay is not None:
+        return _decayed(scale_by_inverse_global_norm(eps), learning_rate, weight_decay, mask)
     return optax.chain(
         scale_by_inverse_global_norm(eps), optax.scale_by_learning_rate(learning_rate)
     )
@@ -431,7 +469,7 @@ def clip_by_global_norm(max_norm: Numeric) -> optax.GradientTransformation:
     leaf by the norm, a division that XLA turns into a reciprocal multiply in some programs only).
     Put it first in a :func:`chain`.
     """
-    _check_number("max_norm", max_norm, low=0.0, low_inclusive=False)
+    _check("clip_norm", max_norm, "max_norm")
 
     def update_fn(
         updates: optax.Updates, state: optax.EmptyState, params: optax.Params | None = None
@@ -464,7 +502,7 @@ def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransforma
 
 def constant(value: Numeric) -> optax.Schedule:
     """Constant schedule: ``eta_t = value`` (``optax.constant_schedule``)."""
-    _check_number("value", value, low=0.0)
+    _check("learning_rate", value, "value")
     return optax.constant_schedule(value)
 
 
@@ -488,8 +526,8 @@ def exponential_decay(
       transition_steps: static int >= 1.
       staircase: decay in discrete jumps (default) or continuously.
     """
-    _check_number("init_value", init_value, low=0.0)
-    _check_number("decay_rate", decay_rate, low=0.0, high=1.0, low_inclusive=False)
+    _check("learning_rate", init_value, "init_value")
+    _check("decay_rate", decay_rate)
     steps = _check_static_int("transition_steps", transition_steps, minimum=1)
     staircase = bool(staircase)
 
@@ -527,7 +565,7 @@ def step_decay(
     once ``t >= step``; ``optax.piecewise_constant_schedule``), or ``every_epochs`` and ``factor``:
     ``eta_t = init_value * factor ** (t // (every_epochs * steps_per_epoch))``.
     """
-    _check_number("init_value", init_value, low=0.0)
+    _check("learning_rate", init_value, "init_value")
     if (boundaries_and_scales is None) == (every_epochs is None):
         raise ValueError(
             "step_decay: give exactly one of boundaries_and_scales or every_epochs, "
@@ -536,11 +574,11 @@ def step_decay(
     if boundaries_and_scales is not None:
         for step, scale in boundaries_and_scales.items():
             _check_static_int("boundaries_and_scales key", step, minimum=0)
-            _check_number("boundaries_and_scales value", scale, low=0.0)
+            _check("learning_rate", scale, "boundaries_and_scales value")
         return optax.piecewise_constant_schedule(init_value, dict(boundaries_and_scales))
     every = _check_static_int("every_epochs", every_epochs, minimum=1)
     spe = _check_static_int("steps_per_epoch", steps_per_epoch, minimum=1)
-    _check_number("factor", factor, low=0.0, high=1.0, low_inclusive=False)
+    _check("decay_rate", factor, "factor")
     return exponential_decay(init_value, factor, every * spe, staircase=True)
 
 
@@ -551,8 +589,8 @@ def cosine_decay(init_value: Numeric, decay_steps: int, alpha: Numeric = 0.0) ->
     ``T = decay_steps``: from ``init_value`` down to ``alpha * init_value``, then constant.
     Wraps ``optax.cosine_decay_schedule`` (``init_value`` and ``alpha`` may be traced).
     """
-    _check_number("init_value", init_value, low=0.0)
-    _check_number("alpha", alpha, low=0.0, high=1.0)
+    _check("learning_rate", init_value, "init_value")
+    _check("alpha", alpha)
     steps = _check_static_int("decay_steps", decay_steps, minimum=1)
     return optax.cosine_decay_schedule(init_value, steps, alpha=alpha)
 
@@ -573,9 +611,9 @@ def warmup_cosine(
     length INCLUDING the warm-up. Built from ``optax.join_schedules``, ``optax.linear_schedule``
     and ``optax.cosine_decay_schedule`` so that the three values may be traced arrays.
     """
-    _check_number("peak_value", peak_value, low=0.0)
-    _check_number("init_value", init_value, low=0.0)
-    _check_number("end_value", end_value, low=0.0)
+    _check("learning_rate", peak_value, "peak_value")
+    _check("learning_rate", init_value, "init_value")
+    _check("learning_rate", end_value, "end_value")
     w = _check_static_int("warmup_steps", warmup_steps, minimum=0)
     total = _check_static_int("decay_steps", decay_steps, minimum=1)
     if total <= w:
@@ -596,17 +634,18 @@ def warmup_cosine(
 # builder: static spec + numeric hyperparameters injected as arrays
 # --------------------------------------------------------------------------------------------
 
-OPTIMIZERS: dict[str, tuple[str, ...]] = {
-    "sgd": ("learning_rate",),
-    "momentum": ("learning_rate", "gamma"),
-    "nesterov": ("learning_rate", "gamma"),
-    "adagrad": ("learning_rate", "initial_accumulator_value", "eps"),
-    "rmsprop": ("learning_rate", "decay", "eps"),
-    "adam": ("learning_rate", "b1", "b2", "eps"),
-    "adamw": ("learning_rate", "b1", "b2", "eps", "weight_decay"),
-    "normalized_sgd": ("learning_rate", "eps"),
+OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "sgd": sgd,
+    "momentum": momentum,
+    "nesterov": nesterov,
+    "adagrad": adagrad,
+    "rmsprop": rmsprop,
+    "adam": adam,
+    "adamw": adamw,
+    "normalized_sgd": normalized_sgd,
 }
-"""Optimizer names known to :func:`build` and the hyperparameters each one takes."""
+"""The named optimizers of :func:`build`: name -> public factory. Their hyperparameters (beyond
+``learning_rate``) are the parameters with float defaults, read from the signature."""
 
 SCHEDULES: dict[str, tuple[str, ...]] = {
     "constant": (),
@@ -617,16 +656,6 @@ SCHEDULES: dict[str, tuple[str, ...]] = {
 }
 """Schedule names known to :func:`build` and the hyperparameters each one adds."""
 
-_DEFAULTS: dict[str, float] = {
-    "gamma": 0.9,
-    "initial_accumulator_value": 0.1,
-    "decay": 0.9,
-    "b1": 0.9,
-    "b2": 0.999,
-    "weight_decay": 1e-4,
-    "alpha": 0.0,
-    "clip_norm": 1.0,
-}
 _DEFAULT_LR: dict[str, float] = {
     "sgd": 0.1,
     "momentum": 0.1,
@@ -637,14 +666,9 @@ _DEFAULT_LR: dict[str, float] = {
     "adamw": 1e-3,
     "normalized_sgd": 0.1,
 }
-_DEFAULT_EPS: dict[str, float] = {
-    "adagrad": 1e-7,
-    "rmsprop": 1e-8,
-    "adam": 1e-8,
-    "adamw": 1e-8,
-    "normalized_sgd": NORMALIZED_SGD_EPS,
-}
 _DEFAULT_DECAY_RATE: dict[str, float] = {"per_epoch_decay": 0.98, "step": 0.1}
+
+Factory = Callable[..., optax.GradientTransformation]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -653,14 +677,18 @@ class OptimizerSpec:
 
     Attributes:
       name: one of :data:`OPTIMIZERS` (``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adagrad"``,
-        ``"rmsprop"``, ``"adam"``, ``"adamw"``, ``"normalized_sgd"``).
+        ``"rmsprop"``, ``"adam"``, ``"adamw"``, ``"normalized_sgd"``), or any optax-style optimizer
+        factory: a callable with a ``learning_rate`` parameter that returns a
+        ``GradientTransformation`` (``optax.lion``, ``optax.adafactor``, your own). Its parameters
+        with float defaults become hyperparameters; the others keep their defaults.
       schedule: one of :data:`SCHEDULES`: ``"constant"``; ``"per_epoch_decay"``
         (``lr * decay_rate ** (t // steps_per_epoch)``); ``"step"``
         (``lr * decay_rate ** (t // (decay_every_epochs * steps_per_epoch))``); ``"cosine"``
         (from ``lr`` to ``alpha * lr`` over ``total_steps``); ``"warmup_cosine"`` (linear from 0 to
         ``lr`` over ``warmup_steps``, then cosine to ``alpha * lr`` at ``total_steps``).
       clip: chain ``clip_by_global_norm(clip_norm)`` first.
-      weight_decay: decoupled weight decay for optimizers other than ``"adamw"``:
+      weight_decay: pass ``weight_decay`` to a factory whose ``weight_decay`` is off by default
+        (every named optimizer but ``"adamw"``): decoupled weight decay
         ``u = -eta_t * (d_t + weight_decay * theta)`` where ``d_t`` is the optimizer's direction
         (so ``"adam"`` with ``weight_decay=True`` is exactly AdamW, ``"momentum"`` is SGDW).
       steps_per_epoch: updates per epoch (``"per_epoch_decay"`` and ``"step"``).
@@ -668,11 +696,11 @@ class OptimizerSpec:
       warmup_steps: warm-up length for ``"warmup_cosine"``.
       decay_every_epochs: epochs between drops for ``"step"``.
       weight_decay_mask: optional mask (pytree of bools or callable ``params -> pytree``) of the
-        leaves that decay, for ``"adamw"`` and ``weight_decay=True``. Use a callable (hashable)
-        when the spec is a static argument of ``jax.jit``.
+        leaves that decay, passed as the factory's ``mask`` when weight decay is on. Use a callable
+        (hashable) when the spec is a static argument of ``jax.jit``.
     """
 
-    name: str
+    name: str | Factory
     schedule: str = "constant"
     clip: bool = False
     weight_decay: bool = False
@@ -686,20 +714,100 @@ class OptimizerSpec:
         _validate_spec(self)
 
 
+def _factory(spec: OptimizerSpec) -> Factory:
+    return OPTIMIZERS[spec.name] if isinstance(spec.name, str) else spec.name
+
+
+def _label(spec: OptimizerSpec) -> str:
+    """``'adam'`` for a named optimizer, ``'optax.lion'`` / ``'module.fn'`` for a factory."""
+    if isinstance(spec.name, str):
+        return repr(spec.name)
+    mod = getattr(spec.name, "__module__", "") or ""
+    mod = "optax" if mod.startswith("optax") else mod
+    return f"{mod}.{getattr(spec.name, '__qualname__', type(spec.name).__name__)}".lstrip(".")
+
+
+def _signature_params(factory: Any) -> dict[str, inspect.Parameter]:
+    """The named parameters of ``factory``; TypeError / ValueError when it is not an optimizer factory."""
+    allowed = sorted(OPTIMIZERS)
+    if isinstance(factory, type) or not callable(factory):
+        raise TypeError(
+            f"optimizer name must be one of {allowed} or an optax optimizer factory (a function with "
+            f"a learning_rate parameter, e.g. optax.lion), got {factory!r}"
+        )
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"optimizer factory {factory!r} has no inspectable signature: {e}") from e
+    if "learning_rate" not in params:
+        raise ValueError(
+            f"optimizer factory {factory!r} has no learning_rate parameter; give one of {allowed} or "
+            "an optax optimizer factory such as optax.lion or optax.adafactor"
+        )
+    kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return {n: p for n, p in params.items() if p.kind not in kinds}
+
+
+def _is_float_default(value: Any) -> bool:
+    return isinstance(value, (float, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _optimizer_defaults(spec: OptimizerSpec) -> dict[str, float | None]:
+    """``{name: default}`` of the factory's hyperparameters: ``learning_rate`` (default ``None``
+    when there is none), then every parameter with a float default, in signature order."""
+    params = _signature_params(_factory(spec))
+    if isinstance(spec.name, str):
+        lr: float | None = _DEFAULT_LR[spec.name]
+    else:
+        d = params["learning_rate"].default
+        lr = float(d) if _is_float_default(d) or (isinstance(d, int) and not isinstance(d, bool)) else None
+    out: dict[str, float | None] = {"learning_rate": lr}
+    for n, p in params.items():
+        if n != "learning_rate" and _is_float_default(p.default):
+            out[n] = float(p.default)
+    return out
+
+
+def _check_weight_decay(spec: OptimizerSpec, params: Mapping[str, Any], opt_names: Any) -> None:
+    """``weight_decay=True`` needs a ``weight_decay`` parameter that is off by default; a mask needs ``mask``."""
+    label = _label(spec)
+    if spec.weight_decay and spec.name == "adamw":
+        raise ValueError(
+            "OptimizerSpec.weight_decay=True with name='adamw' would decay twice; adamw already has "
+            "decoupled weight decay (use name='adam', weight_decay=True for the same optimizer)"
+        )
+    if spec.weight_decay and "weight_decay" in opt_names:
+        raise ValueError(
+            f"OptimizerSpec.weight_decay=True with {label} would decay twice: its weight_decay "
+            "parameter has a default and is already a hyperparameter (set it to 0 to switch it off)"
+        )
+    if spec.weight_decay and "weight_decay" not in params:
+        raise ValueError(
+            f"OptimizerSpec.weight_decay=True needs a factory with a weight_decay parameter; {label} "
+            "has none (chain optax.add_decayed_weights in your own factory instead)"
+        )
+    decays = spec.weight_decay or "weight_decay" in opt_names
+    if spec.weight_decay_mask is not None and decays and "mask" not in params:
+        raise ValueError(f"OptimizerSpec.weight_decay_mask needs a factory with a mask parameter; {label} has none")
+
+
 def _validate_spec(spec: OptimizerSpec) -> None:
     if not isinstance(spec, OptimizerSpec):
         raise TypeError(f"spec must be an OptimizerSpec, got {type(spec).__name__}")
-    if spec.name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer name {spec.name!r}; allowed: {sorted(OPTIMIZERS)}")
+    if isinstance(spec.name, str) and spec.name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer name {spec.name!r}; allowed: {sorted(OPTIMIZERS)} or an optax factory")
     if spec.schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {spec.schedule!r}; allowed: {sorted(SCHEDULES)}")
     for flag in ("clip", "weight_decay"):
         if not isinstance(getattr(spec, flag), (bool, np.bool_)):
             raise TypeError(f"OptimizerSpec.{flag} must be a bool, got {getattr(spec, flag)!r}")
-    if spec.name == "adamw" and spec.weight_decay:
+    opt_names = _optimizer_defaults(spec)
+    _check_weight_decay(spec, _signature_params(_factory(spec)), opt_names)
+    clashes = sorted(set(opt_names) & (set(SCHEDULES[spec.schedule]) | ({"clip_norm"} if spec.clip else set())))
+    if clashes:
         raise ValueError(
-            "OptimizerSpec.weight_decay=True with name='adamw' would decay twice; adamw already has "
-            "decoupled weight decay (use name='adam', weight_decay=True for the same optimizer)"
+            f"{_label(spec)} has parameters {clashes} that the schedule {spec.schedule!r} / clipping also "
+            "use as hyperparameters; choose another schedule or wrap the factory to rename them"
         )
     _check_static_int("steps_per_epoch", spec.steps_per_epoch, minimum=1)
     _check_static_int("decay_every_epochs", spec.decay_every_epochs, minimum=1)
@@ -717,11 +825,12 @@ def _validate_spec(spec: OptimizerSpec) -> None:
 def hparam_names(spec: OptimizerSpec) -> tuple[str, ...]:
     """The hyperparameter keys :func:`build` expects for ``spec``, in a fixed order.
 
-    Optimizer keys (:data:`OPTIMIZERS`), then schedule keys (:data:`SCHEDULES`), then
-    ``"clip_norm"`` if ``spec.clip`` and ``"weight_decay"`` if ``spec.weight_decay``.
+    ``"learning_rate"``, the factory's parameters with float defaults (signature order), then the
+    schedule's keys (:data:`SCHEDULES`), then ``"clip_norm"`` if ``spec.clip`` and
+    ``"weight_decay"`` if ``spec.weight_decay``.
     """
     _validate_spec(spec)
-    names = list(OPTIMIZERS[spec.name]) + list(SCHEDULES[spec.schedule])
+    names = list(_optimizer_defaults(spec)) + list(SCHEDULES[spec.schedule])
     if spec.clip:
         names.append("clip_norm")
     if spec.weight_decay:
@@ -733,41 +842,51 @@ def default_hparams(spec: OptimizerSpec) -> dict[str, float]:
     """Default values (Python floats) for every key of :func:`hparam_names`.
 
     learning_rate: 0.1 (sgd, momentum, nesterov, normalized_sgd), 0.01 (adagrad), 1e-3 (rmsprop,
-    adam, adamw); gamma 0.9; b1 0.9; b2 0.999; eps 1e-8 (1e-7 adagrad); decay 0.9;
-    initial_accumulator_value 0.1; decay_rate 0.98 (per_epoch_decay) or 0.1 (step); alpha 0.0;
-    clip_norm 1.0; weight_decay 1e-4.
+    adam, adamw), the signature's default for a factory; the optimizer's other hyperparameters:
+    the defaults of its signature (gamma 0.9; b1 0.9; b2 0.999; eps 1e-8, 1e-7 adagrad; decay 0.9;
+    initial_accumulator_value 0.1; adamw's weight_decay 1e-4); decay_rate 0.98 (per_epoch_decay)
+    or 0.1 (step); alpha, clip_norm and ``weight_decay=True``'s weight_decay from
+    :data:`jtricks.hparams.REGISTRY` (0.0, 1.0, 1e-4).
+
+    Raises:
+      ValueError: the factory has no default learning rate (``optax.lion``, ``optax.adafactor``):
+        give ``learning_rate`` in the hyperparameters.
     """
+    opt = _optimizer_defaults(spec)
     out: dict[str, float] = {}
     for k in hparam_names(spec):
-        if k == "learning_rate":
-            out[k] = _DEFAULT_LR[spec.name]
-        elif k == "eps":
-            out[k] = _DEFAULT_EPS[spec.name]
+        if k in opt:
+            v = opt[k]
         elif k == "decay_rate":
-            out[k] = _DEFAULT_DECAY_RATE[spec.schedule]
+            v = _DEFAULT_DECAY_RATE[spec.schedule]
         else:
-            out[k] = _DEFAULTS[k]
+            v = jhp.REGISTRY[k].default
+        if v is None:
+            raise ValueError(f"{_label(spec)} has no default {k}; give {k!r} in the hyperparameters")
+        out[k] = v
     return out
 
 
+def _check_finite(name: str, value: Any) -> None:
+    """A concrete value of a hyperparameter outside the registry must be finite."""
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"hyperparameter {name!r} must be a number or an array, got {value!r}")
+    concrete = _is_python_number(value) or (
+        isinstance(value, (jax.Array, np.ndarray)) and not isinstance(value, jax.core.Tracer)
+    )
+    if concrete and not np.all(np.isfinite(np.asarray(value, np.float64))):
+        raise ValueError(f"hyperparameter {name!r} must be finite, got {value!r}")
+
+
 def _check_hparam_values(spec: OptimizerSpec, hp: Mapping[str, Any]) -> None:
-    """Range checks for Python-number hyperparameters (arrays / tracers pass through)."""
-    unit_open = dict(low=0.0, high=1.0, high_inclusive=False)
-    rules: dict[str, dict[str, Any]] = {
-        "learning_rate": dict(low=0.0),
-        "gamma": unit_open,
-        "b1": unit_open,
-        "b2": unit_open,
-        "decay": unit_open,
-        "eps": dict(low=0.0, low_inclusive=False),
-        "initial_accumulator_value": dict(low=0.0),
-        "weight_decay": dict(low=0.0),
-        "decay_rate": dict(low=0.0, high=1.0, low_inclusive=False),
-        "alpha": dict(low=0.0, high=1.0),
-        "clip_norm": dict(low=0.0, low_inclusive=False),
-    }
+    """Range checks (:data:`jtricks.hparams.REGISTRY`) of concrete values; tracers pass through."""
     for k, v in hp.items():
-        _check_number(k, v, **rules[k])
+        if callable(v) or isinstance(v, (str, bytes)):
+            raise TypeError(f"hyperparameter {k!r} must be a number or an array, got {v!r}")
+        if k in jhp.REGISTRY:
+            jhp.check(k, v)
+        else:
+            _check_finite(k, v)
 
 
 def _check_hparam_keys(spec: OptimizerSpec, hparams: Mapping[str, Any]) -> tuple[str, ...]:
@@ -777,13 +896,13 @@ def _check_hparam_keys(spec: OptimizerSpec, hparams: Mapping[str, Any]) -> tuple
     for k in hparams:
         if k not in names:
             raise ValueError(
-                f"unknown hyperparameter {k!r} for {spec.name!r} with schedule {spec.schedule!r} "
+                f"unknown hyperparameter {k!r} for {_label(spec)} with schedule {spec.schedule!r} "
                 f"(clip={spec.clip}, weight_decay={spec.weight_decay}); allowed keys: {list(names)}"
             )
     for k in names:
         if k not in hparams:
             raise ValueError(
-                f"missing hyperparameter {k!r} for {spec.name!r} with schedule {spec.schedule!r}; "
+                f"missing hyperparameter {k!r} for {_label(spec)} with schedule {spec.schedule!r}; "
                 f"required keys: {list(names)} (start from default_hparams(spec))"
             )
     return names
@@ -825,45 +944,31 @@ def build_schedule(spec: OptimizerSpec, hparams: Mapping[str, Any]) -> optax.Sch
     return lambda count: sched
 
 
-def _direction(spec: OptimizerSpec, hp: Mapping[str, Any]) -> optax.GradientTransformation:
-    """The optimizer's transformation before the learning-rate scaling (optax components)."""
-    name = spec.name
-    if name == "sgd":
-        return optax.identity()
-    if name == "momentum":
-        return optax.trace(decay=hp["gamma"])
-    if name == "nesterov":
-        return trace_nesterov(hp["gamma"])
-    if name == "adagrad":
-        return optax.scale_by_rss(
-            initial_accumulator_value=hp["initial_accumulator_value"], eps=hp["eps"]
-        )
-    if name == "rmsprop":
-        return optax.scale_by_rms(decay=hp["decay"], eps=hp["eps"])
-    if name in ("adam", "adamw"):
-        return scale_by_adam(b1=hp["b1"], b2=hp["b2"], eps=hp["eps"])
-    # normalized_sgd
-    return scale_by_inverse_global_norm(eps=hp["eps"])
 
-
-def _make_factory(spec: OptimizerSpec) -> Callable[..., optax.GradientTransformation]:
+def _make_factory(spec: OptimizerSpec) -> Factory:
+    """``hparams -> chain([clip_by_global_norm(clip_norm)], FACTORY(learning_rate=schedule, **numeric))``."""
     names = hparam_names(spec)
+    fn = _factory(spec)
+    opt_keys = [k for k in _optimizer_defaults(spec) if k != "learning_rate"]
+    decays = spec.weight_decay or "weight_decay" in opt_keys
+    mask = {"mask": spec.weight_decay_mask} if decays and spec.weight_decay_mask is not None else {}
 
     def factory(**hp: Any) -> optax.GradientTransformation:
-        parts: list[optax.GradientTransformation] = []
+        kwargs = {k: hp[k] for k in opt_keys}
+        if spec.weight_decay:
+            kwargs["weight_decay"] = hp["weight_decay"]
+        tx = fn(learning_rate=_schedule_from(spec, hp), **kwargs, **mask)
+        if not (hasattr(tx, "init") and hasattr(tx, "update")):
+            raise TypeError(f"optimizer factory {_label(spec)} must return an optax GradientTransformation, got {tx!r}")
         if spec.clip:
-            parts.append(clip_by_global_norm(hp["clip_norm"]))
-        parts.append(_direction(spec, hp))
-        if spec.name == "adamw" or spec.weight_decay:
-            parts.append(optax.add_decayed_weights(hp["weight_decay"], spec.weight_decay_mask))
-        parts.append(optax.scale_by_learning_rate(_schedule_from(spec, hp)))
-        return optax.chain(*parts)
+            return optax.chain(clip_by_global_norm(hp["clip_norm"]), tx)
+        return tx
 
     # inject_hyperparams reads the factory's signature to find the hyperparameters.
     factory.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in names]
     )
-    factory.__name__ = f"jtricks_{spec.name}_{spec.schedule}"
+    factory.__name__ = f"jtricks_{getattr(fn, '__name__', 'optimizer')}_{spec.schedule}"
     return factory
 
 
@@ -872,45 +977,44 @@ def build(
 ) -> optax.GradientTransformationExtraArgs:
     """Build the optimizer of ``spec`` with its numeric hyperparameters injected as arrays.
 
-    The result is ``optax.inject_hyperparams(factory)(**hparams)`` where ``factory`` chains::
+    The result is ``optax.inject_hyperparams(factory)(**hparams)`` where ``factory`` is::
 
-        [clip_by_global_norm(clip_norm)]          if spec.clip
-        direction                                 sgd: identity; momentum / nesterov: optax.trace(gamma);
-                                                  adagrad: optax.scale_by_rss; rmsprop: optax.scale_by_rms;
-                                                  adam / adamw: scale_by_adam; normalized_sgd:
-                                                  scale_by_inverse_global_norm
-        [add_decayed_weights(weight_decay, mask)] if adamw or spec.weight_decay
-        scale_by_learning_rate(schedule(count))   schedule from spec.schedule and the hparams
+        chain([clip_by_global_norm(clip_norm)],          if spec.clip
+              FACTORY(learning_rate=schedule(count),     schedule from spec.schedule and the hparams
+                      **numeric_args,                    the factory's float-default parameters
+                      [weight_decay=..., mask=...]))     if spec.weight_decay (or the factory decays)
 
-    Every value in ``hparams`` (see :func:`hparam_names` / :func:`default_hparams`) is stored as an
-    array in ``opt_state.hyperparams`` and read back at each update, including the schedule's own
-    parameters (base ``learning_rate``, ``decay_rate``, ``alpha``): the schedule is rebuilt from them
-    inside the update as a function of its own step count. So ``jax.vmap`` over a dict of stacked
-    hyperparameters runs a population in one program, and a new value never recompiles. Changing
-    ``opt_state.hyperparams[k]`` between steps changes the optimizer from then on.
-
-    With a constant schedule the update is step for step that of the public optimizer of the same
-    name (:func:`sgd`, :func:`momentum`, ..., which equal ``optax.sgd``, ``optax.adagrad``,
-    ``optax.rmsprop`` exactly and ``optax.adam`` / ``optax.adamw`` to float32 rounding).
+    ``FACTORY`` is the public optimizer of the name (:func:`sgd`, :func:`momentum`, ...,
+    :func:`adamw`, :func:`normalized_sgd`) or the optax factory given as ``spec.name``
+    (``optax.lion``, ...). Every value in ``hparams`` (see :func:`hparam_names` /
+    :func:`default_hparams`) is stored as an array in ``opt_state.hyperparams`` and read back at each
+    update, including the schedule's own parameters (base ``learning_rate``, ``decay_rate``,
+    ``alpha``): the schedule is rebuilt from them inside the update as a function of its own step
+    count. So ``jax.vmap`` over a dict of stacked hyperparameters runs a population in one program,
+    and a new value never recompiles. Changing ``opt_state.hyperparams[k]`` between steps changes
+    the optimizer from then on.
 
     Population = vmap: on CPU, ``jax.vmap`` over stacked hyperparameters gives members that are
     bit-identical to runs with each value alone (passed as a 0-d float32 array) for sgd, momentum,
-    nesterov and adam / adamw with any schedule and clipping (tested); the numerics are written for
-    that (see the module docstring). A gradient computed by a reduction or a matmul inside the same
-    program can itself differ by an ulp under vmap; that is outside the optimizer.
+    nesterov, adam / adamw and ``optax.lion`` with any schedule and clipping (tested); see
+    ``docs/optimizers.md`` for the others. A gradient computed by a reduction or a matmul inside the
+    same program can itself differ by an ulp under vmap; that is outside the optimizer.
 
     Args:
       spec: the static structure.
-      hparams: exactly the keys of ``hparam_names(spec)``; values are Python numbers (validated,
-        stored in the parameters' dtype), 0-d arrays or tracers (not validated).
+      hparams: exactly the keys of ``hparam_names(spec)``; values are Python numbers (stored in the
+        parameters' dtype), 0-d arrays or tracers. Numbers and concrete arrays are validated against
+        :data:`jtricks.hparams.REGISTRY` (other names: finite); tracers are not.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; its ``update`` needs ``params`` when weight
       decay is on.
 
     Raises:
-      ValueError: unknown key, missing key, or a Python-number value out of range (the message
-        names the key and the allowed keys / range).
+      ValueError: unknown key, missing key, or a concrete value out of range (the message names the
+        key and the allowed keys / range).
+      TypeError: a value that is not a number or an array; a factory that does not return an optax
+        ``GradientTransformation``.
     """
     _validate_spec(spec)
     _check_hparam_keys(spec, hparams)
@@ -918,9 +1022,10 @@ def build(
     values: dict[str, Any] = {}
     for k in hparam_names(spec):
         v = hparams[k]
-        if callable(v) or isinstance(v, (str, bytes)):
-            raise TypeError(f"hyperparameter {k!r} must be a number or an array, got {v!r}")
         # Python / numpy numbers become Python floats: inject_hyperparams stores them in the
         # parameters' dtype. Arrays and tracers are stored as given.
         values[k] = float(v) if _is_python_number(v) else v
-    return optax.inject_hyperparams(_make_factory(spec))(**values)
+    factory = _make_factory(spec)
+    if not isinstance(spec.name, str):
+        factory(**values)  # a foreign factory's errors (and its return type) surface before any tracing
+    return optax.inject_hyperparams(factory)(**values)

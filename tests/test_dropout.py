@@ -31,12 +31,12 @@ def test_zero_fraction_and_scaling(rate: float) -> None:
     assert abs(float(ys.mean()) - 1.0) < 5 * math.sqrt(rate / (1 - rate) / ys.size)
 
 
-def test_identity_when_deterministic_or_rate_zero() -> None:
-    assert dropout(KEY, X, 0.5, deterministic=True) is X
+def test_identity_in_eval_mode_or_rate_zero() -> None:
+    assert dropout(KEY, X, 0.5, train=False) is X
     assert dropout(KEY, X, 0.0) is X
     assert dropout(KEY, X, 0) is X
     x3 = X.reshape(4, 50, 100)
-    assert spatial_dropout(KEY, x3, 0.5, deterministic=True) is x3
+    assert spatial_dropout(KEY, x3, 0.5, train=False) is x3
     assert spatial_dropout(KEY, x3, 0.0) is x3
     # a traced rate of 0 keeps everything with scale exactly 1
     np.testing.assert_array_equal(jax.jit(dropout)(KEY, X, jnp.float32(0.0)), X)
@@ -71,7 +71,7 @@ def test_vmap_over_rates_equals_separate_calls() -> None:
 
 
 def test_jit_and_grad() -> None:
-    y = jax.jit(dropout, static_argnames="deterministic")(KEY, X, 0.25)
+    y = jax.jit(dropout, static_argnames="train")(KEY, X, 0.25)
     np.testing.assert_array_equal(y, dropout(KEY, X, 0.25))
     # d y / d x is the mask times the scale
     g = jax.grad(lambda x: jnp.sum(dropout(KEY, x, 0.25)))(X)
@@ -92,9 +92,23 @@ def test_invalid_rate_raises(bad: float) -> None:
     with pytest.raises(ValueError, match="rate"):
         dropout(KEY, X, bad)
     with pytest.raises(ValueError, match="rate"):
-        dropout(KEY, X, bad, deterministic=True)
+        dropout(KEY, X, bad, train=False)
     with pytest.raises(ValueError, match="rate"):
         spatial_dropout(KEY, X.reshape(4, 50, 100), bad)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, float("nan")])
+def test_invalid_concrete_array_rate_raises(bad: float) -> None:
+    with pytest.raises(ValueError, match=r"`rate` must lie in \[0, 1\)"):
+        dropout(KEY, X, jnp.array(bad))
+    with pytest.raises(ValueError, match=r"`rate` must lie in \[0, 1\)"):
+        spatial_dropout(KEY, X.reshape(4, 50, 100), jnp.float32(bad), train=False)
+
+
+def test_traced_rate_is_not_validated() -> None:
+    # inside jit the rate's value is unknown: no error; a rate of 1 keeps nothing (scale inf -> 0)
+    y = jax.jit(dropout)(KEY, X, jnp.float32(1.0))
+    np.testing.assert_array_equal(y, np.zeros_like(X))
 
 
 def test_invalid_arguments() -> None:
@@ -102,8 +116,8 @@ def test_invalid_arguments() -> None:
         dropout(KEY, X, jnp.array([0.1, 0.2]))
     with pytest.raises(TypeError, match="rate"):
         dropout(KEY, X, "0.5")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="deterministic"):
-        dropout(KEY, X, 0.5, deterministic=jnp.array(True))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="train"):
+        dropout(KEY, X, 0.5, train=jnp.array(True))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="spatial"):
         spatial_dropout(KEY, X, 0.5)  # (N, C): no spatial axis
 

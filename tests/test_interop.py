@@ -67,7 +67,7 @@ class LinenBNDropout(nn.Module):
         if train and not self.is_initializing():
             mean.value, var.value = new["mean"], new["var"]
         key = self.make_rng("dropout") if train else None
-        return jdropout.dropout(key, y, self.rate, deterministic=not train)
+        return jdropout.dropout(key, y, self.rate, train=train)
 
 
 class LinenReference(nn.Module):
@@ -137,7 +137,7 @@ class NNXBlock(nnx.Module):
         if not self.use_running_average:
             self.mean[...], self.var[...] = new["mean"], new["var"]
         key = None if self.deterministic else self.rngs.dropout()
-        return jdropout.dropout(key, jax.nn.relu(y), self.rate, deterministic=self.deterministic)
+        return jdropout.dropout(key, jax.nn.relu(y), self.rate, train=not self.deterministic)
 
 
 class NNXReference(nnx.Module):

@@ -187,10 +187,11 @@ def test_layer_norm_vs_flax_and_numpy(shape) -> None:
     xn = np.asarray(x, np.float64)
     mu, var = xn.mean(-1, keepdims=True), xn.var(-1, keepdims=True)
     np.testing.assert_allclose(y, (xn - mu) / np.sqrt(var + 1e-5) * params["scale"] + params["bias"], rtol=RTOL, atol=ATOL)
-    p0 = norm.layer_norm_init(c)
+    p0, s0 = norm.layer_norm_init(c)
+    assert s0 == {}
     np.testing.assert_allclose(np.asarray(jax.jit(norm.layer_norm)(x, p0)).std(-1), 1.0, rtol=1e-3)
     with pytest.raises(ValueError, match="features"):
-        norm.layer_norm(x, norm.layer_norm_init(c + 1))
+        norm.layer_norm(x, norm.layer_norm_init(c + 1)[0])
 
 
 def test_rms_norm_vs_flax() -> None:
@@ -200,7 +201,9 @@ def test_rms_norm_vs_flax() -> None:
         jax.jit(norm.rms_norm)(x, params), jax.jit(nn.RMSNorm(epsilon=1e-6).apply)({"params": params}, x),
         rtol=RTOL, atol=ATOL,
     )
-    np.testing.assert_array_equal(norm.rms_norm_init(12)["scale"], np.ones(12))
+    p0, s0 = norm.rms_norm_init(12)
+    np.testing.assert_array_equal(p0["scale"], np.ones(12))
+    assert s0 == {}
 
 
 @pytest.mark.parametrize("shape, groups", [((4, 5, 5, 8), 2), ((4, 6, 8), 4), ((4, 8), 1)])
@@ -212,13 +215,14 @@ def test_group_norm_vs_flax(shape, groups) -> None:
     y = jax.jit(norm.group_norm, static_argnames="num_groups")(x, params, num_groups=groups)
     np.testing.assert_allclose(y, y_ref, rtol=RTOL, atol=ATOL)
     with pytest.raises(ValueError, match="num_groups"):
-        norm.group_norm(x, norm.group_norm_init(c), num_groups=3)
+        norm.group_norm(x, norm.group_norm_init(c)[0], num_groups=3)
 
 
 @pytest.mark.parametrize("shape", [(10, 6), (3, 3, 4, 5)], ids=["dense", "conv_hwio"])
 def test_weight_norm(shape) -> None:
     w = _normal(11, shape)
-    wn = norm.weight_norm_init(w)
+    wn, ws = norm.weight_norm_init(w)
+    assert ws == {}
     assert set(wn) == {"v", "g"} and wn["g"].shape == (shape[-1],)
     wnorm = jax.jit(norm.weight_norm)
     np.testing.assert_allclose(wnorm(wn["v"], wn["g"]), w, rtol=1e-5, atol=1e-6)
