@@ -838,8 +838,9 @@ def hparam_names(spec: OptimizerSpec) -> tuple[str, ...]:
     return tuple(names)
 
 
-def default_hparams(spec: OptimizerSpec) -> dict[str, float]:
-    """Default values (Python floats) for every key of :func:`hparam_names`.
+def default_hparams(spec: OptimizerSpec, *, strict: bool = True) -> dict[str, float]:
+    """Default values (Python floats) for every key of :func:`hparam_names` (``strict=False``: for every key
+    that has one; the caller supplies the rest).
 
     learning_rate: 0.1 (sgd, momentum, nesterov, normalized_sgd), 0.01 (adagrad), 1e-3 (rmsprop,
     adam, adamw), the signature's default for a factory; the optimizer's other hyperparameters:
@@ -862,6 +863,8 @@ def default_hparams(spec: OptimizerSpec) -> dict[str, float]:
         else:
             v = jhp.REGISTRY[k].default
         if v is None:
+            if not strict:
+                continue
             raise ValueError(f"{_label(spec)} has no default {k}; give {k!r} in the hyperparameters")
         out[k] = v
     return out

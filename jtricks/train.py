@@ -38,6 +38,7 @@ import optax
 
 from jtricks import data as jdata
 from jtricks import diagnostics as jdiag
+from jtricks import hparams as jhparams
 from jtricks import losses as jlosses
 from jtricks import metrics as jmetrics
 from jtricks import numerics as jnum
@@ -80,17 +81,10 @@ __all__ = [
 Execution = Literal["auto", "scan", "loop"]
 Averaging = Literal[None, "ema", "swa"]
 
-#: Numeric hyperparameters the engine itself reads from ``state.hparams`` (the optimizer's come from
+#: Numeric hyperparameters the engine itself reads from ``state.hparams``, with their defaults (their ranges
+#: and meanings: :data:`jtricks.hparams.REGISTRY`, owner ``"engine"``; the optimizer's come from
 #: :func:`jtricks.optim.hparam_names`, the loss's from :class:`jtricks.losses.Loss`).
-ENGINE_HPARAMS: dict[str, float] = {
-    "dropout_rate": 0.0,  # overrides the model's static rate (traced: one compile for a grid of rates)
-    "init_scale": 1.0,  # multiplier on the initializer's std (traced)
-    "l2": 0.0,  # coefficient λ of the L2 penalty λ·½‖w‖² added to the loss (kernels only)
-    "patience": 5.0,  # early stopping: epochs without improvement of the monitored metric
-    "min_delta": 0.0,  # early stopping: minimum improvement
-    "ema_decay": 0.99,  # EMA of the weights, per step
-    "swa_start": 1.0,  # SWA: first epoch (1-based) whose end-of-epoch weights enter the average
-}
+ENGINE_HPARAMS: Mapping[str, float] = jhparams.defaults("engine")
 
 #: Models whose convolutions XLA CPU runs much slower inside ``lax.scan`` (see docs/engine.md); the same set
 #: :mod:`jtricks.population` unrolls on CPU.
@@ -294,7 +288,7 @@ def device_data(
 
 def default_hparams(config: TrainConfig) -> dict[str, float]:
     """Default values of every numeric hyperparameter ``config`` reads."""
-    out = dict(joptim.default_hparams(config.optimizer))
+    out = dict(joptim.default_hparams(config.optimizer, strict=False))
     out.update(config.loss.hparams)
     out.update(config.custom_hparams)
     for name in config.hparam_names():
@@ -305,27 +299,12 @@ def default_hparams(config: TrainConfig) -> dict[str, float]:
     return {k: out[k] for k in config.hparam_names() if k in out}
 
 
-_ENGINE_RANGES: Mapping[str, tuple[float, float | None, bool]] = {
-    # name: (low, high, high_inclusive); low is inclusive
-    "dropout_rate": (0.0, 1.0, False),
-    "ema_decay": (0.0, 1.0, False),
-    "l2": (0.0, None, True),
-    "patience": (0.0, None, True),
-    "min_delta": (0.0, None, True),
-    "swa_start": (0.0, None, True),
-}
-
-
-def _check_engine_value(name: str, v: Any) -> None:
-    if not isinstance(v, (int, float, np.number)) or isinstance(v, bool):
-        return
-    if not np.isfinite(v):
+def _check_value(name: str, v: Any) -> None:
+    """Range check from :data:`jtricks.hparams.REGISTRY`; a hyperparameter of the user's own must be finite."""
+    if name in jhparams.REGISTRY:
+        jhparams.check(name, v, label=f"hyperparameter {name!r}")
+    elif isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and not np.isfinite(v):
         raise ValueError(f"hyperparameter {name!r} must be finite, got {v}")
-    if name in _ENGINE_RANGES:
-        low, high, high_incl = _ENGINE_RANGES[name]
-        if v < low or (high is not None and (v > high or (v == high and not high_incl))):
-            rng = f"[{low}, {high}{']' if high_incl else ')'}" if high is not None else f">= {low}"
-            raise ValueError(f"hyperparameter {name!r} must be in {rng}, got {v}")
 
 
 def validate_hparams(config: TrainConfig, hparams: Mapping[str, Any]) -> dict[str, Any]:
@@ -339,7 +318,7 @@ def validate_hparams(config: TrainConfig, hparams: Mapping[str, Any]) -> dict[st
     if missing:
         raise ValueError(f"hyperparameter(s) {missing} have no default: give a value (hparams=) or a grid factor")
     for name, v in full.items():
-        _check_engine_value(name, v)
+        _check_value(name, v)
     # the optimizer builder validates its own Python-number hyperparameters (nothing is compiled here)
     joptim.build(config.optimizer, {k: full[k] for k in joptim.hparam_names(config.optimizer)})
     return full

@@ -19,7 +19,7 @@ def test_dropout_rejects_a_concrete_array_rate_outside_0_1(rate):
     with pytest.raises(ValueError, match=r"`rate` must satisfy 0 <= rate < 1"):
         jdrop.dropout(KEY, X, rate)
     with pytest.raises(ValueError, match=r"`rate` must satisfy 0 <= rate < 1"):
-        jdrop.dropout(KEY, X, rate, deterministic=True)
+        jdrop.dropout(KEY, X, rate, train=False)
 
 
 def test_dropout_traced_rate_is_unchecked_as_documented():
