@@ -448,7 +448,7 @@ def _check_dataset_kwargs(e: Experiment) -> None:
         unknown = sorted(k for k in e.dataset_kwargs if not _accepts(loader, k))
         if unknown:
             allowed = [p for p in inspect.signature(loader).parameters]
-            raise ValueError(f"unknown dataset_kwargs {unknown} for dataset {e.dataset!r}; it takes {allowed}")
+            raise ValueError(f"'dataset_kwargs' {unknown} are not arguments of the {e.dataset!r} loader; allowed: {allowed}")
     elif not isinstance(e.dataset, str) and e.dataset_kwargs:
         raise ValueError("dataset_kwargs apply to a registered data set name, not to a Dataset object")
 

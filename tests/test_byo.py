@@ -208,7 +208,7 @@ def test_registered_dataset_and_model_by_name(tmp_path) -> None:
     exp = _exp("linen_for_tests", dataset="toy_for_tests", dataset_kwargs={"seed": 1}, grid={}, epochs=1, seeds=1)
     res = runner.run(exp, progress=False, plot=False, checkpoint=False)
     assert res.summary and np.isfinite(res.summary[0]["mean"])
-    with pytest.raises(ValueError, match="dataset_kwargs"):
+    with pytest.raises(ValueError, match="not arguments of the 'toy_for_tests' loader"):
         runner.plan(_exp("mlp", dataset="toy_for_tests", dataset_kwargs={"sed": 1}))
     with pytest.raises(ValueError, match="already registered"):
         data.register_dataset("digits", lambda: CLASSIFICATION)

@@ -67,7 +67,7 @@ def test_out_is_a_file_or_below_a_file(tmp_path):
     "setting, fragment",
     [
         ("seed_offset=-5", "'seed_offset' must be an int >= 0, got -5"),
-        ("split_seed=abc", "'split_seed' must be an int, got 'abc'"),
+        ("split_seed=abc", "'split_seed' must be an int >= 0, got 'abc'"),
         ("dataset_kwargs={'colour': 1}", "'dataset_kwargs' ['colour'] are not arguments of the 'digits' loader"),
     ],
 )
