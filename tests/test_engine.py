@@ -1,4 +1,4 @@
-"""Invariants of the training engine and the population runner (issue: engine and ablation runner).
+"""Invariants of the training engine and the population runner.
 
 Training is chaotic, so these tests demand *bitwise* equality wherever the engine promises it: one ulp
 of difference grows into a different run.

@@ -1,4 +1,4 @@
-"""Smoke tests of the experiments (issue: reproduce every trick of the guide).
+"""Smoke tests of the experiments: every experiment file of the guide loads, validates and runs at tiny scale.
 
 Every ``experiments/*.py`` file must load and validate in full (every arm's model, optimizer and
 hyperparameters are built and checked; nothing compiles), and run end to end with a tiny
