@@ -280,3 +280,34 @@ def test_mlp_with_dropout_and_batch_norm_matches_an_optax_loop(digits_ref, tmp_p
                 np.testing.assert_allclose(a, b, rtol=rtol * 10, atol=1e-5)
             if arm["name"] == "frozen_weights":  # here padding rows counted as examples would raise the accuracy
                 assert _padding_would_count(model, facts["params"], facts["mstate"], d["x_tr"].shape[1:])
+
+
+def test_notebook_cnn_matches_an_optax_loop(tmp_path: Path) -> None:
+    """The guide's dropout-notebook CNN (dropout 0.5) on Fashion-MNIST, host-loop execution, 2 epochs."""
+    try:
+        d = reference_data("fashion_mnist", 256, N_VAL)
+    except FileNotFoundError as e:
+        pytest.skip(f"Fashion-MNIST files not installed (CI installs them; apt-get install dataset-fashion-mnist): {e}")
+    exp = Experiment(
+        name="reference_cnn",
+        dataset="fashion_mnist",
+        preprocess="standardize",
+        n_train=256,
+        n_val=N_VAL,
+        split_seed=SPLIT_SEED,
+        model="cnn",
+        optimizer="momentum",
+        execution="loop",
+        eval_batch_size=1000,
+        epochs=2,
+        batch_size=64,
+        hparams={"learning_rate": 0.02, "dropout_rate": 0.5},
+        seeds=1,
+        metrics=("val_acc",),
+    )
+    result = run(exp, out_dir=tmp_path, progress=False, plot=False, checkpoint=False)
+    arm = {"name": "baseline", "learning_rate": 0.02}
+    history, facts = reference_run(jmodels.get("cnn", num_classes=10), arm, d, 0, rate=0.5, epochs=2, batch=64)
+    _compare(result, "baseline", 0, history, rtol=2e-4, n_val=len(d["x_val"]), n_test=len(d["x_te"]))
+    for a, b in zip(jax.tree_util.tree_leaves(result.final_states["baseline/seed=0"]), jax.tree_util.tree_leaves(facts["params"])):
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=1e-5)
