@@ -5,6 +5,7 @@ Usage (from the repository root; needs the ``mutation`` extra: ``pip install -e 
     nice -n 15 python tools/mutation.py                       # every target, the current working tree
     nice -n 15 python tools/mutation.py --targets optim norm  # some targets
     python tools/mutation.py --ref 248129f --out mutation-results/before   # the tree of a commit
+    python tools/mutation.py --survivors-of mutation-results/before --out mutation-results/after
 
 For each target the script copies the tree (the tracked files of the working tree, or ``git archive`` of
 ``--ref``) into a temporary folder, so the checkout is never touched, and there
@@ -138,6 +139,18 @@ def _skip_outside(session: Path, module: Path, functions: tuple[str, ...] | None
                                                        worker_outcome=WorkerOutcome.SKIPPED))
 
 
+def _skip_all_but(session: Path, survivors: set[tuple[str, int]]) -> None:
+    """Keep only the mutants listed as ``(operator, occurrence)`` (the survivors of an earlier run)."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item in list(db.pending_work_items):
+            if not any((m.operator_name, m.occurrence) in survivors for m in item.mutations):
+                db.set_result(item.job_id, WorkResult(output="killed in the earlier run",
+                                                       worker_outcome=WorkerOutcome.SKIPPED))
+
+
 def _results(session: Path) -> list[dict]:
     from cosmic_ray.work_db import WorkDB, use_db
 
@@ -155,8 +168,13 @@ def _results(session: Path) -> list[dict]:
     return rows
 
 
-def run_target(name: str, ref: str | None, out: Path, timeout: float) -> dict:
+def run_target(name: str, ref: str | None, out: Path, timeout: float, earlier: Path | None = None) -> dict:
+    """Mutate target ``name``; with ``earlier`` (a results folder of the same target and module source),
+    run only the mutants that survived there and count the others as killed (more tests only kill more)."""
     module, tests, functions = TARGETS[name]
+    before: list[dict] = []
+    if earlier is not None:
+        before = json.loads((earlier / f"{name}.json").read_text())["mutants"]
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"jtricks_mutation_{name}_") as tmp:
         work = Path(tmp)
@@ -169,8 +187,15 @@ def run_target(name: str, ref: str | None, out: Path, timeout: float) -> dict:
         subprocess.run([str(bin_dir / "cosmic-ray"), "init", str(cfg), str(session)], **env_run)
         subprocess.run([str(bin_dir / "cr-filter-operators"), str(session), str(cfg)], **env_run)
         _skip_outside(session, work / module, functions)
+        if earlier is not None:
+            _skip_all_but(session, {(r["operator"], r["occurrence"]) for r in before if r["outcome"] == "survived"})
         subprocess.run([str(bin_dir / "cosmic-ray"), "exec", str(cfg), str(session)], **env_run)
         rows = _results(session)
+    if earlier is not None:
+        rechecked = {(r["operator"], r["occurrence"]) for r in rows}
+        rows += [dict(r, rechecked=False) for r in before if (r["operator"], r["occurrence"]) not in rechecked]
+        if len(rows) != len(before):
+            raise RuntimeError(f"{name}: {len(rows)} mutants now, {len(before)} in {earlier}: the module changed")
     killed = sum(r["outcome"] != "survived" for r in rows)
     survived = [r for r in rows if r["outcome"] == "survived"]
     summary = {
@@ -188,12 +213,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ref", default=None, help="mutate the tree of this commit (default: the working tree)")
     ap.add_argument("--out", default="mutation-results/latest", help="folder for the JSON results and summary.md")
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds per mutant's test run")
+    ap.add_argument("--survivors-of", default=None, help="re-test only the survivors recorded in this results folder")
     args = ap.parse_args(argv)
+    earlier = Path(args.survivors_of) if args.survivors_of else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     lines = ["| target | module | mutants | killed | survived | score | wall (s) |", "|---|---|---:|---:|---:|---:|---:|"]
     for name in args.targets:
-        s = run_target(name, args.ref, out, args.timeout)
+        s = run_target(name, args.ref, out, args.timeout, earlier)
         lines.append(f"| {name} | {s['module']} | {s['mutants']} | {s['killed']} | {s['survived']} | {s['score']} | {s['wall_s']} |")
         (out / "summary.md").write_text("\n".join(lines) + "\n")
         print(lines[-1], flush=True)
