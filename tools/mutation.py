@@ -52,7 +52,7 @@ TARGETS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...] | None]] = {
     ),
     "norm": (
         "jtricks/norm.py",
-        ("tests/test_norm.py", "tests/test_gradients.py"),
+        ("tests/test_norm.py", "tests/test_norm_edges.py", "tests/test_gradients.py"),
         ("batch_norm_init", "batch_norm", "layer_norm_init", "layer_norm", "rms_norm_init", "rms_norm",
          "group_norm", "_sum_sq_but_last", "weight_norm_init", "weight_norm"),
     ),
