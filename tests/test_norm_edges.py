@@ -58,6 +58,9 @@ def test_eps_is_keyword_only() -> None:
 def test_errors_name_the_problem() -> None:
     with pytest.raises(ValueError, match="num_groups"):
         norm.group_norm(jnp.ones((2, 4)), norm.group_norm_init(4), num_groups=0)
+    for bad in (2.0, True):  # a float or a bool is not a group count, even when it would divide C
+        with pytest.raises(TypeError, match="num_groups"):
+            norm.group_norm(jnp.ones((2, 4)), norm.group_norm_init(4), num_groups=bad)
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         norm.group_norm(jnp.ones((4,)), norm.group_norm_init(4), num_groups=1)
     with pytest.raises(ValueError, match="must be a kernel"):
