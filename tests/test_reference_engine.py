@@ -20,6 +20,7 @@ chunk (64) divides neither the validation (100) nor the test split, so the engin
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +90,8 @@ def _standardize(x_tr: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     return [(np.asarray(x, np.float32) - mean32) / scale32 for x in (x_tr, *others)]
 
 
-def reference_data(dataset: str, n_train: int, n_val: int) -> dict[str, np.ndarray]:
-    ds = jdata.load(dataset)
+def reference_data(dataset: str, n_train: int, n_val: int, **dataset_kwargs: Any) -> dict[str, np.ndarray]:
+    ds = jdata.load(dataset, **dataset_kwargs)
     x_tr, y_tr, x_val, y_val = jdata.train_val_split(jax.random.PRNGKey(SPLIT_SEED), ds.x_train, ds.y_train, n_val=n_val)
     x_tr, y_tr = np.asarray(x_tr)[:n_train], np.asarray(y_tr)[:n_train]
     x_tr, x_val, x_te = _standardize(x_tr, np.asarray(x_val), np.asarray(ds.x_test))
@@ -282,15 +283,33 @@ def test_mlp_with_dropout_and_batch_norm_matches_an_optax_loop(digits_ref, tmp_p
                 assert _padding_would_count(model, facts["params"], facts["mstate"], d["x_tr"].shape[1:])
 
 
+def _write_idx(path: Path, arr: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in arr.shape)
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(header + arr.astype(np.uint8).tobytes())
+
+
+def fashion_subset(folder: Path, n_test: int) -> Path:
+    """The real Fashion-MNIST training files and its first ``n_test`` test images, as IDX files in ``folder``
+    (the whole 10,000-image test split would make evaluation dominate the test's time)."""
+    ds = jdata.load("fashion_mnist")
+    for stem, x, y in (("train", ds.x_train, ds.y_train), ("t10k", ds.x_test[:n_test], ds.y_test[:n_test])):
+        _write_idx(folder / f"{stem}-images-idx3-ubyte.gz", np.asarray(x).reshape(len(x), 28, 28))
+        _write_idx(folder / f"{stem}-labels-idx1-ubyte.gz", np.asarray(y))
+    return folder
+
+
 def test_notebook_cnn_matches_an_optax_loop(tmp_path: Path) -> None:
     """The guide's dropout-notebook CNN (dropout 0.5) on Fashion-MNIST, host-loop execution, 2 epochs."""
     try:
-        d = reference_data("fashion_mnist", 256, N_VAL)
+        files = fashion_subset(tmp_path, n_test=500)
     except FileNotFoundError as e:
         pytest.skip(f"Fashion-MNIST files not installed (CI installs them; apt-get install dataset-fashion-mnist): {e}")
+    d = reference_data("fashion_mnist", 256, N_VAL, path=str(files))
     exp = Experiment(
         name="reference_cnn",
         dataset="fashion_mnist",
+        dataset_kwargs={"path": str(files)},
         preprocess="standardize",
         n_train=256,
         n_val=N_VAL,
@@ -298,14 +317,15 @@ def test_notebook_cnn_matches_an_optax_loop(tmp_path: Path) -> None:
         model="cnn",
         optimizer="momentum",
         execution="loop",
-        eval_batch_size=1000,
+        eval_batch_size=EVAL_CHUNK,
         epochs=2,
         batch_size=64,
         hparams={"learning_rate": 0.02, "dropout_rate": 0.5},
         seeds=1,
         metrics=("val_acc",),
     )
-    result = run(exp, out_dir=tmp_path, progress=False, plot=False, checkpoint=False)
+    assert len(d["x_val"]) % EVAL_CHUNK and len(d["x_te"]) % EVAL_CHUNK  # the last chunks are padded
+    result = run(exp, out_dir=tmp_path / "run", progress=False, plot=False, checkpoint=False)
     arm = {"name": "baseline", "learning_rate": 0.02}
     history, facts = reference_run(jmodels.get("cnn", num_classes=10), arm, d, 0, rate=0.5, epochs=2, batch=64)
     _compare(result, "baseline", 0, history, rtol=2e-4, n_val=len(d["x_val"]), n_test=len(d["x_te"]))
