@@ -47,10 +47,12 @@ def test_group_norm_default_groups_is_32() -> None:
         norm.group_norm(jnp.zeros((2, 3, 48)), norm.group_norm_init(48))  # 32 does not divide 48
 
 
-def test_eps_is_keyword_only() -> None:
+def test_options_are_keyword_only() -> None:
     x, p = jnp.ones((2, 4)), {"scale": jnp.ones(4), "bias": jnp.zeros(4)}
+    s = {"mean": jnp.zeros(4), "var": jnp.ones(4)}
     for call in (lambda: norm.layer_norm(x, p, 1e-3), lambda: norm.rms_norm(x, p, 1e-3),
-                 lambda: norm.weight_norm(jnp.ones((3, 2)), jnp.ones(2), 1e-3)):
+                 lambda: norm.weight_norm(jnp.ones((3, 2)), jnp.ones(2), 1e-3),
+                 lambda: norm.batch_norm(x, p, s, True), lambda: norm.group_norm(x, p, 2)):
         with pytest.raises(TypeError):
             call()
 

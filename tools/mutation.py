@@ -52,11 +52,11 @@ TARGETS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...] | None]] = {
     ),
     "norm": (
         "jtricks/norm.py",
-        ("tests/test_norm.py", "tests/test_norm_edges.py", "tests/test_gradients.py"),
+        ("tests/test_norm_edges.py", "tests/test_norm.py", "tests/test_gradients.py"),
         ("batch_norm_init", "batch_norm", "layer_norm_init", "layer_norm", "rms_norm_init", "rms_norm",
          "group_norm", "_sum_sq_but_last", "weight_norm_init", "weight_norm"),
     ),
-    "dropout": ("jtricks/dropout.py", ("tests/test_dropout.py",), ("_dropout", "dropout", "spatial_dropout")),
+    "dropout": ("jtricks/dropout.py", ("tests/test_dropout.py", "tests/test_properties.py"), ("_dropout", "dropout", "spatial_dropout")),
     "init": ("jtricks/init.py", ("tests/test_init.py",), None),
     "train_step": (
         "jtricks/train.py",
@@ -153,17 +153,18 @@ def _skip_all_but(session: Path, survivors: set[tuple[str, int]]) -> None:
 
 def _results(session: Path) -> list[dict]:
     from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome
 
     rows = []
     with use_db(str(session), WorkDB.Mode.open) as db:
         for item, result in db.completed_work_items:
-            if result.worker_outcome == "skipped":
+            if result.worker_outcome == WorkerOutcome.SKIPPED:
                 continue
             m = item.mutations[0]
             rows.append({
                 "job": item.job_id, "operator": m.operator_name, "occurrence": m.occurrence,
-                "line": m.start_pos[0], "worker": str(result.worker_outcome),
-                "outcome": str(result.test_outcome), "diff": result.diff or "",
+                "line": m.start_pos[0], "worker": getattr(result.worker_outcome, "value", result.worker_outcome),
+                "outcome": getattr(result.test_outcome, "value", result.test_outcome), "diff": result.diff or "",
             })
     return rows
 
@@ -199,7 +200,7 @@ def run_target(name: str, ref: str | None, out: Path, timeout: float, earlier: P
     killed = sum(r["outcome"] != "survived" for r in rows)
     survived = [r for r in rows if r["outcome"] == "survived"]
     summary = {
-        "target": name, "module": module, "tests": list(tests), "ref": ref or "working tree",
+        "target": name, "module": module, "tests": [t for t in tests if (ROOT / t).exists()] if ref is None else list(tests), "ref": ref or "working tree",
         "mutants": len(rows), "killed": killed, "survived": len(survived),
         "score": round(killed / len(rows), 4) if rows else None, "wall_s": round(time.perf_counter() - t0, 1),
     }
