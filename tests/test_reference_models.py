@@ -149,13 +149,9 @@ CASES = {
 BATCH_NORM_CASES = ("resnet", "inception-bn", "mlp-bn")
 
 
-#: XLA options that halve the CPU compile time of these one-shot programs (the numbers are the same ops).
-QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
-
-
 def quick_jit(f, *args):
-    """``jax.jit(f)(*args)``, compiled with :data:`QUICK_COMPILE`."""
-    return jax.jit(f).lower(*args).compile(compiler_options=QUICK_COMPILE)(*args)
+    """``jax.jit(f)(*args)`` (one-shot programs)."""
+    return jax.jit(f)(*args)
 
 
 def _loss(logits: jax.Array, y: jax.Array) -> jax.Array:
