@@ -142,3 +142,10 @@ def test_spatial_dropout_zeros_whole_channels(shape) -> None:
     pop = jax.vmap(lambda r: spatial_dropout(KEY, x, r))(rates)
     for i, r in enumerate([0.2, 0.6]):
         np.testing.assert_array_equal(pop[i], spatial_dropout(KEY, x, r))
+
+
+def test_deterministic_is_keyword_only() -> None:
+    x = jnp.ones((2, 3, 4))
+    for fn in (dropout, spatial_dropout):
+        with pytest.raises(TypeError):
+            fn(KEY, x, 0.5, True)

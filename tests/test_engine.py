@@ -225,15 +225,16 @@ def test_early_stopping_per_member_restores_best(digits_data):
         epochs=6,
     )
     res = runner.run(exp, progress=False)
-    for m in res.member_rows:
-        if m["stopped_epoch"] >= 0:
-            # after stopping, the member is frozen at its best params: later epochs repeat the best val loss
-            vl = res.history(m["arm"], "val_loss")[m["seed"] - exp.seed_offset]
-            best = m["best_epoch"]
-            assert m["stopped_epoch"] >= best
-            tail = vl[m["stopped_epoch"] - 1 :]
-            assert np.all(tail[1:] == tail[0]) if len(tail) > 1 else True
-            assert np.isclose(tail[0], np.nanmin(vl[: m["stopped_epoch"]]), rtol=1e-6)
+    stopped = [m for m in res.member_rows if m["stopped_epoch"] >= 0]
+    assert stopped, "no member stopped early: the checks below would not run"
+    for m in stopped:
+        # after stopping, the member is frozen at its best params: later epochs repeat the best val loss
+        vl = res.history(m["arm"], "val_loss")[m["seed"] - exp.seed_offset]
+        best = m["best_epoch"]
+        assert m["stopped_epoch"] >= best
+        tail = vl[m["stopped_epoch"] - 1 :]
+        assert np.all(tail[1:] == tail[0])
+        assert np.isclose(tail[0], np.nanmin(vl[: m["stopped_epoch"]]), rtol=1e-6)
 
 
 # ------------------------------------------------------------------------------ determinism & IO

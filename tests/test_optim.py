@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import pathlib
 import re
 from collections.abc import Callable
 from typing import Any
@@ -587,16 +586,3 @@ def test_builder_rejects_bad_specs_and_hparams() -> None:
         O.build(spec, {**O.default_hparams(spec), "learning_rate": -0.1})
     with pytest.raises(TypeError, match="learning_rate"):
         O.build(spec, {**O.default_hparams(spec), "learning_rate": O.constant(0.1)})
-
-
-# ----------------------------------------------------------------------------------------------
-# the docs page's examples run as written
-# ----------------------------------------------------------------------------------------------
-
-
-def test_docs_examples_run() -> None:
-    page = pathlib.Path(__file__).resolve().parents[1] / "docs" / "optimizers.md"
-    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
-    assert blocks, "no python examples found in docs/optimizers.md"
-    for code in blocks:
-        exec(compile(code, str(page), "exec"), {"__name__": "__docs__"})
