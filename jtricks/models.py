@@ -320,6 +320,17 @@ def _normalize(h: Array, p: Params, s: State, new_s: State, name: str, norm: str
     return h
 
 
+def _conv_unit(call: _Call, h: Array, p: Params, s: State, new_s: State, lname: str, norm: str | None, path: str,
+               *, stride: int = 1, padding: Any = "VALID") -> Array:
+    """``act(norm(conv(h)))`` of conv layer ``lname`` of ``p`` (norm statistics in ``s``, updates into ``new_s``).
+
+    ``path`` names the layer in error messages and in the captured activations.
+    """
+    h = _conv(h, p[lname], path, stride=stride, padding=padding)
+    h = _normalize(h, p, s, new_s, lname, norm, call.train)
+    return call.activate(h, path)
+
+
 def _out_len(n: int, k: int, stride: int, padding: Any) -> int:
     if padding == "VALID":
         return (n - k) // stride + 1
@@ -388,6 +399,15 @@ def _as_nhwc(x: Array, name: str) -> Array:
     return x
 
 
+def _as_nlc(x: Array, name: str) -> Array:
+    h = jnp.asarray(x)
+    if h.ndim == 2:
+        h = h[..., None]
+    if h.ndim != 3:
+        raise ValueError(f"{name}.apply: `x` must be (N, L) or (N, L, C), got shape {h.shape}")
+    return h
+
+
 def _key_sequence(key: PRNGKey) -> Callable[[], PRNGKey]:
     """Successive layer keys ``fold_in(key, 0)``, ``fold_in(key, 1)``, … in creation order."""
     counter = itertools.count()
@@ -396,6 +416,36 @@ def _key_sequence(key: PRNGKey) -> Callable[[], PRNGKey]:
 
 def _init_scale(hparams: Any) -> Any:
     return _check_hparams(hparams).get("init_scale")
+
+
+def _init_dense_stack(p: Params, s: State, key: PRNGKey, first: int, sizes: Sequence[int],
+                      init_fn: Callable[..., Array], norm: str | None, scale: Any) -> None:
+    """Dense layers ``"dense_j"`` mapping ``sizes[j]`` to ``sizes[j + 1]`` features, with parameter keys
+    ``fold_in(key, first + j)``; the last one is the classifier (``last=True``)."""
+    n = len(sizes) - 1
+    for j in range(n):
+        _init_layer(p, s, _layer_name("dense", j, n), jax.random.fold_in(key, first + j), (sizes[j], sizes[j + 1]),
+                    init_fn, norm, scale, last=(j == n - 1))
+
+
+def _batch_norm_state(s: State, norm: str | None) -> State:
+    """The model state: the non-empty per-block entries of ``s`` with batch norm, else ``{}``."""
+    return {k: v for k, v in s.items() if v} if norm == "batch" else {}
+
+
+def _apply_stem(call: _Call, h: Array, params: Params, state: State, new_state: State, norm: str | None) -> Array:
+    """``act(norm(conv3x3_SAME(h)))`` of the ``"stem"`` block; its new statistics go to ``new_state["stem"]``."""
+    ns: State = {}
+    h = _conv_unit(call, h, params["stem"], state.get("stem", {}), ns, "conv", norm, "stem/conv", padding="SAME")
+    if ns:
+        new_state["stem"] = ns
+    return h
+
+
+def _pool_head(call: _Call, h: Array, params: Params, new_state: State) -> Any:
+    """Global average pool (vmap-stable) -> dropout (site 0) -> the ``"dense"`` classifier: the call's result."""
+    h = call.dropout(numerics.mean(h, (1, 2)), 0)
+    return call.result(_dense(h, params["dense"], "dense"), new_state)
 
 
 # --------------------------------------------------------------------------------------------
@@ -440,12 +490,9 @@ def mlp(
     def init_(key: PRNGKey, input_shape: Sequence[int], hparams: Mapping[str, Any] | None = None) -> tuple[Params, State]:
         shape = _check_input_shape(input_shape, range(1, 9), "mlp", "a tuple of positive ints")
         scale = _init_scale(hparams)
-        sizes = (math.prod(shape), *widths, num_classes)
         p: Params = {}
         s: State = {}
-        for i in range(n_layers):
-            _init_layer(p, s, _layer_name("dense", i, n_layers), jax.random.fold_in(key, i), (sizes[i], sizes[i + 1]),
-                        init_fn, norm, scale, last=(i == n_layers - 1))
+        _init_dense_stack(p, s, key, 0, (math.prod(shape), *widths, num_classes), init_fn, norm, scale)
         return p, s
 
     def apply(params: Params, state: State, x: Array, *, key: PRNGKey | None = None, train: bool,
@@ -523,16 +570,11 @@ def cnn(
         s: State = {}
         for i, c_out in enumerate(widths):
             _init_layer(p, s, _layer_name("conv", i, len(widths)), jax.random.fold_in(key, i),
-                        (kernel_size, kernel_size, c, c_out),
-                        init_fn, norm, scale)
+                        (kernel_size, kernel_size, c, c_out), init_fn, norm, scale)
             h, w, c = _out_len(h, kernel_size, 1, padding) // 2, _out_len(w, kernel_size, 1, padding) // 2, c_out
             if h < 1 or w < 1:
                 raise _too_small("cnn", shape, f"after conv_{i} and its 2x2 pooling")
-        sizes = (h * w * c, *dense_widths, num_classes)
-        for j in range(n_dense):
-            _init_layer(p, s, _layer_name("dense", j, n_dense), jax.random.fold_in(key, len(widths) + j),
-                        (sizes[j], sizes[j + 1]),
-                        init_fn, norm, scale, last=(j == n_dense - 1))
+        _init_dense_stack(p, s, key, len(widths), (h * w * c, *dense_widths, num_classes), init_fn, norm, scale)
         return p, s
 
     def apply(params: Params, state: State, x: Array, *, key: PRNGKey | None = None, train: bool,
@@ -542,23 +584,27 @@ def cnn(
         new_state: State = {}
         for i in range(len(widths)):
             name = _layer_name("conv", i, len(widths))
-            h = _conv(h, params[name], name, padding=padding)
-            h = _normalize(h, params, state, new_state, name, norm, call.train)
-            h = max_pool_2x2(call.activate(h, name))
-        h = _flatten(h)
-        for j in range(n_dense):
-            name = _layer_name("dense", j, n_dense)
-            h = call.dropout(h, j)
-            h = _dense(h, params[name], name)
-            if j < n_dense - 1:
-                h = _normalize(h, params, state, new_state, name, norm, call.train)
-                h = call.activate(h, name)
+            h = max_pool_2x2(_conv_unit(call, h, params, state, new_state, name, norm, name, padding=padding))
+        h = _cnn_dense_head(call, _flatten(h), params, state, new_state, norm, n_dense)
         return call.result(h, new_state)
 
     config = {"num_classes": num_classes, "widths": list(widths), "kernel_size": kernel_size, "padding": padding,
               "dense": None if dense is None else list(dense_widths), "init": init_name,
               "activation": activation, "norm": norm, "dropout_rate": rate}
     return Model(init_, apply, "cnn", config)
+
+
+def _cnn_dense_head(call: _Call, h: Array, params: Params, state: State, new_state: State, norm: str | None,
+                    n_dense: int) -> Array:
+    """[dropout (site j) -> dense_j -> norm -> act] for the hidden dense layers, then dropout -> classifier."""
+    for j in range(n_dense):
+        name = _layer_name("dense", j, n_dense)
+        h = call.dropout(h, j)
+        h = _dense(h, params[name], name)
+        if j < n_dense - 1:
+            h = _normalize(h, params, state, new_state, name, norm, call.train)
+            h = call.activate(h, name)
+    return h
 
 
 # --------------------------------------------------------------------------------------------
@@ -619,24 +665,17 @@ def cnn1d(
             length, c = _out_len(length, k, stride, padding), c_out
             if length < 1:
                 raise _too_small("cnn1d", shape, f"after conv_{i}")
-        _init_layer(p, s, "dense_0", jax.random.fold_in(key, len(channels)), (length * c, num_classes),
-                    init_fn, norm, scale, last=True)
+        _init_dense_stack(p, s, key, len(channels), (length * c, num_classes), init_fn, norm, scale)
         return p, s
 
     def apply(params: Params, state: State, x: Array, *, key: PRNGKey | None = None, train: bool,
               hparams: Mapping[str, Any] | None = None, capture: bool = False) -> Any:
         call = _Call(key=key, train=train, hparams=hparams, static_rate=rate, capture=capture, activation=activation)
-        h = jnp.asarray(x)
-        if h.ndim == 2:
-            h = h[..., None]
-        if h.ndim != 3:
-            raise ValueError(f"cnn1d.apply: `x` must be (N, L) or (N, L, C), got shape {h.shape}")
+        h = _as_nlc(x, "cnn1d")
         new_state: State = {}
         for i in range(len(channels)):
             name = _layer_name("conv", i, len(channels))
-            h = _conv(h, params[name], name, stride=stride, padding=padding)
-            h = _normalize(h, params, state, new_state, name, norm, call.train)
-            h = call.activate(h, name)
+            h = _conv_unit(call, h, params, state, new_state, name, norm, name, stride=stride, padding=padding)
         h = call.dropout(_flatten(h), 0)
         return call.result(_dense(h, params["dense_0"], "dense_0"), new_state)
 
@@ -686,16 +725,7 @@ def resnet(
     stage_widths = checks.check_int_tuple(stage_widths, "stage_widths")
     blocks_per_stage = checks.check_positive_int(blocks_per_stage, "blocks_per_stage")
     init_fn, init_name, rate, num_classes = _check_common(init, activation, norm, dropout_rate, num_classes)
-
-    def blocks() -> list[tuple[str, int, int]]:
-        """(name, stride, c_out) of every block, in order."""
-        out = []
-        for si, c_out in enumerate(stage_widths):
-            for b in range(blocks_per_stage):
-                stage = f"{si + 1:0{len(str(len(stage_widths)))}d}"
-                block = f"{b:0{len(str(blocks_per_stage - 1))}d}"
-                out.append((f"stage{stage}_block{block}", 2 if (si > 0 and b == 0) else 1, c_out))
-        return out
+    blocks = _resnet_blocks(stage_widths, blocks_per_stage)
 
     def init_(key: PRNGKey, input_shape: Sequence[int], hparams: Mapping[str, Any] | None = None) -> tuple[Params, State]:
         shape = _check_input_shape(input_shape, (2, 3), "resnet", "(H, W, C) or (H, W)")
@@ -707,51 +737,66 @@ def resnet(
 
         _init_layer(p["stem"], s["stem"], "conv", next_key(), (3, 3, c, stage_widths[0]), init_fn, norm, scale)
         c = stage_widths[0]
-        for name, stride, c_out in blocks():
-            bp: Params = {}
-            bs: State = {}
-            _init_layer(bp, bs, "conv1", next_key(), (3, 3, c, c_out), init_fn, norm, scale)
-            _init_layer(bp, bs, "conv2", next_key(), (3, 3, c_out, c_out), init_fn, norm, scale)
-            if stride != 1 or c != c_out:
-                _init_layer(bp, bs, "proj", next_key(), (1, 1, c, c_out), init_fn, norm, scale)
-            p[name], s[name] = bp, bs
+        for name, stride, c_out in blocks:
+            p[name], s[name] = _init_basic_block(next_key, c, c_out, stride, init_fn, norm, scale)
             c = c_out
         _init_layer(p, s, "dense", next_key(), (c, num_classes), init_fn, norm, scale, last=True)
-        return p, ({k: v for k, v in s.items() if v} if norm == "batch" else {})
+        return p, _batch_norm_state(s, norm)
 
     def apply(params: Params, state: State, x: Array, *, key: PRNGKey | None = None, train: bool,
               hparams: Mapping[str, Any] | None = None, capture: bool = False) -> Any:
         call = _Call(key=key, train=train, hparams=hparams, static_rate=rate, capture=capture, activation=activation)
         h = _as_nhwc(x, "resnet")
         new_state: State = {}
-
-        def sub(d: Mapping[str, Any], name: str) -> Any:
-            return d.get(name, {})
-
-        ns: State = {}
-        h = _conv(h, params["stem"]["conv"], "stem/conv", padding="SAME")
-        h = _normalize(h, params["stem"], sub(state, "stem"), ns, "conv", norm, call.train)
-        h = call.activate(h, "stem/conv")
-        if ns:
-            new_state["stem"] = ns
-        for name, stride, _ in blocks():
-            bp, bs, ns = params[name], sub(state, name), {}
-            y = _conv(h, bp["conv1"], f"{name}/conv1", stride=stride, padding="SAME")
-            y = call.activate(_normalize(y, bp, bs, ns, "conv1", norm, call.train), f"{name}/conv1")
-            y = _conv(y, bp["conv2"], f"{name}/conv2", padding="SAME")
-            y = _normalize(y, bp, bs, ns, "conv2", norm, call.train)
-            if "proj" in bp:
-                h = _conv(h, bp["proj"], f"{name}/proj", stride=stride, padding="VALID")
-                h = _normalize(h, bp, bs, ns, "proj", norm, call.train)
-            h = call.activate(y + h, f"{name}/conv2")
-            if ns:
-                new_state[name] = ns
-        h = call.dropout(numerics.mean(h, (1, 2)), 0)  # global average pool, vmap-stable
-        return call.result(_dense(h, params["dense"], "dense"), new_state)
+        h = _apply_stem(call, h, params, state, new_state, norm)
+        for name, stride, _ in blocks:
+            h = _apply_basic_block(call, h, params, state, new_state, name, stride, norm)
+        return _pool_head(call, h, params, new_state)
 
     config = {"num_classes": num_classes, "stage_widths": list(stage_widths), "blocks_per_stage": blocks_per_stage,
               "init": init_name, "activation": activation, "norm": norm, "dropout_rate": rate}
     return Model(init_, apply, "resnet", config)
+
+
+def _resnet_blocks(stage_widths: Sequence[int], blocks_per_stage: int) -> list[tuple[str, int, int]]:
+    """``(name, stride, c_out)`` of every basic block, in order: stride 2 opens every stage after the first."""
+    out = []
+    for si, c_out in enumerate(stage_widths):
+        for b in range(blocks_per_stage):
+            stage = f"{si + 1:0{len(str(len(stage_widths)))}d}"
+            block = f"{b:0{len(str(blocks_per_stage - 1))}d}"
+            out.append((f"stage{stage}_block{block}", 2 if (si > 0 and b == 0) else 1, c_out))
+    return out
+
+
+def _init_basic_block(next_key: Callable[[], PRNGKey], c: int, c_out: int, stride: int,
+                      init_fn: Callable[..., Array], norm: str | None, scale: Any) -> tuple[Params, State]:
+    """Params and state of a basic block from ``c`` to ``c_out`` channels: ``"conv1"`` (3x3), ``"conv2"``
+    (3x3) and, where the shape changes, the projection ``"proj"`` (1x1), with keys taken in that order."""
+    bp: Params = {}
+    bs: State = {}
+    _init_layer(bp, bs, "conv1", next_key(), (3, 3, c, c_out), init_fn, norm, scale)
+    _init_layer(bp, bs, "conv2", next_key(), (3, 3, c_out, c_out), init_fn, norm, scale)
+    if stride != 1 or c != c_out:
+        _init_layer(bp, bs, "proj", next_key(), (1, 1, c, c_out), init_fn, norm, scale)
+    return bp, bs
+
+
+def _apply_basic_block(call: _Call, h: Array, params: Params, state: State, new_state: State, name: str,
+                       stride: int, norm: str | None) -> Array:
+    """``act(norm(conv3x3(act(norm(conv3x3_s(h))))) + shortcut(h))`` of block ``name``, the shortcut being
+    ``norm(conv1x1_s(h))`` when the block has ``"proj"``, else ``h``; new statistics go to ``new_state[name]``."""
+    bp, bs, ns = params[name], state.get(name, {}), {}
+    y = _conv_unit(call, h, bp, bs, ns, "conv1", norm, f"{name}/conv1", stride=stride, padding="SAME")
+    y = _conv(y, bp["conv2"], f"{name}/conv2", padding="SAME")
+    y = _normalize(y, bp, bs, ns, "conv2", norm, call.train)
+    if "proj" in bp:
+        h = _conv(h, bp["proj"], f"{name}/proj", stride=stride, padding="VALID")
+        h = _normalize(h, bp, bs, ns, "proj", norm, call.train)
+    h = call.activate(y + h, f"{name}/conv2")
+    if ns:
+        new_state[name] = ns
+    return h
 
 
 # --------------------------------------------------------------------------------------------
@@ -797,14 +842,7 @@ def inception(
       ValueError / TypeError: for an invalid choice, naming the parameter and the allowed values.
     """
     stem_width = checks.check_positive_int(stem_width, "stem_width")
-    if isinstance(blocks, (str, bytes)) or not isinstance(blocks, Sequence) or not blocks:
-        raise ValueError(f"`blocks` must be a non-empty sequence of (c1, c3r, c3, c5r, c5, cp) tuples, got {blocks!r}")
-    block_specs = []
-    for b in blocks:
-        spec = checks.check_int_tuple(b, "blocks")
-        if len(spec) != 6:
-            raise ValueError(f"`blocks` entries must be (c1, c3_reduce, c3, c5_reduce, c5, pool_proj), got {b!r}")
-        block_specs.append(spec)
+    block_specs = _check_inception_blocks(blocks)
     init_fn, init_name, rate, num_classes = _check_common(init, activation, norm, dropout_rate, num_classes)
 
     def init_(key: PRNGKey, input_shape: Sequence[int], hparams: Mapping[str, Any] | None = None) -> tuple[Params, State]:
@@ -820,55 +858,78 @@ def inception(
         c, h, w = stem_width, h // 2, w // 2
         if h < 1 or w < 1:
             raise _too_small("inception", shape, "after the stem's 2x2 pooling")
-        for i, (c1, c3r, c3, c5r, c5, cp) in enumerate(block_specs):
+        for i, spec in enumerate(block_specs):
             if i > 0:
                 h, w = h // 2, w // 2
                 if h < 1 or w < 1:
                     raise _too_small("inception", shape, f"before inception_{i}")
-            bp: Params = {}
-            bs: State = {}
-            for lname, kshape in (("b1", (1, 1, c, c1)), ("b3_reduce", (1, 1, c, c3r)), ("b3", (3, 3, c3r, c3)),
-                                  ("b5_reduce", (1, 1, c, c5r)), ("b5", (5, 5, c5r, c5)), ("pool_proj", (1, 1, c, cp))):
-                _init_layer(bp, bs, lname, next_key(), kshape, init_fn, norm, scale)
-            p[_layer_name("inception", i, len(block_specs))] = bp
-            s[_layer_name("inception", i, len(block_specs))] = bs
-            c = c1 + c3 + c5 + cp
+            name = _layer_name("inception", i, len(block_specs))
+            p[name], s[name], c = _init_inception_block(next_key, c, spec, init_fn, norm, scale)
         _init_layer(p, s, "dense", next_key(), (c, num_classes), init_fn, norm, scale, last=True)
-        return p, ({k: v for k, v in s.items() if v} if norm == "batch" else {})
+        return p, _batch_norm_state(s, norm)
 
     def apply(params: Params, state: State, x: Array, *, key: PRNGKey | None = None, train: bool,
               hparams: Mapping[str, Any] | None = None, capture: bool = False) -> Any:
         call = _Call(key=key, train=train, hparams=hparams, static_rate=rate, capture=capture, activation=activation)
         h = _as_nhwc(x, "inception")
         new_state: State = {}
-
-        def unit(z: Array, bp: Params, bs: State, ns: State, lname: str, path: str) -> Array:
-            z = _conv(z, bp[lname], f"{path}/{lname}", padding="SAME")
-            return call.activate(_normalize(z, bp, bs, ns, lname, norm, call.train), f"{path}/{lname}")
-
-        ns: State = {}
-        h = unit(h, params["stem"], state.get("stem", {}), ns, "conv", "stem")
-        if ns:
-            new_state["stem"] = ns
-        h = max_pool_2x2(h)
+        h = max_pool_2x2(_apply_stem(call, h, params, state, new_state, norm))
         for i in range(len(block_specs)):
             if i > 0:
                 h = max_pool_2x2(h)
             name = _layer_name("inception", i, len(block_specs))
-            bp, bs, ns = params[name], state.get(name, {}), {}
-            y1 = unit(h, bp, bs, ns, "b1", name)
-            y3 = unit(unit(h, bp, bs, ns, "b3_reduce", name), bp, bs, ns, "b3", name)
-            y5 = unit(unit(h, bp, bs, ns, "b5_reduce", name), bp, bs, ns, "b5", name)
-            yp = unit(max_pool_3x3_same(h), bp, bs, ns, "pool_proj", name)
-            h = jnp.concatenate([y1, y3, y5, yp], axis=-1)
-            if ns:
-                new_state[name] = ns
-        h = call.dropout(numerics.mean(h, (1, 2)), 0)  # global average pool, vmap-stable
-        return call.result(_dense(h, params["dense"], "dense"), new_state)
+            h = _apply_inception_block(call, h, params, state, new_state, name, norm)
+        return _pool_head(call, h, params, new_state)
 
     config = {"num_classes": num_classes, "stem_width": stem_width, "blocks": [list(b) for b in block_specs],
               "init": init_name, "activation": activation, "norm": norm, "dropout_rate": rate}
     return Model(init_, apply, "inception", config)
+
+
+def _check_inception_blocks(blocks: Any) -> list[tuple[int, ...]]:
+    """The validated ``(c1, c3_reduce, c3, c5_reduce, c5, pool_proj)`` tuples of :func:`inception`'s ``blocks``."""
+    if isinstance(blocks, (str, bytes)) or not isinstance(blocks, Sequence) or not blocks:
+        raise ValueError(f"`blocks` must be a non-empty sequence of (c1, c3r, c3, c5r, c5, cp) tuples, got {blocks!r}")
+    block_specs = []
+    for b in blocks:
+        spec = checks.check_int_tuple(b, "blocks")
+        if len(spec) != 6:
+            raise ValueError(f"`blocks` entries must be (c1, c3_reduce, c3, c5_reduce, c5, pool_proj), got {b!r}")
+        block_specs.append(spec)
+    return block_specs
+
+
+def _init_inception_block(next_key: Callable[[], PRNGKey], c: int, spec: Sequence[int],
+                          init_fn: Callable[..., Array], norm: str | None, scale: Any) -> tuple[Params, State, int]:
+    """Params, state and output channels ``c1 + c3 + c5 + cp`` of an Inception block
+    ``spec = (c1, c3r, c3, c5r, c5, cp)`` on ``c`` input channels; keys taken in the order
+    ``b1, b3_reduce, b3, b5_reduce, b5, pool_proj``."""
+    c1, c3r, c3, c5r, c5, cp = spec
+    bp: Params = {}
+    bs: State = {}
+    for lname, kshape in (("b1", (1, 1, c, c1)), ("b3_reduce", (1, 1, c, c3r)), ("b3", (3, 3, c3r, c3)),
+                          ("b5_reduce", (1, 1, c, c5r)), ("b5", (5, 5, c5r, c5)), ("pool_proj", (1, 1, c, cp))):
+        _init_layer(bp, bs, lname, next_key(), kshape, init_fn, norm, scale)
+    return bp, bs, c1 + c3 + c5 + cp
+
+
+def _apply_inception_block(call: _Call, h: Array, params: Params, state: State, new_state: State, name: str,
+                           norm: str | None) -> Array:
+    """``concat[b1(h), b3(b3_reduce(h)), b5(b5_reduce(h)), pool_proj(max_pool_3x3_same(h))]`` on channels,
+    each conv SAME-padded and followed by norm and activation; new statistics go to ``new_state[name]``."""
+    bp, bs, ns = params[name], state.get(name, {}), {}
+
+    def unit(z: Array, lname: str) -> Array:
+        return _conv_unit(call, z, bp, bs, ns, lname, norm, f"{name}/{lname}", padding="SAME")
+
+    y1 = unit(h, "b1")
+    y3 = unit(unit(h, "b3_reduce"), "b3")
+    y5 = unit(unit(h, "b5_reduce"), "b5")
+    yp = unit(max_pool_3x3_same(h), "pool_proj")
+    h = jnp.concatenate([y1, y3, y5, yp], axis=-1)
+    if ns:
+        new_state[name] = ns
+    return h
 
 
 # --------------------------------------------------------------------------------------------

@@ -109,6 +109,33 @@ def batch_norm_init(num_features: int, dtype: Any = jnp.float32) -> tuple[Params
     return params, state
 
 
+def _batch_statistics(xc: jax.Array, axis_name: str | None) -> tuple[jax.Array, jax.Array]:
+    """Per-feature ``mu = mean(x)`` and biased ``sigma^2 = mean((x - mu)^2)`` over every axis but the last,
+    each averaged over the mapped axis ``axis_name`` (``jax.lax.pmean``) when one is given."""
+    axes = tuple(range(xc.ndim - 1))
+    # pairwise (fixed-association) means: a vmapped population cannot change their rounding
+    mean = jnum.mean(xc, axes)
+    if axis_name is not None:
+        mean = jax.lax.pmean(mean, axis_name)
+    var = jnum.mean(jnp.square(xc - mean), axes)
+    if axis_name is not None:
+        var = jax.lax.pmean(var, axis_name)
+    return mean, var
+
+
+def _running_statistics(state: State, mean: jax.Array, var: jax.Array, momentum: float | jax.Array,
+                        cdt: Any) -> State:
+    """``new = momentum * old + (1 - momentum) * batch`` for ``"mean"`` and ``"var"`` (computed in ``cdt``,
+    stored in the state's dtypes), without gradient."""
+    m = jnp.asarray(momentum, cdt)
+    one_minus_m = 1.0 - m
+    new_state = {
+        "mean": (m * state["mean"].astype(cdt) + one_minus_m * mean).astype(state["mean"].dtype),
+        "var": (m * state["var"].astype(cdt) + one_minus_m * var).astype(state["var"].dtype),
+    }
+    return jax.lax.stop_gradient(new_state)
+
+
 def batch_norm(
     x: jax.Array,
     params: Params,
@@ -171,21 +198,8 @@ def batch_norm(
     cdt = _stats_dtype(x)
     xc = x.astype(cdt)
     if train:
-        axes = tuple(range(x.ndim - 1))
-        # pairwise (fixed-association) means: a vmapped population cannot change their rounding
-        mean = jnum.mean(xc, axes)
-        if axis_name is not None:
-            mean = jax.lax.pmean(mean, axis_name)
-        var = jnum.mean(jnp.square(xc - mean), axes)
-        if axis_name is not None:
-            var = jax.lax.pmean(var, axis_name)
-        m = jnp.asarray(momentum, cdt)
-        one_minus_m = 1.0 - m
-        new_state = {
-            "mean": (m * state["mean"].astype(cdt) + one_minus_m * mean).astype(state["mean"].dtype),
-            "var": (m * state["var"].astype(cdt) + one_minus_m * var).astype(state["var"].dtype),
-        }
-        new_state = jax.lax.stop_gradient(new_state)
+        mean, var = _batch_statistics(xc, axis_name)
+        new_state = _running_statistics(state, mean, var, momentum, cdt)
     else:
         mean = state["mean"].astype(cdt)
         var = state["var"].astype(cdt)

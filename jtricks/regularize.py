@@ -274,6 +274,20 @@ def early_stopping_init(params: PyTree, *, mode: str = "min") -> EarlyStoppingSt
     )
 
 
+def _check_early_stopping_args(state: EarlyStoppingState, params: PyTree, patience: Any, min_delta: Any,
+                               mode: Any) -> None:
+    """Validate :func:`early_stopping_update`'s ``mode``, Python ``patience`` / ``min_delta`` and ``params``."""
+    if mode is not None:
+        mode = _check_mode(mode)
+        if mode != state.mode:
+            raise ValueError(
+                f"`mode`={mode!r} differs from the state's mode {state.mode!r} (given to early_stopping_init)"
+            )
+    _check_int(patience, "patience", 0)
+    _check_scalar_range(min_delta, "min_delta", 0.0, math.inf, True, "min_delta >= 0")
+    _check_same_structure(state.best_params, params, "state.best_params", "params", "early_stopping_update", True)
+
+
 def early_stopping_update(
     state: EarlyStoppingState,
     metric: Scalar,
@@ -317,15 +331,7 @@ def early_stopping_update(
       ValueError / TypeError: bad ``mode``, a negative or non-int Python ``patience``, a negative
         Python ``min_delta``, or ``params`` whose structure / shapes differ from ``best_params``.
     """
-    if mode is not None:
-        mode = _check_mode(mode)
-        if mode != state.mode:
-            raise ValueError(
-                f"`mode`={mode!r} differs from the state's mode {state.mode!r} (given to early_stopping_init)"
-            )
-    _check_int(patience, "patience", 0)
-    _check_scalar_range(min_delta, "min_delta", 0.0, math.inf, True, "min_delta >= 0")
-    _check_same_structure(state.best_params, params, "state.best_params", "params", "early_stopping_update", True)
+    _check_early_stopping_args(state, params, patience, min_delta, mode)
 
     dt = state.best_metric.dtype
     metric = jnp.asarray(metric, dt)
@@ -522,6 +528,93 @@ def _is_bn_entry(node: Any) -> bool:
     return isinstance(node, Mapping) and set(node.keys()) == {"mean", "var"}
 
 
+_BnStats = list[dict[str, jax.Array]]
+
+
+def _bn_entries(model_state: PyTree) -> tuple[list[Any], Any, list[int]]:
+    """``(leaves, treedef, bn_idx)``: ``model_state`` flattened down to its batch-norm ``{"mean", "var"}``
+    dicts, which are ``leaves[i]`` for ``i`` in ``bn_idx``.
+
+    Raises:
+      ValueError: ``model_state`` has no batch-norm entries.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(model_state, is_leaf=_is_bn_entry)
+    bn_idx = [i for i, leaf in enumerate(leaves) if _is_bn_entry(leaf)]
+    if not bn_idx:
+        raise ValueError(
+            "reestimate_batch_norm: `model_state` has no batch-norm entries (dicts with exactly the keys "
+            "{'mean', 'var'}, as made by jtricks.norm.batch_norm_init)"
+        )
+    return leaves, treedef, bn_idx
+
+
+def _zeroed_bn_state(leaves: list[Any], treedef: Any, bn_idx: list[int]) -> PyTree:
+    """The state with every batch-norm ``{"mean", "var"}`` set to zeros (other entries unchanged)."""
+    zeroed = list(leaves)
+    for i in bn_idx:
+        zeroed[i] = {k: jnp.zeros_like(v) for k, v in leaves[i].items()}
+    return jax.tree_util.tree_unflatten(treedef, zeroed)
+
+
+def _zero_bn_sums(leaves: list[Any], bn_idx: list[int]) -> _BnStats:
+    """Zero accumulators ``[{"mean", "var"}]``, one per batch-norm entry, in at least float32."""
+    return [
+        {name: jnp.zeros(jnp.shape(leaves[i][name]), _float_dtype(leaves[i][name])) for name in ("mean", "var")}
+        for i in bn_idx
+    ]
+
+
+def _add_bn_statistics(acc: _BnStats, stats: _BnStats) -> _BnStats:
+    return jax.tree_util.tree_map(jnp.add, acc, stats)
+
+
+def _scan_bn_statistics(batch_stats: Callable[[Any, jax.Array], _BnStats], zero_sums: _BnStats,
+                        batches: jax.Array | np.ndarray, key: jax.Array) -> tuple[_BnStats, int]:
+    """``(sum_k batch_stats(batches[k], fold_in(key, k)), K)`` as one ``jax.lax.scan`` over the leading axis.
+
+    Raises:
+      ValueError: ``batches`` has no leading axis or ``K = 0``.
+    """
+    num = int(jnp.shape(batches)[0]) if jnp.ndim(batches) >= 1 else 0
+    if num == 0:
+        raise ValueError("reestimate_batch_norm: `batches` is empty (need an array of shape (K, batch, ...), K >= 1)")
+
+    def body(acc: _BnStats, xs: tuple[Any, jax.Array]) -> tuple[Any, None]:
+        x, i = xs
+        return _add_bn_statistics(acc, batch_stats(x, jax.random.fold_in(key, i))), None
+
+    sums, _ = jax.lax.scan(body, zero_sums, (jnp.asarray(batches), jnp.arange(num)))
+    return sums, num
+
+
+def _loop_bn_statistics(batch_stats: Callable[[Any, jax.Array], _BnStats], zero_sums: _BnStats,
+                        batches: Iterable[Any], key: jax.Array) -> tuple[_BnStats, int]:
+    """``(sum_k batch_stats(x_k, fold_in(key, k)), K)`` by a host loop over an iterable, one jitted step a batch.
+
+    Raises:
+      ValueError: ``batches`` is empty.
+    """
+    step = jax.jit(lambda acc, x, k: _add_bn_statistics(acc, batch_stats(x, k)))
+    sums, num = zero_sums, 0
+    for x in batches:
+        sums = step(sums, x, jax.random.fold_in(key, num))
+        num += 1
+    if num == 0:
+        raise ValueError("reestimate_batch_norm: `batches` is empty")
+    return sums, num
+
+
+def _with_bn_averages(leaves: list[Any], treedef: Any, bn_idx: list[int], sums: _BnStats, num: int) -> PyTree:
+    """The state with batch-norm entry ``bn_idx[j]`` replaced by ``sums[j] * (1 / num)`` in its own dtypes."""
+    scale = 1.0 / num
+    out = list(leaves)
+    for j, i in enumerate(bn_idx):
+        out[i] = {
+            name: (sums[j][name] * scale).astype(jnp.result_type(leaves[i][name])) for name in ("mean", "var")
+        }
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
 def reestimate_batch_norm(
     apply_fn: Callable[..., tuple[Any, PyTree]],
     params: PyTree,
@@ -573,20 +666,11 @@ def reestimate_batch_norm(
         ``momentum`` is outside ``[0, 1)``, or ``apply_fn`` returns a state of another structure.
     """
     _check_scalar_range(momentum, "momentum", 0.0, 1.0, True, "0 <= momentum < 1")
-    leaves, treedef = jax.tree_util.tree_flatten(model_state, is_leaf=_is_bn_entry)
-    bn_idx = [i for i, leaf in enumerate(leaves) if _is_bn_entry(leaf)]
-    if not bn_idx:
-        raise ValueError(
-            "reestimate_batch_norm: `model_state` has no batch-norm entries (dicts with exactly the keys "
-            "{'mean', 'var'}, as made by jtricks.norm.batch_norm_init)"
-        )
-    zeroed = list(leaves)
-    for i in bn_idx:
-        zeroed[i] = {k: jnp.zeros_like(v) for k, v in leaves[i].items()}
-    zero_state = jax.tree_util.tree_unflatten(treedef, zeroed)
+    leaves, treedef, bn_idx = _bn_entries(model_state)
+    zero_state = _zeroed_bn_state(leaves, treedef, bn_idx)
     inv = 1.0 / (1.0 - jnp.asarray(momentum, jnp.float32))
 
-    def batch_stats(x: Any, k: jax.Array) -> list[dict[str, jax.Array]]:
+    def batch_stats(x: Any, k: jax.Array) -> _BnStats:
         _, new_state = apply_fn(params, zero_state, x, key=k, train=True)
         try:
             new_leaves = treedef.flatten_up_to(new_state)
@@ -599,40 +683,12 @@ def reestimate_batch_norm(
             for i in bn_idx
         ]
 
-    zero_sums = [
-        {name: jnp.zeros(jnp.shape(leaves[i][name]), _float_dtype(leaves[i][name])) for name in ("mean", "var")}
-        for i in bn_idx
-    ]
-
-    def add(acc: list[dict[str, jax.Array]], stats: list[dict[str, jax.Array]]) -> list[dict[str, jax.Array]]:
-        return jax.tree_util.tree_map(jnp.add, acc, stats)
-
+    zero_sums = _zero_bn_sums(leaves, bn_idx)
     if isinstance(batches, (jax.Array, np.ndarray)):
-        num = int(jnp.shape(batches)[0]) if jnp.ndim(batches) >= 1 else 0
-        if num == 0:
-            raise ValueError("reestimate_batch_norm: `batches` is empty (need an array of shape (K, batch, ...), K >= 1)")
-
-        def body(acc: list[dict[str, jax.Array]], xs: tuple[Any, jax.Array]) -> tuple[Any, None]:
-            x, i = xs
-            return add(acc, batch_stats(x, jax.random.fold_in(key, i))), None
-
-        sums, _ = jax.lax.scan(body, zero_sums, (jnp.asarray(batches), jnp.arange(num)))
+        sums, num = _scan_bn_statistics(batch_stats, zero_sums, batches, key)
     else:
-        step = jax.jit(lambda acc, x, k: add(acc, batch_stats(x, k)))
-        sums, num = zero_sums, 0
-        for x in batches:
-            sums = step(sums, x, jax.random.fold_in(key, num))
-            num += 1
-        if num == 0:
-            raise ValueError("reestimate_batch_norm: `batches` is empty")
-
-    scale = 1.0 / num
-    out = list(leaves)
-    for j, i in enumerate(bn_idx):
-        out[i] = {
-            name: (sums[j][name] * scale).astype(jnp.result_type(leaves[i][name])) for name in ("mean", "var")
-        }
-    return jax.tree_util.tree_unflatten(treedef, out)
+        sums, num = _loop_bn_statistics(batch_stats, zero_sums, batches, key)
+    return _with_bn_averages(leaves, treedef, bn_idx, sums, num)
 
 
 # --------------------------------------------------------------------------------------------
