@@ -22,7 +22,7 @@ import errno
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 __all__ = ["main", "check_out_dir", "USER_ERRORS"]
 
@@ -153,8 +153,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _kill_after_epoch=int(os.environ["JTRICKS_KILL_AFTER_EPOCH"]) if os.environ.get("JTRICKS_KILL_AFTER_EPOCH") else None,
     )
     metric = res.metrics[0]
-    print(jreport.format_summary_table(res.summary, metric))
-    best = _best_arm(res.summary, metric)
+    print(jreport.format_summary_table(res.summary, metric, res.directions))
+    best = _best_arm(res.summary, metric, res.directions)
     n_div = sum(1 for m in res.member_rows if m["diverged_epoch"] >= 0)
     print(
         f"done in {res.wall_time_s:.1f}s: {len(arms)} arms x {exp.seeds} seeds, "
@@ -177,13 +177,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _best_arm(summary: Sequence[dict], metric: str) -> str:
+def _best_arm(summary: Sequence[dict], metric: str, directions: Mapping[str, bool] | None = None) -> str:
     from jtricks.report import metric_direction
 
     rows = [r for r in summary if r.get("metric") == metric and r.get("mean") == r.get("mean")]
     if not rows:
         return "n/a"
-    sign = metric_direction(metric)
+    sign = metric_direction(metric, directions)
     best = max(rows, key=lambda r: sign * r["mean"])
     return f"{best['arm']} ({best['mean']:.4f})"
 

@@ -370,8 +370,6 @@ def summarize(
       better or unknown, ``<=`` when lower is), ``-1`` if never; ``None`` (and ``target`` ``None``) when no
       target applies to the metric.
 
-    Each row also carries ``direction`` (+1 higher is better, -1 lower, 0 unknown; not a CSV column).
-
     Args:
       metrics_rows: tidy rows ``arm, seed, epoch, metric, value`` (dicts or 5-sequences).
       member_rows: rows ``arm, seed, diverged_epoch, stopped_epoch, best_epoch``, or ``None``.
@@ -387,7 +385,7 @@ def summarize(
         direction is not known by name (:func:`metric_direction`), e.g. a custom metric.
 
     Returns:
-      A list of dicts with keys :data:`SUMMARY_COLUMNS` (and ``direction``), ordered by metric then arm.
+      A list of dicts with keys :data:`SUMMARY_COLUMNS`, ordered by metric then arm.
     """
     confidence = _stats._check_prob("confidence", confidence)
     power = _stats._check_prob("power", power)
@@ -413,7 +411,7 @@ def summarize(
         for arm in names:
             row = _arm_row(data[metric].get(arm, {}), finals, arm, baseline, direction, confidence, power,
                            targets.get(metric))
-            out.append({"metric": metric, "arm": arm, "baseline": baseline, **row, "direction": direction})
+            out.append({"metric": metric, "arm": arm, "baseline": baseline, **row})
     return out
 
 
@@ -502,11 +500,6 @@ def _decimals(metric: str, rows: list[dict[str, Any]]) -> int:
     return int(min(10, max(0, 3 - mag)))
 
 
-def _direction_of(rows: Sequence[Mapping[str, Any]], metric: str) -> int:
-    """The direction a summary carries for ``metric`` (rows from :func:`summarize`), else by name."""
-    return int(rows[0].get("direction", metric_direction(metric))) if rows else metric_direction(metric)
-
-
 def _num(v: float, decimals: int, signed: bool = False) -> str:
     if v is None or not math.isfinite(v):
         return "n/a" if v is None or math.isnan(v) else ("+inf" if v > 0 else "-inf")
@@ -526,7 +519,8 @@ def _pct(confidence: float) -> str:
     return f"{confidence * 100:g}%"
 
 
-def _table_cells(rows: list[dict[str, Any]], metric: str) -> tuple[list[str], list[list[str]]]:
+def _table_cells(rows: list[dict[str, Any]], metric: str, directions: Mapping[str, Any] | None = None
+                 ) -> tuple[list[str], list[list[str]]]:
     rows = [r for r in rows if r["metric"] == metric]
     if not rows:
         raise ValueError(f"no summary rows for metric {metric!r}")
@@ -546,7 +540,7 @@ def _table_cells(rows: list[dict[str, Any]], metric: str) -> tuple[list[str], li
     ]
     has_target = any(r["target"] is not None for r in rows)
     if has_target:
-        op = "≤" if _direction_of(rows, metric) < 0 else "≥"
+        op = "≤" if metric_direction(metric, directions) < 0 else "≥"
         header.append(f"epochs to {op} {rows[0]['target']:g}" if rows[0]["target"] is not None
                       else "epochs to target")
     body = []
@@ -585,13 +579,13 @@ def _table_cells(rows: list[dict[str, Any]], metric: str) -> tuple[list[str], li
     return header, body
 
 
-def format_summary_table(summary_rows: list[dict[str, Any]], metric: str) -> str:
+def format_summary_table(summary_rows: list[dict[str, Any]], metric: str, directions: Mapping[str, Any] | None = None) -> str:
     """Plain-text table of one metric's summary rows, columns padded to align, for the console.
 
     Same cells as the Markdown table of :func:`write_summary`: arm, mean ± std, CI, n, diverged,
     best epoch, Δ vs baseline [CI], p, verdict, seeds to resolve (and epochs to target).
     """
-    header, body = _table_cells(summary_rows, metric)
+    header, body = _table_cells(summary_rows, metric, directions)
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
@@ -606,7 +600,8 @@ def _md_escape(s: str) -> str:
     return s.replace("|", "\\|")
 
 
-def _markdown(summary_rows: list[dict[str, Any]], title: str, notes: str | Sequence[str] | None) -> str:
+def _markdown(summary_rows: list[dict[str, Any]], title: str, notes: str | Sequence[str] | None,
+              directions: Mapping[str, Any] | None = None) -> str:
     parts = [f"# {title}", ""]
     if notes:
         if isinstance(notes, str):
@@ -632,9 +627,9 @@ def _markdown(summary_rows: list[dict[str, Any]], title: str, notes: str | Seque
         if r["metric"] not in metrics:
             metrics.append(r["metric"])
     for metric in metrics:
-        d = _direction_of([r for r in summary_rows if r["metric"] == metric], metric)
+        d = metric_direction(metric, directions)
         hint = " (higher is better)" if d > 0 else (" (lower is better)" if d < 0 else "")
-        header, body = _table_cells(summary_rows, metric)
+        header, body = _table_cells(summary_rows, metric, directions)
         parts += [f"## {metric}{hint}", ""]
         parts.append("| " + " | ".join(header) + " |")
         align = [":---" if h in ("arm", "verdict") else "---:" for h in header]
@@ -651,6 +646,7 @@ def write_summary(
     *,
     title: str,
     notes: str | Sequence[str] | None = None,
+    directions: Mapping[str, Any] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``summary.csv`` (columns :data:`SUMMARY_COLUMNS`, floats as exact ``repr``, ``None``
     as empty) and ``summary.md`` (a title, ``notes`` -- a paragraph or a list of bullets --, a
@@ -676,7 +672,7 @@ def write_summary(
     )
     md_path = out_dir / "summary.md"
     with md_path.open("w", newline="", encoding="utf-8") as f:
-        f.write(_markdown(summary_rows, title, notes))
+        f.write(_markdown(summary_rows, title, notes, directions))
     return csv_path, md_path
 
 
@@ -864,7 +860,7 @@ def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
     name = str(config.get("name") or manifest.get("experiment") or out_dir.resolve().name)
     description = str(config.get("description") or "")
     title = f"{name}: {description}".strip(": ")
-    write_summary(out_dir, summary, title=title)
+    write_summary(out_dir, summary, title=title, directions=manifest.get("directions"))
     if plot and rows:
         plot_curves(
             out_dir / "curves.png",

@@ -67,6 +67,8 @@ class RunResult:
     timing: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     #: the metrics summarised (``Experiment.metrics`` or the defaults of the task)
     metrics: tuple[str, ...] = ()
+    #: whether higher is better, for every metric written (as the metrics declare it)
+    directions: dict[str, bool] = dataclasses.field(default_factory=dict)
 
     def history(self, arm: str, metric: str) -> np.ndarray:
         """``(seeds, epochs)`` array of ``metric`` for ``arm``."""
@@ -428,7 +430,7 @@ def write(out: Path, the_plan: Plan, collected: Collected, summary: list[dict[st
         jreport.write_members_csv(tmp, collected.member_rows)
     arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in the_plan.arms]
     jresults.write_atomic(out / "arms.json", json.dumps(jexp.to_json(arm_dicts), indent=2) + "\n")
-    jreport.write_summary(out, summary, title=f"{exp.name}: {exp.description}".strip(": "))
+    jreport.write_summary(out, summary, title=f"{exp.name}: {exp.description}".strip(": "), directions=manifest["directions"])
     if plot:
         produced = {r["metric"] for r in collected.metric_rows}
         panels = tuple(m for m in dict.fromkeys([*manifest["metrics"], "train_loss", "val_acc"]) if m in produced)
@@ -517,7 +519,7 @@ def _run(the_plan: Plan, out: Path | None, *, resume: bool, max_members: int | N
         write(out, the_plan, collected, summary, manifest, fingerprint, plot=plot)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return RunResult(out, the_plan.arms, collected.metric_rows, collected.member_rows, summary, compiles, wall,
-                     collected.final_states, timing, tuple(metrics))
+                     collected.final_states, timing, tuple(metrics), directions)
 
 
 def _directions(setups: Sequence[GroupSetup], collected: Collected) -> dict[str, bool]:

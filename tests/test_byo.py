@@ -123,8 +123,7 @@ def test_regression_with_mse_and_r2() -> None:
         for seed in (0, 1):
             v = {r["metric"]: r["value"] for r in rows if r["seed"] == seed}
             np.testing.assert_allclose(v["test_r2"], 1 - v["test_mse"] / var, rtol=1e-4)
-    assert {r["direction"] for r in res.summary if r["metric"] == "test_r2"} == {1}
-    assert {r["direction"] for r in res.summary if r["metric"] == "test_mse"} == {-1}
+    assert res.directions["test_r2"] is True and res.directions["test_mse"] is False
     assert mse["learning_rate=0.01"] < mse["learning_rate=0.001"]
 
 
@@ -222,7 +221,7 @@ def test_custom_metric_direction_drives_the_summary() -> None:
     rows = {(r["metric"], r["arm"]): r for r in res.summary}
     for arm in ("learning_rate=0.001", "learning_rate=0.01"):
         np.testing.assert_allclose(rows[("test_err", arm)]["mean"], 1 - rows[("test_acc", arm)]["mean"], atol=1e-6)
-        assert rows[("test_err", arm)]["direction"] == -1
+    assert res.directions["test_err"] is False and res.directions["val_err"] is False
     acc_verdict = rows[("test_acc", "learning_rate=0.01")]["verdict"]
     err_verdict = rows[("test_err", "learning_rate=0.01")]["verdict"]
     assert acc_verdict == err_verdict  # "better" accuracy is "better" (lower) error

@@ -56,7 +56,11 @@ def _results_folder(path: Path) -> None:
     ]
     report.write_metrics_csv(path / "metrics.csv", rows)
     (path / "arms.json").write_text(json.dumps([{"arm": "baseline", "factors": {}}, {"arm": "dropout", "factors": {"dropout_rate": 0.5}}]))
-    (path / "manifest.json").write_text(json.dumps({"config": {"name": "demo", "metrics": ["val_acc"]}}))
+    from jtricks import fingerprint, results_io
+
+    manifest = {"config": {"name": "demo", "metrics": ["val_acc"], "epochs": 2}, "seeds": [0, 1, 2],
+                "arms": json.loads((path / "arms.json").read_text())}
+    results_io.write_manifest(path, manifest, fingerprint.run_fingerprint({"demo": 1}))
 
 
 def test_report_cli_re_renders_a_results_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -74,4 +78,4 @@ def test_report_cli_re_renders_a_results_folder(tmp_path: Path, capsys: pytest.C
 
 def test_report_cli_rejects_a_folder_without_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["report", str(tmp_path)]) == 2
-    assert "has no metrics.csv" in capsys.readouterr().err
+    assert "has no manifest.json: the run did not finish" in capsys.readouterr().err

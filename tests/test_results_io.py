@@ -220,7 +220,7 @@ def test_summarised_metric_missing_and_a_row_cut_in_the_middle(tmp_path):
     _strip_records(tmp_path)
     man = json.loads((tmp_path / "manifest.json").read_text())
     (tmp_path / "manifest.json").write_text(json.dumps({**man, "metrics": ["val_acc", "test_acc"]}))
-    with pytest.raises(ValueError, match=r"arm 'a' seed 0 has no rows of \['test_acc'\]"):
+    with pytest.raises(ValueError, match=r"incomplete: no rows of \['test_acc'\]"):
         rio.check_complete(tmp_path)
     (tmp_path / "manifest.json").write_text(json.dumps(man))
     data = (tmp_path / "metrics.csv").read_bytes()
