@@ -206,7 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         epoch = getattr(e, "epoch", None)  # the last finished epoch, when the runner attaches it
         at = f" at epoch {epoch}" if epoch is not None else ""
-        hint = "; continue with --resume" if args.command == "run" else ""
+        hint = ""
+        if args.command == "run":
+            hint = "; run it again (no checkpoints: --no-checkpoint)" if args.no_checkpoint else "; continue with --resume"
         print(f"\njtricks {args.command}: interrupted{at}{hint}", file=sys.stderr)
         return 130
     except USER_ERRORS as e:
