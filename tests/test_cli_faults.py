@@ -144,7 +144,7 @@ def test_ctrl_c_exits_130_with_a_resume_hint_and_resume_finishes(tmp_path):
     m = re.fullmatch(r"jtricks run: interrupted at epoch (\d+); continue with --resume", err.strip().splitlines()[-1])
     assert m is not None, err
     epoch = int(m.group(1))
-    assert 2 <= epoch < 20 and (out / "checkpoints" / "group0_chunk0" / str(epoch)).is_dir()
+    assert 1 <= epoch < 20 and (out / "checkpoints" / "group0_chunk0" / str(epoch)).is_dir()  # complete
     assert not (out / "manifest.json").exists()
     p = _cli("run", str(f), "--out", str(out), "--quiet", "--no-plot", "--resume", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
@@ -221,7 +221,9 @@ def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path):
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        _one_line_error(_cli("run", str(f), "--out", str(out), "--quiet", cwd=tmp_path), f"{out} is in use by PID {holder.pid}")
+        p = _cli("run", str(f), "--out", str(out), "--quiet", cwd=tmp_path)
+        _one_line_error(p, f"{out} is in use by PID {holder.pid}")
+        assert p.stderr.strip().splitlines()[-1] == f"jtricks run: {out} is in use by PID {holder.pid}"
         _one_line_error(_cli("report", str(out), cwd=tmp_path), f"{out} is in use by PID {holder.pid}")
         assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written
     finally:
@@ -235,6 +237,8 @@ def test_unwritable_checkpoint_path_ends_the_run_promptly(tmp_path):
     (out / "checkpoints").write_text("a file where the checkpoints go")
     p = _cli("run", str(f), "--out", str(out), "--quiet", cwd=tmp_path, timeout=120)  # a hang fails the test
     _one_line_error(p, f"cannot write checkpoint {out / 'checkpoints' / 'group0_chunk0' / '1'}: Not a directory")
+    assert p.stderr.strip().splitlines()[-1] == (
+        f"jtricks run: cannot write checkpoint {out / 'checkpoints' / 'group0_chunk0' / '1'}: Not a directory")
     assert not (out / "manifest.json").exists()
 
 
