@@ -179,8 +179,12 @@ def test_resume_refuses_other_settings_and_survives_a_damaged_checkpoint(tmp_pat
     for step in ("1", "2"):
         for data_file in _array_files(broken / "checkpoints" / "group0_chunk0" / step):
             _flip_64_bytes(data_file)
-    _one_line_error(_cli("run", str(f), "--out", str(broken), "--quiet", "--resume", cwd=tmp_path),
-                    "start over without --resume")
+    p = _cli("run", str(f), "--out", str(broken), "--quiet", "--resume", cwd=tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    *warnings, last = [ln for ln in p.stderr.splitlines() if ln.strip() and " arms x " not in ln]
+    assert len(warnings) == 2 and all(w.startswith("jtricks: warning: checkpoint ") for w in warnings), p.stderr
+    assert last.startswith(f"jtricks run: no intact checkpoint in {broken / 'checkpoints' / 'group0_chunk0'}: ")
+    assert last.endswith(f"start over without --resume (or delete {broken / 'checkpoints' / 'group0_chunk0'})")
     # (b) the newest damaged: a warning, the previous one is used, the results are byte-identical
     _flip_64_bytes(_array_files(ck / "2")[-1])
     p = _cli("run", str(f), "--out", str(out), "--quiet", "--no-plot", "--resume", cwd=tmp_path)
