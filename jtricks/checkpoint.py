@@ -32,7 +32,7 @@ import numpy as np
 
 from jtricks import fingerprint as jfp
 
-__all__ = ["save", "restore", "checksum", "CheckpointWriteError", "CheckpointCorruptError", "KEEP"]
+__all__ = ["save", "restore", "stored_fingerprint", "checksum", "CheckpointWriteError", "CheckpointCorruptError", "KEEP"]
 
 #: Checkpoints kept per chunk: the newest and the one before it (the fallback when the newest is damaged).
 KEEP = 2
@@ -144,6 +144,28 @@ def _read_step(mngr: Any, step: int) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(meta, Mapping) or meta.get("format") != _FORMAT or meta.get("epoch") != step:
         raise ValueError("its metadata is not a jtricks checkpoint of this step")
     return dict(meta), mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+
+
+def stored_fingerprint(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The run fingerprint recorded in the newest checkpoint of ``folder`` whose metadata reads (only the
+    metadata is read: no arrays, no checksum); ``None`` when there is none."""
+    import orbax.checkpoint as ocp
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    mngr = _manager(folder, create=False)
+    try:
+        for step in sorted(mngr.all_steps(), reverse=True):
+            try:
+                meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            except Exception:  # damaged metadata: restore() reports it; try the previous step
+                continue
+            if isinstance(meta, Mapping) and isinstance(meta.get("fingerprint"), Mapping):
+                return dict(meta["fingerprint"])
+    finally:
+        mngr.close()
+    return None
 
 
 def _unpack(payload: Mapping[str, Any], template: Any, epoch: int) -> tuple[Any, list[dict[str, np.ndarray]]]:

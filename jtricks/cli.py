@@ -189,15 +189,53 @@ def _best_arm(summary: Sequence[dict], metric: str, directions: Mapping[str, boo
 
 
 def _one_line(e: BaseException) -> str:
-    text = str(e) or type(e).__name__
+    """The error as one line; an ``OSError`` as ``[FILENAME: ]STRERROR`` (no ``[Errno n]`` prefix)."""
+    if isinstance(e, OSError) and e.strerror:
+        text = e.strerror
+    else:
+        text = str(e) or type(e).__name__
     if isinstance(e, OSError) and e.filename and str(e.filename) not in text:
         text = f"{e.filename}: {text}"
     return " ".join(text.split())
 
 
+#: Errors orbax / tensorstore leave behind on their helper threads after a failed checkpoint read, once their
+#: event loop is shut down: noise after the one-line error (shown with ``--debug``).
+_SHUTDOWN_NOISE = ("Event loop is closed", "cannot schedule new futures after shutdown")
+
+
+def _is_shutdown_noise(exc: BaseException | None) -> bool:
+    return isinstance(exc, RuntimeError) and str(exc) in _SHUTDOWN_NOISE
+
+
+def _silence_shutdown_noise() -> None:
+    """Drop :data:`_SHUTDOWN_NOISE` from ``sys.excepthook`` (where native callbacks print theirs),
+    ``sys.unraisablehook`` and ``threading.excepthook`` (this process is the CLI; everything else still
+    reaches the previous hooks)."""
+    import threading
+
+    excepthook, unraisable, thread_hook = sys.excepthook, sys.unraisablehook, threading.excepthook
+
+    def on_except(kind: Any, value: BaseException, tb: Any) -> None:
+        if not _is_shutdown_noise(value):
+            excepthook(kind, value, tb)
+
+    def on_unraisable(u: Any) -> None:
+        if not _is_shutdown_noise(u.exc_value):
+            unraisable(u)
+
+    def on_thread(a: Any) -> None:
+        if not _is_shutdown_noise(a.exc_value):
+            thread_hook(a)
+
+    sys.excepthook, sys.unraisablehook, threading.excepthook = on_except, on_unraisable, on_thread
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 done, 2 user error, 130 interrupted)."""
     args = _parser().parse_args(argv)
+    if not args.debug:
+        _silence_shutdown_noise()
     commands = {"list": lambda: _cmd_list(), "report": lambda: _cmd_report(args), "run": lambda: _cmd_run(args)}
     try:
         return commands[args.command]()
@@ -206,7 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         epoch = getattr(e, "epoch", None)  # the last finished epoch, when the runner attaches it
         at = f" at epoch {epoch}" if epoch is not None else ""
-        hint = "; continue with --resume" if args.command == "run" else ""
+        hint = ""
+        if args.command == "run":
+            hint = "; run it again (no checkpoints: --no-checkpoint)" if args.no_checkpoint else "; continue with --resume"
         print(f"\njtricks {args.command}: interrupted{at}{hint}", file=sys.stderr)
         return 130
     except USER_ERRORS as e:

@@ -334,7 +334,8 @@ _FASHION_MNIST_SYSTEM_DIRS: tuple[str, ...] = ("/usr/share/datasets/fashion-mnis
 
 
 def _find_files(folder: Path) -> tuple[list[Path] | None, list[str]]:
-    """The four IDX files in ``folder`` (``stem`` or ``stem.gz``), or None and the missing names."""
+    """The four IDX files in ``folder`` (``stem`` or ``stem.gz``), or None and the missing names (all four
+    when none is there)."""
     found: list[Path] = []
     missing: list[str] = []
     for stem in _IDX_STEMS:
@@ -348,8 +349,15 @@ def _find_files(folder: Path) -> tuple[list[Path] | None, list[str]]:
     return (found if not missing else None), missing
 
 
-def _search(candidates: Sequence[tuple[str, Path | None]]) -> tuple[list[Path] | None, list[str]]:
-    """Try each ``(description, folder)``; return the first complete set of files and a search log."""
+def _search(
+    candidates: Sequence[tuple[str, Path | None]], what: str, *, completable: Sequence[str] = ()
+) -> tuple[list[Path] | None, list[str]]:
+    """Try each ``(description, folder)``; return the first complete set of files and a search log.
+
+    A folder holding some but not all of the four files is an error (``FileNotFoundError`` naming the
+    missing ones), not a reason to fall back to a later folder (a copy the user did not mean); except the
+    folders whose description is in ``completable`` (a download cache that a download completes).
+    """
     log: list[str] = []
     for desc, folder in candidates:
         if folder is None:
@@ -361,6 +369,11 @@ def _search(candidates: Sequence[tuple[str, Path | None]]) -> tuple[list[Path] |
         files, missing = _find_files(folder)
         if files is not None:
             return files, log
+        if len(missing) < len(_IDX_STEMS) and desc not in completable:
+            raise FileNotFoundError(
+                f"{what}: {desc} = {folder} holds only some of the four IDX files, missing {', '.join(missing)}; "
+                "add them, or remove the partial folder to use another copy",
+            )
         log.append(f"{desc} = {folder}: missing {', '.join(missing)}")
     return None, log
 
@@ -437,7 +450,8 @@ def fashion_mnist(path: str | os.PathLike[str] | None = None, *, cache: bool = T
     modification times) returns the same read-only arrays without parsing again.
 
     Raises:
-      FileNotFoundError: listing the places searched and how to get the data.
+      FileNotFoundError: listing the places searched and how to get the data; or naming the files
+        missing from a folder that holds only some of the four (no fall-back to a later folder).
       ValueError: a corrupt file (see :func:`read_idx`), or image/label counts that disagree.
     """
     if path is not None:
@@ -445,7 +459,7 @@ def fashion_mnist(path: str | os.PathLike[str] | None = None, *, cache: bool = T
     else:
         candidates = [(f"${_DATA_ENV}/fashion-mnist", _env_folder("fashion-mnist"))]
         candidates += [("system data set", Path(d)) for d in _FASHION_MNIST_SYSTEM_DIRS]
-    files, log = _search(candidates)
+    files, log = _search(candidates, "Fashion-MNIST")
     if files is None:
         raise FileNotFoundError(
             "Fashion-MNIST not found. Searched:\n  - "
@@ -602,7 +616,8 @@ def mnist(
     process like :func:`fashion_mnist`.
 
     Raises:
-      FileNotFoundError: listing the places searched and how to get the data.
+      FileNotFoundError: listing the places searched and how to get the data; or naming the files
+        missing from ``path`` or ``$JTRICKS_DATA/mnist/`` when it holds only some of the four.
       ValueError: a corrupt file or a download whose checksum does not match.
     """
     if not isinstance(download, (bool, np.bool_)):
@@ -612,10 +627,10 @@ def mnist(
         candidates: list[tuple[str, Path | None]] = [("path", Path(path).expanduser())]
     else:
         candidates = [(f"${_DATA_ENV}/mnist", _env_folder("mnist")), ("download cache", cache_folder)]
-    files, log = _search(candidates)
+    files, log = _search(candidates, "MNIST", completable=("download cache",))
     if files is None and download and path is None:
         download_mnist(cache_folder, mirrors=mirrors)
-        files, log = _search([("download cache", cache_folder)])
+        files, log = _search([("download cache", cache_folder)], "MNIST", completable=("download cache",))
     if files is None:
         raise FileNotFoundError(
             "MNIST not found. Searched:\n  - "

@@ -37,6 +37,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
+import numpy as np
+
 from jtricks import data as jdata
 from jtricks import hparams as jhparams
 from jtricks import losses as jlosses
@@ -116,8 +118,9 @@ class Experiment:
     ``weight_decay`` are both a switch and a coefficient: in ``grid`` / ``arms`` / ``--set`` a bool sets the
     switch, a number sets the coefficient and the switch.
 
-    **regularization** — ``l2``, ``early_stopping`` (monitoring ``monitor``), ``averaging``
-    (:class:`jtricks.train.TrainConfig`).
+    **regularization** — ``l2``, ``early_stopping`` (monitoring ``monitor``), ``averaging``,
+    ``divergence_factor`` (a member whose training objective exceeds this multiple of its first step's is
+    frozen and reported diverged, like a non-finite one; ``None``: off) (:class:`jtricks.train.TrainConfig`).
 
     **execution** — ``epochs``, ``batch_size``, ``execution`` (``"scan"``/``"loop"``/``"auto"``),
     ``population`` (how the members are mapped: ``"vmap"``, ``"unroll"`` or ``"auto"``,
@@ -159,6 +162,7 @@ class Experiment:
     early_stopping: bool = setting(False, part="regularization", role="program")
     monitor: str = setting("val_loss", part="regularization", role="program")
     averaging: str | None = setting(None, part="regularization", role="program", choices=lambda: (None, "ema", "swa"))
+    divergence_factor: float | None = setting(1e6, part="regularization", role="program")
     epochs: int = setting(10, part="execution", role="program")
     batch_size: int = setting(64, part="execution", role="program")
     execution: str = setting("auto", part="execution", role="program", choices=lambda: ("auto", "scan", "loop"))
@@ -397,7 +401,7 @@ def build_config(exp: Experiment, model: Any, num_train: int, *, dropout: bool |
         early_stopping=exp.early_stopping, monitor=exp.monitor, averaging=exp.averaging,
         execution=exp.execution,  # type: ignore[arg-type]
         eval_batch_size=exp.eval_batch_size, diagnostics=exp.diagnostics, dropout=dropout, init_scale=init_scale,
-        custom_hparams=dict(exp.custom_hparams),
+        custom_hparams=dict(exp.custom_hparams), divergence_factor=exp.divergence_factor,
     )
 
 
@@ -494,12 +498,46 @@ def _check_arm(arm: Arm) -> jtrain.TrainConfig:
     return config
 
 
+def _check_metrics_field(exp: Experiment) -> None:
+    """``metrics``: ``None`` or a list of metric names."""
+    m = exp.metrics
+    if m is not None and (isinstance(m, (str, bytes)) or not isinstance(m, Sequence) or not m
+                          or not all(isinstance(x, str) for x in m)):
+        raise ValueError(f"'metrics' must be None or a non-empty list of metric names (e.g. ['val_acc']), got {m!r}")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)) and bool(np.isfinite(v))
+
+
+def _check_target(exp: Experiment, measured: frozenset[str]) -> None:
+    """``target``: ``None``, a finite number (a ``val_acc`` target) or ``{metric: number}`` over measured metrics."""
+    t = exp.target
+    if t is None:
+        return
+    if isinstance(t, Mapping):
+        if not t:
+            raise ValueError("'target' must not be an empty mapping; give {metric: value} or None")
+        for k, v in t.items():
+            if k not in measured:
+                raise ValueError(f"'target' names metric {k!r}, measured by no arm; the arms measure {sorted(measured)}")
+            if not _is_number(v):
+                raise ValueError(f"'target'[{k!r}] must be a finite number, got {v!r}")
+        return
+    if not _is_number(t):
+        raise ValueError(f"'target' must be None, a finite number (a val_acc target) or {{metric: number}}, got {t!r}")
+    if "val_acc" not in measured:
+        raise ValueError(f"'target'={t!r} is a val_acc target, but no arm measures val_acc; give {{metric: value}} "
+                         f"with one of {sorted(measured)}")
+
+
 def validate(exp: Experiment) -> list[Arm]:
     """Check every setting of ``exp`` and of each arm before anything is loaded or compiled; return the arms.
 
     Raises ``ValueError`` / ``TypeError`` naming the bad key and the allowed values.
     """
     _check_experiment(exp)
+    _check_metrics_field(exp)
     arms = expand(exp)
     configs = [_check_arm(arm) for arm in arms]
     measured = frozenset().union(*(produced_metrics(c) for c in configs))
@@ -507,6 +545,7 @@ def validate(exp: Experiment) -> list[Arm]:
     if missing:  # a metric some arms lack (avg_* of the averaging arms) is fine; one no arm measures is not
         raise ValueError(f"metrics {missing} are measured by no arm; the arms measure {sorted(measured)} "
                          "(add the base metric to eval_metrics)")
+    _check_target(exp, measured)
     if exp.baseline is not None and exp.baseline not in {a.name for a in arms}:
         raise ValueError(f"'baseline' must be one of the arm names {[a.name for a in arms]}, got {exp.baseline!r}")
     return arms

@@ -19,7 +19,7 @@ from jtricks import data as jdata
 from jtricks import losses as jlosses
 from jtricks import train as jtrain
 
-__all__ = ["PreparedData", "prepare_data", "check_targets", "model_outputs"]
+__all__ = ["PreparedData", "prepare_data", "check_batch_size", "check_targets", "model_outputs"]
 
 
 class PreparedData(NamedTuple):
@@ -81,13 +81,23 @@ def prepare_data(exp: Any, loss: jlosses.Loss | None = None) -> PreparedData:
     loss = jlosses.get(exp.loss) if loss is None else loss
     ds = _split(exp, _load(exp))
     pre = jdata.preprocess(ds, exp.preprocess)
-    if exp.batch_size > pre.num_train:
-        raise ValueError(f"batch_size={exp.batch_size} exceeds the {pre.num_train} training examples")
+    _check_batch(exp.batch_size, pre.num_train)
     host = {"train": (pre.x_train, pre.y_train), "val": (pre.x_val, pre.y_val), "test": (pre.x_test, pre.y_test)}
     device = jtrain.device_data(*host["train"], *host["val"], *host["test"], eval_batch_size=exp.eval_batch_size,
                                 targets=loss.targets)
     checksum = _checksum([a for pair in host.values() for a in pair])
     return PreparedData(device, ds.num_outputs, tuple(ds.input_shape), host, checksum, repr(ds))
+
+
+def _check_batch(batch_size: int, num_train: int) -> None:
+    if batch_size > num_train:
+        raise ValueError(f"batch_size={batch_size} exceeds the {num_train} training examples")
+
+
+def check_batch_size(prepared: PreparedData, batch_size: int) -> None:
+    """``ValueError`` unless one batch of ``batch_size`` fits in the prepared training split (groups that
+    share prepared data may differ in batch size, so each checks its own)."""
+    _check_batch(batch_size, int(prepared.device.x_train.shape[0]))
 
 
 def model_outputs(model: Any, input_shape: tuple[int, ...]) -> tuple[int, ...]:

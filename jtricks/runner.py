@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import errno
 import json
 import os
 import platform
@@ -189,6 +190,7 @@ def build(the_plan: Plan, counter: jprog.TraceCounter) -> list[GroupSetup]:
         if key not in cache:
             cache[key] = jprep.prepare_data(e0, loss)
         prepared = cache[key]
+        jprep.check_batch_size(prepared, e0.batch_size)
         model = jexp.build_model(e0, prepared.num_outputs)
         jprep.check_targets(prepared, loss, model)
         config = jexp.build_config(
@@ -286,7 +288,8 @@ def _run_chunk(gi: int, ci: int, the_plan: Plan, setup: GroupSetup, out: Path | 
                kill_after: int | None) -> tuple[Any, list]:
     """Train one chunk of a group from its initial (or checkpointed) state; returns (final state, history).
 
-    A ``KeyboardInterrupt`` leaves with ``.epoch``: the chunk's last finished (and checkpointed) epoch."""
+    A ``KeyboardInterrupt`` leaves with ``.epoch``: the chunk's last epoch whose checkpoint is complete
+    (with checkpoints), else its last finished epoch."""
     g = the_plan.groups[gi]
     keys, hp = _population_inputs(g.chunks[ci], g.size, setup.config)
     if setup.sharding is not None:
@@ -301,6 +304,7 @@ def _run_chunk(gi: int, ci: int, the_plan: Plan, setup: GroupSetup, out: Path | 
             if setup.sharding is not None:
                 state = jax.device_put(state, setup.sharding)
             bar.done += len(history)
+    safe = len(history)
     try:
         for epoch in range(len(history), setup.config.epochs):
             t_epoch = time.perf_counter()
@@ -310,10 +314,11 @@ def _run_chunk(gi: int, ci: int, the_plan: Plan, setup: GroupSetup, out: Path | 
             _report_epoch(bar, the_plan, gi, ci, epoch, state, history[-1], setup.config)
             if ck is not None:
                 jckpt.save(ck, epoch + 1, state, history, fingerprint)
+            safe = epoch + 1
             if kill_after is not None and epoch + 1 == kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
     except KeyboardInterrupt as e:
-        e.epoch = len(history)  # type: ignore[attr-defined]
+        e.epoch = safe  # type: ignore[attr-defined]
         raise
     return state, history
 
@@ -456,9 +461,12 @@ def run(
     """Run every arm × seed of ``exp`` (:func:`plan`, :func:`build`, :func:`execute`) and write the results
     folder (:func:`write`; see ``docs/results-format.md``).
 
-    With an output folder the run holds its lock (:func:`jtricks.results_io.lock`: a second writer fails with
-    "FOLDER is in use by PID n"); a fresh (not resumed) run first removes the folder's manifest and
-    checkpoints, so stale results never count as this run's.
+    Nothing is written before the settings are validated and the data is loaded and checked (a bad
+    setting or data file leaves no folder behind). Then the run takes the folder's lock
+    (:func:`jtricks.results_io.lock`: a second writer fails with "FOLDER is in use by PID n"; a folder
+    already locked is refused before any data loads); a fresh (not resumed) run removes the folder's
+    manifest and checkpoints, so stale results never count as this run's; a resumed run checks the
+    checkpoints' fingerprints before anything compiles.
 
     Args:
       exp: the experiment (validated here, before any data is loaded or anything compiles).
@@ -478,24 +486,48 @@ def run(
     t_start = time.perf_counter()
     the_plan = plan(exp, max_members=max_members)
     workers = _compile_workers(compile_workers, len(the_plan.groups))
-    kw = dict(resume=resume, max_members=max_members, progress=progress, checkpoint=checkpoint, plot=plot,
-              workers=workers, kill_after=_kill_after_epoch, t_start=t_start)
-    if out_dir is None:
-        return _run(the_plan, None, **kw)
-    out = Path(out_dir)
-    with jresults.lock(out):
-        if not resume:
-            jresults.invalidate(out)
-            shutil.rmtree(out / "checkpoints", ignore_errors=True)
-        return _run(the_plan, out, **kw)
-
-
-def _run(the_plan: Plan, out: Path | None, *, resume: bool, max_members: int | None, progress: bool, checkpoint: bool,
-         plot: bool, workers: int, kill_after: int | None, t_start: float) -> RunResult:
-    exp = the_plan.experiment
+    out = None if out_dir is None else Path(out_dir)
+    if out is not None:
+        _refuse_if_in_use(out)
     counter = jprog.TraceCounter()
     setups = build(the_plan, counter)
     fingerprint = _fingerprint(the_plan, setups, max_members)
+    kw = dict(resume=resume, progress=progress, checkpoint=checkpoint, plot=plot, workers=workers,
+              kill_after=_kill_after_epoch, t_start=t_start)
+    if out is None:
+        return _run(the_plan, setups, counter, fingerprint, None, **kw)
+    with jresults.lock(out):
+        if resume:
+            _check_checkpoints(out, fingerprint)
+        else:
+            jresults.invalidate(out)
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        return _run(the_plan, setups, counter, fingerprint, out, **kw)
+
+
+def _refuse_if_in_use(out: Path) -> None:
+    """``FolderInUseError`` at once (before any data loads) when a live process holds ``out``'s lock."""
+    holder = jresults.lock_holder(out) if out.is_dir() else None
+    if holder is not None:
+        raise jresults.FolderInUseError(errno.EBUSY, f"{out} is in use by PID {holder if holder >= 0 else '?'}")
+
+
+def _check_checkpoints(out: Path, fingerprint: Mapping[str, Any]) -> None:
+    """Refuse (``FingerprintMismatchError`` naming the settings) checkpoints in ``out`` made with other
+    settings, before anything compiles (only their metadata is read)."""
+    root = out / "checkpoints"
+    if not root.is_dir():
+        return
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        stored = jckpt.stored_fingerprint(folder)
+        if stored is not None:
+            jfp.check_same(stored, fingerprint, f"the checkpoint {folder}")
+
+
+def _run(the_plan: Plan, setups: list[GroupSetup], counter: jprog.TraceCounter, fingerprint: Mapping[str, Any],
+         out: Path | None, *, resume: bool, progress: bool, checkpoint: bool, plot: bool, workers: int,
+         kill_after: int | None, t_start: float) -> RunResult:
+    exp = the_plan.experiment
     timing = [{"group": g.index, "arms": [a.name for a in g.arms], "members": g.size, "compile_s": None, "epoch_s": []}
               for g in the_plan.groups]
     if workers > 1 and jax.device_count() == 1:

@@ -16,9 +16,10 @@ One epoch is always :func:`run_epoch` over an :class:`EpochOps`: the in-program 
 :func:`epoch_ops` (the scan execution and :func:`make_train`) or the jitted population pieces of the
 host-loop execution (:mod:`jtricks.programs`). The driver is the same code in both.
 
-Per-member safety: a step whose loss or gradient is non-finite is not applied; the member is frozen at
-its last finite state and marked diverged (``state.diverged_epoch``), its later metrics are NaN, and no
-other member is affected. Early stopping freezes a member the same way (after restoring its best
+Per-member safety: a step whose loss or gradient is non-finite, or whose objective explodes (above
+``divergence_factor`` times the member's first objective), is not applied; the member is frozen at its
+last good state and marked diverged (``state.diverged_epoch``), its later metrics are NaN, and no other
+member is affected. Early stopping freezes a member the same way (after restoring its best
 params). Both use ``jnp.where`` masks, never Python branches on traced values.
 
 Randomness comes from named streams of the member's root key (:mod:`jtricks.keys`): ``"init"`` for the
@@ -131,6 +132,10 @@ class TrainConfig:
       init_scale: multiply the initializer's std by ``hparams["init_scale"]`` (data).
       custom_hparams: the user's own numeric hyperparameters with their defaults (``{name: value}``; data,
         vmappable): passed to the model's ``apply`` and to the loss in their ``hparams`` dict.
+      divergence_factor: the explosion rule: a step with ``|objective| > divergence_factor · |first
+        objective|`` (the member's first step; see ``TrainState.first_objective``) counts as diverged, like
+        a non-finite one. ``None``: only non-finite steps diverge. A member whose first objective is 0 is
+        never caught by this rule.
     """
 
     model: Any
@@ -149,6 +154,7 @@ class TrainConfig:
     dropout: bool = False
     init_scale: bool = False
     custom_hparams: Any = ()
+    divergence_factor: float | None = 1e6
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "custom_hparams", tuple(sorted(dict(self.custom_hparams).items())))
@@ -156,6 +162,9 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise ValueError(f"TrainConfig.{name} must be a positive int, got {v!r}")
+        f = self.divergence_factor
+        if f is not None and (isinstance(f, bool) or not isinstance(f, (int, float)) or not np.isfinite(f) or f < 1):
+            raise ValueError(f"TrainConfig.divergence_factor must be a finite number >= 1 or None, got {f!r}")
         if self.averaging not in (None, "ema", "swa"):
             raise ValueError(f"TrainConfig.averaging must be one of None, 'ema', 'swa'; got {self.averaging!r}")
         if self.execution not in ("auto", "scan", "loop"):
@@ -204,7 +213,9 @@ class TrainConfig:
 class TrainState(NamedTuple):
     """Everything one member carries from step to step (a pytree; stack it for a population).
 
-    ``diverged_epoch`` is -1 until the member diverges (1-based epoch). ``one`` is a per-member float32
+    ``diverged_epoch`` is -1 until the member diverges (1-based epoch). ``first_objective`` is
+    ``|objective|`` of the member's first step (0 before it; the reference of the explosion rule,
+    ``TrainConfig.divergence_factor``). ``one`` is a per-member float32
     ``1.0``: evaluation multiplies the shared evaluation inputs by it, which gives them the population axis,
     so XLA computes each member's first-layer products exactly as in a standalone run (a product of
     *unbatched* inputs with batched weights was measured to round differently for some shapes).
@@ -220,6 +231,7 @@ class TrainState(NamedTuple):
     averaging: Any
     early: Any
     diverged_epoch: jax.Array
+    first_objective: jax.Array
     one: jax.Array
 
 
@@ -363,6 +375,7 @@ def init_state(config: TrainConfig, key: jax.Array, hparams: Mapping[str, Any], 
         averaging=avg,
         early=early,
         diverged_epoch=jnp.full((), -1, jnp.int32),
+        first_objective=jnp.zeros((), jnp.float32),
         # 1.0, but computed from member data so that XLA can neither constant-fold it nor drop its
         # population axis (0·lr is not foldable in IEEE arithmetic; lr is finite for any run that trains)
         one=jnp.float32(1.0) + jnp.float32(0.0) * hp["learning_rate"],
@@ -412,12 +425,20 @@ def _frozen(config: TrainConfig, state: TrainState) -> jax.Array:
     return frozen
 
 
+def _exploded(config: TrainConfig, objective: jax.Array, first: jax.Array) -> jax.Array:
+    """The explosion rule: ``|objective| > divergence_factor · first`` (``first`` > 0; never with ``None``)."""
+    if config.divergence_factor is None:
+        return jnp.zeros((), bool)
+    return (first > 0) & (jnp.abs(objective) > jnp.float32(config.divergence_factor) * first)
+
+
 def make_train_step(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict]]:
     """A pure ``step(state, x_all, y_all, batch_idx) -> (state, metrics)``.
 
     The batch is gathered on device (``x_all[batch_idx]``), so a population shares one copy of the data.
-    The update is applied only when the loss and the gradient norm are finite and the member is not frozen;
-    a non-finite step marks the member diverged in the current epoch and freezes it.
+    The update is applied only when the loss and the gradient norm are finite, the objective has not
+    exploded (``|objective| > divergence_factor · first_objective``, see :class:`TrainConfig`) and the
+    member is not frozen; a failing step marks the member diverged in the current epoch and freezes it.
     Metrics: ``objective`` (loss + penalty), ``loss`` (the data loss), each metric of ``config.metrics``,
     ``grad_norm`` and, with ``config.diagnostics``, ``grad_norm/<layer>``.
     """
@@ -434,7 +455,8 @@ def make_train_step(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax
         tx = _build_tx(config, state.hparams)
         updates, new_opt = tx.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
-        ok = jnp.isfinite(objective) & jnp.isfinite(gnorm)
+        first = jnp.where(state.step == 0, jnp.abs(objective), state.first_objective)
+        ok = jnp.isfinite(objective) & jnp.isfinite(gnorm) & ~_exploded(config, objective, first)
         frozen = _frozen(config, state)
         commit = ok & ~frozen
         avg = state.averaging
@@ -447,6 +469,7 @@ def make_train_step(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax
             opt_state=_select(commit, new_opt, state.opt_state),
             averaging=avg,
             diverged_epoch=jnp.where(~ok & ~frozen, state.epoch + 1, state.diverged_epoch),
+            first_objective=jnp.where(commit, first, state.first_objective),
         )
         metrics = {"objective": objective, "loss": data_loss, **mvals, "grad_norm": gnorm}
         if config.diagnostics:

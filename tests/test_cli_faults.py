@@ -6,15 +6,19 @@ Real subprocesses (``python -m jtricks``) on tiny digits runs.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
 from jtricks import experiment as jexp
+from jtricks import results_io
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
@@ -33,8 +37,9 @@ def _exp(tmp_path: Path, extra: str = "", dataset: str = "dataset='digits'") -> 
     return f
 
 
-def _cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "jtricks", *args], cwd=cwd, env=env or ENV, capture_output=True, text=True, timeout=300)
+def _cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "jtricks", *args], cwd=cwd, env=env or ENV, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def _one_line_error(p: subprocess.CompletedProcess, fragment: str) -> None:
@@ -69,9 +74,27 @@ def test_out_is_a_file_or_below_a_file(tmp_path):
         ("seed_offset=-5", "'seed_offset' must be an int >= 0, got -5"),
         ("split_seed=abc", "'split_seed' must be an int >= 0, got 'abc'"),
         ("dataset_kwargs={'colour': 1}", "'dataset_kwargs' ['colour'] are not arguments of the 'digits' loader"),
+        ("metrics=abc", "'metrics' must be None or a non-empty list of metric names (e.g. ['val_acc']), got 'abc'"),
+        ("metrics=[abc]", "metrics ['abc'] are measured by no arm"),
+        ("target=abc", "'target' must be None, a finite number (a val_acc target) or {metric: number}, got 'abc'"),
+        ("target={'val_accc': 0.5}", "'target' names metric 'val_accc', measured by no arm"),
     ],
 )
 def test_data_settings_fail_before_loading(tmp_path, setting, fragment):
+    _one_line_error(_cli("run", str(_exp(tmp_path)), "--out", str(tmp_path / "o"), "--set", setting, cwd=tmp_path), fragment)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "setting, fragment",
+    [
+        ("batch_size=100000", "batch_size=100000 exceeds the 256 training examples"),
+        ("n_val=5000", "n_val=5000 leaves no training examples: the data set has 1437"),
+        ("n_train=5000", "n_train=5000 exceeds the 1337 training examples left after the validation split"),
+    ],
+)
+def test_data_dependent_settings_fail_after_loading_and_leave_no_folder(tmp_path, setting, fragment):
+    """Checked against the loaded data, before anything compiles or is written."""
     _one_line_error(_cli("run", str(_exp(tmp_path)), "--out", str(tmp_path / "o"), "--set", setting, cwd=tmp_path), fragment)
     assert not (tmp_path / "o").exists()
 
@@ -97,23 +120,130 @@ def test_resume_on_missing_then_finished_folder_and_report_of_a_truncated_one(tm
     assert (out / "metrics.csv").read_bytes() == before
     _one_line_error(_cli("run", str(f), "--out", str(out), "--resume", "--no-checkpoint", cwd=tmp_path), "--no-checkpoint")
     (out / "metrics.csv").write_bytes(before[: len(before) // 2])
-    _one_line_error(_cli("report", str(out), cwd=tmp_path), "metrics.csv")
+    _one_line_error(_cli("report", str(out), cwd=tmp_path), f"{out / 'metrics.csv'} does not match manifest.json")
+    (out / "metrics.csv").write_bytes(before.splitlines(keepends=True)[0])  # header only
+    _one_line_error(_cli("report", str(out), cwd=tmp_path), f"{out / 'metrics.csv'} does not match manifest.json")
+    (out / "manifest.json").unlink()
+    _one_line_error(_cli("report", str(out), cwd=tmp_path), f"{out} has no manifest.json: the run did not finish")
 
 
-def test_ctrl_c_exits_130_with_a_resume_hint(tmp_path):
+def test_ctrl_c_exits_130_with_a_resume_hint_and_resume_finishes(tmp_path):
     f = _exp(tmp_path)
-    f.write_text(f.read_text().replace("epochs=1", "epochs=400"))  # many fast epochs
-    proc = subprocess.Popen([sys.executable, "-m", "jtricks", "run", str(f), "--out", str(tmp_path / "o"), "--no-plot"],
+    f.write_text(f.read_text().replace("epochs=1", "epochs=20"))  # many fast epochs
+    out = tmp_path / "o"
+    proc = subprocess.Popen([sys.executable, "-m", "jtricks", "run", str(f), "--out", str(out), "--no-plot"],
                             cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     seen = ""
-    while "epoch 2/400" not in seen and time.monotonic() < deadline:  # training is under way
+    while "epoch 2/20" not in seen and time.monotonic() < deadline:  # training is under way
         seen += proc.stderr.read(1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    assert err.strip().splitlines()[-1] == "jtricks run: interrupted; continue with --resume"
+    m = re.fullmatch(r"jtricks run: interrupted at epoch (\d+); continue with --resume", err.strip().splitlines()[-1])
+    assert m is not None, err
+    epoch = int(m.group(1))
+    assert 1 <= epoch < 20 and (out / "checkpoints" / "group0_chunk0" / str(epoch)).is_dir()  # complete
+    assert not (out / "manifest.json").exists()
+    p = _cli("run", str(f), "--out", str(out), "--quiet", "--no-plot", "--resume", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    manifest = results_io.check_complete(out)  # all 20 epochs of both seeds, consistent
+    assert manifest["seeds"] == [0] and manifest["config"]["epochs"] == 20
+
+
+# ------------------------------------------------------------------- resume, damage, locks, writes
+def test_resume_refuses_other_settings_and_survives_a_damaged_checkpoint(tmp_path):
+    f = _exp(tmp_path)
+    f.write_text(f.read_text().replace("epochs=1", "epochs=3").replace("seeds=1", "seeds=2"))
+    full, out = tmp_path / "full", tmp_path / "o"
+    assert _cli("run", str(f), "--out", str(full), "--quiet", "--no-plot", cwd=tmp_path).returncode == 0
+    killed = _cli("run", str(f), "--out", str(out), "--quiet", "--no-plot", cwd=tmp_path,
+                  env={**ENV, "JTRICKS_KILL_AFTER_EPOCH": "2"})
+    assert killed.returncode == -signal.SIGKILL
+    ck = out / "checkpoints" / "group0_chunk0"
+    assert sorted(p.name for p in ck.iterdir() if p.name.isdigit()) == ["1", "2"]
+    # (a) other settings: exit 2 naming what differs, checkpoints untouched
+    for args, fragment in [
+        (["--set", "learning_rate=0.01"], "experiment.hparams.learning_rate: 0.003 -> 0.01"),
+        (["--seeds", "1"], "experiment.seeds: 2 -> 1"),
+        (["--epochs", "2"], "experiment.epochs: 3 -> 2"),
+    ]:
+        p = _cli("run", str(f), "--out", str(out), "--quiet", "--no-plot", "--resume", *args, cwd=tmp_path)
+        _one_line_error(p, f"the checkpoint {ck} was made with other settings (")
+        assert fragment in p.stderr, p.stderr
+    assert sorted(p.name for p in ck.iterdir() if p.name.isdigit()) == ["1", "2"]
+    # (b) every checkpoint damaged: exit 2 with the way out
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    for step in ("1", "2"):
+        for data_file in _array_files(broken / "checkpoints" / "group0_chunk0" / step):
+            _flip_64_bytes(data_file)
+    p = _cli("run", str(f), "--out", str(broken), "--quiet", "--resume", cwd=tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    *warnings, last = [ln for ln in p.stderr.splitlines() if ln.strip() and " arms x " not in ln]
+    assert len(warnings) == 2 and all(w.startswith("jtricks: warning: checkpoint ") for w in warnings), p.stderr
+    assert last.startswith(f"jtricks run: no intact checkpoint in {broken / 'checkpoints' / 'group0_chunk0'}: ")
+    assert last.endswith(f"start over without --resume (or delete {broken / 'checkpoints' / 'group0_chunk0'})")
+    # (b) the newest damaged: a warning, the previous one is used, the results are byte-identical
+    _flip_64_bytes(_array_files(ck / "2")[-1])
+    p = _cli("run", str(f), "--out", str(out), "--quiet", "--no-plot", "--resume", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert f"jtricks: warning: checkpoint {ck / '2'} is damaged" in p.stderr and "trying the previous one" in p.stderr
+    for name in ("metrics.csv", "members.csv"):
+        assert (out / name).read_bytes() == (full / name).read_bytes(), name
+
+
+def _array_files(step_dir: Path) -> list[Path]:
+    """The array data files of a checkpoint step (orbax's ``d/`` folders), smallest first."""
+    files = [p for p in step_dir.rglob("*") if p.is_file() and p.parent.name == "d"]
+    assert files, f"no array files in {step_dir}"
+    return sorted(files, key=lambda p: p.stat().st_size)
+
+
+def _flip_64_bytes(f: Path) -> None:
+    b = bytearray(f.read_bytes())
+    mid = max(0, len(b) // 2 - 32)
+    b[mid : mid + 64] = bytes(x ^ 0xFF for x in b[mid : mid + 64])
+    f.write_bytes(bytes(b))
+
+
+_HOLD = textwrap.dedent(
+    """
+    import sys
+    from jtricks import results_io
+    with results_io.lock(sys.argv[1]):
+        print("locked", flush=True)
+        sys.stdin.read()  # hold until the parent closes stdin
+    """
+)
+
+
+def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path):
+    f, out = _exp(tmp_path), tmp_path / "o"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(out)], env=ENV, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        p = _cli("run", str(f), "--out", str(out), "--quiet", cwd=tmp_path)
+        _one_line_error(p, f"{out} is in use by PID {holder.pid}")
+        assert p.stderr.strip().splitlines()[-1] == f"jtricks run: {out} is in use by PID {holder.pid}"
+        _one_line_error(_cli("report", str(out), cwd=tmp_path), f"{out} is in use by PID {holder.pid}")
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+
+
+def test_unwritable_checkpoint_path_ends_the_run_promptly(tmp_path):
+    f, out = _exp(tmp_path), tmp_path / "o"
+    out.mkdir()
+    (out / "checkpoints").write_text("a file where the checkpoints go")
+    p = _cli("run", str(f), "--out", str(out), "--quiet", cwd=tmp_path, timeout=120)  # a hang fails the test
+    _one_line_error(p, f"cannot write checkpoint {out / 'checkpoints' / 'group0_chunk0' / '1'}: Not a directory")
+    assert p.stderr.strip().splitlines()[-1] == (
+        f"jtricks run: cannot write checkpoint {out / 'checkpoints' / 'group0_chunk0' / '1'}: Not a directory")
+    assert not (out / "manifest.json").exists()
 
 
 # ------------------------------------------------------------------------------ --set lists

@@ -227,17 +227,38 @@ def test_fashion_mnist_env_var_and_order(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_fashion_mnist_not_found_message(tmp_path: Path, no_system_data: Path, monkeypatch) -> None:
-    partial = tmp_path / "partial"
-    make_folder(partial / "fashion-mnist")
-    (partial / "fashion-mnist" / (STEMS[2] + ".gz")).unlink()
-    monkeypatch.setenv("JTRICKS_DATA", str(partial))
+    (tmp_path / "root" / "fashion-mnist").mkdir(parents=True)  # an empty folder is skipped, not an error
+    monkeypatch.setenv("JTRICKS_DATA", str(tmp_path / "root"))
     with pytest.raises(FileNotFoundError) as e:
         data.fashion_mnist()
     msg = str(e.value)
     assert "apt-get install dataset-fashion-mnist" in msg
-    assert "$JTRICKS_DATA/fashion-mnist" in msg
+    assert f"$JTRICKS_DATA/fashion-mnist = {tmp_path / 'root' / 'fashion-mnist'}: missing train-images" in msg
     assert str(no_system_data) in msg and "no such directory" in msg
-    assert "missing t10k-images-idx3-ubyte[.gz]" in msg and "missing train-" not in msg
+
+
+@pytest.mark.parametrize("where", ["env", "path"])
+def test_fashion_mnist_partial_folder_is_an_error_not_a_fall_back(tmp_path: Path, monkeypatch, where: str) -> None:
+    """2 of the 4 files in $JTRICKS_DATA/fashion-mnist (or path): an error naming the 2 missing files, even
+    though a complete system copy exists."""
+    system = tmp_path / "system"
+    make_folder(system, seed=2)
+    monkeypatch.setattr(data, "_FASHION_MNIST_SYSTEM_DIRS", (str(system),))
+    partial = tmp_path / "root" / "fashion-mnist"
+    make_folder(partial, gz=False)
+    for stem in (STEMS[2], STEMS[3]):
+        (partial / stem).unlink()
+    monkeypatch.setenv("JTRICKS_DATA", str(tmp_path / "root"))
+    desc = "$JTRICKS_DATA/fashion-mnist" if where == "env" else "path"
+    with pytest.raises(FileNotFoundError) as e:
+        data.fashion_mnist(partial if where == "path" else None, cache=False)
+    assert str(e.value) == (
+        f"Fashion-MNIST: {desc} = {partial} holds only some of the four IDX files, missing "
+        "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]; add them, or remove the partial folder to use "
+        "another copy"
+    )
+    make_folder(partial, gz=False)  # completed: it is used
+    assert data.fashion_mnist(cache=False).x_train.shape == (12, 3, 5, 1)
 
 
 def test_mnist_from_path_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

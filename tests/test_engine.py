@@ -215,6 +215,34 @@ def test_diverging_member_is_frozen_and_does_not_affect_others():
         assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(p)), k
 
 
+def test_exploding_but_finite_member_is_diverged_and_does_not_affect_others():
+    """SGD at learning rate 3e3: the loss reaches ~1e11 in epoch 1 but stays finite. The explosion rule
+    (|objective| > 1e6 x the first step's) freezes it in epoch 1; switched off, the same member trains on."""
+    exp = small_exp(grid={"learning_rate": [3e-3, 3e3]}, hparams={}, optimizer="sgd", seeds=2, epochs=2)
+    assert exp.divergence_factor == 1e6  # the default
+    res = runner.run(exp, progress=False)
+    div = {(m["arm"], m["seed"]): m["diverged_epoch"] for m in res.member_rows}
+    assert div == {("learning_rate=0.003", 0): -1, ("learning_rate=0.003", 1): -1,
+                   ("learning_rate=3000", 0): 1, ("learning_rate=3000", 1): 1}
+    assert np.isnan(res.history("learning_rate=3000", "val_acc")).all()
+    row = [r for r in res.summary if r["arm"] == "learning_rate=3000" and r["metric"] == "test_acc"][0]
+    assert row["diverged"] == 2 and row["n"] == 0
+    for k, p in res.final_states.items():
+        assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(p)), k
+    alone = runner.run(dataclasses.replace(exp, grid={"learning_rate": [3e-3]}), progress=False)
+    assert [r for r in res.metric_rows if r["arm"] == "learning_rate=0.003"] == alone.metric_rows  # bitwise
+    off = runner.run(dataclasses.replace(exp, divergence_factor=None), progress=False)
+    assert all(m["diverged_epoch"] == -1 for m in off.member_rows)
+    exploded = off.history("learning_rate=3000", "train_loss")[:, 0]
+    first = off.history("learning_rate=0.003", "train_loss")[:, 0]  # ~2.5: the first objectives are of this size
+    assert np.isfinite(exploded).all() and (exploded > 1e6 * first).all()
+
+
+def test_divergence_factor_is_validated():
+    with pytest.raises(ValueError, match=r"divergence_factor must be a finite number >= 1 or None, got 0.5"):
+        jexp.validate(small_exp(divergence_factor=0.5))
+
+
 # -------------------------------------------------------------------------------- early stopping
 def test_early_stopping_per_member_restores_best(digits_data):
     exp = small_exp(
