@@ -21,7 +21,7 @@ run: $(STAMP)
 	$(PY) -m jtricks run dropout_mnist1d --out runs/dropout_mnist1d
 
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n 2 tests
 
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks.run --quick

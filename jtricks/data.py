@@ -65,6 +65,7 @@ __all__ = [
     "load",
     "LOADERS",
     "register_dataset",
+    "unregister_dataset",
     "names",
     "loader",
     "arrays",
@@ -777,6 +778,18 @@ def register_dataset(name: str, loader: Callable[..., Dataset], *, overwrite: bo
     if key in _LOADERS and (key in builtin or not overwrite):
         raise ValueError(f"data set {key!r} is already registered" + ("" if key in builtin else "; pass overwrite=True"))
     _LOADERS[key] = loader
+
+
+def unregister_dataset(name: str) -> None:
+    """Remove a data set registered with :func:`register_dataset` (built-in data sets stay).
+
+    Raises:
+      ValueError: ``name`` is built in or not registered.
+    """
+    key = _normalize_name(name)
+    if key in {"fashion_mnist", "mnist", "mnist1d", "digits"} or key not in _LOADERS:
+        raise ValueError(f"{name!r} is not a user-registered data set; registered: {sorted(_LOADERS)}")
+    del _LOADERS[key]
 
 
 def names() -> tuple[str, ...]:

@@ -74,6 +74,7 @@ __all__ = [
     "summary",
     "names",
     "register_model",
+    "unregister_model",
     "factory",
     "get",
 ]
@@ -974,6 +975,17 @@ def register_model(name: str, factory: Callable[..., Model], *, overwrite: bool 
     if name in _REGISTRY and (name in builtin or not overwrite):
         raise ValueError(f"model {name!r} is already registered" + ("" if name in builtin else "; pass overwrite=True"))
     _REGISTRY[name] = factory
+
+
+def unregister_model(name: str) -> None:
+    """Remove a model registered with :func:`register_model` (built-in architectures stay).
+
+    Raises:
+      ValueError: ``name`` is built in or not registered.
+    """
+    if name in {"mlp", "cnn", "resnet", "inception", "cnn1d"} or name not in _REGISTRY:
+        raise ValueError(f"{name!r} is not a user-registered model; registered: {sorted(_REGISTRY)}")
+    del _REGISTRY[name]
 
 
 def names() -> tuple[str, ...]:

@@ -204,13 +204,20 @@ def test_registered_dataset_and_model_by_name(tmp_path) -> None:
     from jtricks import models
 
     models.register_model("linen_for_tests", lambda num_classes=N_CLASSES: _linen_model(), overwrite=True)
-    exp = _exp("linen_for_tests", dataset="toy_for_tests", dataset_kwargs={"seed": 1}, grid={}, epochs=1, seeds=1)
-    res = runner.run(exp, progress=False, plot=False, checkpoint=False)
-    assert res.summary and np.isfinite(res.summary[0]["mean"])
-    with pytest.raises(ValueError, match="not arguments of the 'toy_for_tests' loader"):
-        runner.plan(_exp("mlp", dataset="toy_for_tests", dataset_kwargs={"sed": 1}))
-    with pytest.raises(ValueError, match="already registered"):
-        data.register_dataset("digits", lambda: CLASSIFICATION)
+    try:
+        exp = _exp("linen_for_tests", dataset="toy_for_tests", dataset_kwargs={"seed": 1}, grid={}, epochs=1, seeds=1)
+        res = runner.run(exp, progress=False, plot=False, checkpoint=False)
+        assert res.summary and np.isfinite(res.summary[0]["mean"])
+        with pytest.raises(ValueError, match="not arguments of the 'toy_for_tests' loader"):
+            runner.plan(_exp("mlp", dataset="toy_for_tests", dataset_kwargs={"sed": 1}))
+        with pytest.raises(ValueError, match="already registered"):
+            data.register_dataset("digits", lambda: CLASSIFICATION)
+    finally:
+        data.unregister_dataset("toy_for_tests")
+        models.unregister_model("linen_for_tests")
+    assert "toy_for_tests" not in data.names() and "linen_for_tests" not in models.names()
+    with pytest.raises(ValueError, match="not a user-registered"):
+        models.unregister_model("mlp")
 
 
 def test_custom_metric_direction_drives_the_summary() -> None:

@@ -16,6 +16,9 @@ from pathlib import Path
 import matplotlib
 import pytest
 
+from jtricks import data as jdata
+from jtricks import models as jmodels
+
 REPO = Path(__file__).resolve().parent.parent
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```python[^\n]*\n(.*?)^```", flags=re.S | re.M)
@@ -40,11 +43,18 @@ def test_python_blocks_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, module.__name__, module)
     namespace = module.__dict__
     ran = 0
-    for line, code in blocks(page):
-        first = code.lstrip().splitlines()[0] if code.strip() else ""
-        if first.startswith("# not run"):
-            assert OPT_OUT.match(first), f"{page.name}:{line}: '# not run:' needs a reason"
-            continue
-        exec(compile(code, f"{page.relative_to(REPO)}:{line}", "exec"), namespace)
-        ran += 1
+    before = set(jdata.names()), set(jmodels.names())
+    try:
+        for line, code in blocks(page):
+            first = code.lstrip().splitlines()[0] if code.strip() else ""
+            if first.startswith("# not run"):
+                assert OPT_OUT.match(first), f"{page.name}:{line}: '# not run:' needs a reason"
+                continue
+            exec(compile(code, f"{page.relative_to(REPO)}:{line}", "exec"), namespace)
+            ran += 1
+    finally:  # a page that registers a data set or a model leaves the registries as it found them
+        for name in set(jdata.names()) - before[0]:
+            jdata.unregister_dataset(name)
+        for name in set(jmodels.names()) - before[1]:
+            jmodels.unregister_model(name)
     assert ran > 0, f"every block of {page.name} opted out"

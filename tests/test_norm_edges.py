@@ -41,10 +41,10 @@ def test_default_eps_values() -> None:
 
 def test_group_norm_default_groups_is_32() -> None:
     x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 3, 64)), jnp.float32)
-    p = norm.group_norm_init(64)
+    p = norm.group_norm_init(64)[0]
     np.testing.assert_array_equal(norm.group_norm(x, p), norm.group_norm(x, p, num_groups=32))
     with pytest.raises(ValueError, match="num_groups"):
-        norm.group_norm(jnp.zeros((2, 3, 48)), norm.group_norm_init(48))  # 32 does not divide 48
+        norm.group_norm(jnp.zeros((2, 3, 48)), norm.group_norm_init(48)[0])  # 32 does not divide 48
 
 
 def test_options_are_keyword_only() -> None:
@@ -59,12 +59,12 @@ def test_options_are_keyword_only() -> None:
 
 def test_errors_name_the_problem() -> None:
     with pytest.raises(ValueError, match="num_groups"):
-        norm.group_norm(jnp.ones((2, 4)), norm.group_norm_init(4), num_groups=0)
+        norm.group_norm(jnp.ones((2, 4)), norm.group_norm_init(4)[0], num_groups=0)
     for bad in (2.0, True):  # a float or a bool is not a group count, even when it would divide C
         with pytest.raises(TypeError, match="num_groups"):
-            norm.group_norm(jnp.ones((2, 4)), norm.group_norm_init(4), num_groups=bad)
+            norm.group_norm(jnp.ones((2, 4)), norm.group_norm_init(4)[0], num_groups=bad)
     with pytest.raises(ValueError, match="at least 2 dimensions"):
-        norm.group_norm(jnp.ones((4,)), norm.group_norm_init(4), num_groups=1)
+        norm.group_norm(jnp.ones((4,)), norm.group_norm_init(4)[0], num_groups=1)
     with pytest.raises(ValueError, match="must be a kernel"):
         norm.weight_norm(jnp.ones((4,)), jnp.ones((4,)))
     with pytest.raises(ValueError, match=r"v.shape \(3, 4, 5\) has 5 output units but g.shape is \(2,\); expected g.shape == \(5,\)"):

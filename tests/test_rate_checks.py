@@ -16,9 +16,9 @@ X = jnp.ones((4, 8))
 
 @pytest.mark.parametrize("rate", [jnp.array(-0.1), jnp.array(1.0), np.float32(1.5), jnp.array(jnp.nan)])
 def test_dropout_rejects_a_concrete_array_rate_outside_0_1(rate):
-    with pytest.raises(ValueError, match=r"`rate` must satisfy 0 <= rate < 1"):
+    with pytest.raises(ValueError, match=r"`rate` must lie in \[0, 1\), got"):
         jdrop.dropout(KEY, X, rate)
-    with pytest.raises(ValueError, match=r"`rate` must satisfy 0 <= rate < 1"):
+    with pytest.raises(ValueError, match=r"`rate` must lie in \[0, 1\), got"):
         jdrop.dropout(KEY, X, rate, train=False)
 
 
@@ -32,15 +32,15 @@ def test_dropout_traced_rate_is_unchecked_as_documented():
 
 @pytest.mark.parametrize("factory", [joptim.sgd, joptim.adam, joptim.momentum])
 def test_optimizer_rejects_a_concrete_array_learning_rate(factory):
-    with pytest.raises(ValueError, match=r"learning_rate must lie in \[0, inf\), got an array holding \[-0.10000000149011612\]"):
+    with pytest.raises(ValueError, match=r"learning_rate must lie in \[0, inf\), got an array holding -0.10000000149011612"):
         factory(jnp.array(-0.1))
-    with pytest.raises(ValueError, match=r"learning_rate must lie in \[0, inf\), got an array holding \[0.1, inf\]"):
+    with pytest.raises(ValueError, match=r"learning_rate must lie in \[0, inf\), got an array holding inf"):
         factory(np.array([0.1, np.inf]))
     factory(jnp.array(0.1))  # a valid one is accepted
 
 
 def test_optimizer_array_hyperparameters_checked_and_traced_ones_pass():
-    with pytest.raises(ValueError, match=r"b1 must lie in \[0, 1\), got an array holding \[1.0\]"):
+    with pytest.raises(ValueError, match=r"b1 must lie in \[0, 1\), got an array holding 1.0"):
         joptim.adam(0.1, b1=jnp.array(1.0))
 
     def step(lr):

@@ -1,0 +1,19 @@
+"""Test-session setup: one persistent XLA compilation cache shared by the test processes.
+
+Many tests (and the ``jtricks`` command-line processes they start) compile the same small programs; with
+JAX's persistent compilation cache each distinct program is compiled once per test session. The cache is a
+fresh folder per session (so results never depend on an earlier run) and the executables are the ones a
+compile would give, so every numeric assertion is unaffected.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# set before jax is imported anywhere (pytest imports conftest.py first); subprocesses inherit it
+_SESSION = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getppid())
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(tempfile.gettempdir()) / f"jtricks-tests-xla-{_SESSION}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
