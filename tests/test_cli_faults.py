@@ -129,14 +129,14 @@ def test_resume_on_missing_then_finished_folder_and_report_of_a_truncated_one(tm
 
 def test_ctrl_c_exits_130_with_a_resume_hint_and_resume_finishes(tmp_path):
     f = _exp(tmp_path)
-    f.write_text(f.read_text().replace("epochs=1", "epochs=20"))  # many fast epochs
+    f.write_text(f.read_text().replace("epochs=1", "epochs=60"))  # many fast epochs: still running when SIGINT lands
     out = tmp_path / "o"
     proc = subprocess.Popen([sys.executable, "-m", "jtricks", "run", str(f), "--out", str(out), "--no-plot"],
                             cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     seen = ""
-    while "epoch 2/20" not in seen and time.monotonic() < deadline:  # training is under way
-        seen += proc.stderr.read(1)
+    while "epoch 2/60" not in seen and time.monotonic() < deadline:  # training is under way
+        seen += proc.stderr.readline()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -144,12 +144,12 @@ def test_ctrl_c_exits_130_with_a_resume_hint_and_resume_finishes(tmp_path):
     m = re.fullmatch(r"jtricks run: interrupted at epoch (\d+); continue with --resume", err.strip().splitlines()[-1])
     assert m is not None, err
     epoch = int(m.group(1))
-    assert 1 <= epoch < 20 and (out / "checkpoints" / "group0_chunk0" / str(epoch)).is_dir()  # complete
+    assert 1 <= epoch < 60 and (out / "checkpoints" / "group0_chunk0" / str(epoch)).is_dir()  # complete
     assert not (out / "manifest.json").exists()
     p = _cli("run", str(f), "--out", str(out), "--quiet", "--no-plot", "--resume", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    manifest = results_io.check_complete(out)  # all 20 epochs of both seeds, consistent
-    assert manifest["seeds"] == [0] and manifest["config"]["epochs"] == 20
+    manifest = results_io.check_complete(out)  # all 60 epochs, consistent
+    assert manifest["seeds"] == [0] and manifest["config"]["epochs"] == 60
 
 
 # ------------------------------------------------------------------- resume, damage, locks, writes
