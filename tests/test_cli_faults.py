@@ -131,8 +131,11 @@ def test_ctrl_c_exits_130_with_a_resume_hint_and_resume_finishes(tmp_path):
     f = _exp(tmp_path)
     f.write_text(f.read_text().replace("epochs=1", "epochs=60"))  # many fast epochs: still running when SIGINT lands
     out = tmp_path / "o"
+    # the default SIGINT disposition for the child: a test runner's worker may ignore SIGINT, and an ignored
+    # disposition is inherited (Python then installs no KeyboardInterrupt handler)
     proc = subprocess.Popen([sys.executable, "-m", "jtricks", "run", str(f), "--out", str(out), "--no-plot"],
-                            cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     seen = ""
     while "epoch 2/60" not in seen and time.monotonic() < deadline:  # training is under way
