@@ -40,6 +40,7 @@ import jtricks
 from jtricks import checkpoint as jckpt
 from jtricks import experiment as jexp
 from jtricks import fingerprint as jfp
+from jtricks import losses as jlosses
 from jtricks import metrics as jmetrics
 from jtricks import prepare as jprep
 from jtricks import programs as jprog
@@ -185,7 +186,7 @@ def build(the_plan: Plan, counter: jprog.TraceCounter) -> list[GroupSetup]:
     setups = []
     for g in the_plan.groups:
         e0 = g.experiment
-        loss = jexp.build_config(e0, jexp.build_model(e0, 10), 10 * e0.batch_size).loss
+        loss = jlosses.get(e0.loss)
         key = jexp.data_key(e0) + (("targets", loss.targets),)
         if key not in cache:
             cache[key] = jprep.prepare_data(e0, loss)
