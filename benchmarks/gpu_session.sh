@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one prepared device run (a lent GPU machine): versions, the Fashion-MNIST convnet experiments that are
+# One prepared run on a GPU machine: versions, the Fashion-MNIST convnet experiments that are
 # too heavy for 2 CPU cores, the --quick benchmark suite, and the engine/population tests on the GPU.
 #   OUT=/path bash benchmarks/gpu_session.sh      (run from the repository root)
 # Needs .gpu/data/fashion-mnist/*.gz (the four IDX files) and .gpu/whl/mnist1d-*.whl carried along.

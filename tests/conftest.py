@@ -1,8 +1,8 @@
-"""Test-session setup: one persistent XLA compilation cache shared by the test processes.
+"""Test-run setup: one persistent XLA compilation cache shared by the test processes.
 
 Many tests (and the ``jtricks`` command-line processes they start) compile the same small programs; with
-JAX's persistent compilation cache each distinct program is compiled once per test session. The cache is a
-fresh folder per session (so results never depend on an earlier run) and the executables are the ones a
+JAX's persistent compilation cache each distinct program is compiled once per test run. The cache is a
+fresh folder per test run (so results never depend on an earlier run) and the executables are the ones a
 compile would give, so every numeric assertion is unaffected.
 """
 

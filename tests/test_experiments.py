@@ -52,7 +52,7 @@ def _write_idx(path: Path, arr: np.ndarray) -> None:
         f.write(header + arr.astype(np.uint8).tobytes())
 
 
-#: The session's temporary folder (pytest's ``tmp_path_factory``), set by :func:`_temp_root`.
+#: The test run's temporary folder (pytest's ``tmp_path_factory``), set by :func:`_temp_root`.
 _TEMP_ROOT: list[Path] = []
 
 
