@@ -184,7 +184,10 @@ def run_target(name: str, ref: str | None, out: Path, timeout: float, earlier: P
         session = work / "session.sqlite"
         bin_dir = Path(sys.executable).parent
         env_run = dict(cwd=work, check=True, env={"PYTHONPATH": str(work), "PATH": f"{bin_dir}:/usr/bin:/bin",
-                                                  "JAX_PLATFORMS": "cpu", "HOME": str(Path.home())})
+                                                  "JAX_PLATFORMS": "cpu", "HOME": str(Path.home()),
+                                                  # one compilation cache for every mutant of the target: a
+                                                  # program the mutant does not change is compiled once
+                                                  "JAX_COMPILATION_CACHE_DIR": str(work / ".xla-cache")})
         subprocess.run([str(bin_dir / "cosmic-ray"), "init", str(cfg), str(session)], **env_run)
         subprocess.run([str(bin_dir / "cr-filter-operators"), str(session), str(cfg)], **env_run)
         _skip_outside(session, work / module, functions)
