@@ -2,7 +2,8 @@
 
     jtricks run EXPERIMENT [--seeds N] [--epochs E] [--out DIR] [--set key=value ...]
                            [--max-members M] [--compile-workers N] [--resume] [--quiet]
-                           [--no-plot] [--no-checkpoint] [--debug]
+                           [--no-plot] [--no-checkpoint] [--compile-cache DIR | --no-compile-cache]
+                           [--cpu-devices N] [--debug]
     jtricks list
     jtricks report DIR [--debug]
 
@@ -54,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--compile-workers", type=int, default=None, metavar="N",
                    help="compile the static groups' programs ahead of time, N at once (default: min(groups, cores/2); 1: on first use)")
     r.add_argument("--no-checkpoint", action="store_true", help="no per-epoch checkpoints (no --resume possible)")
+    r.add_argument("--compile-cache", default=None, metavar="DIR",
+                   help="persistent compilation cache folder (default: $JTRICKS_COMPILE_CACHE, $JAX_COMPILATION_CACHE_DIR "
+                        "or ~/.cache/jtricks/xla)")
+    r.add_argument("--no-compile-cache", action="store_true", help="compile every program afresh (no persistent cache)")
+    r.add_argument("--cpu-devices", type=int, default=None, metavar="N",
+                   help="XLA CPU devices the population is sharded over (default: one per core; 1: a single device)")
     sub.add_parser("list", parents=[common], help="list the experiments")
     rep = sub.add_parser("report", parents=[common], help="re-render summary.md/csv and curves.png of a finished results folder")
     rep.add_argument("dir")
@@ -117,6 +124,15 @@ def _resume_plan(out: Path, args: argparse.Namespace) -> str | None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from jtricks import runtime
+
+    if args.no_compile_cache and args.compile_cache:
+        raise ValueError("--compile-cache and --no-compile-cache contradict each other; give one")
+    if args.cpu_devices is not None and args.cpu_devices <= 0:
+        raise ValueError(f"--cpu-devices must be a positive int, got {args.cpu_devices}")
+    # before the experiment file is imported: the device flag only counts before JAX's backends start
+    runtime.configure(compile_cache=False if args.no_compile_cache else (args.compile_cache or True), cpu_devices=args.cpu_devices)
+
     from jtricks import experiment as jexp
 
     exp = _load(args.experiment)

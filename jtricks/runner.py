@@ -46,6 +46,7 @@ from jtricks import prepare as jprep
 from jtricks import programs as jprog
 from jtricks import report as jreport
 from jtricks import results_io as jresults
+from jtricks import runtime as jruntime
 from jtricks import train as jtrain
 from jtricks.keys import seed_key
 
@@ -408,6 +409,7 @@ def _manifest(the_plan: Plan, setups: Sequence[GroupSetup], compiles: Mapping[st
             "platform": platform.platform(), "processor": platform.machine(),
         },
         "prng_impl": str(jax.config.jax_default_prng_impl),
+        "runtime": jruntime.current(),
         "seeds": list(the_plan.seeds),
         "config": as_json({f.name: getattr(exp, f.name) for f in dataclasses.fields(exp)}),
         "parts": {part: sorted(fields) for part, fields in jexp.parts(exp).items()},
@@ -484,6 +486,14 @@ def run(
         cpu_count // 2)``; ``1``: no ahead-of-time step, every program compiles on its first call
         (also the behaviour with several devices). Results are identical either way (same programs).
     """
+    with jruntime.CompileMeter() as meter:
+        return _plan_and_run(exp, out_dir, resume=resume, max_members=max_members, progress=progress, checkpoint=checkpoint,
+                             plot=plot, compile_workers=compile_workers, kill_after=_kill_after_epoch, meter=meter)
+
+
+def _plan_and_run(exp: jexp.Experiment, out_dir: str | os.PathLike[str] | None, *, resume: bool, max_members: int | None,
+                  progress: bool, checkpoint: bool, plot: bool, compile_workers: int | None, kill_after: int | None,
+                  meter: jruntime.CompileMeter) -> RunResult:
     t_start = time.perf_counter()
     the_plan = plan(exp, max_members=max_members)
     workers = _compile_workers(compile_workers, len(the_plan.groups))
@@ -494,7 +504,7 @@ def run(
     setups = build(the_plan, counter)
     fingerprint = _fingerprint(the_plan, setups, max_members)
     kw = dict(resume=resume, progress=progress, checkpoint=checkpoint, plot=plot, workers=workers,
-              kill_after=_kill_after_epoch, t_start=t_start)
+              kill_after=kill_after, t_start=t_start, meter=meter)
     if out is None:
         return _run(the_plan, setups, counter, fingerprint, None, **kw)
     with jresults.lock(out):
@@ -527,7 +537,7 @@ def _check_checkpoints(out: Path, fingerprint: Mapping[str, Any]) -> None:
 
 def _run(the_plan: Plan, setups: list[GroupSetup], counter: jprog.TraceCounter, fingerprint: Mapping[str, Any],
          out: Path | None, *, resume: bool, progress: bool, checkpoint: bool, plot: bool, workers: int,
-         kill_after: int | None, t_start: float) -> RunResult:
+         kill_after: int | None, t_start: float, meter: jruntime.CompileMeter) -> RunResult:
     exp = the_plan.experiment
     timing = [{"group": g.index, "arms": [a.name for a in g.arms], "members": g.size, "compile_s": None, "epoch_s": []}
               for g in the_plan.groups]
@@ -548,7 +558,7 @@ def _run(the_plan: Plan, setups: list[GroupSetup], counter: jprog.TraceCounter, 
     wall = time.perf_counter() - t_start
     compiles = dict(counter.counts)
     if out is not None:
-        manifest = _manifest(the_plan, setups, compiles, wall, timing, metrics, directions)
+        manifest = {**_manifest(the_plan, setups, compiles, wall, timing, metrics, directions), "compile": meter.record()}
         write(out, the_plan, collected, summary, manifest, fingerprint, plot=plot)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return RunResult(out, the_plan.arms, collected.metric_rows, collected.member_rows, summary, compiles, wall,

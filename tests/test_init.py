@@ -205,3 +205,50 @@ def test_invalid_python_scale_raises(bad: float) -> None:
         init.he_normal(scale=jnp.ones(3))
     with pytest.raises(TypeError):
         init.get("zeros", scale=2.0)
+
+
+# ---------------------------------------------------------------- scale handling at the edges (mutation-found)
+def test_orthogonal_gain_and_scale_multiply() -> None:
+    """``W = gain · scale · Q``: with gain 2 and scale 3, ``WᵀW = 36 I`` (Python numbers and arrays alike)."""
+    for gain, scale in ((2.0, 3.0), (jnp.asarray(2.0), jnp.asarray(3.0))):
+        w = init.orthogonal(gain=gain, scale=scale)(KEY, (8, 4))
+        np.testing.assert_allclose(np.asarray(w.T @ w), 36.0 * np.eye(4), atol=1e-4)
+
+
+def test_zero_scale_gives_zeros_and_empty_shapes_are_allowed() -> None:
+    """``scale = 0`` is allowed and zeroes the samples; a dimension of size 0 is a valid (empty) shape."""
+    assert not np.any(np.asarray(init.he_normal(scale=0)(KEY, DENSE)))
+    assert not np.any(np.asarray(init.he_normal(scale=0.0)(KEY, DENSE)))
+    assert init.zeros()(KEY, (0, 3)).shape == (0, 3)
+    assert init.ones(2.0)(KEY, (0,)).shape == (0,)
+    with pytest.raises(ValueError, match="non-negative dimensions"):
+        init.zeros()(KEY, (-1, 3))
+
+
+def test_fan_free_initializers_take_any_rank() -> None:
+    """standard_normal, zeros and ones use no fans: 1-D (bias) shapes work; fan-based ones refuse them."""
+    assert init.standard_normal()(KEY, (5,)).shape == (5,)
+    np.testing.assert_array_equal(np.asarray(init.ones(3.0)(KEY, (5,))), np.full(5, 3.0, np.float32))
+    with pytest.raises(ValueError):
+        init.he_normal()(KEY, (5,))
+
+
+class _DuckScalar:
+    """A scalar that only has ``shape`` (no ``ndim``) and converts to an array."""
+
+    shape = ()
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(2.0, dtype=dtype)
+
+
+@pytest.mark.parametrize("scale", [np.float32(2.0), np.asarray(2.0), _DuckScalar()], ids=["np_scalar", "0d_array", "duck"])
+def test_array_like_scalar_scales(scale) -> None:
+    """numpy scalars, 0-d arrays and objects with a ``shape`` of ``()`` scale like the number 2."""
+    np.testing.assert_array_equal(np.asarray(init.he_normal(scale=scale)(KEY, DENSE)), np.asarray(init.he_normal(scale=2.0)(KEY, DENSE)))
+
+
+def test_non_numeric_scale_is_a_type_error() -> None:
+    for bad in ("2", None, [2.0]):
+        with pytest.raises(TypeError, match="`scale` must be a number or a scalar array"):
+            init.he_normal(scale=bad)

@@ -586,3 +586,58 @@ def test_builder_rejects_bad_specs_and_hparams() -> None:
         O.build(spec, {**O.default_hparams(spec), "learning_rate": -0.1})
     with pytest.raises(TypeError, match="learning_rate"):
         O.build(spec, {**O.default_hparams(spec), "learning_rate": O.constant(0.1)})
+
+
+# ---------------------------------------------------------------- defaults and bounds (mutation-found)
+def test_trace_nesterov_default_gamma_is_0_9():
+    g = {"w": jnp.asarray([1.0, -2.0])}
+    ours, ref = O.trace_nesterov(), optax.trace(decay=0.9, nesterov=True)
+    s_o, s_r = ours.init(g), ref.init(g)
+    for _ in range(3):
+        u_o, s_o = ours.update(g, s_o)
+        u_r, s_r = ref.update(g, s_r)
+    np.testing.assert_allclose(np.asarray(u_o["w"]), np.asarray(u_r["w"]), rtol=1e-6)
+
+
+def test_schedule_defaults():
+    """step_decay: factor 0.1 every ``every_epochs`` epochs of 1 step; warmup_cosine ends at 0."""
+    s = O.step_decay(1.0, every_epochs=1)
+    np.testing.assert_allclose([float(s(t)) for t in (0, 1, 2)], [1.0, 0.1, 0.01], rtol=1e-6)
+    s = O.step_decay(1.0, every_epochs=2)  # steps_per_epoch defaults to 1: the drop is at step 2
+    np.testing.assert_allclose([float(s(t)) for t in (1, 2)], [1.0, 0.1], rtol=1e-6)
+    w = O.warmup_cosine(1.0, warmup_steps=2, decay_steps=10)
+    assert float(w(10)) == 0.0 and float(w(50)) == 0.0
+    e = O.exponential_decay(1.0, 0.5, 1)  # one step per transition is allowed
+    np.testing.assert_allclose([float(e(t)) for t in (0, 1, 2)], [1.0, 0.5, 0.25])
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda: O.cosine_decay(1.0, 0), "decay_steps"),
+    (lambda: O.step_decay(1.0, every_epochs=1, steps_per_epoch=0), "steps_per_epoch"),
+    (lambda: O.step_decay(1.0, every_epochs=0), "every_epochs"),
+    (lambda: O.exponential_decay(1.0, 0.5, 0), "transition_steps"),
+])
+def test_schedule_lengths_must_be_at_least_one(make, name):
+    with pytest.raises(ValueError, match=name):
+        make()
+
+
+def test_weight_decay_mask_is_only_passed_to_a_decaying_factory():
+    """A mask with a factory that has no weight decay is not passed on (the factory takes no ``mask``)."""
+    def plain_sgd(learning_rate: float = 0.1) -> optax.GradientTransformation:
+        return optax.sgd(learning_rate)
+
+    spec = O.OptimizerSpec(plain_sgd, weight_decay_mask=lambda p: jax.tree_util.tree_map(lambda _: True, p))
+    tx = O.build(spec, O.default_hparams(spec))
+    params = {"w": jnp.ones(3)}
+    u, _ = tx.update({"w": jnp.ones(3)}, tx.init(params), params)
+    np.testing.assert_allclose(np.asarray(u["w"]), -0.1 * np.ones(3), rtol=1e-6)
+
+
+def test_default_hparams_strict_and_lenient():
+    """A factory without a default learning rate: strict → error naming it; lenient → the other defaults."""
+    spec = O.OptimizerSpec(optax.lion)
+    with pytest.raises(ValueError, match="learning_rate"):
+        O.default_hparams(spec)
+    lenient = O.default_hparams(spec, strict=False)
+    assert "learning_rate" not in lenient and lenient["b1"] == 0.9
