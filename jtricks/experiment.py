@@ -129,7 +129,9 @@ class Experiment:
     **reporting** — ``metrics``: the metrics summarised (final epoch, mean and 95% CI over seeds; ``None``:
     test and validation accuracy and train loss for classification, test and validation r2 and train loss
     for regression); ``baseline``: the arm every other arm is compared with (default: the first arm);
-    ``target``: a validation accuracy (or ``{metric: value}``) whose first epoch is reported.
+    ``target``: a validation accuracy (or ``{metric: value}``) whose first epoch is reported; ``adjust``: the
+    multiple-comparison adjustment of each metric's comparisons with the baseline (``"holm"``, ``"bh"``
+    Benjamini-Hochberg, ``"none"``; :func:`jtricks.stats.adjust_pvalues`).
 
     **run** — ``name``, ``description``, ``hparams`` (fixed numeric hyperparameters; defaults come from the
     optimizer, the loss and the engine), ``custom_hparams`` (the user's own numeric hyperparameters with
@@ -172,6 +174,7 @@ class Experiment:
     metrics: Sequence[str] | None = setting(None, part="reporting", role="run")
     baseline: str | None = setting(None, part="reporting", role="run")
     target: Any = setting(None, part="reporting", role="run")
+    adjust: str = setting("holm", part="reporting", role="run", choices=lambda: ("holm", "bh", "none"))
     hparams: Mapping[str, Any] = setting({}, part="run", role="run", settable=False)
     custom_hparams: Mapping[str, float] = setting({}, part="run", role="program", settable=False)
     grid: Mapping[str, Sequence[Any]] = setting({}, part="run", role="run", settable=False)

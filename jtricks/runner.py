@@ -254,7 +254,7 @@ def _fingerprint(the_plan: Plan, setups: Sequence[GroupSetup], max_members: int 
     """The run's fingerprint (:mod:`jtricks.fingerprint`): the settings its numbers depend on, the seeds,
     the chunking, the data checksums and the package version."""
     exp = the_plan.experiment
-    report_only = {"name", "description", "baseline", "metrics", "target"}
+    report_only = {"name", "description", "baseline", "metrics", "target", "adjust"}
     fields = {f.name: getattr(exp, f.name) for f in dataclasses.fields(exp) if f.name not in report_only}
     as_json = jexp.to_json
     return jfp.run_fingerprint({
@@ -436,7 +436,8 @@ def write(out: Path, the_plan: Plan, collected: Collected, summary: list[dict[st
         jreport.write_members_csv(tmp, collected.member_rows)
     arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in the_plan.arms]
     jresults.write_atomic(out / "arms.json", json.dumps(jexp.to_json(arm_dicts), indent=2) + "\n")
-    jreport.write_summary(out, summary, title=f"{exp.name}: {exp.description}".strip(": "), directions=manifest["directions"])
+    jreport.write_summary(out, summary, title=f"{exp.name}: {exp.description}".strip(": "), directions=manifest["directions"],
+                          arms=arm_dicts)
     if plot:
         produced = {r["metric"] for r in collected.metric_rows}
         panels = tuple(m for m in dict.fromkeys([*manifest["metrics"], "train_loss", "val_acc"]) if m in produced)
@@ -544,7 +545,8 @@ def _run(the_plan: Plan, setups: list[GroupSetup], counter: jprog.TraceCounter, 
     directions = _directions(setups, collected)
     arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in the_plan.arms]
     summary = jreport.summarize(collected.metric_rows, collected.member_rows, arm_dicts, metrics=metrics,
-                                baseline=exp.baseline or the_plan.arms[0].name, target=exp.target, directions=directions)
+                                baseline=exp.baseline or the_plan.arms[0].name, target=exp.target, directions=directions,
+                                adjust=exp.adjust)
     wall = time.perf_counter() - t_start
     compiles = dict(counter.counts)
     if out is not None:
