@@ -44,6 +44,7 @@ from jtricks import losses as jlosses
 from jtricks import metrics as jmetrics
 from jtricks import prepare as jprep
 from jtricks import programs as jprog
+from jtricks import provenance as jprov
 from jtricks import report as jreport
 from jtricks import results_io as jresults
 from jtricks import train as jtrain
@@ -421,6 +422,7 @@ def _manifest(the_plan: Plan, setups: Sequence[GroupSetup], compiles: Mapping[st
         "compiles": dict(compiles),
         "timing": list(timing),
         "wall_time_s": round(wall, 3),
+        **jprov.manifest_entries(the_plan.groups, [s.config for s in setups], [s.data.num_outputs for s in setups]),
     }
 
 
