@@ -3,7 +3,7 @@
     jtricks run EXPERIMENT [--seeds N] [--epochs E] [--out DIR] [--set key=value ...]
                            [--max-members M] [--compile-workers N] [--resume] [--quiet]
                            [--no-plot] [--no-checkpoint] [--compile-cache DIR | --no-compile-cache]
-                           [--cpu-devices N] [--debug]
+                           [--cpu-devices N] [--until-resolved MAX [--spending obf|bonferroni]] [--debug]
     jtricks list
     jtricks report DIR [--debug]
 
@@ -61,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-compile-cache", action="store_true", help="compile every program afresh (no persistent cache)")
     r.add_argument("--cpu-devices", type=int, default=None, metavar="N",
                    help="XLA CPU devices the population is sharded over (default: one per core; 1: a single device)")
+    r.add_argument("--until-resolved", type=int, default=None, metavar="MAX",
+                   help="add seeds in batches of --seeds until every comparison is resolved (adjusted, with alpha "
+                        "spent across the looks) or MAX seeds are reached (see jtricks.sequential)")
+    r.add_argument("--spending", choices=("obf", "bonferroni"), default="obf",
+                   help="how --until-resolved spends alpha over its looks (default: O'Brien-Fleming-type)")
     sub.add_parser("list", parents=[common], help="list the experiments")
     rep = sub.add_parser("report", parents=[common], help="re-render summary.md/csv and curves.png of a finished results folder")
     rep.add_argument("dir")
@@ -156,6 +161,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from jtricks import runner
 
     print(f"{exp.name}: {len(arms)} arms x {exp.seeds} seeds, {exp.epochs} epochs -> {out}", file=sys.stderr)
+    if args.until_resolved is not None:
+        return _run_until_resolved(exp, out, args)
     res = runner.run(
         exp,
         out_dir=out,
@@ -176,6 +183,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"done in {res.wall_time_s:.1f}s: {len(arms)} arms x {exp.seeds} seeds, "
         f"{sum(res.compiles.values())} compilations; best {metric}: {best}; diverged members: {n_div}; results in {out}"
     )
+    return 0
+
+
+def _run_until_resolved(exp: Any, out: Path, args: argparse.Namespace) -> int:
+    """``--until-resolved MAX``: the sequential run (:mod:`jtricks.sequential`) and what each look decided."""
+    if args.resume:
+        raise ValueError("--until-resolved runs its batches without checkpoints; it cannot be combined with --resume")
+    from jtricks import report as jreport
+    from jtricks import sequential
+
+    res, record = sequential.run_until_resolved(exp, args.until_resolved, out_dir=out, rule=args.spending,
+                                                progress=not args.quiet, plot=not args.no_plot,
+                                                max_members=args.max_members)
+    print(jreport.format_summary_table(res.summary, record["metric"], res.directions))
+    for look in record["looks"]:
+        open_ = [a for a, c in look["comparisons"].items() if c["verdict"] not in ("better", "worse", "higher", "lower")]
+        print(f"look at {look['seeds']} seeds (alpha {look['alpha']:.3g}): "
+              + ("all resolved" if not open_ else f"unresolved: {', '.join(open_)}"))
+    need = ", ".join(f"{a}: {n if n is not None else 'not resolved'}" for a, n in record["first_resolved_at"].items())
+    print(f"seeds at which each comparison was first resolved: {need}; stopped at {record['stopped_at']} seeds; "
+          f"results in {out}")
     return 0
 
 

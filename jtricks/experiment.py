@@ -54,6 +54,7 @@ __all__ = [
     "SETTINGS",
     "NUMERIC_HPARAMS",
     "STATIC_FIELDS",
+    "REPORT_ONLY",
     "setting",
     "parts",
     "expand",
@@ -129,7 +130,9 @@ class Experiment:
     **reporting** — ``metrics``: the metrics summarised (final epoch, mean and 95% CI over seeds; ``None``:
     test and validation accuracy and train loss for classification, test and validation r2 and train loss
     for regression); ``baseline``: the arm every other arm is compared with (default: the first arm);
-    ``target``: a validation accuracy (or ``{metric: value}``) whose first epoch is reported.
+    ``target``: a validation accuracy (or ``{metric: value}``) whose first epoch is reported; ``adjust``: the
+    multiple-comparison adjustment of each metric's comparisons with the baseline (``"holm"``, ``"bh"``
+    Benjamini-Hochberg, ``"none"``; :func:`jtricks.stats.adjust_pvalues`).
 
     **run** — ``name``, ``description``, ``hparams`` (fixed numeric hyperparameters; defaults come from the
     optimizer, the loss and the engine), ``custom_hparams`` (the user's own numeric hyperparameters with
@@ -172,6 +175,7 @@ class Experiment:
     metrics: Sequence[str] | None = setting(None, part="reporting", role="run")
     baseline: str | None = setting(None, part="reporting", role="run")
     target: Any = setting(None, part="reporting", role="run")
+    adjust: str = setting("holm", part="reporting", role="run", choices=lambda: ("holm", "bh", "none"))
     hparams: Mapping[str, Any] = setting({}, part="run", role="run", settable=False)
     custom_hparams: Mapping[str, float] = setting({}, part="run", role="program", settable=False)
     grid: Mapping[str, Sequence[Any]] = setting({}, part="run", role="run", settable=False)
@@ -187,6 +191,8 @@ SETTINGS: Mapping[str, Mapping[str, Any]] = {f.name: f.metadata for f in datacla
 STATIC_FIELDS: frozenset[str] = frozenset(k for k, m in SETTINGS.items() if m["role"] != "run" and m["settable"])
 
 _SETTABLE: frozenset[str] = frozenset(k for k, m in SETTINGS.items() if m["settable"])
+#: Fields no number of a run depends on (left out of the run's fingerprint): the reporting part, the name, the description.
+REPORT_ONLY: frozenset[str] = frozenset(k for k, m in SETTINGS.items() if m["part"] == "reporting") | {"name", "description"}
 
 #: Names that are both an on/off field and its numeric coefficient: a bool sets the field, a number sets the
 #: coefficient and switches the field on (so an arm ``{"l2": 1e-4}`` is an L2 arm).

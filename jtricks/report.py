@@ -45,6 +45,7 @@ __all__ = [
     "summarize",
     "write_summary",
     "format_summary_table",
+    "edge_optima",
     "plot_curves",
     "render",
 ]
@@ -76,6 +77,19 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "power",
     "target",
     "epochs_to_target",
+    "at_best_mean",
+    "div_rate",
+    "div_lo",
+    "div_hi",
+    "itt_n",
+    "itt_w",
+    "itt_p",
+    "test",
+    "p_adjusted",
+    "adjust",
+    "family",
+    "adj_lo",
+    "adj_hi",
 )
 DEFAULT_METRICS: tuple[str, ...] = ("test_acc", "val_acc", "train_loss")
 TARGET_METRIC: str = "val_acc"  # the metric a bare float ``target`` refers to (time-to-target)
@@ -321,20 +335,6 @@ def _reaches(value: float, target: float, direction: int) -> bool:
     return value <= target if direction < 0 else value >= target
 
 
-def _verdict(lo: float, hi: float, direction: int) -> str:
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return "n/a"
-    if lo > 0:
-        side = 1
-    elif hi < 0:
-        side = -1
-    else:
-        return "n.s."
-    if direction == 0:
-        return "higher" if side > 0 else "lower"
-    return "better" if side * direction > 0 else "worse"
-
-
 def summarize(
     metrics_rows: Iterable[Any],
     member_rows: Iterable[Any] | None,
@@ -346,6 +346,7 @@ def summarize(
     target: float | Mapping[str, float] | None = None,
     power: float = 0.8,
     directions: Mapping[str, Any] | None = None,
+    adjust: str = "holm",
 ) -> list[dict[str, Any]]:
     """Per arm and metric: the final value over seeds, its t CI, and the paired difference vs baseline.
 
@@ -359,13 +360,34 @@ def summarize(
     * ``best_epoch`` / ``best_mean``: the epoch where the *mean curve* (per-epoch mean over the
       non-diverged members) is best in the metric's direction (argmax when unknown); ties go to the
       earliest epoch; ``-1`` if there is none;
+    * ``at_best_mean``: the mean over the non-diverged members of the metric at each member's own
+      ``best_epoch`` (``members.csv``: the epoch the validation metric picked), next to the final value;
+      ``nan`` without member rows;
+    * ``div_rate, div_lo, div_hi``: the arm's divergence rate ``diverged / n_members`` with its
+      Clopper-Pearson interval (:func:`jtricks.stats.binomial_ci`);
     * ``diff, diff_std, diff_lo, diff_hi, diff_n, p_value`` = :func:`jtricks.stats.paired_diff_ci`
       of arm - baseline, paired by seed (seeds present in both arms; a diverged member drops its
-      pair); ``nan`` on the baseline row;
-    * ``verdict``: ``"better"`` / ``"worse"`` when the difference CI excludes 0 (in the metric's
-      direction; ``"higher"`` / ``"lower"`` when the direction is unknown), ``"n.s."`` when it contains 0,
-      ``"n/a"`` with fewer than two pairs, ``"baseline"`` on the baseline row;
-    * ``seeds_needed`` = :func:`jtricks.stats.seeds_needed` ``(diff, diff_std, confidence, power)``;
+      pair; ``nan`` interval and p-value when every difference is equal); ``nan`` on the baseline row;
+    * ``itt_n, itt_w, itt_p``: the intention-to-treat comparison over all ``itt_n`` shared seeds, a
+      diverged member counting as the worst outcome (:func:`jtricks.stats.itt_paired`: exact Wilcoxon
+      signed-rank test; ``itt_w = W+ - W-``, positive when the arm is higher);
+    * ``test``: the test behind the verdict: ``"t"`` (the paired t-test) when every shared seed gave a
+      pair, ``"itt"`` when fewer pairs than shared seeds were compared (``diff_n < itt_n``: a member
+      diverged), empty when there is none;
+    * ``p_adjusted, adjust, family``: that test's p-value adjusted (:func:`jtricks.stats.adjust_pvalues`,
+      ``adjust`` = ``"holm"`` / ``"bh"`` / ``"none"``) over the *family* of the metric's comparisons with
+      the baseline that have a p-value (``family`` of them);
+    * ``adj_lo, adj_hi``: the paired t interval at the family-adjusted level: ``1 - alpha/family``
+      (Bonferroni, the simultaneous interval of ``holm``), ``1 - R alpha/family`` with ``R`` the number of
+      BH discoveries (Benjamini-Yekutieli's false-coverage interval, ``bh``), ``1 - alpha`` (``none``);
+    * ``verdict``: ``"better"`` / ``"worse"`` when ``p_adjusted < alpha = 1 - confidence``, by the sign of
+      the difference (``diff`` for the t-test, ``itt_w`` for the ITT test) in the metric's direction
+      (``"higher"`` / ``"lower"`` when the direction is unknown), ``"n.s."`` otherwise, ``"degenerate"``
+      when every paired difference is equal, ``"n/a"`` without a p-value, ``"baseline"`` on the baseline
+      row; with ``adjust="none"`` and all pairs complete this is "the t interval excludes 0";
+    * ``seeds_needed`` = :func:`jtricks.stats.seeds_needed` ``(diff, diff_std, 1 - alpha', power)``, a
+      planning estimate (exact noncentral t) at the family's Bonferroni level ``alpha' = alpha/family``
+      (``alpha`` with ``adjust="none"``);
     * ``epochs_to_target``: first epoch whose mean-curve value reaches ``target`` (``>=`` when higher is
       better or unknown, ``<=`` when lower is), ``-1`` if never; ``None`` (and ``target`` ``None``) when no
       target applies to the metric.
@@ -383,12 +405,15 @@ def summarize(
       power: power used for ``seeds_needed``, in (0, 1).
       directions: ``{metric: True/"higher" (higher is better) or False/"lower"}`` for metrics whose
         direction is not known by name (:func:`metric_direction`), e.g. a custom metric.
+      adjust: the multiple-comparison adjustment within each metric: ``"holm"``, ``"bh"`` or ``"none"``.
 
     Returns:
       A list of dicts with keys :data:`SUMMARY_COLUMNS`, ordered by metric then arm.
     """
     confidence = _stats._check_prob("confidence", confidence)
     power = _stats._check_prob("power", power)
+    if adjust not in _stats.ADJUST_METHODS:
+        raise ValueError(f"adjust must be one of {list(_stats.ADJUST_METHODS)}, got {adjust!r}")
     metrics = (metrics,) if isinstance(metrics, str) else metrics
     mrows = _normalize_rows(metrics_rows, METRICS_COLUMNS, "metrics")
     brows = [] if member_rows is None else _normalize_rows(member_rows, MEMBERS_COLUMNS, "members")
@@ -401,6 +426,7 @@ def summarize(
         raise ValueError(f"baseline {baseline!r} is not an arm; arms are {names}")
     targets = _targets(target)
     diverged = {(r[0], r[1]) for r in brows if r[2] >= 0}
+    best_of = {(r[0], r[1]): r[4] for r in brows}
     data = _curves(mrows)
     out: list[dict[str, Any]] = []
     for metric in metrics:
@@ -408,10 +434,12 @@ def summarize(
             continue
         direction = metric_direction(metric, directions)
         finals = {arm: _finals(data[metric].get(arm, {}), arm, diverged) for arm in names}
+        rows = []
         for arm in names:
-            row = _arm_row(data[metric].get(arm, {}), finals, arm, baseline, direction, confidence, power,
-                           targets.get(metric))
-            out.append({"metric": metric, "arm": arm, "baseline": baseline, **row})
+            row = _arm_row(data[metric].get(arm, {}), finals, arm, baseline, direction, confidence,
+                           targets.get(metric), best_of)
+            rows.append({"metric": metric, "arm": arm, "baseline": baseline, **row})
+        out.extend(_family(rows, direction, confidence, power, adjust))
     return out
 
 
@@ -460,28 +488,92 @@ def _epochs_to(epochs: Sequence[int], curve: Sequence[float], target: float | No
     return next((e for e, m in zip(epochs, curve) if math.isfinite(m) and _reaches(m, target, direction)), -1)
 
 
+def _at_best(members: Mapping[int, Mapping[int, float]], arm: str, ok: Sequence[int], best_of: Mapping) -> float:
+    """Mean over the members ``ok`` of their value at their own best epoch (``nan`` when none is known)."""
+    vals = [members[s].get(best_of.get((arm, s), -1), _NAN) for s in ok]
+    vals = [v for v in vals if math.isfinite(v)]
+    return float(np.mean(vals)) if vals else _NAN
+
+
 def _arm_row(members: Mapping[int, Mapping[int, float]], finals: Mapping[str, Mapping[int, float]], arm: str,
-             baseline: str, direction: int, confidence: float, power: float, target: float | None) -> dict[str, Any]:
-    """One summary row's statistics: the final values' CI, the mean curve's best epoch, the comparison."""
+             baseline: str, direction: int, confidence: float, target: float | None,
+             best_of: Mapping[tuple[str, int], int]) -> dict[str, Any]:
+    """One summary row's statistics before the family adjustment: the final values' CI, the divergence
+    rate, the mean curve's best epoch, the paired t and ITT comparisons with the baseline."""
     ok = [s for s in sorted(members) if math.isfinite(finals[arm][s])]
     ci = _stats.mean_ci([finals[arm][s] for s in ok], confidence)
     epochs, curve = _mean_curve(members, ok)
     best_epoch, best_mean = _best(epochs, curve, direction)
-    if arm == baseline:
-        d = _stats.DiffCI(_NAN, _NAN, _NAN, _NAN, _NAN, 0, 0, 0, _NAN, _NAN)
-        verdict, need = "baseline", _NAN
-    else:
+    rate, rate_lo, rate_hi = _stats.binomial_ci(len(members) - len(ok), len(members), confidence)
+    d = _stats.DiffCI(_NAN, _NAN, _NAN, _NAN, _NAN, 0, 0, 0, _NAN, _NAN)
+    itt = _stats.RankTest(0, 0, _NAN, _NAN, _NAN)
+    if arm != baseline:
         shared = sorted(set(finals[arm]) & set(finals[baseline]))
-        d = _stats.paired_diff_ci([finals[arm][s] for s in shared], [finals[baseline][s] for s in shared], confidence)
-        verdict = _verdict(d.lo, d.hi, direction)
-        need = _stats.seeds_needed(d.diff, d.std, confidence, power) if d.n >= 2 else _NAN
+        xa, xb = [finals[arm][s] for s in shared], [finals[baseline][s] for s in shared]
+        d = _stats.paired_diff_ci(xa, xb, confidence)
+        if shared:
+            itt = _stats.itt_paired(xa, xb, direction >= 0)
+            if direction == 0 and d.n < len(shared):  # no "worst" outcome without a direction
+                itt = itt._replace(p=_NAN)
     return {
         "n_members": len(members), "n": ci.n, "diverged": len(members) - len(ok), "mean": ci.mean, "std": ci.std,
         "ci_lo": ci.lo, "ci_hi": ci.hi, "confidence": confidence, "best_epoch": best_epoch, "best_mean": best_mean,
         "diff": d.diff, "diff_std": d.std, "diff_lo": d.lo, "diff_hi": d.hi, "diff_n": d.n, "p_value": d.p,
-        "verdict": verdict, "seeds_needed": need, "power": power, "target": target,
+        "verdict": "baseline" if arm == baseline else "n/a", "seeds_needed": _NAN, "target": target,
         "epochs_to_target": _epochs_to(epochs, curve, target, direction),
+        "at_best_mean": _at_best(members, arm, ok, best_of), "div_rate": rate, "div_lo": rate_lo, "div_hi": rate_hi,
+        "itt_n": itt.n, "itt_w": itt.w_plus - itt.w_minus, "itt_p": itt.p, "test": "", "p_adjusted": _NAN,
+        "_se": d.se, "_df": d.df,
     }
+
+
+def _family(rows: list[dict[str, Any]], direction: int, confidence: float, power: float,
+            adjust: str) -> list[dict[str, Any]]:
+    """One metric's comparisons with the baseline as a family: the test behind each verdict (paired t, or
+    the ITT rank test where pairs were lost), the adjusted p-values, the adjusted intervals, the verdicts and
+    the planning estimates."""
+    alpha = 1.0 - confidence
+    for r in rows:
+        if r["verdict"] == "baseline":
+            continue
+        r["test"] = "itt" if r["diff_n"] < r["itt_n"] else ("t" if math.isfinite(r["p_value"]) else "")
+    comp = [r for r in rows if r["test"]]
+    primary = [r["p_value"] if r["test"] == "t" else r["itt_p"] for r in comp]
+    adjusted = _stats.adjust_pvalues(primary, adjust) if comp else []
+    family = int(np.sum(np.isfinite(primary))) if comp else 0
+    rejected = int(np.sum(np.asarray(adjusted) < alpha)) if comp else 0
+    level = {"holm": alpha / max(family, 1), "bh": alpha * max(rejected, 1) / max(family, 1), "none": alpha}[adjust]
+    plan_level = alpha if adjust == "none" else alpha / max(family, 1)
+    for r, p_adj in zip(comp, adjusted):
+        r["p_adjusted"] = float(p_adj)
+    for r in rows:
+        se, df = r.pop("_se"), r.pop("_df")
+        r.update(power=power, adjust=adjust, family=family, adj_lo=_NAN, adj_hi=_NAN)
+        if r["verdict"] == "baseline":
+            continue
+        if r["test"] == "t" and se > 0:
+            half = _stats.t_ppf(1.0 - 0.5 * level, df) * se
+            r["adj_lo"], r["adj_hi"] = r["diff"] - half, r["diff"] + half
+        if r["diff_n"] >= 2 and math.isfinite(r["diff_std"]):
+            r["seeds_needed"] = _stats.seeds_needed(r["diff"], r["diff_std"], 1.0 - plan_level, power)
+        r["verdict"] = _verdict(r, direction, alpha)
+    return rows
+
+
+def _verdict(r: Mapping[str, Any], direction: int, alpha: float) -> str:
+    """``better`` / ``worse`` (``higher`` / ``lower``) when the adjusted p-value is below ``alpha``."""
+    if r["test"] == "" and r["diff_n"] >= 2 and r["diff_std"] == 0:
+        return "degenerate"
+    p = r["p_adjusted"]
+    if not math.isfinite(p):
+        return "n/a"
+    if p >= alpha:
+        return "n.s."
+    effect = r["diff"] if r["test"] == "t" else r["itt_w"]
+    side = 1 if effect > 0 else -1
+    if direction == 0:
+        return "higher" if side > 0 else "lower"
+    return "better" if side * direction > 0 else "worse"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -519,6 +611,24 @@ def _pct(confidence: float) -> str:
     return f"{confidence * 100:g}%"
 
 
+_ADJUST_NAMES = {"holm": "Holm", "bh": "BH", "none": "unadjusted"}
+
+
+def _diverged_cell(r: Mapping[str, Any]) -> str:
+    if not r["diverged"]:
+        return "0"
+    return f"{r['diverged']}/{r['n_members']} [{r['div_lo']:.0%}, {r['div_hi']:.0%}]"
+
+
+def _delta_cell(r: Mapping[str, Any], dec: int) -> str:
+    delta = _num(r["diff"], dec, signed=True)
+    if math.isfinite(r["diff_lo"]):
+        delta += f" [{_num(r['diff_lo'], dec, signed=True)}, {_num(r['diff_hi'], dec, signed=True)}]"
+    if r["diff_n"] < r["itt_n"]:
+        delta += f" ({r['diff_n']}/{r['itt_n']} pairs)"
+    return delta
+
+
 def _table_cells(rows: list[dict[str, Any]], metric: str, directions: Mapping[str, Any] | None = None
                  ) -> tuple[list[str], list[list[str]]]:
     rows = [r for r in rows if r["metric"] == metric]
@@ -526,18 +636,11 @@ def _table_cells(rows: list[dict[str, Any]], metric: str, directions: Mapping[st
         raise ValueError(f"no summary rows for metric {metric!r}")
     conf = _pct(rows[0]["confidence"])
     dec = _decimals(metric, rows)
-    header = [
-        "arm",
-        "mean ± std",
-        f"{conf} CI",
-        "n",
-        "diverged",
-        "best epoch",
-        f"Δ vs baseline [{conf} CI]",
-        "p",
-        "verdict",
-        "seeds to resolve",
-    ]
+    at_best = metric.startswith("test_") and any(math.isfinite(r["at_best_mean"]) for r in rows)
+    header = ["arm", "mean ± std", f"{conf} CI", "n", "diverged [CI]", "best epoch"]
+    header += ["at val-best epoch"] if at_best else []
+    header += [f"Δ vs baseline [{conf} CI]", "p", f"p ({_ADJUST_NAMES[rows[0]['adjust']]})", "verdict",
+               "seeds (planning)"]
     has_target = any(r["target"] is not None for r in rows)
     if has_target:
         op = "≤" if metric_direction(metric, directions) < 0 else "≥"
@@ -551,27 +654,18 @@ def _table_cells(rows: list[dict[str, Any]], metric: str, directions: Mapping[st
         ci = (f"[{_num(r['ci_lo'], dec)}, {_num(r['ci_hi'], dec)}]"
               if math.isfinite(r["ci_lo"]) else "n/a")
         if r["verdict"] == "baseline":
-            delta, p, need = "(baseline)", "", ""
+            delta, p, p_adj, verdict, need = "(baseline)", "", "", "baseline", ""
         else:
-            delta = _num(r["diff"], dec, signed=True)
-            if math.isfinite(r["diff_lo"]):
-                delta += (f" [{_num(r['diff_lo'], dec, signed=True)}, "
-                          f"{_num(r['diff_hi'], dec, signed=True)}]")
-            p = _p(r["p_value"])
+            delta = _delta_cell(r, dec)
+            p = _p(r["itt_p"] if r["test"] == "itt" else r["p_value"])
+            p_adj = _p(r["p_adjusted"])
+            verdict = r["verdict"] + (" (ITT)" if r["test"] == "itt" else "")
             s = r["seeds_needed"]
             need = ("∞" if s == math.inf else "n/a") if not math.isfinite(s) else str(int(s))
-        cells = [
-            r["arm"],
-            mean,
-            ci,
-            str(r["n"]),
-            str(r["diverged"]),
-            str(r["best_epoch"]) if r["best_epoch"] >= 0 else "n/a",
-            delta,
-            p,
-            r["verdict"],
-            need,
-        ]
+        cells = [r["arm"], mean, ci, str(r["n"]), _diverged_cell(r),
+                 str(r["best_epoch"]) if r["best_epoch"] >= 0 else "n/a"]
+        cells += [_num(r["at_best_mean"], dec)] if at_best else []
+        cells += [delta, p, p_adj, verdict, need]
         if has_target:
             e = r["epochs_to_target"]
             cells.append("" if e is None else ("never" if e < 0 else str(e)))
@@ -582,8 +676,9 @@ def _table_cells(rows: list[dict[str, Any]], metric: str, directions: Mapping[st
 def format_summary_table(summary_rows: list[dict[str, Any]], metric: str, directions: Mapping[str, Any] | None = None) -> str:
     """Plain-text table of one metric's summary rows, columns padded to align, for the console.
 
-    Same cells as the Markdown table of :func:`write_summary`: arm, mean ± std, CI, n, diverged,
-    best epoch, Δ vs baseline [CI], p, verdict, seeds to resolve (and epochs to target).
+    Same cells as the Markdown table of :func:`write_summary`: arm, mean ± std, CI, n, diverged [CI],
+    best epoch, (value at the validation-best epoch,) Δ vs baseline [CI], p, adjusted p, verdict, seeds
+    (planning) (and epochs to target).
     """
     header, body = _table_cells(summary_rows, metric, directions)
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
@@ -600,8 +695,76 @@ def _md_escape(s: str) -> str:
     return s.replace("|", "\\|")
 
 
+def _legend(r0: Mapping[str, Any]) -> str:
+    conf, power = _pct(r0["confidence"]), _pct(r0["power"])
+    alpha = f"{(1.0 - r0['confidence']) * 100:g}%"
+    adj = {"holm": "Holm-adjusted (familywise error rate)", "bh": "Benjamini-Hochberg-adjusted (false discovery rate)",
+           "none": "not adjusted for multiple comparisons"}[r0["adjust"]]
+    return (
+        f"Baseline: `{r0['baseline']}`. Each member contributes its value at the last epoch it "
+        f"reached. mean ± std over the n finite, non-diverged seeds, with a {conf} Student-t "
+        f"confidence interval; \"diverged\" counts the excluded members, with the Clopper-Pearson {conf} "
+        f"interval of the divergence rate. Δ is the difference arm − baseline paired by seed (same "
+        f"initial weights and data order), with its {conf} t interval and paired t-test p-value. Where a "
+        f"member diverged, fewer pairs than seeds are compared (\"k/n pairs\"), and the verdict comes from "
+        f"the intention-to-treat test instead (\"(ITT)\": every seed kept, a diverged member counted as the "
+        f"worst outcome, exact Wilcoxon signed-rank test; its p-value is shown). The p-values of each "
+        f"table's comparisons with the baseline form one family and are {adj}; the verdict is \"better\" / "
+        f"\"worse\" when the adjusted p-value is below {alpha} (higher accuracy / lower loss is better), "
+        f"\"degenerate\" when every paired difference is equal (no interval). \"seeds (planning)\" is a "
+        f"planning estimate for a next run: the exact (noncentral t) number of seeds at which a true Δ equal to "
+        f"the observed one, with the observed spread, would be found with {power} power at the family's "
+        f"Bonferroni level. \"best epoch\" is the best epoch of the mean curve; \"at val-best epoch\" is "
+        f"the mean of each member's value at the epoch its validation metric picked."
+    )
+
+
+def _family_line(rows: Sequence[Mapping[str, Any]]) -> str:
+    r0 = rows[0]
+    k = r0["family"]
+    what = {"holm": "Holm adjustment", "bh": "Benjamini-Hochberg adjustment", "none": "no adjustment"}[r0["adjust"]]
+    return (f"Family: {k} comparison{'s' if k != 1 else ''} with `{r0['baseline']}` "
+            f"({what} over the comparisons of this metric).")
+
+
+def edge_optima(summary_rows: Sequence[Mapping[str, Any]], arms: Any, metric: str,
+                directions: Mapping[str, Any] | None = None, factor: str = "learning_rate") -> list[str]:
+    """Sentences flagging a best ``factor`` value (by default the learning rate) at the edge of the grid.
+
+    Arms that differ only in a numeric ``factor`` (``arms``: ``[{"arm", "factors"}]``) form a sweep; in
+    each sweep of at least two values the best arm by the mean final ``metric`` (in its direction), among
+    the arms without diverged members (all when every arm has some), is found; when it is the smallest
+    or the largest value swept, the optimum may lie outside the grid, and one sentence says so.
+    """
+    direction = metric_direction(metric, directions)
+    if direction == 0 or arms is None:
+        return []
+    arms = arms["arms"] if isinstance(arms, Mapping) and "arms" in arms else arms
+    rows = {r["arm"]: r for r in summary_rows if r["metric"] == metric and math.isfinite(r["mean"])}
+    sweeps: dict[tuple, list[tuple[float, Mapping[str, Any]]]] = {}
+    for a in arms:
+        f = a.get("factors", {}) if isinstance(a, Mapping) else {}
+        v = f.get(factor)
+        if a.get("arm") in rows and isinstance(v, (int, float)) and not isinstance(v, bool):
+            rest = tuple(sorted((k, repr(x)) for k, x in f.items() if k != factor))
+            sweeps.setdefault(rest, []).append((float(v), rows[a["arm"]]))
+    notes = []
+    for rest, members in sweeps.items():
+        values = sorted({v for v, _ in members})
+        if len(values) < 2:
+            continue
+        fewest = min(r["diverged"] for _, r in members)
+        v, best = max(((v, r) for v, r in members if r["diverged"] == fewest), key=lambda t: direction * t[1]["mean"])
+        if v in (values[0], values[-1]):
+            where = "smallest" if v == values[0] else "largest"
+            group = ", ".join(f"{k}={x}" for k, x in rest) or "the sweep"
+            notes.append(f"Edge optimum: for {group}, the best {factor} by mean `{metric}` is {v:g} (`{best['arm']}`), "
+                         f"the {where} value swept; the optimum may lie outside the grid.")
+    return notes
+
+
 def _markdown(summary_rows: list[dict[str, Any]], title: str, notes: str | Sequence[str] | None,
-              directions: Mapping[str, Any] | None = None) -> str:
+              directions: Mapping[str, Any] | None = None, arms: Any = None) -> str:
     parts = [f"# {title}", ""]
     if notes:
         if isinstance(notes, str):
@@ -611,17 +774,7 @@ def _markdown(summary_rows: list[dict[str, Any]], title: str, notes: str | Seque
     if summary_rows:
         r0 = summary_rows[0]
         conf, power = _pct(r0["confidence"]), _pct(r0["power"])
-        parts += [
-            f"Baseline: `{r0['baseline']}`. Each member contributes its value at the last epoch it "
-            f"reached. mean ± std over the n finite, non-diverged seeds, with a {conf} Student-t "
-            f"confidence interval. Δ is the difference arm − baseline paired by seed (same "
-            f"initial weights and data order), with its {conf} t interval and paired t-test p-value; "
-            f"the verdict says whether that interval excludes 0 (higher accuracy / lower loss is "
-            f"better). \"seeds to resolve\" is the normal-approximation number of seeds that "
-            f"resolves Δ at {conf} confidence with {power} power. \"best epoch\" is the best "
-            f"epoch of the mean curve.",
-            "",
-        ]
+        parts += [_legend(r0), ""]
     metrics: list[str] = []
     for r in summary_rows:
         if r["metric"] not in metrics:
@@ -630,13 +783,15 @@ def _markdown(summary_rows: list[dict[str, Any]], title: str, notes: str | Seque
         d = metric_direction(metric, directions)
         hint = " (higher is better)" if d > 0 else (" (lower is better)" if d < 0 else "")
         header, body = _table_cells(summary_rows, metric, directions)
-        parts += [f"## {metric}{hint}", ""]
+        parts += [f"## {metric}{hint}", "", _family_line([r for r in summary_rows if r["metric"] == metric]), ""]
         parts.append("| " + " | ".join(header) + " |")
         align = [":---" if h in ("arm", "verdict") else "---:" for h in header]
         parts.append("|" + "|".join(align) + "|")
         for row in body:
             parts.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
         parts.append("")
+        edges = edge_optima(summary_rows, arms, metric, directions)
+        parts += [*edges, ""] if edges else []
     return "\n".join(parts)
 
 
@@ -647,11 +802,14 @@ def write_summary(
     title: str,
     notes: str | Sequence[str] | None = None,
     directions: Mapping[str, Any] | None = None,
+    arms: Any = None,
 ) -> tuple[Path, Path]:
     """Write ``summary.csv`` (columns :data:`SUMMARY_COLUMNS`, floats as exact ``repr``, ``None``
     as empty) and ``summary.md`` (a title, ``notes`` -- a paragraph or a list of bullets --, a
-    legend of the statistics, then one Markdown table per metric: arm | mean ± std | CI | n |
-    diverged | best epoch | Δ vs baseline [CI] | p | verdict | seeds to resolve [| epochs to target]).
+    legend of the statistics, then per metric the family of its comparisons and a Markdown table:
+    arm | mean ± std | CI | n | diverged [CI] | best epoch [| at val-best epoch] | Δ vs baseline [CI] |
+    p | p (adjusted) | verdict | seeds (planning) [| epochs to target]), followed by the
+    :func:`edge_optima` sentences when ``arms`` (the arm table with factors) is given.
 
     Accuracies are shown with 4 decimals, other values with 4 significant digits, p-values with 2.
     Output is deterministic (byte-identical for the same rows).
@@ -672,7 +830,7 @@ def write_summary(
     )
     md_path = out_dir / "summary.md"
     with md_path.open("w", newline="", encoding="utf-8") as f:
-        f.write(_markdown(summary_rows, title, notes, directions))
+        f.write(_markdown(summary_rows, title, notes, directions, arms))
     return csv_path, md_path
 
 
@@ -811,9 +969,9 @@ def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
 
     Reads ``metrics.csv``, ``members.csv`` (optional), ``arms.json`` (optional; a list of
     ``{"arm", "factors"}`` or ``{"arms": [...], "baseline": name}``) and ``manifest.json``
-    (optional). The keys ``baseline``, ``metrics``, ``target`` and ``confidence`` are taken from
-    the manifest's ``config`` or, where that lacks them or holds ``null``, from the manifest's top
-    level (defaults: the first arm, :data:`DEFAULT_METRICS`, none, 0.95). The Markdown title is
+    (optional). The keys ``baseline``, ``metrics``, ``target``, ``confidence`` and ``adjust`` are taken
+    from the manifest's ``config`` or, where that lacks them or holds ``null``, from the manifest's top
+    level (defaults: the first arm, :data:`DEFAULT_METRICS`, none, 0.95, ``"holm"``). The Markdown title is
     ``"{name}: {description}"`` (``name`` from ``config.name``, else ``experiment``, else the folder
     name; ``description`` from ``config.description``, omitted when empty) and the plot title is
     ``name``. Used by ``jtricks report DIR``; the same call after a run reproduces its
@@ -856,11 +1014,12 @@ def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
         confidence=confidence,
         target=_lookup(manifest, config, "target"),
         directions=manifest.get("directions"),
+        adjust=_lookup(manifest, config, "adjust") or "holm",
     )
     name = str(config.get("name") or manifest.get("experiment") or out_dir.resolve().name)
     description = str(config.get("description") or "")
     title = f"{name}: {description}".strip(": ")
-    write_summary(out_dir, summary, title=title, directions=manifest.get("directions"))
+    write_summary(out_dir, summary, title=title, directions=manifest.get("directions"), arms=arms_doc)
     if plot and rows:
         plot_curves(
             out_dir / "curves.png",

@@ -44,6 +44,7 @@ from jtricks import losses as jlosses
 from jtricks import metrics as jmetrics
 from jtricks import prepare as jprep
 from jtricks import programs as jprog
+from jtricks import provenance as jprov
 from jtricks import report as jreport
 from jtricks import results_io as jresults
 from jtricks import runtime as jruntime
@@ -255,8 +256,7 @@ def _fingerprint(the_plan: Plan, setups: Sequence[GroupSetup], max_members: int 
     """The run's fingerprint (:mod:`jtricks.fingerprint`): the settings its numbers depend on, the seeds,
     the chunking, the data checksums and the package version."""
     exp = the_plan.experiment
-    report_only = {"name", "description", "baseline", "metrics", "target"}
-    fields = {f.name: getattr(exp, f.name) for f in dataclasses.fields(exp) if f.name not in report_only}
+    fields = {f.name: getattr(exp, f.name) for f in dataclasses.fields(exp) if f.name not in jexp.REPORT_ONLY}
     as_json = jexp.to_json
     return jfp.run_fingerprint({
         "experiment": as_json(fields),
@@ -423,6 +423,7 @@ def _manifest(the_plan: Plan, setups: Sequence[GroupSetup], compiles: Mapping[st
         "compiles": dict(compiles),
         "timing": list(timing),
         "wall_time_s": round(wall, 3),
+        **jprov.manifest_entries(the_plan.groups, [s.config for s in setups], [s.data.num_outputs for s in setups]),
     }
 
 
@@ -438,7 +439,8 @@ def write(out: Path, the_plan: Plan, collected: Collected, summary: list[dict[st
         jreport.write_members_csv(tmp, collected.member_rows)
     arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in the_plan.arms]
     jresults.write_atomic(out / "arms.json", json.dumps(jexp.to_json(arm_dicts), indent=2) + "\n")
-    jreport.write_summary(out, summary, title=f"{exp.name}: {exp.description}".strip(": "), directions=manifest["directions"])
+    jreport.write_summary(out, summary, title=f"{exp.name}: {exp.description}".strip(": "), directions=manifest["directions"],
+                          arms=arm_dicts)
     if plot:
         produced = {r["metric"] for r in collected.metric_rows}
         panels = tuple(m for m in dict.fromkeys([*manifest["metrics"], "train_loss", "val_acc"]) if m in produced)
@@ -554,7 +556,8 @@ def _run(the_plan: Plan, setups: list[GroupSetup], counter: jprog.TraceCounter, 
     directions = _directions(setups, collected)
     arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in the_plan.arms]
     summary = jreport.summarize(collected.metric_rows, collected.member_rows, arm_dicts, metrics=metrics,
-                                baseline=exp.baseline or the_plan.arms[0].name, target=exp.target, directions=directions)
+                                baseline=exp.baseline or the_plan.arms[0].name, target=exp.target, directions=directions,
+                                adjust=exp.adjust)
     wall = time.perf_counter() - t_start
     compiles = dict(counter.counts)
     if out is not None:

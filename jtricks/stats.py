@@ -7,12 +7,20 @@ per-seed final values into
 * :func:`mean_ci` -- the mean over seeds with a Student-t confidence interval,
 * :func:`paired_diff_ci` -- the difference arm - baseline *paired by seed* (paired t-test),
 * :func:`welch_diff_ci` -- the unpaired difference (Welch's t-test) when seeds are not shared,
-* :func:`seeds_needed` -- how many seeds would resolve a difference of a given size.
+* :func:`adjust_pvalues` -- Holm or Benjamini-Hochberg adjustment of a family of p-values,
+* :func:`binomial_ci` -- Clopper-Pearson interval of a rate (the divergence rate of an arm),
+* :func:`wilcoxon_signed_rank` / :func:`itt_paired` -- the exact paired rank test, and the
+  intention-to-treat comparison in which a diverged member counts as the worst outcome,
+* :func:`t_test_power` / :func:`seeds_needed` -- the exact (noncentral t) power of the paired t-test
+  and the number of seeds that would resolve a difference of a given size (a planning estimate).
 
 Pure NumPy. Student-t quantiles and tail probabilities come from ``scipy.stats.t`` when SciPy is
 installed (it is in the ``experiments`` and ``dev`` extras) and otherwise from a built-in
 implementation (regularized incomplete beta function by continued fraction, Newton inversion) that
-agrees with SciPy to about 1e-12. Normal quantiles come from :class:`statistics.NormalDist`.
+agrees with SciPy to about 1e-12; the same holds for the beta quantiles of :func:`binomial_ci`
+(``scipy.stats.beta``, else bisection) and the noncentral t of :func:`t_test_power`
+(``scipy.stats.nct``, else quadrature over the chi distribution). Normal quantiles come from
+:class:`statistics.NormalDist`.
 """
 
 from __future__ import annotations
@@ -30,9 +38,19 @@ __all__ = [
     "paired_diff_ci",
     "welch_diff_ci",
     "seeds_needed",
+    "t_test_power",
     "t_ppf",
     "t_sf",
+    "ADJUST_METHODS",
+    "adjust_pvalues",
+    "binomial_ci",
+    "RankTest",
+    "wilcoxon_signed_rank",
+    "itt_paired",
 ]
+
+#: The multiple-comparison adjustments of :func:`adjust_pvalues`.
+ADJUST_METHODS: tuple[str, ...] = ("holm", "bh", "none")
 
 
 class CI(NamedTuple):
@@ -297,8 +315,9 @@ def paired_diff_ci(a: Any, b: Any, confidence: float = 0.95) -> DiffCI:
 
     Pairing removes the seed-to-seed variance the arms share, so it resolves smaller differences
     than comparing two independent means. When all differences are equal (``std == 0``) the
-    interval is ``[diff, diff]`` and ``p`` is ``0`` (``nan`` if ``diff == 0``), as in SciPy. Fewer
-    than two pairs give ``nan`` interval and p-value.
+    comparison is *degenerate*: the data say nothing about the spread, so the interval and the
+    p-value are ``nan`` (``std`` is ``0``; SciPy would give a zero-width interval and ``p = 0``).
+    Fewer than two pairs give ``nan`` interval and p-value.
 
     Args:
       a: per-seed values of the arm, indexed by seed.
@@ -326,12 +345,10 @@ def paired_diff_ci(a: Any, b: Any, confidence: float = 0.95) -> DiffCI:
     std = float(np.std(d, ddof=1))
     se = std / math.sqrt(n)
     df = float(n - 1)
+    if not se > 0:  # degenerate: every difference equal
+        return DiffCI(diff, std, se, _NAN, _NAN, n, n, n, df, _NAN)
     half = t_ppf(0.5 * (1.0 + confidence), df) * se
-    if se > 0:
-        p = _two_sided_p(diff / se, df)
-    else:
-        p = _NAN if diff == 0 else 0.0
-    return DiffCI(diff, std, se, diff - half, diff + half, n, n, n, df, p)
+    return DiffCI(diff, std, se, diff - half, diff + half, n, n, n, df, _two_sided_p(diff / se, df))
 
 
 def welch_diff_ci(a: Any, b: Any, confidence: float = 0.95) -> DiffCI:
@@ -347,7 +364,7 @@ def welch_diff_ci(a: Any, b: Any, confidence: float = 0.95) -> DiffCI:
 
     ``std`` is ``sqrt(v_a + v_b)``, the std of one difference ``a_i - b_j``. Either sample with
     fewer than two finite values gives ``nan`` interval and p-value. If both variances are zero
-    the interval is ``[diff, diff]`` and ``p`` is ``0`` (``nan`` if ``diff == 0``).
+    the comparison is degenerate: ``nan`` interval and p-value.
 
     Args:
       a: values of the first group.
@@ -374,39 +391,93 @@ def welch_diff_ci(a: Any, b: Any, confidence: float = 0.95) -> DiffCI:
     se = math.sqrt(ua + ub)
     std = math.sqrt(va + vb)
     if se == 0:
-        p = _NAN if diff == 0 else 0.0
-        return DiffCI(diff, std, 0.0, diff, diff, na + nb, na, nb, _NAN, p)
+        return DiffCI(diff, std, 0.0, _NAN, _NAN, na + nb, na, nb, _NAN, _NAN)
     df = (ua + ub) ** 2 / (ua * ua / (na - 1) + ub * ub / (nb - 1))
     half = t_ppf(0.5 * (1.0 + confidence), df) * se
     p = _two_sided_p(diff / se, df)
     return DiffCI(diff, std, se, diff - half, diff + half, na + nb, na, nb, df, p)
 
 
+# ----------------------------------------------------------------------------------------------
+# exact power of the t-test and seeds needed (planning)
+# ----------------------------------------------------------------------------------------------
+
+
+def _scipy_stats() -> Any:
+    try:
+        from scipy import stats as _sps  # noqa: PLC0415 - optional dependency, imported lazily
+    except ImportError:
+        return None
+    return _sps
+
+
+def _nct_power_builtin(c: float, df: float, delta: float) -> float:
+    """``P(|T'| > c)`` for a noncentral t ``T' = (Z + delta) / S``, ``S = sqrt(V / df)``, ``V ~ chi2_df``.
+
+    Conditioning on ``S = s``: ``P = E_S[Phi(delta - c s) + Phi(-delta - c s)]``, integrated with the
+    trapezoid rule over the density of ``S``, ``f(s) = 2 df s f_chi2(df s^2)``, on 8001 points of
+    ``[max(0, 1 - 12/sqrt(df)), 1 + 12/sqrt(df)]`` (agrees with ``scipy.stats.nct`` to ~1e-6 at
+    ``df = 1`` and ~1e-12 from ``df = 4``).
+    """
+    width = 12.0 / math.sqrt(df)
+    s = np.linspace(max(0.0, 1.0 - width), 1.0 + width, 8001)
+    pos = s[s > 0]
+    v = df * pos * pos
+    log_f = ((0.5 * df - 1.0) * np.log(v) - 0.5 * v - 0.5 * df * math.log(2.0) - math.lgamma(0.5 * df)
+             + math.log(2.0 * df) + np.log(pos))
+    dens = np.full(s.shape, 0.0 if df > 1 else math.sqrt(2.0 / math.pi))  # f(0): 0, or half-normal at df = 1
+    dens[s > 0] = np.exp(log_f)
+    erfc = np.vectorize(math.erfc)
+    cond = 0.5 * erfc(-(delta - c * s) / math.sqrt(2.0)) + 0.5 * erfc(-(-delta - c * s) / math.sqrt(2.0))
+    return float(np.trapezoid(cond * dens, s))
+
+
+def t_test_power(n: int, effect: float, confidence: float = 0.95) -> float:
+    """Exact power of the two-sided one-sample (paired) t-test with ``n`` pairs.
+
+    With ``effect = diff / sd`` (the true mean difference over the std of one paired difference), the
+    statistic ``t = mean(d) / (s_d / sqrt(n))`` follows a noncentral t with ``df = n - 1`` and
+    noncentrality ``delta = sqrt(n) * effect``, so with ``c = t_{(1+confidence)/2, n-1}``
+
+    ``power = P(T'_{n-1, delta} > c) + P(T'_{n-1, delta} < -c)``
+
+    (``scipy.stats.nct`` when installed, else quadrature, :func:`_nct_power_builtin`).
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+        raise ValueError(f"n must be an int >= 2, got {n!r}")
+    confidence = _check_prob("confidence", confidence)
+    df = float(n - 1)
+    c = t_ppf(0.5 * (1.0 + confidence), df)
+    delta = math.sqrt(n) * abs(float(effect))
+    sps = _scipy_stats()
+    if sps is not None:
+        return float(sps.nct.sf(c, df, delta) + sps.nct.cdf(-c, df, delta))
+    return _nct_power_builtin(c, df, delta)
+
+
 def seeds_needed(
     diff_mean: float, diff_std: float, confidence: float = 0.95, power: float = 0.8
 ) -> int | float:
-    """Approximate number of seeds needed to resolve a difference of means.
+    """Seeds needed to resolve a difference with a paired t-test: a *planning estimate*.
 
-    The normal-approximation sample size of a two-sided test at level ``alpha = 1 - confidence``
-    with the given ``power`` (e.g. Cohen 1988; Chow, Shao & Wang 2008):
-
-    ``n = ceil(((z_{1-alpha/2} + z_{power}) * diff_std / diff_mean)^2)``,
-
-    where ``z_q`` is the standard normal quantile. For a paired comparison pass the std of the
-    per-seed differences (``paired_diff_ci(...).std``); for independent arms pass
-    ``sqrt(var_a + var_b)`` (``welch_diff_ci(...).std``) and read ``n`` as seeds per arm. The
-    normal approximation underestimates slightly for very small ``n`` (the t quantile is larger),
-    and a t interval needs at least two seeds, so the result is at least ``2``.
+    The smallest ``n >= 2`` with :func:`t_test_power` ``(n, diff_mean / diff_std, confidence) >= power``
+    (exact noncentral t, not the normal approximation ``((z_{1-alpha/2} + z_power) sd / diff)^2``,
+    which is too small for few seeds: at 95 % / 80 % a difference of one sd needs 10 seeds, not 8, and
+    of two sd 5, not 2). For a paired comparison pass the std of the per-seed differences
+    (``paired_diff_ci(...).std``); for independent arms ``sqrt(var_a + var_b)`` gives a rough number per
+    arm. Fed with an *observed* difference and std this is post hoc: it says how many seeds a next run
+    would need if the true values were the observed ones, not whether this run's difference is real.
 
     Args:
       diff_mean: the difference to resolve (sign ignored).
       diff_std: the standard deviation of one difference (``>= 0``).
-      confidence: ``1 - alpha`` of the two-sided test, in (0, 1).
+      confidence: ``1 - alpha`` of the two-sided test, in (0, 1) (pass a family-adjusted level to plan
+        for a multiple-comparison adjustment).
       power: probability of detecting a true difference of ``diff_mean``, in (0, 1).
 
     Returns:
-      The number of seeds (an ``int`` >= 2), or ``math.inf`` when ``diff_mean`` is zero;
-      ``nan`` when either input is not finite (e.g. fewer than two seeds to estimate ``diff_std``).
+      The number of seeds (an ``int`` >= 2); ``math.inf`` when ``diff_mean`` is zero; ``nan`` when either
+      input is not finite or ``diff_std == 0`` (a degenerate sample: no spread to plan with).
     """
     confidence = _check_prob("confidence", confidence)
     power = _check_prob("power", power)
@@ -420,8 +491,196 @@ def seeds_needed(
         raise ValueError(f"diff_std must be >= 0, got {diff_std!r}")
     if diff_mean == 0:
         return math.inf
+    if diff_std == 0:
+        return _NAN
+    effect = abs(diff_mean) / diff_std
     z = NormalDist()
     k = z.inv_cdf(0.5 * (1.0 + confidence)) + z.inv_cdf(power)
-    n = (k * diff_std / abs(diff_mean)) ** 2
-    # Guard ceil against 4.000000000001-style rounding noise.
-    return max(2, int(math.ceil(n - 1e-9)))
+    n = max(2, int(math.ceil((k / effect) ** 2)) - 1)  # the normal approximation; exact n is near it
+    while n > 2 and t_test_power(n - 1, effect, confidence) >= power:
+        n -= 1
+    while t_test_power(n, effect, confidence) < power:
+        n += 1
+    return n
+
+
+# ----------------------------------------------------------------------------------------------
+# multiple comparisons
+# ----------------------------------------------------------------------------------------------
+
+
+def adjust_pvalues(p_values: Any, method: str = "holm") -> np.ndarray:
+    """Adjust a family of p-values for multiple comparisons.
+
+    With the ``m`` finite p-values sorted ascending, ``p_(1) <= ... <= p_(m)``:
+
+    * ``"holm"`` (Holm 1979, controls the familywise error rate):
+      ``adj_(i) = max_{j <= i} min(1, (m - j + 1) p_(j))``;
+    * ``"bh"`` (Benjamini & Hochberg 1995, controls the false discovery rate under independence or
+      positive dependence): ``adj_(i) = min_{j >= i} min(1, m p_(j) / j)``;
+    * ``"none"``: the p-values unchanged.
+
+    Rejecting where ``adj < alpha`` is the method's test at level ``alpha``. ``nan`` entries (comparisons
+    without a p-value) stay ``nan`` and are not counted in ``m``. Equal to
+    ``statsmodels.stats.multitest.multipletests(p, method="holm" / "fdr_bh")``.
+
+    Returns:
+      The adjusted p-values, in the input order.
+    """
+    if method not in ADJUST_METHODS:
+        raise ValueError(f"adjust must be one of {list(ADJUST_METHODS)}, got {method!r}")
+    p = _as_1d("p_values", p_values)
+    out = np.full(p.shape, _NAN)
+    idx = np.flatnonzero(np.isfinite(p))
+    if idx.size == 0:
+        return out
+    if np.any((p[idx] < 0) | (p[idx] > 1)):
+        raise ValueError(f"p_values must lie in [0, 1], got {p[idx].tolist()}")
+    if method == "none":
+        out[idx] = p[idx]
+        return out
+    order = idx[np.argsort(p[idx], kind="stable")]
+    m = order.size
+    ranked = p[order]
+    j = np.arange(1, m + 1)
+    if method == "holm":
+        adj = np.maximum.accumulate(np.minimum(1.0, (m - j + 1) * ranked))
+    else:
+        adj = np.minimum.accumulate(np.minimum(1.0, m * ranked / j)[::-1])[::-1]
+    out[order] = adj
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# binomial interval (divergence rate)
+# ----------------------------------------------------------------------------------------------
+
+
+def _beta_ppf(q: float, a: float, b: float) -> float:
+    sps = _scipy_stats()
+    if sps is not None:
+        return float(sps.beta.ppf(q, a, b))
+    lo, hi = 0.0, 1.0
+    for _ in range(200):  # bisection on the regularized incomplete beta function
+        mid = 0.5 * (lo + hi)
+        if _betainc(a, b, mid) < q:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def binomial_ci(k: int, n: int, confidence: float = 0.95) -> tuple[float, float, float]:
+    """A rate ``k / n`` with its Clopper-Pearson ("exact") two-sided interval.
+
+    ``lo = B^{-1}(alpha/2; k, n - k + 1)`` (``0`` when ``k == 0``) and
+    ``hi = B^{-1}(1 - alpha/2; k + 1, n - k)`` (``1`` when ``k == n``), ``B^{-1}`` the beta quantile and
+    ``alpha = 1 - confidence`` (``scipy.stats.binomtest(k, n).proportion_ci(confidence, "exact")``). Its
+    coverage is at least ``confidence`` for every true rate. ``n == 0`` gives ``(nan, 0, 1)``.
+
+    Returns:
+      ``(rate, lo, hi)``.
+    """
+    confidence = _check_prob("confidence", confidence)
+    for name, v in (("k", k), ("n", n)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise TypeError(f"{name} must be a non-negative int, got {v!r}")
+    if k > n:
+        raise ValueError(f"k must be <= n, got k={k}, n={n}")
+    if n == 0:
+        return _NAN, 0.0, 1.0
+    alpha = 1.0 - confidence
+    lo = 0.0 if k == 0 else _beta_ppf(0.5 * alpha, k, n - k + 1)
+    hi = 1.0 if k == n else _beta_ppf(1.0 - 0.5 * alpha, k + 1, n - k)
+    return k / n, lo, hi
+
+
+# ----------------------------------------------------------------------------------------------
+# paired rank test, intention to treat
+# ----------------------------------------------------------------------------------------------
+
+
+class RankTest(NamedTuple):
+    """An exact Wilcoxon signed-rank test of paired differences.
+
+    Attributes:
+      n: pairs compared (including ties).
+      n_nonzero: pairs with a non-zero difference (the ones ranked).
+      w_plus: sum of the ranks of the positive differences.
+      w_minus: sum of the ranks of the negative differences.
+      p: exact two-sided p-value (``nan`` when every difference is zero or there are no pairs).
+    """
+
+    n: int
+    n_nonzero: int
+    w_plus: float
+    w_minus: float
+    p: float
+
+
+def _midranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of ``x`` with ties given their mean rank (``inf`` values tie with each other)."""
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(x.size)
+    sx = x[order]
+    i = 0
+    while i < x.size:
+        j = i
+        while j + 1 < x.size and sx[j + 1] == sx[i]:
+            j += 1
+        ranks[order[i:j + 1]] = 0.5 * (i + j) + 1.0
+        i = j + 1
+    return ranks
+
+
+def wilcoxon_signed_rank(d: Any) -> RankTest:
+    """Exact two-sided Wilcoxon signed-rank test of ``median(d) == 0``.
+
+    Zero differences are dropped (Wilcoxon's convention, ``scipy.stats.wilcoxon(zero_method="wilcox")``);
+    the others are ranked by ``|d_i|`` (mean ranks for ties; ``+-inf`` allowed and ranked last), and under
+    the null hypothesis each rank's sign is + or - with probability 1/2 independently. The distribution of
+    ``W+`` over those ``2^n`` sign patterns (conditional on the ranks, so exact with ties too) is counted
+    by dynamic programming over the doubled rank sums, and ``p = min(1, 2 min(P(W+ <= w), P(W+ >= w)))``.
+    Without ties this is ``scipy.stats.wilcoxon(d, method="exact")``.
+    """
+    x = _as_1d("d", d)
+    if np.any(np.isnan(x)):
+        raise ValueError("d must not contain nan (give tied pairs a difference of 0)")
+    nz = x[x != 0]
+    if nz.size == 0:
+        return RankTest(int(x.size), 0, 0.0, 0.0, _NAN)
+    ranks = _midranks(np.abs(nz))
+    w_plus = float(ranks[nz > 0].sum())
+    w_minus = float(ranks[nz < 0].sum())
+    doubled = np.rint(2.0 * ranks).astype(np.int64)  # mean ranks are multiples of 1/2
+    counts = np.zeros(int(doubled.sum()) + 1)
+    counts[0] = 1.0
+    for r in doubled:
+        shifted = np.zeros_like(counts)
+        shifted[r:] = counts[:-r]
+        counts = counts + shifted
+    prob = counts / counts.sum()
+    w = int(round(2.0 * w_plus))
+    p = min(1.0, 2.0 * min(float(prob[: w + 1].sum()), float(prob[w:].sum())))
+    return RankTest(int(x.size), int(nz.size), w_plus, w_minus, p)
+
+
+def itt_paired(a: Any, b: Any, higher_is_better: bool = True) -> RankTest:
+    """Intention-to-treat paired comparison of ``a`` vs ``b`` by seed: a diverged member is the worst outcome.
+
+    Every pair is kept. A non-finite value (a diverged member) becomes the worst possible value
+    (``-inf`` when higher is better, ``+inf`` when lower is), so a pair in which only ``a`` diverged has
+    a difference worse than any finite one, and a pair in which both diverged is a tie (difference 0).
+    The differences ``a_i - b_i`` go to :func:`wilcoxon_signed_rank`. Unlike the t-test on the complete
+    pairs, an arm cannot look better by losing its bad seeds to divergence.
+    """
+    xa = _as_1d("a", a)
+    xb = _as_1d("b", b)
+    if xa.shape != xb.shape:
+        raise ValueError(f"a and b must have the same length (one value per seed), got {xa.size} and {xb.size}")
+    worst = -math.inf if higher_is_better else math.inf
+    xa = np.where(np.isfinite(xa), xa, worst)
+    xb = np.where(np.isfinite(xb), xb, worst)
+    with np.errstate(invalid="ignore"):
+        d = xa - xb
+    return wilcoxon_signed_rank(np.where(np.isnan(d), 0.0, d))

@@ -200,7 +200,8 @@ def test_lr_sensitivity_script(tmp_path: Path) -> None:
     # a synthetic results folder: 2 groups x 2 learning rates x 3 seeds x 2 epochs
     rng = np.random.default_rng(0)
     arms = [f"optimizer={g},learning_rate={lr:g}" for g in ("sgd", "adam") for lr in (0.01, 0.1)]
-    val = {arms[0]: 0.5, arms[1]: 0.7, arms[2]: 0.8, arms[3]: 0.6}  # best: sgd at 0.1, adam at 0.01
+    # best: sgd at 0.1, adam at 0.01 (adam at 0.1 is higher on validation but a member diverged there)
+    val = {arms[0]: 0.5, arms[1]: 0.7, arms[2]: 0.8, arms[3]: 0.9}
     test = {a: rng.uniform(0.3, 0.9, size=3) for a in arms}
     rows = []
     for a in arms:
@@ -227,6 +228,9 @@ def test_lr_sensitivity_script(tmp_path: Path) -> None:
     assert (tmp_path / "lr_sensitivity.png").is_file()
     md = (tmp_path / "lr_sensitivity.md").read_text()
     assert "| optimizer=adam | 0.01 |" in md and "| optimizer=sgd | 0.1 |" in md
+    assert "- `optimizer=adam`: learning rate(s) 0.1 excluded from the choice (diverged members)." in md
+    assert "- `optimizer=sgd`: the best learning rate 0.1 is the largest swept: the optimum may lie outside" in md
+    assert "- `optimizer=adam`: the best learning rate 0.01 is the smallest swept" in md
 
 
 def test_lr_sensitivity_on_a_run() -> None:

@@ -177,17 +177,23 @@ def test_summarize_final_value_of_early_stopped_member():
     np.testing.assert_allclose(r["mean"], np.mean(finals), rtol=1e-12)
 
 
+def _without_diverged(rows, members):
+    """The experiment without C's diverged member (C then has seeds 0, 1, 3, 4: complete pairs)."""
+    keep = lambda r: (r["arm"], r["seed"]) != (C, 2)  # noqa: E731
+    return [r for r in rows if keep(r)], [m for m in members if keep(m)]
+
+
 def test_summarize_verdicts_follow_metric_direction():
-    rows, members, _ = _experiment()
-    summary = report.summarize(rows, members, ARMS)
+    rows, members = _without_diverged(*_experiment()[:2])
+    summary = report.summarize(rows, members, ARMS, adjust="none")
     # The shared seed effect cancels in the paired difference: +0.02 is clearly resolved.
     assert _row(summary, "val_acc", C)["verdict"] == "better"
-    assert _row(summary, "val_acc", C)["diff_lo"] > 0
+    assert _row(summary, "val_acc", C)["diff_lo"] > 0 and _row(summary, "val_acc", C)["test"] == "t"
     # Loss of C is higher by 0.05*0.02 = 0.001 (noise 0.001/seed): resolved and "worse".
     loss = _row(summary, "train_loss", C)
     assert loss["diff_lo"] > 0 and loss["verdict"] == "worse"
     # Flip the baseline: now the other arms are lower in accuracy (worse) and lower in loss (better).
-    flipped = report.summarize(rows, members, ARMS, baseline=C)
+    flipped = report.summarize(rows, members, ARMS, baseline=C, adjust="none")
     assert _row(flipped, "val_acc", A)["verdict"] == "worse"
     assert _row(flipped, "train_loss", A)["verdict"] == "better"
     assert _row(flipped, "val_acc", C)["verdict"] == "baseline"
@@ -265,12 +271,17 @@ def test_write_summary_files(tmp_path):
     assert md.startswith("# Dropout ablation\n")
     assert "- 5 seeds" in md
     assert "## val_acc (higher is better)" in md and "## train_loss (lower is better)" in md
-    assert "| arm | mean ± std | 95% CI | n | diverged | best epoch | Δ vs baseline [95% CI] | p | verdict |" in md
+    assert ("| arm | mean ± std | 95% CI | n | diverged [CI] | best epoch | Δ vs baseline [95% CI] | p | p (Holm) "
+            "| verdict | seeds (planning) |") in md
+    assert "Family: 2 comparisons with `dropout_rate=0.0` (Holm adjustment" in md
     r = _row(summary, "val_acc", C)
     expected_cell = f"{r['mean']:.4f} ± {r['std']:.4f}"
     (line,) = [ln for ln in md.splitlines() if ln.startswith(f"| {C} |") and expected_cell in ln]
-    assert f"| {r['n']} | 1 |" in line and "| better |" in line
-    assert f"+{r['diff']:.4f} [+{r['diff_lo']:.4f}, +{r['diff_hi']:.4f}]" in line
+    # C lost a member to divergence: 4 of 5 pairs, the ITT test decides (one -inf pair: W+ 10, W- 5, p 0.625)
+    lo, hi = sps.binomtest(1, 5).proportion_ci(0.95, "exact")
+    assert f"| {r['n']} | 1/5 [{lo:.0%}, {hi:.0%}] |" in line and "| n.s. (ITT) |" in line
+    assert f"+{r['diff']:.4f} [+{r['diff_lo']:.4f}, +{r['diff_hi']:.4f}] (4/5 pairs)" in line
+    assert "| 0.62 |" in line
     # deterministic
     before = (csv_path.read_bytes(), md_path.read_bytes())
     report.write_summary(tmp_path, summary, title="Dropout ablation", notes=["5 seeds"])
@@ -293,7 +304,7 @@ def test_format_summary_table():
     assert len(lines) == 2 + 3
     assert lines[0].startswith("arm") and set(lines[1]) <= {"-", " "}
     assert lines[2].startswith(A) and "(baseline)" in lines[2]
-    assert lines[4].startswith(C) and "worse" in lines[4]
+    assert lines[4].startswith(C) and "n.s. (ITT)" in lines[4]  # 5 of 5 ITT pairs worse: exact p = 2/32
     with pytest.raises(ValueError, match="no summary rows"):
         report.format_summary_table(summary, "val_loss")
 
@@ -350,3 +361,100 @@ def test_render_reads_top_level_manifest_keys(tmp_path):
 def test_render_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="metrics.csv"):
         report.render(tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------
+# multiple comparisons, divergence, degenerate comparisons
+# ----------------------------------------------------------------------------------------------
+
+
+def _arms_rows(effects, sd=0.01, seeds=6, rng_seed=5):
+    """val_acc of arms "base" (+0) and one per effect, a shared seed effect, independent noise ``sd``."""
+    rng = np.random.default_rng(rng_seed)
+    seed_effect = rng.normal(0, 0.02, size=seeds)
+    rows = []
+    for arm, effect in [("base", 0.0), *effects]:
+        for s in range(seeds):
+            rows.append((arm, s, 1, "val_acc", 0.7 + seed_effect[s] + effect + rng.normal(0, sd)))
+    return rows
+
+
+def test_holm_and_bh_adjust_the_family_and_decide_the_verdict():
+    rows = _arms_rows([("a", 0.01), ("b", 0.0), ("c", 0.002), ("d", 0.03)], sd=0.004)
+    raw = report.summarize(rows, None, None, adjust="none")
+    holm = report.summarize(rows, None, None)  # default: holm
+    bh = report.summarize(rows, None, None, adjust="bh")
+    arms = ["a", "b", "c", "d"]
+    p = np.array([_row(raw, "val_acc", a)["p_value"] for a in arms])
+    for summary, method in ((raw, "none"), (holm, "holm"), (bh, "bh")):
+        adj = [_row(summary, "val_acc", a)["p_adjusted"] for a in arms]
+        np.testing.assert_allclose(adj, report._stats.adjust_pvalues(p, method), rtol=1e-15)
+        for a, q in zip(arms, adj):
+            r = _row(summary, "val_acc", a)
+            assert (r["family"], r["adjust"], r["test"]) == (4, method, "t")
+            assert r["verdict"] == ("better" if q < 0.05 and r["diff"] > 0 else "n.s." if q >= 0.05 else "worse")
+    # without adjustment the verdict is the raw interval's; Holm's interval is the Bonferroni one (1 - 0.05/4)
+    ra = _row(raw, "val_acc", "a")
+    assert (ra["diff_lo"] > 0) == (ra["verdict"] == "better") and (ra["adj_lo"], ra["adj_hi"]) == (ra["diff_lo"], ra["diff_hi"])
+    ha = _row(holm, "val_acc", "a")
+    final = {(r[0], r[1]): r[4] for r in rows}
+    d = np.array([final["a", s] - final["base", s] for s in range(6)])
+    lo, hi = sps.ttest_rel(d, np.zeros(6)).confidence_interval(1 - 0.05 / 4)
+    np.testing.assert_allclose([ha["adj_lo"], ha["adj_hi"]], [lo, hi], rtol=1e-10)
+    # "a" (raw p 0.036) is better without adjustment, not after Holm (4 x 0.036 > 0.05); "d" stays better
+    assert [_row(raw, "val_acc", a)["verdict"] for a in ("a", "d")] == ["better", "better"]
+    assert [_row(holm, "val_acc", a)["verdict"] for a in ("a", "d")] == ["n.s.", "better"]
+    with pytest.raises(ValueError, match="adjust must be one of"):
+        report.summarize(rows, None, None, adjust="bonferroni")
+
+
+def test_diverged_members_switch_the_verdict_to_itt_and_zero_variance_is_degenerate():
+    rows = _arms_rows([("half_diverged", 0.01)], sd=0.001, seeds=8)
+    rows = [(a, s, e, m, (math.nan if a == "half_diverged" and s % 2 else v)) for a, s, e, m, v in rows]
+    members = [{"arm": a, "seed": s, "diverged_epoch": 1 if (a == "half_diverged" and s % 2) else -1,
+                "stopped_epoch": -1, "best_epoch": 1} for a in ("base", "half_diverged") for s in range(8)]
+    summary = report.summarize(rows, members, None, adjust="none")
+    h = _row(summary, "val_acc", "half_diverged")
+    assert h["diff_lo"] > 0  # the 4 complete pairs alone would say "better"
+    assert (h["diff_n"], h["itt_n"], h["test"], h["verdict"]) == (4, 8, "itt", "n.s.")
+    assert h["itt_w"] == 10 - 26 and h["p_adjusted"] == h["itt_p"]
+    lo, hi = sps.binomtest(4, 8).proportion_ci(0.95, "exact")
+    np.testing.assert_allclose([h["div_rate"], h["div_lo"], h["div_hi"]], [0.5, lo, hi], rtol=1e-12)
+    md = report.format_summary_table(summary, "val_acc")
+    assert "(4/8 pairs)" in md and "n.s. (ITT)" in md and "4/8 [16%, 84%]" in md
+    # every paired difference equal: "degenerate", no interval, left out of the family
+    exact = [(a, s, 1, "val_acc", 0.5 + 0.1 * s + (0.25 if a == "flat" else 0.0)) for a in ("base", "flat") for s in range(4)]
+    g = _row(report.summarize(exact, None, None), "val_acc", "flat")
+    assert g["verdict"] == "degenerate" and math.isnan(g["diff_lo"]) and math.isnan(g["p_adjusted"]) and g["family"] == 0
+
+
+def test_value_at_the_validation_best_epoch():
+    rows, members = [], []
+    for s in range(3):
+        for e, v in enumerate([0.5, 0.8, 0.6], start=1):
+            rows.append(("a", s, e, "test_acc", v + 0.01 * s))
+        members.append({"arm": "a", "seed": s, "diverged_epoch": -1, "stopped_epoch": -1, "best_epoch": 2 if s < 2 else 1})
+    (r,) = report.summarize(rows, members, None, metrics=("test_acc",))
+    np.testing.assert_allclose([r["mean"], r["at_best_mean"]], [0.61, (0.8 + 0.81 + 0.52) / 3], rtol=1e-12)
+    header = report.format_summary_table([r], "test_acc").splitlines()[0]
+    assert "at val-best epoch" in header
+
+
+def test_edge_optimum_flagged_in_words(tmp_path):
+    arms = [{"arm": f"opt={o},learning_rate={lr:g}", "factors": {"opt": o, "learning_rate": lr}}
+            for o in ("sgd", "adam") for lr in (0.01, 0.1, 1.0)]
+    acc = {("sgd", 0.01): 0.5, ("sgd", 0.1): 0.6, ("sgd", 1.0): 0.7,   # best at the largest lr: flagged
+           ("adam", 0.01): 0.6, ("adam", 0.1): 0.8, ("adam", 1.0): 0.9}  # 1.0 diverged once: 0.1 (inside) wins
+    rows, members = [], []
+    for a in arms:
+        key = (a["factors"]["opt"], a["factors"]["learning_rate"])
+        for s in range(3):
+            div = key == ("adam", 1.0) and s == 0
+            rows.append((a["arm"], s, 1, "val_acc", math.nan if div else acc[key] + 0.01 * s))
+            members.append({"arm": a["arm"], "seed": s, "diverged_epoch": 1 if div else -1, "stopped_epoch": -1, "best_epoch": 1})
+    summary = report.summarize(rows, members, arms, metrics=("val_acc",))
+    notes = report.edge_optima(summary, arms, "val_acc")
+    assert notes == ["Edge optimum: for opt='sgd', the best learning_rate by mean `val_acc` is 1 "
+                     "(`opt=sgd,learning_rate=1`), the largest value swept; the optimum may lie outside the grid."]
+    _, md = report.write_summary(tmp_path, summary, title="t", arms=arms)
+    assert notes[0] in md.read_text()

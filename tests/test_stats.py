@@ -156,10 +156,11 @@ def test_paired_edge_cases():
     assert math.isnan(one.lo) and math.isnan(one.p)
     none = stats.paired_diff_ci([np.nan], [0.3])
     assert none.n == 0 and math.isnan(none.diff)
+    # degenerate (every difference equal): no interval and no p-value, not a zero-width interval and p = 0
     same = stats.paired_diff_ci([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
-    assert (same.diff, same.lo, same.hi) == (0.0, 0.0, 0.0) and math.isnan(same.p)
+    assert same.diff == 0.0 and same.std == 0.0 and math.isnan(same.lo) and math.isnan(same.hi) and math.isnan(same.p)
     shift = stats.paired_diff_ci([1.5, 2.5, 3.5], [1.0, 2.0, 3.0])
-    assert (shift.diff, shift.lo, shift.hi, shift.p) == (0.5, 0.5, 0.5, 0.0)
+    assert (shift.diff, shift.std) == (0.5, 0.0) and math.isnan(shift.lo) and math.isnan(shift.hi) and math.isnan(shift.p)
     with pytest.raises(ValueError, match="same length"):
         stats.paired_diff_ci([1.0, 2.0], [1.0])
 
@@ -197,22 +198,34 @@ def test_welch_drops_non_finite_and_small_samples():
 # ----------------------------------------------------------------------------------------------
 
 
-def test_seeds_needed_formula():
-    z = NormalDist()
-    k = z.inv_cdf(0.975) + z.inv_cdf(0.8)  # 1.959964 + 0.841621 = 2.801585
-    for diff, sd in [(0.01, 0.02), (0.003, 0.01), (-0.02, 0.01), (0.5, 0.1)]:
-        expected = max(2, math.ceil((k * sd / abs(diff)) ** 2))
-        assert stats.seeds_needed(diff, sd) == expected
-    # Classic value: a difference of one std at 5% / 80% needs ceil(7.85) = 8.
-    assert stats.seeds_needed(1.0, 1.0) == 8
-    # Higher power and confidence need more seeds.
-    assert stats.seeds_needed(0.01, 0.02, confidence=0.99, power=0.9) > stats.seeds_needed(0.01, 0.02)
+def test_t_test_power_matches_scipy_nct_and_builtin(monkeypatch):
+    for n, effect, conf in [(2, 1.0, 0.95), (5, 2.0, 0.95), (10, 1.0, 0.95), (30, 0.3, 0.99), (200, 0.1, 0.9)]:
+        df, delta = n - 1, math.sqrt(n) * effect
+        c = sps.t.ppf(0.5 * (1 + conf), df)
+        ref = sps.nct.sf(c, df, delta) + sps.nct.cdf(-c, df, delta)
+        np.testing.assert_allclose(stats.t_test_power(n, effect, conf), ref, rtol=1e-12)
+        # the quadrature fallback: ~1e-6 at df = 1, ~1e-10 from df = 4
+        np.testing.assert_allclose(stats._nct_power_builtin(c, df, delta), ref, atol=1e-6 if df < 4 else 1e-10)
+    with pytest.raises(ValueError, match="n must be"):
+        stats.t_test_power(1, 1.0)
+
+
+def test_seeds_needed_exact_noncentral_t(monkeypatch):
+    # The classic exact values at 95 % / 80 %: one sd needs 10 seeds (normal approximation: 8), two sd 5 (not 2).
+    assert stats.seeds_needed(1.0, 1.0) == 10
+    assert stats.seeds_needed(2.0, 1.0) == 5
+    for diff, sd, conf, power in [(0.01, 0.02, 0.95, 0.8), (0.003, 0.01, 0.95, 0.8), (-0.02, 0.01, 0.99, 0.9)]:
+        n = stats.seeds_needed(diff, sd, conf, power)
+        effect = abs(diff) / sd
+        assert stats.t_test_power(n, effect, conf) >= power > stats.t_test_power(n - 1, effect, conf)
+    monkeypatch.setattr(stats, "_scipy_stats", lambda: None)
+    assert (stats.seeds_needed(1.0, 1.0), stats.seeds_needed(0.5, 1.0)) == (10, 34)
 
 
 def test_seeds_needed_edge_cases():
     assert stats.seeds_needed(0.0, 0.01) == math.inf
     assert math.isnan(stats.seeds_needed(0.01, float("nan")))
-    assert stats.seeds_needed(0.01, 0.0) == 2
+    assert math.isnan(stats.seeds_needed(0.01, 0.0))  # degenerate: no spread to plan with
     with pytest.raises(ValueError, match="diff_std"):
         stats.seeds_needed(0.01, -1.0)
     with pytest.raises(ValueError, match="power"):
@@ -222,8 +235,8 @@ def test_seeds_needed_edge_cases():
 
 
 def test_seeds_needed_resolves_difference_in_simulation():
-    # With the suggested number of paired seeds, the paired CI excludes 0 in roughly `power` of
-    # repeated studies (normal approx slightly optimistic for small n): check >= 0.7 over 400.
+    # With the suggested number of paired seeds, the paired CI excludes 0 in `power` of repeated
+    # studies (exact: 0.8; binomial sd over 400 trials 0.02): check >= 0.74.
     diff, sd = 0.004, 0.006
     n = stats.seeds_needed(diff, sd)
     rng = np.random.default_rng(0)
@@ -233,4 +246,88 @@ def test_seeds_needed_resolves_difference_in_simulation():
         d = rng.normal(diff, sd, size=n)
         res = stats.paired_diff_ci(d, np.zeros(n))
         hits += res.lo > 0
-    assert hits / trials >= 0.7
+    assert hits / trials >= 0.74
+
+
+# ----------------------------------------------------------------------------------------------
+# multiple comparisons, binomial interval, rank tests
+# ----------------------------------------------------------------------------------------------
+
+
+def test_adjust_pvalues_holm_and_bh():
+    p = [0.01, 0.04, 0.03, np.nan, 0.2]
+    # Holm by hand: sorted 0.01, 0.03, 0.04, 0.2 times 4, 3, 2, 1 -> 0.04, 0.09, 0.08 -> max-accumulated 0.09, 0.2
+    np.testing.assert_allclose(stats.adjust_pvalues(p, "holm"), [0.04, 0.09, 0.09, np.nan, 0.2], rtol=1e-15)
+    bh = stats.adjust_pvalues(p, "bh")
+    np.testing.assert_allclose(bh[[0, 1, 2, 4]], sps.false_discovery_control([0.01, 0.04, 0.03, 0.2]), rtol=1e-14)
+    assert math.isnan(bh[3])
+    np.testing.assert_array_equal(stats.adjust_pvalues(p, "none"), p)
+    rng = np.random.default_rng(3)
+    q = rng.uniform(0, 0.2, size=12)
+    np.testing.assert_allclose(stats.adjust_pvalues(q, "bh"), sps.false_discovery_control(q), rtol=1e-13)
+    holm = stats.adjust_pvalues(q, "holm")
+    assert np.all(holm >= q) and np.all(holm <= np.minimum(1, 12 * q))
+    with pytest.raises(ValueError, match="adjust must be one of"):
+        stats.adjust_pvalues(q, "bonf")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        stats.adjust_pvalues([1.5], "holm")
+
+
+@pytest.mark.parametrize("k,n", [(0, 8), (1, 8), (4, 8), (7, 8), (8, 8), (3, 40)])
+def test_binomial_ci_is_clopper_pearson(k, n, monkeypatch):
+    ref = sps.binomtest(k, n).proportion_ci(0.95, "exact")
+    rate, lo, hi = stats.binomial_ci(k, n)
+    assert rate == k / n
+    np.testing.assert_allclose([lo, hi], [ref.low, ref.high], rtol=1e-12, atol=1e-15)
+    monkeypatch.setattr(stats, "_scipy_stats", lambda: None)
+    np.testing.assert_allclose(stats.binomial_ci(k, n)[1:], [ref.low, ref.high], rtol=1e-10, atol=1e-15)
+
+
+def test_binomial_ci_validation():
+    assert math.isnan(stats.binomial_ci(0, 0)[0])
+    with pytest.raises(ValueError, match="k must be <= n"):
+        stats.binomial_ci(3, 2)
+    with pytest.raises(TypeError, match="k must be"):
+        stats.binomial_ci(1.5, 2)
+
+
+@pytest.mark.parametrize("n", [3, 6, 9, 15])
+def test_wilcoxon_matches_scipy_exact(n):
+    d = np.random.default_rng(n).normal(0.3, 1.0, size=n)
+    res = stats.wilcoxon_signed_rank(d)
+    ref = sps.wilcoxon(d, method="exact")
+    np.testing.assert_allclose(res.p, ref.pvalue, rtol=1e-12)
+    assert min(res.w_plus, res.w_minus) == ref.statistic and res.w_plus + res.w_minus == n * (n + 1) / 2
+
+
+def test_wilcoxon_ties_zeros_and_exact_permutation():
+    d = np.array([0.0, 1.0, -1.0, 2.0, 2.0, 3.0, 0.0])
+    res = stats.wilcoxon_signed_rank(d)
+    # zeros dropped; |d| = 1, 1, 2, 2, 3 -> mid-ranks 1.5, 1.5, 3.5, 3.5, 5; brute force over the 2^5 signs
+    ranks = np.array([1.5, 1.5, 3.5, 3.5, 5.0])
+    signs = np.array(np.meshgrid(*[[0, 1]] * 5)).reshape(5, -1).T
+    null = signs @ ranks
+    w = 1.5 + 3.5 + 3.5 + 5.0
+    p = min(1.0, 2 * min(np.mean(null <= w), np.mean(null >= w)))
+    assert (res.n, res.n_nonzero, res.w_plus, res.w_minus) == (7, 5, w, 1.5)
+    np.testing.assert_allclose(res.p, p, rtol=1e-14)
+    assert math.isnan(stats.wilcoxon_signed_rank([0.0, 0.0]).p)
+
+
+def test_itt_counts_diverged_as_worst():
+    # 4 of 8 members of the arm diverged, the other 4 slightly better: the complete pairs say "better",
+    # the ITT test does not.
+    a = [0.71, np.nan, 0.72, np.nan, 0.73, np.nan, 0.74, np.nan]
+    b = [0.70] * 8
+    complete = stats.paired_diff_ci(a, b)
+    assert complete.n == 4 and complete.lo > 0
+    itt = stats.itt_paired(a, b)
+    assert (itt.n, itt.n_nonzero, itt.w_plus, itt.w_minus) == (8, 8, 10.0, 26.0)
+    # the four -inf differences tie (mid-rank 6.5); brute force over the 2^8 sign patterns of those ranks
+    ranks = np.array([1, 2, 3, 4, 6.5, 6.5, 6.5, 6.5])
+    null = np.array(np.meshgrid(*[[0, 1]] * 8)).reshape(8, -1).T @ ranks
+    np.testing.assert_allclose(itt.p, 2 * np.mean(null <= 10.0), rtol=1e-14)
+    assert itt.p > 0.2
+    # lower-is-better: a diverged (nan / inf) member is +inf; both diverged is a tie
+    loss = stats.itt_paired([0.5, np.inf, np.nan], [0.6, 0.4, np.nan], higher_is_better=False)
+    assert (loss.n, loss.n_nonzero, loss.w_plus, loss.w_minus) == (3, 2, 2.0, 1.0)

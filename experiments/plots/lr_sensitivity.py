@@ -6,7 +6,10 @@ each group and learning rate, the final value of ``--metric`` over seeds (mean, 
 members) and the paired difference to the ``--baseline`` group *at the same learning rate*; then
 per group the best learning rate (highest mean final ``--select`` metric, the validation accuracy by
 default, so the test set does not choose it) and the paired difference to the baseline group at ITS
-best learning rate. Diverged members (non-finite values) are excluded and counted.
+best learning rate. Diverged members (non-finite values) are excluded from the means and counted; a
+learning rate at which any member diverged is not eligible as the best one (unless every learning rate
+of the group had divergences: then the one with the fewest is taken, and said so). A best learning rate
+at the smallest or largest value swept is flagged in words: the optimum may lie outside the grid.
 
 Writes ``lr_sensitivity.md`` and ``lr_sensitivity.png`` (final metric vs learning rate with CI
 bands; mean validation curves at each group's best learning rate) into ``--out``::
@@ -84,17 +87,40 @@ def analyse(run_dir: str | Path, *, metric: str = "test_acc", select: str = "val
             base_arm = groups[baseline].get(lr)
             d = stats.paired_diff_ci(f, finals(values, diverged, base_arm, metric, seeds)) if base_arm and g != baseline else None
             cells[(g, lr)] = {"arm": arm, "ci": stats.mean_ci(f), "select": stats.mean_ci(sel), "n_div": int(np.sum(~np.isfinite(f))), "diff": d, "finals": f}
-    best: dict[str, float] = {}
-    for g in names:
-        scored = [(c["select"].mean if c["select"].n else -math.inf, lr) for (gg, lr), c in cells.items() if gg == g]
-        best[g] = max(scored)[1]
+    best, notes = _best_lrs(cells, groups, names, seeds)
     best_diff = {}
     for g in names:
         if g == baseline:
             continue
         best_diff[g] = stats.paired_diff_ci(cells[(g, best[g])]["finals"], cells[(baseline, best[baseline])]["finals"])
     return {"groups": groups, "names": names, "baseline": baseline, "cells": cells, "best": best, "best_diff": best_diff,
-            "values": values, "diverged": diverged, "seeds": seeds, "metric": metric, "select": select}
+            "values": values, "diverged": diverged, "seeds": seeds, "metric": metric, "select": select, "notes": notes}
+
+
+def _best_lrs(cells: dict, groups: dict, names: list[str], seeds: Sequence[int]) -> tuple[dict[str, float], list[str]]:
+    """Per group the learning rate with the highest mean selection metric among those where no member
+    diverged (else the fewest diverged), and notes for an optimum at the edge of the grid or a fallback."""
+    best: dict[str, float] = {}
+    notes: list[str] = []
+    for g in names:
+        lrs = sorted(groups[g])
+        div = {lr: len(seeds) - cells[(g, lr)]["select"].n for lr in lrs}
+        fewest = min(div.values())
+        eligible = [lr for lr in lrs if div[lr] == fewest]
+        best[g] = max(eligible, key=lambda lr: (cells[(g, lr)]["select"].mean if cells[(g, lr)]["select"].n
+                                                else -math.inf, lr))
+        if fewest > 0:
+            notes.append(f"`{g}`: members diverged at every learning rate; lr {best[g]:g} has the fewest "
+                         f"({fewest}/{len(seeds)}).")
+        excluded = [lr for lr in lrs if div[lr] > fewest]
+        if excluded:
+            notes.append(f"`{g}`: learning rate(s) {', '.join(f'{lr:g}' for lr in excluded)} excluded from the "
+                         f"choice (diverged members).")
+        if len(lrs) >= 2 and best[g] in (lrs[0], lrs[-1]):
+            edge = "smallest" if best[g] == lrs[0] else "largest"
+            notes.append(f"`{g}`: the best learning rate {best[g]:g} is the {edge} swept: the optimum may lie "
+                         f"outside the grid, and the tuned result may be underestimated.")
+    return best, notes
 
 
 def _fmt_ci(ci: stats.CI) -> str:
@@ -119,12 +145,15 @@ def markdown(a: dict, title: str) -> str:
              f"Final `{m}` over {n} seeds: mean [95% t-CI]; diverged members are excluded and counted. "
              f"Δ: paired by seed against `{base}`, 95% CI, \"better\"/\"worse\" when the CI excludes 0.", "",
              f"## Best learning rate of each group (chosen by the final mean `{sel}`)", "",
+             "A learning rate where a member diverged is not eligible as the best one.", "",
              f"| group | best lr | {m} at best lr | diverged | Δ vs {base} at its best lr ({a['best'][base]:g}) |",
              "|:---|---:|---:|---:|---:|"]
     for g in a["names"]:
         c = a["cells"][(g, a["best"][g])]
         lines.append(f"| {g} | {a['best'][g]:g} | {_fmt_ci(c['ci'])} | {c['n_div']}/{n} | "
                      f"{'(baseline)' if g == base else _fmt_diff(a['best_diff'][g])} |")
+    if a["notes"]:
+        lines += [""] + [f"- {n}" for n in a["notes"]]
     lines += ["", f"## Every learning rate (Δ vs {base} at the same learning rate)", "",
               f"| group | lr | {m} | diverged | Δ vs {base} (same lr) |", "|:---|---:|---:|---:|---:|"]
     for g in a["names"]:

@@ -1,0 +1,74 @@
+"""The numbers behind docs/results.md's verdict table, recomputed from the published results folders.
+
+For every folder ``docs/results/<experiment>/`` with a ``summary.csv``, every row (metric, arm) goes to
+one CSV with the numbers the verdict table quotes: the mean and its interval, the paired difference to
+the baseline and its interval, the p-value and the verdict, at full precision. Triples written in the
+folder's other published tables (``lr_sensitivity.md``: best learning rates; ``table.md``,
+``ensemble.md``) are collected as text by :func:`published_triples`, for the check of
+``docs/results.md`` in ``tests/test_verdicts.py``::
+
+    python tools/verdicts.py                    # writes docs/results/verdicts.csv
+    python tools/verdicts.py --out /tmp/v.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
+COLUMNS = ("experiment", "metric", "arm", "baseline", "n", "diverged", "mean", "ci_lo", "ci_hi",
+           "diff", "diff_lo", "diff_hi", "diff_n", "p_value", "verdict")
+#: "0.843 [0.839, 0.846]" or "+0.169 [+0.146, +0.191]" (ASCII or Unicode minus)
+TRIPLE = re.compile(r"([+\-−]?\d+\.\d+) \[([+\-−]?\d+\.\d+), ([+\-−]?\d+\.\d+)\]")
+
+
+def rows(results: Path = RESULTS) -> list[dict[str, str]]:
+    """Every summary row of every published folder, with the columns :data:`COLUMNS`."""
+    out = []
+    for folder in sorted(p for p in results.iterdir() if (p / "summary.csv").is_file()):
+        with (folder / "summary.csv").open(newline="", encoding="utf-8") as f:
+            for r in csv.DictReader(f):
+                out.append({"experiment": folder.name, **{c: r[c] for c in COLUMNS[1:]}})
+    return out
+
+
+def number(text: str) -> float:
+    """A number as printed (Unicode minus allowed)."""
+    return float(text.replace("−", "-"))
+
+
+def published_triples(folder: Path) -> list[tuple[float, float, float]]:
+    """``value [lo, hi]`` triples printed in the folder's Markdown tables other than summary.md."""
+    found = []
+    for md in sorted(folder.glob("*.md")):
+        if md.name != "summary.md":
+            found += [tuple(number(x) for x in m.groups()) for m in TRIPLE.finditer(md.read_text(encoding="utf-8"))]
+    return found
+
+
+def write(path: Path, results: Path = RESULTS) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, COLUMNS, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows(results))
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--results", default=str(RESULTS), help="folder of the published results folders")
+    p.add_argument("--out", default=None, help="CSV to write (default: RESULTS/verdicts.csv)")
+    args = p.parse_args(argv)
+    out = write(Path(args.out or Path(args.results) / "verdicts.csv"), Path(args.results))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
