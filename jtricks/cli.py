@@ -2,7 +2,7 @@
 
     jtricks run EXPERIMENT [--seeds N] [--epochs E] [--out DIR] [--set key=value ...]
                            [--max-members M] [--compile-workers N] [--resume] [--quiet]
-                           [--no-plot] [--no-checkpoint] [--debug]
+                           [--no-plot] [--no-checkpoint] [--no-save-models] [--debug]
     jtricks list
     jtricks report DIR [--debug]
 
@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--compile-workers", type=int, default=None, metavar="N",
                    help="compile the static groups' programs ahead of time, N at once (default: min(groups, cores/2); 1: on first use)")
     r.add_argument("--no-checkpoint", action="store_true", help="no per-epoch checkpoints (no --resume possible)")
+    r.add_argument("--no-save-models", action="store_true", help="do not save the trained members' weights to DIR/models")
     sub.add_parser("list", parents=[common], help="list the experiments")
     rep = sub.add_parser("report", parents=[common], help="re-render summary.md/csv and curves.png of a finished results folder")
     rep.add_argument("dir")
@@ -148,6 +149,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         plot=not args.no_plot,
         checkpoint=not args.no_checkpoint,
+        save_models=not args.no_save_models,
         compile_workers=args.compile_workers,
         # testing hook: SIGKILL the process right after epoch N is checkpointed (tests --resume)
         _kill_after_epoch=int(os.environ["JTRICKS_KILL_AFTER_EPOCH"]) if os.environ.get("JTRICKS_KILL_AFTER_EPOCH") else None,

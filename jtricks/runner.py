@@ -46,6 +46,7 @@ from jtricks import prepare as jprep
 from jtricks import programs as jprog
 from jtricks import report as jreport
 from jtricks import results_io as jresults
+from jtricks import saved as jsaved
 from jtricks import train as jtrain
 from jtricks.keys import seed_key
 
@@ -275,6 +276,8 @@ class Collected:
     metric_rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     member_rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     final_states: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: the index entries of the chunks saved to ``models/`` (:func:`jtricks.saved.save_chunk`)
+    models: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 def _select_by(config: jtrain.TrainConfig) -> str:
@@ -341,9 +344,10 @@ def _report_epoch(bar: Progress, the_plan: Plan, gi: int, ci: int, epoch: int, s
 
 def execute(the_plan: Plan, setups: Sequence[GroupSetup], out: Path | None, *, fingerprint: Mapping[str, Any],
             resume: bool = False, checkpoint: bool = True, progress: bool = True, timing: list[dict[str, Any]],
-            _kill_after_epoch: int | None = None) -> Collected:
+            save_models: bool = False, _kill_after_epoch: int | None = None) -> Collected:
     """Train every chunk of every group; the rows come back in a deterministic order (arms in declaration
-    order, seeds ascending, epochs, metrics sorted)."""
+    order, seeds ascending, epochs, metrics sorted). With ``save_models`` (and ``out``) every finished
+    chunk's members are saved to ``out/models`` (:mod:`jtricks.saved`)."""
     bar = Progress(the_plan.total_epochs, enabled=progress)
     collected = Collected()
     for g, setup in zip(the_plan.groups, setups):
@@ -351,6 +355,11 @@ def execute(the_plan: Plan, setups: Sequence[GroupSetup], out: Path | None, *, f
             state, history = _run_chunk(g.index, ci, the_plan, setup, out, resume=resume, checkpoint=checkpoint,
                                         bar=bar, timing=timing, fingerprint=fingerprint, kill_after=_kill_after_epoch)
             _collect(chunk, state, history, collected, setup.config)
+            if save_models and out is not None:
+                collected.models.append(jsaved.save_chunk(
+                    out / jsaved.FOLDER, g.index, ci, setup.config, state, [(a.name, s) for a, s in chunk],
+                    input_shape=setup.data.input_shape, num_outputs=setup.data.num_outputs,
+                    num_train=int(setup.data.device.x_train.shape[0])))
     arm_order = {a.name: i for i, a in enumerate(the_plan.arms)}
     collected.metric_rows.sort(key=lambda r: (arm_order[r["arm"]], r["seed"], r["epoch"], r["metric"]))
     collected.member_rows.sort(key=lambda r: (arm_order[r["arm"]], r["seed"]))
@@ -443,6 +452,8 @@ def write(out: Path, the_plan: Plan, collected: Collected, summary: list[dict[st
         with jresults.atomic_file(out / "curves.png") as tmp:
             jreport.plot_curves(tmp, collected.metric_rows, metrics=panels, title=exp.name,
                                 member_rows=collected.member_rows, arms=arm_dicts)
+    if collected.models:
+        jsaved.write_index(out / jsaved.FOLDER, collected.models)
     jresults.write_manifest(out, manifest, fingerprint)
 
 
@@ -457,6 +468,7 @@ def run(
     checkpoint: bool = True,
     plot: bool = True,
     compile_workers: int | None = None,
+    save_models: bool = True,
     _kill_after_epoch: int | None = None,
 ) -> RunResult:
     """Run every arm × seed of ``exp`` (:func:`plan`, :func:`build`, :func:`execute`) and write the results
@@ -483,6 +495,8 @@ def run(
         drops from the sum towards the largest group's on a many-core host). ``None``: ``min(groups,
         cpu_count // 2)``; ``1``: no ahead-of-time step, every program compiles on its first call
         (also the behaviour with several devices). Results are identical either way (same programs).
+      save_models: save every member's final (and best, averaged) weights to ``out_dir/models`` with orbax
+        (:mod:`jtricks.saved`; load one with :func:`jtricks.load`).
     """
     t_start = time.perf_counter()
     the_plan = plan(exp, max_members=max_members)
@@ -494,7 +508,7 @@ def run(
     setups = build(the_plan, counter)
     fingerprint = _fingerprint(the_plan, setups, max_members)
     kw = dict(resume=resume, progress=progress, checkpoint=checkpoint, plot=plot, workers=workers,
-              kill_after=_kill_after_epoch, t_start=t_start)
+              kill_after=_kill_after_epoch, t_start=t_start, save_models=save_models)
     if out is None:
         return _run(the_plan, setups, counter, fingerprint, None, **kw)
     with jresults.lock(out):
@@ -503,6 +517,7 @@ def run(
         else:
             jresults.invalidate(out)
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
+            shutil.rmtree(out / jsaved.FOLDER, ignore_errors=True)
         return _run(the_plan, setups, counter, fingerprint, out, **kw)
 
 
@@ -527,7 +542,7 @@ def _check_checkpoints(out: Path, fingerprint: Mapping[str, Any]) -> None:
 
 def _run(the_plan: Plan, setups: list[GroupSetup], counter: jprog.TraceCounter, fingerprint: Mapping[str, Any],
          out: Path | None, *, resume: bool, progress: bool, checkpoint: bool, plot: bool, workers: int,
-         kill_after: int | None, t_start: float) -> RunResult:
+         kill_after: int | None, t_start: float, save_models: bool = True) -> RunResult:
     exp = the_plan.experiment
     timing = [{"group": g.index, "arms": [a.name for a in g.arms], "members": g.size, "compile_s": None, "epoch_s": []}
               for g in the_plan.groups]
@@ -539,7 +554,7 @@ def _run(the_plan: Plan, setups: list[GroupSetup], counter: jprog.TraceCounter, 
         if progress:
             print(f"compiled in {time.perf_counter() - t_compile:.1f} s", file=sys.stderr, flush=True)
     collected = execute(the_plan, setups, out, fingerprint=fingerprint, resume=resume, checkpoint=checkpoint,
-                        progress=progress, timing=timing, _kill_after_epoch=kill_after)
+                        progress=progress, timing=timing, save_models=save_models, _kill_after_epoch=kill_after)
     metrics = jexp.summary_metrics(exp, setups[0].config)
     directions = _directions(setups, collected)
     arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in the_plan.arms]

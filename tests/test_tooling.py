@@ -1,0 +1,101 @@
+"""Saved models, callbacks, TensorBoard and metrics every k steps, with a real ``jtricks run`` process.
+
+One tiny CLI run (digits, 2 arms x 2 seeds, 3 epochs, EMA and early stopping) is shared by the tests of
+this module: they load its members back and compare with the numbers the run recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import jtricks
+from jtricks import report as jreport
+from jtricks import saved as jsaved
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
+
+EXPERIMENT = """\
+import numpy as np
+from jtricks import data
+from jtricks.experiment import Experiment
+
+rng = np.random.default_rng(0)
+y = np.arange(420) % 3
+x = (rng.normal(size=(420, 8)) + 1.5 * np.eye(3, 8)[y]).astype(np.float32)
+TOY = data.arrays(x[:360], y[:360], x[360:], y[360:], num_classes=3, name="toy")
+EXPERIMENT = Experiment(name='tooling', dataset=TOY, preprocess='standardize', n_val=60,
+    model='mlp', model_kwargs={'widths': (16,)}, hparams={'learning_rate': 3e-2, 'patience': 1},
+    grid={'dropout_rate': [0.0, 0.5]}, averaging='ema', early_stopping=True, epochs=3,
+    batch_size=60, eval_batch_size=60, seeds=2)
+"""
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("tooling")
+    (tmp / "tooling.py").write_text(EXPERIMENT)
+    p = subprocess.run([sys.executable, "-m", "jtricks", "run", "tooling.py", "--out", "out", "--quiet", "--no-plot"],
+                       cwd=tmp, env=ENV, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    return tmp / "out"
+
+
+def _recorded(run_dir: Path) -> dict[tuple[str, int, int, str], float]:
+    return {(r["arm"], r["seed"], r["epoch"], r["metric"]): r["value"] for r in jreport.read_metrics_csv(run_dir / "metrics.csv")}
+
+
+def test_saved_member_reproduces_its_recorded_numbers(run_dir: Path) -> None:
+    rec = _recorded(run_dir)
+    best_epoch = {(m["arm"], m["seed"]): m["best_epoch"] for m in jreport.read_members_csv(run_dir / "members.csv")}
+    index = json.loads((run_dir / "models" / "index.json").read_text())
+    assert [tuple(m) for c in index["chunks"] for m in c["members"]] == [
+        ("dropout_rate=0", 0), ("dropout_rate=0", 1), ("dropout_rate=0.5", 0), ("dropout_rate=0.5", 1)]
+    for arm, seed in [("dropout_rate=0", 1), ("dropout_rate=0.5", 0)]:
+        # the data set is an object of the experiment file: the file rebuilds the experiment
+        member = jtricks.load(run_dir, arm=arm, seed=seed, experiment=str(run_dir.parent / "tooling.py"))
+        assert member.hparams["dropout_rate"] == float(arm.split("=")[1])
+        test = member.evaluate("test")
+        # exact: the engine's evaluation of the saved weights, as in the run
+        assert test["acc"] == rec[(arm, seed, 3, "test_acc")] > 0.5
+        assert test["loss"] == rec[(arm, seed, 3, "test_loss")]
+        assert member.evaluate("test", which="averaged")["acc"] == rec[(arm, seed, 3, "avg_test_acc")]
+        best = best_epoch[(arm, seed)]
+        assert member.evaluate("val", which="best")["loss"] == rec[(arm, seed, best, "val_loss")]
+        x = member.experiment  # the arm's experiment gives the same test split
+        from jtricks import prepare
+
+        x_test, y_test = prepare.prepare_data(x).host["test"]
+        logits = np.asarray(member.apply(x_test))
+        acc = float(np.mean(np.argmax(logits, -1) == y_test))
+        assert acc == pytest.approx(rec[(arm, seed, 3, "test_acc")], abs=1e-6)
+
+
+def test_load_refuses_unknown_members_and_damaged_saves(run_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"`arm` must be one of \['dropout_rate=0', 'dropout_rate=0.5'\]"):
+        jtricks.load(run_dir, arm="dropout_rate=0.2", seed=0)
+    with pytest.raises(ValueError, match=r"`seed` must be one of \[0, 1\]"):
+        jtricks.load(run_dir, arm="dropout_rate=0", seed=7)
+    with pytest.raises(ValueError, match="no saved models"):
+        jtricks.load(tmp_path, arm="dropout_rate=0", seed=0)
+    with pytest.raises(ValueError, match=r"cannot rebuild the experiment .* pass experiment="):
+        jtricks.load(run_dir, arm="dropout_rate=0", seed=0)  # the manifest names the data set Dataset(toy)
+    member = jtricks.load(run_dir, arm="dropout_rate=0", seed=0, experiment=str(run_dir.parent / "tooling.py"))
+    with pytest.raises(ValueError, match=r"`which` must be one of \['final', 'best', 'averaged'\]"):
+        member.weights("ema")
+    index = json.loads((run_dir / "models" / "index.json").read_text())
+    index["chunks"][0]["sha256"] = "0" * 64
+    damaged = tmp_path / "damaged"
+    import shutil
+
+    shutil.copytree(run_dir, damaged)
+    (damaged / "models" / "index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="damaged"):
+        jsaved.load(damaged, arm="dropout_rate=0", seed=0, experiment=member.experiment)
