@@ -36,6 +36,8 @@ _SUBMODULES = (
     "results_io",
     "runner",
     "saved",
+    "callbacks",
+    "tensorboard",
     "stats",
     "report",
     "cli",

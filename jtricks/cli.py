@@ -2,7 +2,8 @@
 
     jtricks run EXPERIMENT [--seeds N] [--epochs E] [--out DIR] [--set key=value ...]
                            [--max-members M] [--compile-workers N] [--resume] [--quiet]
-                           [--no-plot] [--no-checkpoint] [--no-save-models] [--debug]
+                           [--no-plot] [--no-checkpoint] [--no-save-models]
+                           [--tensorboard [member|arm]] [--debug]
     jtricks list
     jtricks report DIR [--debug]
 
@@ -55,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="compile the static groups' programs ahead of time, N at once (default: min(groups, cores/2); 1: on first use)")
     r.add_argument("--no-checkpoint", action="store_true", help="no per-epoch checkpoints (no --resume possible)")
     r.add_argument("--no-save-models", action="store_true", help="do not save the trained members' weights to DIR/models")
+    r.add_argument("--tensorboard", nargs="?", const="member", default=None, choices=("member", "arm"),
+                   help="write TensorBoard event files to DIR/tensorboard: one run per member (default, live) or per "
+                        "arm (mean and confidence band, at the end); needs tensorboardX")
     sub.add_parser("list", parents=[common], help="list the experiments")
     rep = sub.add_parser("report", parents=[common], help="re-render summary.md/csv and curves.png of a finished results folder")
     rep.add_argument("dir")
@@ -140,6 +144,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from jtricks import report as jreport
     from jtricks import runner
 
+    callbacks = []
+    if args.tensorboard:
+        from jtricks.tensorboard import TensorBoard
+
+        try:
+            callbacks.append(TensorBoard(out / "tensorboard", mode=args.tensorboard, overwrite=not args.resume))
+        except ImportError as e:
+            raise ValueError(f"--tensorboard: {e}") from None
     print(f"{exp.name}: {len(arms)} arms x {exp.seeds} seeds, {exp.epochs} epochs -> {out}", file=sys.stderr)
     res = runner.run(
         exp,
@@ -150,6 +162,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         plot=not args.no_plot,
         checkpoint=not args.no_checkpoint,
         save_models=not args.no_save_models,
+        callbacks=callbacks,
         compile_workers=args.compile_workers,
         # testing hook: SIGKILL the process right after epoch N is checkpointed (tests --resume)
         _kill_after_epoch=int(os.environ["JTRICKS_KILL_AFTER_EPOCH"]) if os.environ.get("JTRICKS_KILL_AFTER_EPOCH") else None,

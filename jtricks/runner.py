@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jtricks
+from jtricks import callbacks as jcb
 from jtricks import checkpoint as jckpt
 from jtricks import experiment as jexp
 from jtricks import fingerprint as jfp
@@ -289,7 +290,7 @@ def _select_by(config: jtrain.TrainConfig) -> str:
 
 def _run_chunk(gi: int, ci: int, the_plan: Plan, setup: GroupSetup, out: Path | None, *, resume: bool,
                checkpoint: bool, bar: Progress, timing: list[dict[str, Any]], fingerprint: Mapping[str, Any],
-               kill_after: int | None) -> tuple[Any, list]:
+               kill_after: int | None, callbacks: Sequence[Any] = ()) -> tuple[Any, list]:
     """Train one chunk of a group from its initial (or checkpointed) state; returns (final state, history).
 
     A ``KeyboardInterrupt`` leaves with ``.epoch``: the chunk's last epoch whose checkpoint is complete
@@ -316,6 +317,8 @@ def _run_chunk(gi: int, ci: int, the_plan: Plan, setup: GroupSetup, out: Path | 
             history.append({k: np.asarray(v) for k, v in m.items()})
             timing[gi]["epoch_s"].append(round(time.perf_counter() - t_epoch, 4))
             _report_epoch(bar, the_plan, gi, ci, epoch, state, history[-1], setup.config)
+            if callbacks:
+                jcb.epoch_end(callbacks, [(a.name, s) for a, s in g.chunks[ci]], epoch + 1, history[-1])
             if ck is not None:
                 jckpt.save(ck, epoch + 1, state, history, fingerprint)
             safe = epoch + 1
@@ -344,7 +347,7 @@ def _report_epoch(bar: Progress, the_plan: Plan, gi: int, ci: int, epoch: int, s
 
 def execute(the_plan: Plan, setups: Sequence[GroupSetup], out: Path | None, *, fingerprint: Mapping[str, Any],
             resume: bool = False, checkpoint: bool = True, progress: bool = True, timing: list[dict[str, Any]],
-            save_models: bool = False, _kill_after_epoch: int | None = None) -> Collected:
+            save_models: bool = False, callbacks: Sequence[Any] = (), _kill_after_epoch: int | None = None) -> Collected:
     """Train every chunk of every group; the rows come back in a deterministic order (arms in declaration
     order, seeds ascending, epochs, metrics sorted). With ``save_models`` (and ``out``) every finished
     chunk's members are saved to ``out/models`` (:mod:`jtricks.saved`)."""
@@ -353,7 +356,8 @@ def execute(the_plan: Plan, setups: Sequence[GroupSetup], out: Path | None, *, f
     for g, setup in zip(the_plan.groups, setups):
         for ci, chunk in enumerate(g.chunks):
             state, history = _run_chunk(g.index, ci, the_plan, setup, out, resume=resume, checkpoint=checkpoint,
-                                        bar=bar, timing=timing, fingerprint=fingerprint, kill_after=_kill_after_epoch)
+                                        bar=bar, timing=timing, fingerprint=fingerprint, kill_after=_kill_after_epoch,
+                                        callbacks=callbacks)
             _collect(chunk, state, history, collected, setup.config)
             if save_models and out is not None:
                 collected.models.append(jsaved.save_chunk(
@@ -372,6 +376,8 @@ def _collect(chunk: Sequence[tuple[jexp.Arm, int]], state: jtrain.TrainState, hi
     stopped = np.asarray(state.early.stop_epoch) if config.early_stopping else np.full(diverged.shape, -1)
     es_best = np.asarray(state.early.best_epoch) if config.early_stopping else None
     select_by = _select_by(config)
+    for e, h in enumerate(history):
+        collected.metric_rows.extend(jcb.tidy_rows([(arm.name, seed) for arm, seed in chunk], e + 1, h))
     sign = 1.0 if jmetrics.higher_is_better(select_by, {m.name: m for m in config.metrics}) else -1.0
     for i, (arm, seed) in enumerate(chunk):
         curve = np.array([h[select_by][i] for h in history]) * sign
@@ -382,9 +388,6 @@ def _collect(chunk: Sequence[tuple[jexp.Arm, int]], state: jtrain.TrainState, hi
         collected.member_rows.append(
             {"arm": arm.name, "seed": seed, "diverged_epoch": int(diverged[i]), "stopped_epoch": int(stopped[i]), "best_epoch": best}
         )
-        for e, h in enumerate(history):
-            for metric, values in h.items():
-                collected.metric_rows.append({"arm": arm.name, "seed": seed, "epoch": e + 1, "metric": metric, "value": float(values[i])})
         collected.final_states[f"{arm.name}/seed={seed}"] = jax.tree_util.tree_map(lambda x: np.asarray(x[i]), state.params)
 
 
@@ -469,6 +472,7 @@ def run(
     plot: bool = True,
     compile_workers: int | None = None,
     save_models: bool = True,
+    callbacks: Sequence[Any] | None = None,
     _kill_after_epoch: int | None = None,
 ) -> RunResult:
     """Run every arm × seed of ``exp`` (:func:`plan`, :func:`build`, :func:`execute`) and write the results
@@ -497,8 +501,11 @@ def run(
         (also the behaviour with several devices). Results are identical either way (same programs).
       save_models: save every member's final (and best, averaged) weights to ``out_dir/models`` with orbax
         (:mod:`jtricks.saved`; load one with :func:`jtricks.load`).
+      callbacks: objects with ``on_epoch_end(rows)`` and/or ``on_run_end(result)`` (:mod:`jtricks.callbacks`;
+        :class:`jtricks.tensorboard.TensorBoard` is one), checked before anything is loaded.
     """
     t_start = time.perf_counter()
+    cbs = jcb.check_callbacks(callbacks)
     the_plan = plan(exp, max_members=max_members)
     workers = _compile_workers(compile_workers, len(the_plan.groups))
     out = None if out_dir is None else Path(out_dir)
@@ -508,7 +515,7 @@ def run(
     setups = build(the_plan, counter)
     fingerprint = _fingerprint(the_plan, setups, max_members)
     kw = dict(resume=resume, progress=progress, checkpoint=checkpoint, plot=plot, workers=workers,
-              kill_after=_kill_after_epoch, t_start=t_start, save_models=save_models)
+              kill_after=_kill_after_epoch, t_start=t_start, save_models=save_models, callbacks=cbs)
     if out is None:
         return _run(the_plan, setups, counter, fingerprint, None, **kw)
     with jresults.lock(out):
@@ -542,7 +549,7 @@ def _check_checkpoints(out: Path, fingerprint: Mapping[str, Any]) -> None:
 
 def _run(the_plan: Plan, setups: list[GroupSetup], counter: jprog.TraceCounter, fingerprint: Mapping[str, Any],
          out: Path | None, *, resume: bool, progress: bool, checkpoint: bool, plot: bool, workers: int,
-         kill_after: int | None, t_start: float, save_models: bool = True) -> RunResult:
+         kill_after: int | None, t_start: float, save_models: bool = True, callbacks: Sequence[Any] = ()) -> RunResult:
     exp = the_plan.experiment
     timing = [{"group": g.index, "arms": [a.name for a in g.arms], "members": g.size, "compile_s": None, "epoch_s": []}
               for g in the_plan.groups]
@@ -554,7 +561,8 @@ def _run(the_plan: Plan, setups: list[GroupSetup], counter: jprog.TraceCounter, 
         if progress:
             print(f"compiled in {time.perf_counter() - t_compile:.1f} s", file=sys.stderr, flush=True)
     collected = execute(the_plan, setups, out, fingerprint=fingerprint, resume=resume, checkpoint=checkpoint,
-                        progress=progress, timing=timing, save_models=save_models, _kill_after_epoch=kill_after)
+                        progress=progress, timing=timing, save_models=save_models, callbacks=callbacks,
+                        _kill_after_epoch=kill_after)
     metrics = jexp.summary_metrics(exp, setups[0].config)
     directions = _directions(setups, collected)
     arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in the_plan.arms]
@@ -566,8 +574,10 @@ def _run(the_plan: Plan, setups: list[GroupSetup], counter: jprog.TraceCounter, 
         manifest = _manifest(the_plan, setups, compiles, wall, timing, metrics, directions)
         write(out, the_plan, collected, summary, manifest, fingerprint, plot=plot)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    return RunResult(out, the_plan.arms, collected.metric_rows, collected.member_rows, summary, compiles, wall,
-                     collected.final_states, timing, tuple(metrics), directions)
+    result = RunResult(out, the_plan.arms, collected.metric_rows, collected.member_rows, summary, compiles, wall,
+                       collected.final_states, timing, tuple(metrics), directions)
+    jcb.run_end(callbacks, result)
+    return result
 
 
 def _directions(setups: Sequence[GroupSetup], collected: Collected) -> dict[str, bool]:

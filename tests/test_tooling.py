@@ -42,7 +42,7 @@ EXPERIMENT = Experiment(name='tooling', dataset=TOY, preprocess='standardize', n
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("tooling")
     (tmp / "tooling.py").write_text(EXPERIMENT)
-    p = subprocess.run([sys.executable, "-m", "jtricks", "run", "tooling.py", "--out", "out", "--quiet", "--no-plot"],
+    p = subprocess.run([sys.executable, "-m", "jtricks", "run", "tooling.py", "--out", "out", "--quiet", "--no-plot", "--tensorboard"],
                        cwd=tmp, env=ENV, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     return tmp / "out"
@@ -99,3 +99,61 @@ def test_load_refuses_unknown_members_and_damaged_saves(run_dir: Path, tmp_path:
     (damaged / "models" / "index.json").write_text(json.dumps(index))
     with pytest.raises(ValueError, match="damaged"):
         jsaved.load(damaged, arm="dropout_rate=0", seed=0, experiment=member.experiment)
+
+
+def _event_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """The scalars of a TensorBoard run folder, read by TensorBoard's own loader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_tensorboard_runs_hold_every_member_metric(run_dir: Path) -> None:
+    rec = _recorded(run_dir)
+    runs = sorted(p.relative_to(run_dir / "tensorboard").as_posix() for p in (run_dir / "tensorboard").glob("*/*"))
+    assert runs == ["dropout_rate=0.5/seed=0", "dropout_rate=0.5/seed=1", "dropout_rate=0/seed=0", "dropout_rate=0/seed=1"]
+    scalars = _event_scalars(run_dir / "tensorboard" / "dropout_rate=0.5" / "seed=1")
+    metrics = {m for (a, s, _, m) in rec if (a, s) == ("dropout_rate=0.5", 1)}
+    assert set(scalars) == metrics
+    for metric in ("val_acc", "train_loss", "avg_test_acc", "lr"):
+        expected = [(e, np.float32(rec[("dropout_rate=0.5", 1, e, metric)])) for e in (1, 2, 3)]
+        assert scalars[metric] == expected  # float32 values, step = epoch
+
+
+def test_tensorboard_arm_mode_writes_mean_and_band(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from jtricks import stats
+    from jtricks.tensorboard import TensorBoard
+
+    rows = [{"arm": arm, "seed": s, "epoch": e, "metric": "val_acc", "value": 0.5 + 0.1 * e + 0.01 * s + d}
+            for arm, d in (("a", 0.0), ("b=1", 0.05)) for s in range(3) for e in (1, 2)]
+    tb = TensorBoard(tmp_path / "tb", mode="arm")
+    tb.on_epoch_end(rows)  # nothing live in arm mode
+    assert not (tmp_path / "tb").exists()
+    tb.on_run_end(SimpleNamespace(metric_rows=rows))
+    scalars = _event_scalars(tmp_path / "tb" / "b=1")
+    ci = stats.mean_ci([r["value"] for r in rows if r["arm"] == "b=1" and r["epoch"] == 2])
+    assert scalars["val_acc/mean"][1] == (2, np.float32(ci.mean))
+    assert scalars["val_acc/ci_lo"][1] == (2, np.float32(ci.lo))
+    assert scalars["val_acc/ci_hi"][1] == (2, np.float32(ci.hi))
+    with pytest.raises(ValueError, match=r"`mode` must be one of \['member', 'arm'\]"):
+        TensorBoard(tmp_path, mode="seed")
+
+
+def test_callbacks_are_checked_before_anything_loads() -> None:
+    from jtricks import callbacks, experiment, runner
+
+    class Tracker:
+        def on_run_end(self, result):  # only one hook: fine
+            pass
+
+    t = Tracker()
+    assert callbacks.check_callbacks([t]) == (t,) and callbacks.check_callbacks(None) == ()
+    exp = experiment.Experiment(name="x", dataset="digits", epochs=1, seeds=1)
+    with pytest.raises(TypeError, match=r"`callbacks\[1\]` \(object\) has neither on_epoch_end\(rows\) nor on_run_end\(result\)"):
+        runner.run(exp, callbacks=[Tracker(), object()], progress=False)
+    with pytest.raises(TypeError, match="`callbacks` must be a list"):
+        runner.run(exp, callbacks=Tracker(), progress=False)
