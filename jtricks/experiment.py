@@ -124,7 +124,9 @@ class Experiment:
 
     **execution** — ``epochs``, ``batch_size``, ``execution`` (``"scan"``/``"loop"``/``"auto"``),
     ``population`` (how the members are mapped: ``"vmap"``, ``"unroll"`` or ``"auto"``,
-    :func:`jtricks.population.resolve_strategy`), ``diagnostics``, ``max_members`` (population chunk size).
+    :func:`jtricks.population.resolve_strategy`), ``diagnostics``, ``max_members`` (population chunk size),
+    ``log_every`` (also record the training loss averaged over every ``log_every`` steps: ``train_loss@<step>``
+    rows, :class:`jtricks.train.TrainConfig`).
 
     **reporting** — ``metrics``: the metrics summarised (final epoch, mean and 95% CI over seeds; ``None``:
     test and validation accuracy and train loss for classification, test and validation r2 and train loss
@@ -168,6 +170,7 @@ class Experiment:
     execution: str = setting("auto", part="execution", role="program", choices=lambda: ("auto", "scan", "loop"))
     population: str = setting("auto", part="execution", role="program", choices=lambda: jpop.STRATEGIES)
     diagnostics: bool = setting(False, part="execution", role="program")
+    log_every: int | None = setting(None, part="execution", role="program")
     max_members: int | None = setting(None, part="execution", role="run")
     metrics: Sequence[str] | None = setting(None, part="reporting", role="run")
     baseline: str | None = setting(None, part="reporting", role="run")
@@ -401,7 +404,7 @@ def build_config(exp: Experiment, model: Any, num_train: int, *, dropout: bool |
         early_stopping=exp.early_stopping, monitor=exp.monitor, averaging=exp.averaging,
         execution=exp.execution,  # type: ignore[arg-type]
         eval_batch_size=exp.eval_batch_size, diagnostics=exp.diagnostics, dropout=dropout, init_scale=init_scale,
-        custom_hparams=dict(exp.custom_hparams), divergence_factor=exp.divergence_factor,
+        custom_hparams=dict(exp.custom_hparams), divergence_factor=exp.divergence_factor, log_every=exp.log_every,
     )
 
 
@@ -473,6 +476,7 @@ def _check_experiment(exp: Experiment) -> None:
     for field in ("seeds", "epochs", "batch_size", "n_val", "eval_batch_size"):
         _check_int(exp, field, minimum=1)
     _check_int(exp, "max_members", minimum=1, optional=True)
+    _check_int(exp, "log_every", minimum=1, optional=True)
     _check_int(exp, "seed_offset", minimum=0)
     _check_int(exp, "split_seed", minimum=0)
 

@@ -583,4 +583,5 @@ def _run(the_plan: Plan, setups: list[GroupSetup], counter: jprog.TraceCounter, 
 def _directions(setups: Sequence[GroupSetup], collected: Collected) -> dict[str, bool]:
     """Whether higher is better, for every metric the run wrote (from the metrics' declarations)."""
     custom = {m.name: m for s in setups for m in s.config.metrics}  # type: ignore[union-attr]
-    return {name: jmetrics.higher_is_better(name, custom) for name in sorted({r["metric"] for r in collected.metric_rows})}
+    names = {r["metric"] for r in collected.metric_rows if "@" not in r["metric"]}  # train_loss@<step>: as train_loss
+    return {name: jmetrics.higher_is_better(name, custom) for name in sorted(names)}

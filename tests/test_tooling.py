@@ -42,7 +42,8 @@ EXPERIMENT = Experiment(name='tooling', dataset=TOY, preprocess='standardize', n
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("tooling")
     (tmp / "tooling.py").write_text(EXPERIMENT)
-    p = subprocess.run([sys.executable, "-m", "jtricks", "run", "tooling.py", "--out", "out", "--quiet", "--no-plot", "--tensorboard"],
+    p = subprocess.run([sys.executable, "-m", "jtricks", "run", "tooling.py", "--out", "out", "--quiet", "--no-plot", "--tensorboard",
+                        "--set", "log_every=2"],
                        cwd=tmp, env=ENV, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     return tmp / "out"
@@ -115,8 +116,12 @@ def test_tensorboard_runs_hold_every_member_metric(run_dir: Path) -> None:
     runs = sorted(p.relative_to(run_dir / "tensorboard").as_posix() for p in (run_dir / "tensorboard").glob("*/*"))
     assert runs == ["dropout_rate=0.5/seed=0", "dropout_rate=0.5/seed=1", "dropout_rate=0/seed=0", "dropout_rate=0/seed=1"]
     scalars = _event_scalars(run_dir / "tensorboard" / "dropout_rate=0.5" / "seed=1")
-    metrics = {m for (a, s, _, m) in rec if (a, s) == ("dropout_rate=0.5", 1)}
-    assert set(scalars) == metrics
+    metrics = {m for (a, s, _, m) in rec if (a, s) == ("dropout_rate=0.5", 1) and "@" not in m}
+    assert set(scalars) == metrics | {"train_loss_steps"}
+    # every 2 of the 5 steps of an epoch, at the global step that ends the block
+    steps = [(e - 1) * 5 + end for e in (1, 2, 3) for end in (2, 4, 5)]
+    assert scalars["train_loss_steps"] == [(st, np.float32(rec[("dropout_rate=0.5", 1, (st - 1) // 5 + 1, f"train_loss@{(st - 1) % 5 + 1}")]))
+                                           for st in steps]
     for metric in ("val_acc", "train_loss", "avg_test_acc", "lr"):
         expected = [(e, np.float32(rec[("dropout_rate=0.5", 1, e, metric)])) for e in (1, 2, 3)]
         assert scalars[metric] == expected  # float32 values, step = epoch
@@ -157,3 +162,26 @@ def test_callbacks_are_checked_before_anything_loads() -> None:
         runner.run(exp, callbacks=[Tracker(), object()], progress=False)
     with pytest.raises(TypeError, match="`callbacks` must be a list"):
         runner.run(exp, callbacks=Tracker(), progress=False)
+
+
+def test_loss_every_k_steps_rows(run_dir: Path) -> None:
+    rec = _recorded(run_dir)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["config"]["log_every"] == 2 and "train_loss@2" not in manifest["directions"]
+    for (arm, seed, epoch, metric), value in rec.items():
+        if metric != "train_loss":
+            continue
+        blocks = [rec[(arm, seed, epoch, f"train_loss@{end}")] for end in (2, 4, 5)]
+        assert (arm, seed, epoch, "train_loss@3") not in rec
+        # 5 steps in blocks of 2, 2 and 1: their weighted mean is the epoch's mean
+        assert np.dot(blocks, [2, 2, 1]) / 5 == pytest.approx(value, rel=1e-6)
+
+
+def test_step_blocks_against_numpy() -> None:
+    from jtricks import train
+
+    x = np.arange(1.0, 8.0, dtype=np.float32) ** 2
+    for k, ends in ((2, [2, 4, 6, 7]), (7, [7]), (10, [7])):
+        means, got_ends = train.step_blocks(x, k)
+        assert got_ends.tolist() == ends
+        np.testing.assert_allclose(np.asarray(means), [x[e - k if e % k == 0 else e - e % k:e].mean() for e in ends], rtol=1e-6)
