@@ -640,12 +640,17 @@ def with_settings(exp: Experiment, settings: Mapping[str, Any]) -> Experiment:
 
 
 def experiments_dirs() -> list[Path]:
-    """Where experiment files are looked up: ``$JTRICKS_EXPERIMENTS``, ``./experiments``, the source tree's ``experiments/``."""
+    """Where experiment files are looked up: ``$JTRICKS_EXPERIMENTS``, ``./experiments``, the source tree's
+    ``experiments/`` (a checkout: beside ``pyproject.toml``) and the experiments installed with the package
+    (``jtricks/experiments`` of a wheel, built from that same folder)."""
     dirs = []
     if os.environ.get("JTRICKS_EXPERIMENTS"):
         dirs.append(Path(os.environ["JTRICKS_EXPERIMENTS"]))
     dirs.append(Path.cwd() / "experiments")
-    dirs.append(Path(__file__).resolve().parent.parent / "experiments")
+    source = Path(__file__).resolve().parent.parent
+    if (source / "pyproject.toml").is_file():
+        dirs.append(source / "experiments")
+    dirs.append(Path(__file__).resolve().parent / "experiments")
     seen, out = set(), []
     for d in dirs:
         r = d.resolve()
