@@ -35,12 +35,22 @@ _SUBMODULES = (
     "fingerprint",
     "results_io",
     "runner",
+    "saved",
+    "callbacks",
+    "tensorboard",
     "stats",
     "report",
     "cli",
 )
 
-__all__ = ["__version__", *_SUBMODULES]
+__all__ = ["__version__", "load", *_SUBMODULES]
+
+
+def load(run_dir: Any, *, arm: str, seed: int, experiment: Any = None) -> Any:
+    """A saved member of a finished run with its model: :func:`jtricks.saved.load`."""
+    from jtricks.saved import load as _load
+
+    return _load(run_dir, arm=arm, seed=seed, experiment=experiment)
 
 
 def __getattr__(name: str) -> Any:

@@ -2,8 +2,9 @@
 
     jtricks run EXPERIMENT [--seeds N] [--epochs E] [--out DIR] [--set key=value ...]
                            [--max-members M] [--compile-workers N] [--resume] [--quiet]
-                           [--no-plot] [--no-checkpoint] [--compile-cache DIR | --no-compile-cache]
-                           [--cpu-devices N] [--until-resolved MAX [--spending obf|bonferroni]] [--debug]
+                           [--no-plot] [--no-checkpoint] [--no-save-models] [--tensorboard [member|arm]]
+                           [--compile-cache DIR | --no-compile-cache] [--cpu-devices N]
+                           [--until-resolved MAX [--spending obf|bonferroni]] [--debug]
     jtricks list
     jtricks report DIR [--debug]
 
@@ -66,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
                         "spent across the looks) or MAX seeds are reached (see jtricks.sequential)")
     r.add_argument("--spending", choices=("obf", "bonferroni"), default="obf",
                    help="how --until-resolved spends alpha over its looks (default: O'Brien-Fleming-type)")
+    r.add_argument("--no-save-models", action="store_true", help="do not save the trained members' weights to DIR/models")
+    r.add_argument("--tensorboard", nargs="?", const="member", default=None, choices=("member", "arm"),
+                   help="write TensorBoard event files to DIR/tensorboard: one run per member (default, live) or per "
+                        "arm (mean and confidence band, at the end); needs tensorboardX")
     sub.add_parser("list", parents=[common], help="list the experiments")
     rep = sub.add_parser("report", parents=[common], help="re-render summary.md/csv and curves.png of a finished results folder")
     rep.add_argument("dir")
@@ -160,6 +165,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from jtricks import report as jreport
     from jtricks import runner
 
+    callbacks = []
+    if args.tensorboard:
+        from jtricks.tensorboard import TensorBoard
+
+        try:
+            callbacks.append(TensorBoard(out / "tensorboard", mode=args.tensorboard, overwrite=not args.resume))
+        except ImportError as e:
+            raise ValueError(f"--tensorboard: {e}") from None
     print(f"{exp.name}: {len(arms)} arms x {exp.seeds} seeds, {exp.epochs} epochs -> {out}", file=sys.stderr)
     if args.until_resolved is not None:
         return _run_until_resolved(exp, out, args)
@@ -171,6 +184,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         plot=not args.no_plot,
         checkpoint=not args.no_checkpoint,
+        save_models=not args.no_save_models,
+        callbacks=callbacks,
         compile_workers=args.compile_workers,
         # testing hook: SIGKILL the process right after epoch N is checkpointed (tests --resume)
         _kill_after_epoch=int(os.environ["JTRICKS_KILL_AFTER_EPOCH"]) if os.environ.get("JTRICKS_KILL_AFTER_EPOCH") else None,

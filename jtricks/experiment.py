@@ -125,7 +125,9 @@ class Experiment:
 
     **execution** — ``epochs``, ``batch_size``, ``execution`` (``"scan"``/``"loop"``/``"auto"``),
     ``population`` (how the members are mapped: ``"vmap"``, ``"unroll"`` or ``"auto"``,
-    :func:`jtricks.population.resolve_strategy`), ``diagnostics``, ``max_members`` (population chunk size).
+    :func:`jtricks.population.resolve_strategy`), ``diagnostics``, ``max_members`` (population chunk size),
+    ``log_every`` (also record the training loss averaged over every ``log_every`` steps: ``train_loss@<step>``
+    rows, :class:`jtricks.train.TrainConfig`).
 
     **reporting** — ``metrics``: the metrics summarised (final epoch, mean and 95% CI over seeds; ``None``:
     test and validation accuracy and train loss for classification, test and validation r2 and train loss
@@ -171,6 +173,7 @@ class Experiment:
     execution: str = setting("auto", part="execution", role="program", choices=lambda: ("auto", "scan", "loop"))
     population: str = setting("auto", part="execution", role="program", choices=lambda: jpop.STRATEGIES)
     diagnostics: bool = setting(False, part="execution", role="program")
+    log_every: int | None = setting(None, part="execution", role="program")
     max_members: int | None = setting(None, part="execution", role="run")
     metrics: Sequence[str] | None = setting(None, part="reporting", role="run")
     baseline: str | None = setting(None, part="reporting", role="run")
@@ -407,7 +410,7 @@ def build_config(exp: Experiment, model: Any, num_train: int, *, dropout: bool |
         early_stopping=exp.early_stopping, monitor=exp.monitor, averaging=exp.averaging,
         execution=exp.execution,  # type: ignore[arg-type]
         eval_batch_size=exp.eval_batch_size, diagnostics=exp.diagnostics, dropout=dropout, init_scale=init_scale,
-        custom_hparams=dict(exp.custom_hparams), divergence_factor=exp.divergence_factor,
+        custom_hparams=dict(exp.custom_hparams), divergence_factor=exp.divergence_factor, log_every=exp.log_every,
     )
 
 
@@ -479,6 +482,7 @@ def _check_experiment(exp: Experiment) -> None:
     for field in ("seeds", "epochs", "batch_size", "n_val", "eval_batch_size"):
         _check_int(exp, field, minimum=1)
     _check_int(exp, "max_members", minimum=1, optional=True)
+    _check_int(exp, "log_every", minimum=1, optional=True)
     _check_int(exp, "seed_offset", minimum=0)
     _check_int(exp, "split_seed", minimum=0)
 
@@ -642,12 +646,17 @@ def with_settings(exp: Experiment, settings: Mapping[str, Any]) -> Experiment:
 
 
 def experiments_dirs() -> list[Path]:
-    """Where experiment files are looked up: ``$JTRICKS_EXPERIMENTS``, ``./experiments``, the source tree's ``experiments/``."""
+    """Where experiment files are looked up: ``$JTRICKS_EXPERIMENTS``, ``./experiments``, the source tree's
+    ``experiments/`` (a checkout: beside ``pyproject.toml``) and the experiments installed with the package
+    (``jtricks/experiments`` of a wheel, built from that same folder)."""
     dirs = []
     if os.environ.get("JTRICKS_EXPERIMENTS"):
         dirs.append(Path(os.environ["JTRICKS_EXPERIMENTS"]))
     dirs.append(Path.cwd() / "experiments")
-    dirs.append(Path(__file__).resolve().parent.parent / "experiments")
+    source = Path(__file__).resolve().parent.parent
+    if (source / "pyproject.toml").is_file():
+        dirs.append(source / "experiments")
+    dirs.append(Path(__file__).resolve().parent / "experiments")
     seen, out = set(), []
     for d in dirs:
         r = d.resolve()

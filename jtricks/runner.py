@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jtricks
+from jtricks import callbacks as jcb
 from jtricks import checkpoint as jckpt
 from jtricks import experiment as jexp
 from jtricks import fingerprint as jfp
@@ -48,6 +49,7 @@ from jtricks import provenance as jprov
 from jtricks import report as jreport
 from jtricks import results_io as jresults
 from jtricks import runtime as jruntime
+from jtricks import saved as jsaved
 from jtricks import train as jtrain
 from jtricks.keys import seed_key
 
@@ -276,6 +278,8 @@ class Collected:
     metric_rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     member_rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     final_states: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: the index entries of the chunks saved to ``models/`` (:func:`jtricks.saved.save_chunk`)
+    models: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 def _select_by(config: jtrain.TrainConfig) -> str:
@@ -287,7 +291,7 @@ def _select_by(config: jtrain.TrainConfig) -> str:
 
 def _run_chunk(gi: int, ci: int, the_plan: Plan, setup: GroupSetup, out: Path | None, *, resume: bool,
                checkpoint: bool, bar: Progress, timing: list[dict[str, Any]], fingerprint: Mapping[str, Any],
-               kill_after: int | None) -> tuple[Any, list]:
+               kill_after: int | None, callbacks: Sequence[Any] = ()) -> tuple[Any, list]:
     """Train one chunk of a group from its initial (or checkpointed) state; returns (final state, history).
 
     A ``KeyboardInterrupt`` leaves with ``.epoch``: the chunk's last epoch whose checkpoint is complete
@@ -314,6 +318,8 @@ def _run_chunk(gi: int, ci: int, the_plan: Plan, setup: GroupSetup, out: Path | 
             history.append({k: np.asarray(v) for k, v in m.items()})
             timing[gi]["epoch_s"].append(round(time.perf_counter() - t_epoch, 4))
             _report_epoch(bar, the_plan, gi, ci, epoch, state, history[-1], setup.config)
+            if callbacks:
+                jcb.epoch_end(callbacks, [(a.name, s) for a, s in g.chunks[ci]], epoch + 1, history[-1])
             if ck is not None:
                 jckpt.save(ck, epoch + 1, state, history, fingerprint)
             safe = epoch + 1
@@ -342,16 +348,23 @@ def _report_epoch(bar: Progress, the_plan: Plan, gi: int, ci: int, epoch: int, s
 
 def execute(the_plan: Plan, setups: Sequence[GroupSetup], out: Path | None, *, fingerprint: Mapping[str, Any],
             resume: bool = False, checkpoint: bool = True, progress: bool = True, timing: list[dict[str, Any]],
-            _kill_after_epoch: int | None = None) -> Collected:
+            save_models: bool = False, callbacks: Sequence[Any] = (), _kill_after_epoch: int | None = None) -> Collected:
     """Train every chunk of every group; the rows come back in a deterministic order (arms in declaration
-    order, seeds ascending, epochs, metrics sorted)."""
+    order, seeds ascending, epochs, metrics sorted). With ``save_models`` (and ``out``) every finished
+    chunk's members are saved to ``out/models`` (:mod:`jtricks.saved`)."""
     bar = Progress(the_plan.total_epochs, enabled=progress)
     collected = Collected()
     for g, setup in zip(the_plan.groups, setups):
         for ci, chunk in enumerate(g.chunks):
             state, history = _run_chunk(g.index, ci, the_plan, setup, out, resume=resume, checkpoint=checkpoint,
-                                        bar=bar, timing=timing, fingerprint=fingerprint, kill_after=_kill_after_epoch)
+                                        bar=bar, timing=timing, fingerprint=fingerprint, kill_after=_kill_after_epoch,
+                                        callbacks=callbacks)
             _collect(chunk, state, history, collected, setup.config)
+            if save_models and out is not None:
+                collected.models.append(jsaved.save_chunk(
+                    out / jsaved.FOLDER, g.index, ci, setup.config, state, [(a.name, s) for a, s in chunk],
+                    input_shape=setup.data.input_shape, num_outputs=setup.data.num_outputs,
+                    num_train=int(setup.data.device.x_train.shape[0])))
     arm_order = {a.name: i for i, a in enumerate(the_plan.arms)}
     collected.metric_rows.sort(key=lambda r: (arm_order[r["arm"]], r["seed"], r["epoch"], r["metric"]))
     collected.member_rows.sort(key=lambda r: (arm_order[r["arm"]], r["seed"]))
@@ -364,6 +377,8 @@ def _collect(chunk: Sequence[tuple[jexp.Arm, int]], state: jtrain.TrainState, hi
     stopped = np.asarray(state.early.stop_epoch) if config.early_stopping else np.full(diverged.shape, -1)
     es_best = np.asarray(state.early.best_epoch) if config.early_stopping else None
     select_by = _select_by(config)
+    for e, h in enumerate(history):
+        collected.metric_rows.extend(jcb.tidy_rows([(arm.name, seed) for arm, seed in chunk], e + 1, h))
     sign = 1.0 if jmetrics.higher_is_better(select_by, {m.name: m for m in config.metrics}) else -1.0
     for i, (arm, seed) in enumerate(chunk):
         curve = np.array([h[select_by][i] for h in history]) * sign
@@ -374,9 +389,6 @@ def _collect(chunk: Sequence[tuple[jexp.Arm, int]], state: jtrain.TrainState, hi
         collected.member_rows.append(
             {"arm": arm.name, "seed": seed, "diverged_epoch": int(diverged[i]), "stopped_epoch": int(stopped[i]), "best_epoch": best}
         )
-        for e, h in enumerate(history):
-            for metric, values in h.items():
-                collected.metric_rows.append({"arm": arm.name, "seed": seed, "epoch": e + 1, "metric": metric, "value": float(values[i])})
         collected.final_states[f"{arm.name}/seed={seed}"] = jax.tree_util.tree_map(lambda x: np.asarray(x[i]), state.params)
 
 
@@ -447,6 +459,8 @@ def write(out: Path, the_plan: Plan, collected: Collected, summary: list[dict[st
         with jresults.atomic_file(out / "curves.png") as tmp:
             jreport.plot_curves(tmp, collected.metric_rows, metrics=panels, title=exp.name,
                                 member_rows=collected.member_rows, arms=arm_dicts)
+    if collected.models:
+        jsaved.write_index(out / jsaved.FOLDER, collected.models)
     jresults.write_manifest(out, manifest, fingerprint)
 
 
@@ -461,6 +475,8 @@ def run(
     checkpoint: bool = True,
     plot: bool = True,
     compile_workers: int | None = None,
+    save_models: bool = True,
+    callbacks: Sequence[Any] | None = None,
     _kill_after_epoch: int | None = None,
 ) -> RunResult:
     """Run every arm × seed of ``exp`` (:func:`plan`, :func:`build`, :func:`execute`) and write the results
@@ -487,16 +503,22 @@ def run(
         drops from the sum towards the largest group's on a many-core host). ``None``: ``min(groups,
         cpu_count // 2)``; ``1``: no ahead-of-time step, every program compiles on its first call
         (also the behaviour with several devices). Results are identical either way (same programs).
+      save_models: save every member's final (and best, averaged) weights to ``out_dir/models`` with orbax
+        (:mod:`jtricks.saved`; load one with :func:`jtricks.load`).
+      callbacks: objects with ``on_epoch_end(rows)`` and/or ``on_run_end(result)`` (:mod:`jtricks.callbacks`;
+        :class:`jtricks.tensorboard.TensorBoard` is one), checked before anything is loaded.
     """
     with jruntime.CompileMeter() as meter:
         return _plan_and_run(exp, out_dir, resume=resume, max_members=max_members, progress=progress, checkpoint=checkpoint,
-                             plot=plot, compile_workers=compile_workers, kill_after=_kill_after_epoch, meter=meter)
+                             plot=plot, compile_workers=compile_workers, kill_after=_kill_after_epoch, meter=meter,
+                             save_models=save_models, callbacks=callbacks)
 
 
 def _plan_and_run(exp: jexp.Experiment, out_dir: str | os.PathLike[str] | None, *, resume: bool, max_members: int | None,
                   progress: bool, checkpoint: bool, plot: bool, compile_workers: int | None, kill_after: int | None,
-                  meter: jruntime.CompileMeter) -> RunResult:
+                  meter: jruntime.CompileMeter, save_models: bool, callbacks: Sequence[Any] | None) -> RunResult:
     t_start = time.perf_counter()
+    cbs = jcb.check_callbacks(callbacks)
     the_plan = plan(exp, max_members=max_members)
     workers = _compile_workers(compile_workers, len(the_plan.groups))
     out = None if out_dir is None else Path(out_dir)
@@ -506,7 +528,7 @@ def _plan_and_run(exp: jexp.Experiment, out_dir: str | os.PathLike[str] | None, 
     setups = build(the_plan, counter)
     fingerprint = _fingerprint(the_plan, setups, max_members)
     kw = dict(resume=resume, progress=progress, checkpoint=checkpoint, plot=plot, workers=workers,
-              kill_after=kill_after, t_start=t_start, meter=meter)
+              kill_after=kill_after, t_start=t_start, meter=meter, save_models=save_models, callbacks=cbs)
     if out is None:
         return _run(the_plan, setups, counter, fingerprint, None, **kw)
     with jresults.lock(out):
@@ -515,6 +537,7 @@ def _plan_and_run(exp: jexp.Experiment, out_dir: str | os.PathLike[str] | None, 
         else:
             jresults.invalidate(out)
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
+            shutil.rmtree(out / jsaved.FOLDER, ignore_errors=True)
         return _run(the_plan, setups, counter, fingerprint, out, **kw)
 
 
@@ -539,7 +562,8 @@ def _check_checkpoints(out: Path, fingerprint: Mapping[str, Any]) -> None:
 
 def _run(the_plan: Plan, setups: list[GroupSetup], counter: jprog.TraceCounter, fingerprint: Mapping[str, Any],
          out: Path | None, *, resume: bool, progress: bool, checkpoint: bool, plot: bool, workers: int,
-         kill_after: int | None, t_start: float, meter: jruntime.CompileMeter) -> RunResult:
+         kill_after: int | None, t_start: float, meter: jruntime.CompileMeter, save_models: bool = True,
+         callbacks: Sequence[Any] = ()) -> RunResult:
     exp = the_plan.experiment
     timing = [{"group": g.index, "arms": [a.name for a in g.arms], "members": g.size, "compile_s": None, "epoch_s": []}
               for g in the_plan.groups]
@@ -551,7 +575,8 @@ def _run(the_plan: Plan, setups: list[GroupSetup], counter: jprog.TraceCounter, 
         if progress:
             print(f"compiled in {time.perf_counter() - t_compile:.1f} s", file=sys.stderr, flush=True)
     collected = execute(the_plan, setups, out, fingerprint=fingerprint, resume=resume, checkpoint=checkpoint,
-                        progress=progress, timing=timing, _kill_after_epoch=kill_after)
+                        progress=progress, timing=timing, save_models=save_models, callbacks=callbacks,
+                        _kill_after_epoch=kill_after)
     metrics = jexp.summary_metrics(exp, setups[0].config)
     directions = _directions(setups, collected)
     arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in the_plan.arms]
@@ -564,11 +589,14 @@ def _run(the_plan: Plan, setups: list[GroupSetup], counter: jprog.TraceCounter, 
         manifest = {**_manifest(the_plan, setups, compiles, wall, timing, metrics, directions), "compile": meter.record()}
         write(out, the_plan, collected, summary, manifest, fingerprint, plot=plot)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    return RunResult(out, the_plan.arms, collected.metric_rows, collected.member_rows, summary, compiles, wall,
-                     collected.final_states, timing, tuple(metrics), directions)
+    result = RunResult(out, the_plan.arms, collected.metric_rows, collected.member_rows, summary, compiles, wall,
+                       collected.final_states, timing, tuple(metrics), directions)
+    jcb.run_end(callbacks, result)
+    return result
 
 
 def _directions(setups: Sequence[GroupSetup], collected: Collected) -> dict[str, bool]:
     """Whether higher is better, for every metric the run wrote (from the metrics' declarations)."""
     custom = {m.name: m for s in setups for m in s.config.metrics}  # type: ignore[union-attr]
-    return {name: jmetrics.higher_is_better(name, custom) for name in sorted({r["metric"] for r in collected.metric_rows})}
+    names = {r["metric"] for r in collected.metric_rows if "@" not in r["metric"]}  # train_loss@<step>: as train_loss
+    return {name: jmetrics.higher_is_better(name, custom) for name in sorted(names)}

@@ -68,6 +68,7 @@ __all__ = [
     "epoch_indices",
     "early_stop",
     "average",
+    "step_blocks",
     "finish_epoch",
     "eval_chunk",
     "epoch_ops",
@@ -136,6 +137,10 @@ class TrainConfig:
         objective|`` (the member's first step; see ``TrainState.first_objective``) counts as diverged, like
         a non-finite one. ``None``: only non-finite steps diverge. A member whose first objective is 0 is
         never caught by this rule.
+      log_every: also return the training loss every ``k`` steps: ``train_loss@`` (the means of the
+        epoch's consecutive blocks of ``k`` steps, the last block shorter when ``k`` does not divide the
+        steps) and ``train_loss@steps`` (each block's last step, 1-based): computed inside the compiled
+        epoch, copied out with the epoch's other metrics (see :func:`step_blocks`).
     """
 
     model: Any
@@ -155,9 +160,13 @@ class TrainConfig:
     init_scale: bool = False
     custom_hparams: Any = ()
     divergence_factor: float | None = 1e6
+    log_every: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "custom_hparams", tuple(sorted(dict(self.custom_hparams).items())))
+        lk = self.log_every
+        if lk is not None and (not isinstance(lk, int) or isinstance(lk, bool) or lk <= 0):
+            raise ValueError(f"TrainConfig.log_every must be a positive int or None, got {lk!r}")
         for name in ("epochs", "batch_size", "eval_batch_size"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
@@ -598,6 +607,19 @@ def average(config: TrainConfig, state: TrainState) -> tuple[TrainState, Any]:
     return state, None
 
 
+def step_blocks(values: jax.Array, k: int) -> tuple[jax.Array, np.ndarray]:
+    """Means of the consecutive blocks of ``k`` entries of ``values`` (``(steps,)``), and each block's last
+    step (1-based): ``mean_j = (1/|B_j|) Σ_{s ∈ B_j} values_s`` with ``B_j = [jk, min((j+1)k, steps))``
+    (pairwise sums, as every mean of the engine). ``k > steps`` gives one block."""
+    steps = int(values.shape[-1])
+    full = steps // k
+    parts = [jnum.mean(values[: full * k].reshape(full, k), axis=1)] if full else []
+    if steps - full * k:
+        parts.append(jnum.mean(values[full * k:])[None])
+    ends = [k * (j + 1) for j in range(full)] + ([steps] if steps - full * k else [])
+    return jnp.concatenate(parts), np.asarray(ends, np.int32)
+
+
 def finish_epoch(
     config: TrainConfig, state: TrainState, step_metrics: dict[str, jax.Array], evals: dict[str, jax.Array]
 ) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -610,8 +632,12 @@ def finish_epoch(
         if k.startswith("grad_norm/"):
             out[k] = jnum.mean(v)
     out.update(evals)
+    if config.log_every is not None:
+        out["train_loss@"], ends = step_blocks(step_metrics["loss"], config.log_every)
     diverged = state.diverged_epoch >= 0
     out = {k: _nan_if(diverged, v) for k, v in out.items()}
+    if config.log_every is not None:
+        out["train_loss@steps"] = jnp.asarray(ends)
     out["lr"] = jnp.asarray(joptim.build_schedule(config.optimizer, state.hparams)(state.step), jnp.float32)
     return state._replace(epoch=state.epoch + 1), out
 
