@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import os
 import sys
 from pathlib import Path
@@ -301,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         if args.debug:
             raise
+        # a checkpoint writer's helper thread that the interrupt leaves behind logs its shutdown through absl
+        logging.getLogger("absl").setLevel(logging.CRITICAL)
         epoch = getattr(e, "epoch", None)  # the last finished epoch, when the runner attaches it
         at = f" at epoch {epoch}" if epoch is not None else ""
         hint = ""

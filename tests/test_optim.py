@@ -641,3 +641,72 @@ def test_default_hparams_strict_and_lenient():
         O.default_hparams(spec)
     lenient = O.default_hparams(spec, strict=False)
     assert "learning_rate" not in lenient and lenient["b1"] == 0.9
+
+
+def test_inverse_global_norm_adds_eps():
+    """``u = g / (‖g‖ + eps)``: a gradient of norm eps becomes g / (2 eps) (finite, half of unit norm)."""
+    g = {"w": jnp.asarray([3e-8, 4e-8])}  # norm 5e-8
+    u, _ = O.scale_by_inverse_global_norm(eps=5e-8).update(g, optax.EmptyState())
+    np.testing.assert_allclose(np.asarray(u["w"]), [0.3, 0.4], rtol=1e-5)
+
+
+def test_adam_and_adamw_defaults_match_optax():
+    """scale_by_adam(b1=0.9, b2=0.999, eps=1e-8) and adamw's weight_decay=1e-4, against optax's defaults."""
+    params = {"w": jnp.asarray([0.5, -1.5, 2.0])}
+    grads = [{"w": jnp.asarray([0.1, -0.2, 0.3]) * (i + 1)} for i in range(3)]
+    for ours, ref in ((O.scale_by_adam(), optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8)),
+                      (O.adamw(0.1), optax.adamw(0.1, weight_decay=1e-4))):
+        s_o, s_r = ours.init(params), ref.init(params)
+        for g in grads:
+            u_o, s_o = ours.update(g, s_o, params)
+            u_r, s_r = ref.update(g, s_r, params)
+        np.testing.assert_allclose(np.asarray(u_o["w"]), np.asarray(u_r["w"]), rtol=1e-5)
+
+
+def test_schedule_edges_and_defaults():
+    """Smallest allowed lengths work, the defaults are the documented ones, boundaries at step 0 are allowed."""
+    np.testing.assert_allclose(float(O.cosine_decay(1.0, 10)(10)), 0.0, atol=1e-7)  # alpha defaults to 0
+    assert float(O.cosine_decay(1.0, 1)(0)) == 1.0
+    assert float(O.warmup_cosine(1.0, 2, 10)(0)) == 0.0  # init_value defaults to 0
+    assert float(O.warmup_cosine(1.0, 0, 10)(0)) == 1.0  # no warm-up
+    assert float(O.warmup_cosine(1.0, 0, 1)(0)) == 1.0
+    np.testing.assert_allclose([float(O.per_epoch_decay(1.0, 0.5, steps_per_epoch=1)(t)) for t in (0, 1)], [1.0, 0.5])
+    s = O.step_decay(1.0, {0: 0.5})
+    assert float(s(0)) == 0.5
+    for bad in ({-1: 0.5}, {2: -0.5}):
+        with pytest.raises(ValueError):
+            O.step_decay(1.0, bad)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        O.warmup_cosine(1.0, -1, 10)
+    with pytest.raises(ValueError, match="decay_steps"):
+        O.warmup_cosine(1.0, 0, 0)
+    with pytest.raises(ValueError, match="decay_steps must be > warmup_steps"):
+        O.warmup_cosine(1.0, 5, 5)
+
+
+def test_options_are_keyword_only():
+    with pytest.raises(TypeError):
+        O.step_decay(1.0, None, 2)
+    with pytest.raises(TypeError):
+        O.default_hparams(O.OptimizerSpec("sgd"), False)
+
+
+def test_per_epoch_schedule_is_a_staircase_and_missing_keys_are_named():
+    spec = O.OptimizerSpec("sgd", "per_epoch_decay", steps_per_epoch=4)
+    sched = O.build_schedule(spec, {"learning_rate": 0.1, "decay_rate": 0.5})
+    np.testing.assert_allclose([float(sched(t)) for t in (0, 2, 3, 4)], [0.1, 0.1, 0.1, 0.05], rtol=1e-6)
+    with pytest.raises(ValueError, match="missing hyperparameter 'decay_rate'"):
+        O.build_schedule(spec, {"learning_rate": 0.1})
+
+
+def test_a_foreign_factory_returning_no_transformation_fails_at_build():
+    class OnlyInit:
+        def init(self, params):
+            return ()
+
+    def bad(learning_rate: float = 0.1):
+        return OnlyInit()
+
+    spec = O.OptimizerSpec(bad)
+    with pytest.raises(TypeError, match="must return an optax GradientTransformation"):
+        O.build(spec, O.default_hparams(spec))

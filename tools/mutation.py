@@ -60,8 +60,9 @@ TARGETS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...] | None]] = {
     "init": ("jtricks/init.py", ("tests/test_init.py",), None),
     "train_step": (
         "jtricks/train.py",
-        ("tests/test_reference_engine.py",),
-        ("loss_fn", "make_train_step", "make_evaluate", "_early_stop", "_average", "_finish_epoch", "_current_lr"),
+        ("tests/test_train_step.py", "tests/test_reference_engine.py"),
+        ("loss_fn", "make_train_step", "chunk_totals", "finalize_evaluation", "make_evaluate", "early_stop", "average",
+         "finish_epoch"),
     ),
 }
 

@@ -1,0 +1,99 @@
+"""The training step's bookkeeping against hand computations: divergence epoch, the explosion rule's first
+objective, the loss' hyperparameters, per-layer gradient norms and the keyword-only options.
+
+One tiny MLP (8 → 16 → 3) on random data, single steps of ``train.make_train_step`` (no engine around it).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jtricks import losses as jlosses
+from jtricks import models as jmodels
+from jtricks import optim as joptim
+from jtricks import train as jtrain
+
+RNG = np.random.default_rng(0)
+X = jnp.asarray(RNG.normal(size=(32, 8)).astype(np.float32))
+Y = jnp.asarray(RNG.integers(0, 3, 32).astype(np.int32))
+IDX = jnp.arange(16, dtype=jnp.int32)
+
+
+def _setup(loss: str = "cross_entropy", **kw):
+    config = jtrain.TrainConfig(model=jmodels.mlp((16,), 3), optimizer=joptim.OptimizerSpec("sgd"), epochs=1,
+                                batch_size=16, loss=loss, **kw)
+    hp = jtrain.as_arrays(jtrain.validate_hparams(config, {"learning_rate": 0.1}))
+    state = jtrain.init_state(config, jax.random.key(0), hp, (8,))
+    return config, jax.jit(jtrain.make_train_step(config)), state
+
+
+def test_first_objective_is_the_first_steps_and_stays():
+    """``first_objective = |objective|`` of step 0, then unchanged."""
+    _, step, s0 = _setup()
+    s1, m1 = step(s0, X, Y, IDX)
+    assert float(s0.first_objective) == 0.0 and int(s0.step) == 0
+    assert float(s1.first_objective) == abs(float(m1["objective"]))
+    s2, m2 = step(s1, X, Y, IDX)
+    assert float(m2["objective"]) != float(m1["objective"])
+    assert float(s2.first_objective) == float(s1.first_objective)
+
+
+def test_diverged_epoch_is_the_current_epoch_plus_one_and_freezes():
+    """A non-finite step in epoch e (0-based) records ``diverged_epoch = e + 1`` and leaves the state as it was."""
+    _, step, s0 = _setup()
+    s0 = s0._replace(epoch=jnp.asarray(3, s0.epoch.dtype))
+    bad_x = X.at[0, 0].set(jnp.nan)
+    s1, _ = step(s0, bad_x, Y, IDX)
+    assert int(s1.diverged_epoch) == 4
+    assert int(s1.step) == 0
+    for a, b in zip(jax.tree_util.tree_leaves(s1.params), jax.tree_util.tree_leaves(s0.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_explosion_rule_uses_the_first_objective():
+    """With ``divergence_factor = f``: a step whose objective exceeds ``f · first_objective`` diverges."""
+    _, step, s0 = _setup(divergence_factor=2.0)
+    s1, m1 = step(s0, X, Y, IDX)
+    assert int(s1.diverged_epoch) == -1
+    s_low = s1._replace(first_objective=jnp.asarray(float(m1["objective"]) / 10, jnp.float32))
+    s2, _ = step(s_low, X, Y, IDX)
+    assert int(s2.diverged_epoch) == 1
+
+
+def test_loss_hyperparameters_reach_the_loss():
+    """Label smoothing ``s`` from the hyperparameters: the objective equals optax's smoothed cross-entropy."""
+    config, step, s0 = _setup(loss="smoothed_cross_entropy")
+    hp = dict(s0.hparams)
+    names = config.loss_hparam_names()
+    assert names, "the smoothed loss declares its smoothing hyperparameter"
+    hp[names[0]] = jnp.asarray(0.3, jnp.float32)
+    s0 = s0._replace(hparams=hp)
+    _, m = step(s0, X, Y, IDX)
+    logits, _ = config.model.apply(s0.params, s0.model_state, X[IDX], key=None, train=True, hparams=None)
+    labels = optax.smooth_labels(jax.nn.one_hot(Y[IDX], 3), 0.3)
+    ref = optax.softmax_cross_entropy(logits, labels).mean()
+    np.testing.assert_allclose(float(m["loss"]), float(ref), rtol=1e-5)
+    assert jlosses.get("smoothed_cross_entropy") is config.loss
+
+
+def test_per_layer_gradient_norms_only_with_diagnostics():
+    _, step, s0 = _setup()
+    _, m = step(s0, X, Y, IDX)
+    assert not any(k.startswith("grad_norm/") for k in m)
+    config, step_d, s0 = _setup(diagnostics=True)
+    _, md = step_d(s0, X, Y, IDX)
+    layers = sorted(k for k in md if k.startswith("grad_norm/"))
+    assert len(layers) == 2
+    grads = jax.grad(lambda p: jtrain.loss_fn(config, p, s0.model_state, X[IDX], Y[IDX], key=None, hparams=s0.hparams)[0])(s0.params)
+    expected = sorted(float(optax.tree.norm(g)) for g in grads.values())
+    np.testing.assert_allclose(sorted(float(md[k]) for k in layers), expected, rtol=1e-5)
+
+
+def test_loss_fn_options_are_keyword_only():
+    config, _, s0 = _setup()
+    with pytest.raises(TypeError):
+        jtrain.loss_fn(config, s0.params, s0.model_state, X, Y, None, s0.hparams)  # type: ignore[misc]
