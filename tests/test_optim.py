@@ -612,7 +612,7 @@ def test_schedule_defaults():
 
 
 @pytest.mark.parametrize("make, name", [
-    (lambda: O.cosine_decay(1.0, 0), "decay_steps"),
+    (lambda: O.cosine_decay(1.0, 0), "decay_steps must be an int >= 1"),
     (lambda: O.step_decay(1.0, every_epochs=1, steps_per_epoch=0), "steps_per_epoch"),
     (lambda: O.step_decay(1.0, every_epochs=0), "every_epochs"),
     (lambda: O.exponential_decay(1.0, 0.5, 0), "transition_steps"),
@@ -678,7 +678,7 @@ def test_schedule_edges_and_defaults():
             O.step_decay(1.0, bad)
     with pytest.raises(ValueError, match="warmup_steps"):
         O.warmup_cosine(1.0, -1, 10)
-    with pytest.raises(ValueError, match="decay_steps"):
+    with pytest.raises(ValueError, match="decay_steps must be an int >= 1"):
         O.warmup_cosine(1.0, 0, 0)
     with pytest.raises(ValueError, match="decay_steps must be > warmup_steps"):
         O.warmup_cosine(1.0, 5, 5)
@@ -697,6 +697,9 @@ def test_per_epoch_schedule_is_a_staircase_and_missing_keys_are_named():
     np.testing.assert_allclose([float(sched(t)) for t in (0, 2, 3, 4)], [0.1, 0.1, 0.1, 0.05], rtol=1e-6)
     with pytest.raises(ValueError, match="missing hyperparameter 'decay_rate'"):
         O.build_schedule(spec, {"learning_rate": 0.1})
+    step = O.OptimizerSpec("sgd", "step", decay_every_epochs=2, steps_per_epoch=2)
+    sched = O.build_schedule(step, {"learning_rate": 0.1, "decay_rate": 0.5})
+    np.testing.assert_allclose([float(sched(t)) for t in (0, 2, 3, 4)], [0.1, 0.1, 0.1, 0.05], rtol=1e-6)
 
 
 def test_a_foreign_factory_returning_no_transformation_fails_at_build():
