@@ -46,6 +46,7 @@ from jtricks import prepare as jprep
 from jtricks import programs as jprog
 from jtricks import report as jreport
 from jtricks import results_io as jresults
+from jtricks import search as jsearch
 from jtricks import train as jtrain
 from jtricks.keys import seed_key
 
@@ -71,6 +72,8 @@ class RunResult:
     metrics: tuple[str, ...] = ()
     #: whether higher is better, for every metric written (as the metrics declare it)
     directions: dict[str, bool] = dataclasses.field(default_factory=dict)
+    #: with ``Experiment.search``: per static group, the record of :func:`jtricks.search.run_halving`
+    search: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def history(self, arm: str, metric: str) -> np.ndarray:
         """``(seeds, epochs)`` array of ``metric`` for ``arm``."""
@@ -151,6 +154,9 @@ def plan(exp: jexp.Experiment, *, max_members: int | None = None) -> Plan:
     groups = []
     for gi, group_arms in enumerate(by_signature.values()):
         members = [(arm, s) for arm in group_arms for s in seeds]
+        if max_members and exp.search is not None:
+            raise ValueError("max_members cannot be combined with 'search' (successive halving runs each static "
+                             "group as one population)")
         size = len(members) if not max_members else min(max_members, len(members))
         n_dev = jax.device_count()
         if n_dev > 1:
@@ -275,6 +281,7 @@ class Collected:
     metric_rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     member_rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     final_states: dict[str, Any] = dataclasses.field(default_factory=dict)
+    search: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 def _select_by(config: jtrain.TrainConfig) -> str:
@@ -347,6 +354,9 @@ def execute(the_plan: Plan, setups: Sequence[GroupSetup], out: Path | None, *, f
     bar = Progress(the_plan.total_epochs, enabled=progress)
     collected = Collected()
     for g, setup in zip(the_plan.groups, setups):
+        if the_plan.experiment.search is not None:
+            collected.search.append(_run_halving(the_plan, g, setup, bar, timing, collected))
+            continue
         for ci, chunk in enumerate(g.chunks):
             state, history = _run_chunk(g.index, ci, the_plan, setup, out, resume=resume, checkpoint=checkpoint,
                                         bar=bar, timing=timing, fingerprint=fingerprint, kill_after=_kill_after_epoch)
@@ -355,6 +365,33 @@ def execute(the_plan: Plan, setups: Sequence[GroupSetup], out: Path | None, *, f
     collected.metric_rows.sort(key=lambda r: (arm_order[r["arm"]], r["seed"], r["epoch"], r["metric"]))
     collected.member_rows.sort(key=lambda r: (arm_order[r["arm"]], r["seed"]))
     return collected
+
+
+def _run_halving(the_plan: Plan, g: Group, setup: GroupSetup, bar: Progress, timing: list[dict[str, Any]],
+                 collected: Collected) -> dict[str, Any]:
+    """A group trained with successive halving (:func:`jtricks.search.run_halving`); returns its record."""
+    config, search = setup.config, the_plan.experiment.search
+    metric = search.metric or _select_by(config)
+    t_epoch = [time.perf_counter()]
+
+    def on_epoch(epoch: int, state: Any, m: Mapping[str, np.ndarray], n_real: int) -> None:
+        timing[g.index]["epoch_s"].append(round(time.perf_counter() - t_epoch[0], 4))
+        shown = m[metric][:n_real]
+        finite = shown[np.isfinite(shown)]
+        bar.update(f"group {g.index + 1}/{len(the_plan.groups)} epoch {epoch}/{config.epochs} members {n_real}",
+                   float(finite.mean()) if finite.size else float("nan"),
+                   int(np.sum(np.asarray(state.diverged_epoch)[:n_real] >= 0)), metric=metric)
+        t_epoch[0] = time.perf_counter()
+
+    record = jsearch.run_halving(
+        g.chunks[0], search, setup.programs, lambda ms, size: _population_inputs(ms, size, config),
+        epochs=config.epochs, metric=metric, multiple=jax.device_count(),
+        higher_is_better=jmetrics.higher_is_better(metric, {m.name: m for m in config.metrics}),
+        place=(lambda t: jax.device_put(t, setup.sharding)) if setup.sharding is not None else (lambda t: t),
+        on_epoch=on_epoch, collect=lambda ms, state, hist: _collect(ms, state, hist, collected, config),
+    )
+    timing[g.index]["members_per_epoch"] = record["members_per_epoch"]
+    return {"group": g.index, **record}
 
 
 def _collect(chunk: Sequence[tuple[jexp.Arm, int]], state: jtrain.TrainState, history: list[dict[str, np.ndarray]],
@@ -486,6 +523,8 @@ def run(
     """
     t_start = time.perf_counter()
     the_plan = plan(exp, max_members=max_members)
+    if exp.search is not None and resume:
+        raise ValueError("--resume is not supported with 'search' (successive halving); run it again")
     workers = _compile_workers(compile_workers, len(the_plan.groups))
     out = None if out_dir is None else Path(out_dir)
     if out is not None:
@@ -549,10 +588,12 @@ def _run(the_plan: Plan, setups: list[GroupSetup], counter: jprog.TraceCounter, 
     compiles = dict(counter.counts)
     if out is not None:
         manifest = _manifest(the_plan, setups, compiles, wall, timing, metrics, directions)
+        if collected.search:
+            manifest["search"] = jsearch.manifest_section(collected.search)
         write(out, the_plan, collected, summary, manifest, fingerprint, plot=plot)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return RunResult(out, the_plan.arms, collected.metric_rows, collected.member_rows, summary, compiles, wall,
-                     collected.final_states, timing, tuple(metrics), directions)
+                     collected.final_states, timing, tuple(metrics), directions, collected.search)
 
 
 def _directions(setups: Sequence[GroupSetup], collected: Collected) -> dict[str, bool]:
