@@ -141,7 +141,9 @@ class Experiment:
     **search** (:mod:`jtricks.search`, ``docs/search.md``) — a ``grid`` value may be a distribution
     (``loguniform(1e-4, 1e-1)``, ``uniform(a, b)``, ``choice([...])``): ``samples`` joint draws from
     ``sample_seed`` are crossed with the list factors; ``search``: ``None`` (run every member to the end)
-    or :class:`jtricks.search.Halving` (successive halving of the configurations at rung epochs).
+    or :class:`jtricks.search.Halving` (successive halving of the configurations at rung epochs); ``tune``:
+    ``None`` or :class:`jtricks.tuning.Tune` (each arm's numeric factors tuned on validation before the
+    seeds × arms comparison; :func:`jtricks.runner.run` then runs :func:`jtricks.tuning.run`).
     """
 
     name: str = setting("", part="run", role="run", settable=False)
@@ -186,6 +188,7 @@ class Experiment:
     samples: int | None = setting(None, part="search", role="run")
     sample_seed: int = setting(0, part="search", role="run")
     search: Any = setting(None, part="search", role="run", settable=False)
+    tune: Any = setting(None, part="search", role="run", settable=False)
 
 
 #: Field name → its metadata (``part``, ``role``, ``choices``, ``settable``): the one table of the settings.

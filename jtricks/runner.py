@@ -74,6 +74,8 @@ class RunResult:
     directions: dict[str, bool] = dataclasses.field(default_factory=dict)
     #: with ``Experiment.search``: per static group, the record of :func:`jtricks.search.run_halving`
     search: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: with ``Experiment.tune``: per arm, its tuned values and tuning budget (:func:`jtricks.tuning.run`)
+    tuning: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def history(self, arm: str, metric: str) -> np.ndarray:
         """``(seeds, epochs)`` array of ``metric`` for ``arm``."""
@@ -521,6 +523,11 @@ def run(
         cpu_count // 2)``; ``1``: no ahead-of-time step, every program compiles on its first call
         (also the behaviour with several devices). Results are identical either way (same programs).
     """
+    if exp.tune is not None:  # tune each arm first, then compare (jtricks.tuning)
+        from jtricks import tuning
+
+        return tuning.run(exp, out_dir=out_dir, resume=resume, max_members=max_members, progress=progress,
+                          checkpoint=checkpoint, plot=plot, compile_workers=compile_workers)
     t_start = time.perf_counter()
     the_plan = plan(exp, max_members=max_members)
     if exp.search is not None and resume:

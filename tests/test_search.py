@@ -26,7 +26,7 @@ BASE = experiment.Experiment(
     name="search_toy", dataset=TOY, preprocess="raw", n_val=64, model="mlp", model_kwargs={"widths": (16,)},
     optimizer="sgd", epochs=3, batch_size=32, eval_batch_size=64, seeds=1,
     grid={"learning_rate": search.loguniform(1e-3, 1.0)}, samples=4, sample_seed=3,
-    metrics=("val_acc", "train_loss"),
+    hparams={"dropout_rate": 0.0}, metrics=("val_acc", "train_loss"),
 )
 HALVING = search.Halving(rungs=(1, 2), keep=0.5, metric="val_loss")
 
@@ -162,3 +162,39 @@ def test_survivor_is_its_standalone_run(full_and_halved) -> None:
     assert len(leaves(alone)) == len(leaves(halved)) > 0
     for x, y in zip(leaves(alone), leaves(halved)):
         np.testing.assert_array_equal(x, y)
+
+
+# --------------------------------------------------------------------------------- tune, then ablate
+def test_tune_then_ablate_tunes_each_arm_and_states_the_budget(tmp_path) -> None:
+    from jtricks import report, tuning
+
+    exp = dataclasses.replace(
+        BASE, grid={"dropout_rate": [0.0, 0.3]}, samples=None, seeds=2,  # population sizes 4 and 2, as above
+        tune=tuning.Tune(factors={"learning_rate": search.loguniform(1e-3, 1.0)}, samples=2,
+                         halving=search.Halving(rungs=(1,), keep=0.5), metric="val_loss"),
+    )
+    res = runner.run(exp, out_dir=tmp_path, progress=False, plot=False, compile_workers=1)
+    manifest = json.loads((tmp_path / "tuning" / "manifest.json").read_text())
+    assert manifest["seeds"] == [2]                                       # tuning seeds disjoint from the comparison's
+    stop = manifest["search"]["stop_epoch"]
+    rows = report.read_metrics_csv(tmp_path / "tuning" / "metrics.csv")
+    final_loss = {r["arm"]: r["value"] for r in rows if r["metric"] == "val_loss" and r["epoch"] == 3}
+    arms = json.loads((tmp_path / "tuning" / "arms.json").read_text())
+    for rate, row in zip([0.0, 0.3], res.tuning):
+        mine = [a for a in arms if a["factors"]["dropout_rate"] == rate]
+        assert len(mine) == 2 and sorted(stop[a["arm"]] for a in mine) == [1, 3]  # halved within the arm
+        best = next(a for a in mine if stop[a["arm"]] == 3)
+        other = next(a for a in mine if stop[a["arm"]] == 1)
+        assert manifest["search"]["groups"][0]["rungs"][0]["scores"][best["arm"]] <= \
+            manifest["search"]["groups"][0]["rungs"][0]["scores"][other["arm"]]
+        assert final_loss[best["arm"]] == row["score"]
+        assert row["tuned"] == {"learning_rate": best["factors"]["learning_rate"]}
+        assert (row["configurations"], row["member_epochs"], row["member_epochs_full"]) == (2, 4, 6)
+    # the comparison: the arms at their tuned values, on the experiment's seeds
+    assert [a.name for a in res.arms] == ["dropout_rate=0", "dropout_rate=0.3"]
+    assert [a.hparams["learning_rate"] for a in res.arms] == [r["tuned"]["learning_rate"] for r in res.tuning]
+    assert json.loads((tmp_path / "manifest.json").read_text())["seeds"] == [0, 1]
+    summary = (tmp_path / "summary.md").read_text()
+    assert "## Tuning" in summary and "| dropout_rate=0.3 |" in summary and "| 2 | 4 (6) |" in summary
+    results_io.check_complete(tmp_path)
+    results_io.check_complete(tmp_path / "tuning")
