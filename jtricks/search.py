@@ -26,11 +26,15 @@ References: Jamieson & Talwalkar 2016 (successive halving), Li et al. 2018 (Hype
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import itertools
 import math
 import re
 from typing import Any, Callable, Mapping, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jtricks.keys import stable_id
@@ -166,8 +170,6 @@ _CALL = re.compile(r"^\s*(loguniform|uniform|choice)\s*\((.*)\)\s*$", re.S)
 def parse_distribution(text: str) -> Distribution | None:
     """``"loguniform(1e-4, 1e-1)"`` / ``"uniform(0, 0.5)"`` / ``"choice([1, 2])"`` → the distribution;
     any other text → ``None``. The arguments are Python literals."""
-    import ast
-
     m = _CALL.match(text)
     if m is None:
         return None
@@ -189,8 +191,6 @@ def grid_combos(grid: Mapping[str, Any], samples: int | None, seed: int) -> list
     Raises ``ValueError`` when the grid has distributions but ``samples`` is not a positive int, or when
     ``samples`` is given without any distribution.
     """
-    import itertools
-
     dists = {k: v for k, v in grid.items() if is_distribution(v)}
     lists = {k: v for k, v in grid.items() if not is_distribution(v)}
     if not dists:
@@ -308,9 +308,6 @@ def config_scores(values: np.ndarray, member_config: Sequence[int], n_configs: i
 
 def gather(tree: Any, idx: Sequence[int]) -> Any:
     """Every leaf's rows ``idx`` along the leading (member) axis (on device for device arrays)."""
-    import jax
-    import jax.numpy as jnp
-
     index = jnp.asarray(np.asarray(idx, dtype=np.int32))
     return jax.tree_util.tree_map(lambda x: x[index] if isinstance(x, jax.Array) else np.asarray(x)[np.asarray(idx)], tree)
 

@@ -100,6 +100,8 @@ def smoke_settings(exp: jexp.Experiment) -> dict[str, Any]:
 def smoke_experiment(exp: jexp.Experiment) -> jexp.Experiment:
     """``exp`` with :func:`smoke_settings`, restricted to the explicit arms in the first arm's static group."""
     small = jexp.with_settings(exp, smoke_settings(exp))
+    if small.tune is not None:  # tuning in the smoke run: two values, no halving (its rungs need more epochs)
+        small = dataclasses.replace(small, tune=dataclasses.replace(small.tune, samples=2, halving=None))
     if small.arms:
         sig = jexp.static_signature(jexp.apply_overrides(small, small.arms[0]))
         keep = [a for a in small.arms if jexp.static_signature(jexp.apply_overrides(small, a)) == sig]
