@@ -329,7 +329,7 @@ def to_json(v: Any) -> Any:
     distributions and search methods as their text (``"loguniform(0.0001, 0.1)"``)."""
     if isinstance(v, (str, int, float, bool, type(None))):
         return v
-    if isinstance(v, (jsearch.Distribution, jsearch.Halving)):
+    if isinstance(v, (jsearch.Distribution, jsearch.Halving, jsearch.PBT)):
         return str(v)
     if isinstance(v, jmodels.Model) or not isinstance(v, (list, tuple, Mapping)):
         return _describe_object(v)
@@ -566,7 +566,7 @@ def validate(exp: Experiment) -> list[Arm]:
                          "(add the base metric to eval_metrics)")
     _check_target(exp, measured)
     jsearch.check_search(exp.search, epochs=exp.epochs, max_members=exp.max_members, grid_keys=list(exp.grid),
-                         measured=measured)
+                         measured=measured, hparam_names=frozenset.intersection(*(frozenset(c.hparam_names()) for c in configs)))
     if exp.baseline is not None and exp.baseline not in {a.name for a in arms}:
         raise ValueError(f"'baseline' must be one of the arm names {[a.name for a in arms]}, got {exp.baseline!r}")
     return arms

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: Files whose sha256 :func:`write_manifest` records (those present) and :func:`check_complete` verifies.
-RESULT_FILES = ("metrics.csv", "members.csv", "arms.json")
+RESULT_FILES = ("metrics.csv", "members.csv", "arms.json", "lineage.csv")
 LOCK_NAME = ".lock"
 
 

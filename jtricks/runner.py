@@ -357,7 +357,7 @@ def execute(the_plan: Plan, setups: Sequence[GroupSetup], out: Path | None, *, f
     collected = Collected()
     for g, setup in zip(the_plan.groups, setups):
         if the_plan.experiment.search is not None:
-            collected.search.append(_run_halving(the_plan, g, setup, bar, timing, collected))
+            collected.search.append(_run_search(the_plan, g, setup, bar, timing, collected))
             continue
         for ci, chunk in enumerate(g.chunks):
             state, history = _run_chunk(g.index, ci, the_plan, setup, out, resume=resume, checkpoint=checkpoint,
@@ -369,10 +369,14 @@ def execute(the_plan: Plan, setups: Sequence[GroupSetup], out: Path | None, *, f
     return collected
 
 
-def _run_halving(the_plan: Plan, g: Group, setup: GroupSetup, bar: Progress, timing: list[dict[str, Any]],
-                 collected: Collected) -> dict[str, Any]:
-    """A group trained with successive halving (:func:`jtricks.search.run_halving`); returns its record."""
-    config, search = setup.config, the_plan.experiment.search
+def _run_search(the_plan: Plan, g: Group, setup: GroupSetup, bar: Progress, timing: list[dict[str, Any]],
+                collected: Collected) -> dict[str, Any]:
+    """A group trained with successive halving (:func:`jtricks.search.run_halving`) or population-based
+    training (:func:`jtricks.pbt.run_pbt`); returns its record."""
+    from jtricks import pbt as jpbt
+
+    exp = the_plan.experiment
+    config, search = setup.config, exp.search
     metric = search.metric or _select_by(config)
     t_epoch = [time.perf_counter()]
 
@@ -385,13 +389,20 @@ def _run_halving(the_plan: Plan, g: Group, setup: GroupSetup, bar: Progress, tim
                    int(np.sum(np.asarray(state.diverged_epoch)[:n_real] >= 0)), metric=metric)
         t_epoch[0] = time.perf_counter()
 
-    record = jsearch.run_halving(
-        g.chunks[0], search, setup.programs, lambda ms, size: _population_inputs(ms, size, config),
+    common = dict(
         epochs=config.epochs, metric=metric, multiple=jax.device_count(),
         higher_is_better=jmetrics.higher_is_better(metric, {m.name: m for m in config.metrics}),
         place=(lambda t: jax.device_put(t, setup.sharding)) if setup.sharding is not None else (lambda t: t),
         on_epoch=on_epoch, collect=lambda ms, state, hist: _collect(ms, state, hist, collected, config),
     )
+    inputs = lambda ms, size: _population_inputs(ms, size, config)  # noqa: E731
+    if isinstance(search, jsearch.PBT):
+        explored = search.explored(list(exp.grid), config.hparam_names())
+        record = jpbt.run_pbt(g.chunks[0], search, setup.programs, inputs, explored=explored,
+                              distributions={k: exp.grid[k] for k in explored if k in exp.grid},
+                              seed=exp.sample_seed, group=g.index, **common)
+    else:
+        record = jsearch.run_halving(g.chunks[0], search, setup.programs, inputs, **common)
     timing[g.index]["members_per_epoch"] = record["members_per_epoch"]
     return {"group": g.index, **record}
 
@@ -476,6 +487,16 @@ def write(out: Path, the_plan: Plan, collected: Collected, summary: list[dict[st
     arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in the_plan.arms]
     jresults.write_atomic(out / "arms.json", json.dumps(jexp.to_json(arm_dicts), indent=2) + "\n")
     jreport.write_summary(out, summary, title=f"{exp.name}: {exp.description}".strip(": "), directions=manifest["directions"])
+    lineage = [r for rec in collected.search for r in rec.get("lineage", ())]
+    if lineage:  # population-based training: who copied whom, each member's hyperparameter schedule
+        from jtricks import pbt as jpbt
+
+        explored = collected.search[0]["explored"]
+        with jresults.atomic_file(out / "lineage.csv") as tmp:
+            jpbt.write_lineage(tmp, lineage, explored)
+        if plot:
+            with jresults.atomic_file(out / "lineage.png") as tmp:
+                jpbt.plot_lineage(tmp, lineage, explored, title=f"{exp.name}: PBT lineage")
     if plot:
         produced = {r["metric"] for r in collected.metric_rows}
         panels = tuple(m for m in dict.fromkeys([*manifest["metrics"], "train_loss", "val_acc"]) if m in produced)
@@ -531,7 +552,7 @@ def run(
     t_start = time.perf_counter()
     the_plan = plan(exp, max_members=max_members)
     if exp.search is not None and resume:
-        raise ValueError("--resume is not supported with 'search' (successive halving); run it again")
+        raise ValueError("--resume is not supported with 'search' (successive halving, PBT); run it again")
     workers = _compile_workers(compile_workers, len(the_plan.groups))
     out = None if out_dir is None else Path(out_dir)
     if out is not None:

@@ -51,6 +51,7 @@ __all__ = [
     "parse_distribution",
     "grid_combos",
     "Halving",
+    "PBT",
     "check_search",
     "rank_survivors",
     "config_scores",
@@ -255,25 +256,95 @@ class Halving:
         return tuple(sorted((k, repr(v)) for k, v in factors.items() if k not in self.across))
 
 
+@dataclasses.dataclass(frozen=True)
+class PBT:
+    """Population-based training (Jaderberg et al., 2017): at the end of every ``every`` epochs the members
+    are ranked by a validation metric, the bottom ``fraction`` copy the whole training state of members drawn
+    from the top ``fraction`` (exploit) and multiply each explored hyperparameter by one of ``perturb``, or
+    redraw it from its factor's distribution with probability ``resample`` (explore).
+
+    Attributes:
+      every: the exploit/explore interval in epochs (at epochs ``every, 2·every, ...`` before the last).
+      fraction: the fraction of members replaced and copied from, in (0, 0.5]: ``max(1, floor(n · fraction))``.
+      metric: the validation metric ranked (``None``: as :class:`Halving`); direction from :mod:`jtricks.metrics`.
+      perturb: the factors a copied hyperparameter is multiplied by (one drawn uniformly per value).
+      resample: the probability, per copied member and hyperparameter, of redrawing it from the grid's
+        distribution (a list factor: one of its values) instead of perturbing it.
+      factors: the numeric hyperparameters explored (``None``: the grid's numeric factors).
+    """
+
+    every: int
+    fraction: float = 0.25
+    metric: str | None = None
+    perturb: tuple[float, ...] = (0.8, 1.2)
+    resample: float = 0.0
+    factors: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
+            raise ValueError(f"PBT: `every` must be an int >= 1 (epochs), got {self.every!r}")
+        f = self.fraction
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 0.5:
+            raise ValueError(f"PBT: `fraction` must be a fraction in (0, 0.5], got {f!r}")
+        p = self.perturb
+        if isinstance(p, (str, bytes)) or not isinstance(p, Sequence) or not p or any(
+                isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0 for v in p):
+            raise ValueError(f"PBT: `perturb` must be a non-empty list of positive numbers, got {p!r}")
+        object.__setattr__(self, "perturb", tuple(float(v) for v in p))
+        r = self.resample
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r <= 1:
+            raise ValueError(f"PBT: `resample` must be a probability in [0, 1], got {r!r}")
+        if self.metric is not None and (not isinstance(self.metric, str) or not self.metric.startswith("val_")):
+            raise ValueError(f"PBT: `metric` must be None or a validation metric ('val_...'), got {self.metric!r}")
+        if self.factors is not None:
+            if isinstance(self.factors, str) or not isinstance(self.factors, Sequence) or not self.factors or \
+                    not all(isinstance(a, str) for a in self.factors):
+                raise ValueError(f"PBT: `factors` must be None or a non-empty list of hyperparameter names, got {self.factors!r}")
+            object.__setattr__(self, "factors", tuple(self.factors))
+
+    def __str__(self) -> str:
+        return (f"PBT(every={self.every}, fraction={self.fraction:g}, metric={self.metric!r}, "
+                f"perturb={list(self.perturb)}, resample={self.resample:g}, factors={self.factors!r})")
+
+    def exploit_epochs(self, epochs: int) -> tuple[int, ...]:
+        """The epochs (1-based) after which members exploit and explore: multiples of ``every`` before ``epochs``."""
+        return tuple(range(self.every, epochs, self.every))
+
+    def explored(self, grid: Mapping[str, Any], hparam_names: Sequence[str]) -> tuple[str, ...]:
+        """The explored hyperparameters: ``factors``, else the grid factors that are numeric hyperparameters."""
+        return self.factors if self.factors is not None else tuple(k for k in grid if k in hparam_names)
+
+
 def check_search(search: Any, *, epochs: int, max_members: int | None, grid_keys: Sequence[str],
-                 measured: frozenset[str]) -> None:
-    """``Experiment.search``: ``None`` or a :class:`Halving` whose rungs lie before the last epoch, whose
-    metric is measured and whose ``across`` names grid factors; the group runs as one population."""
+                 measured: frozenset[str], hparam_names: frozenset[str] = frozenset()) -> None:
+    """``Experiment.search``: ``None``, a :class:`Halving` whose rungs lie before the last epoch, whose
+    metric is measured and whose ``across`` names grid factors, or a :class:`PBT` with an exploit epoch
+    before the last whose explored factors are numeric hyperparameters of every arm; the group runs as one
+    population."""
     if search is None:
         return
-    if not isinstance(search, Halving):
-        raise TypeError(f"'search' must be None or jtricks.search.Halving(...), got {search!r}")
+    if not isinstance(search, (Halving, PBT)):
+        raise TypeError(f"'search' must be None, jtricks.search.Halving(...) or jtricks.search.PBT(...), got {search!r}")
+    if search.metric is not None and search.metric not in measured:
+        raise ValueError(f"{type(search).__name__} metric {search.metric!r} is not measured; validation metrics: "
+                         f"{sorted(m for m in measured if m.startswith('val_'))}")
+    if max_members is not None:
+        raise ValueError("'max_members' cannot be combined with 'search': successive halving and PBT run each "
+                         "static group as one population (set max_members=None)")
+    if isinstance(search, PBT):
+        if not search.exploit_epochs(epochs):
+            raise ValueError(f"PBT every={search.every} must be smaller than the number of epochs ({epochs})")
+        explored = search.explored(list(grid_keys), sorted(hparam_names))
+        bad = sorted(set(explored) - set(hparam_names))
+        if not explored or bad:
+            raise ValueError(f"PBT explores numeric hyperparameters of every arm; `factors` {bad or '(none: no numeric grid factor)'} "
+                             f"are not; the arms' numeric hyperparameters: {sorted(hparam_names)}")
+        return
     if search.rungs[-1] >= epochs:
         raise ValueError(f"Halving rungs {list(search.rungs)} must lie before the last epoch ({epochs})")
-    if search.metric is not None and search.metric not in measured:
-        raise ValueError(f"Halving metric {search.metric!r} is not measured; validation metrics: "
-                         f"{sorted(m for m in measured if m.startswith('val_'))}")
     unknown = sorted(set(search.across or ()) - set(grid_keys))
     if unknown:
         raise ValueError(f"Halving `across` names {unknown}, not grid factors; the grid has {list(grid_keys)}")
-    if max_members is not None:
-        raise ValueError("'max_members' cannot be combined with 'search': successive halving runs each static "
-                         "group as one population (set max_members=None)")
 
 
 def rank_survivors(scores: Sequence[float], brackets: Sequence[Any], keep: float, higher_is_better: bool) -> list[int]:
@@ -379,5 +450,5 @@ def manifest_section(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "stop_epoch": {k: v for r in records for k, v in r["stop_epoch"].items()},
         "member_epochs": sum(int(r["member_epochs"]) for r in records),
         "member_epochs_full": sum(int(r["member_epochs_full"]) for r in records),
-        "groups": [dict(r) for r in records],
+        "groups": [{k: v for k, v in r.items() if k != "lineage"} for r in records],  # lineage: lineage.csv
     }
