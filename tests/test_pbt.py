@@ -8,12 +8,10 @@ import csv
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jtricks import data, experiment, pbt, report, results_io, runner, search
-from jtricks import train as jtrain
 
 
 def _toy() -> data.Dataset:
@@ -78,31 +76,53 @@ def test_exploit_explore_picks_bottom_copies_top_and_perturbs() -> None:
     assert v["dropout_rate"].tolist() == [np.float32(0.9), np.float32(0.25)]
 
 
-def test_copied_state_equals_its_source_with_perturbed_hparams() -> None:
-    arms = experiment.validate(dataclasses.replace(BASE, optimizer="adam"))
-    exp = arms[0].experiment
-    config = experiment.build_config(exp, experiment.build_model(exp, 10), 256)
-    hp = [jtrain.validate_hparams(config, dict(a.hparams)) for a in arms]
-    stacked = {k: jnp.asarray(np.array([h[k] for h in hp], np.float32)) for k in config.hparam_names()}
-    keys = jnp.stack([jax.random.PRNGKey(s) for s in range(4)])
-    state = jax.vmap(lambda k, h: jtrain.init_state(config, k, h, (8,)))(keys, stacked)
-    lr = np.asarray(state.hparams["learning_rate"])
-    sources = np.array([0, 0, 2, 2])
-    new_lr = lr.copy()
-    new_lr[1], new_lr[3] = np.float32(lr[0] * 0.8), np.float32(lr[2] * 1.2)
-    after = pbt.apply_copies(state, sources, {"learning_rate": new_lr})
-    for i, src in enumerate(sources):
-        for name in ("params", "opt_state", "model_state", "early", "diverged_epoch", "step", "first_objective"):
-            a, b = getattr(after, name), getattr(state, name)
-            if name == "opt_state":  # all but the injected hyperparameters (checked below)
-                a, b = a._replace(hyperparams={}), b._replace(hyperparams={})
-            la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
-            assert len(la) == len(lb)
-            for x, y in zip(la, lb):
-                np.testing.assert_array_equal(np.asarray(x)[i], np.asarray(y)[src], err_msg=f"{name} of member {i}")
-        np.testing.assert_array_equal(np.asarray(after.key)[i], np.asarray(state.key)[i])  # own key kept
-    np.testing.assert_array_equal(np.asarray(after.hparams["learning_rate"]), new_lr)
-    np.testing.assert_array_equal(np.asarray(after.opt_state.hyperparams["learning_rate"]), new_lr)
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """The PBT run twice (the second from the compilation cache), the first with every exploit's state
+    before and after the copy recorded."""
+    calls = []
+    real = pbt.apply_copies
+
+    def spy(state, sources, values):  # noqa: ANN001, ANN202
+        after = real(state, sources, values)
+        calls.append((jax.device_get(state), np.array(sources), jax.device_get(after)))
+        return after
+
+    out = tmp_path_factory.mktemp("pbt")
+    exp = dataclasses.replace(BASE, search=PBT)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(pbt, "apply_copies", spy)
+    try:
+        a = runner.run(exp, out_dir=out / "a", progress=False, plot=True, compile_workers=1)
+    finally:
+        mp.undo()
+    b = runner.run(exp, out_dir=out / "b", progress=False, plot=False, compile_workers=1)
+    return a, b, calls
+
+
+def test_copied_state_equals_its_source_with_perturbed_hparams(two_runs) -> None:
+    a, _, calls = two_runs
+    assert len(calls) == 2                                     # exploits after epochs 1 and 2
+    rows = _lineage(a.out_dir / "lineage.csv")
+    for epoch, (before, sources, after) in zip((1, 2), calls):
+        assert sorted(sources.tolist()) != list(range(4))      # someone copied
+        lr = np.asarray(after.hparams["learning_rate"])
+        assert [np.float32(float(r["learning_rate"])) for r in rows if r["epoch"] == str(epoch)] == lr.tolist()
+        for i, src in enumerate(sources):
+            for name in ("params", "opt_state", "model_state", "diverged_epoch", "step", "first_objective", "epoch"):
+                x, y = getattr(after, name), getattr(before, name)
+                if name == "opt_state":  # all but the injected hyperparameters (checked below)
+                    x, y = x._replace(hyperparams={}), y._replace(hyperparams={})
+                lx, ly = jax.tree_util.tree_leaves(x), jax.tree_util.tree_leaves(y)
+                assert len(lx) == len(ly) and (len(lx) > 0 or name == "model_state")  # an MLP has no model state
+                for u, v in zip(lx, ly):
+                    np.testing.assert_array_equal(u[i], v[src], err_msg=f"{name} of member {i} (source {src})")
+            np.testing.assert_array_equal(after.key[i], before.key[i])   # each member keeps its own key
+            old = np.asarray(before.hparams["learning_rate"])
+            expected = {old[i]} if src == i else {np.float32(np.float64(old[src]) * c) for c in (0.8, 1.2)}
+            assert lr[i] in expected
+        # the optimizer reads the injected copy: it holds the new values too
+        np.testing.assert_array_equal(np.asarray(after.opt_state.hyperparams["learning_rate"]), lr)
 
 
 def _lineage(path) -> list[dict[str, str]]:
@@ -110,18 +130,16 @@ def _lineage(path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_pbt_run_lineage_consistent_and_reproducible(tmp_path) -> None:
-    exp = dataclasses.replace(BASE, search=PBT)
-    a = runner.run(exp, out_dir=tmp_path / "a", progress=False, plot=True, compile_workers=1)
-    b = runner.run(exp, out_dir=tmp_path / "b", progress=False, plot=False, compile_workers=1)
+def test_pbt_run_lineage_consistent_and_reproducible(two_runs) -> None:
+    a, b, _ = two_runs
     for f in ("lineage.csv", "metrics.csv"):  # reruns: byte for byte
-        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+        assert (a.out_dir / f).read_bytes() == (b.out_dir / f).read_bytes(), f
     assert a.compiles == {"group0/init": 1, "group0/epoch": 1}  # the population keeps its size: no recompile
-    assert (tmp_path / "a" / "lineage.png").stat().st_size > 0
-    manifest = results_io.check_complete(tmp_path / "a")
+    assert (a.out_dir / "lineage.png").stat().st_size > 0
+    manifest = results_io.check_complete(a.out_dir)
     assert manifest["search"]["groups"][0]["exploit_epochs"] == [1, 2]
-    rows = _lineage(tmp_path / "a" / "lineage.csv")
-    metrics = report.read_metrics_csv(tmp_path / "a" / "metrics.csv")
+    rows = _lineage(a.out_dir / "lineage.csv")
+    metrics = report.read_metrics_csv(a.out_dir / "metrics.csv")
     members = [f"{arm.name}/seed=0" for arm in a.arms]
     lr = {(0, r["member"]): np.float32(float(r["learning_rate"])) for r in rows if r["epoch"] == "0"}
     assert [lr[(0, m)] for m in members] == [np.float32(arm.hparams["learning_rate"]) for arm in a.arms]
