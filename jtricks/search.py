@@ -1,4 +1,5 @@
-"""Search inside one compiled population: sampled factors and successive halving.
+"""Search inside one compiled population: sampled factors, successive halving and the settings of
+population-based training (:class:`PBT`, run by :mod:`jtricks.pbt`).
 
 **Sampled factors.** A ``grid`` value may be a distribution instead of a list of values:
 
