@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from jtricks import experiment as jexp
-from jtricks import report, runner
+from jtricks import report, runner, tuning
 
 REPO = Path(__file__).resolve().parent.parent
 EXP_DIR = REPO / "experiments"
@@ -100,7 +100,7 @@ def smoke_settings(exp: jexp.Experiment) -> dict[str, Any]:
 def smoke_experiment(exp: jexp.Experiment) -> jexp.Experiment:
     """``exp`` with :func:`smoke_settings`, restricted to the explicit arms in the first arm's static group."""
     small = jexp.with_settings(exp, smoke_settings(exp))
-    if small.tune is not None:  # tuning in the smoke run: two values, no halving (its rungs need more epochs)
+    if small.tune is not None:  # tuning at smoke scale: two values, no halving (its rungs need more epochs)
         small = dataclasses.replace(small, tune=dataclasses.replace(small.tune, samples=2, halving=None))
     if small.arms:
         sig = jexp.static_signature(jexp.apply_overrides(small, small.arms[0]))
@@ -145,6 +145,8 @@ def test_experiment_validates_in_full(name: str) -> None:
     assert exp.seeds >= 8, "every published experiment uses at least 8 seeds"
     arms = jexp.validate(exp)
     assert len({a.name for a in arms}) == len(arms) >= 2
+    if exp.tune is not None:  # its tuning run (the tuned factors' grid, halving rungs, tuning seeds) validates too
+        jexp.validate(tuning.tuning_experiment(exp))
     if exp.baseline is not None:
         assert exp.baseline in {a.name for a in arms}
 
@@ -152,6 +154,10 @@ def test_experiment_validates_in_full(name: str) -> None:
 # the main job's smoke run goes through the CLI: test_main_job_cli
 @pytest.mark.parametrize("name", [n for n in NAMES if n != "dropout_mnist1d"])
 def test_experiment_runs_tiny(name: str) -> None:
+    if jexp.load_experiment(name).tune is not None:
+        pytest.skip("tune-then-ablate runs end to end on a toy problem in tests/test_search.py (tuning with halving, "
+                    "then the comparison); this experiment's arms are the optimizers experiment's MNIST-1D MLP, whose "
+                    "smoke run is above, and its tuning run validates in full (test_experiment_validates_in_full)")
     # an experiment whose smoke run is an earlier one's (the same compiled program and arms) is checked on
     # that run's (cached) result
     same = [o for o in NAMES[: NAMES.index(name)] if o != "dropout_mnist1d" and smoke_program(o) == smoke_program(name)]
