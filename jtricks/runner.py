@@ -72,7 +72,8 @@ class RunResult:
     metrics: tuple[str, ...] = ()
     #: whether higher is better, for every metric written (as the metrics declare it)
     directions: dict[str, bool] = dataclasses.field(default_factory=dict)
-    #: with ``Experiment.search``: per static group, the record of :func:`jtricks.search.run_halving`
+    #: with ``Experiment.search``: per static group, the record of :func:`jtricks.search.run_halving` or
+    #: :func:`jtricks.pbt.run_pbt`
     search: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     #: with ``Experiment.tune``: per arm, its tuned values and tuning budget (:func:`jtricks.tuning.run`)
     tuning: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -157,8 +158,8 @@ def plan(exp: jexp.Experiment, *, max_members: int | None = None) -> Plan:
     for gi, group_arms in enumerate(by_signature.values()):
         members = [(arm, s) for arm in group_arms for s in seeds]
         if max_members and exp.search is not None:
-            raise ValueError("max_members cannot be combined with 'search' (successive halving runs each static "
-                             "group as one population)")
+            raise ValueError("max_members cannot be combined with 'search' (successive halving and PBT run each "
+                             "static group as one population)")
         size = len(members) if not max_members else min(max_members, len(members))
         n_dev = jax.device_count()
         if n_dev > 1:

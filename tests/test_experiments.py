@@ -4,7 +4,8 @@ Every ``experiments/*.py`` file must load and validate in full (every arm's mode
 hyperparameters are built and checked; nothing compiles), and run end to end with a tiny
 configuration so that none of them rots: ``--set epochs=1``, 2 seeds, a small training subset,
 static grid factors cut to their first value, and only the arms that share the first arm's
-compiled program (every numeric arm of it: learning rates, dropout rates, coefficients). On XLA CPU
+compiled program (every numeric arm of it: learning rates, dropout rates, coefficients); an experiment
+with ``tune`` is not run here (tune-then-ablate runs end to end in tests/test_search.py). On XLA CPU
 one compiled program costs seconds, so running every static group of every experiment (about 60
 programs, ResNet-20 alone over a minute) is left to the real runs. Fashion-MNIST experiments run on
 a tiny synthetic Fashion-MNIST written as IDX files (``dataset_kwargs.path``), so they need neither
