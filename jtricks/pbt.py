@@ -197,17 +197,19 @@ def write_lineage(path: str | Path, rows: Sequence[Mapping[str, Any]], explored:
                         *(repr(float(r[k])) for k in explored)])
 
 
-def plot_lineage(path: str | Path, rows: Sequence[Mapping[str, Any]], explored: Sequence[str], *, title: str = "") -> None:
+def plot_lineage(path: str | Path, rows: Sequence[Mapping[str, Any]], explored: Sequence[str], *, epochs: int | None = None,
+                 title: str = "") -> None:
     """``lineage.png``: per explored hyperparameter, each member's value over the epochs (log scale when
-    positive); at an exploit epoch a copied member's old line ends (×) and a dashed edge joins its source's
-    previous value to its new one."""
+    positive) up to ``epochs`` (default: the last exploit epoch); at an exploit epoch a copied member's old
+    line ends (×) and a dashed edge joins its source's previous value to its new one."""
     from matplotlib import colormaps  # noqa: PLC0415 - lazy
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
     from matplotlib.figure import Figure  # noqa: PLC0415
 
     members = list(dict.fromkeys(r["member"] for r in rows))
-    epochs = sorted({r["epoch"] for r in rows})
     at = {(r["epoch"], r["member"]): r for r in rows}
+    marks = sorted({r["epoch"] for r in rows})
+    end = marks[-1] if epochs is None else max(marks[-1], epochs)
     colors = colormaps["tab20"]
     fig = Figure(figsize=(7, 3.2 * len(explored)))
     FigureCanvasAgg(fig)
@@ -215,7 +217,7 @@ def plot_lineage(path: str | Path, rows: Sequence[Mapping[str, Any]], explored: 
         ax = fig.add_subplot(len(explored), 1, p + 1)
         for mi, mem in enumerate(members):
             c = colors(mi % 20)
-            for e0, e1 in zip(epochs, epochs[1:]):
+            for e0, e1 in zip(marks, marks[1:]):
                 before, after = at[(e0, mem)][k], at[(e1, mem)]
                 if after["copied_from"]:
                     ax.plot([e0, e1], [before, before], color=c, lw=1.2)
@@ -223,10 +225,13 @@ def plot_lineage(path: str | Path, rows: Sequence[Mapping[str, Any]], explored: 
                     ax.plot([e0, e1], [at[(e0, after["copied_from"])][k], after[k]], color=c, ls="--", lw=0.9)
                 else:
                     ax.plot([e0, e1], [before, after[k]], color=c, lw=1.2)
-            ax.plot([epochs[-1]], [at[(epochs[-1], mem)][k]], marker="o", color=c, ms=3, label=mem if p == 0 else None)
+            final = at[(marks[-1], mem)][k]
+            ax.plot([marks[-1], end], [final, final], color=c, lw=1.2)
+            ax.plot([end], [final], marker="o", color=c, ms=3, label=mem if p == 0 else None)
         if all(r[k] > 0 for r in rows):
             ax.set_yscale("log")
         ax.set_ylabel(k)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("epoch (exploit/explore at the end of it)")
         ax.grid(alpha=0.3)
     if len(members) <= 16:

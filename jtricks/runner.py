@@ -497,7 +497,7 @@ def write(out: Path, the_plan: Plan, collected: Collected, summary: list[dict[st
             jpbt.write_lineage(tmp, lineage, explored)
         if plot:
             with jresults.atomic_file(out / "lineage.png") as tmp:
-                jpbt.plot_lineage(tmp, lineage, explored, title=f"{exp.name}: PBT lineage")
+                jpbt.plot_lineage(tmp, lineage, explored, epochs=exp.epochs, title=f"{exp.name}: PBT lineage")
     if plot:
         produced = {r["metric"] for r in collected.metric_rows}
         panels = tuple(m for m in dict.fromkeys([*manifest["metrics"], "train_loss", "val_acc"]) if m in produced)
