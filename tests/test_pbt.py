@@ -161,4 +161,16 @@ def test_pbt_run_lineage_consistent_and_reproducible(two_runs) -> None:
             else:
                 assert lr[(epoch, m)] == lr[(epoch - 1, m)]
     assert copies == 4
+    # where bit-identity holds: a member's rows equal the plain grid's (same programs, from the compilation
+    # cache) up to its first copy, and entirely when it never copies (it is only ever a source)
+    full = runner.run(BASE, progress=False, plot=False, compile_workers=1)
+    first_copy = {m: min((int(r["epoch"]) for r in rows if r["member"] == m and r["copied_from"]), default=3) for m in members}
+    assert sorted(first_copy.values()) == [1, 1, 2, 3]  # this lineage: one member never copies
+    for arm in a.arms:
+        cut = first_copy[f"{arm.name}/seed=0"]
+        mine = [r for r in a.metric_rows if r["arm"] == arm.name]
+        ref = [r for r in full.metric_rows if r["arm"] == arm.name]
+        assert [r for r in mine if r["epoch"] <= cut] == [r for r in ref if r["epoch"] <= cut]
+        if cut < 3:  # after its copy it is another run
+            assert [r for r in mine if r["epoch"] == 3] != [r for r in ref if r["epoch"] == 3]
     assert manifest["search"]["groups"][0]["final_hparams"] == {m: {"learning_rate": float(lr[(2, m)])} for m in members}
