@@ -174,3 +174,18 @@ def test_pbt_run_lineage_consistent_and_reproducible(two_runs) -> None:
         if cut < 3:  # after its copy it is another run
             assert [r for r in mine if r["epoch"] == 3] != [r for r in ref if r["epoch"] == 3]
     assert manifest["search"]["groups"][0]["final_hparams"] == {m: {"learning_rate": float(lr[(2, m)])} for m in members}
+
+
+def test_a_diverged_member_ranks_last_and_is_healthy_after_its_copy(two_runs) -> None:
+    # after `two_runs` (requested for that: its programs are in the compilation cache), the same program
+    # (learning rates are data); a learning rate of 1e4 diverges in epoch 1
+    exp = dataclasses.replace(BASE, grid={"learning_rate": [1e4, 0.05, 0.1, 0.2]}, samples=None,
+                              search=search.PBT(every=1, fraction=0.25, metric="val_loss"))
+    res = runner.run(exp, progress=False, plot=False, compile_workers=1)
+    first = res.search[0]["exploits"][0]
+    assert first["ranking"][-1] == "learning_rate=10000/seed=0"
+    assert list(first["copies"]) == ["learning_rate=10000/seed=0"]
+    diverged = {m["arm"]: m["diverged_epoch"] for m in res.member_rows}
+    assert diverged["learning_rate=10000"] == -1          # un-frozen by the copy, trained on to the end
+    assert np.isfinite(res.history("learning_rate=10000", "val_loss")[0, 2])
+    assert not np.isfinite(res.history("learning_rate=10000", "train_loss")[0, 0])
