@@ -37,7 +37,7 @@ from jtricks import hparams as jhparams
 from jtricks import search as jsearch
 
 __all__ = ["rank_members", "exploit_explore", "apply_copies", "run_pbt", "write_lineage", "plot_lineage",
-           "LINEAGE_COLUMNS"]
+           "markdown", "LINEAGE_COLUMNS"]
 
 #: The fixed columns of ``lineage.csv``; one column per explored hyperparameter follows.
 LINEAGE_COLUMNS = ("group", "epoch", "member", "copied_from", "score")
@@ -239,3 +239,20 @@ def plot_lineage(path: str | Path, rows: Sequence[Mapping[str, Any]], explored: 
     fig.suptitle(title or "PBT lineage")
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=110)
+
+
+def markdown(records: Sequence[Mapping[str, Any]]) -> str:
+    """The "Population-based training" section of ``summary.md``: per member its explored hyperparameters
+    at the start and at the end, and its copies (``epoch ← source``). The summary's arm names are the
+    members' starting values: a PBT member is its slot, not one configuration."""
+    lines = ["## Population-based training", "",
+             f"`{records[0]['search']}`, ranked by {records[0]['metric']}; arm names give each member's starting "
+             "values, which change at its copies (`lineage.csv`, `lineage.png`).", "",
+             "| member | start | end | copies (epoch ← member) |", "|---|---|---|---|"]
+    for rec in records:
+        start = {r["member"]: r for r in rec["lineage"] if r["epoch"] == 0}
+        for member, end in rec["final_hparams"].items():
+            fmt = lambda d: ", ".join(f"{k}={d[k]:.6g}" for k in rec["explored"])  # noqa: E731
+            copies = "; ".join(f"{e['epoch']} ← {e['copies'][member]}" for e in rec["exploits"] if member in e["copies"])
+            lines.append(f"| {member} | {fmt(start[member])} | {fmt(end)} | {copies or '-'} |")
+    return "\n".join(lines) + "\n"

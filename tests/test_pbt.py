@@ -161,6 +161,9 @@ def test_pbt_run_lineage_consistent_and_reproducible(two_runs) -> None:
             else:
                 assert lr[(epoch, m)] == lr[(epoch - 1, m)]
     assert copies == 4
+    summary = (a.out_dir / "summary.md").read_text()
+    copied = next(r for r in rows if r["epoch"] == "1" and r["copied_from"])
+    assert "## Population-based training" in summary and f"1 ← {copied['copied_from']}" in summary
     # where bit-identity holds: a member's rows equal the plain grid's (same programs, from the compilation
     # cache) up to its first copy, and entirely when it never copies (it is only ever a source)
     full = runner.run(BASE, progress=False, plot=False, compile_workers=1)
