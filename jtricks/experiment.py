@@ -32,7 +32,6 @@ import ast
 import dataclasses
 import importlib.util
 import inspect
-import itertools
 import os
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
@@ -46,6 +45,7 @@ from jtricks import metrics as jmetrics
 from jtricks import models as jmodels
 from jtricks import optim as joptim
 from jtricks import population as jpop
+from jtricks import search as jsearch
 from jtricks import train as jtrain
 
 __all__ = [
@@ -142,6 +142,13 @@ class Experiment:
     a grid factor like any other), ``grid`` (factor → list of values, the Cartesian product is taken),
     ``arms`` (explicit list of overrides, each with an optional ``"name"``), ``seeds`` (``seed_offset``, ...,
     ``seed_offset + seeds - 1``).
+
+    **search** (:mod:`jtricks.search`, ``docs/search.md``) — a ``grid`` value may be a distribution
+    (``loguniform(1e-4, 1e-1)``, ``uniform(a, b)``, ``choice([...])``): ``samples`` joint draws from
+    ``sample_seed`` are crossed with the list factors; ``search``: ``None`` (run every member to the end)
+    or :class:`jtricks.search.Halving` (successive halving of the configurations at rung epochs); ``tune``:
+    ``None`` or :class:`jtricks.tuning.Tune` (each arm's numeric factors tuned on validation before the
+    seeds × arms comparison; :func:`jtricks.runner.run` then runs :func:`jtricks.tuning.run`).
     """
 
     name: str = setting("", part="run", role="run", settable=False)
@@ -185,6 +192,10 @@ class Experiment:
     arms: Sequence[Mapping[str, Any]] = setting((), part="run", role="run", settable=False)
     seeds: int = setting(8, part="run", role="run")
     seed_offset: int = setting(0, part="run", role="run")
+    samples: int | None = setting(None, part="search", role="run")
+    sample_seed: int = setting(0, part="search", role="run")
+    search: Any = setting(None, part="search", role="run", settable=False)
+    tune: Any = setting(None, part="search", role="run", settable=False)
 
 
 #: Field name → its metadata (``part``, ``role``, ``choices``, ``settable``): the one table of the settings.
@@ -287,16 +298,19 @@ def arm_name(factors: Mapping[str, Any]) -> str:
 def expand(exp: Experiment) -> list[Arm]:
     """All arms of ``exp``: explicit ``arms`` × the Cartesian product of ``grid``, in declaration order."""
     for key, values in exp.grid.items():
-        _kind(key, exp)
-        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
-            raise ValueError(f"grid[{key!r}] must be a non-empty list of values, got {values!r}")
+        kind = _kind(key, exp)
+        if jsearch.is_distribution(values):
+            if not isinstance(values, jsearch.Choice) and kind != "numeric":
+                raise ValueError(f"grid[{key!r}] = {values}: loguniform / uniform apply to numeric hyperparameters; "
+                                 "use choice([...]) or a list for other settings")
+        elif isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
+            raise ValueError(f"grid[{key!r}] must be a non-empty list of values or a distribution "
+                             f"(loguniform, uniform, choice), got {values!r}")
     base_arms: list[Mapping[str, Any]] = list(exp.arms) or [{}]
-    grid_keys = list(exp.grid)
-    combos = list(itertools.product(*(exp.grid[k] for k in grid_keys))) or [()]
+    combos = jsearch.grid_combos(exp.grid, exp.samples, exp.sample_seed)
     arms: list[Arm] = []
     for base in base_arms:
-        for combo in combos:
-            grid_factors = dict(zip(grid_keys, combo))
+        for grid_factors in combos:
             overrides = {**{k: v for k, v in base.items() if k != "name"}, **grid_factors}
             label = ([str(base["name"])] if "name" in base else []) + ([arm_name(grid_factors)] if grid_factors else [])
             resolved = apply_overrides(exp, overrides)
@@ -320,9 +334,12 @@ def _describe_object(v: Any) -> str:
 
 
 def to_json(v: Any) -> Any:
-    """``v`` as plain JSON data: literals as they are, data sets / models / callables by their short description."""
+    """``v`` as plain JSON data: literals as they are, data sets / models / callables by their short description,
+    distributions and search methods as their text (``"loguniform(0.0001, 0.1)"``)."""
     if isinstance(v, (str, int, float, bool, type(None))):
         return v
+    if isinstance(v, (jsearch.Distribution, jsearch.Halving, jsearch.PBT)):
+        return str(v)
     if isinstance(v, jmodels.Model) or not isinstance(v, (list, tuple, Mapping)):
         return _describe_object(v)
     if isinstance(v, Mapping):
@@ -485,6 +502,8 @@ def _check_experiment(exp: Experiment) -> None:
     _check_int(exp, "log_every", minimum=1, optional=True)
     _check_int(exp, "seed_offset", minimum=0)
     _check_int(exp, "split_seed", minimum=0)
+    _check_int(exp, "samples", minimum=1, optional=True)
+    _check_int(exp, "sample_seed", minimum=0)
 
 
 def _check_arm(arm: Arm) -> jtrain.TrainConfig:
@@ -556,6 +575,8 @@ def validate(exp: Experiment) -> list[Arm]:
         raise ValueError(f"metrics {missing} are measured by no arm; the arms measure {sorted(measured)} "
                          "(add the base metric to eval_metrics)")
     _check_target(exp, measured)
+    jsearch.check_search(exp.search, epochs=exp.epochs, max_members=exp.max_members, grid_keys=list(exp.grid),
+                         measured=measured, hparam_names=frozenset.intersection(*(frozenset(c.hparam_names()) for c in configs)))
     if exp.baseline is not None and exp.baseline not in {a.name for a in arms}:
         raise ValueError(f"'baseline' must be one of the arm names {[a.name for a in arms]}, got {exp.baseline!r}")
     return arms
@@ -577,7 +598,11 @@ def parse_set(items: Sequence[str], exp: Experiment | None = None) -> dict[str, 
 
 
 def _literal(raw: str) -> Any:
-    """A Python literal, else the string; ``[a,b]`` of bare words is a list of literals-or-strings."""
+    """A Python literal, a distribution (``loguniform(1e-4,1e-1)``, :func:`jtricks.search.parse_distribution`),
+    else the string; ``[a,b]`` of bare words is a list of literals-or-strings."""
+    dist = jsearch.parse_distribution(raw)
+    if dist is not None:
+        return dist
     try:
         return ast.literal_eval(raw)
     except (ValueError, SyntaxError):
@@ -624,7 +649,8 @@ def _sweeps(exp: Experiment, key: str, value: Any) -> bool:
 def with_settings(exp: Experiment, settings: Mapping[str, Any]) -> Experiment:
     """Apply ``--set`` settings.
 
-    A list for a grid-able key (a numeric hyperparameter, a field, ``model.<arg>``) makes the key a grid
+    A distribution (``learning_rate=loguniform(1e-4,1e-1)``) makes the key a sampled factor (with
+    ``samples=N``). A list for a grid-able key (a numeric hyperparameter, a field, ``model.<arg>``) makes the key a grid
     factor with those values, or replaces the values of an existing factor (``learning_rate=[1e-3,1e-2]``).
     For a key whose one value is a sequence (``model.widths``) a flat list is one value
     (``model.widths=[64,64]``) and a list of lists sweeps (``model.widths=[[64],[64,64]]``). Any other value
@@ -634,7 +660,9 @@ def with_settings(exp: Experiment, settings: Mapping[str, Any]) -> Experiment:
     rest: dict[str, Any] = {}
     for key, value in settings.items():
         _kind(key, exp)
-        if _sweeps(exp, key, value):
+        if jsearch.is_distribution(value):  # a sampled factor (Experiment.samples draws)
+            grid[key] = value
+        elif _sweeps(exp, key, value):
             if not value:
                 raise ValueError(f"--set {key}=[] gives no values; give at least one")
             grid[key] = [tuple(v) if isinstance(v, list) else v for v in value]

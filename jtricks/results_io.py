@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: Files whose sha256 :func:`write_manifest` records (those present) and :func:`check_complete` verifies.
-RESULT_FILES = ("metrics.csv", "members.csv", "arms.json")
+RESULT_FILES = ("metrics.csv", "members.csv", "arms.json", "lineage.csv")
 LOCK_NAME = ".lock"
 
 
@@ -257,6 +257,7 @@ def _check_rows(folder: Path, manifest: Mapping[str, Any], rows: list[dict[str, 
     required = list(manifest.get("metrics") or config.get("metrics") or [])  # the summarised metrics
     default_epochs = config.get("epochs")
     epochs = {a["arm"]: int((a.get("factors") or {}).get("epochs", default_epochs) or 0) for a in manifest["arms"]}
+    epochs.update((manifest.get("search") or {}).get("stop_epoch") or {})  # configurations halted by a search
     seen: dict[tuple[str, int], dict[str, set[int]]] = {}
     for r in rows:
         if r["arm"] not in epochs or r["seed"] not in seeds:

@@ -50,6 +50,7 @@ from jtricks import report as jreport
 from jtricks import results_io as jresults
 from jtricks import runtime as jruntime
 from jtricks import saved as jsaved
+from jtricks import search as jsearch
 from jtricks import train as jtrain
 from jtricks.keys import seed_key
 
@@ -75,6 +76,11 @@ class RunResult:
     metrics: tuple[str, ...] = ()
     #: whether higher is better, for every metric written (as the metrics declare it)
     directions: dict[str, bool] = dataclasses.field(default_factory=dict)
+    #: with ``Experiment.search``: per static group, the record of :func:`jtricks.search.run_halving` or
+    #: :func:`jtricks.pbt.run_pbt`
+    search: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: with ``Experiment.tune``: per arm, its tuned values and tuning budget (:func:`jtricks.tuning.run`)
+    tuning: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def history(self, arm: str, metric: str) -> np.ndarray:
         """``(seeds, epochs)`` array of ``metric`` for ``arm``."""
@@ -155,6 +161,9 @@ def plan(exp: jexp.Experiment, *, max_members: int | None = None) -> Plan:
     groups = []
     for gi, group_arms in enumerate(by_signature.values()):
         members = [(arm, s) for arm in group_arms for s in seeds]
+        if max_members and exp.search is not None:
+            raise ValueError("max_members cannot be combined with 'search' (successive halving and PBT run each "
+                             "static group as one population)")
         size = len(members) if not max_members else min(max_members, len(members))
         n_dev = jax.device_count()
         if n_dev > 1:
@@ -280,6 +289,7 @@ class Collected:
     final_states: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: the index entries of the chunks saved to ``models/`` (:func:`jtricks.saved.save_chunk`)
     models: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    search: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 def _select_by(config: jtrain.TrainConfig) -> str:
@@ -355,6 +365,9 @@ def execute(the_plan: Plan, setups: Sequence[GroupSetup], out: Path | None, *, f
     bar = Progress(the_plan.total_epochs, enabled=progress)
     collected = Collected()
     for g, setup in zip(the_plan.groups, setups):
+        if the_plan.experiment.search is not None:
+            collected.search.append(_run_search(the_plan, g, setup, bar, timing, collected))
+            continue
         for ci, chunk in enumerate(g.chunks):
             state, history = _run_chunk(g.index, ci, the_plan, setup, out, resume=resume, checkpoint=checkpoint,
                                         bar=bar, timing=timing, fingerprint=fingerprint, kill_after=_kill_after_epoch,
@@ -369,6 +382,44 @@ def execute(the_plan: Plan, setups: Sequence[GroupSetup], out: Path | None, *, f
     collected.metric_rows.sort(key=lambda r: (arm_order[r["arm"]], r["seed"], r["epoch"], r["metric"]))
     collected.member_rows.sort(key=lambda r: (arm_order[r["arm"]], r["seed"]))
     return collected
+
+
+def _run_search(the_plan: Plan, g: Group, setup: GroupSetup, bar: Progress, timing: list[dict[str, Any]],
+                collected: Collected) -> dict[str, Any]:
+    """A group trained with successive halving (:func:`jtricks.search.run_halving`) or population-based
+    training (:func:`jtricks.pbt.run_pbt`); returns its record."""
+    from jtricks import pbt as jpbt
+
+    exp = the_plan.experiment
+    config, search = setup.config, exp.search
+    metric = search.metric or _select_by(config)
+    t_epoch = [time.perf_counter()]
+
+    def on_epoch(epoch: int, state: Any, m: Mapping[str, np.ndarray], n_real: int) -> None:
+        timing[g.index]["epoch_s"].append(round(time.perf_counter() - t_epoch[0], 4))
+        shown = m[metric][:n_real]
+        finite = shown[np.isfinite(shown)]
+        bar.update(f"group {g.index + 1}/{len(the_plan.groups)} epoch {epoch}/{config.epochs} members {n_real}",
+                   float(finite.mean()) if finite.size else float("nan"),
+                   int(np.sum(np.asarray(state.diverged_epoch)[:n_real] >= 0)), metric=metric)
+        t_epoch[0] = time.perf_counter()
+
+    common = dict(
+        epochs=config.epochs, metric=metric, multiple=jax.device_count(),
+        higher_is_better=jmetrics.higher_is_better(metric, {m.name: m for m in config.metrics}),
+        place=(lambda t: jax.device_put(t, setup.sharding)) if setup.sharding is not None else (lambda t: t),
+        on_epoch=on_epoch, collect=lambda ms, state, hist: _collect(ms, state, hist, collected, config),
+    )
+    inputs = lambda ms, size: _population_inputs(ms, size, config)  # noqa: E731
+    if isinstance(search, jsearch.PBT):
+        explored = search.explored(list(exp.grid), config.hparam_names())
+        record = jpbt.run_pbt(g.chunks[0], search, setup.programs, inputs, explored=explored,
+                              distributions={k: exp.grid[k] for k in explored if k in exp.grid},
+                              seed=exp.sample_seed, group=g.index, **common)
+    else:
+        record = jsearch.run_halving(g.chunks[0], search, setup.programs, inputs, **common)
+    timing[g.index]["members_per_epoch"] = record["members_per_epoch"]
+    return {"group": g.index, **record}
 
 
 def _collect(chunk: Sequence[tuple[jexp.Arm, int]], state: jtrain.TrainState, history: list[dict[str, np.ndarray]],
@@ -453,6 +504,17 @@ def write(out: Path, the_plan: Plan, collected: Collected, summary: list[dict[st
     jresults.write_atomic(out / "arms.json", json.dumps(jexp.to_json(arm_dicts), indent=2) + "\n")
     jreport.write_summary(out, summary, title=f"{exp.name}: {exp.description}".strip(": "), directions=manifest["directions"],
                           arms=arm_dicts)
+    lineage = [r for rec in collected.search for r in rec.get("lineage", ())]
+    if lineage:  # population-based training: who copied whom, each member's hyperparameter schedule
+        from jtricks import pbt as jpbt
+
+        explored = collected.search[0]["explored"]
+        with jresults.atomic_file(out / "lineage.csv") as tmp:
+            jpbt.write_lineage(tmp, lineage, explored)
+        jresults.write_atomic(out / "summary.md", (out / "summary.md").read_text() + "\n" + jpbt.markdown(collected.search))
+        if plot:
+            with jresults.atomic_file(out / "lineage.png") as tmp:
+                jpbt.plot_lineage(tmp, lineage, explored, epochs=exp.epochs, title=f"{exp.name}: PBT lineage")
     if plot:
         produced = {r["metric"] for r in collected.metric_rows}
         panels = tuple(m for m in dict.fromkeys([*manifest["metrics"], "train_loss", "val_acc"]) if m in produced)
@@ -508,6 +570,12 @@ def run(
       callbacks: objects with ``on_epoch_end(rows)`` and/or ``on_run_end(result)`` (:mod:`jtricks.callbacks`;
         :class:`jtricks.tensorboard.TensorBoard` is one), checked before anything is loaded.
     """
+    if exp.tune is not None:  # tune each arm first, then compare (jtricks.tuning)
+        from jtricks import tuning
+
+        return tuning.run(exp, out_dir=out_dir, resume=resume, max_members=max_members, progress=progress,
+                          checkpoint=checkpoint, plot=plot, compile_workers=compile_workers, save_models=save_models,
+                          callbacks=callbacks)
     with jruntime.CompileMeter() as meter:
         return _plan_and_run(exp, out_dir, resume=resume, max_members=max_members, progress=progress, checkpoint=checkpoint,
                              plot=plot, compile_workers=compile_workers, kill_after=_kill_after_epoch, meter=meter,
@@ -520,6 +588,8 @@ def _plan_and_run(exp: jexp.Experiment, out_dir: str | os.PathLike[str] | None, 
     t_start = time.perf_counter()
     cbs = jcb.check_callbacks(callbacks)
     the_plan = plan(exp, max_members=max_members)
+    if exp.search is not None and resume:
+        raise ValueError("--resume is not supported with 'search' (successive halving, PBT); run it again")
     workers = _compile_workers(compile_workers, len(the_plan.groups))
     out = None if out_dir is None else Path(out_dir)
     if out is not None:
@@ -587,10 +657,12 @@ def _run(the_plan: Plan, setups: list[GroupSetup], counter: jprog.TraceCounter, 
     compiles = dict(counter.counts)
     if out is not None:
         manifest = {**_manifest(the_plan, setups, compiles, wall, timing, metrics, directions), "compile": meter.record()}
+        if collected.search:
+            manifest["search"] = jsearch.manifest_section(collected.search)
         write(out, the_plan, collected, summary, manifest, fingerprint, plot=plot)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     result = RunResult(out, the_plan.arms, collected.metric_rows, collected.member_rows, summary, compiles, wall,
-                       collected.final_states, timing, tuple(metrics), directions)
+                       collected.final_states, timing, tuple(metrics), directions, collected.search)
     jcb.run_end(callbacks, result)
     return result
 

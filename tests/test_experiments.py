@@ -4,7 +4,8 @@ Every ``experiments/*.py`` file must load and validate in full (every arm's mode
 hyperparameters are built and checked; nothing compiles), and run end to end with a tiny
 configuration so that none of them rots: ``--set epochs=1``, 2 seeds, a small training subset,
 static grid factors cut to their first value, and only the arms that share the first arm's
-compiled program (every numeric arm of it: learning rates, dropout rates, coefficients). On XLA CPU
+compiled program (every numeric arm of it: learning rates, dropout rates, coefficients); an experiment
+with ``tune`` is not run here (tune-then-ablate runs end to end in tests/test_search.py). On XLA CPU
 one compiled program costs seconds, so running every static group of every experiment (about 60
 programs, ResNet-20 alone over a minute) is left to the real runs. Fashion-MNIST experiments run on
 a tiny synthetic Fashion-MNIST written as IDX files (``dataset_kwargs.path``), so they need neither
@@ -29,7 +30,7 @@ import numpy as np
 import pytest
 
 from jtricks import experiment as jexp
-from jtricks import report, runner
+from jtricks import report, runner, tuning
 
 REPO = Path(__file__).resolve().parent.parent
 EXP_DIR = REPO / "experiments"
@@ -100,6 +101,8 @@ def smoke_settings(exp: jexp.Experiment) -> dict[str, Any]:
 def smoke_experiment(exp: jexp.Experiment) -> jexp.Experiment:
     """``exp`` with :func:`smoke_settings`, restricted to the explicit arms in the first arm's static group."""
     small = jexp.with_settings(exp, smoke_settings(exp))
+    if small.tune is not None:  # tuning at smoke scale: two values, no halving (its rungs need more epochs)
+        small = dataclasses.replace(small, tune=dataclasses.replace(small.tune, samples=2, halving=None))
     if small.arms:
         sig = jexp.static_signature(jexp.apply_overrides(small, small.arms[0]))
         keep = [a for a in small.arms if jexp.static_signature(jexp.apply_overrides(small, a)) == sig]
@@ -143,6 +146,8 @@ def test_experiment_validates_in_full(name: str) -> None:
     assert exp.seeds >= 8, "every published experiment uses at least 8 seeds"
     arms = jexp.validate(exp)
     assert len({a.name for a in arms}) == len(arms) >= 2
+    if exp.tune is not None:  # its tuning run (the tuned factors' grid, halving rungs, tuning seeds) validates too
+        jexp.validate(tuning.tuning_experiment(exp))
     if exp.baseline is not None:
         assert exp.baseline in {a.name for a in arms}
 
@@ -150,6 +155,10 @@ def test_experiment_validates_in_full(name: str) -> None:
 # the main job's smoke run goes through the CLI: test_main_job_cli
 @pytest.mark.parametrize("name", [n for n in NAMES if n != "dropout_mnist1d"])
 def test_experiment_runs_tiny(name: str) -> None:
+    if jexp.load_experiment(name).tune is not None:
+        pytest.skip("tune-then-ablate runs end to end on a toy problem in tests/test_search.py (tuning with halving, "
+                    "then the comparison); this experiment's arms are the optimizers experiment's MNIST-1D MLP, whose "
+                    "smoke run is above, and its tuning run validates in full (test_experiment_validates_in_full)")
     # an experiment whose smoke run is an earlier one's (the same compiled program and arms) is checked on
     # that run's (cached) result
     same = [o for o in NAMES[: NAMES.index(name)] if o != "dropout_mnist1d" and smoke_program(o) == smoke_program(name)]

@@ -1,0 +1,152 @@
+"""Tune, then ablate: each arm's numeric factors tuned on validation before the seeds × arms comparison.
+
+A fair ablation tunes every arm: "Adam beats SGD" at one shared learning rate says little. With
+``Experiment.tune = Tune(factors={"learning_rate": loguniform(1e-3, 1.0)}, samples=16, halving=Halving(...))``
+:func:`run` does two runs:
+
+1. **tuning** — the experiment with the tuned factors added to its grid (``samples`` draws, or lists), on
+   ``Tune.seeds`` seeds disjoint from the comparison's (``seed_offset + seeds``, ...), with successive halving
+   across the tuned factors only (each arm is its own bracket) when ``halving`` is given; every arm's value
+   is the one with the best mean validation metric at the last epoch (among the configurations that reached
+   it; ties to the earlier configuration);
+2. **comparison** — the experiment's seeds × arms, each arm at its tuned values.
+
+The results folder holds the comparison (as any run) and ``tuning/`` (the tuning run's folder); ``tuning.md``
+and the end of ``summary.md`` state each arm's tuned values and tuning budget (configurations tried,
+member-epochs run, against the exhaustive grid's).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from jtricks import experiment as jexp
+from jtricks import metrics as jmetrics
+from jtricks import results_io as jresults
+from jtricks import search as jsearch
+
+__all__ = ["Tune", "tuning_experiment", "best_values", "run"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Tune:
+    """What is tuned per arm, and how.
+
+    Attributes:
+      factors: numeric factor → distribution (with ``samples``) or list of values, tuned per arm.
+      samples: draws of the distribution factors (``None`` when all are lists).
+      halving: successive halving of the tuning run (its ``across`` is set to the tuned factors), or ``None``.
+      seeds: tuning seeds per configuration (disjoint from the comparison's seeds).
+      metric: the validation metric that picks the value (``None``: the halving's, else ``val_acc`` when
+        measured, else ``val_loss``).
+    """
+
+    factors: Mapping[str, Any]
+    samples: int | None = None
+    halving: jsearch.Halving | None = None
+    seeds: int = 1
+    metric: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.factors, Mapping) or not self.factors:
+            raise ValueError(f"Tune: `factors` must be a non-empty {{factor: distribution or list}}, got {self.factors!r}")
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
+            raise ValueError(f"Tune: `seeds` must be a positive int, got {self.seeds!r}")
+        if self.halving is not None and not isinstance(self.halving, jsearch.Halving):
+            raise TypeError(f"Tune: `halving` must be None or jtricks.search.Halving, got {self.halving!r}")
+
+    def __str__(self) -> str:
+        factors = {k: str(v) if jsearch.is_distribution(v) else list(v) for k, v in self.factors.items()}
+        return f"Tune(factors={factors}, samples={self.samples}, halving={self.halving}, seeds={self.seeds})"
+
+
+def tuning_experiment(exp: jexp.Experiment) -> jexp.Experiment:
+    """The tuning run of ``exp``: its grid plus the tuned factors, the tuning seeds, halving across the tuned factors."""
+    t: Tune = exp.tune
+    clash = sorted(set(t.factors) & set(exp.grid))
+    if clash:
+        raise ValueError(f"tuned factors {clash} are also grid factors; tune them or sweep them, not both")
+    halving = None if t.halving is None else dataclasses.replace(t.halving, across=tuple(t.factors), metric=_metric(exp))
+    return dataclasses.replace(
+        exp, name=f"{exp.name}_tuning", grid={**exp.grid, **t.factors}, samples=t.samples, search=halving,
+        seeds=t.seeds, seed_offset=exp.seed_offset + exp.seeds, tune=None, baseline=None, target=None,
+    )
+
+
+def _metric(exp: jexp.Experiment) -> str:
+    t: Tune = exp.tune
+    return t.metric or (t.halving.metric if t.halving is not None else None) or "val_acc"
+
+
+def best_values(res: Any, base_arms: Sequence[jexp.Arm], tuned: Sequence[str], metric: str,
+                higher_is_better: bool, epochs: int) -> list[dict[str, Any]]:
+    """Per base arm: its tuned values (the best configuration at the last epoch) and its budget."""
+    stop = {k: v for r in res.search for k, v in r["stop_epoch"].items()}
+    out = []
+    for base in base_arms:
+        key = tuple(sorted((k, repr(v)) for k, v in base.factors.items()))
+        mine = [a for a in res.arms if tuple(sorted((k, repr(v)) for k, v in a.factors.items() if k not in tuned)) == key]
+        finished = [a for a in mine if stop.get(a.name, epochs) == epochs]
+        scores = [float(np.mean(res.history(a.name, metric)[:, -1])) for a in finished]
+        sign = -1.0 if higher_is_better else 1.0
+        order = sorted(range(len(finished)), key=lambda j: (0, sign * scores[j], j) if math.isfinite(scores[j]) else (1, 0.0, j))
+        best = finished[order[0]]
+        seeds = res.history(best.name, metric).shape[0]
+        out.append({
+            "arm": base.name, "tuned": {k: best.factors[k] for k in tuned}, "metric": metric, "score": scores[order[0]],
+            "configurations": len(mine), "member_epochs": int(sum(stop.get(a.name, epochs) for a in mine) * seeds),
+            "member_epochs_full": len(mine) * epochs * seeds,
+        })
+    return out
+
+
+def _final_experiment(exp: jexp.Experiment, base_arms: Sequence[jexp.Arm], table: Sequence[Mapping[str, Any]]) -> jexp.Experiment:
+    arms = [{"name": b.name, **dict(b.factors), **row["tuned"]} for b, row in zip(base_arms, table)]
+    return dataclasses.replace(exp, grid={}, arms=arms, samples=None, tune=None)
+
+
+def _markdown(table: Sequence[Mapping[str, Any]], tuning_wall: float, tune: Tune) -> str:
+    lines = ["## Tuning", "", f"Each arm tuned on validation before the comparison: `{tune}`; tuning wall time "
+             f"{tuning_wall:.1f} s.", "", "| arm | tuned | " + "val score | configurations | member-epochs (of full grid) |",
+             "|---|---|---|---|---|"]
+    for r in table:
+        tuned = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["tuned"].items())
+        lines.append(f"| {r['arm']} | {tuned} | {r['metric']} {r['score']:.4f} | {r['configurations']} | "
+                     f"{r['member_epochs']} ({r['member_epochs_full']}) |")
+    return "\n".join(lines) + "\n"
+
+
+def run(exp: jexp.Experiment, *, out_dir: Any = None, **kw: Any) -> Any:
+    """Tune every arm of ``exp`` (``exp.tune``), then run the seeds × arms comparison at the tuned values.
+
+    Returns the comparison's :class:`jtricks.runner.RunResult` with ``tuning`` set to the per-arm table
+    (``arm``, ``tuned``, ``metric``, ``score``, ``configurations``, ``member_epochs``, ``member_epochs_full``).
+    ``kw`` go to both :func:`jtricks.runner.run` calls.
+    """
+    from jtricks import runner
+
+    if not isinstance(exp.tune, Tune):
+        raise TypeError(f"'tune' must be jtricks.tuning.Tune(...), got {exp.tune!r}")
+    base_arms = jexp.validate(dataclasses.replace(exp, tune=None))
+    t_exp = tuning_experiment(exp)
+    out = None if out_dir is None else Path(out_dir)
+    tuning_res = runner.run(t_exp, out_dir=None if out is None else out / "tuning", **kw)
+    metric = _metric(exp) if _metric(exp) in tuning_res.directions else "val_loss"
+    higher = jmetrics.higher_is_better(metric, {}) if metric not in tuning_res.directions else tuning_res.directions[metric]
+    table = best_values(tuning_res, base_arms, list(exp.tune.factors), metric, higher, exp.epochs)
+    final = runner.run(_final_experiment(exp, base_arms, table), out_dir=out, **kw)
+    final.tuning = table
+    if out is not None:
+        md = _markdown(table, tuning_res.wall_time_s, exp.tune)
+        jresults.write_atomic(out / "tuning.md", md)
+        jresults.write_atomic(out / "tuning.json", json.dumps(jexp.to_json({"tune": str(exp.tune), "arms": table,
+                                                                            "tuning_wall_time_s": tuning_res.wall_time_s}), indent=2) + "\n")
+        summary = out / "summary.md"
+        jresults.write_atomic(summary, summary.read_text() + "\n" + md)
+    return final
