@@ -2,9 +2,10 @@
 
     jtricks run EXPERIMENT [--seeds N] [--epochs E] [--out DIR] [--set key=value ...]
                            [--max-members M] [--compile-workers N] [--resume] [--quiet]
-                           [--no-plot] [--no-checkpoint] [--debug]
+                           [--no-plot] [--no-checkpoint] [--part I/N] [--debug]
     jtricks list
     jtricks report DIR [--debug]
+    jtricks merge OUT PART_DIR... [--no-plot] [--debug]
 
 ``EXPERIMENT`` is a name from ``jtricks list`` or a path to an experiment file. Invalid settings are
 reported (exit code 2) before any data is loaded or anything compiles.
@@ -54,9 +55,17 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--compile-workers", type=int, default=None, metavar="N",
                    help="compile the static groups' programs ahead of time, N at once (default: min(groups, cores/2); 1: on first use)")
     r.add_argument("--no-checkpoint", action="store_true", help="no per-epoch checkpoints (no --resume possible)")
+    r.add_argument("--part", default=None, metavar="I/N",
+                   help="run only part I of N of the members (by arm and seed) into its own folder "
+                        "(default runs/<experiment>-partIofN); combine the parts with `jtricks merge`")
     sub.add_parser("list", parents=[common], help="list the experiments")
     rep = sub.add_parser("report", parents=[common], help="re-render summary.md/csv and curves.png of a finished results folder")
     rep.add_argument("dir")
+    mer = sub.add_parser("merge", parents=[common],
+                         help="merge the part folders of one run (`jtricks run --part I/N`) into one results folder")
+    mer.add_argument("out", help="the merged results folder")
+    mer.add_argument("parts", nargs="+", metavar="PART_DIR", help="the part folders, every part 1..N once")
+    mer.add_argument("--no-plot", action="store_true", help="do not write curves.png")
     return p
 
 
@@ -130,8 +139,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-members must be a positive int, got {args.max_members}")
     if args.compile_workers is not None and args.compile_workers <= 0:
         raise ValueError(f"--compile-workers must be a positive int, got {args.compile_workers}")
+    part = _part(args)
     arms = jexp.validate(exp)
-    out = Path(args.out) if args.out else Path("runs") / exp.name
+    default = exp.name if part is None else f"{exp.name}-part{part.index}of{part.count}"
+    out = Path(args.out) if args.out else Path("runs") / default
     check_out_dir(out)
     if args.resume and _resume_plan(out, args) == "done":
         return 0
@@ -149,9 +160,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         plot=not args.no_plot,
         checkpoint=not args.no_checkpoint,
         compile_workers=args.compile_workers,
+        part=part,
         # testing hook: SIGKILL the process right after epoch N is checkpointed (tests --resume)
         _kill_after_epoch=int(os.environ["JTRICKS_KILL_AFTER_EPOCH"]) if os.environ.get("JTRICKS_KILL_AFTER_EPOCH") else None,
     )
+    if part is not None:
+        print(f"done in {res.wall_time_s:.1f}s: part {part} ({len(res.member_rows)} members); "
+              f"results in {out}; merge the parts with `jtricks merge OUT PART_DIRS...`")
+        return 0
     metric = res.metrics[0]
     print(jreport.format_summary_table(res.summary, metric, res.directions))
     best = _best_arm(res.summary, metric, res.directions)
@@ -163,12 +179,40 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _part(args: argparse.Namespace) -> Any:
+    """``--part I/N`` as a :class:`jtricks.parts.Part` (``None`` without it)."""
+    if args.part is None:
+        return None
+    from jtricks import parts as jparts
+
+    return jparts.parse_part(args.part)
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from jtricks import parts as jparts
+    from jtricks import report as jreport
+
+    out = Path(args.out)
+    check_out_dir(out)
+    merged = jparts.merge(out, [Path(d) for d in args.parts], plot=not args.no_plot)
+    manifest = merged.manifest
+    print(jreport.format_summary_table(merged.summary, manifest["metrics"][0], manifest.get("directions")))
+    machines = ", ".join(sorted({str(m.get("host")) for m in manifest["machines"]}))
+    print(f"merged {manifest['split']['count']} parts ({len(manifest['arms'])} arms x {len(manifest['seeds'])} seeds, "
+          f"from {machines}) into {out}")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from jtricks import report as jreport
     from jtricks import results_io
 
     d = Path(args.dir)
-    results_io.check_complete(d)
+    manifest = results_io.check_complete(d)
+    if isinstance(manifest.get("part"), dict):
+        p = manifest["part"]
+        raise ValueError(f"{d} is part {p.get('index')}/{p.get('count')} of a run: merge the parts with "
+                         "`jtricks merge OUT PART_DIRS...`, then report OUT")
     rows = jreport.render(d)
     metrics = sorted({r["metric"] for r in rows})
     for m in metrics[:1]:
@@ -236,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not args.debug:
         _silence_shutdown_noise()
-    commands = {"list": lambda: _cmd_list(), "report": lambda: _cmd_report(args), "run": lambda: _cmd_run(args)}
+    commands = {"list": lambda: _cmd_list(), "report": lambda: _cmd_report(args), "run": lambda: _cmd_run(args),
+                "merge": lambda: _cmd_merge(args)}
     try:
         return commands[args.command]()
     except KeyboardInterrupt as e:

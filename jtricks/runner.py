@@ -42,6 +42,7 @@ from jtricks import experiment as jexp
 from jtricks import fingerprint as jfp
 from jtricks import losses as jlosses
 from jtricks import metrics as jmetrics
+from jtricks import parts as jparts
 from jtricks import prepare as jprep
 from jtricks import programs as jprog
 from jtricks import report as jreport
@@ -134,29 +135,39 @@ class Plan:
     arms: list[jexp.Arm]
     seeds: list[int]
     groups: list[Group]
+    #: the slice of the members this run trains (``--part i/n``, :mod:`jtricks.parts`); ``None``: all
+    part: jparts.Part | None = None
 
     @property
     def total_epochs(self) -> int:
         return sum(len(g.chunks) * g.experiment.epochs for g in self.groups)
 
 
-def plan(exp: jexp.Experiment, *, max_members: int | None = None) -> Plan:
-    """Validate ``exp``, group its arms by static configuration and chunk each group's members."""
+def plan(exp: jexp.Experiment, *, max_members: int | None = None, part: jparts.Part | None = None) -> Plan:
+    """Validate ``exp``, group its arms by static configuration and chunk each group's members (with
+    ``part``, only that slice of the members: :func:`jtricks.parts.select`; groups left empty are dropped)."""
     arms = jexp.validate(exp)
     max_members = max_members or exp.max_members
     seeds = list(range(exp.seed_offset, exp.seed_offset + exp.seeds))
     by_signature: dict[tuple, list[jexp.Arm]] = {}
     for arm in arms:
         by_signature.setdefault(jexp.static_signature(arm.experiment), []).append(arm)
+    wanted = None
+    if part is not None:
+        ordered = [(arm.name, s) for group_arms in by_signature.values() for arm in group_arms for s in seeds]
+        wanted = set(jparts.select(ordered, part))
     groups = []
-    for gi, group_arms in enumerate(by_signature.values()):
-        members = [(arm, s) for arm in group_arms for s in seeds]
+    for group_arms in by_signature.values():
+        members = [(arm, s) for arm in group_arms for s in seeds if wanted is None or (arm.name, s) in wanted]
+        if not members:
+            continue
         size = len(members) if not max_members else min(max_members, len(members))
-        n_dev = jax.device_count()
+        n_dev = jax.local_device_count()
         if n_dev > 1:
             size = -(-size // n_dev) * n_dev
-        groups.append(Group(gi, group_arms, [members[i : i + size] for i in range(0, len(members), size)], size))
-    return Plan(exp, arms, seeds, groups)
+        # all the group's arms, even in a part: they decide the program (e.g. whether dropout is built)
+        groups.append(Group(len(groups), group_arms, [members[i : i + size] for i in range(0, len(members), size)], size))
+    return Plan(exp, arms, seeds, groups, part)
 
 
 # -------------------------------------------------------------------------------------------- build
@@ -171,7 +182,8 @@ class GroupSetup:
 
 
 def _population_sharding() -> Any:
-    devices = jax.devices()
+    """The population axis split over this process's devices (``None`` with one device)."""
+    devices = jax.local_devices()
     if len(devices) <= 1:
         return None
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -199,8 +211,10 @@ def build(the_plan: Plan, counter: jprog.TraceCounter) -> list[GroupSetup]:
             dropout=any("dropout_rate" in a.hparams for a in g.arms),
             init_scale=any("init_scale" in a.hparams for a in g.arms),
         )
-        progs = jprog.GroupPrograms(config, prepared.device, prepared.input_shape, counter, f"group{g.index}", e0.population)
-        setups.append(GroupSetup(progs, config, prepared, _population_sharding()))
+        sharding = _population_sharding()
+        progs = jprog.GroupPrograms(config, prepared.device, prepared.input_shape, counter, f"group{g.index}", e0.population,
+                                    sharding=sharding)
+        setups.append(GroupSetup(progs, config, prepared, sharding))
     return setups
 
 
@@ -257,14 +271,17 @@ def _fingerprint(the_plan: Plan, setups: Sequence[GroupSetup], max_members: int 
     report_only = {"name", "description", "baseline", "metrics", "target"}
     fields = {f.name: getattr(exp, f.name) for f in dataclasses.fields(exp) if f.name not in report_only}
     as_json = jexp.to_json
-    return jfp.run_fingerprint({
+    settings = {
         "experiment": as_json(fields),
         "arms": [{"arm": a.name, "factors": as_json(dict(a.factors))} for a in the_plan.arms],
         "seeds": list(the_plan.seeds),
         "max_members": max_members or exp.max_members,
         "data": sorted({s.data.checksum for s in setups}),
         "jtricks": jtricks.__version__,
-    })
+    }
+    if the_plan.part is not None:  # a part's checkpoints and folder are its own; jtricks.parts.merge drops it
+        settings["part"] = {"index": the_plan.part.index, "count": the_plan.part.count}
+    return jfp.run_fingerprint(settings)
 
 
 # ------------------------------------------------------------------------------------------ execute
@@ -404,7 +421,7 @@ def _manifest(the_plan: Plan, setups: Sequence[GroupSetup], compiles: Mapping[st
             "optax": optax.__version__, "flax": flax.__version__, "numpy": np.__version__, "jtricks": jtricks.__version__,
         },
         "device": {
-            "backend": jax.default_backend(), "kind": jax.devices()[0].device_kind, "count": jax.device_count(),
+            "backend": jax.default_backend(), "kind": jax.devices()[0].device_kind, "count": jax.local_device_count(),
             "platform": platform.platform(), "processor": platform.machine(),
         },
         "prng_impl": str(jax.config.jax_default_prng_impl),
@@ -436,6 +453,9 @@ def write(out: Path, the_plan: Plan, collected: Collected, summary: list[dict[st
         jreport.write_members_csv(tmp, collected.member_rows)
     arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in the_plan.arms]
     jresults.write_atomic(out / "arms.json", json.dumps(jexp.to_json(arm_dicts), indent=2) + "\n")
+    if the_plan.part is not None:  # a part: the raw rows only; `jtricks merge` writes the summaries
+        jresults.write_manifest(out, manifest, fingerprint)
+        return
     jreport.write_summary(out, summary, title=f"{exp.name}: {exp.description}".strip(": "), directions=manifest["directions"])
     if plot:
         produced = {r["metric"] for r in collected.metric_rows}
@@ -457,6 +477,7 @@ def run(
     checkpoint: bool = True,
     plot: bool = True,
     compile_workers: int | None = None,
+    part: jparts.Part | None = None,
     _kill_after_epoch: int | None = None,
 ) -> RunResult:
     """Run every arm × seed of ``exp`` (:func:`plan`, :func:`build`, :func:`execute`) and write the results
@@ -483,9 +504,12 @@ def run(
         drops from the sum towards the largest group's on a many-core host). ``None``: ``min(groups,
         cpu_count // 2)``; ``1``: no ahead-of-time step, every program compiles on its first call
         (also the behaviour with several devices). Results are identical either way (same programs).
+      part: train only this slice of the members (:mod:`jtricks.parts`): ``out_dir`` gets their rows and a
+        manifest with ``part`` (no summaries), to be merged with the other parts by :func:`jtricks.parts.merge`;
+        ``RunResult.summary`` is empty.
     """
     t_start = time.perf_counter()
-    the_plan = plan(exp, max_members=max_members)
+    the_plan = plan(exp, max_members=max_members, part=part)
     workers = _compile_workers(compile_workers, len(the_plan.groups))
     out = None if out_dir is None else Path(out_dir)
     if out is not None:
@@ -531,7 +555,7 @@ def _run(the_plan: Plan, setups: list[GroupSetup], counter: jprog.TraceCounter, 
     exp = the_plan.experiment
     timing = [{"group": g.index, "arms": [a.name for a in g.arms], "members": g.size, "compile_s": None, "epoch_s": []}
               for g in the_plan.groups]
-    if workers > 1 and jax.device_count() == 1:
+    if workers > 1 and jax.local_device_count() == 1:
         t_compile = time.perf_counter()
         if progress:
             print(f"compiling {len(the_plan.groups)} static groups ahead of time, {workers} at once", file=sys.stderr, flush=True)
@@ -543,12 +567,17 @@ def _run(the_plan: Plan, setups: list[GroupSetup], counter: jprog.TraceCounter, 
     metrics = jexp.summary_metrics(exp, setups[0].config)
     directions = _directions(setups, collected)
     arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in the_plan.arms]
-    summary = jreport.summarize(collected.metric_rows, collected.member_rows, arm_dicts, metrics=metrics,
-                                baseline=exp.baseline or the_plan.arms[0].name, target=exp.target, directions=directions)
+    summary = [] if the_plan.part is not None else jreport.summarize(
+        collected.metric_rows, collected.member_rows, arm_dicts, metrics=metrics,
+        baseline=exp.baseline or the_plan.arms[0].name, target=exp.target, directions=directions)
     wall = time.perf_counter() - t_start
     compiles = dict(counter.counts)
     if out is not None:
         manifest = _manifest(the_plan, setups, compiles, wall, timing, metrics, directions)
+        if the_plan.part is not None:
+            members = [(a.name, s) for g in the_plan.groups for c in g.chunks for a, s in c]
+            total = len({jexp.static_signature(a.experiment) for a in the_plan.arms})
+            manifest["part"] = jparts.part_record(the_plan.part, members, total)
         write(out, the_plan, collected, summary, manifest, fingerprint, plot=plot)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return RunResult(out, the_plan.arms, collected.metric_rows, collected.member_rows, summary, compiles, wall,
