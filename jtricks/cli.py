@@ -2,7 +2,8 @@
 
     jtricks run EXPERIMENT [--seeds N] [--epochs E] [--out DIR] [--set key=value ...]
                            [--max-members M] [--compile-workers N] [--resume] [--quiet]
-                           [--no-plot] [--no-checkpoint] [--part I/N] [--debug]
+                           [--no-plot] [--no-checkpoint] [--part I/N]
+                           [--processes N|auto --coordinator HOST:PORT --process-id I] [--debug]
     jtricks list
     jtricks report DIR [--debug]
     jtricks merge OUT PART_DIR... [--no-plot] [--debug]
@@ -58,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--part", default=None, metavar="I/N",
                    help="run only part I of N of the members (by arm and seed) into its own folder "
                         "(default runs/<experiment>-partIofN); combine the parts with `jtricks merge`")
+    r.add_argument("--processes", default=None, metavar="N|auto",
+                   help="run over N processes with JAX's distributed runtime (env JAX_NUM_PROCESSES; `auto`: JAX "
+                        "detects SLURM, Open MPI, TPU pods; a multi-task srun step is detected without it); "
+                        "process 0 writes the results folder")
+    r.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="address of process 0 (env JAX_COORDINATOR_ADDRESS)")
+    r.add_argument("--process-id", default=None, metavar="I", help="this process's id, 0..N-1 (env JAX_PROCESS_ID)")
     sub.add_parser("list", parents=[common], help="list the experiments")
     rep = sub.add_parser("report", parents=[common], help="re-render summary.md/csv and curves.png of a finished results folder")
     rep.add_argument("dir")
@@ -126,8 +134,14 @@ def _resume_plan(out: Path, args: argparse.Namespace) -> str | None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from jtricks import distributed
     from jtricks import experiment as jexp
 
+    cluster = distributed.resolve(args.processes, args.coordinator, args.process_id)
+    if cluster is not None:
+        if args.part is not None:
+            raise ValueError("--part cannot be combined with several processes (each process runs its own part)")
+        distributed.initialize(cluster)  # before anything touches a JAX backend
     exp = _load(args.experiment)
     settings = jexp.parse_set(args.settings)
     if args.seeds is not None:
@@ -144,6 +158,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     default = exp.name if part is None else f"{exp.name}-part{part.index}of{part.count}"
     out = Path(args.out) if args.out else Path("runs") / default
     check_out_dir(out)
+    if cluster is not None:
+        return _run_processes(exp, len(arms), out, args)
     if args.resume and _resume_plan(out, args) == "done":
         return 0
 
@@ -176,6 +192,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"done in {res.wall_time_s:.1f}s: {len(arms)} arms x {exp.seeds} seeds, "
         f"{sum(res.compiles.values())} compilations; best {metric}: {best}; diverged members: {n_div}; results in {out}"
     )
+    return 0
+
+
+def _run_processes(exp: Any, n_arms: int, out: Path, args: argparse.Namespace) -> int:
+    """``jtricks run`` as one of several processes (:mod:`jtricks.distributed`); process 0 prints the summary."""
+    import jax
+
+    from jtricks import distributed
+    from jtricks import report as jreport
+
+    if args.resume and args.no_checkpoint:
+        raise ValueError("--resume needs the checkpoints; it cannot be combined with --no-checkpoint")
+    index, count = jax.process_index(), jax.process_count()
+    print(f"{exp.name}: {n_arms} arms x {exp.seeds} seeds, {exp.epochs} epochs -> {out} (process {index} of {count})",
+          file=sys.stderr)
+    res, merged = distributed.run(exp, out, plot=not args.no_plot, resume=args.resume, max_members=args.max_members,
+                                  progress=not args.quiet, checkpoint=not args.no_checkpoint,
+                                  compile_workers=args.compile_workers)
+    if merged is None:
+        print(f"process {index} of {count}: done in {res.wall_time_s:.1f}s ({len(res.member_rows)} members); "
+              f"process 0 writes the results to {out}")
+        return 0
+    man = merged.manifest
+    print(jreport.format_summary_table(merged.summary, man["metrics"][0], man.get("directions")))
+    print(f"done: {n_arms} arms x {exp.seeds} seeds over {count} processes on {len(man['machines'])} machine(s); results in {out}")
     return 0
 
 

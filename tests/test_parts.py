@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +27,7 @@ EXPERIMENT = Experiment(name='tiny_split', dataset='digits', preprocess='unit', 
     model='mlp', model_kwargs={'widths': (8,)}, grid={'learning_rate': [1e-3, 2e-3, 3e-3]},
     epochs=1, batch_size=64, eval_batch_size=256, seeds=2, max_members=2)
 """
+REPO = Path(__file__).resolve().parent.parent
 SAME_BYTES = ("metrics.csv", "members.csv", "arms.json", "summary.csv", "summary.md")
 
 
@@ -153,3 +158,55 @@ def test_merge_refuses_overlapping_members_and_report_refuses_a_part(runs, capsy
 def test_cli_merge_of_bad_parts_is_one_line(runs, tmp_path, capsys):
     assert cli.main(["merge", str(tmp_path / "m"), str(runs / "p1")]) == 2
     assert "jtricks merge: incomplete: part 2/2 missing (given: 1/2)" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ several processes
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_write_the_single_run_folder(runs, tmp_path):
+    """Two real processes under jax.distributed (CPU, gloo), each training its part on its own device (2
+    global devices, 1 local each); process 0 gathers and merges: the folder of the single-process run."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, "-m", "jtricks", "run", str(runs / "tiny_split.py"), "--out", str(tmp_path / "out"),
+                               "--quiet", "--no-plot", "--processes", "2", "--coordinator", f"localhost:{port}", "--process-id", str(i)],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in (0, 1)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert "done: 3 arms x 2 seeds over 2 processes on 1 machine(s)" in outs[0][0]
+    assert "process 1 of 2: done" in outs[1][0]
+    for name in SAME_BYTES:
+        assert (tmp_path / "out" / name).read_bytes() == (runs / "whole" / name).read_bytes(), name
+    merged = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    whole = json.loads((runs / "whole" / "manifest.json").read_text())
+    assert merged["fingerprint"] == whole["fingerprint"] and merged["seeds"] == whole["seeds"]
+    assert [p["members"] for p in merged["split"]["parts"]] == [3, 3]
+    assert [p["device"]["count"] for p in merged["split"]["parts"]] == [1, 1]  # each process: its own device
+    assert sorted(os.listdir(tmp_path / "out")) == ["arms.json", "manifest.json", "members.csv", "metrics.csv", "summary.csv", "summary.md"]
+
+
+def test_init_state_is_sharded_over_the_devices(runs, tmp_path):
+    """With several devices every leaf of the initial population state is split over them (no replicated
+    copy of the population on any device)."""
+    script = f"""
+import jax
+from jtricks import experiment, programs, runner
+exp = experiment.load_experiment({str(runs / "tiny_split.py")!r})
+plan = runner.plan(exp, max_members=4)
+setup = runner.build(plan, programs.TraceCounter())[0]
+keys, hp = runner._population_inputs(plan.groups[0].chunks[0], plan.groups[0].size, setup.config)
+state = setup.programs.init(*jax.device_put((keys, hp), setup.sharding))
+leaves = jax.tree_util.tree_leaves(state)
+assert plan.groups[0].size == 4 and len(leaves) > 5
+bad = [l.shape for l in leaves if l.sharding.is_fully_replicated or {{s.data.shape[0] for s in l.addressable_shards}} != {{2}}]
+assert not bad, bad
+print("sharded", len(leaves))
+"""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    p = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "sharded" in p.stdout, p.stderr
