@@ -14,7 +14,9 @@
    ``resume=True`` continues an interrupted run to the same final numbers;
 4. :func:`write` — the results folder (``docs/results-format.md``).
 
-With several devices the population axis is sharded across them (``jax.sharding``).
+With several devices the population axis is sharded across this process's devices (``jax.sharding``, an
+explicit output sharding on every program). ``part`` trains one slice of the members (:mod:`jtricks.parts`);
+several processes each train theirs (:mod:`jtricks.distributed`).
 """
 
 from __future__ import annotations
