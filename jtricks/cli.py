@@ -4,9 +4,11 @@
                            [--max-members M] [--compile-workers N] [--resume] [--quiet]
                            [--no-plot] [--no-checkpoint] [--no-save-models] [--tensorboard [member|arm]]
                            [--compile-cache DIR | --no-compile-cache] [--cpu-devices N]
-                           [--until-resolved MAX [--spending obf|bonferroni]] [--debug]
+                           [--until-resolved MAX [--spending obf|bonferroni]] [--part I/N]
+                           [--processes N|auto --coordinator HOST:PORT --process-id I] [--debug]
     jtricks list
     jtricks report DIR [--debug]
+    jtricks merge OUT PART_DIR... [--no-plot] [--debug]
 
 ``EXPERIMENT`` is a name from ``jtricks list`` or a path to an experiment file. Invalid settings are
 reported (exit code 2) before any data is loaded or anything compiles.
@@ -72,9 +74,24 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--tensorboard", nargs="?", const="member", default=None, choices=("member", "arm"),
                    help="write TensorBoard event files to DIR/tensorboard: one run per member (default, live) or per "
                         "arm (mean and confidence band, at the end); needs tensorboardX")
+    r.add_argument("--part", default=None, metavar="I/N",
+                   help="run only part I of N of the members (by arm and seed) into its own folder "
+                        "(default runs/<experiment>-partIofN); combine the parts with `jtricks merge`")
+    r.add_argument("--processes", default=None, metavar="N|auto",
+                   help="run over N processes with JAX's distributed runtime (env JAX_NUM_PROCESSES; `auto`: JAX "
+                        "detects SLURM, Open MPI, TPU pods; a multi-task srun step is detected without it); "
+                        "process 0 writes the results folder")
+    r.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="address of process 0 (env JAX_COORDINATOR_ADDRESS)")
+    r.add_argument("--process-id", default=None, metavar="I", help="this process's id, 0..N-1 (env JAX_PROCESS_ID)")
     sub.add_parser("list", parents=[common], help="list the experiments")
     rep = sub.add_parser("report", parents=[common], help="re-render summary.md/csv and curves.png of a finished results folder")
     rep.add_argument("dir")
+    mer = sub.add_parser("merge", parents=[common],
+                         help="merge the part folders of one run (`jtricks run --part I/N`) into one results folder")
+    mer.add_argument("out", help="the merged results folder")
+    mer.add_argument("parts", nargs="+", metavar="PART_DIR", help="the part folders, every part 1..N once")
+    mer.add_argument("--no-plot", action="store_true", help="do not write curves.png")
     return p
 
 
@@ -135,17 +152,29 @@ def _resume_plan(out: Path, args: argparse.Namespace) -> str | None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from jtricks import runtime
+    from jtricks import distributed, runtime
 
     if args.no_compile_cache and args.compile_cache:
         raise ValueError("--compile-cache and --no-compile-cache contradict each other; give one")
     if args.cpu_devices is not None and args.cpu_devices <= 0:
         raise ValueError(f"--cpu-devices must be a positive int, got {args.cpu_devices}")
-    # before the experiment file is imported: the device flag only counts before JAX's backends start
-    runtime.configure(compile_cache=False if args.no_compile_cache else (args.compile_cache or True), cpu_devices=args.cpu_devices)
+    cluster = distributed.resolve(args.processes, args.coordinator, args.process_id)
+    # before the experiment file is imported: the device flag only counts before JAX's backends start; one CPU
+    # device per process when several processes share the machine's cores (unless asked otherwise)
+    cpu_devices = args.cpu_devices if args.cpu_devices is not None or cluster is None else 1
+    with runtime.configured(compile_cache=False if args.no_compile_cache else (args.compile_cache or True), cpu_devices=cpu_devices):
+        return _run_configured(args, cluster)
 
+
+def _run_configured(args: argparse.Namespace, cluster: Any) -> int:
+    """``jtricks run`` once the runtime is set (:func:`_cmd_run`): load, validate, run, print the summary."""
+    from jtricks import distributed
     from jtricks import experiment as jexp
 
+    if cluster is not None:
+        if args.part is not None:
+            raise ValueError("--part cannot be combined with several processes (each process runs its own part)")
+        distributed.initialize(cluster)  # before anything touches a JAX backend
     exp = _load(args.experiment)
     settings = jexp.parse_set(args.settings)
     if args.seeds is not None:
@@ -157,9 +186,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-members must be a positive int, got {args.max_members}")
     if args.compile_workers is not None and args.compile_workers <= 0:
         raise ValueError(f"--compile-workers must be a positive int, got {args.compile_workers}")
+    part = _part(args)
     arms = jexp.validate(exp)
-    out = Path(args.out) if args.out else Path("runs") / exp.name
+    default = exp.name if part is None else f"{exp.name}-part{part.index}of{part.count}"
+    out = Path(args.out) if args.out else Path("runs") / default
     check_out_dir(out)
+    if args.until_resolved is not None and (cluster is not None or part is not None):
+        raise ValueError("--until-resolved adds seeds to one whole run; it cannot be combined with --part or several processes")
+    if cluster is not None:
+        return _run_processes(exp, len(arms), out, args)
     if args.resume and _resume_plan(out, args) == "done":
         return 0
 
@@ -188,9 +223,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         save_models=not args.no_save_models,
         callbacks=callbacks,
         compile_workers=args.compile_workers,
+        part=part,
         # testing hook: SIGKILL the process right after epoch N is checkpointed (tests --resume)
         _kill_after_epoch=int(os.environ["JTRICKS_KILL_AFTER_EPOCH"]) if os.environ.get("JTRICKS_KILL_AFTER_EPOCH") else None,
     )
+    if part is not None:
+        print(f"done in {res.wall_time_s:.1f}s: part {part} ({len(res.member_rows)} members); "
+              f"results in {out}; merge the parts with `jtricks merge OUT PART_DIRS...`")
+        return 0
     metric = res.metrics[0]
     print(jreport.format_summary_table(res.summary, metric, res.directions))
     best = _best_arm(res.summary, metric, res.directions)
@@ -223,12 +263,65 @@ def _run_until_resolved(exp: Any, out: Path, args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_processes(exp: Any, n_arms: int, out: Path, args: argparse.Namespace) -> int:
+    """``jtricks run`` as one of several processes (:mod:`jtricks.distributed`); process 0 prints the summary."""
+    import jax
+
+    from jtricks import distributed
+    from jtricks import report as jreport
+
+    if args.resume and args.no_checkpoint:
+        raise ValueError("--resume needs the checkpoints; it cannot be combined with --no-checkpoint")
+    index, count = jax.process_index(), jax.process_count()
+    print(f"{exp.name}: {n_arms} arms x {exp.seeds} seeds, {exp.epochs} epochs -> {out} (process {index} of {count})",
+          file=sys.stderr)
+    res, merged = distributed.run(exp, out, plot=not args.no_plot, resume=args.resume, max_members=args.max_members,
+                                  progress=not args.quiet, checkpoint=not args.no_checkpoint,
+                                  compile_workers=args.compile_workers)
+    if merged is None:
+        print(f"process {index} of {count}: done in {res.wall_time_s:.1f}s ({len(res.member_rows)} members); "
+              f"process 0 writes the results to {out}")
+        return 0
+    man = merged.manifest
+    print(jreport.format_summary_table(merged.summary, man["metrics"][0], man.get("directions")))
+    print(f"done: {n_arms} arms x {exp.seeds} seeds over {count} processes on {len(man['machines'])} machine(s); results in {out}")
+    return 0
+
+
+def _part(args: argparse.Namespace) -> Any:
+    """``--part I/N`` as a :class:`jtricks.parts.Part` (``None`` without it)."""
+    if args.part is None:
+        return None
+    from jtricks import parts as jparts
+
+    return jparts.parse_part(args.part)
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from jtricks import parts as jparts
+    from jtricks import report as jreport
+
+    out = Path(args.out)
+    check_out_dir(out)
+    merged = jparts.merge(out, [Path(d) for d in args.parts], plot=not args.no_plot)
+    manifest = merged.manifest
+    print(jreport.format_summary_table(merged.summary, manifest["metrics"][0], manifest.get("directions")))
+    machines = ", ".join(sorted({str(m.get("host")) for m in manifest["machines"]}))
+    print(f"merged {manifest['split']['count']} parts ({len(manifest['arms'])} arms x {len(manifest['seeds'])} seeds, "
+          f"from {machines}) into {out}")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from jtricks import report as jreport
     from jtricks import results_io
 
     d = Path(args.dir)
-    results_io.check_complete(d)
+    manifest = results_io.check_complete(d)
+    if isinstance(manifest.get("part"), dict):
+        p = manifest["part"]
+        raise ValueError(f"{d} is part {p.get('index')}/{p.get('count')} of a run: merge the parts with "
+                         "`jtricks merge OUT PART_DIRS...`, then report OUT")
     rows = jreport.render(d)
     metrics = sorted({r["metric"] for r in rows})
     for m in metrics[:1]:
@@ -296,7 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not args.debug:
         _silence_shutdown_noise()
-    commands = {"list": lambda: _cmd_list(), "report": lambda: _cmd_report(args), "run": lambda: _cmd_run(args)}
+    commands = {"list": lambda: _cmd_list(), "report": lambda: _cmd_report(args), "run": lambda: _cmd_run(args),
+                "merge": lambda: _cmd_merge(args)}
     try:
         return commands[args.command]()
     except KeyboardInterrupt as e:

@@ -53,33 +53,37 @@ class GroupPrograms:
       counter: the trace counter; programs are named ``"{tag}/{piece}"``.
       tag: the group's name in the counter.
       population: the member mapping of the host-loop pieces (:func:`jtricks.population.population_map`).
+      sharding: the sharding of the member axis (a ``NamedSharding`` over this process's devices) or
+        ``None`` (one device). Every program's outputs get it explicitly, ``init``'s included, so each
+        device holds only its members' state (never a replicated copy of the population's).
     """
 
     def __init__(self, config: jtrain.TrainConfig, data: jtrain.DeviceData, input_shape: tuple[int, ...],
-                 counter: TraceCounter, tag: str, population: str = "auto") -> None:
+                 counter: TraceCounter, tag: str, population: str = "auto", *, sharding: Any = None) -> None:
         self.config = config
         self.data = data
         self.mode = jtrain.resolve_execution(config)
         c = counter.wrap
-        self.init = jax.jit(c(f"{tag}/init", jax.vmap(lambda k, hp: jtrain.init_state(config, k, hp, input_shape))))
+        out = {} if sharding is None else {"out_shardings": sharding}  # every output has the member axis first
+        self.init = jax.jit(c(f"{tag}/init", jax.vmap(lambda k, hp: jtrain.init_state(config, k, hp, input_shape))), **out)
         exact = bool(getattr(config.model, "batch_invariant", True))
         pmap_kw = dict(strategy=population, model=getattr(config.model, "name", None), batch_invariant=exact)
         if self.mode == "scan":
             # the whole epoch is one program: vmapped, unless the members must be unrolled to stay exact
             scan_strategy = population if population != "auto" else ("vmap" if exact else "unroll")
             epoch = jpop.population_map(jtrain.make_epoch(config), in_axes=(0, None), strategy=scan_strategy)
-            self.epoch = jax.jit(c(f"{tag}/epoch", epoch), donate_argnums=0)
+            self.epoch = jax.jit(c(f"{tag}/epoch", epoch), donate_argnums=0, **out)
             return
         num_train = int(data.x_train.shape[0])
         self.chunk = jtrain.eval_chunk(config, data)
-        self.indices = jax.jit(c(f"{tag}/indices", jax.vmap(lambda s: jtrain.epoch_indices(config, s, num_train))))
+        self.indices = jax.jit(c(f"{tag}/indices", jax.vmap(lambda s: jtrain.epoch_indices(config, s, num_train))), **out)
         step = jpop.population_map(jtrain.make_train_step(config), in_axes=(0, None, None, 0), **pmap_kw)
-        self.step = jax.jit(c(f"{tag}/step", step), donate_argnums=0)
+        self.step = jax.jit(c(f"{tag}/step", step), donate_argnums=0, **out)
         totals = jpop.population_map(lambda *a: jtrain.chunk_totals(config, *a), in_axes=(0, 0, 0, 0, None, None, None), **pmap_kw)
-        self.chunk_totals = jax.jit(c(f"{tag}/eval", totals))
-        self.early_stop = jax.jit(c(f"{tag}/early_stop", jax.vmap(lambda s, v: jtrain.early_stop(config, s, v))))
-        self.average = jax.jit(c(f"{tag}/average", jax.vmap(lambda s: jtrain.average(config, s))))
-        self.finish = jax.jit(c(f"{tag}/finish", jax.vmap(lambda s, sm, ev: jtrain.finish_epoch(config, s, sm, ev))))
+        self.chunk_totals = jax.jit(c(f"{tag}/eval", totals), **out)
+        self.early_stop = jax.jit(c(f"{tag}/early_stop", jax.vmap(lambda s, v: jtrain.early_stop(config, s, v))), **out)
+        self.average = jax.jit(c(f"{tag}/average", jax.vmap(lambda s: jtrain.average(config, s))), **out)
+        self.finish = jax.jit(c(f"{tag}/finish", jax.vmap(lambda s, sm, ev: jtrain.finish_epoch(config, s, sm, ev))), **out)
 
     def lower(self, keys: jax.Array, hparams: Mapping[str, jax.Array]) -> dict[str, Any]:
         """Trace and lower the group's heavy programs for a population of ``keys``/``hparams``' shape.

@@ -258,9 +258,11 @@ def _check_rows(folder: Path, manifest: Mapping[str, Any], rows: list[dict[str, 
     default_epochs = config.get("epochs")
     epochs = {a["arm"]: int((a.get("factors") or {}).get("epochs", default_epochs) or 0) for a in manifest["arms"]}
     epochs.update((manifest.get("search") or {}).get("stop_epoch") or {})  # configurations halted by a search
+    part = manifest.get("part")  # a part of a run (jtricks.parts) holds only its members
+    expected = None if not isinstance(part, Mapping) else {(str(a), int(s)) for a, s in part.get("members") or []}
     seen: dict[tuple[str, int], dict[str, set[int]]] = {}
     for r in rows:
-        if r["arm"] not in epochs or r["seed"] not in seeds:
+        if r["arm"] not in epochs or r["seed"] not in seeds or (expected is not None and (r["arm"], r["seed"]) not in expected):
             raise ValueError(f"{folder}/metrics.csv has rows of arm {r['arm']!r} seed {r['seed']} not in manifest.json (another run)")
         per = seen.setdefault((r["arm"], r["seed"]), {}).setdefault(r["metric"], set())
         if r["epoch"] in per:
@@ -269,6 +271,8 @@ def _check_rows(folder: Path, manifest: Mapping[str, Any], rows: list[dict[str, 
     for arm in arms:
         shapes = None
         for seed in seeds:
+            if expected is not None and (arm, seed) not in expected:
+                continue
             got = seen.get((arm, seed))
             if got is None:
                 raise ValueError(f"{folder}/metrics.csv is incomplete: no rows for arm {arm!r} seed {seed}")
@@ -281,7 +285,7 @@ def _check_rows(folder: Path, manifest: Mapping[str, Any], rows: list[dict[str, 
                 raise ValueError(f"{folder}/metrics.csv is incomplete: arm {arm!r} seed {seed} lacks epoch {epochs[arm]} of {short[:5]}")
             key = {m: frozenset(e) for m, e in got.items()}
             if shapes is not None and key != shapes:
-                raise ValueError(f"{folder}/metrics.csv is incomplete: arm {arm!r} seed {seed} has other metrics or epochs than seed {seeds[0]}")
+                raise ValueError(f"{folder}/metrics.csv is incomplete: arm {arm!r} seed {seed} has other metrics or epochs than its other seeds")
             shapes = key
     # a summarised metric may be measured by some arms only (avg_* of the averaging arms), never by none
     measured = {m for per in seen.values() for m in per}
@@ -299,6 +303,7 @@ def check_complete(folder: str | os.PathLike) -> dict[str, Any]:
     or from another run); a ``metrics.csv`` that is missing, cut inside a row, header-only or malformed; rows missing for
     any arm, seed or epoch of the manifest, or of a metric it summarises (every metric of a member must reach the final epoch, and the
     members of an arm must have the same metrics and epochs), or rows of arms / seeds it does not list.
+    A part of a run (manifest ``part``, :mod:`jtricks.parts`) is checked against its own members.
     """
     from jtricks import report as jreport
 

@@ -14,7 +14,9 @@
    ``resume=True`` continues an interrupted run to the same final numbers;
 4. :func:`write` — the results folder (``docs/results-format.md``).
 
-With several devices the population axis is sharded across them (``jax.sharding``).
+With several devices the population axis is sharded across this process's devices (``jax.sharding``, an
+explicit output sharding on every program). ``part`` trains one slice of the members (:mod:`jtricks.parts`);
+several processes each train theirs (:mod:`jtricks.distributed`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from jtricks import experiment as jexp
 from jtricks import fingerprint as jfp
 from jtricks import losses as jlosses
 from jtricks import metrics as jmetrics
+from jtricks import parts as jparts
 from jtricks import prepare as jprep
 from jtricks import programs as jprog
 from jtricks import provenance as jprov
@@ -144,32 +147,45 @@ class Plan:
     arms: list[jexp.Arm]
     seeds: list[int]
     groups: list[Group]
+    #: the slice of the members this run trains (``--part i/n``, :mod:`jtricks.parts`); ``None``: all
+    part: jparts.Part | None = None
 
     @property
     def total_epochs(self) -> int:
         return sum(len(g.chunks) * g.experiment.epochs for g in self.groups)
 
 
-def plan(exp: jexp.Experiment, *, max_members: int | None = None) -> Plan:
-    """Validate ``exp``, group its arms by static configuration and chunk each group's members."""
+def plan(exp: jexp.Experiment, *, max_members: int | None = None, part: jparts.Part | None = None) -> Plan:
+    """Validate ``exp``, group its arms by static configuration and chunk each group's members (with
+    ``part``, only that slice of the members: :func:`jtricks.parts.select`; groups left empty are dropped)."""
     arms = jexp.validate(exp)
     max_members = max_members or exp.max_members
     seeds = list(range(exp.seed_offset, exp.seed_offset + exp.seeds))
     by_signature: dict[tuple, list[jexp.Arm]] = {}
     for arm in arms:
         by_signature.setdefault(jexp.static_signature(arm.experiment), []).append(arm)
+    wanted = None
+    if part is not None:
+        ordered = [(arm.name, s) for group_arms in by_signature.values() for arm in group_arms for s in seeds]
+        wanted = set(jparts.select(ordered, part))
     groups = []
-    for gi, group_arms in enumerate(by_signature.values()):
-        members = [(arm, s) for arm in group_arms for s in seeds]
-        if max_members and exp.search is not None:
-            raise ValueError("max_members cannot be combined with 'search' (successive halving and PBT run each "
-                             "static group as one population)")
+    if part is not None and (exp.search is not None or exp.tune is not None):
+        raise ValueError("a part (--part, several processes) cannot be combined with 'search' or 'tune': they rank "
+                         "members against each other, so every member must be in one run")
+    if max_members and exp.search is not None:
+        raise ValueError("max_members cannot be combined with 'search' (successive halving and PBT run each "
+                         "static group as one population)")
+    for group_arms in by_signature.values():
+        members = [(arm, s) for arm in group_arms for s in seeds if wanted is None or (arm.name, s) in wanted]
+        if not members:
+            continue
         size = len(members) if not max_members else min(max_members, len(members))
-        n_dev = jax.device_count()
+        n_dev = jax.local_device_count()
         if n_dev > 1:
             size = -(-size // n_dev) * n_dev
-        groups.append(Group(gi, group_arms, [members[i : i + size] for i in range(0, len(members), size)], size))
-    return Plan(exp, arms, seeds, groups)
+        # all the group's arms, even in a part: they decide the program (e.g. whether dropout is built)
+        groups.append(Group(len(groups), group_arms, [members[i : i + size] for i in range(0, len(members), size)], size))
+    return Plan(exp, arms, seeds, groups, part)
 
 
 # -------------------------------------------------------------------------------------------- build
@@ -184,7 +200,8 @@ class GroupSetup:
 
 
 def _population_sharding() -> Any:
-    devices = jax.devices()
+    """The population axis split over this process's devices (``None`` with one device)."""
+    devices = jax.local_devices()
     if len(devices) <= 1:
         return None
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -212,8 +229,10 @@ def build(the_plan: Plan, counter: jprog.TraceCounter) -> list[GroupSetup]:
             dropout=any("dropout_rate" in a.hparams for a in g.arms),
             init_scale=any("init_scale" in a.hparams for a in g.arms),
         )
-        progs = jprog.GroupPrograms(config, prepared.device, prepared.input_shape, counter, f"group{g.index}", e0.population)
-        setups.append(GroupSetup(progs, config, prepared, _population_sharding()))
+        sharding = _population_sharding()
+        progs = jprog.GroupPrograms(config, prepared.device, prepared.input_shape, counter, f"group{g.index}", e0.population,
+                                    sharding=sharding)
+        setups.append(GroupSetup(progs, config, prepared, sharding))
     return setups
 
 
@@ -269,14 +288,17 @@ def _fingerprint(the_plan: Plan, setups: Sequence[GroupSetup], max_members: int 
     exp = the_plan.experiment
     fields = {f.name: getattr(exp, f.name) for f in dataclasses.fields(exp) if f.name not in jexp.REPORT_ONLY}
     as_json = jexp.to_json
-    return jfp.run_fingerprint({
+    settings = {
         "experiment": as_json(fields),
         "arms": [{"arm": a.name, "factors": as_json(dict(a.factors))} for a in the_plan.arms],
         "seeds": list(the_plan.seeds),
         "max_members": max_members or exp.max_members,
         "data": sorted({s.data.checksum for s in setups}),
         "jtricks": jtricks.__version__,
-    })
+    }
+    if the_plan.part is not None:  # a part's checkpoints and folder are its own; jtricks.parts.merge drops it
+        settings["part"] = {"index": the_plan.part.index, "count": the_plan.part.count}
+    return jfp.run_fingerprint(settings)
 
 
 # ------------------------------------------------------------------------------------------ execute
@@ -468,7 +490,7 @@ def _manifest(the_plan: Plan, setups: Sequence[GroupSetup], compiles: Mapping[st
             "optax": optax.__version__, "flax": flax.__version__, "numpy": np.__version__, "jtricks": jtricks.__version__,
         },
         "device": {
-            "backend": jax.default_backend(), "kind": jax.devices()[0].device_kind, "count": jax.device_count(),
+            "backend": jax.default_backend(), "kind": jax.devices()[0].device_kind, "count": jax.local_device_count(),
             "platform": platform.platform(), "processor": platform.machine(),
         },
         "prng_impl": str(jax.config.jax_default_prng_impl),
@@ -502,6 +524,9 @@ def write(out: Path, the_plan: Plan, collected: Collected, summary: list[dict[st
         jreport.write_members_csv(tmp, collected.member_rows)
     arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in the_plan.arms]
     jresults.write_atomic(out / "arms.json", json.dumps(jexp.to_json(arm_dicts), indent=2) + "\n")
+    if the_plan.part is not None:  # a part: the raw rows only; `jtricks merge` writes the summaries
+        jresults.write_manifest(out, manifest, fingerprint)
+        return
     jreport.write_summary(out, summary, title=f"{exp.name}: {exp.description}".strip(": "), directions=manifest["directions"],
                           arms=arm_dicts)
     lineage = [r for rec in collected.search for r in rec.get("lineage", ())]
@@ -539,6 +564,7 @@ def run(
     compile_workers: int | None = None,
     save_models: bool = True,
     callbacks: Sequence[Any] | None = None,
+    part: jparts.Part | None = None,
     _kill_after_epoch: int | None = None,
 ) -> RunResult:
     """Run every arm × seed of ``exp`` (:func:`plan`, :func:`build`, :func:`execute`) and write the results
@@ -569,8 +595,11 @@ def run(
         (:mod:`jtricks.saved`; load one with :func:`jtricks.load`).
       callbacks: objects with ``on_epoch_end(rows)`` and/or ``on_run_end(result)`` (:mod:`jtricks.callbacks`;
         :class:`jtricks.tensorboard.TensorBoard` is one), checked before anything is loaded.
+      part: train only this slice of the members (:mod:`jtricks.parts`): ``out_dir`` gets their rows and a
+        manifest with ``part`` (no summaries), to be merged with the other parts by :func:`jtricks.parts.merge`;
+        ``RunResult.summary`` is empty.
     """
-    if exp.tune is not None:  # tune each arm first, then compare (jtricks.tuning)
+    if exp.tune is not None and part is None:  # tune each arm first, then compare (jtricks.tuning)
         from jtricks import tuning
 
         return tuning.run(exp, out_dir=out_dir, resume=resume, max_members=max_members, progress=progress,
@@ -579,15 +608,16 @@ def run(
     with jruntime.CompileMeter() as meter:
         return _plan_and_run(exp, out_dir, resume=resume, max_members=max_members, progress=progress, checkpoint=checkpoint,
                              plot=plot, compile_workers=compile_workers, kill_after=_kill_after_epoch, meter=meter,
-                             save_models=save_models, callbacks=callbacks)
+                             save_models=save_models, callbacks=callbacks, part=part)
 
 
 def _plan_and_run(exp: jexp.Experiment, out_dir: str | os.PathLike[str] | None, *, resume: bool, max_members: int | None,
                   progress: bool, checkpoint: bool, plot: bool, compile_workers: int | None, kill_after: int | None,
-                  meter: jruntime.CompileMeter, save_models: bool, callbacks: Sequence[Any] | None) -> RunResult:
+                  meter: jruntime.CompileMeter, save_models: bool, callbacks: Sequence[Any] | None,
+                  part: jparts.Part | None) -> RunResult:
     t_start = time.perf_counter()
     cbs = jcb.check_callbacks(callbacks)
-    the_plan = plan(exp, max_members=max_members)
+    the_plan = plan(exp, max_members=max_members, part=part)
     if exp.search is not None and resume:
         raise ValueError("--resume is not supported with 'search' (successive halving, PBT); run it again")
     workers = _compile_workers(compile_workers, len(the_plan.groups))
@@ -597,8 +627,9 @@ def _plan_and_run(exp: jexp.Experiment, out_dir: str | os.PathLike[str] | None, 
     counter = jprog.TraceCounter()
     setups = build(the_plan, counter)
     fingerprint = _fingerprint(the_plan, setups, max_members)
+    # a part saves no models: `jtricks merge` combines the parts' rows, not their weights
     kw = dict(resume=resume, progress=progress, checkpoint=checkpoint, plot=plot, workers=workers,
-              kill_after=kill_after, t_start=t_start, meter=meter, save_models=save_models, callbacks=cbs)
+              kill_after=kill_after, t_start=t_start, meter=meter, save_models=save_models and part is None, callbacks=cbs)
     if out is None:
         return _run(the_plan, setups, counter, fingerprint, None, **kw)
     with jresults.lock(out):
@@ -637,7 +668,7 @@ def _run(the_plan: Plan, setups: list[GroupSetup], counter: jprog.TraceCounter, 
     exp = the_plan.experiment
     timing = [{"group": g.index, "arms": [a.name for a in g.arms], "members": g.size, "compile_s": None, "epoch_s": []}
               for g in the_plan.groups]
-    if workers > 1 and jax.device_count() == 1:
+    if workers > 1 and jax.local_device_count() == 1:
         t_compile = time.perf_counter()
         if progress:
             print(f"compiling {len(the_plan.groups)} static groups ahead of time, {workers} at once", file=sys.stderr, flush=True)
@@ -650,15 +681,19 @@ def _run(the_plan: Plan, setups: list[GroupSetup], counter: jprog.TraceCounter, 
     metrics = jexp.summary_metrics(exp, setups[0].config)
     directions = _directions(setups, collected)
     arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in the_plan.arms]
-    summary = jreport.summarize(collected.metric_rows, collected.member_rows, arm_dicts, metrics=metrics,
-                                baseline=exp.baseline or the_plan.arms[0].name, target=exp.target, directions=directions,
-                                adjust=exp.adjust)
+    summary = [] if the_plan.part is not None else jreport.summarize(
+        collected.metric_rows, collected.member_rows, arm_dicts, metrics=metrics,
+        baseline=exp.baseline or the_plan.arms[0].name, target=exp.target, directions=directions, adjust=exp.adjust)
     wall = time.perf_counter() - t_start
     compiles = dict(counter.counts)
     if out is not None:
         manifest = {**_manifest(the_plan, setups, compiles, wall, timing, metrics, directions), "compile": meter.record()}
         if collected.search:
             manifest["search"] = jsearch.manifest_section(collected.search)
+        if the_plan.part is not None:
+            members = [(a.name, s) for g in the_plan.groups for c in g.chunks for a, s in c]
+            total = len({jexp.static_signature(a.experiment) for a in the_plan.arms})
+            manifest["part"] = jparts.part_record(the_plan.part, members, total)
         write(out, the_plan, collected, summary, manifest, fingerprint, plot=plot)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     result = RunResult(out, the_plan.arms, collected.metric_rows, collected.member_rows, summary, compiles, wall,

@@ -1,8 +1,8 @@
-"""The JAX runtime settings ``jtricks run`` chooses for its own process: compilation cache, XLA CPU flags, devices.
+"""The JAX runtime settings ``jtricks run`` chooses for its own process: compilation cache and CPU devices.
 
 The command line turns them on by default (the Python API leaves the process as the user configured it;
-call :func:`configure` before anything runs on a device). The cache and the devices change no number of
-a run; the XLA flag changes the rounding of some matrix products (in every member alike, which is its point):
+call :func:`configure` before anything runs on a device). Neither changes a number of a run, so a run
+through the command line and the same run through :func:`jtricks.runner.run` give the same bytes:
 
 * **Persistent compilation cache.** JAX's on-disk cache of compiled XLA executables
   (``jax_compilation_cache_dir``): a rerun of an experiment — the same programs — loads its executables
@@ -13,8 +13,6 @@ a run; the XLA flag changes the rounding of some matrix products (in every membe
   turns it off. Every program is cached, however short its compile (``min_compile_time_secs = 0``). The
   folder is not capped (JAX's cap needs the ``filelock`` package): the manifest records its size
   (``runtime.compile_cache_bytes``; the main job adds about a megabyte), delete the folder to empty it.
-* **XLA CPU flags** (:data:`CPU_FLAGS`, added unless ``XLA_FLAGS`` names them): no YNNPACK fusions, which
-  keeps the small gradient products of a population member rounding as they do alone, and measured faster.
 * **One XLA CPU device per core.** On the CPU, XLA runs the small matrix products of a population
   member one after another; with ``--xla_force_host_platform_device_count=<cores>`` the population axis is
   sharded over one device per core and the members run on all cores at once. Members never communicate,
@@ -28,21 +26,18 @@ records it in the manifest (``runtime``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jax
 
-__all__ = ["RuntimeSettings", "CompileMeter", "configure", "current", "default_cache_dir", "cache_size_bytes"]
+__all__ = ["RuntimeSettings", "CompileMeter", "configure", "configured", "current", "default_cache_dir", "cache_size_bytes"]
 _DEVICE_FLAG = "--xla_force_host_platform_device_count"
-#: XLA CPU flags jtricks sets for its own runs, with the jaxlib versions they were verified on (XLA aborts on
-#: an unknown flag, so a flag is only added for those). ``ynn_fusion_type=`` (empty: no YNNPACK fusions):
-#: with them, the gradient products of small layers (e.g. 16 → 3 units) round differently in a population
-#: of 1 and of 4; without them they agree, and the notebook CNN's step measured 28% faster.
-CPU_FLAGS: dict[str, tuple[str, ...]] = {"--xla_cpu_experimental_ynn_fusion_type=": ("0.10.",)}
 
 
 @dataclass(frozen=True)
@@ -86,17 +81,6 @@ def _backends_initialized() -> bool:
     return bool(getattr(xla_bridge, "_backends", {}))
 
 
-def _add_cpu_flags() -> None:
-    """Append :data:`CPU_FLAGS` that the user's ``XLA_FLAGS`` does not mention, for verified jaxlib versions."""
-    import jaxlib
-
-    flags = os.environ.get("XLA_FLAGS", "")
-    for flag, versions in CPU_FLAGS.items():
-        if flag.split("=")[0] not in flags and jaxlib.__version__.startswith(versions):
-            flags = f"{flags} {flag}".strip()
-    os.environ["XLA_FLAGS"] = flags
-
-
 def _set_cpu_devices(requested: int | None) -> tuple[int | None, str]:
     flags = os.environ.get("XLA_FLAGS", "")
     if _DEVICE_FLAG in flags:
@@ -122,8 +106,6 @@ def configure(*, compile_cache: str | os.PathLike[str] | None | bool = True, cpu
     """
     if cpu_devices is not None and (isinstance(cpu_devices, bool) or not isinstance(cpu_devices, int) or cpu_devices < 1):
         raise ValueError(f"cpu_devices must be a positive int or None (one per core), got {cpu_devices!r}")
-    if not _backends_initialized():
-        _add_cpu_flags()
     n_dev, note = _set_cpu_devices(cpu_devices)
     folder: str | None = None
     jax.config.update("jax_enable_compilation_cache", compile_cache not in (False, None))
@@ -135,6 +117,28 @@ def configure(*, compile_cache: str | os.PathLike[str] | None | bool = True, cpu
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return RuntimeSettings(folder, n_dev, note, os.environ.get("XLA_FLAGS", ""))
+
+
+_CACHE_OPTIONS = ("jax_enable_compilation_cache", "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+                  "jax_persistent_cache_min_entry_size_bytes")
+
+
+@contextlib.contextmanager
+def configured(**kwargs: Any) -> Iterator[RuntimeSettings]:
+    """:func:`configure` for the duration of a ``with`` block; afterwards ``XLA_FLAGS`` and the cache options
+    are as before (the devices a backend started with stay), so calling the command line in-process
+    (``jtricks.cli.main``) leaves no setting behind for the caller or the processes it starts later."""
+    flags = os.environ.get("XLA_FLAGS")
+    options = {k: getattr(jax.config, k) for k in _CACHE_OPTIONS}
+    try:
+        yield configure(**kwargs)
+    finally:
+        if flags is None:
+            os.environ.pop("XLA_FLAGS", None)
+        else:
+            os.environ["XLA_FLAGS"] = flags
+        for k, v in options.items():
+            jax.config.update(k, v)
 
 
 def current() -> dict[str, Any]:

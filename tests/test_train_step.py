@@ -97,3 +97,25 @@ def test_loss_fn_options_are_keyword_only():
     config, _, s0 = _setup()
     with pytest.raises(TypeError):
         jtrain.loss_fn(config, s0.params, s0.model_state, X, Y, None, s0.hparams)  # type: ignore[misc]
+
+
+def test_evaluation_loss_reads_the_loss_hyperparameters():
+    """``chunk_totals``: the masked sum of the smoothed cross-entropy with the member's smoothing."""
+    config, _, s0 = _setup(loss="smoothed_cross_entropy")
+    name = config.loss_hparam_names()[0]
+    hp = {**s0.hparams, name: jnp.asarray(0.3, jnp.float32)}
+    mask = jnp.arange(32) < 20
+    totals = jtrain.chunk_totals(config, s0.params, s0.model_state, s0.one, hp, X, Y, mask)
+    logits, _ = config.model.apply(s0.params, s0.model_state, X, key=None, train=False, hparams=None)
+    per = optax.softmax_cross_entropy(logits, optax.smooth_labels(jax.nn.one_hot(Y, 3), 0.3))
+    np.testing.assert_allclose(float(totals["loss"][0]), float(per[:20].sum()), rtol=1e-5)
+
+
+def test_epoch_metrics_average_the_per_layer_gradient_norms():
+    """``finish_epoch``: every ``grad_norm/<layer>`` of the steps becomes its epoch mean."""
+    config, _, s0 = _setup(diagnostics=True)
+    steps = {"loss": jnp.asarray([1.0, 3.0]), "grad_norm": jnp.asarray([2.0, 4.0]), "grad_norm/dense_0": jnp.asarray([1.0, 2.0])}
+    steps.update({m: jnp.asarray([0.5, 0.5]) for m in config.metric_names()})
+    state, out = jtrain.finish_epoch(config, s0, steps, {})
+    assert float(out["grad_norm/dense_0"]) == 1.5 and float(out["train_loss"]) == 2.0 and float(out["grad_norm"]) == 3.0
+    assert int(state.epoch) == int(s0.epoch) + 1
