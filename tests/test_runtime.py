@@ -92,36 +92,29 @@ def _cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProc
     return subprocess.run([sys.executable, "-m", "jtricks", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_cli_run_records_the_runtime_and_devices_do_not_change_results(tmp_path):
+def test_cli_run_records_the_runtime_and_a_rerun_hits_the_cache(tmp_path):
     f = tmp_path / "tiny.py"
     f.write_text(TINY)
     env = _env()
     cache = tmp_path / "cc"
-    a = _cli("run", str(f), "--out", str(tmp_path / "a"), "--quiet", "--no-plot", "--compile-cache", str(cache),
-             "--cpu-devices", "2", cwd=tmp_path, env=env)
-    assert a.returncode == 0, a.stderr
-    b = _cli("run", str(f), "--out", str(tmp_path / "b"), "--quiet", "--no-plot", "--no-compile-cache", "--cpu-devices", "1",
-             cwd=tmp_path, env=env)
-    assert b.returncode == 0, b.stderr
-    c = _cli("run", str(f), "--out", str(tmp_path / "c"), "--quiet", "--no-plot", "--compile-cache", str(cache),
-             "--cpu-devices", "2", cwd=tmp_path, env=env)
-    assert c.returncode == 0, c.stderr
-    manifests = {d: json.loads((tmp_path / d / "manifest.json").read_text()) for d in "abc"}
-    # the rerun loads its programs from the cache: hits, no misses, and less XLA time than the first run
+    for d in "ac":
+        p = _cli("run", str(f), "--out", str(tmp_path / d), "--quiet", "--no-plot", "--no-save-models", "--compile-cache",
+                 str(cache), "--cpu-devices", "2", cwd=tmp_path, env=env)
+        assert p.returncode == 0, p.stderr
+    manifests = {d: json.loads((tmp_path / d / "manifest.json").read_text()) for d in "ac"}
+    # the rerun loads its programs from the cache: hits, no misses
     first, again = manifests["a"]["compile"], manifests["c"]["compile"]
     assert first["cache_misses"] > 0 and first["cache_hits"] == 0 and first["programs"] > 0
     assert again["cache_hits"] == first["cache_misses"] and again["cache_misses"] == 0
-    assert manifests["b"]["compile"]["cache_hits"] == manifests["b"]["compile"]["cache_misses"] == 0
-    ma, mb = manifests["a"]["runtime"], manifests["b"]["runtime"]
+    ma = manifests["a"]["runtime"]
     assert ma["devices"] == 2 and "--xla_force_host_platform_device_count=2" in ma["xla_flags"]
-    assert ma["compile_cache"] == str(cache.resolve()) and ma["compile_cache_bytes"] == runtime.cache_size_bytes(cache) > 0
-    assert mb == {"compile_cache": None, "compile_cache_bytes": 0, "xla_flags": "", "devices": 1}
-    # 6 members sharded over 2 devices vs one device: the same bytes
+    assert ma["compile_cache"] == str(cache.resolve()) and 0 < ma["compile_cache_bytes"] <= runtime.cache_size_bytes(cache)
+    # 6 members sharded over 2 devices, compiled or loaded from the cache: the same bytes (the in-process
+    # engine tests check that sharding over host devices equals one device)
     for name in ("metrics.csv", "members.csv", "summary.csv"):
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes() == (tmp_path / "c" / name).read_bytes(), name
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "c" / name).read_bytes(), name
     bad = _cli("run", str(f), "--compile-cache", str(cache), "--no-compile-cache", cwd=tmp_path, env=env)
     assert bad.returncode == 2 and "--compile-cache and --no-compile-cache contradict" in bad.stderr
-
 
 
 def test_configured_restores_the_callers_settings(tmp_path, monkeypatch):
