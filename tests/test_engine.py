@@ -173,7 +173,7 @@ def test_chunked_population_equals_whole_population():
 
 @pytest.mark.parametrize("model,kw", [
     ("mlp", {"model_kwargs": {"widths": (32,)}}),  # scan execution: init + epoch compiled ahead
-    ("cnn", {"model_kwargs": {"widths": (4, 8), "padding": "SAME"}, "n_train": 256, "batch_size": 32}),  # host loop
+    ("mlp", {"model_kwargs": {"widths": (32,)}, "execution": "loop"}),  # host-loop execution: its programs compiled ahead
 ])
 def test_ahead_of_time_compilation_gives_identical_results(model, kw):
     """compile_workers=2 compiles both static groups' programs in threads before training: same programs,
