@@ -129,18 +129,20 @@ def _report(args: argparse.Namespace, walls: dict[str, list[float]], compile_s: 
     peak = bstep.matmul_peak()["gflops"]["median"]
     flop = job_flop(args.epochs)
     base = walls.get("hand-written")
+    gflops = {name: flop / float(np.median(v)) / 1e9 for name, v in walls.items()}  # over the whole process
     rows = []
     for name, v in walls.items():
         ratio = _stat([b / a for a, b in zip(v, base)]) if base else None
         rows.append([name, common.fmt_rate(_stat(v), 1), common.fmt_rate(ratio, 2) if ratio else "",
-                     f"{flop / np.median(v) / 1e9:.1f}", f"{flop / np.median(v) / 1e9 / peak:.2f}"])
+                     f"{gflops[name]:.1f}", f"{gflops[name] / peak:.2f}"])
     print(f"\nmain job, {args.epochs} epochs, {args.rounds} rounds; matmul peak {peak:.0f} GFLOP/s; job {flop / 1e12:.2f} TFLOP\n")
     print(common.markdown_table(["variant", "wall s", "speed × hand-written", "GFLOP/s (whole process)", "of peak"], rows))
     cold, warm = np.median(compile_s["cold"]), np.median(compile_s["warm"])
+    cache_bytes = runtime.cache_size_bytes(warm_cache)
     print(f"\nXLA compile (manifest `compile.xla_s`): cold cache {cold:.2f} s, warm {warm:.2f} s ({warm / cold:.1%}); "
-          f"cache on disk {runtime.cache_size_bytes(warm_cache) / 2**20:.1f} MiB")
+          f"cache on disk {cache_bytes / 2**20:.1f} MiB")
     out: dict[str, Any] = {"walls": walls, "compile_s": compile_s, "peak_gflops": peak, "flop": flop,
-                           "cache_bytes": runtime.cache_size_bytes(warm_cache), "machine": common.machine_info(),
+                           "cache_bytes": cache_bytes, "machine": common.machine_info(),
                            "versions": common.versions()}
     if base:
         ours, hand = _jtricks_test_acc(tmp / "warm"), _hand_test_acc(tmp / "hand")
@@ -149,8 +151,8 @@ def _report(args: argparse.Namespace, walls: dict[str, list[float]], compile_s: 
         out["accuracy"] = acc_rows
         speed = np.median([b / a for a, b in zip(walls["jtricks"], base)])
         targets = [["main job ≥ 1.5× hand-written", f"{speed:.2f}×", "met" if speed >= 1.5 else "missed"],
-                   ["fraction of matmul peak ≥ 0.40", f"{flop / np.median(walls['jtricks']) / 1e9 / peak:.2f}",
-                    "met" if flop / np.median(walls["jtricks"]) / 1e9 / peak >= 0.4 else "missed"],
+                   ["fraction of matmul peak ≥ 0.40", f"{gflops['jtricks'] / peak:.2f}",
+                    "met" if gflops["jtricks"] / peak >= 0.4 else "missed"],
                    ["rerun compile ≤ 10% of the first", f"{warm / cold:.1%}", "met" if warm <= 0.1 * cold else "missed"]]
         print("\n" + common.markdown_table(["target", "measured", ""], targets))
         out["targets"] = targets

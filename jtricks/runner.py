@@ -164,17 +164,17 @@ def plan(exp: jexp.Experiment, *, max_members: int | None = None, part: jparts.P
     by_signature: dict[tuple, list[jexp.Arm]] = {}
     for arm in arms:
         by_signature.setdefault(jexp.static_signature(arm.experiment), []).append(arm)
-    wanted = None
-    if part is not None:
-        ordered = [(arm.name, s) for group_arms in by_signature.values() for arm in group_arms for s in seeds]
-        wanted = set(jparts.select(ordered, part))
-    groups = []
     if part is not None and (exp.search is not None or exp.tune is not None):
         raise ValueError("a part (--part, several processes) cannot be combined with 'search' or 'tune': they rank "
                          "members against each other, so every member must be in one run")
     if max_members and exp.search is not None:
         raise ValueError("max_members cannot be combined with 'search' (successive halving and PBT run each "
                          "static group as one population)")
+    wanted = None
+    if part is not None:
+        ordered = [(arm.name, s) for group_arms in by_signature.values() for arm in group_arms for s in seeds]
+        wanted = set(jparts.select(ordered, part))
+    groups = []
     for group_arms in by_signature.values():
         members = [(arm, s) for arm in group_arms for s in seeds if wanted is None or (arm.name, s) in wanted]
         if not members:
@@ -427,7 +427,7 @@ def _run_search(the_plan: Plan, g: Group, setup: GroupSetup, bar: Progress, timi
         t_epoch[0] = time.perf_counter()
 
     common = dict(
-        epochs=config.epochs, metric=metric, multiple=jax.device_count(),
+        epochs=config.epochs, metric=metric, multiple=jax.local_device_count(),
         higher_is_better=jmetrics.higher_is_better(metric, {m.name: m for m in config.metrics}),
         place=(lambda t: jax.device_put(t, setup.sharding)) if setup.sharding is not None else (lambda t: t),
         on_epoch=on_epoch, collect=lambda ms, state, hist: _collect(ms, state, hist, collected, config),

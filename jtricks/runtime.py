@@ -143,14 +143,13 @@ def configured(**kwargs: Any) -> Iterator[RuntimeSettings]:
 
 def current() -> dict[str, Any]:
     """The runtime settings in effect in this process (for the manifest): the compilation cache folder
-    (``None`` when off) and the bytes it holds, the XLA flags and the number of devices."""
+    (``None`` when off) and the bytes it holds, and the XLA flags (the device count is the manifest's ``device``)."""
     enabled = bool(jax.config.jax_enable_compilation_cache) and bool(jax.config.jax_compilation_cache_dir)
     folder = str(jax.config.jax_compilation_cache_dir) if enabled else None
     return {
         "compile_cache": folder,
         "compile_cache_bytes": cache_size_bytes(folder) if folder else 0,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "devices": jax.device_count(),
     }
 
 
