@@ -55,6 +55,7 @@ from jtricks import runtime as jruntime
 from jtricks import saved as jsaved
 from jtricks import search as jsearch
 from jtricks import train as jtrain
+from jtricks import tuning as jtuning
 from jtricks.keys import seed_key
 
 __all__ = ["RunResult", "Plan", "Group", "GroupSetup", "run", "plan", "build", "execute", "write", "Progress"]
@@ -600,9 +601,7 @@ def run(
         ``RunResult.summary`` is empty.
     """
     if exp.tune is not None and part is None:  # tune each arm first, then compare (jtricks.tuning)
-        from jtricks import tuning
-
-        return tuning.run(exp, out_dir=out_dir, resume=resume, max_members=max_members, progress=progress,
+        return jtuning.run(exp, run, out_dir=out_dir, resume=resume, max_members=max_members, progress=progress,
                           checkpoint=checkpoint, plot=plot, compile_workers=compile_workers, save_models=save_models,
                           callbacks=callbacks)
     with jruntime.CompileMeter() as meter:

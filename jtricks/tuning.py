@@ -22,7 +22,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -122,25 +122,25 @@ def _markdown(table: Sequence[Mapping[str, Any]], tuning_wall: float, tune: Tune
     return "\n".join(lines) + "\n"
 
 
-def run(exp: jexp.Experiment, *, out_dir: Any = None, **kw: Any) -> Any:
+def run(exp: jexp.Experiment, run_fn: Callable[..., Any], *, out_dir: Any = None, **kw: Any) -> Any:
     """Tune every arm of ``exp`` (``exp.tune``), then run the seeds × arms comparison at the tuned values.
 
-    Returns the comparison's :class:`jtricks.runner.RunResult` with ``tuning`` set to the per-arm table
-    (``arm``, ``tuned``, ``metric``, ``score``, ``configurations``, ``member_epochs``, ``member_epochs_full``).
-    ``kw`` go to both :func:`jtricks.runner.run` calls.
+    ``run_fn`` trains an experiment without ``tune`` (:func:`jtricks.runner.run`, which calls this function
+    for an experiment with ``tune``; passed in so that this module does not import the runner). Returns the
+    comparison's :class:`jtricks.runner.RunResult` with ``tuning`` set to the per-arm table (``arm``, ``tuned``,
+    ``metric``, ``score``, ``configurations``, ``member_epochs``, ``member_epochs_full``). ``kw`` go to both
+    ``run_fn`` calls.
     """
-    from jtricks import runner
-
     if not isinstance(exp.tune, Tune):
         raise TypeError(f"'tune' must be jtricks.tuning.Tune(...), got {exp.tune!r}")
     base_arms = jexp.validate(dataclasses.replace(exp, tune=None))
     t_exp = tuning_experiment(exp)
     out = None if out_dir is None else Path(out_dir)
-    tuning_res = runner.run(t_exp, out_dir=None if out is None else out / "tuning", **kw)
+    tuning_res = run_fn(t_exp, out_dir=None if out is None else out / "tuning", **kw)
     metric = _metric(exp) if _metric(exp) in tuning_res.directions else "val_loss"
     higher = jmetrics.higher_is_better(metric, {}) if metric not in tuning_res.directions else tuning_res.directions[metric]
     table = best_values(tuning_res, base_arms, list(exp.tune.factors), metric, higher, exp.epochs)
-    final = runner.run(_final_experiment(exp, base_arms, table), out_dir=out, **kw)
+    final = run_fn(_final_experiment(exp, base_arms, table), out_dir=out, **kw)
     final.tuning = table
     if out is not None:
         md = _markdown(table, tuning_res.wall_time_s, exp.tune)
