@@ -81,6 +81,10 @@ class GroupPrograms:
         self.step = jax.jit(c(f"{tag}/step", step), donate_argnums=0, **out)
         totals = jpop.population_map(lambda *a: jtrain.chunk_totals(config, *a), in_axes=(0, 0, 0, 0, None, None, None), **pmap_kw)
         self.chunk_totals = jax.jit(c(f"{tag}/eval", totals), **out)
+        # the steps donate their state, so the epoch's start state is a copy (kept for the guard)
+        self.copy = jax.jit(c(f"{tag}/copy", lambda s: jax.tree_util.tree_map(jnp.copy, s)), **out)
+        self.guard = jax.jit(c(f"{tag}/guard", jax.vmap(lambda a, b: jtrain.guard_epoch(config, a, b))),
+                             donate_argnums=1, **out)
         self.early_stop = jax.jit(c(f"{tag}/early_stop", jax.vmap(lambda s, v: jtrain.early_stop(config, s, v))), **out)
         self.average = jax.jit(c(f"{tag}/average", jax.vmap(lambda s: jtrain.average(config, s))), **out)
         self.finish = jax.jit(c(f"{tag}/finish", jax.vmap(lambda s, sm, ev: jtrain.finish_epoch(config, s, sm, ev))), **out)
@@ -119,11 +123,12 @@ class GroupPrograms:
         return jtrain.run_epoch(self.config, self._loop_ops(), state, self.data)
 
     def _loop_ops(self) -> jtrain.EpochOps:
-        return jtrain.EpochOps(steps=self._steps, evaluate=self._evaluate, early_stop=self.early_stop,
+        return jtrain.EpochOps(steps=self._steps, guard=self.guard, evaluate=self._evaluate, early_stop=self.early_stop,
                                average=self.average, finish=self.finish)
 
     def _steps(self, state: jtrain.TrainState, d: jtrain.DeviceData) -> tuple[jtrain.TrainState, dict]:
         idx = self.indices(state)
+        state = self.copy(state)  # leaves the caller's state (the epoch's start) intact
         step_metrics = []
         for b in range(idx.shape[1]):
             state, m = self.step(state, d.x_train, d.y_train, idx[:, b])

@@ -16,11 +16,12 @@ One epoch is always :func:`run_epoch` over an :class:`EpochOps`: the in-program 
 :func:`epoch_ops` (the scan execution and :func:`make_train`) or the jitted population pieces of the
 host-loop execution (:mod:`jtricks.programs`). The driver is the same code in both.
 
-Per-member safety: a step whose loss or gradient is non-finite, or whose objective explodes (above
-``divergence_factor`` times the member's first objective), is not applied; the member is frozen at its
-last good state and marked diverged (``state.diverged_epoch``), its later metrics are NaN, and no other
-member is affected. Early stopping freezes a member the same way (after restoring its best
-params). Both use ``jnp.where`` masks, never Python branches on traced values.
+Per-member safety: a member with a step whose loss or gradient is non-finite, or whose objective explodes
+(above ``divergence_factor`` times the member's first objective), is marked diverged
+(``state.diverged_epoch``) and, at the end of that epoch, restored to its state at the epoch's start and
+frozen (:func:`guard_epoch`, one select per epoch instead of one per step); its metrics from that epoch
+on are NaN, and no other member is affected. Early stopping freezes a member after restoring its best
+params (its steps are then not applied). Both use ``jnp.where`` masks, never Python branches on traced values.
 
 Randomness comes from named streams of the member's root key (:mod:`jtricks.keys`): ``"init"`` for the
 weights, ``"data"`` for the epoch permutations, ``"dropout"`` for dropout masks. Toggling dropout or
@@ -445,9 +446,11 @@ def make_train_step(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax
     """A pure ``step(state, x_all, y_all, batch_idx) -> (state, metrics)``.
 
     The batch is gathered on device (``x_all[batch_idx]``), so a population shares one copy of the data.
-    The update is applied only when the loss and the gradient norm are finite, the objective has not
-    exploded (``|objective| > divergence_factor · first_objective``, see :class:`TrainConfig`) and the
-    member is not frozen; a failing step marks the member diverged in the current epoch and freezes it.
+    The update is always applied (no select over the state on every step); a step whose loss or gradient
+    norm is non-finite, or whose objective exploded (``|objective| > divergence_factor · first_objective``,
+    see :class:`TrainConfig`), marks the member diverged in the current epoch, and :func:`guard_epoch`
+    restores the member's state from the start of that epoch and freezes it. An early-stopped member's
+    steps are not applied.
     Metrics: ``objective`` (loss + penalty), ``loss`` (the data loss), each metric of ``config.metrics``,
     ``grad_norm`` and, with ``config.diagnostics``, ``grad_norm/<layer>``.
     """
@@ -466,20 +469,22 @@ def make_train_step(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax
         new_params = optax.apply_updates(state.params, updates)
         first = jnp.where(state.step == 0, jnp.abs(objective), state.first_objective)
         ok = jnp.isfinite(objective) & jnp.isfinite(gnorm) & ~_exploded(config, objective, first)
-        frozen = _frozen(config, state)
-        commit = ok & ~frozen
         avg = state.averaging
         if config.averaging == "ema":
-            avg = _select(commit, jreg.ema_update(avg, new_params, state.hparams["ema_decay"]), avg)
+            avg = jreg.ema_update(avg, new_params, state.hparams["ema_decay"])
+        # applied unconditionally: a member that fails here is restored once, at the end of the epoch
+        # (guard_epoch); only the epoch of its first failure is recorded now
         new_state = state._replace(
-            step=state.step + commit.astype(jnp.int32),
-            params=_select(commit, new_params, state.params),
-            model_state=_select(commit, new_mstate, state.model_state),
-            opt_state=_select(commit, new_opt, state.opt_state),
+            step=state.step + 1,
+            params=new_params,
+            model_state=new_mstate,
+            opt_state=new_opt,
             averaging=avg,
-            diverged_epoch=jnp.where(~ok & ~frozen, state.epoch + 1, state.diverged_epoch),
-            first_objective=jnp.where(commit, first, state.first_objective),
+            diverged_epoch=jnp.where(~ok & ~_frozen(config, state), state.epoch + 1, state.diverged_epoch),
+            first_objective=first,
         )
+        if config.early_stopping:  # a stopped member does not train (its later train metrics are its best model's)
+            new_state = _select(state.early.should_stop, state, new_state)
         metrics = {"objective": objective, "loss": data_loss, **mvals, "grad_norm": gnorm}
         if config.diagnostics:
             for name, v in jdiag.per_layer_norms(grads, group="layer").items():
@@ -487,6 +492,16 @@ def make_train_step(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax
         return new_state, metrics
 
     return step
+
+
+def guard_epoch(config: TrainConfig, start: TrainState, end: TrainState) -> TrainState:
+    """Divergence isolation, once per epoch: ``end`` if the member is live, else ``start``.
+
+    ``state' = where(frozen(end), start, end)`` leaf by leaf, keeping ``end.diverged_epoch``: a member that
+    diverged during the epoch (or was frozen before it) keeps its state from the start of the epoch, so its
+    non-finite values never leave the epoch; every other member's state is ``end`` bit for bit.
+    """
+    return _select(_frozen(config, end), start, end)._replace(diverged_epoch=end.diverged_epoch)
 
 
 # ----------------------------------------------------------------------------------------- evaluation
@@ -645,11 +660,13 @@ def finish_epoch(
 # -------------------------------------------------------------------------------------- the epoch driver
 class EpochOps(NamedTuple):
     """The pieces :func:`run_epoch` calls, in this order: ``steps`` (all the epoch's optimizer steps, with
-    their metrics stacked on a steps axis), ``evaluate`` (see :func:`make_evaluate`), ``early_stop``,
+    their metrics stacked on a steps axis; it must leave its input state intact), ``guard``
+    (:func:`guard_epoch` of the epoch's start and end states), ``evaluate`` (see :func:`make_evaluate`), ``early_stop``,
     ``average``, ``finish``. :func:`epoch_ops` gives the in-program pieces of one member; the host-loop
     execution (:mod:`jtricks.programs`) gives jitted population versions of the same functions."""
 
     steps: Callable[[TrainState, DeviceData], tuple[TrainState, dict]]
+    guard: Callable[[TrainState, TrainState], TrainState]
     evaluate: Callable[..., dict[str, jax.Array]]
     early_stop: Callable[[TrainState, jax.Array], TrainState]
     average: Callable[[TrainState], tuple[TrainState, Any]]
@@ -657,8 +674,11 @@ class EpochOps(NamedTuple):
 
 
 def run_epoch(config: TrainConfig, ops: EpochOps, state: TrainState, data: DeviceData) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One epoch: the steps, then early stopping on ``config.monitor``, averaging, evaluation and metrics."""
+    """One epoch: the steps, the divergence guard, then early stopping on ``config.monitor``, averaging,
+    evaluation and metrics."""
+    start = state
     state, step_metrics = ops.steps(state, data)
+    state = ops.guard(start, state)
     if config.early_stopping:
         evals = ops.evaluate(state.params, state.model_state, state.one, state.hparams, data.x_val, data.y_val, data.val_mask)
         state = ops.early_stop(state, evals[jmetrics.parse(config.monitor)[1]])
@@ -688,6 +708,7 @@ def epoch_ops(config: TrainConfig, data: DeviceData) -> EpochOps:
 
     return EpochOps(
         steps=steps,
+        guard=lambda start, end: guard_epoch(config, start, end),
         evaluate=make_evaluate(config, eval_chunk(config, data)),
         early_stop=lambda s, v: early_stop(config, s, v),
         average=lambda s: average(config, s),

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jtricks.dropout import dropout, spatial_dropout
+from jtricks.dropout import dropout, spatial_dropout, uniform_bits16
 
 KEY = jax.random.key(0)
 X = jnp.asarray(np.random.default_rng(0).normal(size=(200, 100)), jnp.float32)  # 20,000 units
@@ -23,8 +23,9 @@ def test_zero_fraction_and_scaling(rate: float) -> None:
     n = x.size
     # fraction of dropped units ~ Binomial(n, rate) / n: within 5 standard deviations
     assert abs(dropped.mean() - rate) < 5 * math.sqrt(rate * (1 - rate) / n)
-    # kept units are exactly x * (1 / (1 - rate)) (the reciprocal in float32, as documented)
-    scale = np.float32(1.0) / (np.float32(1.0) - np.float32(rate))
+    # kept units are exactly x * (1 / q), q = 1 - round(rate · 2^16) / 2^16 (float32, as documented)
+    q = (np.float32(65536) - np.float32(round(rate * 65536))) * np.float32(1 / 65536)
+    scale = np.float32(1.0) / q
     np.testing.assert_array_equal(y[~dropped], x[~dropped] * scale)
     # inverted dropout preserves the mean over many draws: E[y] = x
     ys = jax.vmap(lambda k: dropout(k, jnp.ones((1000,)), rate))(jax.random.split(KEY, 20))
@@ -149,3 +150,25 @@ def test_deterministic_is_keyword_only() -> None:
     for fn in (dropout, spatial_dropout):
         with pytest.raises(TypeError):
             fn(KEY, x, 0.5, True)
+
+
+def test_uniform_bits16_are_uniform_independent_and_vmap_exact() -> None:
+    """The 16-bit numbers behind the masks: uniform on [0, 2^16) (chi-square over 64 bins, 1e6 draws),
+    the two halves of one Threefry word uncorrelated, and a vmapped draw equal to the standalone draws."""
+    n = 1_000_000
+    h = np.asarray(uniform_bits16(KEY, (n,)))
+    assert h.dtype == np.uint32 and h.max() < 65536
+    counts = np.bincount(h >> 10, minlength=64)
+    chi2 = float(((counts - n / 64) ** 2 / (n / 64)).sum())
+    assert chi2 < 63 + 6 * math.sqrt(2 * 63)  # mean 63, sd sqrt(126): far beyond 6 sd would be a bias
+    u = (h.astype(np.float64) + 0.5) / 65536
+    half = n // 2
+    corr = np.corrcoef(u[:half], u[half:])[0, 1]  # low and high halves of the same words
+    assert abs(corr) < 5 / math.sqrt(half)
+    keys = jax.random.split(KEY, 3)
+    batched = jax.vmap(lambda k: uniform_bits16(k, (7, 5)))(keys)
+    for i in range(3):
+        np.testing.assert_array_equal(batched[i], uniform_bits16(keys[i], (7, 5)))
+    # other key implementations draw through jax.random.bits (same range)
+    rbg = np.asarray(uniform_bits16(jax.random.key(0, impl="rbg"), (1000,)))
+    assert rbg.max() < 65536 and len(np.unique(rbg)) > 900

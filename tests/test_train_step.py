@@ -42,16 +42,39 @@ def test_first_objective_is_the_first_steps_and_stays():
     assert float(s2.first_objective) == float(s1.first_objective)
 
 
-def test_diverged_epoch_is_the_current_epoch_plus_one_and_freezes():
-    """A non-finite step in epoch e (0-based) records ``diverged_epoch = e + 1`` and leaves the state as it was."""
-    _, step, s0 = _setup()
+def _assert_same(a, b) -> None:
+    raw = lambda t: t._replace(key=jax.random.key_data(t.key))  # noqa: E731
+    for u, v in zip(jax.tree_util.tree_leaves(raw(a)), jax.tree_util.tree_leaves(raw(b)), strict=True):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+def test_diverged_epoch_is_the_current_epoch_plus_one_and_the_guard_restores_the_epoch_start():
+    """A non-finite step in epoch e (0-based) records ``diverged_epoch = e + 1``; later steps keep that epoch;
+    ``guard_epoch`` returns the epoch's start state with the divergence epoch, and a live member's end state."""
+    config, step, s0 = _setup()
     s0 = s0._replace(epoch=jnp.asarray(3, s0.epoch.dtype))
+    good, _ = step(s0, X, Y, IDX)
     bad_x = X.at[0, 0].set(jnp.nan)
-    s1, _ = step(s0, bad_x, Y, IDX)
+    s1, _ = step(good, bad_x, Y, IDX)
     assert int(s1.diverged_epoch) == 4
-    assert int(s1.step) == 0
-    for a, b in zip(jax.tree_util.tree_leaves(s1.params), jax.tree_util.tree_leaves(s0.params)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not np.isfinite(np.asarray(s1.params["dense_0"]["kernel"])).all()
+    s2, _ = step(s1._replace(epoch=jnp.asarray(5, s0.epoch.dtype)), X, Y, IDX)
+    assert int(s2.diverged_epoch) == 4
+    guarded = jtrain.guard_epoch(config, s0, s1)
+    assert int(guarded.diverged_epoch) == 4 and int(guarded.step) == int(s0.step)
+    _assert_same(guarded._replace(diverged_epoch=s0.diverged_epoch), s0)
+    _assert_same(jtrain.guard_epoch(config, s0, good), good)
+
+
+def test_an_early_stopped_member_does_not_train():
+    """With early stopping on, a member whose ``should_stop`` is set keeps its state through a step."""
+    _, step, s0 = _setup(early_stopping=True)
+    stopped = s0._replace(early=s0.early.replace(should_stop=jnp.asarray(True)))
+    s1, m = step(stopped, X, Y, IDX)
+    assert np.isfinite(float(m["loss"]))
+    _assert_same(s1, stopped)
+    live, _ = step(s0, X, Y, IDX)
+    assert int(live.step) == 1
 
 
 def test_explosion_rule_uses_the_first_objective():
