@@ -35,6 +35,7 @@ import dataclasses
 import functools
 import hashlib
 import http.client
+import importlib.metadata
 import math
 import numbers
 import os
@@ -61,6 +62,7 @@ __all__ = [
     "mnist",
     "download_mnist",
     "mnist1d",
+    "mnist1d_cache_file",
     "digits",
     "load",
     "LOADERS",
@@ -502,9 +504,14 @@ def _urlopen(url: str, timeout: float) -> BinaryIO:
     return urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 (https mirrors only)
 
 
-def _default_mnist_cache() -> Path:
+def _cache_root() -> Path:
+    """``$XDG_CACHE_HOME/jtricks`` (``~/.cache/jtricks``): downloaded and generated data sets."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
-    return Path(base).expanduser() / "jtricks" / "mnist"
+    return Path(base).expanduser() / "jtricks"
+
+
+def _default_mnist_cache() -> Path:
+    return _cache_root() / "mnist"
 
 
 def _sha256_file(path: Path) -> str:
@@ -659,8 +666,10 @@ def _missing_extra(loader: str, package: str, e: ImportError) -> ImportError:
     return err
 
 
-@functools.lru_cache(maxsize=8)
-def _mnist1d_arrays(seed: int) -> tuple[np.ndarray, ...]:
+_MNIST1D_FIELDS = (("x", np.float32), ("y", np.int32), ("x_test", np.float32), ("y_test", np.int32))
+
+
+def _generate_mnist1d(seed: int) -> tuple[np.ndarray, ...]:
     try:
         import mnist1d.data as m1d
     except ImportError as e:
@@ -675,10 +684,52 @@ def _mnist1d_arrays(seed: int) -> tuple[np.ndarray, ...]:
     finally:
         random.setstate(py_state)
         np.random.set_state(np_state)
-    return tuple(
-        _readonly(np.ascontiguousarray(np.asarray(d[k], dtype=dt)))
-        for k, dt in (("x", np.float32), ("y", np.int32), ("x_test", np.float32), ("y_test", np.int32))
-    )
+    return tuple(np.ascontiguousarray(np.asarray(d[k], dtype=dt)) for k, dt in _MNIST1D_FIELDS)
+
+
+def mnist1d_cache_file(seed: int = 42) -> Path | None:
+    """Where the generated MNIST-1D of ``seed`` is kept: ``~/.cache/jtricks/mnist1d/mnist1d-<version>-seed<seed>.npz``
+    (``$XDG_CACHE_HOME`` respected; the generator package's version is part of the name); ``None``
+    when the package is not installed."""
+    try:
+        version = importlib.metadata.version("mnist1d")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return _cache_root() / "mnist1d" / f"mnist1d-{version}-seed{_check_seed(seed)}.npz"
+
+
+def _read_cached(path: Path) -> tuple[np.ndarray, ...] | None:
+    """The arrays of a complete, well-formed cache file, or ``None`` (missing or damaged: regenerate)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = tuple(np.ascontiguousarray(f[k]) for k, _ in _MNIST1D_FIELDS)
+    except (OSError, KeyError, ValueError, zlib.error):
+        return None
+    ok = all(a.dtype == dt for a, (_, dt) in zip(arrays, _MNIST1D_FIELDS)) and arrays[0].ndim == 2
+    return arrays if ok and len(arrays[0]) == len(arrays[1]) and len(arrays[2]) == len(arrays[3]) else None
+
+
+def _write_cached(path: Path, arrays: tuple[np.ndarray, ...]) -> None:
+    """Best effort, atomic (a temporary file renamed into place); an unwritable cache is skipped."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.part")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{k: a for (k, _), a in zip(_MNIST1D_FIELDS, arrays)})
+        os.replace(tmp, path)
+    except OSError:
+        return
+
+
+@functools.lru_cache(maxsize=8)
+def _mnist1d_arrays(seed: int) -> tuple[np.ndarray, ...]:
+    path = mnist1d_cache_file(seed)
+    arrays = _read_cached(path) if path is not None else None
+    if arrays is None:
+        arrays = _generate_mnist1d(seed)
+        if path is not None:
+            _write_cached(path, arrays)
+    return tuple(_readonly(a) for a in arrays)
 
 
 def mnist1d(seed: int = 42) -> Dataset:
@@ -688,8 +739,10 @@ def mnist1d(seed: int = 42) -> Dataset:
     ``args.seed = seed`` (42 reproduces the published data set); the package's download path is
     never used. The generator already centres and scales the signals (``(x - mean) / std`` over
     the whole generated set), so ``value_range`` is ``None`` and inputs are float32; labels int32.
-    Generation takes about 1 s and is cached per seed in process. The global ``random`` /
-    ``numpy.random`` states the generator seeds are restored afterwards.
+    Generation (about 3 s with the package's import) happens once per seed and generator version: the
+    arrays are kept in :func:`mnist1d_cache_file` (a damaged file is regenerated; delete the folder to
+    empty it) and in process. The global ``random`` / ``numpy.random`` states the generator seeds are
+    restored afterwards.
 
     Raises:
       ImportError: when the optional package ``mnist1d`` is missing (``pip install "jtricks[data]"``).

@@ -1,4 +1,4 @@
-"""Test-run setup: one persistent XLA compilation cache shared by the test processes.
+"""Test-run setup: one persistent XLA compilation cache and one data cache shared by the test processes.
 
 Many tests (and the ``jtricks`` command-line processes they start) compile the same small programs; with
 JAX's persistent compilation cache each distinct program is compiled once per test run. The cache is a
@@ -17,3 +17,5 @@ _SESSION = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getppid())
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(tempfile.gettempdir()) / f"jtricks-tests-xla-{_SESSION}"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+# generated data sets (MNIST-1D) are kept under $XDG_CACHE_HOME/jtricks: a fresh folder per test run, never the user's
+os.environ["XDG_CACHE_HOME"] = str(Path(tempfile.gettempdir()) / f"jtricks-tests-cache-{_SESSION}")

@@ -450,9 +450,10 @@ def test_real_fashion_mnist(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ds.x_train.max() == 255 and ds.x_train.min() == 0
 
 
-def test_mnist1d_generated_offline() -> None:
+def test_mnist1d_generated_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import mnist1d.data as m1d
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     np_state = np.random.get_state()
     data.clear_cache()
     ds = data.mnist1d()
@@ -468,6 +469,27 @@ def test_mnist1d_generated_offline() -> None:
     np.testing.assert_array_equal(ds.x_train, ref["x"].astype(np.float32))
     np.testing.assert_array_equal(ds.y_test, ref["y_test"])
     assert data.mnist1d().x_train is ds.x_train  # cached per seed
+
+    # kept on disk: a new process (an empty in-process memo) reads the file instead of generating
+    path = data.mnist1d_cache_file(42)
+    assert path is not None and path.parent.parent == tmp_path / "jtricks" and path.is_file()
+
+    def no_generation(seed: int) -> None:
+        raise AssertionError("generated although the cache file is there")
+
+    data.clear_cache()
+    with monkeypatch.context() as m:
+        m.setattr(data, "_generate_mnist1d", no_generation)
+        again = data.mnist1d()
+    for a, b in zip((again.x_train, again.y_train, again.x_test, again.y_test), (ds.x_train, ds.y_train, ds.x_test, ds.y_test)):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == b.dtype and not a.flags.writeable
+    # a damaged file is regenerated (and rewritten)
+    path.write_bytes(b"not an npz file")
+    data.clear_cache()
+    np.testing.assert_array_equal(data.mnist1d().x_test, ds.x_test)
+    assert path.stat().st_size > 100_000
+    data.clear_cache()
 
 
 def test_mnist1d_seed_changes_data() -> None:
@@ -508,7 +530,8 @@ def test_digits_split_stratified_and_seeded() -> None:
         data.digits(seed=-1)
 
 
-def test_missing_optional_packages(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_optional_packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no generated MNIST-1D on disk
     data.clear_cache()
     monkeypatch.setitem(sys.modules, "mnist1d.data", None)
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
