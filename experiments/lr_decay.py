@@ -1,7 +1,7 @@
 """Learning-rate decay: constant vs x0.98 per epoch vs step vs cosine.
 
 MNIST-1D, an MLP 40-128-128-10 (ReLU, He init), SGD + momentum 0.9 at initial learning rates
-{0.01, 0.1} (vmapped), batch 100, 40 epochs, 8 seeds. Schedules (static, one program each):
+{0.01, 0.03, 0.1, 0.3, 1} (vmapped), batch 100, 40 epochs, 8 seeds. Schedules (static, one program each):
 
 * ``constant``;
 * ``per_epoch_decay``: lr * 0.98^epoch (the guide's rule);
@@ -14,7 +14,7 @@ from jtricks.experiment import Experiment
 
 EXPERIMENT = Experiment(
     name="lr_decay",
-    description="constant vs x0.98/epoch vs step (x0.9/epoch) vs cosine, MNIST-1D MLP 128-128, SGD+momentum at lr {0.01, 0.1}, 8 seeds",
+    description="constant vs x0.98/epoch vs step (x0.9/epoch) vs cosine, MNIST-1D MLP 128-128, SGD+momentum at lr {0.01, 0.03, 0.1, 0.3, 1}, 8 seeds",
     dataset="mnist1d",
     preprocess="standardize",
     model="mlp",
@@ -29,7 +29,7 @@ EXPERIMENT = Experiment(
         {"name": "step x0.9/epoch", "schedule": "step", "decay_rate": 0.9},
         {"name": "cosine", "schedule": "cosine", "alpha": 0.0},
     ],
-    grid={"learning_rate": [0.01, 0.1]},
+    grid={"learning_rate": [0.01, 0.03, 0.1, 0.3, 1.0]},
     seeds=8,
     metrics=("test_acc", "val_acc", "train_loss"),
 )

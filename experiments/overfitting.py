@@ -15,6 +15,8 @@ L2 and weight decay are switched on for every arm with coefficient 0 by default 
 coefficient changes nothing, bit for bit), so that none, L2, weight decay and dropout share one
 compiled program. The averaged weights of ``ema`` / ``swa`` are reported as ``avg_test_acc``.
 
+``train_eval_acc`` is the accuracy on the 1,000 training images in eval mode (dropout off), the clean
+side of a train/validation gap (``train_acc`` averages the steps of an epoch in train mode).
 The ensemble of the 8 seeds of ``none`` (averaged softmax probabilities) needs the final weights, so
 it is computed when this file is run as a script:
 
@@ -52,7 +54,8 @@ EXPERIMENT = Experiment(
         {"name": "swa", "averaging": "swa", "swa_start": 10},
     ],
     seeds=8,
-    metrics=("test_acc", "avg_test_acc", "val_acc", "train_acc", "val_loss", "test_loss", "train_loss"),
+    train_eval=1000,
+    metrics=("test_acc", "avg_test_acc", "val_acc", "train_eval_acc", "train_acc", "val_loss", "test_loss", "train_loss"),
 )
 
 

@@ -9,6 +9,7 @@
     jtricks list
     jtricks report DIR [--debug]
     jtricks merge OUT PART_DIR... [--no-plot] [--debug]
+    jtricks publish RUN_DIR DEST [--debug]
 
 ``EXPERIMENT`` is a name from ``jtricks list`` or a path to an experiment file. Invalid settings are
 reported (exit code 2) before any data is loaded or anything compiles.
@@ -92,6 +93,10 @@ def _parser() -> argparse.ArgumentParser:
     mer.add_argument("out", help="the merged results folder")
     mer.add_argument("parts", nargs="+", metavar="PART_DIR", help="the part folders, every part 1..N once")
     mer.add_argument("--no-plot", action="store_true", help="do not write curves.png")
+    pub = sub.add_parser("publish", parents=[common],
+                         help="copy a finished run's results (not its models) to DEST, metrics.csv gzipped when large")
+    pub.add_argument("run_dir")
+    pub.add_argument("dest")
     return p
 
 
@@ -330,6 +335,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from jtricks import results_io
+
+    written = results_io.publish(Path(args.run_dir), Path(args.dest))
+    size = sum(p.stat().st_size for p in written)
+    print(f"published {len(written)} files ({size / 1024:.0f} KiB) from {args.run_dir} to {args.dest}")
+    return 0
+
+
 def _best_arm(summary: Sequence[dict], metric: str, directions: Mapping[str, bool] | None = None) -> str:
     from jtricks.report import metric_direction
 
@@ -390,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.debug:
         _silence_shutdown_noise()
     commands = {"list": lambda: _cmd_list(), "report": lambda: _cmd_report(args), "run": lambda: _cmd_run(args),
-                "merge": lambda: _cmd_merge(args)}
+                "merge": lambda: _cmd_merge(args), "publish": lambda: _cmd_publish(args)}
     try:
         return commands[args.command]()
     except KeyboardInterrupt as e:

@@ -132,7 +132,9 @@ class Experiment:
     **reporting** — ``metrics``: the metrics summarised (final epoch, mean and 95% CI over seeds; ``None``:
     test and validation accuracy and train loss for classification, test and validation r2 and train loss
     for regression); ``baseline``: the arm every other arm is compared with (default: the first arm);
-    ``target``: a validation accuracy (or ``{metric: value}``) whose first epoch is reported; ``adjust``: the
+    ``target``: a validation accuracy (or ``{metric: value}``) whose first epoch is reported; ``train_eval``:
+    evaluate a fixed sample of this many training examples in eval mode every epoch (``train_eval_<metric>``,
+    the clean training accuracy for train/validation gaps; 0: off); ``adjust``: the
     multiple-comparison adjustment of each metric's comparisons with the baseline (``"holm"``, ``"bh"``
     Benjamini-Hochberg, ``"none"``; :func:`jtricks.stats.adjust_pvalues`).
 
@@ -185,6 +187,7 @@ class Experiment:
     metrics: Sequence[str] | None = setting(None, part="reporting", role="run")
     baseline: str | None = setting(None, part="reporting", role="run")
     target: Any = setting(None, part="reporting", role="run")
+    train_eval: int = setting(0, part="reporting", role="data")
     adjust: str = setting("holm", part="reporting", role="run", choices=lambda: ("holm", "bh", "none"))
     hparams: Mapping[str, Any] = setting({}, part="run", role="run", settable=False)
     custom_hparams: Mapping[str, float] = setting({}, part="run", role="program", settable=False)
@@ -428,6 +431,7 @@ def build_config(exp: Experiment, model: Any, num_train: int, *, dropout: bool |
         execution=exp.execution,  # type: ignore[arg-type]
         eval_batch_size=exp.eval_batch_size, diagnostics=exp.diagnostics, dropout=dropout, init_scale=init_scale,
         custom_hparams=dict(exp.custom_hparams), divergence_factor=exp.divergence_factor, log_every=exp.log_every,
+        train_eval=exp.train_eval,
     )
 
 
@@ -442,7 +446,8 @@ def summary_metrics(exp: Experiment, config: jtrain.TrainConfig) -> tuple[str, .
 def produced_metrics(config: jtrain.TrainConfig) -> frozenset[str]:
     """Every metric name a run of ``config`` writes to ``metrics.csv``."""
     base = ("loss", *config.metric_names())
-    names = {f"train_{b}" for b in base} | {f"{s}_{b}" for s in ("val", "test") for b in base} | {"grad_norm", "lr"}
+    evaluated = ("val", "test", "train_eval") if config.train_eval else ("val", "test")
+    names = {f"train_{b}" for b in base} | {f"{s}_{b}" for s in evaluated for b in base} | {"grad_norm", "lr"}
     if config.averaging:
         names |= {f"avg_{s}_{b}" for s in ("val", "test") for b in base}
     return frozenset(names)
@@ -501,6 +506,7 @@ def _check_experiment(exp: Experiment) -> None:
     _check_int(exp, "max_members", minimum=1, optional=True)
     _check_int(exp, "log_every", minimum=1, optional=True)
     _check_int(exp, "seed_offset", minimum=0)
+    _check_int(exp, "train_eval", minimum=0)
     _check_int(exp, "split_seed", minimum=0)
     _check_int(exp, "samples", minimum=1, optional=True)
     _check_int(exp, "sample_seed", minimum=0)

@@ -72,8 +72,9 @@ class Metric(NamedTuple):
     finalize: Callable[[jax.Array, jax.Array], jax.Array]
 
 
-#: The splits a metric is evaluated on (``avg_`` + split: the averaged weights, with EMA / SWA).
-SPLITS: tuple[str, ...] = ("train", "val", "test")
+#: The splits a metric is evaluated on (``avg_`` + split: the averaged weights, with EMA / SWA). ``train``:
+#: averaged over the epoch's steps in train mode; ``train_eval``: a fixed training sample in eval mode.
+SPLITS: tuple[str, ...] = ("train", "train_eval", "val", "test")
 #: Metrics the engine records that belong to no split (``grad_norm/<layer>`` too, with diagnostics).
 ENGINE_METRICS: tuple[str, ...] = ("lr", "grad_norm")
 

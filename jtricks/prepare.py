@@ -84,7 +84,7 @@ def prepare_data(exp: Any, loss: jlosses.Loss | None = None) -> PreparedData:
     _check_batch(exp.batch_size, pre.num_train)
     host = {"train": (pre.x_train, pre.y_train), "val": (pre.x_val, pre.y_val), "test": (pre.x_test, pre.y_test)}
     device = jtrain.device_data(*host["train"], *host["val"], *host["test"], eval_batch_size=exp.eval_batch_size,
-                                targets=loss.targets)
+                                targets=loss.targets, train_eval=exp.train_eval)
     checksum = _checksum([a for pair in host.values() for a in pair])
     return PreparedData(device, ds.num_outputs, tuple(ds.input_shape), host, checksum, repr(ds))
 

@@ -215,8 +215,10 @@ def _write_csv(path: str | Path, columns: tuple[str, ...], rows: list[tuple]) ->
 
 
 def _read_csv(path: str | Path, columns: tuple[str, ...], what: str) -> list[dict[str, Any]]:
+    from jtricks.results_io import open_text
+
     path = Path(path)
-    with path.open(newline="", encoding="utf-8") as f:
+    with open_text(path) as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None or tuple(header) != columns:
@@ -984,8 +986,10 @@ def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
     Returns:
       The summary rows (see :func:`summarize`).
     """
+    from jtricks.results_io import result_file
+
     out_dir = Path(out_dir)
-    metrics_path = out_dir / "metrics.csv"
+    metrics_path = result_file(out_dir, "metrics.csv")  # or its published, gzipped copy
     if not metrics_path.is_file():
         raise FileNotFoundError(f"{metrics_path} not found: is {out_dir} a jtricks results folder?")
     rows = read_metrics_csv(metrics_path)

@@ -20,10 +20,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import gzip
 import hashlib
 import json
 import os
 import socket
+import zlib
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -36,7 +38,11 @@ __all__ = [
     "invalidate",
     "write_manifest",
     "check_complete",
+    "result_file",
+    "open_text",
+    "publish",
     "RESULT_FILES",
+    "PUBLISHED_FILES",
 ]
 
 #: Files whose sha256 :func:`write_manifest` records (those present) and :func:`check_complete` verifies.
@@ -192,12 +198,58 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     return Path(path)
 
 
+def result_file(folder: str | os.PathLike[str], name: str) -> Path:
+    """``folder/name``, or its gzipped copy ``folder/name.gz`` when only that exists (published folders,
+    :func:`publish`); ``folder/name`` when neither does."""
+    plain = Path(folder) / name
+    packed = plain.with_name(plain.name + ".gz")
+    return packed if not plain.exists() and packed.is_file() else plain
+
+
+def open_text(path: str | os.PathLike[str]) -> Any:
+    """A text stream of ``path`` (decompressed when it ends in ``.gz``)."""
+    path = Path(path)
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", newline="", encoding="utf-8")
+    return path.open(newline="", encoding="utf-8")
+
+
 def _sha256_file(path: Path) -> str:
+    """sha256 of the file's content (of the decompressed content for ``.gz``: the digest the run recorded)."""
     h = hashlib.sha256()
-    with path.open("rb") as f:
+    with (gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+#: What :func:`publish` copies from a finished run (when present); models and checkpoints stay behind.
+PUBLISHED_FILES = ("manifest.json", "summary.md", "summary.csv", "curves.png", "members.csv", "arms.json", "lineage.csv")
+#: ``metrics.csv`` larger than this is published gzipped.
+GZIP_ABOVE_BYTES = 100_000
+
+
+def publish(run_dir: str | os.PathLike[str], dest: str | os.PathLike[str]) -> list[Path]:
+    """Copy a finished run's results (not its models) to ``dest``, ``metrics.csv`` gzipped when above
+    :data:`GZIP_ABOVE_BYTES` (``gzip`` with ``mtime = 0``: the same bytes for the same rows). The copy
+    passes :func:`check_complete` and ``jtricks report dest`` re-renders its summaries byte for byte.
+    Returns the files written."""
+    src, out = Path(run_dir), Path(dest)
+    check_complete(src)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    metrics = src / "metrics.csv"
+    for stale in ("metrics.csv", "metrics.csv.gz"):
+        (out / stale).unlink(missing_ok=True)
+    if metrics.stat().st_size > GZIP_ABOVE_BYTES:
+        raw = gzip.compress(metrics.read_bytes(), compresslevel=9, mtime=0)
+        written.append(write_atomic(out / "metrics.csv.gz", raw))
+    else:
+        written.append(write_atomic(out / "metrics.csv", metrics.read_bytes()))
+    for name in PUBLISHED_FILES:
+        if (src / name).is_file():
+            written.append(write_atomic(out / name, (src / name).read_bytes()))
+    return written
 
 
 def invalidate(folder: str | os.PathLike) -> None:
@@ -241,10 +293,14 @@ def _check_fingerprint_and_files(folder: Path, manifest: Mapping[str, Any]) -> N
         if not isinstance(fp, Mapping) or jfp.run_fingerprint(fp.get("settings") or {})["sha256"] != fp.get("sha256"):
             raise ValueError(f"{folder}/manifest.json: its fingerprint does not match its settings (the file was edited)")
     for name, digest in (manifest.get("files") or {}).items():
-        path = folder / name
+        path = result_file(folder, name)
         if not path.is_file():
             raise ValueError(f"{path} is missing (listed in manifest.json)")
-        if _sha256_file(path) != digest:
+        try:
+            actual = _sha256_file(path)
+        except (EOFError, OSError, zlib.error) as e:  # a damaged gzip stream
+            raise ValueError(f"{path} is damaged ({e})") from None
+        if actual != digest:
             raise ValueError(f"{path} does not match manifest.json (changed or truncated after the run)")
 
 
@@ -320,16 +376,17 @@ def check_complete(folder: str | os.PathLike) -> dict[str, Any]:
         )
     manifest = _load_manifest(folder)
     _check_fingerprint_and_files(folder, manifest)
-    metrics = folder / "metrics.csv"
+    metrics = result_file(folder, "metrics.csv")
     if not metrics.is_file():
         raise ValueError(f"{metrics} not found: is {folder} a jtricks results folder?")
-    with metrics.open("rb") as f:
-        f.seek(max(0, metrics.stat().st_size - 1))
-        if f.read(1) != b"\n":  # every row the writer writes ends in a newline: a cut inside a row
-            raise ValueError(f"{metrics} is truncated (its last row is cut off)")
+    if metrics.suffix != ".gz":  # (a gzip stream detects its own truncation)
+        with metrics.open("rb") as f:
+            f.seek(max(0, metrics.stat().st_size - 1))
+            if f.read(1) != b"\n":  # every row the writer writes ends in a newline: a cut inside a row
+                raise ValueError(f"{metrics} is truncated (its last row is cut off)")
     try:
         rows = jreport.read_metrics_csv(metrics)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, EOFError, OSError) as e:
         raise ValueError(f"{metrics} is malformed: {e}") from None
     if not rows:
         raise ValueError(f"{metrics} has a header but no rows")

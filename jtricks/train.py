@@ -142,6 +142,10 @@ class TrainConfig:
         epoch's consecutive blocks of ``k`` steps, the last block shorter when ``k`` does not divide the
         steps) and ``train_loss@steps`` (each block's last step, 1-based): computed inside the compiled
         epoch, copied out with the epoch's other metrics (see :func:`step_blocks`).
+      train_eval: evaluate a fixed sample of this many training examples in eval mode each epoch (dropout
+        off, batch norm on running statistics) as ``train_eval_<metric>``: the clean training accuracy a
+        train/validation gap needs (``train_<metric>`` is averaged over the epoch's steps in train mode).
+        0: off. The sample is in :class:`DeviceData` (:func:`device_data`'s ``train_eval``).
     """
 
     model: Any
@@ -162,6 +166,7 @@ class TrainConfig:
     custom_hparams: Any = ()
     divergence_factor: float | None = 1e6
     log_every: int | None = None
+    train_eval: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "custom_hparams", tuple(sorted(dict(self.custom_hparams).items())))
@@ -172,6 +177,9 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise ValueError(f"TrainConfig.{name} must be a positive int, got {v!r}")
+        te = self.train_eval
+        if not isinstance(te, int) or isinstance(te, bool) or te < 0:
+            raise ValueError(f"TrainConfig.train_eval must be an int >= 0 (0: off), got {te!r}")
         f = self.divergence_factor
         if f is not None and (isinstance(f, bool) or not isinstance(f, (int, float)) or not np.isfinite(f) or f < 1):
             raise ValueError(f"TrainConfig.divergence_factor must be a finite number >= 1 or None, got {f!r}")
@@ -249,6 +257,7 @@ class DeviceData(NamedTuple):
     """Device-resident splits, shared (not vmapped) by every member of a population.
 
     Evaluation splits are zero-padded to a multiple of the evaluation chunk; ``*_mask`` marks real examples.
+    ``*_train_eval``: the fixed training sample evaluated in eval mode (``None`` when off).
     """
 
     x_train: jax.Array
@@ -259,6 +268,9 @@ class DeviceData(NamedTuple):
     x_test: jax.Array
     y_test: jax.Array
     test_mask: jax.Array
+    x_train_eval: jax.Array | None = None
+    y_train_eval: jax.Array | None = None
+    train_eval_mask: jax.Array | None = None
 
 
 def _pad_to(x: np.ndarray, multiple: int) -> tuple[np.ndarray, np.ndarray]:
@@ -283,11 +295,14 @@ def device_data(
     *,
     eval_batch_size: int,
     targets: str = "class",
+    train_eval: int = 0,
 ) -> DeviceData:
     """Put the splits on the device once; pad the evaluation splits to whole chunks of ``eval_batch_size``.
 
     ``targets`` (a :class:`jtricks.losses.Loss`'s kind) sets the target dtype: int32 class labels, float32
-    binary or real targets (never a silent cast of real targets to integers).
+    binary or real targets (never a silent cast of real targets to integers). ``train_eval > 0`` adds the
+    training sample evaluated in eval mode: ``min(train_eval, n_train)`` examples drawn without replacement
+    by ``numpy.random.default_rng(0)`` (the same for every seed and arm), in training-set order.
     """
     for name, x, y in (("train", x_train, y_train), ("val", x_val, y_val), ("test", x_test, y_test)):
         if len(x) != len(y):
@@ -303,8 +318,15 @@ def device_data(
     xt, tm = _pad_to(np.asarray(x_test, np.float32), eb)
     yt, _ = _pad_to(np.asarray(y_test, ydt), eb)
     put = jnp.asarray
+    fit: tuple[Any, ...] = (None, None, None)
+    if train_eval:
+        idx = np.sort(np.random.default_rng(0).permutation(len(x_train))[: min(int(train_eval), len(x_train))])
+        xf, fm = _pad_to(np.asarray(x_train, np.float32)[idx], eb)
+        yf, _ = _pad_to(np.asarray(y_train, ydt)[idx], eb)
+        fit = (put(xf), put(yf), put(fm))
     return DeviceData(
-        put(np.asarray(x_train, np.float32)), put(np.asarray(y_train, ydt)), put(xv), put(yv), put(vm), put(xt), put(yt), put(tm)
+        put(np.asarray(x_train, np.float32)), put(np.asarray(y_train, ydt)), put(xv), put(yv), put(vm), put(xt), put(yt), put(tm),
+        *fit,
     )
 
 
@@ -552,11 +574,18 @@ def make_evaluate(config: TrainConfig, chunk: int) -> Callable[..., dict[str, ja
 def evaluations(
     config: TrainConfig, evaluate: Callable[..., dict[str, jax.Array]], data: DeviceData, state: TrainState, avg_params: Any
 ) -> dict[str, jax.Array]:
-    """``{val,test}_{loss,<metric>}`` (and ``avg_*`` for the averaged params) with ``evaluate``."""
+    """``{val,test}_{loss,<metric>}`` (and ``avg_*`` for the averaged params; ``train_eval_*`` with
+    ``config.train_eval``) with ``evaluate``."""
     evals: dict[str, jax.Array] = {}
+    splits = [("val", data.x_val, data.y_val, data.val_mask), ("test", data.x_test, data.y_test, data.test_mask)]
+    if config.train_eval:
+        if data.x_train_eval is None:
+            raise ValueError("TrainConfig.train_eval is on but the data has no training sample: build it with "
+                             "jtricks.train.device_data(..., train_eval=n)")
+        splits.append(("train_eval", data.x_train_eval, data.y_train_eval, data.train_eval_mask))
     targets = [("", state.params)] + ([("avg_", avg_params)] if config.averaging else [])
     for prefix, params in targets:
-        for split, x, y, m in (("val", data.x_val, data.y_val, data.val_mask), ("test", data.x_test, data.y_test, data.test_mask)):
+        for split, x, y, m in splits if not prefix else splits[:2]:
             for name, v in evaluate(params, state.model_state, state.one, state.hparams, x, y, m).items():
                 evals[f"{prefix}{split}_{name}"] = v
     return evals
@@ -689,10 +718,12 @@ def run_epoch(config: TrainConfig, ops: EpochOps, state: TrainState, data: Devic
 def eval_chunk(config: TrainConfig, data: DeviceData) -> int:
     """The evaluation chunk size of ``data`` (its evaluation splits are padded to a multiple of it)."""
     n_val, n_test = int(data.x_val.shape[0]), int(data.x_test.shape[0])
+    n_fit = 0 if data.x_train_eval is None else int(data.x_train_eval.shape[0])
     chunk = min(config.eval_batch_size, n_val, n_test)
-    if n_val % chunk or n_test % chunk:
+    if n_val % chunk or n_test % chunk or n_fit % chunk:
         raise ValueError(
-            f"evaluation splits ({n_val}, {n_test}) are not padded to a multiple of eval_batch_size={chunk}; "
+            f"evaluation splits ({n_val}, {n_test}{f', {n_fit}' if n_fit else ''}) are not padded to a multiple of "
+            f"eval_batch_size={chunk}; "
             "build them with jtricks.train.device_data"
         )
     return chunk

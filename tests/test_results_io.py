@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -165,6 +166,34 @@ def test_complete_folder_passes_and_render_agrees(tmp_path):
     fp = _finished_run(tmp_path)
     man = rio.check_complete(tmp_path)
     assert man["fingerprint"] == fp and set(man["files"]) == {"metrics.csv", "members.csv", "arms.json"}
+
+
+def test_publish_gzips_large_metrics_and_report_rerenders_the_copy_byte_for_byte(tmp_path, monkeypatch):
+    """``publish``: the results without models, metrics.csv gzipped above the threshold (deterministic
+    bytes); the copy passes ``check_complete`` (digests of the decompressed rows) and ``render`` gives the
+    same summaries as in the run folder; a damaged gzip is refused."""
+    run, pub = tmp_path / "run", tmp_path / "pub"
+    run.mkdir()
+    _finished_run(run)
+    jreport.render(run, plot=False)
+    (run / "models").mkdir()
+    monkeypatch.setattr(rio, "GZIP_ABOVE_BYTES", 10)
+    rio.publish(run, pub)
+    assert not (pub / "metrics.csv").exists() and not (pub / "models").exists()
+    assert gzip.decompress((pub / "metrics.csv.gz").read_bytes()) == (run / "metrics.csv").read_bytes()
+    first = (pub / "metrics.csv.gz").read_bytes()
+    rio.publish(run, pub)
+    assert (pub / "metrics.csv.gz").read_bytes() == first  # mtime 0: the same bytes every time
+    rio.check_complete(pub)
+    before = {n: (pub / n).read_bytes() for n in ("summary.md", "summary.csv")}
+    jreport.render(pub, plot=False)
+    assert {n: (pub / n).read_bytes() for n in before} == before == {n: (run / n).read_bytes() for n in before}
+    (pub / "metrics.csv.gz").write_bytes(first[: len(first) // 2])
+    with pytest.raises(ValueError, match="metrics.csv.gz"):
+        rio.check_complete(pub)
+    monkeypatch.setattr(rio, "GZIP_ABOVE_BYTES", 10**9)
+    rio.publish(run, pub)  # small: plain, and the stale gzip is gone
+    assert (pub / "metrics.csv").is_file() and not (pub / "metrics.csv.gz").exists()
 
 
 def _truncate_lines(p: Path, keep: int) -> None:

@@ -142,3 +142,24 @@ def test_epoch_metrics_average_the_per_layer_gradient_norms():
     state, out = jtrain.finish_epoch(config, s0, steps, {})
     assert float(out["grad_norm/dense_0"]) == 1.5 and float(out["train_loss"]) == 2.0 and float(out["grad_norm"]) == 3.0
     assert int(state.epoch) == int(s0.epoch) + 1
+
+
+def test_train_eval_is_the_final_params_accuracy_on_a_fixed_training_sample_in_eval_mode():
+    """``train_eval_acc`` = accuracy of the epoch's params in eval mode (dropout off) on the sample that
+    ``device_data(train_eval=n)`` draws (n rows of the training set, padded and masked like val/test)."""
+    x, y = np.asarray(X), np.asarray(Y)
+    d = jtrain.device_data(x, y, x[:10], y[:10], x[:12], y[:12], eval_batch_size=8, train_eval=20)
+    fit = np.asarray(d.x_train_eval)[np.asarray(d.train_eval_mask)]
+    assert fit.shape == (20, 8) and all((x == row).all(axis=1).any() for row in fit)
+    assert d.x_train_eval.shape[0] % 8 == 0
+    config = jtrain.TrainConfig(model=jmodels.mlp((16,), 3, dropout_rate=0.5), optimizer=joptim.OptimizerSpec("sgd"), epochs=2,
+                                batch_size=16, dropout=True, train_eval=20, eval_batch_size=8)
+    hp = jtrain.validate_hparams(config, {"learning_rate": 0.1, "dropout_rate": 0.5})
+    state, hist = jax.jit(jtrain.make_train(config, d))(jax.random.key(0), hp)
+    logits, _ = config.model.apply(state.params, state.model_state, jnp.asarray(fit), key=None, train=False, hparams=None)
+    labels = np.asarray(d.y_train_eval)[np.asarray(d.train_eval_mask)]
+    expected = float((np.asarray(logits).argmax(-1) == labels).mean())
+    np.testing.assert_allclose(float(hist["train_eval_acc"][-1]), expected, rtol=1e-6)
+    assert "train_eval_loss" in hist and "avg_train_eval_acc" not in hist
+    with pytest.raises(ValueError, match="train_eval"):
+        jtrain.TrainConfig(model=config.model, optimizer=config.optimizer, epochs=1, batch_size=16, train_eval=-1)
