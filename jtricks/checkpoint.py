@@ -20,13 +20,16 @@ background thread is left to hang on a failed write): any write failure raises
 
 from __future__ import annotations
 
+import contextlib
 import errno as _errno
+import gc
 import hashlib
+import logging
 import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -187,6 +190,20 @@ def _unpack(payload: Mapping[str, Any], template: Any, epoch: int) -> tuple[Any,
     return jax.tree_util.tree_unflatten(treedef, new), history
 
 
+@contextlib.contextmanager
+def _quiet_asyncio() -> Iterator[None]:
+    """A failed orbax read leaves asyncio tasks whose exceptions asyncio logs, with tracebacks, whenever they are
+    garbage-collected; collect them here with that logger silenced (the damage is reported in one line)."""
+    log = logging.getLogger("asyncio")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        gc.collect()
+        log.setLevel(level)
+
+
 def restore(
     folder: str | os.PathLike, template: Any, fingerprint: Mapping[str, Any]
 ) -> tuple[int, Any, list[dict[str, np.ndarray]]] | None:
@@ -209,7 +226,8 @@ def restore(
         for step in steps:
             where = folder / str(step)
             try:
-                meta, payload = _read_step(mngr, step)
+                with _quiet_asyncio():
+                    meta, payload = _read_step(mngr, step)
                 ok = checksum(payload) == meta.get("sha256")
                 why = "checksum mismatch"
             except Exception as e:  # unreadable files: orbax / tensorstore raise many types

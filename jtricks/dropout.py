@@ -98,7 +98,7 @@ def uniform_bits16(key: jax.Array, shape: Sequence[int]) -> jax.Array:
     """
     shape = tuple(int(d) for d in shape)
     n = math.prod(shape)
-    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or str(jax.random.key_impl(key)) != "threefry2x32":
+    if str(jax.random.key_impl(key)) != "threefry2x32":  # (a raw uint32 key has the default implementation)
         return jax.random.bits(key, shape, jnp.uint16).astype(jnp.uint32)
     words = (n + 1) // 2
     w = jax.extend.random.threefry_2x32(jax.random.key_data(key), jax.lax.iota(jnp.uint32, words + words % 2))

@@ -42,7 +42,6 @@ __all__ = [
     "open_text",
     "publish",
     "RESULT_FILES",
-    "PUBLISHED_FILES",
 ]
 
 #: Files whose sha256 :func:`write_manifest` records (those present) and :func:`check_complete` verifies.
@@ -223,14 +222,13 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-#: What :func:`publish` copies from a finished run (when present); models and checkpoints stay behind.
-PUBLISHED_FILES = ("manifest.json", "summary.md", "summary.csv", "curves.png", "members.csv", "arms.json", "lineage.csv")
 #: ``metrics.csv`` larger than this is published gzipped.
 GZIP_ABOVE_BYTES = 100_000
 
 
 def publish(run_dir: str | os.PathLike[str], dest: str | os.PathLike[str]) -> list[Path]:
-    """Copy a finished run's results (not its models) to ``dest``, ``metrics.csv`` gzipped when above
+    """Copy a finished run's results to ``dest``: every file of the folder (summaries, plots, manifest and
+    what scripts added), no sub-folder (models, checkpoints), ``metrics.csv`` gzipped when above
     :data:`GZIP_ABOVE_BYTES` (``gzip`` with ``mtime = 0``: the same bytes for the same rows). The copy
     passes :func:`check_complete` and ``jtricks report dest`` re-renders its summaries byte for byte.
     Returns the files written."""
@@ -246,9 +244,9 @@ def publish(run_dir: str | os.PathLike[str], dest: str | os.PathLike[str]) -> li
         written.append(write_atomic(out / "metrics.csv.gz", raw))
     else:
         written.append(write_atomic(out / "metrics.csv", metrics.read_bytes()))
-    for name in PUBLISHED_FILES:
-        if (src / name).is_file():
-            written.append(write_atomic(out / name, (src / name).read_bytes()))
+    for path in sorted(src.iterdir()):
+        if path.is_file() and path.name not in ("metrics.csv", "metrics.csv.gz", LOCK_NAME) and not path.name.startswith("."):
+            written.append(write_atomic(out / path.name, path.read_bytes()))
     return written
 
 

@@ -441,7 +441,8 @@ def t_test_power(n: int, effect: float, confidence: float = 0.95) -> float:
 
     ``power = P(T'_{n-1, delta} > c) + P(T'_{n-1, delta} < -c)``
 
-    (``scipy.stats.nct`` when installed, else quadrature, :func:`_nct_power_builtin`).
+    (``scipy.stats.nct`` when installed and finite, else quadrature, :func:`_nct_power_builtin`; scipy 1.17
+    returns NaN at e.g. ``n = 3, effect = 5, confidence = 0.9967``).
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
         raise ValueError(f"n must be an int >= 2, got {n!r}")
@@ -451,7 +452,9 @@ def t_test_power(n: int, effect: float, confidence: float = 0.95) -> float:
     delta = math.sqrt(n) * abs(float(effect))
     sps = _scipy_stats()
     if sps is not None:
-        return float(sps.nct.sf(c, df, delta) + sps.nct.cdf(-c, df, delta))
+        p = float(sps.nct.sf(c, df, delta) + sps.nct.cdf(-c, df, delta))
+        if math.isfinite(p):  # scipy's noncentral t returns NaN for some (df, delta): the quadrature then
+            return p
     return _nct_power_builtin(c, df, delta)
 
 
@@ -496,12 +499,19 @@ def seeds_needed(
     effect = abs(diff_mean) / diff_std
     z = NormalDist()
     k = z.inv_cdf(0.5 * (1.0 + confidence)) + z.inv_cdf(power)
-    n = max(2, int(math.ceil((k / effect) ** 2)) - 1)  # the normal approximation; exact n is near it
-    while n > 2 and t_test_power(n - 1, effect, confidence) >= power:
-        n -= 1
-    while t_test_power(n, effect, confidence) < power:
-        n += 1
-    return n
+    start = max(2, int(math.ceil((k / effect) ** 2)) - 1)  # the normal approximation; exact n is near it
+    reached = lambda m: t_test_power(m, effect, confidence) >= power  # noqa: E731 (monotone in m)
+    # bracket lo < n <= hi by doubling steps around the start, then bisect: O(log n) power evaluations
+    step, lo, hi = 1, start - 1, start
+    while lo >= 2 and reached(lo):
+        hi, lo, step = lo, max(1, lo - 2 * step), 2 * step
+    lo = max(lo, 1)
+    while not reached(hi):
+        lo, hi, step = hi, hi + 2 * step, 2 * step
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if reached(mid) else (mid, hi)
+    return max(hi, 2)
 
 
 # ----------------------------------------------------------------------------------------------

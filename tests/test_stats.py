@@ -331,3 +331,26 @@ def test_itt_counts_diverged_as_worst():
     # lower-is-better: a diverged (nan / inf) member is +inf; both diverged is a tie
     loss = stats.itt_paired([0.5, np.inf, np.nan], [0.6, 0.4, np.nan], higher_is_better=False)
     assert (loss.n, loss.n_nonzero, loss.w_plus, loss.w_minus) == (3, 2, 2.0, 1.0)
+
+
+def test_power_is_finite_where_scipy_returns_nan_and_seeds_needed_is_the_smallest_n(monkeypatch):
+    """scipy 1.17's noncentral t gives NaN at (n=3, effect=5, 95%/15 family): the quadrature takes over; the
+    bracketing search returns what a linear search returns, with O(log n) power evaluations."""
+    c = 1 - 0.05 / 15
+    p = stats.t_test_power(3, 5.0, c)
+    assert math.isfinite(p) and abs(p - stats._nct_power_builtin(stats.t_ppf(0.5 * (1 + c), 2.0), 2.0, math.sqrt(3) * 5.0)) < 1e-9
+
+    def linear(effect: float, conf: float) -> int:
+        n = 2
+        while stats.t_test_power(n, effect, conf) < 0.8:
+            n += 1
+        return n
+
+    for effect in (0.3, 1.0, 2.0, 3.0, 5.0, 10.0):
+        for conf in (0.95, c):
+            assert stats.seeds_needed(effect, 1.0, confidence=conf) == linear(effect, conf), (effect, conf)
+    calls = []
+    real = stats.t_test_power
+    monkeypatch.setattr(stats, "t_test_power", lambda *a, **k: calls.append(a) or real(*a, **k))
+    n = stats.seeds_needed(0.001, 1.0, confidence=c)
+    assert 14_000_000 < n < 14_500_000 and len(calls) < 80
