@@ -7,10 +7,9 @@ Variants (each patches jtricks while its step is traced, then restores it):
    boolean finiteness check (``all(isfinite(g))``: AND is exact in any order, so it stays vmap-stable);
 3. ``+ jnp loss``: the loss' pairwise log-sum-exp and mean replaced by ``optax`` / ``jnp.mean``
    (NOT vmap-stable: the upper bound of what the loss' fixed-association reductions cost);
-4. ``+ no guard``: the ``jnp.where(commit, new, old)`` over params and optimizer state removed (no
-   divergence guard at all);
 
-and hand-written JAX + optax. Prints the XLA operation count and operation time per step (profile) and
+and hand-written JAX + optax. (The divergence guard is not in the step: ``train.guard_epoch`` runs once per
+epoch.) Prints the XLA operation count and operation time per step (profile) and
 the interleaved steps/s. Run: ``python -m benchmarks.ablate_engine [case] [blocks]``.
 """
 
@@ -37,11 +36,10 @@ def finite_flag(tree: Any) -> jax.Array:
 
 def variants(case: str) -> dict[str, Callable[[int], None]]:
     from jtricks import numerics as jnum
-    from jtricks import train
 
     x, y = ref.synthetic_data(case, 16)
     runners: dict[str, Callable[[int], None]] = {}
-    saved = (jnum.global_norm, jnum.softmax_cross_entropy, jnum.mean, train._select)
+    saved = (jnum.global_norm, jnum.softmax_cross_entropy, jnum.mean)
 
     def add(name: str) -> None:
         run = bstep.jtricks_runner(case, x, y)
@@ -55,10 +53,8 @@ def variants(case: str) -> dict[str, Callable[[int], None]]:
         jnum.softmax_cross_entropy = optax.softmax_cross_entropy_with_integer_labels
         jnum.mean = lambda v, axis=None, keepdims=False: jnp.mean(v, axis=axis, keepdims=keepdims)
         add("+ jnp loss (not vmap-stable)")
-        train._select = lambda pred, new, old: new
-        add("+ no commit select (no guard)")
     finally:
-        jnum.global_norm, jnum.softmax_cross_entropy, jnum.mean, train._select = saved
+        jnum.global_norm, jnum.softmax_cross_entropy, jnum.mean = saved
     runners["jax+optax"] = ref.jax_runner(case, x, y)
     return runners
 

@@ -3,7 +3,7 @@
 #
 #   experiments/cpu_runs.sh OUT_DIR [NAME ...]
 #
-# One after another (they share the cores), each NAME (all eleven by default) is run as
+# One after another (they share the cores), each NAME (all ten by default) is run as
 # `python -m jtricks run NAME --out OUT_DIR/NAME --no-checkpoint` (overfitting through its own script, which
 # adds ensemble.md), then its analyses (lr_sensitivity.md/png for the learning-rate sweeps), then
 # `python -m jtricks publish OUT_DIR/NAME docs/results/NAME` (the results without the models, metrics.csv gzipped
@@ -18,7 +18,7 @@ OUT_DIR=${1:?usage: experiments/cpu_runs.sh OUT_DIR [NAME ...]}
 shift
 NAMES=("$@")
 [ ${#NAMES[@]} -eq 0 ] && NAMES=(dropout_mnist1d scaling init batchnorm overfitting optimizers clipping lr_decay
-                                 architectures_mnist1d pbt_digits tuned_optimizers)
+                                 architectures_mnist1d tuned_optimizers)
 PY=${PYTHON:-python}
 cd "$(dirname "$0")/.."
 mkdir -p "$OUT_DIR"

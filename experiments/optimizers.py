@@ -2,7 +2,7 @@
 
 MNIST-1D, an MLP 40-128-128-10 (ReLU, He init), batch 100, 15 epochs, 8 seeds. Seven optimizers
 (static: one compiled program each) x nine learning rates 1e-3 ... 10 in half-decade steps
-(vmapped data): 7 x 7 x 8 = 392 members. Defaults of `jtricks.optim`: momentum / Nesterov
+(vmapped data): 7 x 9 x 8 = 504 members. Defaults of `jtricks.optim`: momentum / Nesterov
 gamma 0.9, Adam b1 0.9 b2 0.999, RMSProp decay 0.9, Adagrad initial accumulator 0.1; normalized
 SGD takes steps of length lr along g / ||g||.
 

@@ -966,6 +966,22 @@ def _lookup(manifest: Mapping[str, Any], config: Mapping[str, Any], key: str) ->
     return manifest.get(key) if value is None else value
 
 
+#: Sections a run adds to the end of ``summary.md``, each kept in its own file of the folder, in this order:
+#: the population-based training table (:func:`jtricks.pbt.markdown`) and the tuned values of a tune-then-ablate run.
+SECTION_FILES = ("pbt.md", "tuning.md")
+
+
+def append_sections(out_dir: str | Path, names: Sequence[str] = SECTION_FILES) -> None:
+    """Append the section files ``names`` present in ``out_dir`` to its ``summary.md`` (``"\n"`` + file)."""
+    from jtricks.results_io import write_atomic
+
+    out_dir = Path(out_dir)
+    parts = [(out_dir / n).read_text(encoding="utf-8") for n in names if (out_dir / n).is_file()]
+    if parts:
+        summary = out_dir / "summary.md"
+        write_atomic(summary, summary.read_text(encoding="utf-8") + "".join("\n" + p for p in parts))
+
+
 def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
     """Re-derive ``summary.csv``, ``summary.md`` and ``curves.png`` of an existing results folder.
 
@@ -1024,6 +1040,7 @@ def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
     description = str(config.get("description") or "")
     title = f"{name}: {description}".strip(": ")
     write_summary(out_dir, summary, title=title, directions=manifest.get("directions"), arms=arms_doc)
+    append_sections(out_dir)
     if plot and rows:
         plot_curves(
             out_dir / "curves.png",

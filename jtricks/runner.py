@@ -537,7 +537,8 @@ def write(out: Path, the_plan: Plan, collected: Collected, summary: list[dict[st
         explored = collected.search[0]["explored"]
         with jresults.atomic_file(out / "lineage.csv") as tmp:
             jpbt.write_lineage(tmp, lineage, explored)
-        jresults.write_atomic(out / "summary.md", (out / "summary.md").read_text() + "\n" + jpbt.markdown(collected.search))
+        jresults.write_atomic(out / "pbt.md", jpbt.markdown(collected.search))
+        jreport.append_sections(out, ("pbt.md",))
         if plot:
             with jresults.atomic_file(out / "lineage.png") as tmp:
                 jpbt.plot_lineage(tmp, lineage, explored, epochs=exp.epochs, title=f"{exp.name}: PBT lineage")

@@ -28,6 +28,7 @@ import numpy as np
 
 from jtricks import experiment as jexp
 from jtricks import metrics as jmetrics
+from jtricks import report as jreport
 from jtricks import results_io as jresults
 from jtricks import search as jsearch
 
@@ -147,6 +148,5 @@ def run(exp: jexp.Experiment, run_fn: Callable[..., Any], *, out_dir: Any = None
         jresults.write_atomic(out / "tuning.md", md)
         jresults.write_atomic(out / "tuning.json", json.dumps(jexp.to_json({"tune": str(exp.tune), "arms": table,
                                                                             "tuning_wall_time_s": tuning_res.wall_time_s}), indent=2) + "\n")
-        summary = out / "summary.md"
-        jresults.write_atomic(summary, summary.read_text() + "\n" + md)
+        jreport.append_sections(out, ("tuning.md",))
     return final

@@ -228,6 +228,7 @@ def test_lr_sensitivity_script(tmp_path: Path) -> None:
     d = a["best_diff"]["optimizer=adam"]
     assert d.diff == pytest.approx(float(np.mean(test[arms[2]] - test[arms[1]])), abs=1e-12)
     assert d.n == 3
+    assert a["best_p_adjusted"] == {"optimizer=adam": pytest.approx(d.p)}  # a family of one comparison
     # the diverged member is excluded and counted
     c = a["cells"][("optimizer=adam", 0.1)]
     assert c["n_div"] == 1 and c["ci"].n == 2
@@ -236,7 +237,7 @@ def test_lr_sensitivity_script(tmp_path: Path) -> None:
     assert mod.main([str(tmp_path), "--baseline", "optimizer=sgd"]) == 0
     assert (tmp_path / "lr_sensitivity.png").is_file()
     md = (tmp_path / "lr_sensitivity.md").read_text()
-    assert "| optimizer=adam | 0.01 |" in md and "| optimizer=sgd | 0.1 |" in md
+    assert "| optimizer=adam | 0.01 |" in md and "| optimizer=sgd | 0.1 |" in md and "| p (Holm) | verdict |" in md
     assert "- `optimizer=adam`: learning rate(s) 0.1 excluded from the choice (diverged members)." in md
     assert "- `optimizer=sgd`: the best learning rate 0.1 is the largest swept: the optimum may lie outside" in md
     assert "- `optimizer=adam`: the best learning rate 0.01 is the smallest swept" in md

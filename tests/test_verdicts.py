@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import re
 from pathlib import Path
 
+from jtricks import stats
+
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("verdicts", ROOT / "tools" / "verdicts.py")
 verdicts = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(verdicts)  # type: ignore[union-attr]
-
-#: Quoted comparisons the published files cannot check yet: differences between two non-baseline arms,
-#: or between metrics (averaged weights vs live weights), need the per-member values of metrics.csv, which
-#: the published folders do not hold yet. Each entry: (experiment, the triple as written).
-NEEDS_METRICS_CSV = {
-    ("init", "+0.346 [+0.311, +0.382]"), ("init", "+0.302 [+0.286, +0.319]"), ("init", "+0.109 [-0.031, +0.250]"),
-    ("overfitting", "+0.022 [+0.006, +0.039]"), ("overfitting", "+0.020 [+0.005, +0.036]"),
-    ("overfitting", "−0.132 [−0.187, −0.076]"),
-    ("architectures", "−0.030 [−0.039, −0.022]"),
-}
 
 
 def _verdict_lines() -> list[str]:
@@ -29,6 +22,7 @@ def _verdict_lines() -> list[str]:
     return [ln for ln in table.splitlines() if ln.startswith("| ") and "(results/" in ln]
 
 
+@functools.lru_cache(maxsize=None)
 def _candidates(experiment: str) -> list[tuple[float, ...]]:
     out: list[tuple[float, ...]] = []
     for r in verdicts.rows():
@@ -36,7 +30,7 @@ def _candidates(experiment: str) -> list[tuple[float, ...]]:
             out.append((float(r["mean"]), float(r["ci_lo"]), float(r["ci_hi"])))
             out.append((float(r["diff"]), float(r["diff_lo"]), float(r["diff_hi"])))
     for folder in (ROOT / "docs" / "results").glob(experiment + "*"):
-        out += verdicts.published_triples(folder)
+        out += verdicts.published_triples(folder) + verdicts.paired_triples(folder)
     return [t for t in out if all(math.isfinite(x) for x in t)]
 
 
@@ -62,7 +56,7 @@ def test_every_interval_in_the_verdict_table_is_in_the_published_files():
                 checked += 1
             else:
                 unmatched.add((experiment, m.group(0)))
-    assert unmatched == NEEDS_METRICS_CSV
+    assert unmatched == set()  # every quoted interval: a summary row, a published table or a paired difference
     assert checked >= 35
 
 
@@ -71,4 +65,28 @@ def test_verdicts_csv_is_the_published_summaries(tmp_path):
     assert out.read_bytes() == (ROOT / "docs" / "results" / "verdicts.csv").read_bytes()
     rows = verdicts.rows()
     r = next(r for r in rows if (r["experiment"], r["metric"], r["arm"]) == ("dropout_mnist1d", "test_acc", "dropout_rate=0.2"))
-    assert round(float(r["diff"]), 3) == 0.057 and r["verdict"] == "better"
+    # the summary's paired difference is the one recomputed from the published per-member rows
+    cells = verdicts.final_values(ROOT / "docs" / "results" / "dropout_mnist1d")
+    a, b = cells[("dropout_rate=0.2", "test_acc")], cells[(r["baseline"], "test_acc")]
+    d = stats.paired_diff_ci([a[s] for s in sorted(a)], [b[s] for s in sorted(a)])
+    assert math.isclose(float(r["diff"]), d.diff, rel_tol=1e-12) and math.isclose(float(r["diff_lo"]), d.lo, rel_tol=1e-12)
+    assert r["verdict"] == "better" and r["adjust"] == "holm"
+
+
+def test_report_rerenders_every_published_folder_byte_for_byte(tmp_path):
+    """`jtricks report` on a copy of each published folder that holds its rows rewrites summary.md and
+    summary.csv with exactly the published bytes."""
+    import shutil
+
+    from jtricks import report, results_io
+
+    folders = [f for f in sorted((ROOT / "docs" / "results").iterdir())
+               if results_io.result_file(f, "metrics.csv").is_file()]
+    assert len(folders) >= 11
+    for folder in folders:
+        copy = tmp_path / folder.name
+        shutil.copytree(folder, copy)
+        results_io.check_complete(copy)
+        report.render(copy, plot=False)
+        for name in ("summary.md", "summary.csv"):
+            assert (copy / name).read_bytes() == (folder / name).read_bytes(), f"{folder.name}/{name}"

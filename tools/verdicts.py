@@ -2,10 +2,13 @@
 
 For every folder ``docs/results/<experiment>/`` with a ``summary.csv``, every row (metric, arm) goes to
 one CSV with the numbers the verdict table quotes: the mean and its interval, the paired difference to
-the baseline and its interval, the p-value and the verdict, at full precision. Triples written in the
+the baseline and its interval, the p-value, the family-adjusted p-value and the verdict, the divergence
+rate with its interval and the intention-to-treat p-value, at full precision. Triples written in the
 folder's other published tables (``lr_sensitivity.md``: best learning rates; ``table.md``,
-``ensemble.md``) are collected as text by :func:`published_triples`, for the check of
-``docs/results.md`` in ``tests/test_verdicts.py``::
+``ensemble.md``) are collected as text by :func:`published_triples`, and the paired differences between
+any two arms (and between a metric and its averaged-weights ``avg_`` twin) are recomputed from the
+published ``metrics.csv`` by :func:`paired_triples`, for the check of ``docs/results.md`` in
+``tests/test_verdicts.py``::
 
     python tools/verdicts.py                    # writes docs/results/verdicts.csv
     python tools/verdicts.py --out /tmp/v.csv
@@ -22,7 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
 COLUMNS = ("experiment", "metric", "arm", "baseline", "n", "diverged", "mean", "ci_lo", "ci_hi",
-           "diff", "diff_lo", "diff_hi", "diff_n", "p_value", "verdict")
+           "diff", "diff_lo", "diff_hi", "diff_n", "p_value", "p_adjusted", "adjust", "family", "verdict",
+           "div_rate", "div_lo", "div_hi", "itt_p", "at_best_mean")
 #: "0.843 [0.839, 0.846]" or "+0.169 [+0.146, +0.191]" (ASCII or Unicode minus)
 TRIPLE = re.compile(r"([+\-−]?\d+\.\d+) \[([+\-−]?\d+\.\d+), ([+\-−]?\d+\.\d+)\]")
 
@@ -48,6 +52,44 @@ def published_triples(folder: Path) -> list[tuple[float, float, float]]:
     for md in sorted(folder.glob("*.md")):
         if md.name != "summary.md":
             found += [tuple(number(x) for x in m.groups()) for m in TRIPLE.finditer(md.read_text(encoding="utf-8"))]
+    return found
+
+
+def final_values(folder: Path) -> dict[tuple[str, str], dict[int, float]]:
+    """``{(arm, metric): {seed: value at the member's last epoch}}`` from the folder's metrics.csv(.gz)."""
+    from jtricks import report, results_io
+
+    last: dict[tuple[str, str, int], tuple[int, float]] = {}
+    for r in report.read_metrics_csv(results_io.result_file(folder, "metrics.csv")):
+        key = (r["arm"], r["metric"], r["seed"])
+        if key not in last or r["epoch"] > last[key][0]:
+            last[key] = (r["epoch"], r["value"])
+    out: dict[tuple[str, str], dict[int, float]] = {}
+    for (arm, metric, seed), (_, value) in last.items():
+        out.setdefault((arm, metric), {})[seed] = value
+    return out
+
+
+def paired_triples(folder: Path) -> list[tuple[float, float, float]]:
+    """``diff [lo, hi]`` (95% paired t) of every ordered pair of (arm, metric) cells with the same base metric
+    (``test_acc`` and ``avg_test_acc`` pair too), seeds matched; empty without a published metrics.csv."""
+    from jtricks import results_io, stats
+
+    if not results_io.result_file(folder, "metrics.csv").is_file():
+        return []
+    cells = final_values(folder)
+    by_base: dict[str, list[tuple[str, str]]] = {}
+    for arm, metric in cells:
+        by_base.setdefault(metric.removeprefix("avg_"), []).append((arm, metric))
+    found = []
+    for group in by_base.values():
+        for a in group:
+            for b in group:
+                seeds = sorted(set(cells[a]) & set(cells[b]))
+                if a == b or len(seeds) < 2:
+                    continue
+                d = stats.paired_diff_ci([cells[a][i] for i in seeds], [cells[b][i] for i in seeds])
+                found.append((d.diff, d.lo, d.hi))
     return found
 
 

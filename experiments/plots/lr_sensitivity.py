@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jtricks import report, stats
+from jtricks import report, results_io, stats
 
 _LR = re.compile(r"(^|,)learning_rate=([^,]+)")
 
@@ -44,7 +44,7 @@ def split_arm(arm: str) -> tuple[str, float]:
 def load(run_dir: str | Path) -> tuple[dict, set, list[str]]:
     """``values[(arm, metric)][seed] = {epoch: value}``, the diverged (arm, seed) pairs, arm order."""
     run_dir = Path(run_dir)
-    rows = report.read_metrics_csv(run_dir / "metrics.csv")
+    rows = report.read_metrics_csv(results_io.result_file(run_dir, "metrics.csv"))  # a run or a published folder
     members = report.read_members_csv(run_dir / "members.csv") if (run_dir / "members.csv").is_file() else []
     diverged = {(m["arm"], m["seed"]) for m in members if m["diverged_epoch"] >= 0}
     values: dict = {}
@@ -93,7 +93,10 @@ def analyse(run_dir: str | Path, *, metric: str = "test_acc", select: str = "val
         if g == baseline:
             continue
         best_diff[g] = stats.paired_diff_ci(cells[(g, best[g])]["finals"], cells[(baseline, best[baseline])]["finals"])
+    # the comparisons at the best learning rates are one family: Holm-adjusted p-values give the verdicts
+    p_adj = dict(zip(best_diff, stats.adjust_pvalues([d.p for d in best_diff.values()], "holm"))) if best_diff else {}
     return {"groups": groups, "names": names, "baseline": baseline, "cells": cells, "best": best, "best_diff": best_diff,
+            "best_p_adjusted": p_adj,
             "values": values, "diverged": diverged, "seeds": seeds, "metric": metric, "select": select, "notes": notes}
 
 
@@ -132,10 +135,19 @@ def _fmt_ci(ci: stats.CI) -> str:
 
 
 def _fmt_diff(d: stats.DiffCI | None) -> str:
+    """``Δ [lo, hi] verdict`` with the verdict of the unadjusted interval (the per-learning-rate table)."""
     if d is None or d.n < 2 or not math.isfinite(d.lo):
         return "—"
     verdict = "better" if d.lo > 0 else ("worse" if d.hi < 0 else "n.s.")
     return f"{d.diff:+.4f} [{d.lo:+.4f}, {d.hi:+.4f}] {verdict}"
+
+
+def _fmt_best(d: stats.DiffCI, p_adj: float) -> str:
+    """``Δ [lo, hi] | p | p (Holm) | verdict`` cells: the verdict from the adjusted p-value."""
+    if d.n < 2 or not math.isfinite(d.lo):
+        return "— | | | n/a"
+    verdict = "n.s." if not p_adj < 0.05 else ("better" if d.diff > 0 else "worse")
+    return f"{d.diff:+.4f} [{d.lo:+.4f}, {d.hi:+.4f}] | {d.p:.2g} | {p_adj:.2g} | {verdict}"
 
 
 def markdown(a: dict, title: str) -> str:
@@ -143,18 +155,22 @@ def markdown(a: dict, title: str) -> str:
     n = len(a["seeds"])
     lines = [f"# {title}", "",
              f"Final `{m}` over {n} seeds: mean [95% t-CI]; diverged members are excluded and counted. "
-             f"Δ: paired by seed against `{base}`, 95% CI, \"better\"/\"worse\" when the CI excludes 0.", "",
+             f"Δ: paired by seed against `{base}`, 95% CI.", "",
              f"## Best learning rate of each group (chosen by the final mean `{sel}`)", "",
-             "A learning rate where a member diverged is not eligible as the best one.", "",
-             f"| group | best lr | {m} at best lr | diverged | Δ vs {base} at its best lr ({a['best'][base]:g}) |",
-             "|:---|---:|---:|---:|---:|"]
+             "A learning rate where a member diverged is not eligible as the best one. The comparisons at the "
+             "best learning rates form one family: paired t-test p-values, Holm-adjusted; \"better\"/\"worse\" "
+             "when the adjusted p-value is below 5%.", "",
+             f"| group | best lr | {m} at best lr | diverged | Δ vs {base} at its best lr ({a['best'][base]:g}) "
+             "| p | p (Holm) | verdict |",
+             "|:---|---:|---:|---:|---:|---:|---:|:---|"]
     for g in a["names"]:
         c = a["cells"][(g, a["best"][g])]
-        lines.append(f"| {g} | {a['best'][g]:g} | {_fmt_ci(c['ci'])} | {c['n_div']}/{n} | "
-                     f"{'(baseline)' if g == base else _fmt_diff(a['best_diff'][g])} |")
+        cmp = "(baseline) | | | baseline" if g == base else _fmt_best(a["best_diff"][g], a["best_p_adjusted"][g])
+        lines.append(f"| {g} | {a['best'][g]:g} | {_fmt_ci(c['ci'])} | {c['n_div']}/{n} | {cmp} |")
     if a["notes"]:
         lines += [""] + [f"- {n}" for n in a["notes"]]
     lines += ["", f"## Every learning rate (Δ vs {base} at the same learning rate)", "",
+              "Descriptive: \"better\"/\"worse\" when the unadjusted 95% interval excludes 0.", "",
               f"| group | lr | {m} | diverged | Δ vs {base} (same lr) |", "|:---|---:|---:|---:|---:|"]
     for g in a["names"]:
         for lr in sorted(a["groups"][g]):
