@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     mer.add_argument("parts", nargs="+", metavar="PART_DIR", help="the part folders, every part 1..N once")
     mer.add_argument("--no-plot", action="store_true", help="do not write curves.png")
     pub = sub.add_parser("publish", parents=[common],
-                         help="copy a finished run's results (not its models) to DEST, metrics.csv gzipped when large")
+                         help="copy a finished run's results (not its models) to DEST, metrics.csv xz-compressed when large")
     pub.add_argument("run_dir")
     pub.add_argument("dest")
     return p

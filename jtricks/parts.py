@@ -120,7 +120,7 @@ def load_part(folder: str | Path) -> PartRun:
     if not isinstance(manifest.get("part"), Mapping):
         raise MergeError(f"{folder} is not a part of a run (it was not run with --part i/n)")
     members = jreport.read_members_csv(folder / "members.csv") if (folder / "members.csv").is_file() else []
-    return PartRun(folder, manifest, jreport.read_metrics_csv(jresults.result_file(folder, "metrics.csv")), members,
+    return PartRun(folder, manifest, jreport.read_metrics_csv(jreport.result_file(folder, "metrics.csv")), members,
                    (folder / "arms.json").read_bytes())
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
+import lzma
 import math
 import operator
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,6 +41,9 @@ __all__ = [
     "metric_direction",
     "write_metrics_csv",
     "read_metrics_csv",
+    "result_file",
+    "open_text",
+    "append_sections",
     "write_members_csv",
     "read_members_csv",
     "summarize",
@@ -214,9 +218,23 @@ def _write_csv(path: str | Path, columns: tuple[str, ...], rows: list[tuple]) ->
     return path
 
 
-def _read_csv(path: str | Path, columns: tuple[str, ...], what: str) -> list[dict[str, Any]]:
-    from jtricks.results_io import open_text
+def result_file(folder: str | Path, name: str) -> Path:
+    """``folder/name``, or its compressed copy ``folder/name.xz`` when only that exists (published folders,
+    :func:`jtricks.results_io.publish`); ``folder/name`` when neither does."""
+    plain = Path(folder) / name
+    packed = plain.with_name(plain.name + ".xz")
+    return packed if not plain.exists() and packed.is_file() else plain
 
+
+def open_text(path: str | Path) -> Any:
+    """A text stream of ``path`` (decompressed when it ends in ``.xz``)."""
+    path = Path(path)
+    if path.suffix == ".xz":
+        return lzma.open(path, "rt", newline="", encoding="utf-8")
+    return path.open(newline="", encoding="utf-8")
+
+
+def _read_csv(path: str | Path, columns: tuple[str, ...], what: str) -> list[dict[str, Any]]:
     path = Path(path)
     with open_text(path) as f:
         reader = csv.reader(f)
@@ -973,13 +991,13 @@ SECTION_FILES = ("pbt.md", "tuning.md")
 
 def append_sections(out_dir: str | Path, names: Sequence[str] = SECTION_FILES) -> None:
     """Append the section files ``names`` present in ``out_dir`` to its ``summary.md`` (``"\n"`` + file)."""
-    from jtricks.results_io import write_atomic
-
     out_dir = Path(out_dir)
     parts = [(out_dir / n).read_text(encoding="utf-8") for n in names if (out_dir / n).is_file()]
     if parts:
         summary = out_dir / "summary.md"
-        write_atomic(summary, summary.read_text(encoding="utf-8") + "".join("\n" + p for p in parts))
+        text = summary.read_text(encoding="utf-8") + "".join("\n" + p for p in parts)
+        with summary.open("w", newline="", encoding="utf-8") as f:
+            f.write(text)
 
 
 def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
@@ -1002,10 +1020,8 @@ def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
     Returns:
       The summary rows (see :func:`summarize`).
     """
-    from jtricks.results_io import result_file
-
     out_dir = Path(out_dir)
-    metrics_path = result_file(out_dir, "metrics.csv")  # or its published, gzipped copy
+    metrics_path = result_file(out_dir, "metrics.csv")  # or its published, compressed copy
     if not metrics_path.is_file():
         raise FileNotFoundError(f"{metrics_path} not found: is {out_dir} a jtricks results folder?")
     rows = read_metrics_csv(metrics_path)

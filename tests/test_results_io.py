@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
+import lzma
 import json
 import os
 import signal
@@ -168,32 +168,32 @@ def test_complete_folder_passes_and_render_agrees(tmp_path):
     assert man["fingerprint"] == fp and set(man["files"]) == {"metrics.csv", "members.csv", "arms.json"}
 
 
-def test_publish_gzips_large_metrics_and_report_rerenders_the_copy_byte_for_byte(tmp_path, monkeypatch):
-    """``publish``: the results without models, metrics.csv gzipped above the threshold (deterministic
+def test_publish_compresses_large_metrics_and_report_rerenders_the_copy_byte_for_byte(tmp_path, monkeypatch):
+    """``publish``: the results without models, metrics.csv xz-compressed above the threshold (deterministic
     bytes); the copy passes ``check_complete`` (digests of the decompressed rows) and ``render`` gives the
-    same summaries as in the run folder; a damaged gzip is refused."""
+    same summaries as in the run folder; a damaged stream is refused."""
     run, pub = tmp_path / "run", tmp_path / "pub"
     run.mkdir()
     _finished_run(run)
     jreport.render(run, plot=False)
     (run / "models").mkdir()
-    monkeypatch.setattr(rio, "GZIP_ABOVE_BYTES", 10)
+    monkeypatch.setattr(rio, "COMPRESS_ABOVE_BYTES", 10)
     rio.publish(run, pub)
     assert not (pub / "metrics.csv").exists() and not (pub / "models").exists()
-    assert gzip.decompress((pub / "metrics.csv.gz").read_bytes()) == (run / "metrics.csv").read_bytes()
-    first = (pub / "metrics.csv.gz").read_bytes()
+    assert lzma.decompress((pub / "metrics.csv.xz").read_bytes()) == (run / "metrics.csv").read_bytes()
+    first = (pub / "metrics.csv.xz").read_bytes()
     rio.publish(run, pub)
-    assert (pub / "metrics.csv.gz").read_bytes() == first  # mtime 0: the same bytes every time
+    assert (pub / "metrics.csv.xz").read_bytes() == first  # no time stamp: the same bytes every time
     rio.check_complete(pub)
     before = {n: (pub / n).read_bytes() for n in ("summary.md", "summary.csv")}
     jreport.render(pub, plot=False)
     assert {n: (pub / n).read_bytes() for n in before} == before == {n: (run / n).read_bytes() for n in before}
-    (pub / "metrics.csv.gz").write_bytes(first[: len(first) // 2])
-    with pytest.raises(ValueError, match="metrics.csv.gz"):
+    (pub / "metrics.csv.xz").write_bytes(first[: len(first) // 2])
+    with pytest.raises(ValueError, match="metrics.csv.xz"):
         rio.check_complete(pub)
-    monkeypatch.setattr(rio, "GZIP_ABOVE_BYTES", 10**9)
-    rio.publish(run, pub)  # small: plain, and the stale gzip is gone
-    assert (pub / "metrics.csv").is_file() and not (pub / "metrics.csv.gz").exists()
+    monkeypatch.setattr(rio, "COMPRESS_ABOVE_BYTES", 10**9)
+    rio.publish(run, pub)  # small: plain, and the stale compressed copy is gone
+    assert (pub / "metrics.csv").is_file() and not (pub / "metrics.csv.xz").exists()
 
 
 def _truncate_lines(p: Path, keep: int) -> None:

@@ -37,7 +37,7 @@ def rows(results: Path = RESULTS) -> list[dict[str, str]]:
     for folder in sorted(p for p in results.iterdir() if (p / "summary.csv").is_file()):
         with (folder / "summary.csv").open(newline="", encoding="utf-8") as f:
             for r in csv.DictReader(f):
-                out.append({"experiment": folder.name, **{c: r[c] for c in COLUMNS[1:]}})
+                out.append({"experiment": folder.name, **{c: r.get(c, "") for c in COLUMNS[1:]}})  # "": an older summary
     return out
 
 
@@ -56,11 +56,11 @@ def published_triples(folder: Path) -> list[tuple[float, float, float]]:
 
 
 def final_values(folder: Path) -> dict[tuple[str, str], dict[int, float]]:
-    """``{(arm, metric): {seed: value at the member's last epoch}}`` from the folder's metrics.csv(.gz)."""
-    from jtricks import report, results_io
+    """``{(arm, metric): {seed: value at the member's last epoch}}`` from the folder's metrics.csv (or metrics.csv.xz)."""
+    from jtricks import report
 
     last: dict[tuple[str, str, int], tuple[int, float]] = {}
-    for r in report.read_metrics_csv(results_io.result_file(folder, "metrics.csv")):
+    for r in report.read_metrics_csv(report.result_file(folder, "metrics.csv")):
         key = (r["arm"], r["metric"], r["seed"])
         if key not in last or r["epoch"] > last[key][0]:
             last[key] = (r["epoch"], r["value"])
@@ -71,16 +71,21 @@ def final_values(folder: Path) -> dict[tuple[str, str], dict[int, float]]:
 
 
 def paired_triples(folder: Path) -> list[tuple[float, float, float]]:
-    """``diff [lo, hi]`` (95% paired t) of every ordered pair of (arm, metric) cells with the same base metric
-    (``test_acc`` and ``avg_test_acc`` pair too), seeds matched; empty without a published metrics.csv."""
-    from jtricks import results_io, stats
+    """``diff [lo, hi]`` (95% paired t) of every ordered pair of (arm, metric) cells that measure the same
+    quantity on any split (``test_acc``, ``avg_test_acc``, ``val_acc`` and ``train_eval_acc`` pair: e.g. a
+    train/validation gap), seeds matched; empty without a published metrics.csv."""
+    from jtricks import metrics, report, stats
 
-    if not results_io.result_file(folder, "metrics.csv").is_file():
+    if not report.result_file(folder, "metrics.csv").is_file():
         return []
     cells = final_values(folder)
     by_base: dict[str, list[tuple[str, str]]] = {}
     for arm, metric in cells:
-        by_base.setdefault(metric.removeprefix("avg_"), []).append((arm, metric))
+        try:
+            base = metrics.parse(metric)[1]
+        except ValueError:  # a metric of the user's own: pairs with itself across arms only
+            base = metric
+        by_base.setdefault(base, []).append((arm, metric))
     found = []
     for group in by_base.values():
         for a in group:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jtricks import report, results_io, stats
+from jtricks import report, stats
 
 _LR = re.compile(r"(^|,)learning_rate=([^,]+)")
 
@@ -44,7 +44,7 @@ def split_arm(arm: str) -> tuple[str, float]:
 def load(run_dir: str | Path) -> tuple[dict, set, list[str]]:
     """``values[(arm, metric)][seed] = {epoch: value}``, the diverged (arm, seed) pairs, arm order."""
     run_dir = Path(run_dir)
-    rows = report.read_metrics_csv(results_io.result_file(run_dir, "metrics.csv"))  # a run or a published folder
+    rows = report.read_metrics_csv(report.result_file(run_dir, "metrics.csv"))  # a run or a published folder
     members = report.read_members_csv(run_dir / "members.csv") if (run_dir / "members.csv").is_file() else []
     diverged = {(m["arm"], m["seed"]) for m in members if m["diverged_epoch"] >= 0}
     values: dict = {}
