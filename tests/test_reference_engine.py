@@ -277,8 +277,11 @@ def test_mlp_with_dropout_and_batch_norm_matches_an_optax_loop(digits_ref, tmp_p
             if arm["name"] == "sgd_tricks_stopped":
                 assert (member["stopped_epoch"], member["best_epoch"]) == (facts["stopped_epoch"], facts["best_epoch"]) == (2, 1)
             final = result.final_states[f"{arm['name']}/seed={seed}"]
+            # Adam (lr 0.01) moves a weight by up to ~lr per update; its rounding differs from optax's in
+            # near-zero weights by a few 1e-5 after these updates: 1% of one step is the absolute tolerance
+            atol = 1e-4 if arm.get("optimizer") == "adam" else 1e-5
             for a, b in zip(jax.tree_util.tree_leaves(final), jax.tree_util.tree_leaves(facts["params"])):
-                np.testing.assert_allclose(a, b, rtol=rtol * 10, atol=1e-5)
+                np.testing.assert_allclose(a, b, rtol=rtol * 10, atol=atol)
             if arm["name"] == "frozen_weights":  # here padding rows counted as examples would raise the accuracy
                 assert _padding_would_count(model, facts["params"], facts["mstate"], d["x_tr"].shape[1:])
 
