@@ -172,3 +172,18 @@ def test_uniform_bits16_are_uniform_independent_and_vmap_exact() -> None:
     # other key implementations draw through jax.random.bits (same range)
     rbg = np.asarray(uniform_bits16(jax.random.key(0, impl="rbg"), (1000,)))
     assert rbg.max() < 65536 and len(np.unique(rbg)) > 900
+
+
+def test_the_threshold_keeps_exactly_the_units_with_h_at_least_t() -> None:
+    """keep ⇔ h >= round(rate · 2^16): at a traced rate of 0 the units with h = 0 are kept, at 2^-16 exactly
+    they are dropped; a traced negative rate is clipped to 0 (every unit kept, unscaled)."""
+    ones = jnp.ones((1 << 20,), jnp.float32)
+    h = np.asarray(uniform_bits16(KEY, ones.shape))
+    zero = h == 0
+    assert zero.sum() > 0  # about 16 of 2^20 for this key
+    f = jax.jit(dropout)
+    np.testing.assert_array_equal(f(KEY, ones, jnp.float32(0.0)), ones)
+    np.testing.assert_array_equal(f(KEY, ones, jnp.float32(-0.25)), ones)
+    y = np.asarray(f(KEY, ones, jnp.float32(1 / 65536)))
+    np.testing.assert_array_equal(y == 0, zero)
+    np.testing.assert_array_equal(y[~zero], np.float32(1) / np.float32(65535 / 65536))
