@@ -187,3 +187,36 @@ def test_the_threshold_keeps_exactly_the_units_with_h_at_least_t() -> None:
     y = np.asarray(f(KEY, ones, jnp.float32(1 / 65536)))
     np.testing.assert_array_equal(y == 0, zero)
     np.testing.assert_array_equal(y[~zero], np.float32(1) / np.float32(65535 / 65536))
+
+
+def _threefry2x32_numpy(key: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Threefry-2x32, 20 rounds (Salmon et al., 2011, Random123), written out in numpy: the reference."""
+    def rotl(v: np.ndarray, r: int) -> np.ndarray:
+        return (v << np.uint32(r)) | (v >> np.uint32(32 - r))
+
+    ks = [np.uint32(key[0]), np.uint32(key[1]), np.uint32(key[0]) ^ np.uint32(key[1]) ^ np.uint32(0x1BD11BDA)]
+    rotations = ((13, 15, 26, 6), (17, 29, 16, 24))
+    x0, x1 = x0 + ks[0], x1 + ks[1]
+    for group in range(5):
+        for r in rotations[group % 2]:
+            x0 = x0 + x1
+            x1 = rotl(x1, r) ^ x0
+        x0 = x0 + ks[(group + 1) % 3]
+        x1 = x1 + ks[(group + 2) % 3] + np.uint32(group + 1)
+    return x0, x1
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 12])
+def test_uniform_bits16_is_the_documented_function_of_threefry(n: int) -> None:
+    """``w = threefry_2x32(key, iota(m))`` with ``m = ⌈n/2⌉`` rounded up to even (the pairs (i, i + m/2)
+    hashed), ``h = [w & 0xFFFF, w >> 16][:n]``: against a numpy Threefry-2x32, for typed and raw keys."""
+    key = jax.random.key(3)
+    m = (n + 1) // 2
+    m += m % 2
+    counts = np.arange(m, dtype=np.uint32)
+    with np.errstate(over="ignore"):
+        y0, y1 = _threefry2x32_numpy(np.asarray(jax.random.key_data(key)), counts[: m // 2], counts[m // 2:])
+    w = np.concatenate([y0, y1])
+    expected = np.concatenate([w & 0xFFFF, w >> 16])[:n]
+    np.testing.assert_array_equal(np.asarray(uniform_bits16(key, (n,))), expected)
+    np.testing.assert_array_equal(np.asarray(uniform_bits16(jax.random.PRNGKey(3), (n,))), expected)

@@ -56,13 +56,13 @@ TARGETS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...] | None]] = {
         ("batch_norm_init", "batch_norm", "layer_norm_init", "layer_norm", "rms_norm_init", "rms_norm",
          "group_norm", "_sum_sq_but_last", "weight_norm_init", "weight_norm"),
     ),
-    "dropout": ("jtricks/dropout.py", ("tests/test_dropout.py", "tests/test_properties.py"), ("_dropout", "dropout", "spatial_dropout")),
+    "dropout": ("jtricks/dropout.py", ("tests/test_dropout.py", "tests/test_properties.py"), ("uniform_bits16", "_dropout", "dropout", "spatial_dropout")),
     "init": ("jtricks/init.py", ("tests/test_init.py",), None),
     "train_step": (
         "jtricks/train.py",
         ("tests/test_train_step.py", "tests/test_reference_engine.py"),
-        ("loss_fn", "make_train_step", "chunk_totals", "finalize_evaluation", "make_evaluate", "early_stop", "average",
-         "finish_epoch"),
+        ("loss_fn", "make_train_step", "guard_epoch", "chunk_totals", "finalize_evaluation", "make_evaluate", "early_stop",
+         "average", "finish_epoch", "run_epoch"),
     ),
 }
 
