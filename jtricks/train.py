@@ -311,23 +311,23 @@ def device_data(
             raise ValueError(f"{name} split is empty")
     if targets not in TARGET_DTYPES:
         raise ValueError(f"`targets` must be one of {sorted(TARGET_DTYPES)}, got {targets!r}")
+    if not isinstance(train_eval, (int, np.integer)) or isinstance(train_eval, bool) or train_eval < 0:
+        raise ValueError(f"`train_eval` must be an int >= 0 (0: off), got {train_eval!r}")
     ydt = TARGET_DTYPES[targets]
     eb = min(eval_batch_size, max(len(x_val), len(x_test)))
-    xv, vm = _pad_to(np.asarray(x_val, np.float32), eb)
-    yv, _ = _pad_to(np.asarray(y_val, ydt), eb)
-    xt, tm = _pad_to(np.asarray(x_test, np.float32), eb)
-    yt, _ = _pad_to(np.asarray(y_test, ydt), eb)
-    put = jnp.asarray
+
+    def evaluated(x: np.ndarray, y: np.ndarray) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """An evaluation split on the device, padded to whole chunks: (inputs, targets, mask of real rows)."""
+        xp, mask = _pad_to(np.asarray(x, np.float32), eb)
+        yp, _ = _pad_to(np.asarray(y, ydt), eb)
+        return jnp.asarray(xp), jnp.asarray(yp), jnp.asarray(mask)
+
     fit: tuple[Any, ...] = (None, None, None)
     if train_eval:
         idx = np.sort(np.random.default_rng(0).permutation(len(x_train))[: min(int(train_eval), len(x_train))])
-        xf, fm = _pad_to(np.asarray(x_train, np.float32)[idx], eb)
-        yf, _ = _pad_to(np.asarray(y_train, ydt)[idx], eb)
-        fit = (put(xf), put(yf), put(fm))
-    return DeviceData(
-        put(np.asarray(x_train, np.float32)), put(np.asarray(y_train, ydt)), put(xv), put(yv), put(vm), put(xt), put(yt), put(tm),
-        *fit,
-    )
+        fit = evaluated(np.asarray(x_train)[idx], np.asarray(y_train)[idx])
+    train = (jnp.asarray(np.asarray(x_train, np.float32)), jnp.asarray(np.asarray(y_train, ydt)))
+    return DeviceData(*train, *evaluated(x_val, y_val), *evaluated(x_test, y_test), *fit)
 
 
 def default_hparams(config: TrainConfig) -> dict[str, float]:

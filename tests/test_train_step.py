@@ -163,3 +163,5 @@ def test_train_eval_is_the_final_params_accuracy_on_a_fixed_training_sample_in_e
     assert "train_eval_loss" in hist and "avg_train_eval_acc" not in hist
     with pytest.raises(ValueError, match="train_eval"):
         jtrain.TrainConfig(model=config.model, optimizer=config.optimizer, epochs=1, batch_size=16, train_eval=-1)
+    with pytest.raises(ValueError, match="`train_eval` must be an int >= 0"):
+        jtrain.device_data(x, y, x[:10], y[:10], x[:12], y[:12], eval_batch_size=8, train_eval=-5)
