@@ -53,6 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jtricks import checks
+from jtricks import results_io
 
 __all__ = [
     "Dataset",
@@ -710,13 +711,11 @@ def _read_cached(path: Path) -> tuple[np.ndarray, ...] | None:
 
 
 def _write_cached(path: Path, arrays: tuple[np.ndarray, ...]) -> None:
-    """Best effort, atomic (a temporary file renamed into place); an unwritable cache is skipped."""
+    """Best effort, atomic (:func:`jtricks.results_io.atomic_file`); an unwritable cache is skipped."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.part")
-        with os.fdopen(fd, "wb") as f:
+        with results_io.atomic_file(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **{k: a for (k, _), a in zip(_MNIST1D_FIELDS, arrays)})
-        os.replace(tmp, path)
     except OSError:
         return
 
