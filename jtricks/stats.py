@@ -501,17 +501,17 @@ def seeds_needed(
     k = z.inv_cdf(0.5 * (1.0 + confidence)) + z.inv_cdf(power)
     start = max(2, int(math.ceil((k / effect) ** 2)) - 1)  # the normal approximation; exact n is near it
     reached = lambda m: t_test_power(m, effect, confidence) >= power  # noqa: E731 (monotone in m)
-    # bracket lo < n <= hi by doubling steps around the start, then bisect: O(log n) power evaluations
+    # bracket lo < n <= hi (lo = 1 or not reached; hi >= 2 reached) by doubling steps around the start,
+    # then bisect: O(log n) power evaluations
     step, lo, hi = 1, start - 1, start
     while lo >= 2 and reached(lo):
         hi, lo, step = lo, max(1, lo - 2 * step), 2 * step
-    lo = max(lo, 1)
     while not reached(hi):
         lo, hi, step = hi, hi + 2 * step, 2 * step
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if reached(mid) else (mid, hi)
-    return max(hi, 2)
+    return hi
 
 
 # ----------------------------------------------------------------------------------------------
