@@ -88,13 +88,14 @@ def paired_triples(folder: Path) -> list[tuple[float, float, float]]:
         by_base.setdefault(base, []).append((arm, metric))
     found = []
     for group in by_base.values():
-        for a in group:
-            for b in group:
+        for i, a in enumerate(group):
+            for b in group[i + 1:]:
                 seeds = sorted(set(cells[a]) & set(cells[b]))
-                if a == b or len(seeds) < 2:
+                if len(seeds) < 2:
                     continue
-                d = stats.paired_diff_ci([cells[a][i] for i in seeds], [cells[b][i] for i in seeds])
-                found.append((d.diff, d.lo, d.hi))
+                d = stats.paired_diff_ci([cells[a][s] for s in seeds], [cells[b][s] for s in seeds])
+                # b - a is the mirror image, exactly (negation is exact in floating point)
+                found += [(d.diff, d.lo, d.hi), (-d.diff, -d.hi, -d.lo)]
     return found
 
 
