@@ -208,8 +208,11 @@ SETTINGS: Mapping[str, Mapping[str, Any]] = {f.name: f.metadata for f in datacla
 STATIC_FIELDS: frozenset[str] = frozenset(k for k, m in SETTINGS.items() if m["role"] != "run" and m["settable"])
 
 _SETTABLE: frozenset[str] = frozenset(k for k, m in SETTINGS.items() if m["settable"])
-#: Fields no number of a run depends on (left out of the run's fingerprint): the reporting part, the name, the description.
-REPORT_ONLY: frozenset[str] = frozenset(k for k, m in SETTINGS.items() if m["part"] == "reporting") | {"name", "description"}
+#: Fields no number of a run depends on (left out of the run's fingerprint): the reporting settings that only
+#: choose how the rows are summarised (role ``"run"``; ``train_eval`` adds rows, so it counts), the name, the
+#: description.
+REPORT_ONLY: frozenset[str] = frozenset(
+    k for k, m in SETTINGS.items() if m["part"] == "reporting" and m["role"] == "run") | {"name", "description"}
 
 #: Names that are both an on/off field and its numeric coefficient: a bool sets the field, a number sets the
 #: coefficient and switches the field on (so an arm ``{"l2": 1e-4}`` is an L2 arm).

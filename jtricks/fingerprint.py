@@ -15,15 +15,14 @@ a fingerprint must not depend on memory addresses.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["run_fingerprint", "diff", "data_checksum", "experiment_settings", "FingerprintMismatchError"]
+__all__ = ["run_fingerprint", "diff", "data_checksum", "FingerprintMismatchError"]
 
 
 class FingerprintMismatchError(ValueError):
@@ -128,33 +127,3 @@ def data_checksum(*arrays: Any) -> str:
         h.update(f"{i}:{a.dtype.str}:{a.shape}:".encode("ascii"))
         h.update(a.tobytes())
     return h.hexdigest()
-
-
-#: Experiment fields that change only how results are reported, not the numbers: left out of the fingerprint.
-_REPORT_ONLY = ("name", "description", "baseline", "metrics", "target")
-
-
-def experiment_settings(
-    exp: Any, arms: Sequence[Any], *, max_members: int | None, data: str, version: str | None = None
-) -> dict[str, Any]:
-    """The settings a run's numbers depend on, for :func:`run_fingerprint`.
-
-    Args:
-      exp: the :class:`jtricks.experiment.Experiment` after ``--set`` (its report-only fields
-        ``name, description, baseline, metrics, target`` are left out).
-      arms: the expanded arms (their names and factors are included).
-      max_members: the chunk size actually used (it decides the checkpoint layout).
-      data: :func:`data_checksum` of the loaded data.
-      version: the package version (default: ``jtricks.__version__``).
-    """
-    import jtricks
-
-    fields = {k: v for k, v in dataclasses.asdict(exp).items() if k not in _REPORT_ONLY}
-    return {
-        "experiment": fields,
-        "arms": [{"arm": a.name, "factors": dict(a.factors)} for a in arms],
-        "seeds": list(range(exp.seed_offset, exp.seed_offset + exp.seeds)),
-        "max_members": max_members,
-        "data": data,
-        "jtricks": version if version is not None else jtricks.__version__,
-    }

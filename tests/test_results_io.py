@@ -34,6 +34,15 @@ def test_fingerprint_is_canonical_and_stable():
         jfp.run_fingerprint({"model": {"init": lambda k: k}})
 
 
+def test_only_summary_choices_are_left_out_of_the_fingerprint():
+    """How rows are summarised (metrics, baseline, target, adjustment) and the labels do not enter a run's
+    fingerprint; ``train_eval``, a reporting setting that adds metric rows, does."""
+    from jtricks import experiment as jexp
+
+    assert jexp.REPORT_ONLY == {"metrics", "baseline", "target", "adjust", "name", "description"}
+    assert "train_eval" in jexp.SETTINGS and jexp.SETTINGS["train_eval"]["part"] == "reporting"
+
+
 def test_diff_names_the_changed_settings():
     a = jfp.run_fingerprint({"experiment": {"epochs": 16, "hparams": {"learning_rate": 0.001}}, "seeds": [0, 1]})
     b = jfp.run_fingerprint({"experiment": {"epochs": 10, "hparams": {"learning_rate": 0.1}}, "seeds": [0]})
