@@ -91,8 +91,8 @@ def uniform_bits16(key: jax.Array, shape: Sequence[int]) -> jax.Array:
     """``prod(shape)`` independent uniform 16-bit integers (as ``uint32``), four per Threefry-2x32 hash.
 
     ``jax.random.bits(key, shape, jnp.uint16)`` spends one 64-bit hash per element; here the hash's 64
-    output bits are cut into four 16-bit numbers: ``w = threefry_2x32(key, iota(⌈n/2⌉))`` and
-    ``h = [w & 0xFFFF, w >> 16][:n]``, a quarter of the hashing (the dominant cost of dropout on a CPU).
+    output bits are cut into four 16-bit numbers: ``w = threefry_2x32(key, iota(m))`` with ``m = ⌈n/2⌉``
+    rounded up to even (``threefry_2x32`` hashes the pairs ``(i, i + m/2)``) and ``h = [w & 0xFFFF, w >> 16][:n]``, a quarter of the hashing (the dominant cost of dropout on a CPU).
     A function of the key and the shape alone, so a vmapped member draws exactly what a standalone call
     draws. Keys of other implementations than Threefry fall back to ``jax.random.bits``.
     """

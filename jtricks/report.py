@@ -1010,8 +1010,9 @@ def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
     level (defaults: the first arm, :data:`DEFAULT_METRICS`, none, 0.95, ``"holm"``). The Markdown title is
     ``"{name}: {description}"`` (``name`` from ``config.name``, else ``experiment``, else the folder
     name; ``description`` from ``config.description``, omitted when empty) and the plot title is
-    ``name``. Used by ``jtricks report DIR``; the same call after a run reproduces its
-    ``summary.csv`` byte for byte.
+    ``name``; the folder's section files (:data:`SECTION_FILES`) are appended to ``summary.md``. Used by
+    ``jtricks report DIR``; the same call after a run reproduces its ``summary.csv`` and ``summary.md``
+    byte for byte.
 
     Args:
       out_dir: the results folder.

@@ -53,11 +53,11 @@ def _write_idx(path: Path, arr: np.ndarray) -> None:
         f.write(header + arr.astype(np.uint8).tobytes())
 
 
-#: The test run's temporary folder (pytest's ``tmp_path_factory``), set by :func:`_temp_root`.
+#: This module's temporary folder (pytest's ``tmp_path_factory``), set by :func:`_temp_root`.
 _TEMP_ROOT: list[Path] = []
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _temp_root(tmp_path_factory: pytest.TempPathFactory) -> None:
     _TEMP_ROOT[:] = [tmp_path_factory.mktemp("experiments")]
 
