@@ -204,7 +204,7 @@ def batch_norm(
         mean = state["mean"].astype(cdt)
         var = state["var"].astype(cdt)
         new_state = state
-    xhat = (xc - mean) * jax.lax.rsqrt(var + jnp.asarray(eps, cdt))
+    xhat = (xc - mean) * jnum.rsqrt(var + jnp.asarray(eps, cdt))
     y = jnum.scale_shift(xhat, params["scale"].astype(cdt), params["bias"].astype(cdt))
     return y.astype(x.dtype), new_state
 
@@ -241,7 +241,7 @@ def layer_norm(x: jax.Array, params: Params, *, eps: float | jax.Array = 1e-5) -
     xc = x.astype(cdt)
     mean = jnum.mean(xc, -1, keepdims=True)
     var = jnum.mean(jnp.square(xc - mean), -1, keepdims=True)
-    xhat = (xc - mean) * jax.lax.rsqrt(var + jnp.asarray(eps, cdt))
+    xhat = (xc - mean) * jnum.rsqrt(var + jnp.asarray(eps, cdt))
     return jnum.scale_shift(xhat, params["scale"].astype(cdt), params["bias"].astype(cdt)).astype(x.dtype)
 
 
@@ -266,7 +266,7 @@ def rms_norm(x: jax.Array, params: Params, *, eps: float | jax.Array = 1e-6) -> 
     cdt = _stats_dtype(x)
     xc = x.astype(cdt)
     ms = jnp.mean(jnp.square(xc), axis=-1, keepdims=True)
-    return (xc * (jax.lax.rsqrt(ms + jnp.asarray(eps, cdt)) * params["scale"].astype(cdt))).astype(x.dtype)
+    return (xc * (jnum.rsqrt(ms + jnp.asarray(eps, cdt)) * params["scale"].astype(cdt))).astype(x.dtype)
 
 
 def group_norm_init(num_features: int, dtype: Any = jnp.float32) -> tuple[Params, State]:
@@ -304,7 +304,7 @@ def group_norm(
     axes = tuple(range(1, xg.ndim - 2)) + (xg.ndim - 1,)
     mean = jnp.mean(xg, axis=axes, keepdims=True)
     var = jnp.mean(jnp.square(xg - mean), axis=axes, keepdims=True)
-    xn = ((xg - mean) * jax.lax.rsqrt(var + jnp.asarray(eps, cdt))).reshape(x.shape)
+    xn = ((xg - mean) * jnum.rsqrt(var + jnp.asarray(eps, cdt))).reshape(x.shape)
     return (xn * params["scale"].astype(cdt) + params["bias"].astype(cdt)).astype(x.dtype)
 
 
@@ -353,5 +353,5 @@ def weight_norm(v: jax.Array, g: jax.Array, *, eps: float = 1e-12) -> jax.Array:
         )
     _check_eps(eps)
     cdt = _stats_dtype(v)
-    mul = jnp.asarray(g, cdt) * jax.lax.rsqrt(_sum_sq_but_last(v) + jnp.asarray(eps, cdt))
+    mul = jnp.asarray(g, cdt) * jnum.rsqrt(_sum_sq_but_last(v) + jnp.asarray(eps, cdt))
     return (v.astype(cdt) * mul).astype(v.dtype)
