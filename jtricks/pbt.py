@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jtricks import hparams as jhparams
+from jtricks import population as jpop
 from jtricks import search as jsearch
 
 __all__ = ["rank_members", "exploit_explore", "apply_copies", "run_pbt", "write_lineage", "plot_lineage",
@@ -138,7 +139,7 @@ def run_pbt(
     distributions: Mapping[str, Any],
     seed: int,
     group: int = 0,
-    multiple: int = 1,
+    devices: int = 1,
     place: Callable[[Any], Any] = lambda s: s,
     on_epoch: Callable[[int, Any, Mapping[str, np.ndarray], int], None] = lambda *a: None,
     collect: Callable[[Sequence[tuple[Any, int]], Any, list], None],
@@ -152,7 +153,7 @@ def run_pbt(
     """
     n = len(members)
     names = [f"{arm.name}/seed={s}" for arm, s in members]
-    state = programs.init(*place(inputs(members, -(-n // multiple) * multiple)))
+    state = programs.init(*place(inputs(members, jpop.padded_size(n, devices))))
     current = _host(state, explored, n)
     lineage = [{"group": group, "epoch": 0, "member": names[i], "copied_from": "", "score": float("nan"),
                 **{k: float(current[k][i]) for k in explored}} for i in range(n)]

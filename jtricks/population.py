@@ -33,7 +33,8 @@ from typing import Any, Callable, Literal, Sequence
 import jax
 import jax.numpy as jnp
 
-__all__ = ["STRATEGIES", "CONV_MODELS", "population_map", "resolve_strategy", "population_size"]
+__all__ = ["STRATEGIES", "CONV_MODELS", "MIN_PER_DEVICE", "population_map", "resolve_strategy", "population_size",
+           "padded_size"]
 
 Strategy = Literal["vmap", "unroll", "auto"]
 
@@ -44,6 +45,26 @@ STRATEGIES: tuple[str, ...] = ("vmap", "unroll", "auto")
 CONV_MODELS: frozenset[str] = frozenset({"cnn", "cnn1d", "resnet", "inception"})
 
 InAxes = int | None | Sequence[int | None]
+
+#: The fewest members a device runs. XLA drops a mapped axis of length 1 and compiles a population of one
+#: member as a different program (its matrix products without a batch dimension), whose rounding differs
+#: from every larger population's on some CPUs (measured on an AVX2-only EPYC: the gradient of a
+#: ``(B, 16) @ (16, 3)`` layer). So a device never runs fewer than two members: a smaller population is
+#: padded with copies of its first member, whose results are discarded.
+MIN_PER_DEVICE = 2
+
+
+def padded_size(members: int, devices: int = 1) -> int:
+    """The population size that runs ``members`` members on ``devices`` devices: the smallest multiple of
+    ``devices`` that is ``>= members`` and gives every device at least :data:`MIN_PER_DEVICE` members.
+
+    >>> padded_size(1), padded_size(3), padded_size(1, devices=4), padded_size(9, devices=4)
+    (2, 3, 8, 12)
+    """
+    if members < 1 or devices < 1:
+        raise ValueError(f"`members` and `devices` must be >= 1, got {members} and {devices}")
+    per_device = max(MIN_PER_DEVICE, -(-members // devices))
+    return per_device * devices
 
 
 def resolve_strategy(

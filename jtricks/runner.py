@@ -31,6 +31,7 @@ import shutil
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -46,6 +47,7 @@ from jtricks import fingerprint as jfp
 from jtricks import losses as jlosses
 from jtricks import metrics as jmetrics
 from jtricks import parts as jparts
+from jtricks import population as jpop
 from jtricks import prepare as jprep
 from jtricks import programs as jprog
 from jtricks import provenance as jprov
@@ -150,15 +152,20 @@ class Plan:
     groups: list[Group]
     #: the slice of the members this run trains (``--part i/n``, :mod:`jtricks.parts`); ``None``: all
     part: jparts.Part | None = None
+    #: the ``(arm, seed)`` pairs this run trains when a sample was asked for; ``None``: all
+    members: list[tuple[str, int]] | None = None
 
     @property
     def total_epochs(self) -> int:
         return sum(len(g.chunks) * g.experiment.epochs for g in self.groups)
 
 
-def plan(exp: jexp.Experiment, *, max_members: int | None = None, part: jparts.Part | None = None) -> Plan:
+def plan(exp: jexp.Experiment, *, max_members: int | None = None, part: jparts.Part | None = None,
+         members: Sequence[tuple[str, int]] | None = None) -> Plan:
     """Validate ``exp``, group its arms by static configuration and chunk each group's members (with
-    ``part``, only that slice of the members: :func:`jtricks.parts.select`; groups left empty are dropped)."""
+    ``part``, only that slice of the members: :func:`jtricks.parts.select`; with ``members``, only those
+    ``(arm, seed)`` pairs; groups left empty are dropped). Every member computes what it would in the whole
+    run: a group's program is made from all its arms, and no member depends on the population it runs in."""
     arms = jexp.validate(exp)
     max_members = max_members or exp.max_members
     seeds = list(range(exp.seed_offset, exp.seed_offset + exp.seeds))
@@ -175,18 +182,22 @@ def plan(exp: jexp.Experiment, *, max_members: int | None = None, part: jparts.P
     if part is not None:
         ordered = [(arm.name, s) for group_arms in by_signature.values() for arm in group_arms for s in seeds]
         wanted = set(jparts.select(ordered, part))
+    if members is not None:
+        asked = {(str(a), int(s)) for a, s in members}
+        unknown = sorted(asked - {(arm.name, s) for arm in arms for s in seeds})
+        if unknown or not asked:
+            raise ValueError(f"`members` must be (arm, seed) pairs of the run; not in it: {unknown[:5] or 'none given'}")
+        wanted = asked if wanted is None else wanted & asked
     groups = []
     for group_arms in by_signature.values():
-        members = [(arm, s) for arm in group_arms for s in seeds if wanted is None or (arm.name, s) in wanted]
-        if not members:
+        mine = [(arm, s) for arm in group_arms for s in seeds if wanted is None or (arm.name, s) in wanted]
+        if not mine:
             continue
-        size = len(members) if not max_members else min(max_members, len(members))
-        n_dev = jax.local_device_count()
-        if n_dev > 1:
-            size = -(-size // n_dev) * n_dev
+        size = jpop.padded_size(len(mine) if not max_members else min(max_members, len(mine)), jax.local_device_count())
         # all the group's arms, even in a part: they decide the program (e.g. whether dropout is built)
-        groups.append(Group(len(groups), group_arms, [members[i : i + size] for i in range(0, len(members), size)], size))
-    return Plan(exp, arms, seeds, groups, part)
+        groups.append(Group(len(groups), group_arms, [mine[i : i + size] for i in range(0, len(mine), size)], size))
+    chosen = None if members is None else sorted(wanted, key=lambda m: ([a.name for a in arms].index(m[0]), m[1]))
+    return Plan(exp, arms, seeds, groups, part, chosen)
 
 
 # -------------------------------------------------------------------------------------------- build
@@ -296,9 +307,12 @@ def _fingerprint(the_plan: Plan, setups: Sequence[GroupSetup], max_members: int 
         "max_members": max_members or exp.max_members,
         "data": sorted({s.data.checksum for s in setups}),
         "jtricks": jtricks.__version__,
+        "numerics": jruntime.numerics_in_force(),
     }
     if the_plan.part is not None:  # a part's checkpoints and folder are its own; jtricks.parts.merge drops it
         settings["part"] = {"index": the_plan.part.index, "count": the_plan.part.count}
+    if the_plan.members is not None:  # a sample of the members (jtricks reproduce)
+        settings["members"] = [[a, s] for a, s in the_plan.members]
     return jfp.run_fingerprint(settings)
 
 
@@ -428,7 +442,7 @@ def _run_search(the_plan: Plan, g: Group, setup: GroupSetup, bar: Progress, timi
         t_epoch[0] = time.perf_counter()
 
     common = dict(
-        epochs=config.epochs, metric=metric, multiple=jax.local_device_count(),
+        epochs=config.epochs, metric=metric, devices=jax.local_device_count(),
         higher_is_better=jmetrics.higher_is_better(metric, {m.name: m for m in config.metrics}),
         place=(lambda t: jax.device_put(t, setup.sharding)) if setup.sharding is not None else (lambda t: t),
         on_epoch=on_epoch, collect=lambda ms, state, hist: _collect(ms, state, hist, collected, config),
@@ -495,6 +509,7 @@ def _manifest(the_plan: Plan, setups: Sequence[GroupSetup], compiles: Mapping[st
             "platform": platform.platform(), "processor": platform.machine(),
         },
         "prng_impl": str(jax.config.jax_default_prng_impl),
+        "numerics": jruntime.numerics_record(),
         "runtime": jruntime.current(),
         "seeds": list(the_plan.seeds),
         "config": as_json({f.name: getattr(exp, f.name) for f in dataclasses.fields(exp)}),
@@ -567,6 +582,8 @@ def run(
     save_models: bool = True,
     callbacks: Sequence[Any] | None = None,
     part: jparts.Part | None = None,
+    numerics: str = "portable",
+    members: Sequence[tuple[str, int]] | None = None,
     _kill_after_epoch: int | None = None,
 ) -> RunResult:
     """Run every arm × seed of ``exp`` (:func:`plan`, :func:`build`, :func:`execute`) and write the results
@@ -600,24 +617,32 @@ def run(
       part: train only this slice of the members (:mod:`jtricks.parts`): ``out_dir`` gets their rows and a
         manifest with ``part`` (no summaries), to be merged with the other parts by :func:`jtricks.parts.merge`;
         ``RunResult.summary`` is empty.
+      numerics: ``"portable"`` (default: the same bits on every x86-64 CPU from AVX2 up) or ``"native"``
+        (XLA as configured; exact on this machine only): :func:`jtricks.runtime.pin_numerics`, which can
+        pin the process only before JAX has started. The mode in force is recorded in the manifest
+        (``numerics``) and is part of the fingerprint; a portable run that could not be pinned warns once.
+      members: train only these ``(arm, seed)`` pairs (a sample: each gives the rows it gives in the whole run).
     """
+    pinned = jruntime.pin_numerics(numerics)
+    if pinned.mode != numerics:
+        warnings.warn(f"numerics: running {pinned.mode}, not {numerics}: {pinned.note}", RuntimeWarning, stacklevel=2)
     if exp.tune is not None and part is None:  # tune each arm first, then compare (jtricks.tuning)
         return jtuning.run(exp, run, out_dir=out_dir, resume=resume, max_members=max_members, progress=progress,
                           checkpoint=checkpoint, plot=plot, compile_workers=compile_workers, save_models=save_models,
-                          callbacks=callbacks)
+                          callbacks=callbacks, numerics=pinned.mode)
     with jruntime.CompileMeter() as meter:
         return _plan_and_run(exp, out_dir, resume=resume, max_members=max_members, progress=progress, checkpoint=checkpoint,
                              plot=plot, compile_workers=compile_workers, kill_after=_kill_after_epoch, meter=meter,
-                             save_models=save_models, callbacks=callbacks, part=part)
+                             save_models=save_models, callbacks=callbacks, part=part, members=members)
 
 
 def _plan_and_run(exp: jexp.Experiment, out_dir: str | os.PathLike[str] | None, *, resume: bool, max_members: int | None,
                   progress: bool, checkpoint: bool, plot: bool, compile_workers: int | None, kill_after: int | None,
                   meter: jruntime.CompileMeter, save_models: bool, callbacks: Sequence[Any] | None,
-                  part: jparts.Part | None) -> RunResult:
+                  part: jparts.Part | None, members: Sequence[tuple[str, int]] | None = None) -> RunResult:
     t_start = time.perf_counter()
     cbs = jcb.check_callbacks(callbacks)
-    the_plan = plan(exp, max_members=max_members, part=part)
+    the_plan = plan(exp, max_members=max_members, part=part, members=members)
     if exp.search is not None and resume:
         raise ValueError("--resume is not supported with 'search' (successive halving, PBT); run it again")
     workers = _compile_workers(compile_workers, len(the_plan.groups))

@@ -22,22 +22,59 @@ through the command line and the same run through :func:`jtricks.runner.run` giv
 
 :func:`configure` applies both before anything touches a device and returns what it did; the runner
 records it in the manifest (``runtime``).
+
+**Numerics** (:func:`pin_numerics`, ``docs/engine.md``, "Reproducible on any machine"). XLA CPU picks
+kernels by the CPU it runs on: the code it generates follows the instruction set (AVX-512 shuffles split
+fused multiply-adds differently from AVX2 code), YNNPACK and oneDNN choose their matrix-product kernels
+at run time, and a multi-threaded product is partitioned by the core count. So the same run rounds
+differently on two machines. In ``"portable"`` mode (the default of :func:`jtricks.runner.run` and
+``jtricks run``) the process is pinned to what every x86-64 CPU from AVX2 up computes alike:
+
+* ``--xla_cpu_max_isa=AVX2``: generated code uses AVX2 and FMA, never AVX-512;
+* ``--xla_cpu_experimental_ynn_fusion_type=`` and ``--xla_cpu_use_xnnpack=false``: no library kernels
+  chosen by the CPU at run time;
+* ``ONEDNN_MAX_CPU_ISA=AVX2``: XLA's matrix products (oneDNN's ``sgemm``) use their AVX2 kernels;
+* ``--xla_cpu_multi_thread_eigen=false``: a matrix product runs on one thread, so its blocking never
+  follows the core count (the populations still use every core: one device per core).
+
+``"native"`` leaves XLA as it is: the fastest kernels for this CPU, numbers exact on this machine only.
+The flags count only when set before JAX starts its backends; :func:`numerics_in_force` says which mode
+the process runs in.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 
-__all__ = ["RuntimeSettings", "CompileMeter", "configure", "configured", "current", "default_cache_dir", "cache_size_bytes"]
+__all__ = ["RuntimeSettings", "CompileMeter", "configure", "configured", "current", "default_cache_dir", "cache_size_bytes",
+           "NUMERICS", "PORTABLE_XLA_FLAGS", "PORTABLE_ENV", "NumericsSettings", "pin_numerics", "numerics_in_force",
+           "numerics_record"]
 _DEVICE_FLAG = "--xla_force_host_platform_device_count"
+
+#: The numerics modes (:func:`pin_numerics`).
+NUMERICS: tuple[str, ...] = ("portable", "native")
+
+#: The XLA flags of the portable mode (module docstring).
+PORTABLE_XLA_FLAGS: tuple[str, ...] = (
+    "--xla_cpu_max_isa=AVX2",
+    "--xla_cpu_experimental_ynn_fusion_type=",
+    "--xla_cpu_use_xnnpack=false",
+    "--xla_cpu_multi_thread_eigen=false",
+)
+
+#: The environment variables of the portable mode (read by oneDNN when it first runs).
+PORTABLE_ENV: dict[str, str] = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+_X86 = ("x86_64", "amd64", "x64")
 
 
 @dataclass(frozen=True)
@@ -48,6 +85,7 @@ class RuntimeSettings:
     cpu_devices: int | None
     cpu_devices_note: str
     xla_flags: str = field(default="")
+    numerics: NumericsSettings | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,18 +132,94 @@ def _set_cpu_devices(requested: int | None) -> tuple[int | None, str]:
     return n, f"{n} CPU devices (one per core)" if requested is None else f"{n} CPU devices (asked for)"
 
 
-def configure(*, compile_cache: str | os.PathLike[str] | None | bool = True, cpu_devices: int | None = None) -> RuntimeSettings:
-    """Turn on the compilation cache and one CPU device per core for this process; returns what was set.
+@dataclass(frozen=True)
+class NumericsSettings:
+    """The numerics mode a process runs in (``"portable"`` or ``"native"``) and why."""
+
+    mode: str
+    note: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _flag_name(flag: str) -> str:
+    return flag.split("=", 1)[0]
+
+
+def _flags_in(flags: str) -> dict[str, str]:
+    """``XLA_FLAGS`` as ``{name: whole flag}`` (the last occurrence of a name wins, as in XLA)."""
+    return {_flag_name(f): f for f in flags.split()}
+
+
+def numerics_in_force(env: Mapping[str, str] | None = None) -> str:
+    """``"portable"`` when the environment (default ``os.environ``) holds every portable setting
+    (:data:`PORTABLE_XLA_FLAGS`, :data:`PORTABLE_ENV`) on an x86-64 machine, else ``"native"``."""
+    env = os.environ if env is None else env
+    if platform.machine().lower() not in _X86:
+        return "native"
+    have = _flags_in(env.get("XLA_FLAGS", ""))
+    flags_ok = all(have.get(_flag_name(f)) == f for f in PORTABLE_XLA_FLAGS)
+    return "portable" if flags_ok and all(env.get(k) == v for k, v in PORTABLE_ENV.items()) else "native"
+
+
+def pin_numerics(mode: str = "portable") -> NumericsSettings:
+    """Pin this process to ``mode``'s numerics (module docstring) and return the mode it runs in.
+
+    ``"portable"`` adds :data:`PORTABLE_XLA_FLAGS` to ``XLA_FLAGS`` and sets :data:`PORTABLE_ENV`, which
+    takes effect only before JAX starts its backends (the first array or computation). It is not pinned,
+    and the mode is ``"native"`` with a note saying why, when JAX has already started with other settings,
+    when ``XLA_FLAGS`` or ``ONEDNN_MAX_CPU_ISA`` already set one of these to another value (yours wins), or
+    on a CPU that is not x86-64. ``"native"`` changes nothing (an environment that is already portable stays so).
+
+    Raises:
+      ValueError: ``mode`` is not one of :data:`NUMERICS`.
+    """
+    if mode not in NUMERICS:
+        raise ValueError(f"`numerics` must be one of {', '.join(map(repr, NUMERICS))}; got {mode!r}")
+    if mode == "native" or numerics_in_force() == "portable":
+        found = numerics_in_force()
+        return NumericsSettings(found, "as requested" if found == mode else "the environment was already portable")
+    if platform.machine().lower() not in _X86:
+        return NumericsSettings("native", f"portable numerics are defined for x86-64 CPUs; this one is {platform.machine()}")
+    if _backends_initialized():
+        return NumericsSettings("native", "JAX had started before the portable settings could be set (set them first: "
+                                          "jtricks.runtime.pin_numerics() before any JAX computation)")
+    have = _flags_in(os.environ.get("XLA_FLAGS", ""))
+    clash = [have[_flag_name(f)] for f in PORTABLE_XLA_FLAGS if _flag_name(f) in have and have[_flag_name(f)] != f]
+    clash += [f"{k}={os.environ[k]}" for k, v in PORTABLE_ENV.items() if os.environ.get(k, v) != v]
+    if clash:
+        return NumericsSettings("native", f"kept your own setting {' '.join(clash)}")
+    added = [f for f in PORTABLE_XLA_FLAGS if _flag_name(f) not in have]
+    os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", "")] + added).strip()
+    for k, v in PORTABLE_ENV.items():
+        os.environ[k] = v
+    return NumericsSettings("portable", "pinned for this process")
+
+
+def numerics_record() -> dict[str, Any]:
+    """The numerics of this process, for the manifest: the ``mode`` (:func:`numerics_in_force`), the XLA flags
+    and the oneDNN instruction-set cap it runs with."""
+    return {"mode": numerics_in_force(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA")}
+
+
+def configure(*, compile_cache: str | os.PathLike[str] | None | bool = True, cpu_devices: int | None = None,
+              numerics: str = "portable") -> RuntimeSettings:
+    """Pin the numerics, turn on the compilation cache and one CPU device per core for this process; returns
+    what was set.
 
     Args:
       compile_cache: ``True`` (the default folder, :func:`default_cache_dir`), a folder, or ``False`` / ``None`` (off).
       cpu_devices: number of XLA CPU devices (``None``: one per available core; ``1``: leave one device).
+      numerics: ``"portable"`` or ``"native"`` (:func:`pin_numerics`).
 
     Raises:
-      ValueError: ``cpu_devices`` is not a positive int.
+      ValueError: ``cpu_devices`` is not a positive int, or ``numerics`` is not one of :data:`NUMERICS`.
     """
     if cpu_devices is not None and (isinstance(cpu_devices, bool) or not isinstance(cpu_devices, int) or cpu_devices < 1):
         raise ValueError(f"cpu_devices must be a positive int or None (one per core), got {cpu_devices!r}")
+    pinned = pin_numerics(numerics)
     n_dev, note = _set_cpu_devices(cpu_devices)
     folder: str | None = None
     jax.config.update("jax_enable_compilation_cache", compile_cache not in (False, None))
@@ -116,7 +230,7 @@ def configure(*, compile_cache: str | os.PathLike[str] | None | bool = True, cpu
         jax.config.update("jax_compilation_cache_dir", folder)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return RuntimeSettings(folder, n_dev, note, os.environ.get("XLA_FLAGS", ""))
+    return RuntimeSettings(folder, n_dev, note, os.environ.get("XLA_FLAGS", ""), pinned)
 
 
 _CACHE_OPTIONS = ("jax_enable_compilation_cache", "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
@@ -125,18 +239,19 @@ _CACHE_OPTIONS = ("jax_enable_compilation_cache", "jax_compilation_cache_dir", "
 
 @contextlib.contextmanager
 def configured(**kwargs: Any) -> Iterator[RuntimeSettings]:
-    """:func:`configure` for the duration of a ``with`` block; afterwards ``XLA_FLAGS`` and the cache options
+    """:func:`configure` for the duration of a ``with`` block; afterwards ``XLA_FLAGS``, ``ONEDNN_MAX_CPU_ISA`` and the cache options
     are as before (the devices a backend started with stay), so calling the command line in-process
     (``jtricks.cli.main``) leaves no setting behind for the caller or the processes it starts later."""
-    flags = os.environ.get("XLA_FLAGS")
+    saved = {k: os.environ.get(k) for k in ("XLA_FLAGS", *PORTABLE_ENV)}
     options = {k: getattr(jax.config, k) for k in _CACHE_OPTIONS}
     try:
         yield configure(**kwargs)
     finally:
-        if flags is None:
-            os.environ.pop("XLA_FLAGS", None)
-        else:
-            os.environ["XLA_FLAGS"] = flags
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         for k, v in options.items():
             jax.config.update(k, v)
 
@@ -146,8 +261,10 @@ def current() -> dict[str, Any]:
     (``None`` when off) and the bytes it holds, and the XLA flags (the device count is the manifest's ``device``)."""
     enabled = bool(jax.config.jax_enable_compilation_cache) and bool(jax.config.jax_compilation_cache_dir)
     folder = str(jax.config.jax_compilation_cache_dir) if enabled else None
+    from jtricks.provenance import shareable_path
+
     return {
-        "compile_cache": folder,
+        "compile_cache": shareable_path(folder) if folder else None,
         "compile_cache_bytes": cache_size_bytes(folder) if folder else 0,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jtricks import population as jpop
 from jtricks.keys import stable_id
 
 __all__ = [
@@ -393,7 +394,7 @@ def run_halving(
     epochs: int,
     metric: str,
     higher_is_better: bool,
-    multiple: int = 1,
+    devices: int = 1,
     place: Callable[[Any], Any] = lambda s: s,
     on_epoch: Callable[[int, Any, Mapping[str, np.ndarray], int], None] = lambda *a: None,
     collect: Callable[[Sequence[tuple[Any, int]], Any, list], None],
@@ -401,8 +402,8 @@ def run_halving(
     """Train ``members`` (``(arm, seed)`` pairs of one static group) with successive halving.
 
     ``inputs(members, size)`` gives the population's keys and hyperparameters (padded to ``size``),
-    ``programs`` its :class:`jtricks.programs.GroupPrograms`; populations are padded to a multiple of
-    ``multiple`` (the device count) with copies of the first member, and ``place`` puts a re-packed state on
+    ``programs`` its :class:`jtricks.programs.GroupPrograms`; populations are padded with copies of the first
+    member to :func:`jtricks.population.padded_size` for ``devices`` devices, and ``place`` puts a re-packed state on
     the devices. ``collect(members, state, history)`` receives every member once: the halted ones at their
     rung, the survivors at the end. Returns the record: per rung the scores, the kept and halted arms;
     each arm's ``stop_epoch``; ``members_per_epoch``; ``member_epochs`` (run) and ``member_epochs_full``
@@ -410,7 +411,7 @@ def run_halving(
     """
     arms = {arm.name: arm for arm, _ in members}
     alive = list(members)
-    size = -(-len(alive) // multiple) * multiple
+    size = jpop.padded_size(len(alive), devices)
     state = programs.init(*place(inputs(alive, size)))
     history: list[dict[str, np.ndarray]] = []
     record: dict[str, Any] = {"search": str(search), "metric": metric, "rungs": [], "stop_epoch": {},
@@ -435,7 +436,7 @@ def run_halving(
                                 "halted": [n for j, n in enumerate(names) if j not in kept]})
         record["stop_epoch"].update({n: epoch for j, n in enumerate(names) if j not in kept})
         alive = [alive[i] for i in keep_idx]
-        padded = keep_idx + [keep_idx[0]] * (-(-len(keep_idx) // multiple) * multiple - len(keep_idx))
+        padded = keep_idx + [keep_idx[0]] * (jpop.padded_size(len(keep_idx), devices) - len(keep_idx))
         state, history = place(gather(state, padded)), [gather(h, padded) for h in history]
     collect(alive, state, history)
     record["stop_epoch"].update({arm.name: epochs for arm, _ in alive})

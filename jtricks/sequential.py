@@ -85,7 +85,8 @@ def _look(rows: list, members: list, arm_dicts: list, exp: jexp.Experiment, metr
 
 def run_until_resolved(exp: jexp.Experiment, max_seeds: int, *, out_dir: str | Path | None, step: int | None = None,
                        alpha: float = 0.05, rule: str = "obf", metric: str | None = None, progress: bool = True,
-                       plot: bool = True, max_members: int | None = None) -> tuple[jrunner.RunResult, dict[str, Any]]:
+                       plot: bool = True, max_members: int | None = None,
+                       numerics: str = "portable") -> tuple[jrunner.RunResult, dict[str, Any]]:
     """Run ``exp`` with ``exp.seeds`` seeds, then more in batches of ``step`` until every comparison on
     ``metric`` (default: the first summary metric) is resolved or ``max_seeds`` is reached; write the
     results folder of all the seeds run (with the manifest's ``sequential`` record).
@@ -102,7 +103,8 @@ def run_until_resolved(exp: jexp.Experiment, max_seeds: int, *, out_dir: str | P
     arm_dicts: list[dict[str, Any]] = []
     for n, alpha_j in zip(looks, levels):
         batch = dataclasses.replace(exp, seeds=n - done, seed_offset=exp.seed_offset + done)
-        res = jrunner.run(batch, out_dir=None, progress=progress, plot=False, checkpoint=False, max_members=max_members)
+        res = jrunner.run(batch, out_dir=None, progress=progress, plot=False, checkpoint=False, max_members=max_members,
+                          numerics=numerics)
         results.append(res)
         done = n
         arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in res.arms]

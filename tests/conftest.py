@@ -19,3 +19,9 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 # generated data sets (MNIST-1D) are kept under $XDG_CACHE_HOME/jtricks: a fresh folder per test run, never the user's
 os.environ["XDG_CACHE_HOME"] = str(Path(tempfile.gettempdir()) / f"jtricks-tests-cache-{_SESSION}")
+
+# the suite runs in the portable numerics mode (the default of `jtricks run` and `runner.run`), pinned before any
+# test starts JAX: the same programs, and so the same bits, on every x86-64 CPU from AVX2 up (AVX-512 or not)
+from jtricks import runtime as _runtime  # noqa: E402  (after the environment above)
+
+_runtime.pin_numerics("portable")

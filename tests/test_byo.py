@@ -149,9 +149,12 @@ def test_custom_hyperparameter_grid_is_data_and_reaches_the_loss() -> None:
     assert res.compiles == {"group0/init": 1, "group0/epoch": 1}
     plain = runner.run(_exp("mlp", model_kwargs={"widths": (16,)}, grid={}, epochs=2), progress=False, plot=False,
                        checkpoint=False)
-    # aux_weight = 0 is exactly the cross-entropy run; aux_weight = 1 trains differently
+    # aux_weight = 0 is the cross-entropy run: the same rows, equal up to float32 rounding (the two are different
+    # programs, which XLA may fuse differently: only members of one program are promised the same bits)
     zero = [dict(r, arm="") for r in res.metric_rows if r["arm"] == "aux_weight=0"]
-    assert zero == [dict(r, arm="") for r in plain.metric_rows]
+    ref = [dict(r, arm="") for r in plain.metric_rows]
+    assert [{k: v for k, v in r.items() if k != "value"} for r in zero] == [{k: v for k, v in r.items() if k != "value"} for r in ref]
+    np.testing.assert_allclose([r["value"] for r in zero], [r["value"] for r in ref], rtol=2e-4, atol=2e-5)
     assert res.history("aux_weight=1", "train_loss")[0, -1] != res.history("aux_weight=0", "train_loss")[0, -1]
     # --set can sweep it too
     swept = experiment.with_settings(exp, experiment.parse_set(["aux_weight=[0.1,0.2]"], exp))

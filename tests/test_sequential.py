@@ -12,7 +12,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from jtricks import data, experiment, report, runner, sequential
+from jtricks import data, experiment, provenance, report, runner, runtime, sequential
 
 N_IN = 12
 
@@ -109,10 +109,16 @@ def test_manifest_provenance(runs):
         assert m["code"]["commit"] == head.stdout.strip() and isinstance(m["code"]["dirty"], bool)
     else:
         assert m["code"] is None
-    assert m["command"]["argv"] == sys.argv
-    assert all(k == "XLA_FLAGS" or k.startswith(("JAX_", "XLA_")) or k in ("CUDA_VISIBLE_DEVICES", "TF_CPP_MIN_LOG_LEVEL")
-               for k in m["environment"])
-    assert "JAX_COMPILATION_CACHE_DIR" in m["environment"]  # set by the tests' conftest
+    # the command with no path outside the repository: the program's name, arguments relative to the repository
+    assert m["command"]["argv"][0] == Path(sys.argv[0]).name and len(m["command"]["argv"]) == len(sys.argv)
+    assert m["command"]["argv"] == provenance.command()["argv"]
+    assert not any(a.startswith("/") for a in m["command"]["argv"]) and not m["command"]["cwd"].startswith("/")
+    assert all(k == "XLA_FLAGS" or k.startswith(("JAX_", "XLA_")) or k in ("CUDA_VISIBLE_DEVICES", "TF_CPP_MIN_LOG_LEVEL",
+                                                                           "ONEDNN_MAX_CPU_ISA") for k in m["environment"])
+    # set by the tests' conftest, as a folder name only
+    assert m["environment"]["JAX_COMPILATION_CACHE_DIR"].startswith(".../jtricks-tests-xla-")
+    # the machine and the numerics the numbers came from
+    assert m["machine"]["architecture"] and "cpu" in m["machine"] and m["numerics"]["mode"] == runtime.numerics_in_force()
     hp = m["resolved"]["hparams"]
     assert set(hp) == {"learning_rate=0.001", "learning_rate=0.05"}
     adam = hp["learning_rate=0.05"]
