@@ -10,11 +10,12 @@
     jtricks report DIR [--debug]
     jtricks merge OUT PART_DIR... [--no-plot] [--debug]
     jtricks publish RUN_DIR DEST [--debug]
+    jtricks reproduce DIR [--members K] [--arms A,B] [--out DIR] [--tolerance ULP] [--quiet] [--debug]
 
 ``EXPERIMENT`` is a name from ``jtricks list`` or a path to an experiment file. Invalid settings are
 reported (exit code 2) before any data is loaded or anything compiles.
 
-Exit codes: 0 done; 2 a user error (bad settings, bad paths, an experiment file that fails to import,
+Exit codes: 0 done (``reproduce``: the rerun is bit for bit, or within ``--tolerance``; 1 when it is not); 2 a user error (bad settings, bad paths, an experiment file that fails to import,
 broken data files, a checkpoint that does not match the command, a folder in use, a disk that is full):
 one line on stderr, the traceback only with ``--debug``; 130 interrupted (Ctrl-C), to be continued with
 ``--resume``.
@@ -64,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="persistent compilation cache folder (default: $JTRICKS_COMPILE_CACHE, $JAX_COMPILATION_CACHE_DIR "
                         "or ~/.cache/jtricks/xla)")
     r.add_argument("--no-compile-cache", action="store_true", help="compile every program afresh (no persistent cache)")
+    r.add_argument("--numerics", choices=("portable", "native"), default="portable",
+                   help="portable (default): the same bits on every x86-64 CPU from AVX2 up; native: XLA's fastest "
+                        "kernels for this CPU, numbers exact on this machine only (docs/engine.md)")
     r.add_argument("--cpu-devices", type=int, default=None, metavar="N",
                    help="XLA CPU devices the population is sharded over (default: one per core; 1: a single device)")
     r.add_argument("--until-resolved", type=int, default=None, metavar="MAX",
@@ -93,6 +97,19 @@ def _parser() -> argparse.ArgumentParser:
     mer.add_argument("out", help="the merged results folder")
     mer.add_argument("parts", nargs="+", metavar="PART_DIR", help="the part folders, every part 1..N once")
     mer.add_argument("--no-plot", action="store_true", help="do not write curves.png")
+    rp = sub.add_parser("reproduce", parents=[common],
+                        help="rerun a results folder from its manifest and compare member by member (exit 0: bit for bit, "
+                             "or within --tolerance)")
+    rp.add_argument("dir", help="a finished or published results folder")
+    rp.add_argument("--members", type=int, default=None, metavar="K",
+                    help="rerun only K members, seed by seed across the arms (each gives the rows it gives in the whole run)")
+    rp.add_argument("--arms", default=None, metavar="A,B", help="rerun only these arms (comma-separated names)")
+    rp.add_argument("--out", default=None, help="keep the rerun's results folder here (with reproduce.json)")
+    rp.add_argument("--tolerance", type=float, default=0.0, metavar="ULP",
+                    help="largest difference in float32 units in the last place still counted as reproduced (default 0)")
+    rp.add_argument("--quiet", action="store_true", help="no progress bar")
+    rp.add_argument("--cpu-devices", type=int, default=None, metavar="N",
+                    help="XLA CPU devices (default: one per core; the numbers do not depend on it)")
     pub = sub.add_parser("publish", parents=[common],
                          help="copy a finished run's results (not its models) to DEST, metrics.csv xz-compressed when large")
     pub.add_argument("run_dir")
@@ -167,7 +184,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # before the experiment file is imported: the device flag only counts before JAX's backends start; one CPU
     # device per process when several processes share the machine's cores (unless asked otherwise)
     cpu_devices = args.cpu_devices if args.cpu_devices is not None or cluster is None else 1
-    with runtime.configured(compile_cache=False if args.no_compile_cache else (args.compile_cache or True), cpu_devices=cpu_devices):
+    with runtime.configured(compile_cache=False if args.no_compile_cache else (args.compile_cache or True), cpu_devices=cpu_devices,
+                            numerics=args.numerics):
         return _run_configured(args, cluster)
 
 
@@ -229,6 +247,7 @@ def _run_configured(args: argparse.Namespace, cluster: Any) -> int:
         callbacks=callbacks,
         compile_workers=args.compile_workers,
         part=part,
+        numerics=args.numerics,
         # testing hook: SIGKILL the process right after epoch N is checkpointed (tests --resume)
         _kill_after_epoch=int(os.environ["JTRICKS_KILL_AFTER_EPOCH"]) if os.environ.get("JTRICKS_KILL_AFTER_EPOCH") else None,
     )
@@ -256,7 +275,7 @@ def _run_until_resolved(exp: Any, out: Path, args: argparse.Namespace) -> int:
 
     res, record = sequential.run_until_resolved(exp, args.until_resolved, out_dir=out, rule=args.spending,
                                                 progress=not args.quiet, plot=not args.no_plot,
-                                                max_members=args.max_members)
+                                                max_members=args.max_members, numerics=args.numerics)
     print(jreport.format_summary_table(res.summary, record["metric"], res.directions))
     for look in record["looks"]:
         open_ = [a for a, c in look["comparisons"].items() if c["verdict"] not in ("better", "worse", "higher", "lower")]
@@ -282,7 +301,7 @@ def _run_processes(exp: Any, n_arms: int, out: Path, args: argparse.Namespace) -
           file=sys.stderr)
     res, merged = distributed.run(exp, out, plot=not args.no_plot, resume=args.resume, max_members=args.max_members,
                                   progress=not args.quiet, checkpoint=not args.no_checkpoint,
-                                  compile_workers=args.compile_workers)
+                                  compile_workers=args.compile_workers, numerics=args.numerics)
     if merged is None:
         print(f"process {index} of {count}: done in {res.wall_time_s:.1f}s ({len(res.member_rows)} members); "
               f"process 0 writes the results to {out}")
@@ -333,6 +352,31 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(jreport.format_summary_table(rows, m))
     print(f"re-rendered {d / 'summary.md'} and {d / 'curves.png'}")
     return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    """``jtricks reproduce DIR``: the rerun in the record's numerics mode, then one line saying what holds."""
+    import json
+
+    from jtricks import runtime
+
+    manifest = Path(args.dir) / "manifest.json"
+    try:
+        mode = (json.loads(manifest.read_text()).get("numerics") or {}).get("mode", "native")
+    except (OSError, ValueError):
+        mode = "portable"  # the folder's own checks (jtricks.reproduce) say what is wrong with it
+    with runtime.configured(compile_cache=True, cpu_devices=args.cpu_devices, numerics=mode):
+        from jtricks import reproduce
+
+        arms = [a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None
+        rep = reproduce.reproduce(args.dir, members=args.members, arms=arms, out_dir=args.out, tolerance=args.tolerance,
+                                  progress=not args.quiet)
+    print(rep.line)
+    for what in rep.machines:
+        print(f"  differs from the record: {what}")
+    for what in rep.settings[:8]:
+        print(f"  setting differs from the record: {what}")
+    return 0 if rep.ok else 1
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
@@ -404,7 +448,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.debug:
         _silence_shutdown_noise()
     commands = {"list": lambda: _cmd_list(), "report": lambda: _cmd_report(args), "run": lambda: _cmd_run(args),
-                "merge": lambda: _cmd_merge(args), "publish": lambda: _cmd_publish(args)}
+                "merge": lambda: _cmd_merge(args), "publish": lambda: _cmd_publish(args),
+                "reproduce": lambda: _cmd_reproduce(args)}
     try:
         return commands[args.command]()
     except KeyboardInterrupt as e:
