@@ -118,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_list() -> int:
-    from jtricks import experiment as jexp
+    from jtricks.engine import experiment as jexp
 
     found = jexp.find_experiments()
     if not found:
@@ -136,7 +136,7 @@ def _cmd_list() -> int:
 
 def _load(name_or_path: str) -> Any:
     """The experiment; a file that fails to import (syntax error, missing module, ...) is a user error."""
-    from jtricks import experiment as jexp
+    from jtricks.engine import experiment as jexp
 
     try:
         return jexp.load_experiment(name_or_path)
@@ -174,7 +174,8 @@ def _resume_plan(out: Path, args: argparse.Namespace) -> str | None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from jtricks import distributed, runtime
+    from jtricks.studies import distributed
+    from jtricks.engine import runtime
 
     if args.no_compile_cache and args.compile_cache:
         raise ValueError("--compile-cache and --no-compile-cache contradict each other; give one")
@@ -191,8 +192,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _run_configured(args: argparse.Namespace, cluster: Any) -> int:
     """``jtricks run`` once the runtime is set (:func:`_cmd_run`): load, validate, run, print the summary."""
-    from jtricks import distributed
-    from jtricks import experiment as jexp
+    from jtricks.studies import distributed
+    from jtricks.engine import experiment as jexp
 
     if cluster is not None:
         if args.part is not None:
@@ -221,12 +222,12 @@ def _run_configured(args: argparse.Namespace, cluster: Any) -> int:
     if args.resume and _resume_plan(out, args) == "done":
         return 0
 
-    from jtricks import report as jreport
-    from jtricks import runner
+    from jtricks.results import report as jreport
+    from jtricks.engine import runner
 
     callbacks = []
     if args.tensorboard:
-        from jtricks.tensorboard import TensorBoard
+        from jtricks.results.tensorboard import TensorBoard
 
         try:
             callbacks.append(TensorBoard(out / "tensorboard", mode=args.tensorboard, overwrite=not args.resume))
@@ -270,8 +271,8 @@ def _run_until_resolved(exp: Any, out: Path, args: argparse.Namespace) -> int:
     """``--until-resolved MAX``: the sequential run (:mod:`jtricks.sequential`) and what each look decided."""
     if args.resume:
         raise ValueError("--until-resolved runs its batches without checkpoints; it cannot be combined with --resume")
-    from jtricks import report as jreport
-    from jtricks import sequential
+    from jtricks.results import report as jreport
+    from jtricks.studies import sequential
 
     res, record = sequential.run_until_resolved(exp, args.until_resolved, out_dir=out, rule=args.spending,
                                                 progress=not args.quiet, plot=not args.no_plot,
@@ -291,8 +292,8 @@ def _run_processes(exp: Any, n_arms: int, out: Path, args: argparse.Namespace) -
     """``jtricks run`` as one of several processes (:mod:`jtricks.distributed`); process 0 prints the summary."""
     import jax
 
-    from jtricks import distributed
-    from jtricks import report as jreport
+    from jtricks.studies import distributed
+    from jtricks.results import report as jreport
 
     if args.resume and args.no_checkpoint:
         raise ValueError("--resume needs the checkpoints; it cannot be combined with --no-checkpoint")
@@ -316,14 +317,14 @@ def _part(args: argparse.Namespace) -> Any:
     """``--part I/N`` as a :class:`jtricks.parts.Part` (``None`` without it)."""
     if args.part is None:
         return None
-    from jtricks import parts as jparts
+    from jtricks.engine import parts as jparts
 
     return jparts.parse_part(args.part)
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
-    from jtricks import parts as jparts
-    from jtricks import report as jreport
+    from jtricks.engine import parts as jparts
+    from jtricks.results import report as jreport
 
     out = Path(args.out)
     check_out_dir(out)
@@ -337,8 +338,8 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from jtricks import report as jreport
-    from jtricks import results_io
+    from jtricks.results import report as jreport
+    from jtricks.results import files as results_io
 
     d = Path(args.dir)
     manifest = results_io.check_complete(d)
@@ -358,7 +359,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     """``jtricks reproduce DIR``: the rerun in the record's numerics mode, then one line saying what holds."""
     import json
 
-    from jtricks import runtime
+    from jtricks.engine import runtime
 
     manifest = Path(args.dir) / "manifest.json"
     try:
@@ -366,7 +367,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     except (OSError, ValueError):
         mode = "portable"  # the folder's own checks (jtricks.reproduce) say what is wrong with it
     with runtime.configured(compile_cache=True, cpu_devices=args.cpu_devices, numerics=mode):
-        from jtricks import reproduce
+        from jtricks.studies import reproduce
 
         arms = [a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None
         rep = reproduce.reproduce(args.dir, members=args.members, arms=arms, out_dir=args.out, tolerance=args.tolerance,
@@ -380,7 +381,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from jtricks import results_io
+    from jtricks.results import files as results_io
 
     written = results_io.publish(Path(args.run_dir), Path(args.dest))
     size = sum(p.stat().st_size for p in written)
@@ -389,7 +390,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 
 def _best_arm(summary: Sequence[dict], metric: str, directions: Mapping[str, bool] | None = None) -> str:
-    from jtricks.report import metric_direction
+    from jtricks.results.report import metric_direction
 
     rows = [r for r in summary if r.get("metric") == metric and r.get("mean") == r.get("mean")]
     if not rows:

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jtricks import checks
+from jtricks._core import checks
 
 __all__ = [
     "layer_names",

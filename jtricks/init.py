@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jtricks import checks
+from jtricks._core import checks
 
 __all__ = [
     "Initializer",

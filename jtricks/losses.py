@@ -36,8 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jtricks import checks
-from jtricks import numerics
+from jtricks._core import checks
+from jtricks._core import numerics
 
 __all__ = [
     "Loss",

@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jtricks import numerics
+from jtricks._core import numerics
 
 __all__ = [
     "Metric",

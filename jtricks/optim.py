@@ -51,7 +51,7 @@ import numpy as np
 import optax
 
 from jtricks import hparams as jhp
-from jtricks import numerics as jnum
+from jtricks._core import numerics as jnum
 
 __all__ = [
     "sgd",

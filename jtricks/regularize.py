@@ -39,8 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jtricks import checks
-from jtricks import numerics as jnum
+from jtricks._core import checks
+from jtricks._core import numerics as jnum
 
 __all__ = [
     "decay_mask",

@@ -133,7 +133,7 @@ def test_parse_full_names():
 
 def _repository_metric_names() -> set[str]:
     root = pathlib.Path(__file__).resolve().parents[1]
-    text = "".join(p.read_text() for p in [*root.glob("experiments/*.py"), *root.glob("experiments/plots/*.py"), root / "jtricks/report.py"])
+    text = "".join(p.read_text() for p in [*root.glob("experiments/*.py"), *root.glob("experiments/plots/*.py"), root / "jtricks/results/report.py"])
     return set(re.findall(r"\b((?:avg_)?(?:train|val|test)_(?:acc|loss)|grad_norm|lr)\b", text))
 
 

@@ -53,7 +53,7 @@ def test_wheel_installs_and_runs_shipped_experiments_from_any_folder(tmp_path: P
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         metadata = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
-    assert "jtricks/experiments/dropout_mnist1d.py" in names and "jtricks/saved.py" in names
+    assert "jtricks/experiments/dropout_mnist1d.py" in names and "jtricks/engine/saved.py" in names
     assert "License-Expression: Apache-2.0" in metadata
 
     python = _fresh_venv(tmp_path / "venv")

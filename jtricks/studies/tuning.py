@@ -26,11 +26,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from jtricks import experiment as jexp
+from jtricks.engine import experiment as jexp
 from jtricks import metrics as jmetrics
-from jtricks import report as jreport
-from jtricks import results_io as jresults
-from jtricks import search as jsearch
+from jtricks.results import report as jreport
+from jtricks.results import files as jresults
+from jtricks.engine import search as jsearch
 
 __all__ = ["Tune", "tuning_experiment", "best_values", "run"]
 

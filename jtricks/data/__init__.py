@@ -52,8 +52,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jtricks import checks
-from jtricks import results_io
+from jtricks._core import checks
+from jtricks.results import files as results_io
 
 __all__ = [
     "Dataset",

@@ -53,11 +53,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jtricks import checks
+from jtricks._core import checks
 from jtricks import dropout as dropout_lib
 from jtricks import init as init_lib
 from jtricks import norm as norm_lib
-from jtricks import numerics
+from jtricks._core import numerics
 
 __all__ = [
     "Model",

@@ -44,9 +44,9 @@ from jtricks import losses as jlosses
 from jtricks import metrics as jmetrics
 from jtricks import models as jmodels
 from jtricks import optim as joptim
-from jtricks import population as jpop
-from jtricks import search as jsearch
-from jtricks import train as jtrain
+from jtricks.engine import population as jpop
+from jtricks.engine import search as jsearch
+from jtricks.engine import train as jtrain
 
 __all__ = [
     "Experiment",
@@ -690,10 +690,11 @@ def experiments_dirs() -> list[Path]:
     if os.environ.get("JTRICKS_EXPERIMENTS"):
         dirs.append(Path(os.environ["JTRICKS_EXPERIMENTS"]))
     dirs.append(Path.cwd() / "experiments")
-    source = Path(__file__).resolve().parent.parent
+    package = Path(__file__).resolve().parents[1]
+    source = package.parent
     if (source / "pyproject.toml").is_file():
         dirs.append(source / "experiments")
-    dirs.append(Path(__file__).resolve().parent / "experiments")
+    dirs.append(package / "experiments")
     seen, out = set(), []
     for d in dirs:
         r = d.resolve()

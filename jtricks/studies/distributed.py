@@ -156,8 +156,8 @@ def run(exp: Any, out: Path, *, plot: bool = True, **run_kwargs: Any) -> tuple[A
     """
     import jax
 
-    from jtricks import parts as jparts
-    from jtricks import runner
+    from jtricks.engine import parts as jparts
+    from jtricks.engine import runner
 
     index, count = jax.process_index(), jax.process_count()
     part_dir = out / "parts" / f"{index + 1}-of-{count}"
@@ -194,7 +194,7 @@ def run(exp: Any, out: Path, *, plot: bool = True, **run_kwargs: Any) -> tuple[A
 
 def _merge(out: Path, blobs: list[bytes], plot: bool) -> Any:
     """Write the gathered part folders to a temporary folder and merge them into ``out``."""
-    from jtricks import parts as jparts
+    from jtricks.engine import parts as jparts
 
     with tempfile.TemporaryDirectory(prefix="jtricks-parts-") as tmp:
         folders = []

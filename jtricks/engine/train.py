@@ -43,11 +43,11 @@ from jtricks import diagnostics as jdiag
 from jtricks import hparams as jhparams
 from jtricks import losses as jlosses
 from jtricks import metrics as jmetrics
-from jtricks import numerics as jnum
+from jtricks._core import numerics as jnum
 from jtricks import optim as joptim
-from jtricks import population as jpop
+from jtricks.engine import population as jpop
 from jtricks import regularize as jreg
-from jtricks.keys import key_for
+from jtricks._core.keys import key_for
 
 __all__ = [
     "TrainConfig",

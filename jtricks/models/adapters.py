@@ -26,7 +26,7 @@ Adapted models have ``batch_invariant=False``: flax and equinox layers reduce wi
 Example::
 
     import flax.linen as nn
-    from jtricks import adapters
+    from jtricks.models import adapters
 
     class MLP(nn.Module):
         @nn.compact
@@ -47,7 +47,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jtricks import checks
+from jtricks._core import checks
 from jtricks.models import Model
 
 __all__ = ["from_linen", "from_nnx", "from_fns", "EVAL_FLAGS"]

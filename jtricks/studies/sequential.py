@@ -35,11 +35,11 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any, Mapping, Sequence
 
-from jtricks import experiment as jexp
-from jtricks import programs as jprog
-from jtricks import report as jreport
-from jtricks import results_io as jresults
-from jtricks import runner as jrunner
+from jtricks.engine import experiment as jexp
+from jtricks.engine import programs as jprog
+from jtricks.results import report as jreport
+from jtricks.results import files as jresults
+from jtricks.engine import runner as jrunner
 
 __all__ = ["RULES", "planned_looks", "spending", "run_until_resolved"]
 

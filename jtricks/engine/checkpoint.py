@@ -33,7 +33,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from jtricks import fingerprint as jfp
+from jtricks.results import fingerprint as jfp
 
 __all__ = ["save", "restore", "stored_fingerprint", "checksum", "CheckpointWriteError", "CheckpointCorruptError", "KEEP"]
 

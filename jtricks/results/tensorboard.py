@@ -131,7 +131,7 @@ class TensorBoard:
             self.close()
 
     def _write_arms(self, metric_rows: Sequence[dict[str, Any]]) -> None:
-        from jtricks import stats as jstats
+        from jtricks.results import stats as jstats
 
         values: dict[tuple[str, str, int], list[float]] = defaultdict(list)
         for r in metric_rows:

@@ -38,8 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jtricks import population as jpop
-from jtricks.keys import stable_id
+from jtricks.engine import population as jpop
+from jtricks._core.keys import stable_id
 
 __all__ = [
     "Distribution",

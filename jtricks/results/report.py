@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from jtricks import stats as _stats
+from jtricks.results import stats as _stats
 
 __all__ = [
     "METRICS_COLUMNS",

@@ -17,7 +17,7 @@ import numpy as np
 
 from jtricks import data as jdata
 from jtricks import losses as jlosses
-from jtricks import train as jtrain
+from jtricks.engine import train as jtrain
 
 __all__ = ["PreparedData", "prepare_data", "check_batch_size", "check_targets", "model_outputs"]
 

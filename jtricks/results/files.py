@@ -266,8 +266,8 @@ def _load_manifest(folder: Path) -> dict[str, Any]:
 
 
 def _check_fingerprint_and_files(folder: Path, manifest: Mapping[str, Any]) -> None:
-    from jtricks import fingerprint as jfp
-    from jtricks import report as jreport
+    from jtricks.results import fingerprint as jfp
+    from jtricks.results import report as jreport
 
     fp = manifest.get("fingerprint")
     if fp is not None:
@@ -342,7 +342,7 @@ def check_complete(folder: str | os.PathLike) -> dict[str, Any]:
     members of an arm must have the same metrics and epochs), or rows of arms / seeds it does not list.
     A part of a run (manifest ``part``, :mod:`jtricks.parts`) is checked against its own members.
     """
-    from jtricks import report as jreport
+    from jtricks.results import report as jreport
 
     folder = Path(folder)
     if not folder.is_dir():

@@ -109,8 +109,8 @@ class PartRun:
 def load_part(folder: str | Path) -> PartRun:
     """Read a finished part folder (checked by :func:`jtricks.results_io.check_complete` against its own
     members). ``MergeError`` when it is unfinished, damaged, or a whole run rather than a part."""
-    from jtricks import report as jreport
-    from jtricks import results_io as jresults
+    from jtricks.results import report as jreport
+    from jtricks.results import files as jresults
 
     folder = Path(folder)
     try:
@@ -130,7 +130,7 @@ def _without_part(fingerprint: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_same_run(parts: Sequence[PartRun]) -> None:
-    from jtricks import fingerprint as jfp
+    from jtricks.results import fingerprint as jfp
 
     first = parts[0]
     for p in parts[1:]:
@@ -239,9 +239,9 @@ def merge(out: str | Path, folders: Sequence[str | Path], *, plot: bool = True) 
       MergeError: the folders are not the complete, disjoint, finished parts of one run (nothing is written).
       OSError: ``out`` cannot be written (the message names the path).
     """
-    from jtricks import fingerprint as jfp
-    from jtricks import report as jreport
-    from jtricks import results_io as jresults
+    from jtricks.results import fingerprint as jfp
+    from jtricks.results import report as jreport
+    from jtricks.results import files as jresults
 
     parts = check_parts([load_part(f) for f in folders])
     out = Path(out)

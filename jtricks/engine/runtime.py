@@ -261,7 +261,7 @@ def current() -> dict[str, Any]:
     (``None`` when off) and the bytes it holds, and the XLA flags (the device count is the manifest's ``device``)."""
     enabled = bool(jax.config.jax_enable_compilation_cache) and bool(jax.config.jax_compilation_cache_dir)
     folder = str(jax.config.jax_compilation_cache_dir) if enabled else None
-    from jtricks.provenance import shareable_path
+    from jtricks.engine.provenance import shareable_path
 
     return {
         "compile_cache": shareable_path(folder) if folder else None,

@@ -34,8 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jtricks import hparams as jhparams
-from jtricks import population as jpop
-from jtricks import search as jsearch
+from jtricks.engine import population as jpop
+from jtricks.engine import search as jsearch
 
 __all__ = ["rank_members", "exploit_explore", "apply_copies", "run_pbt", "write_lineage", "plot_lineage",
            "markdown", "LINEAGE_COLUMNS"]

@@ -39,7 +39,7 @@ ENV_NAMES: tuple[str, ...] = ("XLA_FLAGS", "CUDA_VISIBLE_DEVICES", "TF_CPP_MIN_L
 #: exact names, and the prefixes ``avx512`` and ``amx``.
 ISA_FLAGS: tuple[str, ...] = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni")
 _ISA_PREFIXES: tuple[str, ...] = ("avx512", "amx")
-_REPO = Path(__file__).resolve().parent.parent
+_REPO = Path(__file__).resolve().parents[2]
 ENV_PREFIXES: tuple[str, ...] = ("JAX_", "XLA_")
 
 
@@ -47,7 +47,7 @@ def git_state(path: str | os.PathLike | None = None) -> dict[str, Any] | None:
     """``{"commit": sha, "dirty": bool}`` of the git checkout holding ``path`` (default: the ``jtricks``
     package), ``dirty`` meaning tracked files differ from the commit (``git status --porcelain
     --untracked-files=no`` is not empty); ``None`` when ``path`` is not in a git checkout or git is missing."""
-    where = Path(path) if path is not None else Path(__file__).resolve().parent
+    where = Path(path) if path is not None else _REPO / "jtricks"
     try:
         sha = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=10, check=True).stdout.strip()
@@ -189,7 +189,7 @@ def call_arguments(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> dict[st
 
 def _group_defaults(exp: Any, num_outputs: int) -> dict[str, Any]:
     from jtricks import data as jdata
-    from jtricks import experiment as jexp
+    from jtricks.engine import experiment as jexp
     from jtricks import models as jmodels
 
     out: dict[str, Any] = {}
@@ -212,8 +212,8 @@ def manifest_entries(groups: Sequence[Any], configs: Sequence[Any], num_outputs:
       configs: each group's :class:`jtricks.train.TrainConfig`.
       num_outputs: each group's output width (class count).
     """
-    from jtricks import experiment as jexp
-    from jtricks import train as jtrain
+    from jtricks.engine import experiment as jexp
+    from jtricks.engine import train as jtrain
 
     per_arm: dict[str, Any] = {}
     per_group: list[dict[str, Any]] = []

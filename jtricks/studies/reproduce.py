@@ -28,12 +28,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from jtricks import experiment as jexp
-from jtricks import provenance as jprov
-from jtricks import report as jreport
-from jtricks import results_io as jresults
-from jtricks import runtime as jruntime
-from jtricks import search as jsearch
+from jtricks.engine import experiment as jexp
+from jtricks.engine import provenance as jprov
+from jtricks.results import report as jreport
+from jtricks.results import files as jresults
+from jtricks.engine import runtime as jruntime
+from jtricks.engine import search as jsearch
 
 __all__ = ["VERDICTS", "Reproduction", "experiment_from_manifest", "sample_members", "ulp_distance", "compare_rows",
            "compare_summaries", "machine_differences", "reproduce"]
@@ -74,7 +74,7 @@ class Reproduction:
 def _object(text: str) -> Any:
     """A search method, tuning plan or distribution from its text in a manifest (``"Halving(rungs=[1, 2], ...)"``):
     a call of one of the known constructors with literal arguments; nothing else is evaluated."""
-    from jtricks import tuning as jtuning
+    from jtricks.studies import tuning as jtuning
 
     known = {"Halving": jsearch.Halving, "PBT": jsearch.PBT, "Tune": jtuning.Tune}
     tree = ast.parse(text, mode="eval").body
@@ -324,7 +324,7 @@ def reproduce(folder: str | Path, *, members: int | None = None, arms: Sequence[
     Raises:
       ValueError: the folder is not a complete run, its experiment cannot be rebuilt, or a bad argument.
     """
-    from jtricks import runner as jrunner
+    from jtricks.engine import runner as jrunner
 
     folder = Path(folder)
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance >= 0:
@@ -378,7 +378,7 @@ def _summaries(folder: Path, original: Mapping[str, Any], chosen: Sequence[tuple
 def _setting_differences(original: Mapping[str, Any], rerun: Mapping[str, Any]) -> list[str]:
     """Where the rerun's fingerprint settings differ from the record (none when the experiment was rebuilt
     faithfully; a sample of members adds ``members``)."""
-    from jtricks import fingerprint as jfp
+    from jtricks.results import fingerprint as jfp
 
     a = (original.get("fingerprint") or {}).get("settings") or {}
     b = dict((rerun.get("fingerprint") or {}).get("settings") or {})

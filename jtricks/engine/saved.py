@@ -35,11 +35,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jtricks import checkpoint as jckpt
-from jtricks import experiment as jexp
+from jtricks.engine import checkpoint as jckpt
+from jtricks.engine import experiment as jexp
 from jtricks import regularize as jreg
-from jtricks import results_io as jresults
-from jtricks import train as jtrain
+from jtricks.results import files as jresults
+from jtricks.engine import train as jtrain
 
 __all__ = ["save_chunk", "write_index", "load", "SavedMember", "FOLDER", "INDEX"]
 
@@ -162,7 +162,7 @@ class SavedMember:
             raise ValueError(f"`split` must be 'val' or 'test', got {split!r}")
         params, mstate = self.weights(which)
         if data is None:
-            from jtricks import prepare as jprep
+            from jtricks.engine import prepare as jprep
 
             data = jprep.prepare_data(self.experiment, self.config.loss).device
         x, y, m = (data.x_val, data.y_val, data.val_mask) if split == "val" else (data.x_test, data.y_test, data.test_mask)

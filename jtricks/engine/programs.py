@@ -22,9 +22,9 @@ from typing import Any, Callable, Mapping
 import jax
 import jax.numpy as jnp
 
-from jtricks import numerics as jnum
-from jtricks import population as jpop
-from jtricks import train as jtrain
+from jtricks._core import numerics as jnum
+from jtricks.engine import population as jpop
+from jtricks.engine import train as jtrain
 
 __all__ = ["TraceCounter", "GroupPrograms"]
 

@@ -40,25 +40,25 @@ import jax.numpy as jnp
 import numpy as np
 
 import jtricks
-from jtricks import callbacks as jcb
-from jtricks import checkpoint as jckpt
-from jtricks import experiment as jexp
-from jtricks import fingerprint as jfp
+from jtricks.engine import callbacks as jcb
+from jtricks.engine import checkpoint as jckpt
+from jtricks.engine import experiment as jexp
+from jtricks.results import fingerprint as jfp
 from jtricks import losses as jlosses
 from jtricks import metrics as jmetrics
-from jtricks import parts as jparts
-from jtricks import population as jpop
-from jtricks import prepare as jprep
-from jtricks import programs as jprog
-from jtricks import provenance as jprov
-from jtricks import report as jreport
-from jtricks import results_io as jresults
-from jtricks import runtime as jruntime
-from jtricks import saved as jsaved
-from jtricks import search as jsearch
-from jtricks import train as jtrain
-from jtricks import tuning as jtuning
-from jtricks.keys import seed_key
+from jtricks.engine import parts as jparts
+from jtricks.engine import population as jpop
+from jtricks.engine import prepare as jprep
+from jtricks.engine import programs as jprog
+from jtricks.engine import provenance as jprov
+from jtricks.results import report as jreport
+from jtricks.results import files as jresults
+from jtricks.engine import runtime as jruntime
+from jtricks.engine import saved as jsaved
+from jtricks.engine import search as jsearch
+from jtricks.engine import train as jtrain
+from jtricks.studies import tuning as jtuning
+from jtricks._core.keys import seed_key
 
 __all__ = ["RunResult", "Plan", "Group", "GroupSetup", "run", "plan", "build", "execute", "write", "Progress"]
 
@@ -425,7 +425,7 @@ def _run_search(the_plan: Plan, g: Group, setup: GroupSetup, bar: Progress, timi
                 collected: Collected) -> dict[str, Any]:
     """A group trained with successive halving (:func:`jtricks.search.run_halving`) or population-based
     training (:func:`jtricks.pbt.run_pbt`); returns its record."""
-    from jtricks import pbt as jpbt
+    from jtricks.engine import pbt as jpbt
 
     exp = the_plan.experiment
     config, search = setup.config, exp.search
@@ -547,7 +547,7 @@ def write(out: Path, the_plan: Plan, collected: Collected, summary: list[dict[st
                           arms=arm_dicts)
     lineage = [r for rec in collected.search for r in rec.get("lineage", ())]
     if lineage:  # population-based training: who copied whom, each member's hyperparameter schedule
-        from jtricks import pbt as jpbt
+        from jtricks.engine import pbt as jpbt
 
         explored = collected.search[0]["explored"]
         with jresults.atomic_file(out / "lineage.csv") as tmp:
