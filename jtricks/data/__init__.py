@@ -53,7 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jtricks._core import checks
-from jtricks.results import files as results_io
+from jtricks._core import files as jfiles
 
 __all__ = [
     "Dataset",
@@ -711,10 +711,10 @@ def _read_cached(path: Path) -> tuple[np.ndarray, ...] | None:
 
 
 def _write_cached(path: Path, arrays: tuple[np.ndarray, ...]) -> None:
-    """Best effort, atomic (:func:`jtricks.results_io.atomic_file`); an unwritable cache is skipped."""
+    """Best effort, atomic (:func:`jtricks._core.files.atomic_file`); an unwritable cache is skipped."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with results_io.atomic_file(path) as tmp, open(tmp, "wb") as f:
+        with jfiles.atomic_file(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **{k: a for (k, _), a in zip(_MNIST1D_FIELDS, arrays)})
     except OSError:
         return

@@ -28,6 +28,7 @@ import shutil
 import socket
 from pathlib import Path
 from typing import Any, Mapping, Sequence, TypeVar
+from jtricks._core import files as jfiles
 
 __all__ = ["Part", "parse_part", "select", "part_record", "PartRun", "load_part", "check_parts", "merge",
            "Merged", "MergeError"]
@@ -259,11 +260,11 @@ def merge(out: str | Path, folders: Sequence[str | Path], *, plot: bool = True) 
     with jresults.lock(out):
         jresults.invalidate(out)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
-        with jresults.atomic_file(out / "metrics.csv") as tmp:
+        with jfiles.atomic_file(out / "metrics.csv") as tmp:
             jreport.write_metrics_csv(tmp, metric_rows)
-        with jresults.atomic_file(out / "members.csv") as tmp:
+        with jfiles.atomic_file(out / "members.csv") as tmp:
             jreport.write_members_csv(tmp, member_rows)
-        jresults.write_atomic(out / "arms.json", parts[0].arms_json)
+        jfiles.write_atomic(out / "arms.json", parts[0].arms_json)
         jresults.write_manifest(out, manifest, fingerprint)
         # the summaries and the plot as `jtricks report` renders them (the same bytes as the whole run's)
         summary = jreport.render(out, plot=plot)

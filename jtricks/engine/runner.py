@@ -59,6 +59,7 @@ from jtricks.engine import search as jsearch
 from jtricks.engine import train as jtrain
 from jtricks.studies import tuning as jtuning
 from jtricks._core.keys import seed_key
+from jtricks._core import files as jfiles
 
 __all__ = ["RunResult", "Plan", "Group", "GroupSetup", "run", "plan", "build", "execute", "write", "Progress"]
 
@@ -534,12 +535,12 @@ def write(out: Path, the_plan: Plan, collected: Collected, summary: list[dict[st
     arms.json, summary.md/csv, curves.png, and last manifest.json with the fingerprint and the files' hashes
     (its presence marks a finished run)."""
     exp = the_plan.experiment
-    with jresults.atomic_file(out / "metrics.csv") as tmp:
+    with jfiles.atomic_file(out / "metrics.csv") as tmp:
         jreport.write_metrics_csv(tmp, collected.metric_rows)
-    with jresults.atomic_file(out / "members.csv") as tmp:
+    with jfiles.atomic_file(out / "members.csv") as tmp:
         jreport.write_members_csv(tmp, collected.member_rows)
     arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in the_plan.arms]
-    jresults.write_atomic(out / "arms.json", json.dumps(jexp.to_json(arm_dicts), indent=2) + "\n")
+    jfiles.write_atomic(out / "arms.json", json.dumps(jexp.to_json(arm_dicts), indent=2) + "\n")
     if the_plan.part is not None:  # a part: the raw rows only; `jtricks merge` writes the summaries
         jresults.write_manifest(out, manifest, fingerprint)
         return
@@ -550,17 +551,17 @@ def write(out: Path, the_plan: Plan, collected: Collected, summary: list[dict[st
         from jtricks.engine import pbt as jpbt
 
         explored = collected.search[0]["explored"]
-        with jresults.atomic_file(out / "lineage.csv") as tmp:
+        with jfiles.atomic_file(out / "lineage.csv") as tmp:
             jpbt.write_lineage(tmp, lineage, explored)
-        jresults.write_atomic(out / "pbt.md", jpbt.markdown(collected.search))
+        jfiles.write_atomic(out / "pbt.md", jpbt.markdown(collected.search))
         jreport.append_sections(out, ("pbt.md",))
         if plot:
-            with jresults.atomic_file(out / "lineage.png") as tmp:
+            with jfiles.atomic_file(out / "lineage.png") as tmp:
                 jpbt.plot_lineage(tmp, lineage, explored, epochs=exp.epochs, title=f"{exp.name}: PBT lineage")
     if plot:
         produced = {r["metric"] for r in collected.metric_rows}
         panels = tuple(m for m in dict.fromkeys([*manifest["metrics"], "train_loss", "val_acc"]) if m in produced)
-        with jresults.atomic_file(out / "curves.png") as tmp:
+        with jfiles.atomic_file(out / "curves.png") as tmp:
             jreport.plot_curves(tmp, collected.metric_rows, metrics=panels, title=exp.name,
                                 member_rows=collected.member_rows, arms=arm_dicts)
     if collected.models:

@@ -40,6 +40,7 @@ from jtricks.engine import experiment as jexp
 from jtricks import regularize as jreg
 from jtricks.results import files as jresults
 from jtricks.engine import train as jtrain
+from jtricks._core import files as jfiles
 
 __all__ = ["save_chunk", "write_index", "load", "SavedMember", "FOLDER", "INDEX"]
 
@@ -97,7 +98,7 @@ def save_chunk(folder: str | os.PathLike, group: int, chunk: int, config: jtrain
 def write_index(folder: str | os.PathLike, chunks: Sequence[Mapping[str, Any]]) -> Path:
     """Write ``FOLDER/index.json`` (atomically) listing the saved chunks and their members."""
     doc = {"format": _FORMAT, "chunks": list(chunks)}
-    return jresults.write_atomic(Path(folder) / INDEX, json.dumps(doc, indent=2) + "\n")
+    return jfiles.write_atomic(Path(folder) / INDEX, json.dumps(doc, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------------------------- load

@@ -5,8 +5,6 @@
   the holder dies (``kill -9`` included), so a lock file whose holder is gone is *stale* and is taken over,
   and a reused PID can never keep a folder locked. A live holder gives :class:`FolderInUseError`
   ``"FOLDER is in use by PID n"``.
-* :func:`write_atomic` / :func:`atomic_file` — write a temporary file in the same folder, ``fsync`` it and
-  ``os.replace`` it onto the target: a reader (or a crash) sees the old file or the new one, never a part.
 * :func:`write_manifest` — written **last**: ``manifest.json`` with the run's fingerprint and the sha256 of
   every results file, so a folder with a manifest is a finished run and its files can be checked.
 * :func:`check_complete` — what ``jtricks report`` runs first: refuses a folder that is not a finished,
@@ -28,12 +26,12 @@ import socket
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from jtricks._core.files import atomic_file, os_error, write_atomic
+
 __all__ = [
     "FolderInUseError",
     "lock",
     "lock_holder",
-    "atomic_file",
-    "write_atomic",
     "invalidate",
     "write_manifest",
     "check_complete",
@@ -48,18 +46,6 @@ LOCK_NAME = ".lock"
 
 class FolderInUseError(OSError):
     """Another live process holds the folder's lock."""
-
-
-def _os_error(path: Path | str, e: OSError, doing: str) -> OSError:
-    """``OSError`` of the same type and errno, message ``"cannot DOING PATH: STRERROR"``."""
-    reason = e.strerror or str(e)
-    err = type(e) if type(e) is not OSError and issubclass(type(e), OSError) else OSError
-    try:
-        out = err(e.errno, f"cannot {doing} {path}: {reason}")
-    except TypeError:  # a subclass with another constructor
-        out = OSError(e.errno, f"cannot {doing} {path}: {reason}")
-    out.filename = str(path)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- lock
@@ -130,68 +116,27 @@ def lock(folder: str | os.PathLike) -> Iterator[Path]:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise _os_error(folder, e, "create the results folder") from None
+        raise os_error(folder, e, "create the results folder") from None
     path = folder / LOCK_NAME
     try:
         fd = _acquire(path)
     except FolderInUseError:
         raise
     except OSError as e:
-        raise _os_error(path, e, "create the lock file") from None
+        raise os_error(path, e, "create the lock file") from None
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
         os.fsync(fd)
     except OSError as e:
         os.close(fd)
-        raise _os_error(path, e, "write the lock file") from None
+        raise os_error(path, e, "write the lock file") from None
     try:
         yield path
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)  # while still holding the flock: a waiter re-checks the inode
         os.close(fd)
-
-
-# ------------------------------------------------------------------------------------- atomic files
-@contextlib.contextmanager
-def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; when the block succeeds, ``fsync`` it and ``os.replace`` it
-    onto ``path`` (then ``fsync`` the folder). On any exception the temporary file is removed and
-    ``path`` is left as it was. For writers that take a path (``write_metrics_csv``, ``savefig``)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        try:
-            yield tmp
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        except OSError as e:
-            raise _os_error(path, e, "write") from None
-        with contextlib.suppress(OSError):
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-
-
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
-    """Write ``data`` (``str`` as UTF-8) to ``path`` atomically (see :func:`atomic_file`); return ``path``."""
-    if not isinstance(data, (str, bytes)):
-        raise TypeError(f"`data` must be str or bytes, got {type(data).__name__}")
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    with atomic_file(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(raw)
-    return Path(path)
 
 
 def _sha256_file(path: Path) -> str:
@@ -239,7 +184,7 @@ def invalidate(folder: str | os.PathLike) -> None:
     try:
         path.unlink(missing_ok=True)
     except OSError as e:
-        raise _os_error(path, e, "remove") from None
+        raise os_error(path, e, "remove") from None
 
 
 def write_manifest(folder: str | os.PathLike, manifest: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> Path:

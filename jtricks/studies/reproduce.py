@@ -34,6 +34,7 @@ from jtricks.results import report as jreport
 from jtricks.results import files as jresults
 from jtricks.engine import runtime as jruntime
 from jtricks.engine import search as jsearch
+from jtricks._core import files as jfiles
 
 __all__ = ["VERDICTS", "Reproduction", "experiment_from_manifest", "sample_members", "ulp_distance", "compare_rows",
            "compare_summaries", "machine_differences", "reproduce"]
@@ -354,7 +355,7 @@ def reproduce(folder: str | Path, *, members: int | None = None, arms: Sequence[
         report = Reproduction(folder, out if out_dir is not None else folder, chosen, verdict, line, rows, summaries,
                               machines, settings)
         if out_dir is not None:
-            jresults.write_atomic(out / "reproduce.json", json.dumps(report.to_json(), indent=2, default=str) + "\n")
+            jfiles.write_atomic(out / "reproduce.json", json.dumps(report.to_json(), indent=2, default=str) + "\n")
     return report
 
 

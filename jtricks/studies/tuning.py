@@ -31,6 +31,7 @@ from jtricks import metrics as jmetrics
 from jtricks.results import report as jreport
 from jtricks.results import files as jresults
 from jtricks.engine import search as jsearch
+from jtricks._core import files as jfiles
 
 __all__ = ["Tune", "tuning_experiment", "best_values", "run"]
 
@@ -145,8 +146,8 @@ def run(exp: jexp.Experiment, run_fn: Callable[..., Any], *, out_dir: Any = None
     final.tuning = table
     if out is not None:
         md = _markdown(table, tuning_res.wall_time_s, exp.tune)
-        jresults.write_atomic(out / "tuning.md", md)
-        jresults.write_atomic(out / "tuning.json", json.dumps(jexp.to_json({"tune": str(exp.tune), "arms": table,
+        jfiles.write_atomic(out / "tuning.md", md)
+        jfiles.write_atomic(out / "tuning.json", json.dumps(jexp.to_json({"tune": str(exp.tune), "arms": table,
                                                                             "tuning_wall_time_s": tuning_res.wall_time_s}), indent=2) + "\n")
         jreport.append_sections(out, ("tuning.md",))
     return final
