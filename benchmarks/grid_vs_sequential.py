@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from jtricks import experiment as jexp
+from jtricks.engine import grid as jgrid
 from jtricks import prepare, runner
 
 
@@ -51,7 +52,7 @@ def main() -> None:
 
     # the population's members are bit-for-bit the sequential runs
     same = all(
-        pop.history(f"dropout_rate={jexp._fmt(rate)}", "test_acc")[seed - exp.seed_offset, -1] == v
+        pop.history(f"dropout_rate={jgrid.value_text(rate)}", "test_acc")[seed - exp.seed_offset, -1] == v
         for (rate, seed), v in seq_final.items()
     )
     members = len(rates) * exp.seeds

@@ -44,14 +44,14 @@ MODULES: dict[str, str] = {
     "keys": "jtricks._core.keys",
     # results
     "results": "jtricks.results",
-    "report": "jtricks.results.report",
-    "results_io": "jtricks.results.files",
+    "report": "jtricks.results",
+    "results_io": "jtricks.results.folders",
     "fingerprint": "jtricks.results.fingerprint",
     "stats": "jtricks.results.stats",
     "tensorboard": "jtricks.results.tensorboard",
     # the engine
     "engine": "jtricks.engine",
-    "experiment": "jtricks.engine.experiment",
+    "experiment": "jtricks.engine",
     **{name: f"jtricks.engine.{name}" for name in ("train", "programs", "population", "prepare", "runner", "search",
                                                     "pbt", "parts", "checkpoint", "saved", "callbacks", "runtime",
                                                     "provenance")},
@@ -61,7 +61,15 @@ MODULES: dict[str, str] = {
     "cli": "jtricks.cli",
 }
 
-__all__ = ["__version__", "load", *MODULES]
+__all__ = ["__version__", "run", "load", *MODULES]
+
+
+def run(experiment: Any, **options: Any) -> Any:
+    """Run an experiment (tuned, then compared, when it has ``tune``) and write its results folder:
+    :func:`jtricks.studies.run` (``out_dir=`` and the fields of :class:`jtricks.engine.options.RunOptions` as keywords)."""
+    from jtricks.studies import run as run_study
+
+    return run_study(experiment, **options)
 
 
 def load(run_dir: Any, *, arm: str, seed: int, experiment: Any = None) -> Any:

@@ -118,16 +118,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_list() -> int:
-    from jtricks.engine import experiment as jexp
+    from jtricks.engine import catalog as jcatalog
 
-    found = jexp.find_experiments()
+    found = jcatalog.find_experiments()
     if not found:
-        print("no experiments found (looked in: " + ", ".join(str(d) for d in jexp.experiments_dirs()) + ")")
+        print("no experiments found (looked in: " + ", ".join(str(d) for d in jcatalog.experiments_dirs()) + ")")
         return 1
     width = max(len(n) for n in found)
     for name, path in found.items():
         try:
-            desc = jexp.load_experiment(str(path)).description
+            desc = jcatalog.load_experiment(str(path)).description
         except Exception as e:  # a broken file is listed, not fatal
             desc = f"(cannot load: {e})"
         print(f"{name:<{width}}  {desc}")
@@ -136,10 +136,10 @@ def _cmd_list() -> int:
 
 def _load(name_or_path: str) -> Any:
     """The experiment; a file that fails to import (syntax error, missing module, ...) is a user error."""
-    from jtricks.engine import experiment as jexp
+    from jtricks.engine import catalog as jcatalog
 
     try:
-        return jexp.load_experiment(name_or_path)
+        return jcatalog.load_experiment(name_or_path)
     except (ValueError, TypeError, OSError):
         raise
     except Exception as e:  # an experiment file is user code: any error in it is reported in one line
@@ -174,44 +174,45 @@ def _resume_plan(out: Path, args: argparse.Namespace) -> str | None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from jtricks.studies import distributed
-    from jtricks.engine import runtime
+    from jtricks.studies import distributed as jdistributed
+    from jtricks.engine import runtime as jruntime
 
     if args.no_compile_cache and args.compile_cache:
         raise ValueError("--compile-cache and --no-compile-cache contradict each other; give one")
     if args.cpu_devices is not None and args.cpu_devices <= 0:
         raise ValueError(f"--cpu-devices must be a positive int, got {args.cpu_devices}")
-    cluster = distributed.resolve(args.processes, args.coordinator, args.process_id)
+    cluster = jdistributed.resolve(args.processes, args.coordinator, args.process_id)
     # before the experiment file is imported: the device flag only counts before JAX's backends start; one CPU
     # device per process when several processes share the machine's cores (unless asked otherwise)
     cpu_devices = args.cpu_devices if args.cpu_devices is not None or cluster is None else 1
-    with runtime.configured(compile_cache=False if args.no_compile_cache else (args.compile_cache or True), cpu_devices=cpu_devices,
+    with jruntime.configured(compile_cache=False if args.no_compile_cache else (args.compile_cache or True), cpu_devices=cpu_devices,
                             numerics=args.numerics):
         return _run_configured(args, cluster)
 
 
 def _run_configured(args: argparse.Namespace, cluster: Any) -> int:
     """``jtricks run`` once the runtime is set (:func:`_cmd_run`): load, validate, run, print the summary."""
-    from jtricks.studies import distributed
-    from jtricks.engine import experiment as jexp
+    from jtricks.studies import distributed as jdistributed
+    from jtricks.engine import settings as jsettings
+    from jtricks.engine import validation as jvalidation
 
     if cluster is not None:
         if args.part is not None:
             raise ValueError("--part cannot be combined with several processes (each process runs its own part)")
-        distributed.initialize(cluster)  # before anything touches a JAX backend
+        jdistributed.initialize(cluster)  # before anything touches a JAX backend
     exp = _load(args.experiment)
-    settings = jexp.parse_set(args.settings)
+    settings = jsettings.parse_set(args.settings)
     if args.seeds is not None:
         settings["seeds"] = args.seeds
     if args.epochs is not None:
         settings["epochs"] = args.epochs
-    exp = jexp.with_settings(exp, settings)
+    exp = jsettings.with_settings(exp, settings)
     if args.max_members is not None and args.max_members <= 0:
         raise ValueError(f"--max-members must be a positive int, got {args.max_members}")
     if args.compile_workers is not None and args.compile_workers <= 0:
         raise ValueError(f"--compile-workers must be a positive int, got {args.compile_workers}")
     part = _part(args)
-    arms = jexp.validate(exp)
+    arms = jvalidation.validate(exp)
     default = exp.name if part is None else f"{exp.name}-part{part.index}of{part.count}"
     out = Path(args.out) if args.out else Path("runs") / default
     check_out_dir(out)
@@ -222,8 +223,8 @@ def _run_configured(args: argparse.Namespace, cluster: Any) -> int:
     if args.resume and _resume_plan(out, args) == "done":
         return 0
 
-    from jtricks.results import report as jreport
-    from jtricks.engine import runner
+    from jtricks.results import rendering as jrendering
+    from jtricks.studies import run as run_study
 
     callbacks = []
     if args.tensorboard:
@@ -236,28 +237,15 @@ def _run_configured(args: argparse.Namespace, cluster: Any) -> int:
     print(f"{exp.name}: {len(arms)} arms x {exp.seeds} seeds, {exp.epochs} epochs -> {out}", file=sys.stderr)
     if args.until_resolved is not None:
         return _run_until_resolved(exp, out, args)
-    res = runner.run(
-        exp,
-        out_dir=out,
-        resume=args.resume,
-        max_members=args.max_members,
-        progress=not args.quiet,
-        plot=not args.no_plot,
-        checkpoint=not args.no_checkpoint,
-        save_models=not args.no_save_models,
-        callbacks=callbacks,
-        compile_workers=args.compile_workers,
-        part=part,
-        numerics=args.numerics,
-        # testing hook: SIGKILL the process right after epoch N is checkpointed (tests --resume)
-        _kill_after_epoch=int(os.environ["JTRICKS_KILL_AFTER_EPOCH"]) if os.environ.get("JTRICKS_KILL_AFTER_EPOCH") else None,
-    )
+    res = run_study(exp, out_dir=out, resume=args.resume, max_members=args.max_members, progress=not args.quiet,
+                    plot=not args.no_plot, checkpoint=not args.no_checkpoint, save_models=not args.no_save_models,
+                    callbacks=callbacks, compile_workers=args.compile_workers, part=part, numerics=args.numerics)
     if part is not None:
         print(f"done in {res.wall_time_s:.1f}s: part {part} ({len(res.member_rows)} members); "
               f"results in {out}; merge the parts with `jtricks merge OUT PART_DIRS...`")
         return 0
     metric = res.metrics[0]
-    print(jreport.format_summary_table(res.summary, metric, res.directions))
+    print(jrendering.format_summary_table(res.summary, metric, res.directions))
     best = _best_arm(res.summary, metric, res.directions)
     n_div = sum(1 for m in res.member_rows if m["diverged_epoch"] >= 0)
     print(
@@ -271,13 +259,13 @@ def _run_until_resolved(exp: Any, out: Path, args: argparse.Namespace) -> int:
     """``--until-resolved MAX``: the sequential run (:mod:`jtricks.sequential`) and what each look decided."""
     if args.resume:
         raise ValueError("--until-resolved runs its batches without checkpoints; it cannot be combined with --resume")
-    from jtricks.results import report as jreport
-    from jtricks.studies import sequential
+    from jtricks.results import rendering as jrendering
+    from jtricks.studies import sequential as jsequential
 
-    res, record = sequential.run_until_resolved(exp, args.until_resolved, out_dir=out, rule=args.spending,
+    res, record = jsequential.run_until_resolved(exp, args.until_resolved, out_dir=out, rule=args.spending,
                                                 progress=not args.quiet, plot=not args.no_plot,
                                                 max_members=args.max_members, numerics=args.numerics)
-    print(jreport.format_summary_table(res.summary, record["metric"], res.directions))
+    print(jrendering.format_summary_table(res.summary, record["metric"], res.directions))
     for look in record["looks"]:
         open_ = [a for a, c in look["comparisons"].items() if c["verdict"] not in ("better", "worse", "higher", "lower")]
         print(f"look at {look['seeds']} seeds (alpha {look['alpha']:.3g}): "
@@ -292,15 +280,15 @@ def _run_processes(exp: Any, n_arms: int, out: Path, args: argparse.Namespace) -
     """``jtricks run`` as one of several processes (:mod:`jtricks.distributed`); process 0 prints the summary."""
     import jax
 
-    from jtricks.studies import distributed
-    from jtricks.results import report as jreport
+    from jtricks.studies import distributed as jdistributed
+    from jtricks.results import rendering as jrendering
 
     if args.resume and args.no_checkpoint:
         raise ValueError("--resume needs the checkpoints; it cannot be combined with --no-checkpoint")
     index, count = jax.process_index(), jax.process_count()
     print(f"{exp.name}: {n_arms} arms x {exp.seeds} seeds, {exp.epochs} epochs -> {out} (process {index} of {count})",
           file=sys.stderr)
-    res, merged = distributed.run(exp, out, plot=not args.no_plot, resume=args.resume, max_members=args.max_members,
+    res, merged = jdistributed.run(exp, out, plot=not args.no_plot, resume=args.resume, max_members=args.max_members,
                                   progress=not args.quiet, checkpoint=not args.no_checkpoint,
                                   compile_workers=args.compile_workers, numerics=args.numerics)
     if merged is None:
@@ -308,7 +296,7 @@ def _run_processes(exp: Any, n_arms: int, out: Path, args: argparse.Namespace) -
               f"process 0 writes the results to {out}")
         return 0
     man = merged.manifest
-    print(jreport.format_summary_table(merged.summary, man["metrics"][0], man.get("directions")))
+    print(jrendering.format_summary_table(merged.summary, man["metrics"][0], man.get("directions")))
     print(f"done: {n_arms} arms x {exp.seeds} seeds over {count} processes on {len(man['machines'])} machine(s); results in {out}")
     return 0
 
@@ -324,13 +312,13 @@ def _part(args: argparse.Namespace) -> Any:
 
 def _cmd_merge(args: argparse.Namespace) -> int:
     from jtricks.engine import parts as jparts
-    from jtricks.results import report as jreport
+    from jtricks.results import rendering as jrendering
 
     out = Path(args.out)
     check_out_dir(out)
     merged = jparts.merge(out, [Path(d) for d in args.parts], plot=not args.no_plot)
     manifest = merged.manifest
-    print(jreport.format_summary_table(merged.summary, manifest["metrics"][0], manifest.get("directions")))
+    print(jrendering.format_summary_table(merged.summary, manifest["metrics"][0], manifest.get("directions")))
     machines = ", ".join(sorted({str(m.get("host")) for m in manifest["machines"]}))
     print(f"merged {manifest['split']['count']} parts ({len(manifest['arms'])} arms x {len(manifest['seeds'])} seeds, "
           f"from {machines}) into {out}")
@@ -338,19 +326,19 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from jtricks.results import report as jreport
-    from jtricks.results import files as results_io
+    from jtricks.results import rendering as jrendering
+    from jtricks.results import folders as jfolders
 
     d = Path(args.dir)
-    manifest = results_io.check_complete(d)
+    manifest = jfolders.check_complete(d)
     if isinstance(manifest.get("part"), dict):
         p = manifest["part"]
         raise ValueError(f"{d} is part {p.get('index')}/{p.get('count')} of a run: merge the parts with "
                          "`jtricks merge OUT PART_DIRS...`, then report OUT")
-    rows = jreport.render(d)
+    rows = jrendering.render(d)
     metrics = sorted({r["metric"] for r in rows})
     for m in metrics[:1]:
-        print(jreport.format_summary_table(rows, m))
+        print(jrendering.format_summary_table(rows, m))
     print(f"re-rendered {d / 'summary.md'} and {d / 'curves.png'}")
     return 0
 
@@ -359,18 +347,18 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     """``jtricks reproduce DIR``: the rerun in the record's numerics mode, then one line saying what holds."""
     import json
 
-    from jtricks.engine import runtime
+    from jtricks.engine import runtime as jruntime
 
     manifest = Path(args.dir) / "manifest.json"
     try:
         mode = (json.loads(manifest.read_text()).get("numerics") or {}).get("mode", "native")
     except (OSError, ValueError):
         mode = "portable"  # the folder's own checks (jtricks.reproduce) say what is wrong with it
-    with runtime.configured(compile_cache=True, cpu_devices=args.cpu_devices, numerics=mode):
-        from jtricks.studies import reproduce
+    with jruntime.configured(compile_cache=True, cpu_devices=args.cpu_devices, numerics=mode):
+        from jtricks.studies import reproduce as jreproduce
 
         arms = [a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None
-        rep = reproduce.reproduce(args.dir, members=args.members, arms=arms, out_dir=args.out, tolerance=args.tolerance,
+        rep = jreproduce.reproduce(args.dir, members=args.members, arms=arms, out_dir=args.out, tolerance=args.tolerance,
                                   progress=not args.quiet)
     print(rep.line)
     for what in rep.machines:
@@ -381,16 +369,16 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from jtricks.results import files as results_io
+    from jtricks.results import folders as jfolders
 
-    written = results_io.publish(Path(args.run_dir), Path(args.dest))
+    written = jfolders.publish(Path(args.run_dir), Path(args.dest))
     size = sum(p.stat().st_size for p in written)
     print(f"published {len(written)} files ({size / 1024:.0f} KiB) from {args.run_dir} to {args.dest}")
     return 0
 
 
 def _best_arm(summary: Sequence[dict], metric: str, directions: Mapping[str, bool] | None = None) -> str:
-    from jtricks.results.report import metric_direction
+    from jtricks.results.summary import metric_direction
 
     rows = [r for r in summary if r.get("metric") == metric and r.get("mean") == r.get("mean")]
     if not rows:

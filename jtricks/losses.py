@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jtricks._core import checks
-from jtricks._core import numerics
+from jtricks._core import numerics as jnum
 
 __all__ = [
     "Loss",
@@ -99,7 +99,7 @@ def _per_example(x: jax.Array) -> jax.Array:
 def cross_entropy(outputs: jax.Array, targets: jax.Array, hparams: Hparams | None = None) -> jax.Array:
     """``ℓ_i = −log softmax(z_i)_{y_i}``: :func:`jtricks.numerics.softmax_cross_entropy` (vmap-stable)."""
     del hparams
-    return numerics.softmax_cross_entropy(outputs, targets)
+    return jnum.softmax_cross_entropy(outputs, targets)
 
 
 def smoothed_cross_entropy(outputs: jax.Array, targets: jax.Array, hparams: Hparams | None = None) -> jax.Array:
@@ -109,11 +109,11 @@ def smoothed_cross_entropy(outputs: jax.Array, targets: jax.Array, hparams: Hpar
     Label smoothing: Szegedy et al. 2016, "Rethinking the Inception Architecture".
     """
     eps = jnp.asarray(_hp(hparams, "label_smoothing", _DEFAULT_LABEL_SMOOTHING))
-    logp = numerics.log_softmax(outputs)
+    logp = jnum.log_softmax(outputs)
     k = outputs.shape[-1]
     eps = eps.astype(logp.dtype)
     q = (1.0 - eps) * jax.nn.one_hot(targets, k, dtype=logp.dtype) + eps * jnp.asarray(1.0 / k, logp.dtype)
-    return -numerics.pairwise_sum(logp * q, -1)
+    return -jnum.pairwise_sum(logp * q, -1)
 
 
 def binary_cross_entropy(outputs: jax.Array, targets: jax.Array, hparams: Hparams | None = None) -> jax.Array:
@@ -123,7 +123,7 @@ def binary_cross_entropy(outputs: jax.Array, targets: jax.Array, hparams: Hparam
     z = _per_example(outputs)
     y = jnp.reshape(targets, z.shape).astype(z.dtype)
     per = -(y * jax.nn.log_sigmoid(z) + (1.0 - y) * jax.nn.log_sigmoid(-z))
-    return numerics.mean(per, -1)
+    return jnum.mean(per, -1)
 
 
 def mse(outputs: jax.Array, targets: jax.Array, hparams: Hparams | None = None) -> jax.Array:
@@ -131,7 +131,7 @@ def mse(outputs: jax.Array, targets: jax.Array, hparams: Hparams | None = None) 
     del hparams
     o = _per_example(outputs)
     y = jnp.reshape(targets, o.shape).astype(o.dtype)
-    return numerics.mean(jnp.square(o - y), -1)
+    return jnum.mean(jnp.square(o - y), -1)
 
 
 #: The named losses.

@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jtricks._core import numerics
+from jtricks._core import numerics as jnum
 
 __all__ = [
     "Metric",
@@ -97,7 +97,7 @@ def _column(x: jax.Array) -> jax.Array:
 
 def _mean_finalize(totals: jax.Array, n: Any) -> jax.Array:
     # Σ · (1/n) with an explicit reciprocal (as jtricks.numerics.mean): a Python n folds to the same float32
-    # constant as numerics.mean's, a traced n divides once; XLA never rewrites it differently per program
+    # constant as jnum.mean's, a traced n divides once; XLA never rewrites it differently per program
     return totals[0] * (1.0 / n)
 
 
@@ -119,7 +119,7 @@ def _topk_stats(k: int) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array
         """``[#{j : z_j > z_y} < K]``: the label's logit is among the K largest (ties count for the label)."""
         del loss
         z_y = jnp.take_along_axis(outputs, targets[:, None].astype(jnp.int32), axis=-1)
-        above = numerics.pairwise_sum((outputs > z_y).astype(jnp.int32), -1)
+        above = jnum.pairwise_sum((outputs > z_y).astype(jnp.int32), -1)
         return _column(above < k)
 
     return stats
@@ -137,7 +137,7 @@ def _sq_err(outputs: jax.Array, targets: jax.Array) -> jax.Array:
 
 def _mse_stats(outputs: jax.Array, targets: jax.Array, loss: jax.Array) -> jax.Array:
     del loss
-    return numerics.mean(_sq_err(outputs, targets), -1, keepdims=True)
+    return jnum.mean(_sq_err(outputs, targets), -1, keepdims=True)
 
 
 def _r2_stats(outputs: jax.Array, targets: jax.Array, loss: jax.Array) -> jax.Array:
@@ -153,7 +153,7 @@ def _r2_finalize(totals: jax.Array, n: jax.Array) -> jax.Array:
     sse, sy, syy = jnp.split(totals, 3)
     n = jnp.asarray(n, jnp.float32)
     sst = syy - jnp.square(sy) / n
-    return numerics.mean(1.0 - sse / sst)
+    return jnum.mean(1.0 - sse / sst)
 
 
 #: The named metrics (``topK_acc`` for any K is built by :func:`get`).
@@ -296,7 +296,7 @@ def evaluate_totals(metrics: Sequence[Metric], outputs: jax.Array, targets: jax.
         return jnp.zeros((0,), jnp.float32)
     stats = jnp.concatenate([m.stats(outputs, targets, per_example_loss).astype(jnp.float32) for m in metrics], axis=-1)
     keep = jnp.reshape(jnp.asarray(mask).astype(bool), (-1, 1))
-    return numerics.pairwise_sum(jnp.where(keep, stats, 0.0), 0)
+    return jnum.pairwise_sum(jnp.where(keep, stats, 0.0), 0)
 
 
 def finalize_totals(metrics: Sequence[Metric], totals: jax.Array, n: Any, *, widths: Sequence[int]) -> dict[str, jax.Array]:

@@ -37,6 +37,10 @@ def _exp(tmp_path: Path, extra: str = "", dataset: str = "dataset='digits'") -> 
     return f
 
 
+#: runs the command line and SIGKILLs it right after the checkpoint of epoch N
+KILL_AFTER_EPOCH = Path(__file__).resolve().parent / "support" / "kill_after_epoch.py"
+
+
 def _cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "jtricks", *args], cwd=cwd, env=env or ENV, capture_output=True, text=True,
                           timeout=timeout)
@@ -161,8 +165,8 @@ def test_resume_refuses_other_settings_and_survives_a_damaged_checkpoint(tmp_pat
     f.write_text(f.read_text().replace("epochs=1", "epochs=3").replace("seeds=1", "seeds=2"))
     full, out = tmp_path / "full", tmp_path / "o"
     assert _cli("run", str(f), "--out", str(full), "--quiet", "--no-plot", cwd=tmp_path).returncode == 0
-    killed = _cli("run", str(f), "--out", str(out), "--quiet", "--no-plot", cwd=tmp_path,
-                  env={**ENV, "JTRICKS_KILL_AFTER_EPOCH": "2"})
+    killed = subprocess.run([sys.executable, str(KILL_AFTER_EPOCH), "2", "run", str(f), "--out", str(out), "--quiet",
+                             "--no-plot"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL
     ck = out / "checkpoints" / "group0_chunk0"
     assert sorted(p.name for p in ck.iterdir() if p.name.isdigit()) == ["1", "2"]

@@ -17,6 +17,10 @@ import numpy as np
 import pytest
 
 from jtricks import data
+# the modules of jtricks.data whose names the tests replace (where the code looks them up)
+from jtricks.data import _download as data_download
+from jtricks.data import _generated as data_generated
+from jtricks.data import _idx as data_idx
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 STEMS = (
@@ -65,7 +69,7 @@ def no_system_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No $JTRICKS_DATA and a system folder that does not exist."""
     monkeypatch.delenv("JTRICKS_DATA", raising=False)
     missing = tmp_path / "no-such-system-dir"
-    monkeypatch.setattr(data, "_FASHION_MNIST_SYSTEM_DIRS", (str(missing),))
+    monkeypatch.setattr(data_idx, "FASHION_MNIST_SYSTEM_DIRS", (str(missing),))
     return missing
 
 
@@ -79,7 +83,7 @@ def parse_counter(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append(str(path))
         return real(path, **kw)
 
-    monkeypatch.setattr(data, "read_idx", spy)
+    monkeypatch.setattr(data_idx, "read_idx", spy)
     data.clear_cache()
     yield calls
     data.clear_cache()
@@ -213,7 +217,7 @@ def test_fashion_mnist_env_var_and_order(tmp_path: Path, monkeypatch: pytest.Mon
     env_root, system = tmp_path / "env", tmp_path / "system"
     env_arrays = make_folder(env_root / "fashion-mnist", seed=1)
     sys_arrays = make_folder(system, seed=2, gz=False)
-    monkeypatch.setattr(data, "_FASHION_MNIST_SYSTEM_DIRS", (str(system),))
+    monkeypatch.setattr(data_idx, "FASHION_MNIST_SYSTEM_DIRS", (str(system),))
     monkeypatch.setenv("JTRICKS_DATA", str(env_root))
     np.testing.assert_array_equal(data.fashion_mnist(cache=False).y_train, env_arrays[STEMS[1]])
     monkeypatch.delenv("JTRICKS_DATA")
@@ -243,7 +247,7 @@ def test_fashion_mnist_partial_folder_is_an_error_not_a_fall_back(tmp_path: Path
     though a complete system copy exists."""
     system = tmp_path / "system"
     make_folder(system, seed=2)
-    monkeypatch.setattr(data, "_FASHION_MNIST_SYSTEM_DIRS", (str(system),))
+    monkeypatch.setattr(data_idx, "FASHION_MNIST_SYSTEM_DIRS", (str(system),))
     partial = tmp_path / "root" / "fashion-mnist"
     make_folder(partial, gz=False)
     for stem in (STEMS[2], STEMS[3]):
@@ -276,8 +280,8 @@ def test_mnist_never_downloads_unless_asked(tmp_path: Path, monkeypatch: pytest.
     def forbidden(*a, **k):
         raise AssertionError("network access without download=True")
 
-    monkeypatch.setattr(data, "_urlopen", forbidden)
-    monkeypatch.setattr(data, "download_mnist", forbidden)
+    monkeypatch.setattr(data_download, "open_url", forbidden)
+    monkeypatch.setattr(data_idx, "download_mnist", forbidden)
     monkeypatch.delenv("JTRICKS_DATA", raising=False)
     with pytest.raises(FileNotFoundError) as e:
         data.mnist(cache_dir=tmp_path / "cache")
@@ -293,7 +297,7 @@ def test_mnist_download_true_fills_cache(tmp_path: Path, monkeypatch: pytest.Mon
         make_folder(Path(cache_dir), seed=3)
         return Path(cache_dir)
 
-    monkeypatch.setattr(data, "download_mnist", fake_download)
+    monkeypatch.setattr(data_idx, "download_mnist", fake_download)
     monkeypatch.delenv("JTRICKS_DATA", raising=False)
     ds = data.mnist(download=True, cache_dir=tmp_path / "c", cache=False)
     assert calls == [tmp_path / "c"] and ds.x_train.shape == (12, 3, 5, 1)
@@ -479,7 +483,7 @@ def test_mnist1d_generated_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     data.clear_cache()
     with monkeypatch.context() as m:
-        m.setattr(data, "_generate_mnist1d", no_generation)
+        m.setattr(data_generated, "generate_mnist1d", no_generation)
         again = data.mnist1d()
     for a, b in zip((again.x_train, again.y_train, again.x_test, again.y_test), (ds.x_train, ds.y_train, ds.x_test, ds.y_test)):
         np.testing.assert_array_equal(a, b)

@@ -133,7 +133,8 @@ def test_parse_full_names():
 
 def _repository_metric_names() -> set[str]:
     root = pathlib.Path(__file__).resolve().parents[1]
-    text = "".join(p.read_text() for p in [*root.glob("experiments/*.py"), *root.glob("experiments/plots/*.py"), root / "jtricks/results/report.py"])
+    text = "".join(p.read_text() for p in [*root.glob("experiments/*.py"), *root.glob("experiments/plots/*.py"),
+                                           *root.glob("jtricks/results/*.py")])
     return set(re.findall(r"\b((?:avg_)?(?:train|val|test)_(?:acc|loss)|grad_norm|lr)\b", text))
 
 
@@ -147,3 +148,5 @@ def test_direction_of_every_metric_name_in_the_repository_agrees_with_report():
     assert not metrics.higher_is_better("grad_norm") and metrics.direction("lr") == 0
     mae = metrics.metric(lambda o, y: o, name="mae", higher_is_better=False)
     assert metrics.direction("val_mae", {"mae": mae}) == -1
+    # the results read a run's recorded directions first; a metric no one declared is of unknown direction
+    assert report.metric_direction("val_score", {"val_score": "higher"}) == 1 and report.metric_direction("val_score") == 0

@@ -1,5 +1,5 @@
-"""Edge cases of jtricks.norm that the mutation run showed untested: the ``eps`` guards, the defaults,
-keyword-only arguments and the error messages (numpy references; exact where the value is exact)."""
+"""Edge cases of jtricks.norm: the ``eps`` guards, the defaults, keyword-only arguments and the error
+messages (numpy references; exact where the value is exact)."""
 
 from __future__ import annotations
 

@@ -196,10 +196,11 @@ def test_init_state_is_sharded_over_the_devices(runs, tmp_path):
     script = f"""
 import jax
 from jtricks import experiment, programs, runner
+from jtricks.engine import execute
 exp = experiment.load_experiment({str(runs / "tiny_split.py")!r})
 plan = runner.plan(exp, max_members=4)
 setup = runner.build(plan, programs.TraceCounter())[0]
-keys, hp = runner._population_inputs(plan.groups[0].chunks[0], plan.groups[0].size, setup.config)
+keys, hp = execute.population_inputs(plan.groups[0].chunks[0], plan.groups[0].size, setup.config)
 state = setup.programs.init(*jax.device_put((keys, hp), setup.sharding))
 leaves = jax.tree_util.tree_leaves(state)
 assert plan.groups[0].size == 4 and len(leaves) > 5

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from jtricks import report
+from jtricks import report, stats
 
 ARMS = [
     {"arm": "dropout_rate=0.0", "factors": {"dropout_rate": 0.0}},
@@ -388,7 +388,7 @@ def test_holm_and_bh_adjust_the_family_and_decide_the_verdict():
     p = np.array([_row(raw, "val_acc", a)["p_value"] for a in arms])
     for summary, method in ((raw, "none"), (holm, "holm"), (bh, "bh")):
         adj = [_row(summary, "val_acc", a)["p_adjusted"] for a in arms]
-        np.testing.assert_allclose(adj, report._stats.adjust_pvalues(p, method), rtol=1e-15)
+        np.testing.assert_allclose(adj, stats.adjust_pvalues(p, method), rtol=1e-15)
         for a, q in zip(arms, adj):
             r = _row(summary, "val_acc", a)
             assert (r["family"], r["adjust"], r["test"]) == (4, method, "t")

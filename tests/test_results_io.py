@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from jtricks import fingerprint as jfp
+from jtricks._core import files as jfiles
 from jtricks import report as jreport
 from jtricks import results_io as rio
 
@@ -40,7 +41,7 @@ def test_only_summary_choices_are_left_out_of_the_fingerprint():
     from jtricks import experiment as jexp
 
     assert jexp.REPORT_ONLY == {"metrics", "baseline", "target", "adjust", "name", "description"}
-    assert "train_eval" in jexp.SETTINGS and jexp.SETTINGS["train_eval"]["part"] == "reporting"
+    assert "train_eval" in jexp.SETTINGS and jexp.SETTINGS["train_eval"]["section"] == "reporting"
 
 
 def test_diff_names_the_changed_settings():
@@ -142,18 +143,18 @@ def test_lock_on_a_file_or_below_a_file_names_the_path(tmp_path):
 # ------------------------------------------------------------------------------------------ atomic
 def test_write_atomic_replaces_whole_and_leaves_nothing_on_failure(tmp_path):
     p = tmp_path / "manifest.json"
-    rio.write_atomic(p, "old\n")
-    rio.write_atomic(p, b"new\n")
+    jfiles.write_atomic(p, "old\n")
+    jfiles.write_atomic(p, b"new\n")
     assert p.read_bytes() == b"new\n"
     with pytest.raises(RuntimeError):
-        with rio.atomic_file(p) as tmp:
+        with jfiles.atomic_file(p) as tmp:
             tmp.write_text("partial")
             raise RuntimeError("killed mid-write")
     assert p.read_bytes() == b"new\n" and sorted(x.name for x in tmp_path.iterdir()) == ["manifest.json"]
     blocker = tmp_path / "f"
     blocker.write_text("")
     with pytest.raises(OSError, match=f"cannot write {blocker / 'metrics.csv'}: Not a directory"):
-        rio.write_atomic(blocker / "metrics.csv", "x")
+        jfiles.write_atomic(blocker / "metrics.csv", "x")
 
 
 # ------------------------------------------------------------------------------------ completeness
@@ -163,7 +164,7 @@ def _finished_run(folder: Path, *, arms=("a", "b"), seeds=(0, 1), epochs=3) -> d
     jreport.write_metrics_csv(folder / "metrics.csv", rows)
     jreport.write_members_csv(folder / "members.csv", [
         {"arm": a, "seed": s, "diverged_epoch": -1, "stopped_epoch": -1, "best_epoch": epochs} for a in arms for s in seeds])
-    rio.write_atomic(folder / "arms.json", json.dumps([{"arm": a, "factors": {}} for a in arms]))
+    jfiles.write_atomic(folder / "arms.json", json.dumps([{"arm": a, "factors": {}} for a in arms]))
     fp = jfp.run_fingerprint({"epochs": epochs, "seeds": list(seeds)})
     manifest = {"experiment": "t", "seeds": list(seeds), "config": {"epochs": epochs},
                 "arms": [{"arm": a, "factors": {}} for a in arms]}

@@ -174,7 +174,10 @@ def test_tune_then_ablate_tunes_each_arm_and_states_the_budget(tmp_path) -> None
         tune=tuning.Tune(factors={"learning_rate": search.loguniform(1e-3, 1.0)}, samples=2,
                          halving=search.Halving(rungs=(1,), keep=0.5), metric="val_loss"),
     )
-    res = runner.run(exp, out_dir=tmp_path, progress=False, plot=False, compile_workers=1)
+    # the engine runs one experiment; tuning, then comparing, is a study above it
+    with pytest.raises(ValueError, match="jtricks.studies.run"):
+        runner.run(exp, progress=False)
+    res = tuning.run(exp, out_dir=tmp_path, progress=False, plot=False, compile_workers=1)
     manifest = json.loads((tmp_path / "tuning" / "manifest.json").read_text())
     assert manifest["seeds"] == [2]                                       # tuning seeds disjoint from the comparison's
     stop = manifest["search"]["stop_epoch"]

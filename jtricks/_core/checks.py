@@ -7,6 +7,7 @@ accept them pass them through unvalidated (their values are not known until run 
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from collections.abc import Sequence
@@ -16,6 +17,8 @@ import numpy as np
 
 __all__ = [
     "is_python_number",
+    "is_finite_number",
+    "accepts_keyword",
     "is_python_int",
     "is_array",
     "check_choice",
@@ -29,6 +32,21 @@ __all__ = [
 def is_python_number(x: Any) -> bool:
     """A real Python or numpy scalar number (``3``, ``0.5``, ``np.float32(1)``), not a bool."""
     return isinstance(x, (numbers.Real, np.number)) and not isinstance(x, (bool, np.bool_))
+
+
+def is_finite_number(x: Any) -> bool:
+    """A finite real Python or numpy scalar number, not a bool (``np.inf``, ``nan``, ``True`` and arrays are not)."""
+    return is_python_number(x) and bool(np.isfinite(x))
+
+
+def accepts_keyword(fn: Any, name: str) -> bool:
+    """Whether ``fn`` can be called with the keyword argument ``name`` (it names it, or takes ``**kwargs``);
+    ``False`` for a callable without an inspectable signature."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def is_python_int(x: Any) -> bool:

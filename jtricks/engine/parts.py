@@ -108,20 +108,20 @@ class PartRun:
 
 
 def load_part(folder: str | Path) -> PartRun:
-    """Read a finished part folder (checked by :func:`jtricks.results_io.check_complete` against its own
+    """Read a finished part folder (checked by :func:`jtricks.jfolders.check_complete` against its own
     members). ``MergeError`` when it is unfinished, damaged, or a whole run rather than a part."""
-    from jtricks.results import report as jreport
-    from jtricks.results import files as jresults
+    from jtricks.results import tables as jtables
+    from jtricks.results import folders as jfolders
 
     folder = Path(folder)
     try:
-        manifest = jresults.check_complete(folder)
+        manifest = jfolders.check_complete(folder)
     except ValueError as e:
         raise MergeError(str(e)) from None
     if not isinstance(manifest.get("part"), Mapping):
         raise MergeError(f"{folder} is not a part of a run (it was not run with --part i/n)")
-    members = jreport.read_members_csv(folder / "members.csv") if (folder / "members.csv").is_file() else []
-    return PartRun(folder, manifest, jreport.read_metrics_csv(jreport.result_file(folder, "metrics.csv")), members,
+    members = jtables.read_members_csv(folder / "members.csv") if (folder / "members.csv").is_file() else []
+    return PartRun(folder, manifest, jtables.read_metrics_csv(jtables.result_file(folder, "metrics.csv")), members,
                    (folder / "arms.json").read_bytes())
 
 
@@ -241,8 +241,9 @@ def merge(out: str | Path, folders: Sequence[str | Path], *, plot: bool = True) 
       OSError: ``out`` cannot be written (the message names the path).
     """
     from jtricks.results import fingerprint as jfp
-    from jtricks.results import report as jreport
-    from jtricks.results import files as jresults
+    from jtricks.results import rendering as jrendering
+    from jtricks.results import tables as jtables
+    from jtricks.results import folders as jfolders
 
     parts = check_parts([load_part(f) for f in folders])
     out = Path(out)
@@ -257,15 +258,15 @@ def merge(out: str | Path, folders: Sequence[str | Path], *, plot: bool = True) 
     metric_rows = sorted((r for p in parts for r in p.metric_rows),
                          key=lambda r: (arm_order[r["arm"]], r["seed"], r["epoch"], r["metric"]))
     member_rows = sorted((r for p in parts for r in p.member_rows), key=lambda r: (arm_order[r["arm"]], r["seed"]))
-    with jresults.lock(out):
-        jresults.invalidate(out)
+    with jfolders.lock(out):
+        jfolders.invalidate(out)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
         with jfiles.atomic_file(out / "metrics.csv") as tmp:
-            jreport.write_metrics_csv(tmp, metric_rows)
+            jtables.write_metrics_csv(tmp, metric_rows)
         with jfiles.atomic_file(out / "members.csv") as tmp:
-            jreport.write_members_csv(tmp, member_rows)
+            jtables.write_members_csv(tmp, member_rows)
         jfiles.write_atomic(out / "arms.json", parts[0].arms_json)
-        jresults.write_manifest(out, manifest, fingerprint)
+        jfolders.write_manifest(out, manifest, fingerprint)
         # the summaries and the plot as `jtricks report` renders them (the same bytes as the whole run's)
-        summary = jreport.render(out, plot=plot)
+        summary = jrendering.render(out, plot=plot)
     return Merged(out, {**manifest, "fingerprint": fingerprint}, summary)

@@ -33,7 +33,9 @@ from typing import Any, Callable, Literal, Sequence
 import jax
 import jax.numpy as jnp
 
-__all__ = ["STRATEGIES", "CONV_MODELS", "MIN_PER_DEVICE", "population_map", "resolve_strategy", "population_size",
+from jtricks import models as jmodels
+
+__all__ = ["STRATEGIES", "MIN_PER_DEVICE", "population_map", "resolve_strategy", "population_size",
            "padded_size"]
 
 Strategy = Literal["vmap", "unroll", "auto"]
@@ -41,8 +43,6 @@ Strategy = Literal["vmap", "unroll", "auto"]
 #: The strategies :func:`population_map` accepts.
 STRATEGIES: tuple[str, ...] = ("vmap", "unroll", "auto")
 
-#: Model names (:func:`jtricks.models.get`) whose population steps contain convolutions.
-CONV_MODELS: frozenset[str] = frozenset({"cnn", "cnn1d", "resnet", "inception"})
 
 InAxes = int | None | Sequence[int | None]
 
@@ -75,7 +75,7 @@ def resolve_strategy(
     ``"auto"`` = ``"unroll"`` when the model is not ``batch_invariant`` (a model not built from jtricks'
     vmap-stable primitives, e.g. a flax or equinox model: its reductions round differently under ``vmap``,
     so only unrolled members are bit-identical to standalone runs), or when the backend is ``"cpu"`` and
-    ``model`` is a convolutional model (:data:`CONV_MODELS`); ``"vmap"`` otherwise. Measured (docs/performance.md, notebook CNN, batch
+    ``model`` is a convolutional model (:data:`jtricks.models.CONVOLUTIONAL`); ``"vmap"`` otherwise. Measured (docs/performance.md, notebook CNN, batch
     64): on XLA CPU vmapped convolutions become grouped convolutions costing 2.7–3.0× a standalone step
     per member, unrolled members 1.3–1.4×; MLP populations are bitwise and fastest vmapped. On a GPU
     (H200) vmap costs 0.11× a standalone step per member at S = 16 (unroll 0.15×), so vmap is kept there.
@@ -90,7 +90,7 @@ def resolve_strategy(
     if not batch_invariant:
         return "unroll"
     backend = backend or jax.default_backend()
-    if backend == "cpu" and model in CONV_MODELS:
+    if backend == "cpu" and model in jmodels.CONVOLUTIONAL:
         return "unroll"
     return "vmap"
 

@@ -37,8 +37,12 @@ import numpy as np
 
 from jtricks.engine import checkpoint as jckpt
 from jtricks.engine import experiment as jexp
+from jtricks.engine import validation as jvalidation
+from jtricks.engine import catalog as jcatalog
+from jtricks.engine import configure as jconfigure
+from jtricks.engine import grid as jgrid
 from jtricks import regularize as jreg
-from jtricks.results import files as jresults
+from jtricks.results import folders as jfolders
 from jtricks.engine import train as jtrain
 from jtricks._core import files as jfiles
 
@@ -185,10 +189,10 @@ def _experiment(run_dir: Path, experiment: jexp.Experiment | str | None) -> jexp
     if isinstance(experiment, jexp.Experiment):
         return experiment
     if isinstance(experiment, str):
-        return jexp.load_experiment(experiment)
+        return jcatalog.load_experiment(experiment)
     if experiment is not None:
         raise TypeError(f"`experiment` must be an Experiment, an experiment name or path, or None; got {type(experiment).__name__}")
-    manifest = jresults.check_complete(run_dir)
+    manifest = jfolders.check_complete(run_dir)
     config = dict(manifest.get("config") or {})
     fields = {f.name for f in dataclasses.fields(jexp.Experiment)}
     # JSON has lists where the experiment had tuples (model arguments, grid values): arm names need the tuples
@@ -201,7 +205,7 @@ def _experiment(run_dir: Path, experiment: jexp.Experiment | str | None) -> jexp
         config["arms"] = [{k: _tuples(v) for k, v in a.items()} if isinstance(a, dict) else a for a in config["arms"]]
     try:
         exp = jexp.Experiment(**{k: v for k, v in config.items() if k in fields})
-        jexp.validate(exp)
+        jvalidation.validate(exp)
         return exp
     except (TypeError, ValueError) as e:
         raise ValueError(f"cannot rebuild the experiment of {run_dir} from its manifest ({e}); pass experiment=") from None
@@ -256,15 +260,14 @@ def load(run_dir: str | os.PathLike, *, arm: str, seed: int,
     index = json.loads(index_path.read_text(encoding="utf-8"))
     chunk, i = _member_entry(index, run_dir, arm, seed)
     exp = _experiment(run_dir, experiment)
-    arms = {a.name: a for a in jexp.validate(exp)}
+    arms = {a.name: a for a in jvalidation.validate(exp)}
     if arm not in arms:
         raise ValueError(f"the experiment given has no arm {arm!r} (its arms: {sorted(arms)})")
     arm_exp = arms[arm].experiment
     payload = _read_chunk(run_dir, chunk)
     hparams = {k: float(np.asarray(v)[i]) for k, v in payload.get("hparams", {}).items()}
-    model = jexp.build_model(arm_exp, int(chunk["num_outputs"]))
-    config = jexp.build_config(arm_exp, model, int(chunk["num_train"]), dropout="dropout_rate" in hparams,
-                               init_scale="init_scale" in hparams)
+    model = jconfigure.build_model(arm_exp, int(chunk["num_outputs"]))
+    config = jconfigure.build_config(arm_exp, model, int(chunk["num_train"]), traced=jgrid.traced_hparams([hparams]))
     shapes = jax.eval_shape(lambda k: model.init(k, tuple(chunk["input_shape"]),
                                                  {"init_scale": jnp.float32(1.0)} if config.init_scale else None),
                             jax.random.PRNGKey(0))

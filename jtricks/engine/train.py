@@ -43,9 +43,9 @@ from jtricks import diagnostics as jdiag
 from jtricks import hparams as jhparams
 from jtricks import losses as jlosses
 from jtricks import metrics as jmetrics
+from jtricks import models as jmodels
 from jtricks._core import numerics as jnum
 from jtricks import optim as joptim
-from jtricks.engine import population as jpop
 from jtricks import regularize as jreg
 from jtricks._core.keys import key_for
 
@@ -78,7 +78,6 @@ __all__ = [
     "make_epoch",
     "make_train",
     "resolve_execution",
-    "CONV_MODELS",
 ]
 
 Execution = Literal["auto", "scan", "loop"]
@@ -91,7 +90,6 @@ ENGINE_HPARAMS: Mapping[str, float] = jhparams.defaults("engine")
 
 #: Models whose convolutions XLA CPU runs much slower inside ``lax.scan`` (see docs/engine.md); the same set
 #: :mod:`jtricks.population` unrolls on CPU.
-CONV_MODELS = jpop.CONV_MODELS
 
 _CROSS_ENTROPY = jlosses.get("cross_entropy")
 
@@ -601,7 +599,7 @@ def resolve_execution(config: TrainConfig, backend: str | None = None) -> Litera
     if config.execution != "auto":
         return config.execution  # type: ignore[return-value]
     backend = backend or jax.default_backend()
-    if backend == "cpu" and getattr(config.model, "name", "") in CONV_MODELS:
+    if backend == "cpu" and getattr(config.model, "name", "") in jmodels.CONVOLUTIONAL:
         return "loop"
     return "scan"
 

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 __all__ = [
+    "check_probability",
     "CI",
     "DiffCI",
     "mean_ci",
@@ -109,7 +110,9 @@ _NAN = float("nan")
 # ----------------------------------------------------------------------------------------------
 
 
-def _check_prob(name: str, value: Any) -> float:
+def check_probability(name: str, value: Any) -> float:
+    """``float(value)`` for a real number strictly between 0 and 1 (a confidence level, a power); ``TypeError`` /
+    ``ValueError`` naming ``name`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a float in (0, 1), got {type(value).__name__} {value!r}")
     value = float(value)
@@ -288,7 +291,7 @@ def mean_ci(values: Any, confidence: float = 0.95) -> CI:
     Returns:
       A :class:`CI` ``(mean, std, lo, hi, n)``.
     """
-    confidence = _check_prob("confidence", confidence)
+    confidence = check_probability("confidence", confidence)
     x = _as_1d("values", values)
     x = x[np.isfinite(x)]
     n = int(x.size)
@@ -327,7 +330,7 @@ def paired_diff_ci(a: Any, b: Any, confidence: float = 0.95) -> DiffCI:
     Returns:
       A :class:`DiffCI` with ``n == n_a == n_b`` the number of pairs used and ``df = n - 1``.
     """
-    confidence = _check_prob("confidence", confidence)
+    confidence = check_probability("confidence", confidence)
     xa = _as_1d("a", a)
     xb = _as_1d("b", b)
     if xa.shape != xb.shape:
@@ -374,7 +377,7 @@ def welch_diff_ci(a: Any, b: Any, confidence: float = 0.95) -> DiffCI:
     Returns:
       A :class:`DiffCI` with ``n = n_a + n_b``.
     """
-    confidence = _check_prob("confidence", confidence)
+    confidence = check_probability("confidence", confidence)
     xa = _as_1d("a", a)
     xb = _as_1d("b", b)
     xa = xa[np.isfinite(xa)]
@@ -446,7 +449,7 @@ def t_test_power(n: int, effect: float, confidence: float = 0.95) -> float:
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
         raise ValueError(f"n must be an int >= 2, got {n!r}")
-    confidence = _check_prob("confidence", confidence)
+    confidence = check_probability("confidence", confidence)
     df = float(n - 1)
     c = t_ppf(0.5 * (1.0 + confidence), df)
     delta = math.sqrt(n) * abs(float(effect))
@@ -482,8 +485,8 @@ def seeds_needed(
       The number of seeds (an ``int`` >= 2); ``math.inf`` when ``diff_mean`` is zero; ``nan`` when either
       input is not finite or ``diff_std == 0`` (a degenerate sample: no spread to plan with).
     """
-    confidence = _check_prob("confidence", confidence)
-    power = _check_prob("power", power)
+    confidence = check_probability("confidence", confidence)
+    power = check_probability("power", power)
     for name, v in (("diff_mean", diff_mean), ("diff_std", diff_std)):
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
             raise TypeError(f"{name} must be a real number, got {type(v).__name__} {v!r}")
@@ -591,7 +594,7 @@ def binomial_ci(k: int, n: int, confidence: float = 0.95) -> tuple[float, float,
     Returns:
       ``(rate, lo, hi)``.
     """
-    confidence = _check_prob("confidence", confidence)
+    confidence = check_probability("confidence", confidence)
     for name, v in (("k", k), ("n", n)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise TypeError(f"{name} must be a non-negative int, got {v!r}")

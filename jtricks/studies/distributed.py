@@ -148,8 +148,8 @@ def _all_ok(ok: bool) -> list[bool]:
     return [bool(v) for v in np.asarray(multihost_utils.process_allgather(np.array([int(ok)], np.int32))).reshape(-1)]
 
 
-def run(exp: Any, out: Path, *, plot: bool = True, **run_kwargs: Any) -> tuple[Any, Any]:
-    """This process's part of ``exp`` (:func:`jtricks.runner.run` with ``part``), then the gather and, on
+def run(exp: Any, out: Path, *, options: Any = None, **option_changes: Any) -> tuple[Any, Any]:
+    """This process's part of ``exp`` (:func:`jtricks.engine.runner.run` with ``part``), then the gather and, on
     process 0, the merge into ``out``. Returns ``(RunResult of this part, Merged or None)`` (``Merged`` on
     process 0). Every process reaches every collective even when its part fails, so a failure stops all of
     them instead of leaving the others waiting; the failing process re-raises its error.
@@ -157,13 +157,15 @@ def run(exp: Any, out: Path, *, plot: bool = True, **run_kwargs: Any) -> tuple[A
     import jax
 
     from jtricks.engine import parts as jparts
-    from jtricks.engine import runner
+    from jtricks.engine import runner as jrunner
+    from jtricks.engine.options import options_from
 
+    opts = options_from(options, **option_changes)
     index, count = jax.process_index(), jax.process_count()
     part_dir = out / "parts" / f"{index + 1}-of-{count}"
     result, error, payload = None, None, b""
     try:
-        result = runner.run(exp, out_dir=part_dir, part=jparts.Part(index + 1, count), plot=False, **run_kwargs)
+        result = jrunner.run(exp, out_dir=part_dir, options=opts.replace(part=jparts.Part(index + 1, count), plot=False))
         payload = _encode(part_dir)
     except Exception as e:  # reported after the gather, so no process waits for this one forever
         error = e
@@ -176,7 +178,7 @@ def run(exp: Any, out: Path, *, plot: bool = True, **run_kwargs: Any) -> tuple[A
     merged, error = None, None
     if index == 0:
         try:
-            merged = _merge(out, blobs, plot)
+            merged = _merge(out, blobs, opts.plot)
         except Exception as e:
             error = e
     ok = _all_ok(error is None)

@@ -30,10 +30,11 @@ import numpy as np
 
 from jtricks.engine import experiment as jexp
 from jtricks.engine import provenance as jprov
-from jtricks.results import report as jreport
-from jtricks.results import files as jresults
-from jtricks.engine import runtime as jruntime
+from jtricks.results import summary as jsummary
+from jtricks.results import tables as jtables
+from jtricks.results import folders as jfolders
 from jtricks.engine import search as jsearch
+from jtricks.studies import run as run_study
 from jtricks._core import files as jfiles
 
 __all__ = ["VERDICTS", "Reproduction", "experiment_from_manifest", "sample_members", "ulp_distance", "compare_rows",
@@ -227,7 +228,7 @@ def compare_summaries(original: Sequence[Mapping[str, Any]], rerun: Sequence[Map
                 and math.isfinite(r["mean"])]
         if not cand:
             return None
-        sign = jreport.metric_direction(metric)
+        sign = jsummary.metric_direction(metric)
         return max(cand, key=lambda t: (sign * t[0], t[1]))[1]
 
     return {"comparisons": len(shared), "verdicts_agree": not verdicts,
@@ -325,12 +326,10 @@ def reproduce(folder: str | Path, *, members: int | None = None, arms: Sequence[
     Raises:
       ValueError: the folder is not a complete run, its experiment cannot be rebuilt, or a bad argument.
     """
-    from jtricks.engine import runner as jrunner
-
     folder = Path(folder)
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance >= 0:
         raise ValueError(f"--tolerance must be a number of ULP >= 0, got {tolerance!r}")
-    original = jresults.check_complete(folder)
+    original = jfolders.check_complete(folder)
     if original.get("part") is not None:
         raise ValueError(f"{folder} is one part of a run; merge the parts (`jtricks merge`) and reproduce the merged folder")
     exp = experiment_from_manifest(original)
@@ -339,12 +338,12 @@ def reproduce(folder: str | Path, *, members: int | None = None, arms: Sequence[
     numerics = (original.get("numerics") or {}).get("mode", "native")
     with tempfile.TemporaryDirectory(prefix="jtricks-reproduce-") as tmp:
         out = Path(out_dir) if out_dir is not None else Path(tmp) / "rerun"
-        res = jrunner.run(exp, out_dir=out, progress=progress, plot=False, save_models=False, checkpoint=False,
-                          numerics=numerics, members=chosen if len(chosen) < len(arm_names) * len(original["seeds"]) else None)
+        res = run_study(exp, out_dir=out, progress=progress, plot=False, save_models=False, checkpoint=False,
+                        numerics=numerics, members=chosen if len(chosen) < len(arm_names) * len(original["seeds"]) else None)
         if [a.name for a in res.arms] != arm_names:
             raise ValueError(f"the rebuilt experiment has other arms than the record: {[a.name for a in res.arms]} vs {arm_names}")
         rerun_manifest = json.loads((out / "manifest.json").read_text())
-        o_rows = [r for r in jreport.read_metrics_csv(jreport.result_file(folder, "metrics.csv"))
+        o_rows = [r for r in jtables.read_metrics_csv(jtables.result_file(folder, "metrics.csv"))
                   if (r["arm"], int(r["seed"])) in set(chosen)]
         rows = compare_rows(o_rows, res.metric_rows)
         summaries = _summaries(folder, original, chosen, o_rows, res)
@@ -367,12 +366,12 @@ def _summaries(folder: Path, original: Mapping[str, Any], chosen: Sequence[tuple
     if baseline not in {a["arm"] for a in arm_dicts}:
         return {"skipped": f"the baseline arm {baseline} is not among the rerun's members"}
     wanted = set(chosen)
-    o_members = [m for m in jreport.read_members_csv(jreport.result_file(folder, "members.csv"))
+    o_members = [m for m in jtables.read_members_csv(jtables.result_file(folder, "members.csv"))
                  if (m["arm"], int(m["seed"])) in wanted]
     kw = dict(metrics=original["metrics"], baseline=baseline, target=original.get("target"),
               directions=original.get("directions"), adjust=original["config"].get("adjust", "holm"))
-    a = jreport.summarize(o_rows, o_members, arm_dicts, **kw)
-    b = jreport.summarize(res.metric_rows, res.member_rows, arm_dicts, **kw)
+    a = jsummary.summarize(o_rows, o_members, arm_dicts, **kw)
+    b = jsummary.summarize(res.metric_rows, res.member_rows, arm_dicts, **kw)
     return compare_summaries(a, b, original["metrics"][0])
 
 

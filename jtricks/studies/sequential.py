@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shutil
 import time
 from pathlib import Path
 from statistics import NormalDist
@@ -37,9 +36,10 @@ from typing import Any, Mapping, Sequence
 
 from jtricks.engine import experiment as jexp
 from jtricks.engine import programs as jprog
-from jtricks.results import report as jreport
-from jtricks.results import files as jresults
+from jtricks.results import summary as jsummary
 from jtricks.engine import runner as jrunner
+from jtricks.engine import write as jwrite
+from jtricks.engine.options import RunOptions, options_from
 
 __all__ = ["RULES", "planned_looks", "spending", "run_until_resolved"]
 
@@ -76,7 +76,7 @@ def spending(looks: Sequence[int], alpha: float = 0.05, rule: str = "obf") -> li
 def _look(rows: list, members: list, arm_dicts: list, exp: jexp.Experiment, metric: str, alpha_j: float,
           directions: Mapping[str, bool]) -> dict[str, Any]:
     """One look: every comparison's adjusted p-value and verdict on ``metric`` at level ``alpha_j``."""
-    summary = jreport.summarize(rows, members, arm_dicts, metrics=(metric,), baseline=exp.baseline or arm_dicts[0]["arm"],
+    summary = jsummary.summarize(rows, members, arm_dicts, metrics=(metric,), baseline=exp.baseline or arm_dicts[0]["arm"],
                                 confidence=1.0 - alpha_j, directions=directions, adjust=exp.adjust)
     comps = {r["arm"]: {"p_adjusted": r["p_adjusted"], "test": r["test"], "verdict": r["verdict"]}
              for r in summary if r["verdict"] != "baseline"}
@@ -84,9 +84,9 @@ def _look(rows: list, members: list, arm_dicts: list, exp: jexp.Experiment, metr
 
 
 def run_until_resolved(exp: jexp.Experiment, max_seeds: int, *, out_dir: str | Path | None, step: int | None = None,
-                       alpha: float = 0.05, rule: str = "obf", metric: str | None = None, progress: bool = True,
-                       plot: bool = True, max_members: int | None = None,
-                       numerics: str = "portable") -> tuple[jrunner.RunResult, dict[str, Any]]:
+                       alpha: float = 0.05, rule: str = "obf", metric: str | None = None,
+                       options: RunOptions | None = None,
+                       **option_changes: Any) -> tuple[jrunner.RunResult, dict[str, Any]]:
     """Run ``exp`` with ``exp.seeds`` seeds, then more in batches of ``step`` until every comparison on
     ``metric`` (default: the first summary metric) is resolved or ``max_seeds`` is reached; write the
     results folder of all the seeds run (with the manifest's ``sequential`` record).
@@ -95,6 +95,7 @@ def run_until_resolved(exp: jexp.Experiment, max_seeds: int, *, out_dir: str | P
       The :class:`jtricks.runner.RunResult` of all seeds (summary at the final look's level) and the
       sequential record.
     """
+    opts = options_from(options, **option_changes)
     t_start = time.perf_counter()
     looks = planned_looks(exp.seeds, exp.seeds if step is None else step, max_seeds)
     levels = spending(looks, alpha, rule)
@@ -103,8 +104,7 @@ def run_until_resolved(exp: jexp.Experiment, max_seeds: int, *, out_dir: str | P
     arm_dicts: list[dict[str, Any]] = []
     for n, alpha_j in zip(looks, levels):
         batch = dataclasses.replace(exp, seeds=n - done, seed_offset=exp.seed_offset + done)
-        res = jrunner.run(batch, out_dir=None, progress=progress, plot=False, checkpoint=False, max_members=max_members,
-                          numerics=numerics)
+        res = jrunner.run(batch, out_dir=None, options=opts.replace(plot=False, checkpoint=False))
         results.append(res)
         done = n
         arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in res.arms]
@@ -116,7 +116,7 @@ def run_until_resolved(exp: jexp.Experiment, max_seeds: int, *, out_dir: str | P
             break
     record = _record(looks, levels, record_looks, rule, alpha, metric, exp)
     final = dataclasses.replace(exp, seeds=done)
-    return _finish(final, results, arm_dicts, record, out_dir, plot, t_start), record
+    return _finish(final, results, arm_dicts, record, out_dir, opts.plot, t_start), record
 
 
 def _merged(results: Sequence[jrunner.RunResult], arm_dicts: list) -> tuple[list, list]:
@@ -145,7 +145,7 @@ def _finish(final: jexp.Experiment, results: list[jrunner.RunResult], arm_dicts:
     rows, members = _merged(results, arm_dicts)
     last = results[-1]
     confidence = 1.0 - record["looks"][-1]["alpha"]
-    summary = jreport.summarize(rows, members, arm_dicts, metrics=last.metrics, baseline=final.baseline or arm_dicts[0]["arm"],
+    summary = jsummary.summarize(rows, members, arm_dicts, metrics=last.metrics, baseline=final.baseline or arm_dicts[0]["arm"],
                                 confidence=confidence, target=final.target, directions=last.directions, adjust=final.adjust)
     compiles: dict[str, int] = {}
     for res in results:
@@ -155,16 +155,11 @@ def _finish(final: jexp.Experiment, results: list[jrunner.RunResult], arm_dicts:
     states = {k: v for res in results for k, v in res.final_states.items()}
     wall = time.perf_counter() - t_start
     out = None if out_dir is None else Path(out_dir)
+    the_plan = jrunner.plan(final)
+    collected = jrunner.Collected(rows, members, states)
     if out is not None:
-        the_plan = jrunner.plan(final)
         setups = jrunner.build(the_plan, jprog.TraceCounter())  # data and (uncompiled) programs: for the manifest
-        fingerprint = jrunner._fingerprint(the_plan, setups, None)
-        manifest = jrunner._manifest(the_plan, setups, compiles, wall, timing, last.metrics, last.directions)
+        manifest = jwrite.manifest(the_plan, setups, compiles, wall, timing, last.metrics, last.directions)
         manifest.update(confidence=confidence, sequential=record)
-        collected = jrunner.Collected(rows, members, states)
-        with jresults.lock(out):
-            jresults.invalidate(out)
-            shutil.rmtree(out / "checkpoints", ignore_errors=True)
-            jrunner.write(out, the_plan, collected, summary, manifest, fingerprint, plot=plot)
-    return jrunner.RunResult(out, last.arms, rows, members, summary, compiles, wall, states, timing, last.metrics,
-                             last.directions)
+        jwrite.write_fresh(out, the_plan, collected, summary, manifest, jwrite.fingerprint(the_plan, setups, None), plot=plot)
+    return jrunner.RunResult.of(out, the_plan, collected, summary, compiles, wall, timing, last.metrics, last.directions)

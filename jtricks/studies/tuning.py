@@ -22,15 +22,17 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from jtricks.engine import experiment as jexp
+from jtricks.engine import validation as jvalidation
 from jtricks import metrics as jmetrics
-from jtricks.results import report as jreport
-from jtricks.results import files as jresults
+from jtricks.results import rendering as jrendering
+from jtricks.engine import runner as jrunner
 from jtricks.engine import search as jsearch
+from jtricks.engine.options import RunOptions, options_from
 from jtricks._core import files as jfiles
 
 __all__ = ["Tune", "tuning_experiment", "best_values", "run"]
@@ -124,30 +126,29 @@ def _markdown(table: Sequence[Mapping[str, Any]], tuning_wall: float, tune: Tune
     return "\n".join(lines) + "\n"
 
 
-def run(exp: jexp.Experiment, run_fn: Callable[..., Any], *, out_dir: Any = None, **kw: Any) -> Any:
+def run(exp: jexp.Experiment, *, out_dir: Any = None, options: RunOptions | None = None, **option_changes: Any) -> Any:
     """Tune every arm of ``exp`` (``exp.tune``), then run the seeds × arms comparison at the tuned values.
 
-    ``run_fn`` trains an experiment without ``tune`` (:func:`jtricks.runner.run`, which calls this function
-    for an experiment with ``tune``; passed in so that this module does not import the runner). Returns the
-    comparison's :class:`jtricks.runner.RunResult` with ``tuning`` set to the per-arm table (``arm``, ``tuned``,
-    ``metric``, ``score``, ``configurations``, ``member_epochs``, ``member_epochs_full``). ``kw`` go to both
-    ``run_fn`` calls.
+    Returns the comparison's :class:`jtricks.engine.runner.RunResult` with ``tuning`` set to the per-arm table
+    (``arm``, ``tuned``, ``metric``, ``score``, ``configurations``, ``member_epochs``, ``member_epochs_full``). Both
+    runs get ``options`` (:class:`jtricks.engine.options.RunOptions`, or its fields as keywords).
     """
+    opts = options_from(options, **option_changes)
     if not isinstance(exp.tune, Tune):
         raise TypeError(f"'tune' must be jtricks.tuning.Tune(...), got {exp.tune!r}")
-    base_arms = jexp.validate(dataclasses.replace(exp, tune=None))
+    base_arms = jvalidation.validate(dataclasses.replace(exp, tune=None))
     t_exp = tuning_experiment(exp)
     out = None if out_dir is None else Path(out_dir)
-    tuning_res = run_fn(t_exp, out_dir=None if out is None else out / "tuning", **kw)
+    tuning_res = jrunner.run(t_exp, out_dir=None if out is None else out / "tuning", options=opts)
     metric = _metric(exp) if _metric(exp) in tuning_res.directions else "val_loss"
     higher = jmetrics.higher_is_better(metric, {}) if metric not in tuning_res.directions else tuning_res.directions[metric]
     table = best_values(tuning_res, base_arms, list(exp.tune.factors), metric, higher, exp.epochs)
-    final = run_fn(_final_experiment(exp, base_arms, table), out_dir=out, **kw)
+    final = jrunner.run(_final_experiment(exp, base_arms, table), out_dir=out, options=opts)
     final.tuning = table
     if out is not None:
         md = _markdown(table, tuning_res.wall_time_s, exp.tune)
         jfiles.write_atomic(out / "tuning.md", md)
         jfiles.write_atomic(out / "tuning.json", json.dumps(jexp.to_json({"tune": str(exp.tune), "arms": table,
                                                                             "tuning_wall_time_s": tuning_res.wall_time_s}), indent=2) + "\n")
-        jreport.append_sections(out, ("tuning.md",))
+        jrendering.append_sections(out, ("tuning.md",))
     return final

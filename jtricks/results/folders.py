@@ -26,7 +26,7 @@ import socket
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from jtricks._core.files import atomic_file, os_error, write_atomic
+from jtricks._core.files import os_error, write_atomic
 
 __all__ = [
     "FolderInUseError",
@@ -212,14 +212,14 @@ def _load_manifest(folder: Path) -> dict[str, Any]:
 
 def _check_fingerprint_and_files(folder: Path, manifest: Mapping[str, Any]) -> None:
     from jtricks.results import fingerprint as jfp
-    from jtricks.results import report as jreport
+    from jtricks.results import tables as jtables
 
     fp = manifest.get("fingerprint")
     if fp is not None:
         if not isinstance(fp, Mapping) or jfp.run_fingerprint(fp.get("settings") or {})["sha256"] != fp.get("sha256"):
             raise ValueError(f"{folder}/manifest.json: its fingerprint does not match its settings (the file was edited)")
     for name, digest in (manifest.get("files") or {}).items():
-        path = jreport.result_file(folder, name)
+        path = jtables.result_file(folder, name)
         if not path.is_file():
             raise ValueError(f"{path} is missing (listed in manifest.json)")
         try:
@@ -287,7 +287,7 @@ def check_complete(folder: str | os.PathLike) -> dict[str, Any]:
     members of an arm must have the same metrics and epochs), or rows of arms / seeds it does not list.
     A part of a run (manifest ``part``, :mod:`jtricks.parts`) is checked against its own members.
     """
-    from jtricks.results import report as jreport
+    from jtricks.results import tables as jtables
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -302,7 +302,7 @@ def check_complete(folder: str | os.PathLike) -> dict[str, Any]:
         )
     manifest = _load_manifest(folder)
     _check_fingerprint_and_files(folder, manifest)
-    metrics = jreport.result_file(folder, "metrics.csv")
+    metrics = jtables.result_file(folder, "metrics.csv")
     if not metrics.is_file():
         raise ValueError(f"{metrics} not found: is {folder} a jtricks results folder?")
     if metrics.suffix != ".xz":  # (a compressed stream detects its own truncation)
@@ -311,7 +311,7 @@ def check_complete(folder: str | os.PathLike) -> dict[str, Any]:
             if f.read(1) != b"\n":  # every row the writer writes ends in a newline: a cut inside a row
                 raise ValueError(f"{metrics} is truncated (its last row is cut off)")
     try:
-        rows = jreport.read_metrics_csv(metrics)
+        rows = jtables.read_metrics_csv(metrics)
     except (ValueError, UnicodeDecodeError, EOFError, OSError) as e:
         raise ValueError(f"{metrics} is malformed: {e}") from None
     if not rows:

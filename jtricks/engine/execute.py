@@ -1,0 +1,242 @@
+"""Execute a built run: the epoch loop on the host, chunk by chunk and group by group.
+
+After every epoch the members' metrics are copied out, the progress line is printed, the callbacks see the rows,
+and (with a results folder) the population state is checkpointed with orbax, so a resumed run continues to the
+same final numbers. A group with ``Experiment.search`` is trained by successive halving
+(:func:`jtricks.engine.search.run_halving`) or population-based training (:func:`jtricks.engine.pbt.run_pbt`).
+Many-group runs on a many-core host compile their programs ahead of time, several at once in threads.
+The rows come back in a deterministic order: arms in declaration order, seeds ascending, epochs, metrics sorted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jtricks import metrics as jmetrics
+from jtricks._core.keys import seed_key
+from jtricks.engine import callbacks as jcb
+from jtricks.engine import checkpoint as jckpt
+from jtricks.engine import experiment as jexp
+from jtricks.engine import pbt as jpbt
+from jtricks.engine import saved as jsaved
+from jtricks.engine import search as jsearch
+from jtricks.engine import train as jtrain
+from jtricks.engine.build import GroupSetup
+from jtricks.engine.options import RunOptions
+from jtricks.engine.plan import Group, Plan
+from jtricks.engine.progress import Progress
+
+__all__ = ["Collected", "execute", "population_inputs", "compile_ahead", "compile_workers", "checkpoint_dir",
+           "select_by"]
+
+
+@dataclasses.dataclass
+class Collected:
+    """The tidy rows of a run and the members' final parameters."""
+
+    metric_rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    member_rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    final_states: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: the index entries of the chunks saved to ``models/`` (:func:`jtricks.engine.saved.save_chunk`)
+    models: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    search: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class _Execution:
+    """What every chunk of one execution shares."""
+
+    plan: Plan
+    out: Path | None
+    fingerprint: Mapping[str, Any]
+    options: RunOptions
+    bar: Progress
+    timing: list[dict[str, Any]]
+    collected: Collected
+
+
+def population_inputs(
+    chunk: Sequence[tuple[jexp.Arm, int]], size: int, config: jtrain.TrainConfig
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The stacked seed keys and hyperparameters of ``chunk``, padded to ``size`` members with copies of
+    its first member (so every chunk of a group has the same shape)."""
+    padded = list(chunk) + [chunk[0]] * (size - len(chunk))
+    keys = jnp.stack([seed_key(s) for _, s in padded])
+    per = [jtrain.validate_hparams(config, dict(arm.hparams)) for arm, _ in padded]
+    hp = {k: jnp.asarray(np.array([p[k] for p in per], dtype=np.float32)) for k in config.hparam_names()}
+    return keys, hp
+
+def compile_workers(requested: int | None, groups: int) -> int:
+    if requested is None:
+        return max(1, min(groups, (os.cpu_count() or 1) // 2))
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+        raise ValueError(f"`compile_workers` must be a positive integer or None, got {requested!r}")
+    return requested
+
+def compile_ahead(the_plan: Plan, setups: Sequence[GroupSetup], workers: int, timing: list[dict[str, Any]]) -> None:
+    """Lower every group's programs (here, in order), compile them ``workers`` at a time in threads and
+    install the executables; each group's ``compile_s`` is the sum of its programs' compile times."""
+    jobs = []
+    for g, s in zip(the_plan.groups, setups):
+        keys, hp = population_inputs(g.chunks[0], g.size, s.config)
+        jobs.extend((g.index, name, low) for name, low in s.programs.lower(keys, hp).items())
+
+    def compile_one(job: tuple[int, str, Any]) -> tuple[int, str, Any, float]:
+        gi, name, low = job
+        t0 = time.perf_counter()
+        return gi, name, low.compile(), time.perf_counter() - t0
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        done = list(pool.map(compile_one, jobs))
+    for gi, name, exe, secs in done:
+        setups[gi].programs.install({name: exe})
+        timing[gi]["compile_s"] = round((timing[gi]["compile_s"] or 0.0) + secs, 3)
+
+def checkpoint_dir(out_dir: Path, group: int, chunk: int) -> Path:
+    return out_dir / "checkpoints" / f"group{group}_chunk{chunk}"
+
+def select_by(config: jtrain.TrainConfig) -> str:
+    """The validation metric that picks a member's best epoch: accuracy when measured, else the first metric,
+    else the loss."""
+    names = config.metric_names()
+    return "val_acc" if "acc" in names else (f"val_{names[0]}" if names else "val_loss")
+
+
+def execute(the_plan: Plan, setups: Sequence[GroupSetup], out: Path | None, *, fingerprint: Mapping[str, Any],
+            options: RunOptions, timing: list[dict[str, Any]]) -> Collected:
+    """Train every chunk of every group (module docstring). With ``options.save_models`` (and ``out``) every
+    finished chunk's members are saved to ``out/models`` (:mod:`jtricks.engine.saved`)."""
+    run = _Execution(the_plan, out, fingerprint, options, Progress(the_plan.total_epochs, enabled=options.progress),
+                     timing, Collected())
+    for g, setup in zip(the_plan.groups, setups):
+        if the_plan.experiment.search is not None:
+            run.collected.search.append(_run_search(run, g, setup))
+            continue
+        for ci, chunk in enumerate(g.chunks):
+            state, history = _run_chunk(run, g, ci, setup)
+            _collect(chunk, state, history, run.collected, setup.config)
+            if options.save_models and out is not None:
+                run.collected.models.append(jsaved.save_chunk(
+                    out / jsaved.FOLDER, g.index, ci, setup.config, state, [(a.name, s) for a, s in chunk],
+                    input_shape=setup.data.input_shape, num_outputs=setup.data.num_outputs,
+                    num_train=int(setup.data.device.x_train.shape[0])))
+    arm_order = {a.name: i for i, a in enumerate(the_plan.arms)}
+    run.collected.metric_rows.sort(key=lambda r: (arm_order[r["arm"]], r["seed"], r["epoch"], r["metric"]))
+    run.collected.member_rows.sort(key=lambda r: (arm_order[r["arm"]], r["seed"]))
+    return run.collected
+
+
+def _run_chunk(run: _Execution, g: Group, ci: int, setup: GroupSetup) -> tuple[Any, list]:
+    """Train one chunk of a group from its initial (or checkpointed) state; returns (final state, history).
+
+    A ``KeyboardInterrupt`` leaves with ``.epoch``: the chunk's last epoch whose checkpoint is complete
+    (with checkpoints), else its last finished epoch."""
+    keys, hp = population_inputs(g.chunks[ci], g.size, setup.config)
+    if setup.sharding is not None:
+        keys, hp = jax.device_put((keys, hp), setup.sharding)
+    state = setup.programs.init(keys, hp)
+    history: list[dict[str, np.ndarray]] = []
+    ck = checkpoint_dir(run.out, g.index, ci) if (run.out is not None and run.options.checkpoint) else None
+    if run.options.resume and ck is not None:
+        loaded = jckpt.restore(ck, state, run.fingerprint)
+        if loaded is not None:
+            _, state, history = loaded
+            if setup.sharding is not None:
+                state = jax.device_put(state, setup.sharding)
+            run.bar.done += len(history)
+    safe = len(history)
+    try:
+        for epoch in range(len(history), setup.config.epochs):
+            t_epoch = time.perf_counter()
+            state, m = setup.programs.run_epoch(state)
+            history.append({k: np.asarray(v) for k, v in m.items()})
+            run.timing[g.index]["epoch_s"].append(round(time.perf_counter() - t_epoch, 4))
+            _report_epoch(run, g, ci, epoch, state, history[-1], setup.config)
+            if run.options.callbacks:
+                jcb.epoch_end(run.options.callbacks, [(a.name, s) for a, s in g.chunks[ci]], epoch + 1, history[-1])
+            if ck is not None:
+                jckpt.save(ck, epoch + 1, state, history, run.fingerprint)
+            safe = epoch + 1
+    except KeyboardInterrupt as e:
+        e.epoch = safe  # type: ignore[attr-defined]
+        raise
+    return state, history
+
+
+def _report_epoch(run: _Execution, g: Group, ci: int, epoch: int, state: Any, metrics: Mapping[str, np.ndarray],
+                  config: jtrain.TrainConfig) -> None:
+    n_real = len(g.chunks[ci])
+    monitor = select_by(config)
+    shown = metrics[monitor][:n_real]
+    finite = shown[np.isfinite(shown)]
+    run.bar.update(
+        f"group {g.index + 1}/{len(run.plan.groups)} chunk {ci + 1}/{len(g.chunks)} epoch {epoch + 1}/{config.epochs}",
+        float(finite.mean()) if finite.size else float("nan"),
+        int(np.sum(np.asarray(state.diverged_epoch)[:n_real] >= 0)),
+        metric=monitor,
+    )
+
+
+def _run_search(run: _Execution, g: Group, setup: GroupSetup) -> dict[str, Any]:
+    """A group trained with successive halving (:func:`jtricks.engine.search.run_halving`) or population-based
+    training (:func:`jtricks.engine.pbt.run_pbt`); returns its record."""
+    exp = run.plan.experiment
+    config, search = setup.config, exp.search
+    metric = search.metric or select_by(config)
+    t_epoch = [time.perf_counter()]
+
+    def on_epoch(epoch: int, state: Any, m: Mapping[str, np.ndarray], n_real: int) -> None:
+        run.timing[g.index]["epoch_s"].append(round(time.perf_counter() - t_epoch[0], 4))
+        shown = m[metric][:n_real]
+        finite = shown[np.isfinite(shown)]
+        run.bar.update(f"group {g.index + 1}/{len(run.plan.groups)} epoch {epoch}/{config.epochs} members {n_real}",
+                       float(finite.mean()) if finite.size else float("nan"),
+                       int(np.sum(np.asarray(state.diverged_epoch)[:n_real] >= 0)), metric=metric)
+        t_epoch[0] = time.perf_counter()
+
+    common = dict(
+        epochs=config.epochs, metric=metric, devices=jax.local_device_count(),
+        higher_is_better=jmetrics.higher_is_better(metric, {m.name: m for m in config.metrics}),
+        place=(lambda t: jax.device_put(t, setup.sharding)) if setup.sharding is not None else (lambda t: t),
+        on_epoch=on_epoch, collect=lambda ms, state, hist: _collect(ms, state, hist, run.collected, config),
+    )
+    inputs = lambda ms, size: population_inputs(ms, size, config)  # noqa: E731
+    if isinstance(search, jsearch.PBT):
+        explored = search.explored(list(exp.grid), config.hparam_names())
+        record = jpbt.run_pbt(g.chunks[0], search, setup.programs, inputs, explored=explored,
+                              distributions={k: exp.grid[k] for k in explored if k in exp.grid},
+                              seed=exp.sample_seed, group=g.index, **common)
+    else:
+        record = jsearch.run_halving(g.chunks[0], search, setup.programs, inputs, **common)
+    run.timing[g.index]["members_per_epoch"] = record["members_per_epoch"]
+    return {"group": g.index, **record}
+
+
+def _collect(chunk: Sequence[tuple[jexp.Arm, int]], state: jtrain.TrainState, history: list[dict[str, np.ndarray]],
+             collected: Collected, config: jtrain.TrainConfig) -> None:
+    diverged = np.asarray(state.diverged_epoch)
+    stopped = np.asarray(state.early.stop_epoch) if config.early_stopping else np.full(diverged.shape, -1)
+    es_best = np.asarray(state.early.best_epoch) if config.early_stopping else None
+    picked_by = select_by(config)
+    for e, h in enumerate(history):
+        collected.metric_rows.extend(jcb.tidy_rows([(arm.name, seed) for arm, seed in chunk], e + 1, h))
+    sign = 1.0 if jmetrics.higher_is_better(picked_by, {m.name: m for m in config.metrics}) else -1.0
+    for i, (arm, seed) in enumerate(chunk):
+        curve = np.array([h[picked_by][i] for h in history]) * sign
+        if es_best is not None:
+            best = int(es_best[i])
+        else:
+            best = int(np.nanargmax(curve)) + 1 if np.isfinite(curve).any() else -1
+        collected.member_rows.append(
+            {"arm": arm.name, "seed": seed, "diverged_epoch": int(diverged[i]), "stopped_epoch": int(stopped[i]), "best_epoch": best}
+        )
+        collected.final_states[f"{arm.name}/seed={seed}"] = jax.tree_util.tree_map(lambda x: np.asarray(x[i]), state.params)

@@ -1,0 +1,68 @@
+"""How a run is carried out: one :class:`RunOptions` value handed from the entry point (``jtricks run``,
+:func:`jtricks.engine.runner.run`, the studies) down to the step that reads each option.
+
+Only ``numerics`` changes numbers (the portable or native XLA settings); ``members`` and ``part`` choose which
+members run, and every member computes what it would in the whole run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+from jtricks.engine.parts import Part
+
+__all__ = ["RunOptions", "options_from"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """The options of one run.
+
+    Attributes:
+      resume: continue from the checkpoints in the results folder (refused when they were made with other settings).
+      max_members: the largest population compiled at once (chunks; default: the experiment's ``max_members``).
+      progress: print a progress line per epoch to stderr.
+      checkpoint: save the population state after every epoch (needs a results folder).
+      plot: write ``curves.png``.
+      compile_workers: compile the static groups' programs ahead of time, this many at once (``None``:
+        ``min(groups, cores // 2)``; 1: each program on its first call).
+      save_models: save every member's weights to ``models/`` (:mod:`jtricks.engine.saved`).
+      callbacks: objects with ``on_epoch_end(rows)`` and/or ``on_run_end(result)`` (:mod:`jtricks.engine.callbacks`).
+      part: train only this slice of the members (:mod:`jtricks.engine.parts`).
+      numerics: ``"portable"`` or ``"native"`` (:func:`jtricks.engine.runtime.pin_numerics`).
+      members: train only these ``(arm, seed)`` pairs (a sample; each gives the rows it gives in the whole run).
+    """
+
+    resume: bool = False
+    max_members: int | None = None
+    progress: bool = True
+    checkpoint: bool = True
+    plot: bool = True
+    compile_workers: int | None = None
+    save_models: bool = True
+    callbacks: Sequence[Any] = ()
+    part: Part | None = None
+    numerics: str = "portable"
+    members: tuple[tuple[str, int], ...] | None = None
+
+    def replace(self, **changes: Any) -> "RunOptions":
+        """A copy with ``changes`` (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)
+
+
+def options_from(options: RunOptions | None, **changes: Any) -> RunOptions:
+    """``options`` (default :class:`RunOptions()`) with keyword ``changes``; an unknown option is a ``TypeError``
+    naming it and the known ones."""
+    base = options if options is not None else RunOptions()
+    if not isinstance(base, RunOptions):
+        raise TypeError(f"`options` must be a jtricks.engine.options.RunOptions, got {type(base).__name__}")
+    known = {f.name for f in dataclasses.fields(RunOptions)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise TypeError(f"unknown run option(s) {unknown}; the options are {sorted(known)}")
+    if changes.get("callbacks") is None and "callbacks" in changes:
+        changes["callbacks"] = ()
+    if changes.get("members") is not None:
+        changes["members"] = tuple((str(a), int(s)) for a, s in changes["members"])
+    return dataclasses.replace(base, **changes)

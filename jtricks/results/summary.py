@@ -1,0 +1,357 @@
+"""Summaries over seeds: per arm and metric the final value's mean and confidence interval, the paired difference with
+the baseline and its test, adjusted within each metric's family of comparisons, the verdict, time to target, the
+best epoch, divergence counts and the seeds a next run would need (:func:`summarize`); the learning-rate optima at
+the edge of their grids (:func:`edge_optima`). Which way a metric is better: the run's record, else the metric's
+declaration (:func:`metric_direction`).
+
+The columns of a summary row (:data:`jtricks.results.tables.SUMMARY_COLUMNS`), per arm and metric:
+
+For every member (arm, seed) the *final value* of a metric is its value at the last epoch the
+member has a row for (early-stopped members already carry the restored-best value there).
+Members with ``diverged_epoch >= 0`` in ``member_rows``, or with a non-finite final value,
+are excluded from the statistics and counted in ``diverged``. Then
+
+* ``mean, std, ci_lo, ci_hi, n`` = :func:`jtricks.stats.mean_ci` of the final values
+  (Student-t interval at ``confidence``; ``n`` finite members);
+* ``best_epoch`` / ``best_mean``: the epoch where the *mean curve* (per-epoch mean over the
+  non-diverged members) is best in the metric's direction (argmax when unknown); ties go to the
+  earliest epoch; ``-1`` if there is none;
+* ``at_best_mean``: the mean over the non-diverged members of the metric at each member's own
+  ``best_epoch`` (``members.csv``: the epoch the validation metric picked), next to the final value;
+  ``nan`` without member rows;
+* ``div_rate, div_lo, div_hi``: the arm's divergence rate ``diverged / n_members`` with its
+  Clopper-Pearson interval (:func:`jtricks.stats.binomial_ci`);
+* ``diff, diff_std, diff_lo, diff_hi, diff_n, p_value`` = :func:`jtricks.stats.paired_diff_ci`
+  of arm - baseline, paired by seed (seeds present in both arms; a diverged member drops its
+  pair; ``nan`` interval and p-value when every difference is equal); ``nan`` on the baseline row;
+* ``itt_n, itt_w, itt_p``: the intention-to-treat comparison over all ``itt_n`` shared seeds, a
+  diverged member counting as the worst outcome (:func:`jtricks.stats.itt_paired`: exact Wilcoxon
+  signed-rank test; ``itt_w = W+ - W-``, positive when the arm is higher);
+* ``test``: the test behind the verdict: ``"t"`` (the paired t-test) when every shared seed gave a
+  pair, ``"itt"`` when fewer pairs than shared seeds were compared (``diff_n < itt_n``: a member
+  diverged), empty when there is none;
+* ``p_adjusted, adjust, family``: that test's p-value adjusted (:func:`jtricks.stats.adjust_pvalues`,
+  ``adjust`` = ``"holm"`` / ``"bh"`` / ``"none"``) over the *family* of the metric's comparisons with
+  the baseline that have a p-value (``family`` of them);
+* ``adj_lo, adj_hi``: the paired t interval at the family-adjusted level: ``1 - alpha/family``
+  (Bonferroni, the simultaneous interval of ``holm``), ``1 - R alpha/family`` with ``R`` the number of
+  BH discoveries (Benjamini-Yekutieli's false-coverage interval, ``bh``), ``1 - alpha`` (``none``);
+* ``verdict``: ``"better"`` / ``"worse"`` when ``p_adjusted < alpha = 1 - confidence``, by the sign of
+  the difference (``diff`` for the t-test, ``itt_w`` for the ITT test) in the metric's direction
+  (``"higher"`` / ``"lower"`` when the direction is unknown), ``"n.s."`` otherwise, ``"degenerate"``
+  when every paired difference is equal, ``"n/a"`` without a p-value, ``"baseline"`` on the baseline
+  row; with ``adjust="none"`` and all pairs complete this is "the t interval excludes 0";
+* ``seeds_needed`` = :func:`jtricks.stats.seeds_needed` ``(diff, diff_std, 1 - alpha', power)``, a
+  planning estimate (exact noncentral t) at the family's Bonferroni level ``alpha' = alpha/family``
+  (``alpha`` with ``adjust="none"``);
+* ``epochs_to_target``: first epoch whose mean-curve value reaches ``target`` (``>=`` when higher is
+  better or unknown, ``<=`` when lower is), ``-1`` if never; ``None`` (and ``target`` ``None``) when no
+  target applies to the metric.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from jtricks.results import stats as jstats
+from jtricks.results.tables import MEMBERS_COLUMNS, METRICS_COLUMNS, as_float, normalize_rows
+
+__all__ = ['DEFAULT_METRICS', 'TARGET_METRIC', 'metric_direction', 'arm_names', 'confidence_label', 'summarize', 'edge_optima']
+
+
+DEFAULT_METRICS: tuple[str, ...] = ("test_acc", "val_acc", "train_loss")
+
+TARGET_METRIC: str = "val_acc"  # the metric a bare float ``target`` refers to (time-to-target)
+
+_NAN = float("nan")
+
+def metric_direction(metric: str, directions: Mapping[str, Any] | None = None) -> int:
+    """Which way is better for a metric: ``+1`` higher, ``-1`` lower, ``0`` unknown (``grad_norm``, ``lr``, a custom
+    metric nobody declared).
+
+    The run's record decides (``directions``: ``{metric: True/"higher" or False/"lower"}``, a manifest's
+    ``"directions"``, written from the metrics' declarations); a metric it does not name is looked up in
+    :func:`jtricks.metrics.direction` (the declarations of the library's metrics, after the split prefix).
+    """
+    if directions and metric in directions:
+        d = directions[metric]
+        return 1 if d in (True, "higher", 1) else -1
+    from jtricks import metrics as jmetrics  # the declarations (jtricks.metrics imports jax: only when needed)
+
+    try:
+        return jmetrics.direction(metric)
+    except ValueError:
+        return 0
+
+
+def arm_names(arms: Any, metric_rows: list[tuple]) -> list[str]:
+    if arms is None:
+        names: list[str] = []
+        for row in metric_rows:
+            if row[0] not in names:
+                names.append(row[0])
+        return names
+    if isinstance(arms, Mapping) and "arms" in arms:
+        arms = arms["arms"]
+    names = []
+    for i, a in enumerate(arms):
+        if isinstance(a, str):
+            name = a
+        elif isinstance(a, Mapping) and isinstance(a.get("arm"), str):
+            name = a["arm"]
+        else:
+            raise TypeError(
+                f"arms[{i}] must be an arm name or a dict {{'arm': name, 'factors': {{...}}}}, got {a!r}"
+            )
+        if name in names:
+            raise ValueError(f"arms lists arm {name!r} twice")
+        names.append(name)
+    # Arms present in the data but missing from the arm table come last, in order of appearance.
+    for row in metric_rows:
+        if row[0] not in names:
+            names.append(row[0])
+    return names
+
+def _targets(target: Any) -> dict[str, float]:
+    if target is None:
+        return {}
+    if isinstance(target, Mapping):
+        return {str(k): as_float(f"target[{k!r}]", v) for k, v in target.items()}
+    if isinstance(target, bool):
+        raise TypeError(f"target must be a float or a {{metric: float}} mapping, got {target!r}")
+    return {TARGET_METRIC: as_float("target", target)}
+
+def _reaches(value: float, target: float, direction: int) -> bool:
+    return value <= target if direction < 0 else value >= target
+
+def summarize(
+    metrics_rows: Iterable[Any],
+    member_rows: Iterable[Any] | None,
+    arms: Any,
+    *,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    baseline: str | None = None,
+    confidence: float = 0.95,
+    target: float | Mapping[str, float] | None = None,
+    power: float = 0.8,
+    directions: Mapping[str, Any] | None = None,
+    adjust: str = "holm",
+) -> list[dict[str, Any]]:
+    """Per arm and metric: the final value over seeds, its t CI, and the paired difference vs baseline
+    (every column: the module docstring).
+
+    Args:
+      metrics_rows: tidy rows ``arm, seed, epoch, metric, value`` (dicts or 5-sequences).
+      member_rows: rows ``arm, seed, diverged_epoch, stopped_epoch, best_epoch``, or ``None``.
+      arms: the arm table ``[{"arm": name, "factors": {...}}, ...]`` (or names, or
+        ``{"arms": [...]}``, or ``None`` for order of appearance); sets the row order.
+      metrics: metrics to summarize, in output order; metrics absent from the data are skipped.
+      baseline: name of the baseline arm; default the first arm.
+      confidence: coverage of every interval, in (0, 1).
+      target: ``{metric: target}``; a bare float is a validation-accuracy target, i.e.
+        ``{"val_acc": target}`` (:data:`TARGET_METRIC`); ``None`` for none.
+      power: power used for ``seeds_needed``, in (0, 1).
+      directions: ``{metric: True/"higher" (higher is better) or False/"lower"}`` for metrics whose
+        direction is not known by name (:func:`metric_direction`), e.g. a custom metric.
+      adjust: the multiple-comparison adjustment within each metric: ``"holm"``, ``"bh"`` or ``"none"``.
+
+    Returns:
+      A list of dicts with keys :data:`SUMMARY_COLUMNS`, ordered by metric then arm.
+    """
+    confidence = jstats.check_probability("confidence", confidence)
+    power = jstats.check_probability("power", power)
+    if adjust not in jstats.ADJUST_METHODS:
+        raise ValueError(f"adjust must be one of {list(jstats.ADJUST_METHODS)}, got {adjust!r}")
+    metrics = (metrics,) if isinstance(metrics, str) else metrics
+    mrows = normalize_rows(metrics_rows, METRICS_COLUMNS, "metrics")
+    brows = [] if member_rows is None else normalize_rows(member_rows, MEMBERS_COLUMNS, "members")
+    names = arm_names(arms, mrows)
+    if not names:
+        raise ValueError("no arms: both `arms` and `metrics_rows` are empty")
+    if baseline is None:
+        baseline = names[0]
+    elif baseline not in names:
+        raise ValueError(f"baseline {baseline!r} is not an arm; arms are {names}")
+    targets = _targets(target)
+    diverged = {(r[0], r[1]) for r in brows if r[2] >= 0}
+    best_of = {(r[0], r[1]): r[4] for r in brows}
+    data = _curves(mrows)
+    out: list[dict[str, Any]] = []
+    for metric in metrics:
+        if metric not in data:
+            continue
+        direction = metric_direction(metric, directions)
+        finals = {arm: _finals(data[metric].get(arm, {}), arm, diverged) for arm in names}
+        rows = []
+        for arm in names:
+            row = _arm_row(data[metric].get(arm, {}), finals, arm, baseline, direction, confidence,
+                           targets.get(metric), best_of)
+            rows.append({"metric": metric, "arm": arm, "baseline": baseline, **row})
+        out.extend(_family(rows, direction, confidence, power, adjust))
+    return out
+
+def _curves(mrows: list[tuple]) -> dict[str, dict[str, dict[int, dict[int, float]]]]:
+    """``data[metric][arm][seed] = {epoch: value}`` (a duplicate row is an error)."""
+    data: dict[str, dict[str, dict[int, dict[int, float]]]] = {}
+    for arm, seed, epoch, metric, value in mrows:
+        per_epoch = data.setdefault(metric, {}).setdefault(arm, {}).setdefault(seed, {})
+        if epoch in per_epoch:
+            raise ValueError(f"duplicate metrics row for arm={arm!r} seed={seed} epoch={epoch} metric={metric!r}")
+        per_epoch[epoch] = value
+    return data
+
+def _finals(members: Mapping[int, Mapping[int, float]], arm: str, diverged: set) -> dict[int, float]:
+    """Seed → final value (``nan`` when the member diverged or its final value is not finite)."""
+    out: dict[int, float] = {}
+    for seed in sorted(members):
+        curve = members[seed]
+        v = curve[max(curve)]
+        out[seed] = _NAN if (arm, seed) in diverged or not math.isfinite(v) else v
+    return out
+
+def _mean_curve(members: Mapping[int, Mapping[int, float]], ok: Sequence[int]) -> tuple[list[int], list[float]]:
+    """The epochs and the per-epoch mean over the members ``ok`` (finite values only)."""
+    epochs = sorted({e for s in ok for e in members[s]})
+    curve = []
+    for e in epochs:
+        vals = [v for v in (members[s][e] for s in ok if e in members[s]) if math.isfinite(v)]
+        curve.append(float(np.mean(vals)) if vals else _NAN)
+    return epochs, curve
+
+def _best(epochs: Sequence[int], curve: Sequence[float], direction: int) -> tuple[int, float]:
+    best_epoch, best_mean = -1, _NAN
+    for e, m in zip(epochs, curve):
+        if math.isfinite(m) and (best_epoch < 0 or (m < best_mean if direction < 0 else m > best_mean)):
+            best_epoch, best_mean = e, m
+    return best_epoch, best_mean
+
+def _epochs_to(epochs: Sequence[int], curve: Sequence[float], target: float | None, direction: int) -> int | None:
+    if target is None:
+        return None
+    return next((e for e, m in zip(epochs, curve) if math.isfinite(m) and _reaches(m, target, direction)), -1)
+
+def _at_best(members: Mapping[int, Mapping[int, float]], arm: str, ok: Sequence[int], best_of: Mapping) -> float:
+    """Mean over the members ``ok`` of their value at their own best epoch (``nan`` when none is known)."""
+    vals = [members[s].get(best_of.get((arm, s), -1), _NAN) for s in ok]
+    vals = [v for v in vals if math.isfinite(v)]
+    return float(np.mean(vals)) if vals else _NAN
+
+def _arm_row(members: Mapping[int, Mapping[int, float]], finals: Mapping[str, Mapping[int, float]], arm: str,
+             baseline: str, direction: int, confidence: float, target: float | None,
+             best_of: Mapping[tuple[str, int], int]) -> dict[str, Any]:
+    """One summary row's statistics before the family adjustment: the final values' CI, the divergence
+    rate, the mean curve's best epoch, the paired t and ITT comparisons with the baseline."""
+    ok = [s for s in sorted(members) if math.isfinite(finals[arm][s])]
+    ci = jstats.mean_ci([finals[arm][s] for s in ok], confidence)
+    epochs, curve = _mean_curve(members, ok)
+    best_epoch, best_mean = _best(epochs, curve, direction)
+    rate, rate_lo, rate_hi = jstats.binomial_ci(len(members) - len(ok), len(members), confidence)
+    d = jstats.DiffCI(_NAN, _NAN, _NAN, _NAN, _NAN, 0, 0, 0, _NAN, _NAN)
+    itt = jstats.RankTest(0, 0, _NAN, _NAN, _NAN)
+    if arm != baseline:
+        shared = sorted(set(finals[arm]) & set(finals[baseline]))
+        xa, xb = [finals[arm][s] for s in shared], [finals[baseline][s] for s in shared]
+        d = jstats.paired_diff_ci(xa, xb, confidence)
+        if shared:
+            itt = jstats.itt_paired(xa, xb, direction >= 0)
+            if direction == 0 and d.n < len(shared):  # no "worst" outcome without a direction
+                itt = itt._replace(p=_NAN)
+    return {
+        "n_members": len(members), "n": ci.n, "diverged": len(members) - len(ok), "mean": ci.mean, "std": ci.std,
+        "ci_lo": ci.lo, "ci_hi": ci.hi, "confidence": confidence, "best_epoch": best_epoch, "best_mean": best_mean,
+        "diff": d.diff, "diff_std": d.std, "diff_lo": d.lo, "diff_hi": d.hi, "diff_n": d.n, "p_value": d.p,
+        "verdict": "baseline" if arm == baseline else "n/a", "seeds_needed": _NAN, "target": target,
+        "epochs_to_target": _epochs_to(epochs, curve, target, direction),
+        "at_best_mean": _at_best(members, arm, ok, best_of), "div_rate": rate, "div_lo": rate_lo, "div_hi": rate_hi,
+        "itt_n": itt.n, "itt_w": itt.w_plus - itt.w_minus, "itt_p": itt.p, "test": "", "p_adjusted": _NAN,
+        "_se": d.se, "_df": d.df,
+    }
+
+def _family(rows: list[dict[str, Any]], direction: int, confidence: float, power: float,
+            adjust: str) -> list[dict[str, Any]]:
+    """One metric's comparisons with the baseline as a family: the test behind each verdict (paired t, or
+    the ITT rank test where pairs were lost), the adjusted p-values, the adjusted intervals, the verdicts and
+    the planning estimates."""
+    alpha = 1.0 - confidence
+    for r in rows:
+        if r["verdict"] == "baseline":
+            continue
+        r["test"] = "itt" if r["diff_n"] < r["itt_n"] else ("t" if math.isfinite(r["p_value"]) else "")
+    comp = [r for r in rows if r["test"]]
+    primary = [r["p_value"] if r["test"] == "t" else r["itt_p"] for r in comp]
+    adjusted = jstats.adjust_pvalues(primary, adjust) if comp else []
+    family = int(np.sum(np.isfinite(primary))) if comp else 0
+    rejected = int(np.sum(np.asarray(adjusted) < alpha)) if comp else 0
+    level = {"holm": alpha / max(family, 1), "bh": alpha * max(rejected, 1) / max(family, 1), "none": alpha}[adjust]
+    plan_level = alpha if adjust == "none" else alpha / max(family, 1)
+    for r, p_adj in zip(comp, adjusted):
+        r["p_adjusted"] = float(p_adj)
+    for r in rows:
+        se, df = r.pop("_se"), r.pop("_df")
+        r.update(power=power, adjust=adjust, family=family, adj_lo=_NAN, adj_hi=_NAN)
+        if r["verdict"] == "baseline":
+            continue
+        if r["test"] == "t" and se > 0:
+            half = jstats.t_ppf(1.0 - 0.5 * level, df) * se
+            r["adj_lo"], r["adj_hi"] = r["diff"] - half, r["diff"] + half
+        if r["diff_n"] >= 2 and math.isfinite(r["diff_std"]):
+            r["seeds_needed"] = jstats.seeds_needed(r["diff"], r["diff_std"], 1.0 - plan_level, power)
+        r["verdict"] = _verdict(r, direction, alpha)
+    return rows
+
+def _verdict(r: Mapping[str, Any], direction: int, alpha: float) -> str:
+    """``better`` / ``worse`` (``higher`` / ``lower``) when the adjusted p-value is below ``alpha``."""
+    if r["test"] == "" and r["diff_n"] >= 2 and r["diff_std"] == 0:
+        return "degenerate"
+    p = r["p_adjusted"]
+    if not math.isfinite(p):
+        return "n/a"
+    if p >= alpha:
+        return "n.s."
+    effect = r["diff"] if r["test"] == "t" else r["itt_w"]
+    side = 1 if effect > 0 else -1
+    if direction == 0:
+        return "higher" if side > 0 else "lower"
+    return "better" if side * direction > 0 else "worse"
+
+def edge_optima(summary_rows: Sequence[Mapping[str, Any]], arms: Any, metric: str,
+                directions: Mapping[str, Any] | None = None, factor: str = "learning_rate") -> list[str]:
+    """Sentences flagging a best ``factor`` value (by default the learning rate) at the edge of the grid.
+
+    Arms that differ only in a numeric ``factor`` (``arms``: ``[{"arm", "factors"}]``) form a sweep; in
+    each sweep of at least two values the best arm by the mean final ``metric`` (in its direction), among
+    the arms without diverged members (all when every arm has some), is found; when it is the smallest
+    or the largest value swept, the optimum may lie outside the grid, and one sentence says so.
+    """
+    direction = metric_direction(metric, directions)
+    if direction == 0 or arms is None:
+        return []
+    arms = arms["arms"] if isinstance(arms, Mapping) and "arms" in arms else arms
+    rows = {r["arm"]: r for r in summary_rows if r["metric"] == metric and math.isfinite(r["mean"])}
+    sweeps: dict[tuple, list[tuple[float, Mapping[str, Any]]]] = {}
+    for a in arms:
+        f = a.get("factors", {}) if isinstance(a, Mapping) else {}
+        v = f.get(factor)
+        if a.get("arm") in rows and isinstance(v, (int, float)) and not isinstance(v, bool):
+            rest = tuple(sorted((k, repr(x)) for k, x in f.items() if k != factor))
+            sweeps.setdefault(rest, []).append((float(v), rows[a["arm"]]))
+    notes = []
+    for rest, members in sweeps.items():
+        values = sorted({v for v, _ in members})
+        if len(values) < 2:
+            continue
+        fewest = min(r["diverged"] for _, r in members)
+        v, best = max(((v, r) for v, r in members if r["diverged"] == fewest), key=lambda t: direction * t[1]["mean"])
+        if v in (values[0], values[-1]):
+            where = "smallest" if v == values[0] else "largest"
+            group = ", ".join(f"{k}={x}" for k, x in rest) or "the sweep"
+            notes.append(f"Edge optimum: for {group}, the best {factor} by mean `{metric}` is {v:g} (`{best['arm']}`), "
+                         f"the {where} value swept; the optimum may lie outside the grid.")
+    return notes
+
+def confidence_label(confidence: float) -> str:
+    return f"{confidence * 100:g}%"
