@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.jtricks-installed
 
-.PHONY: run test venv bench bench-quick clean
+.PHONY: run test test-fast lint venv bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -n 2 -m "not slow" tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks.run --quick

@@ -16,15 +16,15 @@ the interleaved steps/s. Run: ``python -m benchmarks.ablate_engine [case] [block
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from benchmarks import common
+from benchmarks import common, profile
 from benchmarks import models_ref as ref
-from benchmarks import profile
 from benchmarks import step as bstep
 
 

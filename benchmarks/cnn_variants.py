@@ -28,8 +28,9 @@ def _conv(x: jax.Array, w: jax.Array, b: jax.Array, impl: str) -> jax.Array:
         y = jax.lax.conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
         return y + b
     if impl == "nchw":  # x is NCHW here
-        y = jax.lax.conv_general_dilated(x, jnp.transpose(w, (3, 2, 0, 1)), (1, 1), "VALID",
-                                         dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        y = jax.lax.conv_general_dilated(
+            x, jnp.transpose(w, (3, 2, 0, 1)), (1, 1), "VALID", dimension_numbers=("NCHW", "OIHW", "NCHW")
+        )
         return y + b[None, :, None, None]
     kh, kw, cin, cout = w.shape
     n, h, wd, _ = x.shape
@@ -52,8 +53,16 @@ def cnn_variant(impl: str, dropout_rate: float = 0.5) -> jm.Model:
         raise ValueError(f"impl must be one of {VARIANTS}, got {impl!r}")
     base = jm.cnn(10, dropout_rate=dropout_rate)
 
-    def apply(params: Any, state: Any, x: jax.Array, *, key: Any = None, train: bool, hparams: Any = None,
-              capture: bool = False) -> Any:
+    def apply(
+        params: Any,
+        state: Any,
+        x: jax.Array,
+        *,
+        key: Any = None,
+        train: bool,
+        hparams: Any = None,
+        capture: bool = False,
+    ) -> Any:
         rate = (hparams or {}).get("dropout_rate", dropout_rate)
         h = x if x.ndim == 4 else x[..., None]
         if impl == "nchw":

@@ -19,8 +19,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 __all__ = [
     "Rate",
@@ -50,15 +51,21 @@ class Rate:
     steps: int
 
     def as_dict(self) -> dict[str, float]:
-        return {"median": round(self.median, 3), "min": round(self.lo, 3), "max": round(self.hi, 3),
-                "blocks": self.blocks, "steps_per_block": self.steps}
+        return {
+            "median": round(self.median, 3),
+            "min": round(self.lo, 3),
+            "max": round(self.hi, 3),
+            "blocks": self.blocks,
+            "steps_per_block": self.steps,
+        }
 
-    def scaled(self, k: float) -> "Rate":
+    def scaled(self, k: float) -> Rate:
         return Rate(self.median * k, self.lo * k, self.hi * k, self.blocks, self.steps)
 
 
-def measure(runners: Mapping[str, Runner], *, steps: int, blocks: int, warmup: int = 3,
-            min_block_s: float = 0.0) -> dict[str, Rate]:
+def measure(
+    runners: Mapping[str, Runner], *, steps: int, blocks: int, warmup: int = 3, min_block_s: float = 0.0
+) -> dict[str, Rate]:
     """Time every runner in interleaved blocks; return steps/s per runner (median, min, max).
 
     ``warmup`` calls of ``run(1)`` first (compilation, caches). With ``min_block_s`` > 0 the number of
@@ -85,8 +92,7 @@ def measure(runners: Mapping[str, Runner], *, steps: int, blocks: int, warmup: i
             run(n)
             samples[name].append(n / (time.perf_counter() - t0))
     return {
-        name: Rate(statistics.median(v), min(v), max(v), blocks, per_runner_steps[name])
-        for name, v in samples.items()
+        name: Rate(statistics.median(v), min(v), max(v), blocks, per_runner_steps[name]) for name, v in samples.items()
     }
 
 
@@ -171,15 +177,22 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def run_subprocess_json(module: str, args: Sequence[str], *, env: Mapping[str, str] | None = None,
-                        timeout: float = 600) -> dict[str, Any]:
+def run_subprocess_json(
+    module: str, args: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 600
+) -> dict[str, Any]:
     """Run ``python -m module *args`` in a fresh process; it must print one JSON object as its last line."""
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
     root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=full_env,
-                          timeout=timeout, cwd=str(root))
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=str(root),
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{module} {' '.join(args)} failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}")
     last = [ln for ln in proc.stdout.splitlines() if ln.strip()][-1]

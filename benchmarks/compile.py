@@ -18,7 +18,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from benchmarks import models_ref as ref
 
@@ -41,7 +40,8 @@ def step_compile_time(case: str, *, population: int | None = None, strategy: str
     else:
         S = population
         state = jax.vmap(lambda k, h: train.init_state(config, k, h, c["input"]))(
-            jnp.stack([jax.random.PRNGKey(i) for i in range(S)]), {k: jnp.broadcast_to(v, (S,)) for k, v in hp.items()})
+            jnp.stack([jax.random.PRNGKey(i) for i in range(S)]), {k: jnp.broadcast_to(v, (S,)) for k, v in hp.items()}
+        )
         fn = jax.jit(jpop.population_map(step, strategy=strategy, in_axes=(0, None, None, 0)), donate_argnums=0)
         idx = jnp.zeros((S, c["batch"]), jnp.int32)
     t0 = time.perf_counter()
@@ -64,14 +64,33 @@ def grid_compiles(*, model: str = "mlp", seeds: int = 8) -> dict[str, Any]:
     except ImportError:  # e.g. a GPU image without the package: the same grid on scikit-learn's digits
         dataset = "digits"
     if model == "mlp":
-        exp = jexp.Experiment(name="bench_grid", dataset=dataset, model="mlp", model_kwargs={"widths": (100, 100)},
-                              optimizer="adam", epochs=1, batch_size=100, n_val=500, seeds=seeds,
-                              grid={"learning_rate": [1e-3, 3e-3, 1e-2], "dropout_rate": [0.0, 0.2, 0.5, 0.8]})
+        exp = jexp.Experiment(
+            name="bench_grid",
+            dataset=dataset,
+            model="mlp",
+            model_kwargs={"widths": (100, 100)},
+            optimizer="adam",
+            epochs=1,
+            batch_size=100,
+            n_val=500,
+            seeds=seeds,
+            grid={"learning_rate": [1e-3, 3e-3, 1e-2], "dropout_rate": [0.0, 0.2, 0.5, 0.8]},
+        )
     else:
-        exp = jexp.Experiment(name="bench_grid_cnn", dataset="fashion_mnist", preprocess="unit", model="cnn",
-                              optimizer="adam", epochs=1, batch_size=64, n_train=640, n_val=500, seeds=seeds,
-                              eval_batch_size=500,
-                              grid={"learning_rate": [1e-3, 3e-3, 1e-2], "dropout_rate": [0.0, 0.2, 0.5, 0.8]})
+        exp = jexp.Experiment(
+            name="bench_grid_cnn",
+            dataset="fashion_mnist",
+            preprocess="unit",
+            model="cnn",
+            optimizer="adam",
+            epochs=1,
+            batch_size=64,
+            n_train=640,
+            n_val=500,
+            seeds=seeds,
+            eval_batch_size=500,
+            grid={"learning_rate": [1e-3, 3e-3, 1e-2], "dropout_rate": [0.0, 0.2, 0.5, 0.8]},
+        )
     t0 = time.perf_counter()
     res = runner.run(exp, progress=False, plot=False, checkpoint=False)
     wall = time.perf_counter() - t0
@@ -79,7 +98,7 @@ def grid_compiles(*, model: str = "mlp", seeds: int = 8) -> dict[str, Any]:
     return {
         "model": model,
         "dataset": exp.dataset,
-        "grid": "3 learning rates x 4 dropout rates x %d seeds" % seeds,
+        "grid": f"3 learning rates x 4 dropout rates x {seeds:d} seeds",
         "members": members,
         "static_configurations": len({k.split("/")[0] for k in res.compiles}),
         "compiles": dict(res.compiles),
@@ -90,7 +109,7 @@ def grid_compiles(*, model: str = "mlp", seeds: int = 8) -> dict[str, Any]:
 
 def run_compile(*, quick: bool, verbose: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {"steps": {}, "cnn_population": {}, "grids": []}
-    for case in (("mlp", "cnn") if quick else tuple(ref.CASES)):
+    for case in ("mlp", "cnn") if quick else tuple(ref.CASES):
         out["steps"][case] = step_compile_time(case)
         if verbose:
             print(f"[compile] {case} step: {out['steps'][case]}", flush=True)
@@ -99,14 +118,20 @@ def run_compile(*, quick: bool, verbose: bool = True) -> dict[str, Any]:
         for strategy in ("vmap", "unroll"):
             out["cnn_population"][f"{strategy} S={S}"] = step_compile_time("cnn", population=S, strategy=strategy)
             if verbose:
-                print(f"[compile] cnn population {strategy} S={S}: {out['cnn_population'][f'{strategy} S={S}']}", flush=True)
+                print(
+                    f"[compile] cnn population {strategy} S={S}: {out['cnn_population'][f'{strategy} S={S}']}",
+                    flush=True,
+                )
     out["grids"].append(grid_compiles(model="mlp", seeds=8))
     # (a CNN grid compiles the same way, one program per function; it is left out because its 1-epoch wall
     # time is dominated by evaluating 10,000 test images per member, not by compilation)
     if verbose:
         for g in out["grids"]:
-            print(f"[compile] grid {g['model']} ({g['grid']}, {g['members']} members): compiles {g['compiles']}, "
-                  f"{g['wall_s_1_epoch']} s for 1 epoch", flush=True)
+            print(
+                f"[compile] grid {g['model']} ({g['grid']}, {g['members']} members): compiles {g['compiles']}, "
+                f"{g['wall_s_1_epoch']} s for 1 epoch",
+                flush=True,
+            )
     return out
 
 

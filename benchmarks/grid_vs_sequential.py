@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from jtricks import experiment as jexp
-from jtricks.engine import grid as jgrid
 from jtricks import prepare, runner
+from jtricks.engine import grid as jgrid
 
 
 def main() -> None:

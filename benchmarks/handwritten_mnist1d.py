@@ -51,8 +51,10 @@ def load() -> tuple[np.ndarray, ...]:
 
 def init(key: jax.Array) -> list[dict[str, jax.Array]]:
     keys = jax.random.split(key, len(WIDTHS) - 1)
-    return [{"w": jax.random.normal(k, (i, o)) * jnp.sqrt(2.0 / i), "b": jnp.zeros(o)}
-            for k, i, o in zip(keys, WIDTHS[:-1], WIDTHS[1:])]
+    return [
+        {"w": jax.random.normal(k, (i, o)) * jnp.sqrt(2.0 / i), "b": jnp.zeros(o)}
+        for k, i, o in zip(keys, WIDTHS[:-1], WIDTHS[1:])
+    ]
 
 
 def forward(params: list, x: jax.Array, rate: jax.Array, key: jax.Array | None) -> jax.Array:
@@ -83,18 +85,28 @@ def member(key: jax.Array, rate: jax.Array, data: tuple[jax.Array, ...]) -> dict
 
     def epoch(carry, e):
         p, opt = carry
-        perm = jax.random.permutation(jax.random.fold_in(k_data, e), x_tr.shape[0])[: steps * BATCH].reshape(steps, BATCH)
+        perm = jax.random.permutation(jax.random.fold_in(k_data, e), x_tr.shape[0])[: steps * BATCH].reshape(
+            steps, BATCH
+        )
 
         def step(c, idx):
             p, opt, i = c
-            (l, logits), g = jax.value_and_grad(loss, has_aux=True)(p, x_tr[idx], y_tr[idx], jax.random.fold_in(k_drop, i))
+            (lv, logits), g = jax.value_and_grad(loss, has_aux=True)(
+                p, x_tr[idx], y_tr[idx], jax.random.fold_in(k_drop, i)
+            )
             u, opt = tx.update(g, opt, p)
-            return (optax.apply_updates(p, u), opt, i + 1), (l, (logits.argmax(-1) == y_tr[idx]).mean())
+            return (optax.apply_updates(p, u), opt, i + 1), (lv, (logits.argmax(-1) == y_tr[idx]).mean())
 
         (p, opt, _), (tl, ta) = jax.lax.scan(step, (p, opt, e * steps), perm)
         vl, va = evaluate(p, x_val, y_val)
         _, te = evaluate(p, x_te, y_te)
-        return (p, opt), {"train_loss": tl.mean(), "train_acc": ta.mean(), "val_loss": vl, "val_acc": va, "test_acc": te}
+        return (p, opt), {
+            "train_loss": tl.mean(),
+            "train_acc": ta.mean(),
+            "val_loss": vl,
+            "val_acc": va,
+            "test_acc": te,
+        }
 
     _, hist = jax.lax.scan(epoch, (params, tx.init(params)), jnp.arange(EPOCHS))
     return hist
@@ -114,7 +126,9 @@ def main() -> None:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        lines = ["dropout_rate,seed,test_acc"] + [f"{r},{s},{a:.6f}" for r, row in zip(RATES, test) for s, a in enumerate(row)]
+        lines = ["dropout_rate,seed,test_acc"] + [
+            f"{r},{s},{a:.6f}" for r, row in zip(RATES, test) for s, a in enumerate(row)
+        ]
         (out / "members.csv").write_text("\n".join(lines) + "\n")
 
 

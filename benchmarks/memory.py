@@ -1,8 +1,8 @@
 """Benchmark 5 (``memory``): peak resident memory per population member, to size ``--max-members``.
 
 Each population size runs in a fresh subprocess (``python -m benchmarks.memory --point ...``) that
-measures its peak RSS (``VmHWM`` in /proc/self/status; ``getrusage`` where that is missing) once the data is on the device
-(``baseline``) and again after compiling and running the population (``peak``). Compilation memory
+measures its peak RSS (``VmHWM`` in /proc/self/status; ``getrusage`` where that is missing) once the data is on the
+device (``baseline``) and again after compiling and running the population (``peak``). Compilation memory
 does not grow with S, so the cost of one more member is the slope between population sizes:
 ``per_member = (peak(S2) − peak(S1)) / (S2 − S1)``.
 
@@ -17,10 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 from typing import Any
-
-import numpy as np
 
 from benchmarks import common
 
@@ -66,18 +63,30 @@ def point(kind: str, S: int, strategy: str) -> dict[str, Any]:
         config = bstep.jtricks_config("cnn")
         shape = (28, 28, 1)
         x_all, y_all = jnp.asarray(x), jnp.asarray(y)
-        step = jpop.population_map(train.make_train_step(config), strategy=strategy.split("_")[0],
-                                   in_axes=(0, None, None, 0), serialize=strategy.endswith("_serial"))
+        step = jpop.population_map(
+            train.make_train_step(config),
+            strategy=strategy.split("_")[0],
+            in_axes=(0, None, None, 0),
+            serialize=strategy.endswith("_serial"),
+        )
         idx = jnp.zeros((S, 64), jnp.int32)
         fn = jax.jit(lambda s: step(s, x_all, y_all, idx), donate_argnums=0)
     hp = train.as_arrays(train.validate_hparams(config, {"learning_rate": 1e-3}))
     baseline = _rss_mib()
     init = jax.jit(jax.vmap(lambda k, h: train.init_state(config, k, h, shape)))
-    state = init(jnp.stack([jax.random.PRNGKey(i) for i in range(S)]), {k: jnp.broadcast_to(v, (S,)) for k, v in hp.items()})
+    state = init(
+        jnp.stack([jax.random.PRNGKey(i) for i in range(S)]), {k: jnp.broadcast_to(v, (S,)) for k, v in hp.items()}
+    )
     for _ in range(2):
         state, m = fn(state)
     jax.block_until_ready((state, m))
-    return {"kind": kind, "S": S, "strategy": strategy, "baseline_mib": round(baseline, 1), "peak_mib": round(_rss_mib(), 1)}
+    return {
+        "kind": kind,
+        "S": S,
+        "strategy": strategy,
+        "baseline_mib": round(baseline, 1),
+        "peak_mib": round(_rss_mib(), 1),
+    }
 
 
 def run_memory(*, quick: bool, verbose: bool = True) -> dict[str, Any]:
@@ -94,8 +103,12 @@ def run_memory(*, quick: bool, verbose: bool = True) -> dict[str, Any]:
         key = f"{kind}/{strategy}"
         out[key] = {"points": pts, "per_member_mib": round(per_member, 3) if per_member is not None else None}
         if verbose:
-            print(f"[memory] {key}: " + ", ".join(f"S={p['S']} peak {p['peak_mib']} MiB" for p in pts)
-                  + f"; per member {out[key]['per_member_mib']} MiB", flush=True)
+            print(
+                f"[memory] {key}: "
+                + ", ".join(f"S={p['S']} peak {p['peak_mib']} MiB" for p in pts)
+                + f"; per member {out[key]['per_member_mib']} MiB",
+                flush=True,
+            )
     return out
 
 

@@ -20,7 +20,8 @@ PyTorch runs eagerly on the CPU with its fastest Adam (``fused=True`` where the 
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -123,7 +124,10 @@ def jax_runner(case: str, x: np.ndarray, y: np.ndarray) -> Callable[[int], None]
         dn = ("NHWC", "HWIO", "NHWC")
         h = xb
         for name in ("c0", "c1"):
-            h = jax.lax.conv_general_dilated(h, params[name]["w"], (1, 1), "VALID", dimension_numbers=dn) + params[name]["b"]
+            h = (
+                jax.lax.conv_general_dilated(h, params[name]["w"], (1, 1), "VALID", dimension_numbers=dn)
+                + params[name]["b"]
+            )
             h = _pool(jax.nn.relu(h))
         h = h.reshape(h.shape[0], -1)
         h = dropout(key, h)
@@ -170,9 +174,14 @@ def nnx_runner(case: str, x: np.ndarray, y: np.ndarray) -> Callable[[int], None]
     class MLP(nnx.Module):
         def __init__(self, rngs: nnx.Rngs) -> None:
             sizes = (784, *c["widths"], 10)
-            self.hidden = nnx.List([nnx.Linear(sizes[i], sizes[i + 1], use_bias=not c["bn"], rngs=rngs)
-                                    for i in range(len(sizes) - 2)])
-            self.bns = nnx.List([nnx.BatchNorm(w, momentum=0.9, epsilon=1e-5, rngs=rngs) for w in c["widths"]]) if c["bn"] else None
+            self.hidden = nnx.List(
+                [nnx.Linear(sizes[i], sizes[i + 1], use_bias=not c["bn"], rngs=rngs) for i in range(len(sizes) - 2)]
+            )
+            self.bns = (
+                nnx.List([nnx.BatchNorm(w, momentum=0.9, epsilon=1e-5, rngs=rngs) for w in c["widths"]])
+                if c["bn"]
+                else None
+            )
             self.drop = nnx.Dropout(c["dropout"], rngs=rngs) if c["dropout"] else None
             self.out = nnx.Linear(sizes[-2], sizes[-1], rngs=rngs)
 
@@ -242,7 +251,6 @@ def torch_adam_kind() -> str:
 
 
 def torch_model(case: str) -> Any:
-    import torch
     from torch import nn
 
     c = CASES[case]
@@ -259,14 +267,21 @@ def torch_model(case: str) -> Any:
         layers.append(nn.Linear(sizes[-2], sizes[-1]))
         return nn.Sequential(*layers)
     return nn.Sequential(
-        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Dropout(c["dropout"]), nn.Linear(1600, 10),
+        nn.Conv2d(1, 32, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Dropout(c["dropout"]),
+        nn.Linear(1600, 10),
     )
 
 
-def torch_runner(case: str, x: np.ndarray, y: np.ndarray, *, adam: str | None = None,
-                 threads: int = 2) -> Callable[[int], None]:
+def torch_runner(
+    case: str, x: np.ndarray, y: np.ndarray, *, adam: str | None = None, threads: int = 2
+) -> Callable[[int], None]:
     """PyTorch CPU eager, ``Adam(fused=True)`` (or ``foreach=True``); inputs NCHW for the CNN."""
     import torch
     import torch.nn.functional as F
@@ -277,7 +292,11 @@ def torch_runner(case: str, x: np.ndarray, y: np.ndarray, *, adam: str | None = 
     model = torch_model(case)
     model.train()
     kind = adam or torch_adam_kind()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, **({"fused": True} if kind == "fused" else {"foreach": True} if kind == "foreach" else {}))
+    opt = torch.optim.Adam(
+        model.parameters(),
+        lr=1e-3,
+        **({"fused": True} if kind == "fused" else {"foreach": True} if kind == "foreach" else {}),
+    )
     xt = torch.from_numpy(x)
     if case == "cnn":
         xt = xt.permute(0, 3, 1, 2).contiguous()

@@ -26,10 +26,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +43,8 @@ STEPS_PER_EPOCH = 40  # 4,000 MNIST-1D training examples / 100
 
 
 def mnist1d_arrays() -> tuple[np.ndarray, np.ndarray, str]:
-    """MNIST-1D training split (generated offline by the ``mnist1d`` package); random data of the same shape if unavailable."""
+    """MNIST-1D training split (generated offline by the ``mnist1d`` package); random data of the same shape if
+    unavailable."""
     try:
         from jtricks import data
 
@@ -60,15 +61,25 @@ def mnist1d_arrays() -> tuple[np.ndarray, np.ndarray, str]:
 def mlp_config(*, dropout: bool = False) -> Any:
     from jtricks import models, optim, train
 
-    return train.TrainConfig(model=models.mlp(MLP_WIDTHS, 10), optimizer=optim.OptimizerSpec("adam"), epochs=1,
-                             batch_size=MLP_BATCH, dropout=dropout, execution="scan")
+    return train.TrainConfig(
+        model=models.mlp(MLP_WIDTHS, 10),
+        optimizer=optim.OptimizerSpec("adam"),
+        epochs=1,
+        batch_size=MLP_BATCH,
+        dropout=dropout,
+        execution="scan",
+    )
 
 
 def _epoch_indices(n_members: int, n_train: int, seed: int = 0) -> np.ndarray:
     """``(S, K, B)`` batch indices: one permutation per member, K = STEPS_PER_EPOCH."""
     rng = np.random.default_rng(seed)
-    return np.stack([rng.permutation(n_train)[: STEPS_PER_EPOCH * MLP_BATCH].reshape(STEPS_PER_EPOCH, MLP_BATCH)
-                     for _ in range(n_members)]).astype(np.int32)
+    return np.stack(
+        [
+            rng.permutation(n_train)[: STEPS_PER_EPOCH * MLP_BATCH].reshape(STEPS_PER_EPOCH, MLP_BATCH)
+            for _ in range(n_members)
+        ]
+    ).astype(np.int32)
 
 
 def jtricks_mlp_population(S: int, x: np.ndarray, y: np.ndarray, *, config: Any = None) -> Callable[[int], None]:
@@ -100,8 +111,10 @@ def jax_mlp_population(S: int, x: np.ndarray, y: np.ndarray) -> Callable[[int], 
 
     def init(key: jax.Array) -> Any:
         ks = jax.random.split(key, len(sizes) - 1)
-        params = [{"w": jax.random.normal(k, (a, b)) * np.sqrt(2.0 / a), "b": jnp.zeros(b)}
-                  for k, a, b in zip(ks, sizes[:-1], sizes[1:])]
+        params = [
+            {"w": jax.random.normal(k, (a, b)) * np.sqrt(2.0 / a), "b": jnp.zeros(b)}
+            for k, a, b in zip(ks, sizes[:-1], sizes[1:])
+        ]
         return params, tx.init(params)
 
     x_all, y_all = jnp.asarray(x), jnp.asarray(y)
@@ -136,6 +149,7 @@ def jtricks_mlp_host_loop(x: np.ndarray, y: np.ndarray) -> Callable[[int], None]
     x_all, y_all = jnp.asarray(x), jnp.asarray(y)
     idx = _epoch_indices(1, len(x))[0]
     batches = [jnp.asarray(b) for b in idx]
+
     def epoch(s: Any, _: int) -> tuple[Any, Any]:
         m = None
         for b in batches:
@@ -186,10 +200,15 @@ def run_mlp(*, quick: bool, sizes: tuple[int, ...] = (1, 4, 16, 64, 256), verbos
         if not quick:  # 2 threads: far slower than 1 for this tiny model when the cores are shared
             seq[f"torch sequential ({adam})"] = torch_mlp_sequential(x, y, adam)
         seq[f"torch sequential ({adam}, 1 thread)"] = torch_mlp_sequential(x, y, adam, threads=1)
-    seq_rates = {k: v.scaled(K) for k, v in common.measure(seq, steps=1, blocks=blocks, warmup=1,
-                                                           min_block_s=0.2 if quick else 0.5).items()}
+    seq_rates = {
+        k: v.scaled(K)
+        for k, v in common.measure(seq, steps=1, blocks=blocks, warmup=1, min_block_s=0.2 if quick else 0.5).items()
+    }
     if verbose:
-        print("[population] sequential: " + ", ".join(f"{k} {common.fmt_rate(v)}" for k, v in seq_rates.items()), flush=True)
+        print(
+            "[population] sequential: " + ", ".join(f"{k} {common.fmt_rate(v)}" for k, v in seq_rates.items()),
+            flush=True,
+        )
     pop: dict[int, Any] = {}
     base_j = seq_rates["jtricks sequential (scan)"].median
     # the faster torch configuration (2 threads or 1): the conservative baseline for the speedup
@@ -211,9 +230,14 @@ def run_mlp(*, quick: bool, sizes: tuple[int, ...] = (1, 4, 16, 64, 256), verbos
             "setup_s": round(setup_s, 2),
         }
         if verbose:
-            print(f"[population] S={S}: {common.fmt_rate(r)} member-steps/s "
-                  f"(hand-written jax {common.fmt_rate(rj)}; x{pop[S]['speedup_vs_jtricks_sequential']} vs jtricks sequential"
-                  + (f", x{pop[S]['speedup_vs_torch_sequential']} vs torch" if base_t else "") + ")", flush=True)
+            print(
+                f"[population] S={S}: {common.fmt_rate(r)} member-steps/s "
+                f"(hand-written jax {common.fmt_rate(rj)}; "
+                f"x{pop[S]['speedup_vs_jtricks_sequential']} vs jtricks sequential"
+                + (f", x{pop[S]['speedup_vs_torch_sequential']} vs torch" if base_t else "")
+                + ")",
+                flush=True,
+            )
     return {
         "data": source,
         "model": "mlp 40-100-100-10, adam 1e-3, batch 100, 40 steps per scan",
@@ -262,7 +286,9 @@ def cnn_runner(S: int, strategy: str, x: np.ndarray, y: np.ndarray, *, model: An
     bs = 64
     nb = len(x) // bs
     rng = np.random.default_rng(0)
-    batches = [jnp.asarray(np.stack([rng.permutation(len(x))[:bs] for _ in range(S)]).astype(np.int32)) for _ in range(nb)]
+    batches = [
+        jnp.asarray(np.stack([rng.permutation(len(x))[:bs] for _ in range(S)]).astype(np.int32)) for _ in range(nb)
+    ]
     if strategy == "standalone":
         single = jax.jit(step_fn, donate_argnums=0)
         st = init(keys, hps)
@@ -279,8 +305,10 @@ def cnn_runner(S: int, strategy: str, x: np.ndarray, y: np.ndarray, *, model: An
 
         return run_s
     strat, serialize = (strategy.split("_")[0], strategy.endswith("_serial"))
-    fn = jax.jit(population.population_map(step_fn, strategy=strat, in_axes=(0, None, None, 0), serialize=serialize),
-                 donate_argnums=0)
+    fn = jax.jit(
+        population.population_map(step_fn, strategy=strat, in_axes=(0, None, None, 0), serialize=serialize),
+        donate_argnums=0,
+    )
     holder = [init(keys, hps)]
 
     def run(n: int) -> None:
@@ -324,8 +352,14 @@ def cnn_point(S: int, variants: list[str], *, quick: bool) -> dict[str, Any]:
     return {"S": S, "data": source, "variants": out}
 
 
-def run_cnn(*, quick: bool, sizes: tuple[int, ...] = (1, 4, 16), variants: list[str] | None = None,
-            flags: dict[str, str] | None = None, verbose: bool = True) -> dict[str, Any]:
+def run_cnn(
+    *,
+    quick: bool,
+    sizes: tuple[int, ...] = (1, 4, 16),
+    variants: list[str] | None = None,
+    flags: dict[str, str] | None = None,
+    verbose: bool = True,
+) -> dict[str, Any]:
     """CNN population: each S in a fresh subprocess (so XLA_FLAGS variants and memory do not leak)."""
     variants = variants or ["jtricks:standalone", "jtricks:vmap", "jtricks:unroll"]
     flags = flags or {"default": ""}
@@ -339,8 +373,14 @@ def run_cnn(*, quick: bool, sizes: tuple[int, ...] = (1, 4, 16), variants: list[
             res = common.run_subprocess_json("benchmarks.population", args, env=env, timeout=900)
             results.setdefault(fname, {"xla_flags": fl, "points": {}})["points"][str(S)] = res
             if verbose:
-                print(f"[population/cnn] {fname} S={S}: " + ", ".join(
-                    f"{k} {v['ms_per_member_step']} ms ({v.get('cost_vs_standalone', '-')}x)" for k, v in res["variants"].items()), flush=True)
+                print(
+                    f"[population/cnn] {fname} S={S}: "
+                    + ", ".join(
+                        f"{k} {v['ms_per_member_step']} ms ({v.get('cost_vs_standalone', '-')}x)"
+                        for k, v in res["variants"].items()
+                    ),
+                    flush=True,
+                )
     return results
 
 

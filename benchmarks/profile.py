@@ -14,15 +14,17 @@ import gzip
 import json
 import re
 import tempfile
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 
 __all__ = ["op_profile", "categorize", "summarize"]
 
 # Host-side / runtime events that are not XLA operations.
-_SKIP = re.compile(r"^(\$|ThunkExecutor|PjitFunction|CommonPjRt|SlinkyThreadPool|ParseArguments|"
-                   r"PjRt|TfrtCpu|Execute|xla::|jax::|tsl::|ProfilerSession)")
+_SKIP = re.compile(
+    r"^(\$|ThunkExecutor|PjitFunction|CommonPjRt|SlinkyThreadPool|ParseArguments|"
+    r"PjRt|TfrtCpu|Execute|xla::|jax::|tsl::|ProfilerSession)"
+)
 
 
 def op_profile(run: Callable[[int], None], steps: int = 20) -> dict[str, float]:

@@ -37,18 +37,30 @@ def run_profiles(verbose: bool = True) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     x, y = ref.synthetic_data("mlp", 16)
-    for name, run in (("mlp step jtricks", bstep.jtricks_runner("mlp", x, y)), ("mlp step jax+optax", ref.jax_runner("mlp", x, y))):
+    for name, run in (
+        ("mlp step jtricks", bstep.jtricks_runner("mlp", x, y)),
+        ("mlp step jax+optax", ref.jax_runner("mlp", x, y)),
+    ):
         p = prof.op_profile(run, 30)
-        out[name] = {"unit": "us per step", "total": round(sum(p.values()), 1), "categories": prof.categorize(p),
-                     "top": prof.summarize(p, 10)}
+        out[name] = {
+            "unit": "us per step",
+            "total": round(sum(p.values()), 1),
+            "categories": prof.categorize(p),
+            "top": prof.summarize(p, 10),
+        }
     xm, ym, _ = bp.mnist1d_arrays()
     S, K = 16, bp.STEPS_PER_EPOCH
-    for name, run in ((f"mnist1d population S={S} jtricks", bp.jtricks_mlp_population(S, xm, ym)),
-                      (f"mnist1d population S={S} jax", bp.jax_mlp_population(S, xm, ym))):
+    for name, run in (
+        (f"mnist1d population S={S} jtricks", bp.jtricks_mlp_population(S, xm, ym)),
+        (f"mnist1d population S={S} jax", bp.jax_mlp_population(S, xm, ym)),
+    ):
         p = {k: v / (K * S) for k, v in prof.op_profile(run, 5).items()}
-        out[name] = {"unit": "us per member-step", "total": round(sum(p.values()), 2),
-                     "categories": {k: round(v, 2) for k, v in prof.categorize(p).items()},
-                     "top": [(k, round(v, 2)) for k, v in prof.summarize(p, 10)]}
+        out[name] = {
+            "unit": "us per member-step",
+            "total": round(sum(p.values()), 2),
+            "categories": {k: round(v, 2) for k, v in prof.categorize(p).items()},
+            "top": [(k, round(v, 2)) for k, v in prof.summarize(p, 10)],
+        }
     if verbose:
         for k, v in out.items():
             print(f"[profile] {k}: total {v['total']} {v['unit']}: {v['categories']}", flush=True)
@@ -60,9 +72,11 @@ def tables(res: dict[str, Any]) -> str:
     """The results as Markdown tables (what ``run`` prints and writes to the .md file)."""
     md: list[str] = []
     m = res["machine"]
-    md.append(f"Machine: {m['cpu']}, {m['cores']} cores, backend {m['backend']} ({m['device']}); "
-              f"load average {res['load_before']} before, {res['load_after']} after; mode {res['mode']}; "
-              f"{res['seconds']} s ({', '.join(f'{k} {v}' for k, v in res.get('section_seconds', {}).items())}).")
+    md.append(
+        f"Machine: {m['cpu']}, {m['cores']} cores, backend {m['backend']} ({m['device']}); "
+        f"load average {res['load_before']} before, {res['load_after']} after; mode {res['mode']}; "
+        f"{res['seconds']} s ({', '.join(f'{k} {v}' for k, v in res.get('section_seconds', {}).items())})."
+    )
     md.append("Versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()))
     peak = res.get("peak")
     if peak:
@@ -72,10 +86,21 @@ def tables(res: dict[str, Any]) -> str:
         rows = []
         for case, c in step["cases"].items():
             for fw, e in c["frameworks"].items():
-                rows.append([case, fw, common.fmt_rate(e["steps_per_s"]), f"{e['samples_per_s']:,.0f}",
-                             f"{e['ratio_to_jtricks']:.2f}", e["gflops"], e.get("fraction_of_peak", "")])
+                rows.append(
+                    [
+                        case,
+                        fw,
+                        common.fmt_rate(e["steps_per_s"]),
+                        f"{e['samples_per_s']:,.0f}",
+                        f"{e['ratio_to_jtricks']:.2f}",
+                        e["gflops"],
+                        e.get("fraction_of_peak", ""),
+                    ]
+                )
         md.append("\n**step** (steps/s: median [min–max]; ratio = framework / jtricks)\n")
-        md.append(common.markdown_table(["case", "framework", "steps/s", "samples/s", "ratio", "GFLOP/s", "of peak"], rows))
+        md.append(
+            common.markdown_table(["case", "framework", "steps/s", "samples/s", "ratio", "GFLOP/s", "of peak"], rows)
+        )
         if step.get("note"):
             md.append("\n" + step["note"])
     pop = res.get("population")
@@ -84,39 +109,78 @@ def tables(res: dict[str, Any]) -> str:
         rows = [[k, common.fmt_rate(v)] for k, v in p["sequential"].items()]
         md.append(f"\n**population / MNIST-1D MLP** ({p['model']}; data: {p['data']}), member-steps/s\n")
         md.append(common.markdown_table(["sequential runs", "member-steps/s"], rows))
-        rows = [[S, common.fmt_rate(v["member_steps_per_s"]), common.fmt_rate(v["handwritten_jax_member_steps_per_s"]),
-                 v["ratio_to_handwritten_jax"], v["speedup_vs_jtricks_sequential"], v["speedup_vs_jtricks_host_loop"],
-                 v["speedup_vs_torch_sequential"]] for S, v in p["population"].items()]
+        rows = [
+            [
+                S,
+                common.fmt_rate(v["member_steps_per_s"]),
+                common.fmt_rate(v["handwritten_jax_member_steps_per_s"]),
+                v["ratio_to_handwritten_jax"],
+                v["speedup_vs_jtricks_sequential"],
+                v["speedup_vs_jtricks_host_loop"],
+                v["speedup_vs_torch_sequential"],
+            ]
+            for S, v in p["population"].items()
+        ]
         md.append("")
-        md.append(common.markdown_table(["S", "jtricks population", "hand-written jax population", "jtricks / jax",
-                                         "× jtricks sequential", "× jtricks host loop", "× torch sequential"], rows))
+        md.append(
+            common.markdown_table(
+                [
+                    "S",
+                    "jtricks population",
+                    "hand-written jax population",
+                    "jtricks / jax",
+                    "× jtricks sequential",
+                    "× jtricks host loop",
+                    "× torch sequential",
+                ],
+                rows,
+            )
+        )
     if pop and "cnn" in pop:
         md.append("\n**population / notebook CNN** (batch 64), ms per member-step (cost vs standalone host loop)\n")
         rows = []
         for fname, f in pop["cnn"].items():
             for S, pt in f["points"].items():
                 for v, e in pt["variants"].items():
-                    rows.append([fname, S, v, e["ms_per_member_step"], e.get("cost_vs_standalone", ""), e["first_call_s"]])
-        md.append(common.markdown_table(["XLA flags", "S", "conv:strategy", "ms/member-step", "× standalone", "first call s"], rows))
+                    rows.append(
+                        [fname, S, v, e["ms_per_member_step"], e.get("cost_vs_standalone", ""), e["first_call_s"]]
+                    )
+        md.append(
+            common.markdown_table(
+                ["XLA flags", "S", "conv:strategy", "ms/member-step", "× standalone", "first call s"], rows
+            )
+        )
     comp = res.get("compile")
     if comp:
         rows = [[k, v["trace_lower_s"], v["compile_s"]] for k, v in comp["steps"].items()]
         rows += [[f"cnn population {k}", v["trace_lower_s"], v["compile_s"]] for k, v in comp["cnn_population"].items()]
         md.append("\n**compile** (seconds)\n")
         md.append(common.markdown_table(["program", "trace+lower s", "XLA compile s"], rows))
-        rows = [[g["model"], g["grid"], g["members"], json.dumps(g["compiles"]), g["one_per_function"], g["wall_s_1_epoch"]]
-                for g in comp["grids"]]
+        rows = [
+            [g["model"], g["grid"], g["members"], json.dumps(g["compiles"]), g["one_per_function"], g["wall_s_1_epoch"]]
+            for g in comp["grids"]
+        ]
         md.append("")
-        md.append(common.markdown_table(["grid", "factors", "members", "compilations", "1 per function", "wall s (1 epoch)"], rows))
+        md.append(
+            common.markdown_table(
+                ["grid", "factors", "members", "compilations", "1 per function", "wall s (1 epoch)"], rows
+            )
+        )
     mem = res.get("memory")
     if mem:
-        rows = [[k, ", ".join(f"S={p['S']}: {p['peak_mib']:.0f}" for p in v["points"]), v["per_member_mib"]] for k, v in mem.items()]
+        rows = [
+            [k, ", ".join(f"S={p['S']}: {p['peak_mib']:.0f}" for p in v["points"]), v["per_member_mib"]]
+            for k, v in mem.items()
+        ]
         md.append("\n**memory** (peak RSS MiB per population size; per member = largest slope)\n")
         md.append(common.markdown_table(["population", "peak RSS MiB", "MiB per member"], rows))
     prof = res.get("profile")
     if prof:
         md.append("\n**profile** (XLA CPU operation time, jax.profiler trace)\n")
-        rows = [[k, v["unit"], v["total"], ", ".join(f"{c} {t}" for c, t in v["categories"].items())] for k, v in prof.items()]
+        rows = [
+            [k, v["unit"], v["total"], ", ".join(f"{c} {t}" for c, t in v["categories"].items())]
+            for k, v in prof.items()
+        ]
         md.append(common.markdown_table(["program", "unit", "total", "by category"], rows))
     return "\n".join(md) + "\n"
 
@@ -127,7 +191,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--quick", action="store_true", help="fewer blocks and sizes (about 3 minutes on 2 cores)")
     ap.add_argument("--only", help=f"comma-separated subset of {','.join(ALL)}")
     ap.add_argument("--out", default=str(common.RESULTS_DIR), help="results folder")
-    ap.add_argument("--pop-sizes", help="MLP population sizes, e.g. 1,16,64,256,1024 (default: quick 16,64; full 1,4,16,64,256)")
+    ap.add_argument(
+        "--pop-sizes", help="MLP population sizes, e.g. 1,16,64,256,1024 (default: quick 16,64; full 1,4,16,64,256)"
+    )
     ap.add_argument("--cnn-sizes", help="CNN population sizes (default: quick 4; full 1,4,16)")
     args = ap.parse_args(argv)
     only = set(args.only.split(",")) if args.only else set(ALL) - ({"profile"} if args.quick else set())
@@ -165,15 +231,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         res["step"] = bstep.run_step(quick=quick, peak=res["peak"])
         done("step")
     if "population" in only:
-        pop_sizes = tuple(int(v) for v in args.pop_sizes.split(",")) if args.pop_sizes else (
-            (16, 64) if quick else (1, 4, 16, 64, 256))
-        cnn_sizes = tuple(int(v) for v in args.cnn_sizes.split(",")) if args.cnn_sizes else ((4,) if quick else (1, 4, 16))
+        pop_sizes = (
+            tuple(int(v) for v in args.pop_sizes.split(","))
+            if args.pop_sizes
+            else ((16, 64) if quick else (1, 4, 16, 64, 256))
+        )
+        cnn_sizes = (
+            tuple(int(v) for v in args.cnn_sizes.split(",")) if args.cnn_sizes else ((4,) if quick else (1, 4, 16))
+        )
         res["population"] = {"mlp": bpop.run_mlp(quick=quick, sizes=pop_sizes)}
         if quick:
             res["population"]["cnn"] = bpop.run_cnn(quick=True, sizes=cnn_sizes)
         else:
-            variants = ["jtricks:standalone", "jtricks:vmap", "jtricks:unroll", "jtricks:unroll_serial",
-                        "patches:vmap", "patches:unroll", "nchw:vmap"]
+            variants = [
+                "jtricks:standalone",
+                "jtricks:vmap",
+                "jtricks:unroll",
+                "jtricks:unroll_serial",
+                "patches:vmap",
+                "patches:unroll",
+                "nchw:vmap",
+            ]
             res["population"]["cnn"] = bpop.run_cnn(quick=False, sizes=cnn_sizes, variants=variants)
             flags = {
                 "concurrency_optimized_scheduler=false": "--xla_cpu_enable_concurrency_optimized_scheduler=false",
@@ -181,8 +259,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "no_ynn_fusion": "--xla_cpu_experimental_ynn_fusion_type=",
             }
             res["population"]["cnn_flags"] = bpop.run_cnn(
-                quick=False, sizes=(4,), variants=["jtricks:standalone", "jtricks:unroll", "jtricks:unroll_serial", "jtricks:vmap"],
-                flags=flags)
+                quick=False,
+                sizes=(4,),
+                variants=["jtricks:standalone", "jtricks:unroll", "jtricks:unroll_serial", "jtricks:vmap"],
+                flags=flags,
+            )
             res["population"]["cnn"].update(res["population"].pop("cnn_flags"))
         done("population")
     if "compile" in only:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -35,8 +36,14 @@ def jtricks_config(case: str) -> Any:
         model = models.mlp(c["widths"], 10, norm="batch" if c["bn"] else None, dropout_rate=c["dropout"])
     else:
         model = models.cnn(10, dropout_rate=c["dropout"])
-    return train.TrainConfig(model=model, optimizer=optim.OptimizerSpec("adam"), epochs=1, batch_size=c["batch"],
-                             dropout=c["dropout"] > 0, execution="loop")
+    return train.TrainConfig(
+        model=model,
+        optimizer=optim.OptimizerSpec("adam"),
+        epochs=1,
+        batch_size=c["batch"],
+        dropout=c["dropout"] > 0,
+        execution="loop",
+    )
 
 
 def jtricks_runner(case: str, x: np.ndarray, y: np.ndarray, *, population: int | None = None) -> Callable[[int], None]:
@@ -82,8 +89,9 @@ def matmul_peak(*, n: int = 2048, reps: int = 10, blocks: int = 5) -> dict[str, 
     return {"n": n, "gflops": g.as_dict()}
 
 
-def run_step(*, quick: bool, cases: tuple[str, ...] = tuple(ref.CASES), peak: dict[str, Any] | None = None,
-             verbose: bool = True) -> dict[str, Any]:
+def run_step(
+    *, quick: bool, cases: tuple[str, ...] = tuple(ref.CASES), peak: dict[str, Any] | None = None, verbose: bool = True
+) -> dict[str, Any]:
     """Time every framework on every case, interleaved; return rates, ratios and GFLOP/s."""
     steps, blocks = (3, 3) if quick else (10, 9)
     has_torch = common.torch_available()
@@ -99,7 +107,9 @@ def run_step(*, quick: bool, cases: tuple[str, ...] = tuple(ref.CASES), peak: di
         if has_torch:
             builders[f"torch({adam_kind})"] = lambda: ref.torch_runner(case, x, y, adam=adam_kind)
             if not quick:
-                builders[f"torch({adam_kind},1 thread)"] = lambda: ref.torch_runner(case, x, y, adam=adam_kind, threads=1)
+                builders[f"torch({adam_kind},1 thread)"] = lambda: ref.torch_runner(
+                    case, x, y, adam=adam_kind, threads=1
+                )
         runners: dict[str, Callable[[int], None]] = {}
         errors: dict[str, str] = {}
         for name, build in builders.items():

@@ -15,7 +15,10 @@ from jtricks.experiment import load_experiment
 EXPERIMENT = dataclasses.replace(
     load_experiment(str(Path(__file__).with_name("architectures.py"))),
     name="architectures_small",
-    description="MLP vs CNN vs CNN+BN vs ResNet-20 vs Inception on 10% of Fashion-MNIST (5,500 images), Adam, 15 epochs, 8 seeds",
+    description=(
+        "MLP vs CNN vs CNN+BN vs ResNet-20 vs Inception on 10% of Fashion-MNIST (5,500 images), "
+        "Adam, 15 epochs, 8 seeds"
+    ),
     n_train=5500,
     epochs=15,
     target=0.85,

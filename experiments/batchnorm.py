@@ -10,7 +10,10 @@ from jtricks.experiment import Experiment
 
 EXPERIMENT = Experiment(
     name="batchnorm",
-    description="with vs without batch norm x learning rate {0.003, 0.01, 0.03, 0.1, 0.3, 1}, MNIST-1D MLP 128x3, SGD+momentum, 8 seeds",
+    description=(
+        "with vs without batch norm x learning rate {0.003, 0.01, 0.03, 0.1, 0.3, 1}, MNIST-1D MLP 128x3, "
+        "SGD+momentum, 8 seeds"
+    ),
     dataset="mnist1d",
     preprocess="standardize",
     model="mlp",

@@ -14,7 +14,9 @@ from jtricks.experiment import Experiment
 
 EXPERIMENT = Experiment(
     name="dropout_fashion_cnn",
-    description="the dropout notebook: CNN on Fashion-MNIST, dropout {0, 0.2, 0.5, 0.8}, Adam, batch 64, 5 epochs, 8 seeds",
+    description=(
+        "the dropout notebook: CNN on Fashion-MNIST, dropout {0, 0.2, 0.5, 0.8}, Adam, batch 64, 5 epochs, 8 seeds"
+    ),
     dataset="fashion_mnist",
     preprocess="unit",
     n_val=5000,

@@ -14,7 +14,10 @@ from jtricks.experiment import Experiment
 
 EXPERIMENT = Experiment(
     name="lr_decay",
-    description="constant vs x0.98/epoch vs step (x0.9/epoch) vs cosine, MNIST-1D MLP 128-128, SGD+momentum at lr {0.01, 0.03, 0.1, 0.3, 1}, 8 seeds",
+    description=(
+        "constant vs x0.98/epoch vs step (x0.9/epoch) vs cosine, MNIST-1D MLP 128-128, "
+        "SGD+momentum at lr {0.01, 0.03, 0.1, 0.3, 1}, 8 seeds"
+    ),
     dataset="mnist1d",
     preprocess="standardize",
     model="mlp",

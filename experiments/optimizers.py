@@ -16,7 +16,10 @@ OPTIMIZERS = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "norm
 
 EXPERIMENT = Experiment(
     name="optimizers",
-    description="SGD, momentum, Nesterov, Adagrad, RMSProp, Adam, normalized SGD x 9 learning rates, MNIST-1D MLP 128-128, 8 seeds",
+    description=(
+        "SGD, momentum, Nesterov, Adagrad, RMSProp, Adam, normalized SGD x 9 learning rates, "
+        "MNIST-1D MLP 128-128, 8 seeds"
+    ),
     dataset="mnist1d",
     preprocess="standardize",
     model="mlp",

@@ -29,7 +29,10 @@ from jtricks.experiment import Experiment
 
 EXPERIMENT = Experiment(
     name="overfitting",
-    description="none vs L2 vs weight decay vs dropout vs early stopping vs EMA/SWA, 1,000 Fashion-MNIST images, MLP 256-256, 8 seeds",
+    description=(
+        "none vs L2 vs weight decay vs dropout vs early stopping vs EMA/SWA, "
+        "1,000 Fashion-MNIST images, MLP 256-256, 8 seeds"
+    ),
     dataset="fashion_mnist",
     preprocess="unit",
     n_train=1000,
@@ -55,7 +58,16 @@ EXPERIMENT = Experiment(
     ],
     seeds=8,
     train_eval=1000,
-    metrics=("test_acc", "avg_test_acc", "val_acc", "train_eval_acc", "train_acc", "val_loss", "test_loss", "train_loss"),
+    metrics=(
+        "test_acc",
+        "avg_test_acc",
+        "val_acc",
+        "train_eval_acc",
+        "train_acc",
+        "val_loss",
+        "test_loss",
+        "train_loss",
+    ),
 )
 
 
@@ -109,8 +121,10 @@ if __name__ == "__main__":
         exp = dataclasses.replace(exp, epochs=args.epochs)
     res = runner.run(exp, out_dir=args.out)
     table = ensemble_report(res, exp)
-    text = (f"# overfitting: ensemble of the seeds\n\nThe {exp.seeds} members of an arm (different seeds: initial weights, "
-            f"data order, dropout masks) averaged as an ensemble (mean softmax probabilities), test accuracy on the "
-            f"10,000 test images.\n\n{table}")
+    text = (
+        f"# overfitting: ensemble of the seeds\n\nThe {exp.seeds} members of an arm (different seeds: initial weights, "
+        f"data order, dropout masks) averaged as an ensemble (mean softmax probabilities), test accuracy on the "
+        f"10,000 test images.\n\n{table}"
+    )
     Path(args.out, "ensemble.md").write_text(text)
     print(text)

@@ -14,7 +14,10 @@ from jtricks.experiment import Experiment
 
 EXPERIMENT = Experiment(
     name="scaling",
-    description="raw [0,255] vs [0,1] vs [-1,1] vs standardized inputs, Fashion-MNIST MLP 784-128-10, SGD+momentum x 6 learning rates, 8 seeds",
+    description=(
+        "raw [0,255] vs [0,1] vs [-1,1] vs standardized inputs, Fashion-MNIST MLP 784-128-10, "
+        "SGD+momentum x 6 learning rates, 8 seeds"
+    ),
     dataset="fashion_mnist",
     n_train=10000,
     n_val=2000,
@@ -39,5 +42,7 @@ if __name__ == "__main__":
     from jtricks.data import float32_absorbs
 
     for small, big in ((1e-10, 1e10), (100.0, 1e10), (1000.0, 1e10), (1e-10, 1.0), (1e-6, 1.0)):
-        print(f"float32: {small:g} + {big:g} == {big:g}? {float32_absorbs(small, big)}   "
-              f"(float64: {float32_absorbs(small, big, np.float64)})")
+        print(
+            f"float32: {small:g} + {big:g} == {big:g}? {float32_absorbs(small, big)}   "
+            f"(float64: {float32_absorbs(small, big, np.float64)})"
+        )

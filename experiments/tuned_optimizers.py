@@ -14,7 +14,9 @@ from jtricks.tuning import Tune
 
 EXPERIMENT = Experiment(
     name="tuned_optimizers",
-    description="SGD, momentum, Adam, each with its learning rate tuned by successive halving, MNIST-1D MLP 128-128, 8 seeds",
+    description=(
+        "SGD, momentum, Adam, each with its learning rate tuned by successive halving, MNIST-1D MLP 128-128, 8 seeds"
+    ),
     dataset="mnist1d",
     preprocess="standardize",
     model="mlp",
@@ -22,8 +24,12 @@ EXPERIMENT = Experiment(
     epochs=8,
     batch_size=100,
     grid={"optimizer": ["sgd", "momentum", "adam"]},
-    tune=Tune(factors={"learning_rate": loguniform(1e-3, 1.0)}, samples=16,
-              halving=Halving(rungs=(2, 4), keep=0.5, metric="val_acc"), seeds=1),
+    tune=Tune(
+        factors={"learning_rate": loguniform(1e-3, 1.0)},
+        samples=16,
+        halving=Halving(rungs=(2, 4), keep=0.5, metric="val_acc"),
+        seeds=1,
+    ),
     seeds=8,
     metrics=("test_acc", "val_acc", "train_loss"),
 )

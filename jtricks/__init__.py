@@ -4,8 +4,10 @@ measures them (seed-replicated, vmapped ablations with confidence intervals).
 The package in layers, each importing only the ones below it::
 
     jtricks.cli                        the command line
-    jtricks.studies                    what wraps runs: tune-then-ablate, seeds until resolved, several processes, reproduce
-    jtricks.engine                     an experiment becomes compiled population programs: plan -> build -> execute -> write
+    jtricks.studies                    what wraps runs: tune-then-ablate, seeds until resolved, several processes,
+                                       reproduce
+    jtricks.engine                     an experiment becomes compiled population programs: plan -> build -> execute ->
+                                       write
     jtricks.results                    results folders, fingerprints, statistics, summaries, plots
     jtricks.data, jtricks.models       data sets and architectures sized to them
     jtricks.init, .norm, .dropout,     the tricks: small pure functions and optax transforms, the public face
@@ -33,8 +35,10 @@ __version__ = "0.1.0"
 #: Public name -> the module that holds it.
 MODULES: dict[str, str] = {
     # the tricks
-    **{name: f"jtricks.{name}" for name in ("init", "norm", "dropout", "optim", "hparams", "regularize",
-                                             "diagnostics", "losses", "metrics")},
+    **{
+        name: f"jtricks.{name}"
+        for name in ("init", "norm", "dropout", "optim", "hparams", "regularize", "diagnostics", "losses", "metrics")
+    },
     "data": "jtricks.data",
     "models": "jtricks.models",
     "adapters": "jtricks.models.adapters",
@@ -52,9 +56,24 @@ MODULES: dict[str, str] = {
     # the engine
     "engine": "jtricks.engine",
     "experiment": "jtricks.engine",
-    **{name: f"jtricks.engine.{name}" for name in ("train", "programs", "population", "prepare", "runner", "search",
-                                                    "pbt", "parts", "checkpoint", "saved", "callbacks", "runtime",
-                                                    "provenance")},
+    **{
+        name: f"jtricks.engine.{name}"
+        for name in (
+            "train",
+            "programs",
+            "population",
+            "prepare",
+            "runner",
+            "search",
+            "pbt",
+            "parts",
+            "checkpoint",
+            "saved",
+            "callbacks",
+            "runtime",
+            "provenance",
+        )
+    },
     # studies
     "studies": "jtricks.studies",
     **{name: f"jtricks.studies.{name}" for name in ("tuning", "sequential", "distributed", "reproduce")},
@@ -66,7 +85,8 @@ __all__ = ["__version__", "run", "load", *MODULES]
 
 def run(experiment: Any, **options: Any) -> Any:
     """Run an experiment (tuned, then compared, when it has ``tune``) and write its results folder:
-    :func:`jtricks.studies.run` (``out_dir=`` and the fields of :class:`jtricks.engine.options.RunOptions` as keywords)."""
+    :func:`jtricks.studies.run` (``out_dir=`` and the fields of :class:`jtricks.engine.options.RunOptions` as
+    keywords)."""
     from jtricks.studies import run as run_study
 
     return run_study(experiment, **options)

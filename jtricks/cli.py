@@ -15,7 +15,8 @@
 ``EXPERIMENT`` is a name from ``jtricks list`` or a path to an experiment file. Invalid settings are
 reported (exit code 2) before any data is loaded or anything compiles.
 
-Exit codes: 0 done (``reproduce``: the rerun is bit for bit, or within ``--tolerance``; 1 when it is not); 2 a user error (bad settings, bad paths, an experiment file that fails to import,
+Exit codes: 0 done (``reproduce``: the rerun is bit for bit, or within ``--tolerance``; 1 when it is not); 2 a user
+error (bad settings, bad paths, an experiment file that fails to import,
 broken data files, a checkpoint that does not match the command, a folder in use, a disk that is full):
 one line on stderr, the traceback only with ``--debug``; 130 interrupted (Ctrl-C), to be continued with
 ``--resume``.
@@ -28,8 +29,9 @@ import errno
 import logging
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 __all__ = ["main", "check_out_dir", "USER_ERRORS"]
 
@@ -41,77 +43,163 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError)
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
-    p = argparse.ArgumentParser(prog="jtricks", description="Seed-replicated ablations of classic deep-learning tricks.")
+    p = argparse.ArgumentParser(
+        prog="jtricks", description="Seed-replicated ablations of classic deep-learning tricks."
+    )
     sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", parents=[common], help="run an experiment (all arms x seeds) and write its results folder")
+    r = sub.add_parser(
+        "run", parents=[common], help="run an experiment (all arms x seeds) and write its results folder"
+    )
     r.add_argument("experiment", help="experiment name (see `jtricks list`) or path to an experiment .py file")
     r.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the experiment's)")
     r.add_argument("--epochs", type=int, default=None, help="number of epochs (default: the experiment's)")
     r.add_argument("--out", default=None, help="results folder (default: runs/<experiment>)")
-    r.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting: a field (optimizer=sgd), a model argument (model.norm=batch), "
-                        "a hyperparameter (learning_rate=0.01); a list sweeps the key as a grid factor "
-                        "(learning_rate=[0.001,0.01]). A key whose one value is a list (model.widths=[64,64]) "
-                        "is swept with a list of lists (model.widths=[[64],[64,64]])")
+    r.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting: a field (optimizer=sgd), a model argument (model.norm=batch), "
+        "a hyperparameter (learning_rate=0.01); a list sweeps the key as a grid factor "
+        "(learning_rate=[0.001,0.01]). A key whose one value is a list (model.widths=[64,64]) "
+        "is swept with a list of lists (model.widths=[[64],[64,64]])",
+    )
     r.add_argument("--max-members", type=int, default=None, help="largest population compiled at once (chunks)")
-    r.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run from its checkpoints (exit 2 if they were made with other settings)")
+    r.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from its checkpoints (exit 2 if they were made with other settings)",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--no-plot", action="store_true", help="do not write curves.png")
-    r.add_argument("--compile-workers", type=int, default=None, metavar="N",
-                   help="compile the static groups' programs ahead of time, N at once (default: min(groups, cores/2); 1: on first use)")
+    r.add_argument(
+        "--compile-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help=(
+            "compile the static groups' programs ahead of time, N at once "
+            "(default: min(groups, cores/2); 1: on first use)"
+        ),
+    )
     r.add_argument("--no-checkpoint", action="store_true", help="no per-epoch checkpoints (no --resume possible)")
-    r.add_argument("--compile-cache", default=None, metavar="DIR",
-                   help="persistent compilation cache folder (default: $JTRICKS_COMPILE_CACHE, $JAX_COMPILATION_CACHE_DIR "
-                        "or ~/.cache/jtricks/xla)")
+    r.add_argument(
+        "--compile-cache",
+        default=None,
+        metavar="DIR",
+        help="persistent compilation cache folder (default: $JTRICKS_COMPILE_CACHE, $JAX_COMPILATION_CACHE_DIR "
+        "or ~/.cache/jtricks/xla)",
+    )
     r.add_argument("--no-compile-cache", action="store_true", help="compile every program afresh (no persistent cache)")
-    r.add_argument("--numerics", choices=("portable", "native"), default="portable",
-                   help="portable (default): the same bits on every x86-64 CPU from AVX2 up; native: XLA's fastest "
-                        "kernels for this CPU, numbers exact on this machine only (docs/engine.md)")
-    r.add_argument("--cpu-devices", type=int, default=None, metavar="N",
-                   help="XLA CPU devices the population is sharded over (default: one per core; 1: a single device)")
-    r.add_argument("--until-resolved", type=int, default=None, metavar="MAX",
-                   help="add seeds in batches of --seeds until every comparison is resolved (adjusted, with alpha "
-                        "spent across the looks) or MAX seeds are reached (see jtricks.sequential)")
-    r.add_argument("--spending", choices=("obf", "bonferroni"), default="obf",
-                   help="how --until-resolved spends alpha over its looks (default: O'Brien-Fleming-type)")
-    r.add_argument("--no-save-models", action="store_true", help="do not save the trained members' weights to DIR/models")
-    r.add_argument("--tensorboard", nargs="?", const="member", default=None, choices=("member", "arm"),
-                   help="write TensorBoard event files to DIR/tensorboard: one run per member (default, live) or per "
-                        "arm (mean and confidence band, at the end); needs tensorboardX")
-    r.add_argument("--part", default=None, metavar="I/N",
-                   help="run only part I of N of the members (by arm and seed) into its own folder "
-                        "(default runs/<experiment>-partIofN); combine the parts with `jtricks merge`")
-    r.add_argument("--processes", default=None, metavar="N|auto",
-                   help="run over N processes with JAX's distributed runtime (env JAX_NUM_PROCESSES; `auto`: JAX "
-                        "detects SLURM, Open MPI, TPU pods; a multi-task srun step is detected without it); "
-                        "process 0 writes the results folder")
-    r.add_argument("--coordinator", default=None, metavar="HOST:PORT",
-                   help="address of process 0 (env JAX_COORDINATOR_ADDRESS)")
+    r.add_argument(
+        "--numerics",
+        choices=("portable", "native"),
+        default="portable",
+        help="portable (default): the same bits on every x86-64 CPU from AVX2 up; native: XLA's fastest "
+        "kernels for this CPU, numbers exact on this machine only (docs/engine.md)",
+    )
+    r.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=None,
+        metavar="N",
+        help="XLA CPU devices the population is sharded over (default: one per core; 1: a single device)",
+    )
+    r.add_argument(
+        "--until-resolved",
+        type=int,
+        default=None,
+        metavar="MAX",
+        help="add seeds in batches of --seeds until every comparison is resolved (adjusted, with alpha "
+        "spent across the looks) or MAX seeds are reached (see jtricks.sequential)",
+    )
+    r.add_argument(
+        "--spending",
+        choices=("obf", "bonferroni"),
+        default="obf",
+        help="how --until-resolved spends alpha over its looks (default: O'Brien-Fleming-type)",
+    )
+    r.add_argument(
+        "--no-save-models", action="store_true", help="do not save the trained members' weights to DIR/models"
+    )
+    r.add_argument(
+        "--tensorboard",
+        nargs="?",
+        const="member",
+        default=None,
+        choices=("member", "arm"),
+        help="write TensorBoard event files to DIR/tensorboard: one run per member (default, live) or per "
+        "arm (mean and confidence band, at the end); needs tensorboardX",
+    )
+    r.add_argument(
+        "--part",
+        default=None,
+        metavar="I/N",
+        help="run only part I of N of the members (by arm and seed) into its own folder "
+        "(default runs/<experiment>-partIofN); combine the parts with `jtricks merge`",
+    )
+    r.add_argument(
+        "--processes",
+        default=None,
+        metavar="N|auto",
+        help="run over N processes with JAX's distributed runtime (env JAX_NUM_PROCESSES; `auto`: JAX "
+        "detects SLURM, Open MPI, TPU pods; a multi-task srun step is detected without it); "
+        "process 0 writes the results folder",
+    )
+    r.add_argument(
+        "--coordinator", default=None, metavar="HOST:PORT", help="address of process 0 (env JAX_COORDINATOR_ADDRESS)"
+    )
     r.add_argument("--process-id", default=None, metavar="I", help="this process's id, 0..N-1 (env JAX_PROCESS_ID)")
     sub.add_parser("list", parents=[common], help="list the experiments")
-    rep = sub.add_parser("report", parents=[common], help="re-render summary.md/csv and curves.png of a finished results folder")
+    rep = sub.add_parser(
+        "report", parents=[common], help="re-render summary.md/csv and curves.png of a finished results folder"
+    )
     rep.add_argument("dir")
-    mer = sub.add_parser("merge", parents=[common],
-                         help="merge the part folders of one run (`jtricks run --part I/N`) into one results folder")
+    mer = sub.add_parser(
+        "merge",
+        parents=[common],
+        help="merge the part folders of one run (`jtricks run --part I/N`) into one results folder",
+    )
     mer.add_argument("out", help="the merged results folder")
     mer.add_argument("parts", nargs="+", metavar="PART_DIR", help="the part folders, every part 1..N once")
     mer.add_argument("--no-plot", action="store_true", help="do not write curves.png")
-    rp = sub.add_parser("reproduce", parents=[common],
-                        help="rerun a results folder from its manifest and compare member by member (exit 0: bit for bit, "
-                             "or within --tolerance)")
+    rp = sub.add_parser(
+        "reproduce",
+        parents=[common],
+        help="rerun a results folder from its manifest and compare member by member (exit 0: bit for bit, "
+        "or within --tolerance)",
+    )
     rp.add_argument("dir", help="a finished or published results folder")
-    rp.add_argument("--members", type=int, default=None, metavar="K",
-                    help="rerun only K members, seed by seed across the arms (each gives the rows it gives in the whole run)")
+    rp.add_argument(
+        "--members",
+        type=int,
+        default=None,
+        metavar="K",
+        help="rerun only K members, seed by seed across the arms (each gives the rows it gives in the whole run)",
+    )
     rp.add_argument("--arms", default=None, metavar="A,B", help="rerun only these arms (comma-separated names)")
     rp.add_argument("--out", default=None, help="keep the rerun's results folder here (with reproduce.json)")
-    rp.add_argument("--tolerance", type=float, default=0.0, metavar="ULP",
-                    help="largest difference in float32 units in the last place still counted as reproduced (default 0)")
+    rp.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.0,
+        metavar="ULP",
+        help="largest difference in float32 units in the last place still counted as reproduced (default 0)",
+    )
     rp.add_argument("--quiet", action="store_true", help="no progress bar")
-    rp.add_argument("--cpu-devices", type=int, default=None, metavar="N",
-                    help="XLA CPU devices (default: one per core; the numbers do not depend on it)")
-    pub = sub.add_parser("publish", parents=[common],
-                         help="copy a finished run's results (not its models) to DEST, metrics.csv xz-compressed when large")
+    rp.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=None,
+        metavar="N",
+        help="XLA CPU devices (default: one per core; the numbers do not depend on it)",
+    )
+    pub = sub.add_parser(
+        "publish",
+        parents=[common],
+        help="copy a finished run's results (not its models) to DEST, metrics.csv xz-compressed when large",
+    )
     pub.add_argument("run_dir")
     pub.add_argument("dest")
     return p
@@ -166,16 +254,19 @@ def _resume_plan(out: Path, args: argparse.Namespace) -> str | None:
     if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
         return None
     if (out / "manifest.json").is_file():
-        print(f"jtricks run: {out} holds a finished run, nothing to resume; re-render it with `jtricks report {out}` "
-              "or run without --resume to start over", file=sys.stderr)
+        print(
+            f"jtricks run: {out} holds a finished run, nothing to resume; re-render it with `jtricks report {out}` "
+            "or run without --resume to start over",
+            file=sys.stderr,
+        )
         return "done"
     print(f"jtricks run: no checkpoints in {out}; nothing to resume, starting from epoch 0", file=sys.stderr)
     return None
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from jtricks.studies import distributed as jdistributed
     from jtricks.engine import runtime as jruntime
+    from jtricks.studies import distributed as jdistributed
 
     if args.no_compile_cache and args.compile_cache:
         raise ValueError("--compile-cache and --no-compile-cache contradict each other; give one")
@@ -185,16 +276,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # before the experiment file is imported: the device flag only counts before JAX's backends start; one CPU
     # device per process when several processes share the machine's cores (unless asked otherwise)
     cpu_devices = args.cpu_devices if args.cpu_devices is not None or cluster is None else 1
-    with jruntime.configured(compile_cache=False if args.no_compile_cache else (args.compile_cache or True), cpu_devices=cpu_devices,
-                            numerics=args.numerics):
+    with jruntime.configured(
+        compile_cache=False if args.no_compile_cache else (args.compile_cache or True),
+        cpu_devices=cpu_devices,
+        numerics=args.numerics,
+    ):
         return _run_configured(args, cluster)
 
 
 def _run_configured(args: argparse.Namespace, cluster: Any) -> int:
     """``jtricks run`` once the runtime is set (:func:`_cmd_run`): load, validate, run, print the summary."""
-    from jtricks.studies import distributed as jdistributed
     from jtricks.engine import settings as jsettings
     from jtricks.engine import validation as jvalidation
+    from jtricks.studies import distributed as jdistributed
 
     if cluster is not None:
         if args.part is not None:
@@ -217,7 +311,9 @@ def _run_configured(args: argparse.Namespace, cluster: Any) -> int:
     out = Path(args.out) if args.out else Path("runs") / default
     check_out_dir(out)
     if args.until_resolved is not None and (cluster is not None or part is not None):
-        raise ValueError("--until-resolved adds seeds to one whole run; it cannot be combined with --part or several processes")
+        raise ValueError(
+            "--until-resolved adds seeds to one whole run; it cannot be combined with --part or several processes"
+        )
     if cluster is not None:
         return _run_processes(exp, len(arms), out, args)
     if args.resume and _resume_plan(out, args) == "done":
@@ -237,12 +333,25 @@ def _run_configured(args: argparse.Namespace, cluster: Any) -> int:
     print(f"{exp.name}: {len(arms)} arms x {exp.seeds} seeds, {exp.epochs} epochs -> {out}", file=sys.stderr)
     if args.until_resolved is not None:
         return _run_until_resolved(exp, out, args)
-    res = run_study(exp, out_dir=out, resume=args.resume, max_members=args.max_members, progress=not args.quiet,
-                    plot=not args.no_plot, checkpoint=not args.no_checkpoint, save_models=not args.no_save_models,
-                    callbacks=callbacks, compile_workers=args.compile_workers, part=part, numerics=args.numerics)
+    res = run_study(
+        exp,
+        out_dir=out,
+        resume=args.resume,
+        max_members=args.max_members,
+        progress=not args.quiet,
+        plot=not args.no_plot,
+        checkpoint=not args.no_checkpoint,
+        save_models=not args.no_save_models,
+        callbacks=callbacks,
+        compile_workers=args.compile_workers,
+        part=part,
+        numerics=args.numerics,
+    )
     if part is not None:
-        print(f"done in {res.wall_time_s:.1f}s: part {part} ({len(res.member_rows)} members); "
-              f"results in {out}; merge the parts with `jtricks merge OUT PART_DIRS...`")
+        print(
+            f"done in {res.wall_time_s:.1f}s: part {part} ({len(res.member_rows)} members); "
+            f"results in {out}; merge the parts with `jtricks merge OUT PART_DIRS...`"
+        )
         return 0
     metric = res.metrics[0]
     print(jrendering.format_summary_table(res.summary, metric, res.directions))
@@ -262,17 +371,30 @@ def _run_until_resolved(exp: Any, out: Path, args: argparse.Namespace) -> int:
     from jtricks.results import rendering as jrendering
     from jtricks.studies import sequential as jsequential
 
-    res, record = jsequential.run_until_resolved(exp, args.until_resolved, out_dir=out, rule=args.spending,
-                                                progress=not args.quiet, plot=not args.no_plot,
-                                                max_members=args.max_members, numerics=args.numerics)
+    res, record = jsequential.run_until_resolved(
+        exp,
+        args.until_resolved,
+        out_dir=out,
+        rule=args.spending,
+        progress=not args.quiet,
+        plot=not args.no_plot,
+        max_members=args.max_members,
+        numerics=args.numerics,
+    )
     print(jrendering.format_summary_table(res.summary, record["metric"], res.directions))
     for look in record["looks"]:
-        open_ = [a for a, c in look["comparisons"].items() if c["verdict"] not in ("better", "worse", "higher", "lower")]
-        print(f"look at {look['seeds']} seeds (alpha {look['alpha']:.3g}): "
-              + ("all resolved" if not open_ else f"unresolved: {', '.join(open_)}"))
+        open_ = [
+            a for a, c in look["comparisons"].items() if c["verdict"] not in ("better", "worse", "higher", "lower")
+        ]
+        print(
+            f"look at {look['seeds']} seeds (alpha {look['alpha']:.3g}): "
+            + ("all resolved" if not open_ else f"unresolved: {', '.join(open_)}")
+        )
     need = ", ".join(f"{a}: {n if n is not None else 'not resolved'}" for a, n in record["first_resolved_at"].items())
-    print(f"seeds at which each comparison was first resolved: {need}; stopped at {record['stopped_at']} seeds; "
-          f"results in {out}")
+    print(
+        f"seeds at which each comparison was first resolved: {need}; stopped at {record['stopped_at']} seeds; "
+        f"results in {out}"
+    )
     return 0
 
 
@@ -280,24 +402,39 @@ def _run_processes(exp: Any, n_arms: int, out: Path, args: argparse.Namespace) -
     """``jtricks run`` as one of several processes (:mod:`jtricks.distributed`); process 0 prints the summary."""
     import jax
 
-    from jtricks.studies import distributed as jdistributed
     from jtricks.results import rendering as jrendering
+    from jtricks.studies import distributed as jdistributed
 
     if args.resume and args.no_checkpoint:
         raise ValueError("--resume needs the checkpoints; it cannot be combined with --no-checkpoint")
     index, count = jax.process_index(), jax.process_count()
-    print(f"{exp.name}: {n_arms} arms x {exp.seeds} seeds, {exp.epochs} epochs -> {out} (process {index} of {count})",
-          file=sys.stderr)
-    res, merged = jdistributed.run(exp, out, plot=not args.no_plot, resume=args.resume, max_members=args.max_members,
-                                  progress=not args.quiet, checkpoint=not args.no_checkpoint,
-                                  compile_workers=args.compile_workers, numerics=args.numerics)
+    print(
+        f"{exp.name}: {n_arms} arms x {exp.seeds} seeds, {exp.epochs} epochs -> {out} (process {index} of {count})",
+        file=sys.stderr,
+    )
+    res, merged = jdistributed.run(
+        exp,
+        out,
+        plot=not args.no_plot,
+        resume=args.resume,
+        max_members=args.max_members,
+        progress=not args.quiet,
+        checkpoint=not args.no_checkpoint,
+        compile_workers=args.compile_workers,
+        numerics=args.numerics,
+    )
     if merged is None:
-        print(f"process {index} of {count}: done in {res.wall_time_s:.1f}s ({len(res.member_rows)} members); "
-              f"process 0 writes the results to {out}")
+        print(
+            f"process {index} of {count}: done in {res.wall_time_s:.1f}s ({len(res.member_rows)} members); "
+            f"process 0 writes the results to {out}"
+        )
         return 0
     man = merged.manifest
     print(jrendering.format_summary_table(merged.summary, man["metrics"][0], man.get("directions")))
-    print(f"done: {n_arms} arms x {exp.seeds} seeds over {count} processes on {len(man['machines'])} machine(s); results in {out}")
+    print(
+        f"done: {n_arms} arms x {exp.seeds} seeds over {count} processes on {len(man['machines'])} machine(s); "
+        f"results in {out}"
+    )
     return 0
 
 
@@ -320,21 +457,25 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     manifest = merged.manifest
     print(jrendering.format_summary_table(merged.summary, manifest["metrics"][0], manifest.get("directions")))
     machines = ", ".join(sorted({str(m.get("host")) for m in manifest["machines"]}))
-    print(f"merged {manifest['split']['count']} parts ({len(manifest['arms'])} arms x {len(manifest['seeds'])} seeds, "
-          f"from {machines}) into {out}")
+    print(
+        f"merged {manifest['split']['count']} parts ({len(manifest['arms'])} arms x {len(manifest['seeds'])} seeds, "
+        f"from {machines}) into {out}"
+    )
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from jtricks.results import rendering as jrendering
     from jtricks.results import folders as jfolders
+    from jtricks.results import rendering as jrendering
 
     d = Path(args.dir)
     manifest = jfolders.check_complete(d)
     if isinstance(manifest.get("part"), dict):
         p = manifest["part"]
-        raise ValueError(f"{d} is part {p.get('index')}/{p.get('count')} of a run: merge the parts with "
-                         "`jtricks merge OUT PART_DIRS...`, then report OUT")
+        raise ValueError(
+            f"{d} is part {p.get('index')}/{p.get('count')} of a run: merge the parts with "
+            "`jtricks merge OUT PART_DIRS...`, then report OUT"
+        )
     rows = jrendering.render(d)
     metrics = sorted({r["metric"] for r in rows})
     for m in metrics[:1]:
@@ -358,8 +499,14 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         from jtricks.studies import reproduce as jreproduce
 
         arms = [a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None
-        rep = jreproduce.reproduce(args.dir, members=args.members, arms=arms, out_dir=args.out, tolerance=args.tolerance,
-                                  progress=not args.quiet)
+        rep = jreproduce.reproduce(
+            args.dir,
+            members=args.members,
+            arms=arms,
+            out_dir=args.out,
+            tolerance=args.tolerance,
+            progress=not args.quiet,
+        )
     print(rep.line)
     for what in rep.machines:
         print(f"  differs from the record: {what}")
@@ -436,9 +583,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not args.debug:
         _silence_shutdown_noise()
-    commands = {"list": lambda: _cmd_list(), "report": lambda: _cmd_report(args), "run": lambda: _cmd_run(args),
-                "merge": lambda: _cmd_merge(args), "publish": lambda: _cmd_publish(args),
-                "reproduce": lambda: _cmd_reproduce(args)}
+    commands = {
+        "list": lambda: _cmd_list(),
+        "report": lambda: _cmd_report(args),
+        "run": lambda: _cmd_run(args),
+        "merge": lambda: _cmd_merge(args),
+        "publish": lambda: _cmd_publish(args),
+        "reproduce": lambda: _cmd_reproduce(args),
+    }
     try:
         return commands[args.command]()
     except KeyboardInterrupt as e:
@@ -450,7 +602,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         at = f" at epoch {epoch}" if epoch is not None else ""
         hint = ""
         if args.command == "run":
-            hint = "; run it again (no checkpoints: --no-checkpoint)" if args.no_checkpoint else "; continue with --resume"
+            hint = (
+                "; run it again (no checkpoints: --no-checkpoint)" if args.no_checkpoint else "; continue with --resume"
+            )
         print(f"\njtricks {args.command}: interrupted{at}{hint}", file=sys.stderr)
         return 130
     except USER_ERRORS as e:

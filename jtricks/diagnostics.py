@@ -238,9 +238,7 @@ def param_stats(params: PyTree, *, group: str = "layer") -> dict[str, dict[str, 
     return _tree_stats(params, group, "param_stats")
 
 
-def update_ratios(
-    updates: PyTree, params: PyTree, *, eps: float = 1e-12, group: str = "layer"
-) -> dict[str, jax.Array]:
+def update_ratios(updates: PyTree, params: PyTree, *, eps: float = 1e-12, group: str = "layer") -> dict[str, jax.Array]:
     """Relative update size per layer: ``||delta theta|| / (||theta|| + eps)``.
 
     ``updates`` are the increments added to the parameters (optax's ``updates``, i.e.
@@ -334,9 +332,7 @@ def flag_codes(
     return out
 
 
-def flag_layers(
-    norms: Mapping[str, Any], *, vanishing: float = 1e-7, exploding: float = 1e4
-) -> dict[str, str]:
+def flag_layers(norms: Mapping[str, Any], *, vanishing: float = 1e-7, exploding: float = 1e4) -> dict[str, str]:
     """Host-side labels ``"ok"`` | ``"vanishing"`` | ``"exploding"`` per layer, over concrete values.
 
     Same rule as :func:`flag_codes`: non-finite or ``> exploding`` is ``"exploding"``,

@@ -75,8 +75,7 @@ def _check_rate(rate: Rate) -> bool:
 def _check_train(train: Any) -> bool:
     if not isinstance(train, (bool, np.bool_)):
         raise TypeError(
-            "`train` must be a Python bool (it selects the computation, so it is static), "
-            f"got {type(train).__name__}"
+            f"`train` must be a Python bool (it selects the computation, so it is static), got {type(train).__name__}"
         )
     return bool(train)
 
@@ -92,7 +91,8 @@ def uniform_bits16(key: jax.Array, shape: Sequence[int]) -> jax.Array:
 
     ``jax.random.bits(key, shape, jnp.uint16)`` spends one 64-bit hash per element; here the hash's 64
     output bits are cut into four 16-bit numbers: ``w = threefry_2x32(key, iota(m))`` with ``m = ⌈n/2⌉``
-    rounded up to even (``threefry_2x32`` hashes the pairs ``(i, i + m/2)``) and ``h = [w & 0xFFFF, w >> 16][:n]``, a quarter of the hashing (the dominant cost of dropout on a CPU).
+    rounded up to even (``threefry_2x32`` hashes the pairs ``(i, i + m/2)``) and ``h = [w & 0xFFFF, w >> 16][:n]``,
+    a quarter of the hashing (the dominant cost of dropout on a CPU).
     A function of the key and the shape alone, so a vmapped member draws exactly what a standalone call
     draws. Keys of other implementations than Threefry fall back to ``jax.random.bits``.
     """

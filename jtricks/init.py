@@ -124,9 +124,7 @@ def _check_scale(scale: Scale, name: str = "scale") -> Scale:
 
 def _check_distribution(distribution: str) -> NormalDistribution:
     if distribution not in ("truncated_normal", "normal"):
-        raise ValueError(
-            f"`distribution` must be one of 'truncated_normal', 'normal'; got {distribution!r}"
-        )
+        raise ValueError(f"`distribution` must be one of 'truncated_normal', 'normal'; got {distribution!r}")
     return distribution  # type: ignore[return-value]
 
 
@@ -189,9 +187,7 @@ def uniform(scale: Scale = 1.0) -> Initializer:
     ``variance_scaling(1/3, "fan_in", "uniform")``, whose limit is ``sqrt(3 * (1/3) / fan_in)``.
     """
     scale = _check_scale(scale)
-    return _scaled(
-        jax.nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"), scale, "uniform"
-    )
+    return _scaled(jax.nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"), scale, "uniform")
 
 
 def gaussian(scale: Scale = 1.0) -> Initializer:
@@ -357,7 +353,5 @@ def get(name: str, **kw: Any) -> Initializer:
     try:
         factory = _REGISTRY[name]
     except KeyError:
-        raise ValueError(
-            f"unknown initializer name {name!r}; known names: {', '.join(names())}"
-        ) from None
+        raise ValueError(f"unknown initializer name {name!r}; known names: {', '.join(names())}") from None
     return factory(**kw)

@@ -103,7 +103,8 @@ def cross_entropy(outputs: jax.Array, targets: jax.Array, hparams: Hparams | Non
 
 
 def smoothed_cross_entropy(outputs: jax.Array, targets: jax.Array, hparams: Hparams | None = None) -> jax.Array:
-    """``ℓ_i = −Σ_k q_ik log softmax(z_i)_k`` with ``q_i = (1 − ε)·onehot(y_i) + ε/K``, ``ε = hparams["label_smoothing"]``.
+    """``ℓ_i = −Σ_k q_ik log softmax(z_i)_k`` with ``q_i = (1 − ε)·onehot(y_i) + ε/K``,
+    ``ε = hparams["label_smoothing"]``.
 
     ``ε = 0`` gives :func:`cross_entropy` bit for bit (the smoothed target is then exactly the one-hot).
     Label smoothing: Szegedy et al. 2016, "Rethinking the Inception Architecture".
@@ -137,8 +138,9 @@ def mse(outputs: jax.Array, targets: jax.Array, hparams: Hparams | None = None) 
 #: The named losses.
 LOSSES: Mapping[str, Loss] = {
     "cross_entropy": Loss("cross_entropy", cross_entropy, "class", {}),
-    "smoothed_cross_entropy": Loss("smoothed_cross_entropy", smoothed_cross_entropy, "class",
-                                   {"label_smoothing": _DEFAULT_LABEL_SMOOTHING}),
+    "smoothed_cross_entropy": Loss(
+        "smoothed_cross_entropy", smoothed_cross_entropy, "class", {"label_smoothing": _DEFAULT_LABEL_SMOOTHING}
+    ),
     "binary_cross_entropy": Loss("binary_cross_entropy", binary_cross_entropy, "binary", {}),
     "mse": Loss("mse", mse, "real", {}),
 }
@@ -168,8 +170,13 @@ def _positional_arity(fn: Callable[..., Any]) -> int | None:
     return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
 
 
-def loss(fn: Callable[..., jax.Array], *, name: str | None = None, targets: str = "real",
-         hparams: Mapping[str, float] | None = None) -> Loss:
+def loss(
+    fn: Callable[..., jax.Array],
+    *,
+    name: str | None = None,
+    targets: str = "real",
+    hparams: Mapping[str, float] | None = None,
+) -> Loss:
     """Wrap a user callable as a :class:`Loss`.
 
     ``fn(outputs, targets, hparams) -> (B,)`` per-example losses; a two-argument ``fn(outputs, targets)``
@@ -194,7 +201,10 @@ def loss(fn: Callable[..., jax.Array], *, name: str | None = None, targets: str 
             raise ValueError(f"`hparams` must map names (str) to default numbers, got {k!r}: {v!r}")
     arity = _positional_arity(fn)
     if arity is not None and arity not in (2, 3):
-        raise TypeError(f"loss `{name}` must take (outputs, targets, hparams) or (outputs, targets); it takes {arity} positional arguments")
+        raise TypeError(
+            f"loss `{name}` must take (outputs, targets, hparams) or (outputs, targets); "
+            f"it takes {arity} positional arguments"
+        )
     if arity == 2:
         two = fn
         fn = lambda outputs, targets_, hparams_: two(outputs, targets_)  # noqa: E731
@@ -230,8 +240,15 @@ def check_hparams(loss_: Loss, values: Mapping[str, Any]) -> None:
     for name in loss_.hparams:
         if name in values and name in _HPARAM_RANGES:
             low, high, high_inclusive = _HPARAM_RANGES[name]
-            checks.check_number(name, values[name], low=low, high=high, high_inclusive=high_inclusive,
-                                arrays=True, where=f"loss {loss_.name!r}")
+            checks.check_number(
+                name,
+                values[name],
+                low=low,
+                high=high,
+                high_inclusive=high_inclusive,
+                arrays=True,
+                where=f"loss {loss_.name!r}",
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,31 +264,40 @@ def _check_shape(y: np.ndarray, num_outputs: int | None, where: str) -> None:
     per = _outputs_per_example(y)
     if num_outputs is not None and per != num_outputs:
         expected = f"({y.shape[0]},) or ({y.shape[0]}, 1)" if num_outputs == 1 else f"({y.shape[0]}, {num_outputs})"
-        raise ValueError(f"{where}: targets of shape {y.shape} give {per} value(s) per example but the model has "
-                         f"num_outputs={num_outputs}; expected shape {expected}")
+        raise ValueError(
+            f"{where}: targets of shape {y.shape} give {per} value(s) per example but the model has "
+            f"num_outputs={num_outputs}; expected shape {expected}"
+        )
 
 
 def _check_class(y: np.ndarray, num_outputs: int | None, where: str) -> None:
     if y.ndim != 1:
-        raise ValueError(f"{where}: class labels must have shape (B,) (one integer per example), got shape {y.shape}"
-                         + ("; one-hot targets? pass y.argmax(-1)" if y.ndim == 2 and y.shape[1] > 1 else ""))
+        raise ValueError(
+            f"{where}: class labels must have shape (B,) (one integer per example), got shape {y.shape}"
+            + ("; one-hot targets? pass y.argmax(-1)" if y.ndim == 2 and y.shape[1] > 1 else "")
+        )
     if np.issubdtype(y.dtype, np.floating) and not np.array_equal(y, np.round(y)):
         bad = y[y != np.round(y)][0].item()
-        raise ValueError(f"{where}: class labels must be integers, got {bad!r} (dtype {y.dtype}); "
-                         "regression targets? use loss='mse'")
+        raise ValueError(
+            f"{where}: class labels must be integers, got {bad!r} (dtype {y.dtype}); regression targets? use loss='mse'"
+        )
     lo, hi = y.min().item(), y.max().item()
     if lo < 0:
         raise ValueError(f"{where}: class labels must be >= 0, got min label {lo!r}")
     if num_outputs is not None and hi >= num_outputs:
-        raise ValueError(f"{where}: class labels must lie in [0, {num_outputs}) for a model with "
-                         f"num_outputs={num_outputs}; got max label {int(hi)}")
+        raise ValueError(
+            f"{where}: class labels must lie in [0, {num_outputs}) for a model with "
+            f"num_outputs={num_outputs}; got max label {int(hi)}"
+        )
 
 
 def _check_binary(y: np.ndarray, num_outputs: int | None, where: str) -> None:
     if not np.isin(y, (0, 1)).all():
         bad = y[~np.isin(y, (0, 1))].ravel()[0].item()
-        raise ValueError(f"{where}: binary targets must be 0 or 1, got {bad!r}"
-                         + ("; class labels? use loss='cross_entropy'" if float(bad).is_integer() else ""))
+        raise ValueError(
+            f"{where}: binary targets must be 0 or 1, got {bad!r}"
+            + ("; class labels? use loss='cross_entropy'" if float(bad).is_integer() else "")
+        )
     _check_shape(y, num_outputs, where)
 
 

@@ -192,8 +192,9 @@ def get(spec: str | Metric) -> Metric:
             return Metric(spec, True, _topk_stats(int(m.group(1))), _mean_finalize)
         raise ValueError(f"unknown metric {spec!r}; allowed: {_allowed()}, or a Metric from jtricks.metrics.metric")
     if callable(spec):
-        raise TypeError("a metric callable needs a name and a direction: "
-                        "jtricks.metrics.metric(fn, name=..., higher_is_better=...)")
+        raise TypeError(
+            "a metric callable needs a name and a direction: jtricks.metrics.metric(fn, name=..., higher_is_better=...)"
+        )
     raise TypeError(f"a metric must be a name or a Metric, got {type(spec).__name__}")
 
 
@@ -226,7 +227,7 @@ def metric(fn: Callable[[jax.Array, jax.Array], jax.Array], *, name: str, higher
 def _split_prefix(full_name: str) -> tuple[str, str]:
     for split in sorted(SPLITS + tuple(f"avg_{s}" for s in SPLITS), key=len, reverse=True):
         if full_name.startswith(split + "_"):
-            return split, full_name[len(split) + 1:]
+            return split, full_name[len(split) + 1 :]
     return "", full_name
 
 
@@ -247,8 +248,10 @@ def parse(full_name: str, custom: Mapping[str, Metric] | Sequence[str] = ()) -> 
         return "", full_name
     split, name = _split_prefix(full_name)
     if not split:
-        raise ValueError(f"metric {full_name!r} must start with a split: one of "
-                         f"{', '.join(s + '_' for s in SPLITS)} (or avg_val_, avg_test_), or be one of {', '.join(ENGINE_METRICS)}")
+        raise ValueError(
+            f"metric {full_name!r} must start with a split: one of "
+            f"{', '.join(s + '_' for s in SPLITS)} (or avg_val_, avg_test_), or be one of {', '.join(ENGINE_METRICS)}"
+        )
     if name not in custom:
         try:
             get(name)
@@ -284,8 +287,9 @@ def stat_widths(metrics: Sequence[Metric], outputs: Any, targets: Any, per_examp
     return tuple(int(jax.eval_shape(m.stats, outputs, targets, per_example_loss).shape[-1]) for m in metrics)
 
 
-def evaluate_totals(metrics: Sequence[Metric], outputs: jax.Array, targets: jax.Array,
-                    per_example_loss: jax.Array, mask: jax.Array) -> jax.Array:
+def evaluate_totals(
+    metrics: Sequence[Metric], outputs: jax.Array, targets: jax.Array, per_example_loss: jax.Array, mask: jax.Array
+) -> jax.Array:
     """``Σ_{i : mask_i} stats_i`` of every metric, concatenated: ``(Σ_m k_m,)`` float32.
 
     Masked-out (padding) rows are replaced by 0 with ``jnp.where`` (a NaN there cannot leak); the sum over
@@ -299,12 +303,14 @@ def evaluate_totals(metrics: Sequence[Metric], outputs: jax.Array, targets: jax.
     return jnum.pairwise_sum(jnp.where(keep, stats, 0.0), 0)
 
 
-def finalize_totals(metrics: Sequence[Metric], totals: jax.Array, n: Any, *, widths: Sequence[int]) -> dict[str, jax.Array]:
+def finalize_totals(
+    metrics: Sequence[Metric], totals: jax.Array, n: Any, *, widths: Sequence[int]
+) -> dict[str, jax.Array]:
     """``{metric.name: metric.finalize(its slice of totals, n)}`` (``widths`` from :func:`stat_widths`)."""
     if len(widths) != len(metrics):
         raise ValueError(f"`widths` must give one width per metric ({len(metrics)}), got {len(widths)}")
     out, start = {}, 0
     for m, w in zip(metrics, widths):
-        out[m.name] = m.finalize(totals[start:start + w], jnp.asarray(n, jnp.float32))
+        out[m.name] = m.finalize(totals[start : start + w], jnp.asarray(n, jnp.float32))
         start += w
     return out

@@ -8,8 +8,8 @@
 * :func:`weight_norm` (Salimans & Kingma, 2016): ``w = g * v / ||v||``.
 
 Every ``*_init`` returns ``(params, state)``, plain dicts of arrays (pytrees; ``state`` is ``{}``
-for the norms that keep no statistics), so they combine with any optimizer and any model library. Statistics are computed in at least float32 (``promote_types(x.dtype, float32)``) and
-the output has ``x``'s dtype.
+for the norms that keep no statistics), so they combine with any optimizer and any model library. Statistics are
+computed in at least float32 (``promote_types(x.dtype, float32)``) and the output has ``x``'s dtype.
 
 Example::
 
@@ -29,7 +29,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jtricks._core import checks
 from jtricks._core import numerics as jnum
@@ -123,8 +122,7 @@ def _batch_statistics(xc: jax.Array, axis_name: str | None) -> tuple[jax.Array, 
     return mean, var
 
 
-def _running_statistics(state: State, mean: jax.Array, var: jax.Array, momentum: float | jax.Array,
-                        cdt: Any) -> State:
+def _running_statistics(state: State, mean: jax.Array, var: jax.Array, momentum: float | jax.Array, cdt: Any) -> State:
     """``new = momentum * old + (1 - momentum) * batch`` for ``"mean"`` and ``"var"`` (computed in ``cdt``,
     stored in the state's dtypes), without gradient."""
     m = jnp.asarray(momentum, cdt)
@@ -187,9 +185,14 @@ def batch_norm(
     """
     train = _check_bool(train, "train")
     _check_features(
-        "batch_norm", x,
-        **{'params["scale"]': params["scale"], 'params["bias"]': params["bias"],
-           'state["mean"]': state["mean"], 'state["var"]': state["var"]},
+        "batch_norm",
+        x,
+        **{
+            'params["scale"]': params["scale"],
+            'params["bias"]': params["bias"],
+            'state["mean"]': state["mean"],
+            'state["var"]': state["var"],
+        },
     )
     _check_momentum(momentum)
     _check_eps(eps)
@@ -274,9 +277,7 @@ def group_norm_init(num_features: int, dtype: Any = jnp.float32) -> tuple[Params
     return layer_norm_init(num_features, dtype)
 
 
-def group_norm(
-    x: jax.Array, params: Params, *, num_groups: int = 32, eps: float | jax.Array = 1e-5
-) -> jax.Array:
+def group_norm(x: jax.Array, params: Params, *, num_groups: int = 32, eps: float | jax.Array = 1e-5) -> jax.Array:
     """Group normalization (Wu & He, 2018) for ``x`` of shape ``(N, ..., C)``.
 
     The ``C`` channels are split into ``num_groups`` contiguous groups; each example's mean and

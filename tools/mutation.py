@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -40,29 +39,58 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: target -> (module, fast test files, functions whose bodies are mutated; ``None``: the whole module).
 TARGETS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...] | None]] = {
-    "optim": (
-        "jtricks/optim.py",
-        ("tests/test_optim.py", "tests/test_optim_reference.py"),
-        (
-            "scale_by_adam", "trace_nesterov", "adamw", "scale_by_inverse_global_norm", "clip_by_global_norm",
-            "exponential_decay", "per_epoch_decay", "step_decay", "cosine_decay", "warmup_cosine",
-            "hparam_names", "default_hparams", "_schedule_from", "build_schedule", "_direction", "_make_factory",
-            "build",
-        ),
+    "optim_transforms": (
+        "jtricks/optim/_transforms.py",
+        ("tests/optim/test_optim.py", "tests/reference/test_optim_reference.py"),
+        ("scale_by_adam", "trace_nesterov", "adamw", "scale_by_inverse_global_norm", "clip_by_global_norm"),
+    ),
+    "optim_schedules": (
+        "jtricks/optim/_schedules.py",
+        ("tests/optim/test_optim.py", "tests/reference/test_optim_reference.py"),
+        ("exponential_decay", "per_epoch_decay", "step_decay", "cosine_decay", "warmup_cosine"),
+    ),
+    "optim_build": (
+        "jtricks/optim/_build.py",
+        ("tests/optim/test_optim.py", "tests/optim/test_optim_factories.py", "tests/reference/test_optim_reference.py"),
+        ("hparam_names", "default_hparams", "_schedule_from", "build_schedule", "_make_factory", "build"),
     ),
     "norm": (
         "jtricks/norm.py",
-        ("tests/test_norm_edges.py", "tests/test_norm.py", "tests/test_gradients.py"),
-        ("batch_norm_init", "batch_norm", "layer_norm_init", "layer_norm", "rms_norm_init", "rms_norm",
-         "group_norm", "_sum_sq_but_last", "weight_norm_init", "weight_norm"),
+        ("tests/tricks/test_norm_edges.py", "tests/tricks/test_norm.py", "tests/tricks/test_gradients.py"),
+        (
+            "batch_norm_init",
+            "batch_norm",
+            "layer_norm_init",
+            "layer_norm",
+            "rms_norm_init",
+            "rms_norm",
+            "group_norm",
+            "_sum_sq_but_last",
+            "weight_norm_init",
+            "weight_norm",
+        ),
     ),
-    "dropout": ("jtricks/dropout.py", ("tests/test_dropout.py", "tests/test_properties.py"), ("uniform_bits16", "_dropout", "dropout", "spatial_dropout")),
-    "init": ("jtricks/init.py", ("tests/test_init.py",), None),
+    "dropout": (
+        "jtricks/dropout.py",
+        ("tests/tricks/test_dropout.py", "tests/tricks/test_properties.py"),
+        ("uniform_bits16", "_dropout", "dropout", "spatial_dropout"),
+    ),
+    "init": ("jtricks/init.py", ("tests/tricks/test_init.py",), None),
     "train_step": (
-        "jtricks/train.py",
-        ("tests/test_train_step.py", "tests/test_reference_engine.py"),
-        ("loss_fn", "make_train_step", "guard_epoch", "chunk_totals", "finalize_evaluation", "make_evaluate", "early_stop",
-         "average", "finish_epoch", "run_epoch"),
+        "jtricks/engine/train.py",
+        ("tests/engine/test_train_step.py", "tests/reference/test_reference_engine.py"),
+        (
+            "loss_fn",
+            "make_train_step",
+            "guard_epoch",
+            "chunk_totals",
+            "finalize_evaluation",
+            "make_evaluate",
+            "early_stop",
+            "average",
+            "finish_epoch",
+            "run_epoch",
+        ),
     ),
 }
 
@@ -88,8 +116,9 @@ def _copy_tree(dest: Path, ref: str | None) -> None:
         archive = subprocess.run(["git", "archive", ref], cwd=ROOT, check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
         return
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
-                           capture_output=True, text=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.split()
     for f in files:
         src = ROOT / f
         if src.is_file():
@@ -116,7 +145,7 @@ def _config(work: Path, module: str, tests: tuple[str, ...], timeout: float) -> 
         f"timeout = {timeout}\n"
         "excluded-modules = []\n"
         f"test-command = {json.dumps(cmd)}\n\n"
-        "[cosmic-ray.distributor]\nname = \"local\"\n\n"
+        '[cosmic-ray.distributor]\nname = "local"\n\n'
         "[cosmic-ray.filters.operators-filter]\n"
         f"exclude-operators = [{excluded}]\n"
     )
@@ -136,8 +165,9 @@ def _skip_outside(session: Path, module: Path, functions: tuple[str, ...] | None
     with use_db(str(session), WorkDB.Mode.open) as db:
         for item in list(db.pending_work_items):
             if not any(m.start_pos[0] in keep for m in item.mutations):
-                db.set_result(item.job_id, WorkResult(output="outside the target functions",
-                                                       worker_outcome=WorkerOutcome.SKIPPED))
+                db.set_result(
+                    item.job_id, WorkResult(output="outside the target functions", worker_outcome=WorkerOutcome.SKIPPED)
+                )
 
 
 def _skip_all_but(session: Path, survivors: set[tuple[str, int]]) -> None:
@@ -148,8 +178,9 @@ def _skip_all_but(session: Path, survivors: set[tuple[str, int]]) -> None:
     with use_db(str(session), WorkDB.Mode.open) as db:
         for item in list(db.pending_work_items):
             if not any((m.operator_name, m.occurrence) in survivors for m in item.mutations):
-                db.set_result(item.job_id, WorkResult(output="killed in the earlier run",
-                                                       worker_outcome=WorkerOutcome.SKIPPED))
+                db.set_result(
+                    item.job_id, WorkResult(output="killed in the earlier run", worker_outcome=WorkerOutcome.SKIPPED)
+                )
 
 
 def _results(session: Path) -> list[dict]:
@@ -162,11 +193,17 @@ def _results(session: Path) -> list[dict]:
             if result.worker_outcome == WorkerOutcome.SKIPPED:
                 continue
             m = item.mutations[0]
-            rows.append({
-                "job": item.job_id, "operator": m.operator_name, "occurrence": m.occurrence,
-                "line": m.start_pos[0], "worker": getattr(result.worker_outcome, "value", result.worker_outcome),
-                "outcome": getattr(result.test_outcome, "value", result.test_outcome), "diff": result.diff or "",
-            })
+            rows.append(
+                {
+                    "job": item.job_id,
+                    "operator": m.operator_name,
+                    "occurrence": m.occurrence,
+                    "line": m.start_pos[0],
+                    "worker": getattr(result.worker_outcome, "value", result.worker_outcome),
+                    "outcome": getattr(result.test_outcome, "value", result.test_outcome),
+                    "diff": result.diff or "",
+                }
+            )
     return rows
 
 
@@ -184,11 +221,19 @@ def run_target(name: str, ref: str | None, out: Path, timeout: float, earlier: P
         cfg = _config(work, module, tests, timeout)
         session = work / "session.sqlite"
         bin_dir = Path(sys.executable).parent
-        env_run = dict(cwd=work, check=True, env={"PYTHONPATH": str(work), "PATH": f"{bin_dir}:/usr/bin:/bin",
-                                                  "JAX_PLATFORMS": "cpu", "HOME": str(Path.home()),
-                                                  # one compilation cache for every mutant of the target: a
-                                                  # program the mutant does not change is compiled once
-                                                  "JAX_COMPILATION_CACHE_DIR": str(work / ".xla-cache")})
+        env_run = dict(
+            cwd=work,
+            check=True,
+            env={
+                "PYTHONPATH": str(work),
+                "PATH": f"{bin_dir}:/usr/bin:/bin",
+                "JAX_PLATFORMS": "cpu",
+                "HOME": str(Path.home()),
+                # one compilation cache for every mutant of the target: a
+                # program the mutant does not change is compiled once
+                "JAX_COMPILATION_CACHE_DIR": str(work / ".xla-cache"),
+            },
+        )
         subprocess.run([str(bin_dir / "cosmic-ray"), "init", str(cfg), str(session)], **env_run)
         subprocess.run([str(bin_dir / "cr-filter-operators"), str(session), str(cfg)], **env_run)
         _skip_outside(session, work / module, functions)
@@ -204,9 +249,15 @@ def run_target(name: str, ref: str | None, out: Path, timeout: float, earlier: P
     killed = sum(r["outcome"] != "survived" for r in rows)
     survived = [r for r in rows if r["outcome"] == "survived"]
     summary = {
-        "target": name, "module": module, "tests": [t for t in tests if (ROOT / t).exists()] if ref is None else list(tests), "ref": ref or "working tree",
-        "mutants": len(rows), "killed": killed, "survived": len(survived),
-        "score": round(killed / len(rows), 4) if rows else None, "wall_s": round(time.perf_counter() - t0, 1),
+        "target": name,
+        "module": module,
+        "tests": [t for t in tests if (ROOT / t).exists()] if ref is None else list(tests),
+        "ref": ref or "working tree",
+        "mutants": len(rows),
+        "killed": killed,
+        "survived": len(survived),
+        "score": round(killed / len(rows), 4) if rows else None,
+        "wall_s": round(time.perf_counter() - t0, 1),
     }
     (out / f"{name}.json").write_text(json.dumps({"summary": summary, "mutants": rows}, indent=1) + "\n")
     return summary
@@ -223,10 +274,16 @@ def main(argv: list[str] | None = None) -> int:
     earlier = Path(args.survivors_of) if args.survivors_of else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    lines = ["| target | module | mutants | killed | survived | score | wall (s) |", "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| target | module | mutants | killed | survived | score | wall (s) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for name in args.targets:
         s = run_target(name, args.ref, out, args.timeout, earlier)
-        lines.append(f"| {name} | {s['module']} | {s['mutants']} | {s['killed']} | {s['survived']} | {s['score']} | {s['wall_s']} |")
+        lines.append(
+            f"| {name} | {s['module']} | {s['mutants']} | {s['killed']} | {s['survived']} | {s['score']} | "
+            f"{s['wall_s']} |"
+        )
         (out / "summary.md").write_text("\n".join(lines) + "\n")
         print(lines[-1], flush=True)
     return 0

@@ -8,7 +8,7 @@ folder's other published tables (``lr_sensitivity.md``: best learning rates; ``t
 ``ensemble.md``) are collected as text by :func:`published_triples`, and the paired differences between
 any two arms (and between a metric and its averaged-weights ``avg_`` twin) are recomputed from the
 published ``metrics.csv`` by :func:`paired_triples`, for the check of ``docs/results.md`` in
-``tests/test_verdicts.py``::
+``tests/results/test_verdicts.py``::
 
     python tools/verdicts.py                    # writes docs/results/verdicts.csv
     python tools/verdicts.py --out /tmp/v.csv
@@ -24,9 +24,31 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
-COLUMNS = ("experiment", "metric", "arm", "baseline", "n", "diverged", "mean", "ci_lo", "ci_hi",
-           "diff", "diff_lo", "diff_hi", "diff_n", "p_value", "p_adjusted", "adjust", "family", "verdict",
-           "div_rate", "div_lo", "div_hi", "itt_p", "at_best_mean")
+COLUMNS = (
+    "experiment",
+    "metric",
+    "arm",
+    "baseline",
+    "n",
+    "diverged",
+    "mean",
+    "ci_lo",
+    "ci_hi",
+    "diff",
+    "diff_lo",
+    "diff_hi",
+    "diff_n",
+    "p_value",
+    "p_adjusted",
+    "adjust",
+    "family",
+    "verdict",
+    "div_rate",
+    "div_lo",
+    "div_hi",
+    "itt_p",
+    "at_best_mean",
+)
 #: "0.843 [0.839, 0.846]" or "+0.169 [+0.146, +0.191]" (ASCII or Unicode minus)
 TRIPLE = re.compile(r"([+\-−]?\d+\.\d+) \[([+\-−]?\d+\.\d+), ([+\-−]?\d+\.\d+)\]")
 
@@ -37,7 +59,9 @@ def rows(results: Path = RESULTS) -> list[dict[str, str]]:
     for folder in sorted(p for p in results.iterdir() if (p / "summary.csv").is_file()):
         with (folder / "summary.csv").open(newline="", encoding="utf-8") as f:
             for r in csv.DictReader(f):
-                out.append({"experiment": folder.name, **{c: r.get(c, "") for c in COLUMNS[1:]}})  # "": an older summary
+                out.append(
+                    {"experiment": folder.name, **{c: r.get(c, "") for c in COLUMNS[1:]}}
+                )  # "": an older summary
     return out
 
 
@@ -56,7 +80,8 @@ def published_triples(folder: Path) -> list[tuple[float, float, float]]:
 
 
 def final_values(folder: Path) -> dict[tuple[str, str], dict[int, float]]:
-    """``{(arm, metric): {seed: value at the member's last epoch}}`` from the folder's metrics.csv (or metrics.csv.xz)."""
+    """``{(arm, metric): {seed: value at the member's last epoch}}`` from the folder's metrics.csv (or
+    metrics.csv.xz)."""
     from jtricks import report
 
     last: dict[tuple[str, str, int], tuple[int, float]] = {}
@@ -89,7 +114,7 @@ def paired_triples(folder: Path) -> list[tuple[float, float, float]]:
     found = []
     for group in by_base.values():
         for i, a in enumerate(group):
-            for b in group[i + 1:]:
+            for b in group[i + 1 :]:
                 seeds = sorted(set(cells[a]) & set(cells[b]))
                 if len(seeds) < 2:
                     continue

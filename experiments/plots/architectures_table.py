@@ -1,4 +1,4 @@
-"""Parameters, accuracy and training time per epoch of each architecture of one or more results folders.
+r"""Parameters, accuracy and training time per epoch of each architecture of one or more results folders.
 
 For every results folder given (e.g. ``architectures`` and ``architectures_small``) and every arm:
 the number of parameters (:func:`jtricks.models.count_params` of the arm's model on the data's input
@@ -10,7 +10,8 @@ without a timing record) it is measured here instead: the jitted, vmapped train 
 (:func:`jtricks.train.make_train_step`) of ``--members`` members timed over N steps after a warm-up,
 times the steps per epoch (training only). Writes ``table.md`` into ``--out``::
 
-    python experiments/plots/architectures_table.py runs/architectures runs/architectures_small --out docs/results/architectures
+    python experiments/plots/architectures_table.py runs/architectures runs/architectures_small \
+        --out docs/results/architectures
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jtricks import experiment as jexp
-from jtricks import models, prepare, report, runner
+from jtricks import models, prepare
 from jtricks import train as jtrain
 from jtricks.keys import seed_key
 
@@ -71,7 +72,14 @@ def table(run_dir: str | Path, *, members: int | None, steps: int, cache: dict |
     manifest = json.loads((run_dir / "manifest.json").read_text())
     exp = jexp.load_experiment(manifest["experiment"])
     cfg = manifest["config"]
-    exp = jexp.apply_overrides(exp, {k: cfg[k] for k in ("epochs", "seeds", "n_train", "n_val", "batch_size", "eval_batch_size", "dataset_kwargs") if k in cfg})
+    exp = jexp.apply_overrides(
+        exp,
+        {
+            k: cfg[k]
+            for k in ("epochs", "seeds", "n_train", "n_val", "batch_size", "eval_batch_size", "dataset_kwargs")
+            if k in cfg
+        },
+    )
     ran = [a["arm"] for a in json.loads((run_dir / "arms.json").read_text())]
     arms = [a for a in jexp.validate(exp) if a.name in ran]
     summary = {(r["metric"], r["arm"]): r for r in _read_summary(run_dir / "summary.csv")}
@@ -80,12 +88,22 @@ def table(run_dir: str | Path, *, members: int | None, steps: int, cache: dict |
     timings = {a.name: run_timing(manifest, a.name) for a in arms}
     from_run = steps <= 0 and all(timings.values())
     members = members or exp.seeds
-    lines = [f"## {exp.name}: {n_train:,} training images, {exp.epochs} epochs, {exp.seeds} seeds "
-             f"({manifest['device']['kind']}, {manifest['device']['backend']}; run wall time {manifest['wall_time_s']:.0f} s)", ""]
+    lines = [
+        f"## {exp.name}: {n_train:,} training images, {exp.epochs} epochs, {exp.seeds} seeds "
+        f"({manifest['device']['kind']}, {manifest['device']['backend']}; "
+        f"run wall time {manifest['wall_time_s']:.0f} s)",
+        "",
+    ]
     if from_run:
-        lines += ["| arm | parameters | test acc [95% CI] | n | time per epoch (s) | compile (s) |", "|:---|---:|---:|---:|---:|---:|"]
+        lines += [
+            "| arm | parameters | test acc [95% CI] | n | time per epoch (s) | compile (s) |",
+            "|:---|---:|---:|---:|---:|---:|",
+        ]
     else:
-        lines += [f"| arm | parameters | test acc [95% CI] | n | time per epoch, {members} members (s) |", "|:---|---:|---:|---:|---:|"]
+        lines += [
+            f"| arm | parameters | test acc [95% CI] | n | time per epoch, {members} members (s) |",
+            "|:---|---:|---:|---:|---:|",
+        ]
     for arm in arms:
         model = jexp.build_model(arm.experiment, num_classes)
         params, _ = model.init(jax.random.PRNGKey(0), input_shape)
@@ -122,17 +140,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--out", default=None, help="folder for table.md (default: the first run folder)")
     p.add_argument("--members", type=int, default=None, help="population size timed (default: the run's seeds)")
-    p.add_argument("--steps", type=int, default=0,
-                   help="re-time the train step over this many steps per arm (default 0: the run's own epoch times)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        help="re-time the train step over this many steps per arm (default 0: the run's own epoch times)",
+    )
     args = p.parse_args(argv)
     device = f"{jax.devices()[0].device_kind} ({jax.default_backend()})"
     if args.steps > 0:
-        how = (f"the jitted, vmapped train step of the population, median of {args.steps} steps after 3 warm-up steps, "
-               f"times the steps per epoch (training only, no evaluation), measured on {device}")
+        how = (
+            f"the jitted, vmapped train step of the population, median of {args.steps} steps after 3 warm-up steps, "
+            f"times the steps per epoch (training only, no evaluation), measured on {device}"
+        )
     else:
-        how = ("the median wall time of one epoch of the arm's population (all seeds at once; training plus "
-               "validation and test evaluation) in the run itself (manifest.json `timing`); compile: the seconds "
-               "XLA spent compiling the population's programs ahead of time")
+        how = (
+            "the median wall time of one epoch of the arm's population (all seeds at once; training plus "
+            "validation and test evaluation) in the run itself (manifest.json `timing`); compile: the seconds "
+            "XLA spent compiling the population's programs ahead of time"
+        )
     text = f"# Architectures: parameters, accuracy, time per epoch\n\nTime per epoch: {how}.\n\n"
     cache: dict = {}
     text += "\n".join(table(d, members=args.members, steps=args.steps, cache=cache) for d in args.run_dirs)

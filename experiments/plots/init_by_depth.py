@@ -32,9 +32,17 @@ INITS = ("standard_normal", "uniform", "gaussian", "lecun_normal", "glorot_norma
 ACTIVATIONS = ("tanh", "relu")
 
 
-def by_depth(depth: int = 20, width: int = 32, *, seeds: int = 4, n_examples: int = 512,
-             activations: Sequence[str] = ACTIVATIONS, inits: Sequence[str] = INITS,
-             x: np.ndarray | None = None, y: np.ndarray | None = None) -> list[dict]:
+def by_depth(
+    depth: int = 20,
+    width: int = 32,
+    *,
+    seeds: int = 4,
+    n_examples: int = 512,
+    activations: Sequence[str] = ACTIVATIONS,
+    inits: Sequence[str] = INITS,
+    x: np.ndarray | None = None,
+    y: np.ndarray | None = None,
+) -> list[dict]:
     """Rows ``{activation, init, layer (1-based), act_std, grad_norm}``: medians over ``seeds`` seeds.
 
     ``act_std`` is the std of hidden layer ``l``'s output (NaN for the output layer ``depth + 1``),
@@ -59,7 +67,10 @@ def by_depth(depth: int = 20, width: int = 32, *, seeds: int = 4, n_examples: in
                     return numerics.mean(numerics.softmax_cross_entropy(logits, yj)), acts
 
                 grads, acts = jax.grad(loss, has_aux=True)(params)
-                a_std = {k: v["std"] for k, v in diagnostics.activation_stats({k: a["post"] for k, a in acts.items()}).items()}
+                a_std = {
+                    k: v["std"]
+                    for k, v in diagnostics.activation_stats({k: a["post"] for k, a in acts.items()}).items()
+                }
                 return a_std, diagnostics.per_layer_norms(grads, group="layer")
 
             per_seed = [one(key_for(seed_key(s), "init")) for s in range(seeds)]
@@ -67,8 +78,15 @@ def by_depth(depth: int = 20, width: int = 32, *, seeds: int = 4, n_examples: in
             for i, name in enumerate(layer_names):
                 stds = [float(p[0][name]) if name in p[0] else np.nan for p in per_seed]
                 gns = [float(p[1][name]) for p in per_seed]
-                rows.append({"activation": act, "init": init, "layer": i + 1,
-                             "act_std": float(np.median(stds)), "grad_norm": float(np.median(gns))})
+                rows.append(
+                    {
+                        "activation": act,
+                        "init": init,
+                        "layer": i + 1,
+                        "act_std": float(np.median(stds)),
+                        "grad_norm": float(np.median(gns)),
+                    }
+                )
     return rows
 
 
@@ -120,13 +138,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         w.writeheader()
         for r in rows:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    plot(rows, out / "by_depth.png",
-         f"MLP {args.depth} x {args.width} at initialization, MNIST-1D (median of {args.seeds} seeds)")
+    plot(
+        rows,
+        out / "by_depth.png",
+        f"MLP {args.depth} x {args.width} at initialization, MNIST-1D (median of {args.seeds} seeds)",
+    )
     for act in ACTIVATIONS:
         for init in INITS:
             sel = [r for r in rows if r["activation"] == act and r["init"] == init]
-            print(f"{act:5s} {init:16s} act std layer1 {sel[0]['act_std']:.3g} -> layer{args.depth} {sel[args.depth - 1]['act_std']:.3g}; "
-                  f"grad norm layer1 {sel[0]['grad_norm']:.3g}, output layer {sel[-1]['grad_norm']:.3g}")
+            print(
+                f"{act:5s} {init:16s} act std layer1 {sel[0]['act_std']:.3g} -> "
+                f"layer{args.depth} {sel[args.depth - 1]['act_std']:.3g}; "
+                f"grad norm layer1 {sel[0]['grad_norm']:.3g}, output layer {sel[-1]['grad_norm']:.3g}"
+            )
     return 0
 
 

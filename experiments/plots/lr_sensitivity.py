@@ -37,7 +37,7 @@ def split_arm(arm: str) -> tuple[str, float]:
     m = _LR.search(arm)
     if m is None:
         raise ValueError(f"arm {arm!r} has no 'learning_rate=' factor")
-    group = (arm[: m.start()] + arm[m.end():]).strip(",") or "baseline"
+    group = (arm[: m.start()] + arm[m.end() :]).strip(",") or "baseline"
     return group, float(m.group(2))
 
 
@@ -67,7 +67,9 @@ def finals(values: dict, diverged: set, arm: str, metric: str, seeds: Sequence[i
     return np.asarray(out, dtype=float)
 
 
-def analyse(run_dir: str | Path, *, metric: str = "test_acc", select: str = "val_acc", baseline: str | None = None) -> dict:
+def analyse(
+    run_dir: str | Path, *, metric: str = "test_acc", select: str = "val_acc", baseline: str | None = None
+) -> dict:
     """The numbers behind the table: per group and learning rate, and per group at its best learning rate."""
     values, diverged, order = load(run_dir)
     seeds = sorted({s for (a, m), per in values.items() for s in per})
@@ -85,8 +87,19 @@ def analyse(run_dir: str | Path, *, metric: str = "test_acc", select: str = "val
             f = finals(values, diverged, arm, metric, seeds)
             sel = finals(values, diverged, arm, select, seeds)
             base_arm = groups[baseline].get(lr)
-            d = stats.paired_diff_ci(f, finals(values, diverged, base_arm, metric, seeds)) if base_arm and g != baseline else None
-            cells[(g, lr)] = {"arm": arm, "ci": stats.mean_ci(f), "select": stats.mean_ci(sel), "n_div": int(np.sum(~np.isfinite(f))), "diff": d, "finals": f}
+            d = (
+                stats.paired_diff_ci(f, finals(values, diverged, base_arm, metric, seeds))
+                if base_arm and g != baseline
+                else None
+            )
+            cells[(g, lr)] = {
+                "arm": arm,
+                "ci": stats.mean_ci(f),
+                "select": stats.mean_ci(sel),
+                "n_div": int(np.sum(~np.isfinite(f))),
+                "diff": d,
+                "finals": f,
+            }
     best, notes = _best_lrs(cells, groups, names, seeds)
     best_diff = {}
     for g in names:
@@ -95,9 +108,21 @@ def analyse(run_dir: str | Path, *, metric: str = "test_acc", select: str = "val
         best_diff[g] = stats.paired_diff_ci(cells[(g, best[g])]["finals"], cells[(baseline, best[baseline])]["finals"])
     # the comparisons at the best learning rates are one family: Holm-adjusted p-values give the verdicts
     p_adj = dict(zip(best_diff, stats.adjust_pvalues([d.p for d in best_diff.values()], "holm"))) if best_diff else {}
-    return {"groups": groups, "names": names, "baseline": baseline, "cells": cells, "best": best, "best_diff": best_diff,
-            "best_p_adjusted": p_adj,
-            "values": values, "diverged": diverged, "seeds": seeds, "metric": metric, "select": select, "notes": notes}
+    return {
+        "groups": groups,
+        "names": names,
+        "baseline": baseline,
+        "cells": cells,
+        "best": best,
+        "best_diff": best_diff,
+        "best_p_adjusted": p_adj,
+        "values": values,
+        "diverged": diverged,
+        "seeds": seeds,
+        "metric": metric,
+        "select": select,
+        "notes": notes,
+    }
 
 
 def _best_lrs(cells: dict, groups: dict, names: list[str], seeds: Sequence[int]) -> tuple[dict[str, float], list[str]]:
@@ -110,19 +135,26 @@ def _best_lrs(cells: dict, groups: dict, names: list[str], seeds: Sequence[int])
         div = {lr: len(seeds) - cells[(g, lr)]["select"].n for lr in lrs}
         fewest = min(div.values())
         eligible = [lr for lr in lrs if div[lr] == fewest]
-        best[g] = max(eligible, key=lambda lr: (cells[(g, lr)]["select"].mean if cells[(g, lr)]["select"].n
-                                                else -math.inf, lr))
+        best[g] = max(
+            eligible, key=lambda lr: (cells[(g, lr)]["select"].mean if cells[(g, lr)]["select"].n else -math.inf, lr)
+        )
         if fewest > 0:
-            notes.append(f"`{g}`: members diverged at every learning rate; lr {best[g]:g} has the fewest "
-                         f"({fewest}/{len(seeds)}).")
+            notes.append(
+                f"`{g}`: members diverged at every learning rate; lr {best[g]:g} has the fewest "
+                f"({fewest}/{len(seeds)})."
+            )
         excluded = [lr for lr in lrs if div[lr] > fewest]
         if excluded:
-            notes.append(f"`{g}`: learning rate(s) {', '.join(f'{lr:g}' for lr in excluded)} excluded from the "
-                         f"choice (diverged members).")
+            notes.append(
+                f"`{g}`: learning rate(s) {', '.join(f'{lr:g}' for lr in excluded)} excluded from the "
+                f"choice (diverged members)."
+            )
         if len(lrs) >= 2 and best[g] in (lrs[0], lrs[-1]):
             edge = "smallest" if best[g] == lrs[0] else "largest"
-            notes.append(f"`{g}`: the best learning rate {best[g]:g} is the {edge} swept: the optimum may lie "
-                         f"outside the grid, and the tuned result may be underestimated.")
+            notes.append(
+                f"`{g}`: the best learning rate {best[g]:g} is the {edge} swept: the optimum may lie "
+                f"outside the grid, and the tuned result may be underestimated."
+            )
     return best, notes
 
 
@@ -153,30 +185,44 @@ def _fmt_best(d: stats.DiffCI, p_adj: float) -> str:
 def markdown(a: dict, title: str) -> str:
     m, sel, base = a["metric"], a["select"], a["baseline"]
     n = len(a["seeds"])
-    lines = [f"# {title}", "",
-             f"Final `{m}` over {n} seeds: mean [95% t-CI]; diverged members are excluded and counted. "
-             f"Δ: paired by seed against `{base}`, 95% CI.", "",
-             f"## Best learning rate of each group (chosen by the final mean `{sel}`)", "",
-             "A learning rate where a member diverged is not eligible as the best one. The comparisons at the "
-             "best learning rates form one family: paired t-test p-values, Holm-adjusted; \"better\"/\"worse\" "
-             "when the adjusted p-value is below 5%.", "",
-             f"| group | best lr | {m} at best lr | diverged | Δ vs {base} at its best lr ({a['best'][base]:g}) "
-             "| p | p (Holm) | verdict |",
-             "|:---|---:|---:|---:|---:|---:|---:|:---|"]
+    lines = [
+        f"# {title}",
+        "",
+        f"Final `{m}` over {n} seeds: mean [95% t-CI]; diverged members are excluded and counted. "
+        f"Δ: paired by seed against `{base}`, 95% CI.",
+        "",
+        f"## Best learning rate of each group (chosen by the final mean `{sel}`)",
+        "",
+        "A learning rate where a member diverged is not eligible as the best one. The comparisons at the "
+        'best learning rates form one family: paired t-test p-values, Holm-adjusted; "better"/"worse" '
+        "when the adjusted p-value is below 5%.",
+        "",
+        f"| group | best lr | {m} at best lr | diverged | Δ vs {base} at its best lr ({a['best'][base]:g}) "
+        "| p | p (Holm) | verdict |",
+        "|:---|---:|---:|---:|---:|---:|---:|:---|",
+    ]
     for g in a["names"]:
         c = a["cells"][(g, a["best"][g])]
         cmp = "(baseline) | | | baseline" if g == base else _fmt_best(a["best_diff"][g], a["best_p_adjusted"][g])
         lines.append(f"| {g} | {a['best'][g]:g} | {_fmt_ci(c['ci'])} | {c['n_div']}/{n} | {cmp} |")
     if a["notes"]:
         lines += [""] + [f"- {n}" for n in a["notes"]]
-    lines += ["", f"## Every learning rate (Δ vs {base} at the same learning rate)", "",
-              "Descriptive: \"better\"/\"worse\" when the unadjusted 95% interval excludes 0.", "",
-              f"| group | lr | {m} | diverged | Δ vs {base} (same lr) |", "|:---|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        f"## Every learning rate (Δ vs {base} at the same learning rate)",
+        "",
+        'Descriptive: "better"/"worse" when the unadjusted 95% interval excludes 0.',
+        "",
+        f"| group | lr | {m} | diverged | Δ vs {base} (same lr) |",
+        "|:---|---:|---:|---:|---:|",
+    ]
     for g in a["names"]:
         for lr in sorted(a["groups"][g]):
             c = a["cells"][(g, lr)]
-            lines.append(f"| {g} | {lr:g} | {_fmt_ci(c['ci'])} | {c['n_div']}/{n} | "
-                         f"{'(baseline)' if g == base else _fmt_diff(c['diff'])} |")
+            lines.append(
+                f"| {g} | {lr:g} | {_fmt_ci(c['ci'])} | {c['n_div']}/{n} | "
+                f"{'(baseline)' if g == base else _fmt_diff(c['diff'])} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -39,24 +39,37 @@ def main() -> None:
     metric = exp.tune.metric or exp.tune.halving.metric or "val_acc"
     higher = metrics.higher_is_better(metric, {})
     rows = {}
-    for label, t_exp in (("halving", tuning.tuning_experiment(exp)),
-                         ("exhaustive grid", dataclasses.replace(tuning.tuning_experiment(exp), search=None))):
+    for label, t_exp in (
+        ("halving", tuning.tuning_experiment(exp)),
+        ("exhaustive grid", dataclasses.replace(tuning.tuning_experiment(exp), search=None)),
+    ):
         t0 = time.perf_counter()
         res = runner.run(t_exp, progress=False, plot=False)
         wall = time.perf_counter() - t0
         first, steady = _split_epochs(res.timing)
         n_compiles = sum(v for k, v in res.compiles.items() if k.endswith("/epoch"))
-        rows[label] = (tuning.best_values(res, base_arms, list(exp.tune.factors), metric, higher, exp.epochs),
-                       wall, first, steady, n_compiles)
-    lines = [f"Tuning stage of `{exp.name}`: {exp.tune}", "",
-             f"| method | arm | tuned | {metric} | member-epochs | stage wall time (s) | epoch programs compiled | "
-             "first epoch of each population size, compile included (s) | other epochs (s) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+        rows[label] = (
+            tuning.best_values(res, base_arms, list(exp.tune.factors), metric, higher, exp.epochs),
+            wall,
+            first,
+            steady,
+            n_compiles,
+        )
+    lines = [
+        f"Tuning stage of `{exp.name}`: {exp.tune}",
+        "",
+        f"| method | arm | tuned | {metric} | member-epochs | stage wall time (s) | epoch programs compiled | "
+        "first epoch of each population size, compile included (s) | other epochs (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for label, (table, wall, first, steady, n_compiles) in rows.items():
         for i, r in enumerate(table):
             tuned = ", ".join(f"{k}={v:g}" for k, v in r["tuned"].items())
             extra = f"{wall:.1f} | {n_compiles} | {first:.1f} | {steady:.1f}" if i == 0 else " | | | "
-            lines.append(f"| {label if i == 0 else ''} | {r['arm']} | {tuned} | {r['score']:.4f} | {r['member_epochs']} | {extra} |")
+            lines.append(
+                f"| {label if i == 0 else ''} | {r['arm']} | {tuned} | {r['score']:.4f} | "
+                f"{r['member_epochs']} | {extra} |"
+            )
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out is not None:

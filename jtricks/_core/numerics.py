@@ -35,7 +35,8 @@ their input alone:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -70,7 +71,9 @@ def pairwise_sum(x: jax.Array, axis: int | Sequence[int] | None = None, keepdims
     x = jnp.asarray(x)
     axes = _axes(x.ndim, axis)
     kept = [a for a in range(x.ndim) if a not in axes]
-    out_shape = tuple(1 if a in axes else x.shape[a] for a in range(x.ndim)) if keepdims else tuple(x.shape[a] for a in kept)
+    out_shape = (
+        tuple(1 if a in axes else x.shape[a] for a in range(x.ndim)) if keepdims else tuple(x.shape[a] for a in kept)
+    )
     if not axes:
         return x
     y = jnp.transpose(x, axes + tuple(kept))

@@ -38,12 +38,9 @@ from jtricks.data._dataset import Array as Array  # public, not in __all__ (as b
 from jtricks.data._dataset import Dataset, arrays
 from jtricks.data._download import MNIST_FILES, MNIST_MIRRORS, download_mnist
 from jtricks.data._download import Opener as Opener  # public, not in __all__
-from jtricks.data._generated import digits, mnist1d, mnist1d_cache_file
-from jtricks.data._generated import digits_arrays
-from jtricks.data._generated import mnist1d_arrays
+from jtricks.data._generated import digits, digits_arrays, mnist1d, mnist1d_arrays, mnist1d_cache_file
 from jtricks.data._idx import FASHION_MNIST_CLASSES as FASHION_MNIST_CLASSES  # public, not in __all__
-from jtricks.data._idx import fashion_mnist, mnist, read_idx
-from jtricks.data._idx import parse_idx_dataset_cached
+from jtricks.data._idx import fashion_mnist, mnist, parse_idx_dataset_cached, read_idx
 from jtricks.data._preprocess import (
     PREPROCESS_METHODS,
     StandardizeStats,

@@ -70,24 +70,28 @@ class Dataset:
         for split in splits:
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
             if tuple(x.shape[1:]) != shape:
-                raise ValueError(
-                    f"Dataset {self.name!r}: x_{split} has shape {tuple(x.shape)}, expected (N, *{shape})"
-                )
+                raise ValueError(f"Dataset {self.name!r}: x_{split} has shape {tuple(x.shape)}, expected (N, *{shape})")
             ok_ndim = y.ndim == 1 or (self.num_classes is None and y.ndim == 2)
             if not ok_ndim or y.shape[0] != x.shape[0]:
                 raise ValueError(
                     f"Dataset {self.name!r}: y_{split} has shape {tuple(y.shape)}, expected ({x.shape[0]},) "
                     f"to match x_{split}" + ("" if self.num_classes is not None else f" or ({x.shape[0]}, K)")
                 )
-        if self.num_classes is not None and (not isinstance(self.num_classes, numbers.Integral) or self.num_classes < 1):
-            raise ValueError(f"Dataset {self.name!r}: `num_classes` must be a positive int (or None for "
-                             f"regression), got {self.num_classes!r}")
+        if self.num_classes is not None and (
+            not isinstance(self.num_classes, numbers.Integral) or self.num_classes < 1
+        ):
+            raise ValueError(
+                f"Dataset {self.name!r}: `num_classes` must be a positive int (or None for "
+                f"regression), got {self.num_classes!r}"
+            )
 
     def __repr__(self) -> str:
         task = f"num_classes={self.num_classes}" if self.num_classes is not None else "regression"
         val = f", n_val={len(self.x_val)}" if self.x_val is not None else ""
-        return (f"Dataset({self.name!r}, n_train={self.num_train}{val}, n_test={self.num_test}, "
-                f"input_shape={self.input_shape}, {task})")
+        return (
+            f"Dataset({self.name!r}, n_train={self.num_train}{val}, n_test={self.num_test}, "
+            f"input_shape={self.input_shape}, {task})"
+        )
 
     @property
     def num_outputs(self) -> int:
@@ -133,8 +137,15 @@ class Dataset:
 
 
 def arrays(
-    x_train: Array, y_train: Array, x_test: Array, y_test: Array, *, num_classes: int | None,
-    x_val: Array | None = None, y_val: Array | None = None, name: str = "arrays",
+    x_train: Array,
+    y_train: Array,
+    x_test: Array,
+    y_test: Array,
+    *,
+    num_classes: int | None,
+    x_val: Array | None = None,
+    y_val: Array | None = None,
+    name: str = "arrays",
     value_range: tuple[float, float] | None = None,
 ) -> Dataset:
     """A :class:`Dataset` from your own numpy / JAX arrays (``num_classes=None``: regression targets).
@@ -142,6 +153,7 @@ def arrays(
     Classification labels are kept as integers and regression targets as float32; nothing is cast
     silently: float labels for a classification task raise ``ValueError``.
     """
+
     def host(a: Array, what: str) -> np.ndarray:
         out = np.asarray(a)
         if out.ndim == 0:
@@ -153,13 +165,26 @@ def arrays(
     for k, y in ys.items():
         if num_classes is not None and not np.issubdtype(y.dtype, np.integer):
             if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-                raise ValueError(f"`{k}` holds non-integer values but num_classes={num_classes} (classification); "
-                                 "pass num_classes=None for regression targets")
+                raise ValueError(
+                    f"`{k}` holds non-integer values but num_classes={num_classes} (classification); "
+                    "pass num_classes=None for regression targets"
+                )
             ys[k] = y.astype(np.int32)
         elif num_classes is None:
             ys[k] = y.astype(np.float32)
-    return Dataset(name, xs["x_train"], ys["y_train"], xs["x_test"], ys["y_test"], num_classes,
-                   tuple(xs["x_train"].shape[1:]), value_range, None, xs.get("x_val"), ys.get("y_val"))
+    return Dataset(
+        name,
+        xs["x_train"],
+        ys["y_train"],
+        xs["x_test"],
+        ys["y_test"],
+        num_classes,
+        tuple(xs["x_train"].shape[1:]),
+        value_range,
+        None,
+        xs.get("x_val"),
+        ys.get("y_val"),
+    )
 
 
 def _check_count(name: str, n: Any, maximum: int) -> int:

@@ -35,9 +35,13 @@ class _MnistFile(NamedTuple):
 # for the same files: f68b3c2dcbeaaa9fbdd348bbdeb94873, d53e105ee54ea40749a09fcbcd1e9432,
 # 9fb629c4189551a2d022fa330f9573f3, ec29112dd5afa0611ce80d1b7f02629c.
 MNIST_FILES: tuple[_MnistFile, ...] = (
-    _MnistFile("train-images-idx3-ubyte.gz", "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 9912422),
+    _MnistFile(
+        "train-images-idx3-ubyte.gz", "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 9912422
+    ),
     _MnistFile("train-labels-idx1-ubyte.gz", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c", 28881),
-    _MnistFile("t10k-images-idx3-ubyte.gz", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1648877),
+    _MnistFile(
+        "t10k-images-idx3-ubyte.gz", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1648877
+    ),
     _MnistFile("t10k-labels-idx1-ubyte.gz", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4542),
 )  # fmt: skip
 
@@ -51,7 +55,7 @@ Opener = Callable[[str, float], BinaryIO]
 
 def open_url(url: str, timeout: float) -> BinaryIO:
     """The default :data:`Opener`: ``urllib.request.urlopen(url, timeout=timeout)``."""
-    return urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 (https mirrors only)
+    return urllib.request.urlopen(url, timeout=timeout)
 
 
 def default_mnist_cache() -> Path:

@@ -199,9 +199,7 @@ def _parse_idx_dataset(files_key: tuple[tuple[str, int, int], ...], num_classes:
                 f"{labels.shape[0]} labels"
             )
         if labels.size and int(labels.max()) >= num_classes:
-            raise ValueError(
-                f"IDX file {str(lab_path)!r}: label {int(labels.max())} out of range [0, {num_classes})"
-            )
+            raise ValueError(f"IDX file {str(lab_path)!r}: label {int(labels.max())} out of range [0, {num_classes})")
         out.append(images[..., None])  # NHWC, a read-only view
         out.append(readonly(labels.astype(np.int32)))
     return tuple(out)

@@ -55,9 +55,7 @@ def _as_float32(x: Array) -> Array:
     return np.asarray(x, dtype=np.float32)
 
 
-def scale(
-    x: Array, low: float = 0.0, high: float = 1.0, *, src_range: tuple[float, float] = (0.0, 255.0)
-) -> Array:
+def scale(x: Array, low: float = 0.0, high: float = 1.0, *, src_range: tuple[float, float] = (0.0, 255.0)) -> Array:
     """Affine map of ``src_range = (a, b)`` onto ``[low, high]``, in float32.
 
     ``y = low + (x - a) / (b - a) · (high - low)``; e.g. pixels ``[0, 255] -> [0, 1]``

@@ -20,7 +20,12 @@ from jtricks.data._idx import fashion_mnist, mnist
 __all__ = ["LOADERS", "register_dataset", "unregister_dataset", "names", "loader", "load"]
 
 
-_LOADERS: dict[str, Callable[..., Dataset]] = {"fashion_mnist": fashion_mnist, "mnist": mnist, "mnist1d": mnist1d, "digits": digits}
+_LOADERS: dict[str, Callable[..., Dataset]] = {
+    "fashion_mnist": fashion_mnist,
+    "mnist": mnist,
+    "mnist1d": mnist1d,
+    "digits": digits,
+}
 
 #: Data set name → loader (a read-only view; add entries with :func:`register_dataset`).
 LOADERS: Mapping[str, Callable[..., Dataset]] = types.MappingProxyType(_LOADERS)
@@ -47,7 +52,9 @@ def register_dataset(name: str, loader: Callable[..., Dataset], *, overwrite: bo
         raise TypeError(f"`loader` must be callable (loader(**kwargs) -> Dataset), got {type(loader).__name__}")
     builtin = {"fashion_mnist", "mnist", "mnist1d", "digits"}
     if key in _LOADERS and (key in builtin or not overwrite):
-        raise ValueError(f"data set {key!r} is already registered" + ("" if key in builtin else "; pass overwrite=True"))
+        raise ValueError(
+            f"data set {key!r} is already registered" + ("" if key in builtin else "; pass overwrite=True")
+        )
     _LOADERS[key] = loader
 
 
@@ -76,8 +83,10 @@ def loader(name: str) -> Callable[..., Dataset]:
     """
     key = _normalize_name(name)
     if key not in _LOADERS:
-        raise ValueError(f"unknown data set {name!r}; known: {', '.join(sorted(_LOADERS))} "
-                         "(register your own with jtricks.data.register_dataset)")
+        raise ValueError(
+            f"unknown data set {name!r}; known: {', '.join(sorted(_LOADERS))} "
+            "(register your own with jtricks.data.register_dataset)"
+        )
     return _LOADERS[key]
 
 

@@ -18,10 +18,24 @@ from typing import Any
 
 #: Public name -> the engine module that holds it.
 NAMES: dict[str, str] = {
-    **{n: "jtricks.engine.experiment" for n in ("Experiment", "Arm", "SETTINGS", "NUMERIC_HPARAMS", "STATIC_FIELDS",
-                                                "REPORT_ONLY", "setting", "sections", "to_json")},
-    **{n: "jtricks.engine.grid" for n in ("expand", "arm_name", "apply_overrides", "static_signature", "data_key",
-                                          "traced_hparams")},
+    **{
+        n: "jtricks.engine.experiment"
+        for n in (
+            "Experiment",
+            "Arm",
+            "SETTINGS",
+            "NUMERIC_HPARAMS",
+            "STATIC_FIELDS",
+            "REPORT_ONLY",
+            "setting",
+            "sections",
+            "to_json",
+        )
+    },
+    **{
+        n: "jtricks.engine.grid"
+        for n in ("expand", "arm_name", "apply_overrides", "static_signature", "data_key", "traced_hparams")
+    },
     **{n: "jtricks.engine.settings" for n in ("parse_set", "with_settings")},
     **{n: "jtricks.engine.catalog" for n in ("experiments_dirs", "find_experiments", "load_experiment")},
     **{n: "jtricks.engine.configure" for n in ("build_model", "build_config", "summary_metrics", "produced_metrics")},

@@ -33,6 +33,7 @@ class GroupSetup:
     data: jprep.PreparedData
     sharding: Any
 
+
 def population_sharding() -> Any:
     """The population axis split over this process's devices (``None`` with one device)."""
     devices = jax.local_devices()
@@ -41,6 +42,7 @@ def population_sharding() -> Any:
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     return NamedSharding(Mesh(np.array(devices), ("pop",)), PartitionSpec("pop"))
+
 
 def build(the_plan: Plan, counter: jprog.TraceCounter) -> list[GroupSetup]:
     """Per group: the prepared data (shared by groups with the same data settings), the checked targets,
@@ -57,10 +59,12 @@ def build(the_plan: Plan, counter: jprog.TraceCounter) -> list[GroupSetup]:
         jprep.check_batch_size(prepared, e0.batch_size)
         model = build_model(e0, prepared.num_outputs)
         jprep.check_targets(prepared, loss, model)
-        config = build_config(e0, model, int(prepared.device.x_train.shape[0]),
-                              traced=jgrid.traced_hparams(a.hparams for a in g.arms))
+        config = build_config(
+            e0, model, int(prepared.device.x_train.shape[0]), traced=jgrid.traced_hparams(a.hparams for a in g.arms)
+        )
         sharding = population_sharding()
-        progs = jprog.GroupPrograms(config, prepared.device, prepared.input_shape, counter, f"group{g.index}", e0.population,
-                                    sharding=sharding)
+        progs = jprog.GroupPrograms(
+            config, prepared.device, prepared.input_shape, counter, f"group{g.index}", e0.population, sharding=sharding
+        )
         setups.append(GroupSetup(progs, config, prepared, sharding))
     return setups

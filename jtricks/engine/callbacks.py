@@ -16,7 +16,8 @@ callback stops the run (checkpoints stay, ``--resume`` continues it).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -42,11 +43,15 @@ def check_callbacks(callbacks: Sequence[Any] | None) -> tuple[Any, ...]:
     if callbacks is None:
         return ()
     if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Sequence):
-        raise TypeError(f"`callbacks` must be a list of objects with on_epoch_end(rows) and/or on_run_end(result), "
-                        f"got {type(callbacks).__name__}")
+        raise TypeError(
+            f"`callbacks` must be a list of objects with on_epoch_end(rows) and/or on_run_end(result), "
+            f"got {type(callbacks).__name__}"
+        )
     for i, cb in enumerate(callbacks):
         if not any(callable(getattr(cb, h, None)) for h in HOOKS):
-            raise TypeError(f"`callbacks[{i}]` ({type(cb).__name__}) has neither on_epoch_end(rows) nor on_run_end(result)")
+            raise TypeError(
+                f"`callbacks[{i}]` ({type(cb).__name__}) has neither on_epoch_end(rows) nor on_run_end(result)"
+            )
     return tuple(callbacks)
 
 
@@ -67,13 +72,17 @@ def tidy_rows(members: Sequence[tuple[str, int]], epoch: int, metrics: Mapping[s
             if metric.endswith("@"):
                 ends = np.asarray(metrics[metric + "steps"])
                 for end, x in zip(ends[i] if ends.ndim > 1 else ends, np.asarray(values[i])):
-                    rows.append({"arm": arm, "seed": seed, "epoch": epoch, "metric": f"{metric}{int(end)}", "value": float(x)})
+                    rows.append(
+                        {"arm": arm, "seed": seed, "epoch": epoch, "metric": f"{metric}{int(end)}", "value": float(x)}
+                    )
                 continue
             rows.append({"arm": arm, "seed": seed, "epoch": epoch, "metric": metric, "value": float(values[i])})
     return rows
 
 
-def epoch_end(callbacks: Sequence[Any], members: Sequence[tuple[str, int]], epoch: int, metrics: Mapping[str, Any]) -> None:
+def epoch_end(
+    callbacks: Sequence[Any], members: Sequence[tuple[str, int]], epoch: int, metrics: Mapping[str, Any]
+) -> None:
     """Call every callback's ``on_epoch_end`` with the epoch's tidy rows (built once, only when needed)."""
     hooks = [cb.on_epoch_end for cb in callbacks if callable(getattr(cb, "on_epoch_end", None))]
     if hooks:

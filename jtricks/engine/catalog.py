@@ -32,6 +32,7 @@ def experiments_dirs() -> list[Path]:
             out.append(r)
     return out
 
+
 def find_experiments() -> dict[str, Path]:
     """Experiment name → file, over :func:`experiments_dirs` (first found wins)."""
     found: dict[str, Path] = {}
@@ -42,13 +43,16 @@ def find_experiments() -> dict[str, Path]:
             found.setdefault(f.stem, f)
     return found
 
+
 def load_experiment(name_or_path: str) -> Experiment:
     """Load ``EXPERIMENT`` from an experiment file given by name (see :func:`find_experiments`) or path."""
     path = Path(name_or_path)
     if not (path.suffix == ".py" and path.is_file()):
         known = find_experiments()
         if name_or_path not in known:
-            raise ValueError(f"unknown experiment {name_or_path!r}; known: {sorted(known)} (or give a path to a .py file)")
+            raise ValueError(
+                f"unknown experiment {name_or_path!r}; known: {sorted(known)} (or give a path to a .py file)"
+            )
         path = known[name_or_path]
     spec = importlib.util.spec_from_file_location(f"jtricks_experiment_{path.stem}", path)
     assert spec is not None and spec.loader is not None

@@ -11,8 +11,8 @@ complete, so a killed write leaves no step behind):
 
 :func:`restore` re-computes the checksum of what it read. A damaged newest checkpoint (unreadable, or a
 checksum mismatch: a flipped bit, a truncated file, a partly copied folder) is reported on stderr and
-the previous one is used (the next save replaces the damaged one); when none is good, :class:`CheckpointCorruptError` says how to
-recover. A checkpoint made with other settings gives
+the previous one is used (the next save replaces the damaged one); when none is good,
+:class:`CheckpointCorruptError` says how to recover. A checkpoint made with other settings gives
 :class:`~jtricks.fingerprint.FingerprintMismatchError` naming them. Saving is synchronous (no orbax
 background thread is left to hang on a failed write): any write failure raises
 :class:`CheckpointWriteError` at once, naming the path and the OS error.
@@ -28,14 +28,23 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from jtricks.results import fingerprint as jfp
 
-__all__ = ["save", "restore", "stored_fingerprint", "checksum", "CheckpointWriteError", "CheckpointCorruptError", "KEEP"]
+__all__ = [
+    "save",
+    "restore",
+    "stored_fingerprint",
+    "checksum",
+    "CheckpointWriteError",
+    "CheckpointCorruptError",
+    "KEEP",
+]
 
 #: Checkpoints kept per chunk: the newest and the one before it (the fallback when the newest is damaged).
 KEEP = 2
@@ -62,7 +71,8 @@ def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
 
 
 def checksum(payload: Mapping[str, Any]) -> str:
-    """sha256 over every array of the nested mapping ``payload``: ``path | dtype | shape | bytes`` in sorted path order."""
+    """sha256 over every array of the nested mapping ``payload``: ``path | dtype | shape | bytes`` in sorted path
+    order."""
     h = hashlib.sha256()
     for path, arr in sorted(_flat(payload).items()):
         a = np.ascontiguousarray(arr)
@@ -129,14 +139,18 @@ def save(
             for step in mngr.all_steps():
                 if step >= epoch:
                     mngr.delete(step)
-            saved = mngr.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(payload), meta=ocp.args.JsonSave(meta)))
+            saved = mngr.save(
+                epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(payload), meta=ocp.args.JsonSave(meta))
+            )
             mngr.wait_until_finished()
         finally:
             mngr.close()
     except Exception as e:
         raise _write_error(folder / str(epoch), e) from None
     if not saved:
-        raise CheckpointWriteError(_errno.EIO, f"cannot write checkpoint {folder / str(epoch)}: orbax declined to save step {epoch}")
+        raise CheckpointWriteError(
+            _errno.EIO, f"cannot write checkpoint {folder / str(epoch)}: orbax declined to save step {epoch}"
+        )
     return folder / str(epoch)
 
 
@@ -183,7 +197,9 @@ def _unpack(payload: Mapping[str, Any], template: Any, epoch: int) -> tuple[Any,
     for i, leaf in enumerate(leaves):
         arr = np.asarray(stored[str(i)])
         if arr.shape != tuple(np.shape(leaf)):
-            raise jfp.FingerprintMismatchError(f"checkpoint array {i} has shape {arr.shape}, this run's {np.shape(leaf)}")
+            raise jfp.FingerprintMismatchError(
+                f"checkpoint array {i} has shape {arr.shape}, this run's {np.shape(leaf)}"
+            )
         new.append(jnp.asarray(arr, dtype=leaf.dtype))
     hist = payload.get("history", {})
     history = [{k: np.asarray(v) for k, v in hist[str(e)].items()} for e in range(epoch)]
@@ -234,7 +250,9 @@ def restore(
                 ok, why = False, f"unreadable: {(str(e).splitlines() or [type(e).__name__])[0][:200]}"
             if not ok:
                 problems.append(f"{where} ({why})")
-                print(f"jtricks: warning: checkpoint {where} is damaged ({why}); trying the previous one", file=sys.stderr)
+                print(
+                    f"jtricks: warning: checkpoint {where} is damaged ({why}); trying the previous one", file=sys.stderr
+                )
                 continue
             jfp.check_same(meta["fingerprint"], fingerprint, f"the checkpoint {where}")
             state, history = _unpack(payload, template, step)
@@ -243,7 +261,6 @@ def restore(
         mngr.close()
     if problems:
         raise CheckpointCorruptError(
-            f"no intact checkpoint in {folder}: {'; '.join(problems)}; start over without --resume "
-            f"(or delete {folder})"
+            f"no intact checkpoint in {folder}: {'; '.join(problems)}; start over without --resume (or delete {folder})"
         )
     return None

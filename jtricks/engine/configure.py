@@ -30,12 +30,16 @@ def build_model(exp: Experiment, num_outputs: int) -> Any:
         kwargs.setdefault("num_classes", num_outputs)
     model = factory(**kwargs)
     if not isinstance(model, jmodels.Model):
-        raise TypeError(f"the model factory {describe_object(factory)} must return a jtricks.models.Model "
-                        f"(see jtricks.adapters), got {type(model).__name__}")
+        raise TypeError(
+            f"the model factory {describe_object(factory)} must return a jtricks.models.Model "
+            f"(see jtricks.adapters), got {type(model).__name__}"
+        )
     return model
 
-def build_config(exp: Experiment, model: Any, num_train: int, *,
-                 traced: frozenset[str] | None = None) -> jtrain.TrainConfig:
+
+def build_config(
+    exp: Experiment, model: Any, num_train: int, *, traced: frozenset[str] | None = None
+) -> jtrain.TrainConfig:
     """The static :class:`jtricks.train.TrainConfig` of ``exp`` (``num_train`` fixes steps per epoch).
 
     ``traced``: the model hyperparameters its program traces (:func:`jtricks.engine.grid.traced_hparams`:
@@ -54,14 +58,27 @@ def build_config(exp: Experiment, model: Any, num_train: int, *,
         warmup_steps=max(0, steps_per_epoch * exp.warmup_epochs),
     )
     return jtrain.TrainConfig(
-        model=model, optimizer=spec, epochs=exp.epochs, batch_size=exp.batch_size, loss=jlosses.get(exp.loss),
-        metrics=None if exp.eval_metrics is None else tuple(exp.eval_metrics), l2=exp.l2,
-        early_stopping=exp.early_stopping, monitor=exp.monitor, averaging=exp.averaging,
+        model=model,
+        optimizer=spec,
+        epochs=exp.epochs,
+        batch_size=exp.batch_size,
+        loss=jlosses.get(exp.loss),
+        metrics=None if exp.eval_metrics is None else tuple(exp.eval_metrics),
+        l2=exp.l2,
+        early_stopping=exp.early_stopping,
+        monitor=exp.monitor,
+        averaging=exp.averaging,
         execution=exp.execution,  # type: ignore[arg-type]
-        eval_batch_size=exp.eval_batch_size, diagnostics=exp.diagnostics, dropout="dropout_rate" in traced, init_scale="init_scale" in traced,
-        custom_hparams=dict(exp.custom_hparams), divergence_factor=exp.divergence_factor, log_every=exp.log_every,
+        eval_batch_size=exp.eval_batch_size,
+        diagnostics=exp.diagnostics,
+        dropout="dropout_rate" in traced,
+        init_scale="init_scale" in traced,
+        custom_hparams=dict(exp.custom_hparams),
+        divergence_factor=exp.divergence_factor,
+        log_every=exp.log_every,
         train_eval=exp.train_eval,
     )
+
 
 def summary_metrics(exp: Experiment, config: jtrain.TrainConfig) -> tuple[str, ...]:
     """The metrics ``exp`` summarises: ``exp.metrics`` or the defaults of its task."""
@@ -69,6 +86,7 @@ def summary_metrics(exp: Experiment, config: jtrain.TrainConfig) -> tuple[str, .
         return tuple(exp.metrics)
     main = "acc" if "acc" in config.metric_names() else (config.metric_names() or ("loss",))[-1]
     return (f"test_{main}", f"val_{main}", "train_loss")
+
 
 def produced_metrics(config: jtrain.TrainConfig) -> frozenset[str]:
     """Every metric name a run of ``config`` writes to ``metrics.csv``."""

@@ -13,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -35,8 +36,15 @@ from jtricks.engine.options import RunOptions
 from jtricks.engine.plan import Group, Plan
 from jtricks.engine.progress import Progress
 
-__all__ = ["Collected", "execute", "population_inputs", "compile_ahead", "compile_workers", "checkpoint_dir",
-           "select_by"]
+__all__ = [
+    "Collected",
+    "execute",
+    "population_inputs",
+    "compile_ahead",
+    "compile_workers",
+    "checkpoint_dir",
+    "select_by",
+]
 
 
 @dataclasses.dataclass
@@ -75,12 +83,14 @@ def population_inputs(
     hp = {k: jnp.asarray(np.array([p[k] for p in per], dtype=np.float32)) for k in config.hparam_names()}
     return keys, hp
 
+
 def compile_workers(requested: int | None, groups: int) -> int:
     if requested is None:
         return max(1, min(groups, (os.cpu_count() or 1) // 2))
     if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
         raise ValueError(f"`compile_workers` must be a positive integer or None, got {requested!r}")
     return requested
+
 
 def compile_ahead(the_plan: Plan, setups: Sequence[GroupSetup], workers: int, timing: list[dict[str, Any]]) -> None:
     """Lower every group's programs (here, in order), compile them ``workers`` at a time in threads and
@@ -101,8 +111,10 @@ def compile_ahead(the_plan: Plan, setups: Sequence[GroupSetup], workers: int, ti
         setups[gi].programs.install({name: exe})
         timing[gi]["compile_s"] = round((timing[gi]["compile_s"] or 0.0) + secs, 3)
 
+
 def checkpoint_dir(out_dir: Path, group: int, chunk: int) -> Path:
     return out_dir / "checkpoints" / f"group{group}_chunk{chunk}"
+
 
 def select_by(config: jtrain.TrainConfig) -> str:
     """The validation metric that picks a member's best epoch: accuracy when measured, else the first metric,
@@ -111,12 +123,26 @@ def select_by(config: jtrain.TrainConfig) -> str:
     return "val_acc" if "acc" in names else (f"val_{names[0]}" if names else "val_loss")
 
 
-def execute(the_plan: Plan, setups: Sequence[GroupSetup], out: Path | None, *, fingerprint: Mapping[str, Any],
-            options: RunOptions, timing: list[dict[str, Any]]) -> Collected:
+def execute(
+    the_plan: Plan,
+    setups: Sequence[GroupSetup],
+    out: Path | None,
+    *,
+    fingerprint: Mapping[str, Any],
+    options: RunOptions,
+    timing: list[dict[str, Any]],
+) -> Collected:
     """Train every chunk of every group (module docstring). With ``options.save_models`` (and ``out``) every
     finished chunk's members are saved to ``out/models`` (:mod:`jtricks.engine.saved`)."""
-    run = _Execution(the_plan, out, fingerprint, options, Progress(the_plan.total_epochs, enabled=options.progress),
-                     timing, Collected())
+    run = _Execution(
+        the_plan,
+        out,
+        fingerprint,
+        options,
+        Progress(the_plan.total_epochs, enabled=options.progress),
+        timing,
+        Collected(),
+    )
     for g, setup in zip(the_plan.groups, setups):
         if the_plan.experiment.search is not None:
             run.collected.search.append(_run_search(run, g, setup))
@@ -125,10 +151,19 @@ def execute(the_plan: Plan, setups: Sequence[GroupSetup], out: Path | None, *, f
             state, history = _run_chunk(run, g, ci, setup)
             _collect(chunk, state, history, run.collected, setup.config)
             if options.save_models and out is not None:
-                run.collected.models.append(jsaved.save_chunk(
-                    out / jsaved.FOLDER, g.index, ci, setup.config, state, [(a.name, s) for a, s in chunk],
-                    input_shape=setup.data.input_shape, num_outputs=setup.data.num_outputs,
-                    num_train=int(setup.data.device.x_train.shape[0])))
+                run.collected.models.append(
+                    jsaved.save_chunk(
+                        out / jsaved.FOLDER,
+                        g.index,
+                        ci,
+                        setup.config,
+                        state,
+                        [(a.name, s) for a, s in chunk],
+                        input_shape=setup.data.input_shape,
+                        num_outputs=setup.data.num_outputs,
+                        num_train=int(setup.data.device.x_train.shape[0]),
+                    )
+                )
     arm_order = {a.name: i for i, a in enumerate(the_plan.arms)}
     run.collected.metric_rows.sort(key=lambda r: (arm_order[r["arm"]], r["seed"], r["epoch"], r["metric"]))
     run.collected.member_rows.sort(key=lambda r: (arm_order[r["arm"]], r["seed"]))
@@ -172,8 +207,15 @@ def _run_chunk(run: _Execution, g: Group, ci: int, setup: GroupSetup) -> tuple[A
     return state, history
 
 
-def _report_epoch(run: _Execution, g: Group, ci: int, epoch: int, state: Any, metrics: Mapping[str, np.ndarray],
-                  config: jtrain.TrainConfig) -> None:
+def _report_epoch(
+    run: _Execution,
+    g: Group,
+    ci: int,
+    epoch: int,
+    state: Any,
+    metrics: Mapping[str, np.ndarray],
+    config: jtrain.TrainConfig,
+) -> None:
     n_real = len(g.chunks[ci])
     monitor = select_by(config)
     shown = metrics[monitor][:n_real]
@@ -198,31 +240,50 @@ def _run_search(run: _Execution, g: Group, setup: GroupSetup) -> dict[str, Any]:
         run.timing[g.index]["epoch_s"].append(round(time.perf_counter() - t_epoch[0], 4))
         shown = m[metric][:n_real]
         finite = shown[np.isfinite(shown)]
-        run.bar.update(f"group {g.index + 1}/{len(run.plan.groups)} epoch {epoch}/{config.epochs} members {n_real}",
-                       float(finite.mean()) if finite.size else float("nan"),
-                       int(np.sum(np.asarray(state.diverged_epoch)[:n_real] >= 0)), metric=metric)
+        run.bar.update(
+            f"group {g.index + 1}/{len(run.plan.groups)} epoch {epoch}/{config.epochs} members {n_real}",
+            float(finite.mean()) if finite.size else float("nan"),
+            int(np.sum(np.asarray(state.diverged_epoch)[:n_real] >= 0)),
+            metric=metric,
+        )
         t_epoch[0] = time.perf_counter()
 
     common = dict(
-        epochs=config.epochs, metric=metric, devices=jax.local_device_count(),
+        epochs=config.epochs,
+        metric=metric,
+        devices=jax.local_device_count(),
         higher_is_better=jmetrics.higher_is_better(metric, {m.name: m for m in config.metrics}),
         place=(lambda t: jax.device_put(t, setup.sharding)) if setup.sharding is not None else (lambda t: t),
-        on_epoch=on_epoch, collect=lambda ms, state, hist: _collect(ms, state, hist, run.collected, config),
+        on_epoch=on_epoch,
+        collect=lambda ms, state, hist: _collect(ms, state, hist, run.collected, config),
     )
     inputs = lambda ms, size: population_inputs(ms, size, config)  # noqa: E731
     if isinstance(search, jsearch.PBT):
         explored = search.explored(list(exp.grid), config.hparam_names())
-        record = jpbt.run_pbt(g.chunks[0], search, setup.programs, inputs, explored=explored,
-                              distributions={k: exp.grid[k] for k in explored if k in exp.grid},
-                              seed=exp.sample_seed, group=g.index, **common)
+        record = jpbt.run_pbt(
+            g.chunks[0],
+            search,
+            setup.programs,
+            inputs,
+            explored=explored,
+            distributions={k: exp.grid[k] for k in explored if k in exp.grid},
+            seed=exp.sample_seed,
+            group=g.index,
+            **common,
+        )
     else:
         record = jsearch.run_halving(g.chunks[0], search, setup.programs, inputs, **common)
     run.timing[g.index]["members_per_epoch"] = record["members_per_epoch"]
     return {"group": g.index, **record}
 
 
-def _collect(chunk: Sequence[tuple[jexp.Arm, int]], state: jtrain.TrainState, history: list[dict[str, np.ndarray]],
-             collected: Collected, config: jtrain.TrainConfig) -> None:
+def _collect(
+    chunk: Sequence[tuple[jexp.Arm, int]],
+    state: jtrain.TrainState,
+    history: list[dict[str, np.ndarray]],
+    collected: Collected,
+    config: jtrain.TrainConfig,
+) -> None:
     diverged = np.asarray(state.diverged_epoch)
     stopped = np.asarray(state.early.stop_epoch) if config.early_stopping else np.full(diverged.shape, -1)
     es_best = np.asarray(state.early.best_epoch) if config.early_stopping else None
@@ -237,6 +298,14 @@ def _collect(chunk: Sequence[tuple[jexp.Arm, int]], state: jtrain.TrainState, hi
         else:
             best = int(np.nanargmax(curve)) + 1 if np.isfinite(curve).any() else -1
         collected.member_rows.append(
-            {"arm": arm.name, "seed": seed, "diverged_epoch": int(diverged[i]), "stopped_epoch": int(stopped[i]), "best_epoch": best}
+            {
+                "arm": arm.name,
+                "seed": seed,
+                "diverged_epoch": int(diverged[i]),
+                "stopped_epoch": int(stopped[i]),
+                "best_epoch": best,
+            }
         )
-        collected.final_states[f"{arm.name}/seed={seed}"] = jax.tree_util.tree_map(lambda x: np.asarray(x[i]), state.params)
+        collected.final_states[f"{arm.name}/seed={seed}"] = jax.tree_util.tree_map(
+            lambda x: np.asarray(x[i]), state.params
+        )

@@ -29,7 +29,8 @@ Everything is validated before any data is loaded or anything compiles.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Literal, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
 
 from jtricks import data as jdata
 from jtricks import hparams as jhparams
@@ -39,8 +40,22 @@ from jtricks import optim as joptim
 from jtricks.engine import population as jpop
 from jtricks.engine import search as jsearch
 
-__all__ = ["Experiment", "Arm", "SETTINGS", "NUMERIC_HPARAMS", "STATIC_FIELDS", "SETTABLE", "REPORT_ONLY",
-           "SWITCHED_BY_COEFFICIENT", "setting", "sections", "numeric_names", "setting_kind", "describe_object", "to_json"]
+__all__ = [
+    "Experiment",
+    "Arm",
+    "SETTINGS",
+    "NUMERIC_HPARAMS",
+    "STATIC_FIELDS",
+    "SETTABLE",
+    "REPORT_ONLY",
+    "SWITCHED_BY_COEFFICIENT",
+    "setting",
+    "sections",
+    "numeric_names",
+    "setting_kind",
+    "describe_object",
+    "to_json",
+]
 
 
 Role = Literal["data", "program", "run"]
@@ -50,8 +65,10 @@ Role = Literal["data", "program", "run"]
 #: ``custom_hparams`` add its own, and an optax optimizer factory adds its numeric arguments.
 NUMERIC_HPARAMS: frozenset[str] = frozenset(jhparams.REGISTRY)
 
-def setting(default: Any, *, section: str, role: Role, choices: Callable[[], Sequence[Any]] | None = None,
-            settable: bool = True) -> Any:
+
+def setting(
+    default: Any, *, section: str, role: Role, choices: Callable[[], Sequence[Any]] | None = None, settable: bool = True
+) -> Any:
     """A field of :class:`Experiment` with its metadata: ``section``, ``role`` (see the module docstring),
     ``choices`` (a function giving the allowed names, checked by :func:`validate`) and ``settable``
     (whether ``grid`` / ``arms`` / ``--set`` may vary it)."""
@@ -59,6 +76,7 @@ def setting(default: Any, *, section: str, role: Role, choices: Callable[[], Seq
     if isinstance(default, (dict, list)):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
@@ -144,7 +162,9 @@ class Experiment:
     l2: bool = setting(False, section="regularization", role="program")
     early_stopping: bool = setting(False, section="regularization", role="program")
     monitor: str = setting("val_loss", section="regularization", role="program")
-    averaging: str | None = setting(None, section="regularization", role="program", choices=lambda: (None, "ema", "swa"))
+    averaging: str | None = setting(
+        None, section="regularization", role="program", choices=lambda: (None, "ema", "swa")
+    )
     divergence_factor: float | None = setting(1e6, section="regularization", role="program")
     epochs: int = setting(10, section="execution", role="program")
     batch_size: int = setting(64, section="execution", role="program")
@@ -169,6 +189,7 @@ class Experiment:
     search: Any = setting(None, section="search", role="run", settable=False)
     tune: Any = setting(None, section="search", role="run", settable=False)
 
+
 #: Field name → its metadata (``section``, ``role``, ``choices``, ``settable``): the one table of the settings.
 SETTINGS: Mapping[str, Mapping[str, Any]] = {f.name: f.metadata for f in dataclasses.fields(Experiment)}
 
@@ -181,11 +202,13 @@ SETTABLE: frozenset[str] = frozenset(k for k, m in SETTINGS.items() if m["settab
 #: choose how the rows are summarised (role ``"run"``; ``train_eval`` adds rows, so it counts), the name, the
 #: description.
 REPORT_ONLY: frozenset[str] = frozenset(
-    k for k, m in SETTINGS.items() if m["section"] == "reporting" and m["role"] == "run") | {"name", "description"}
+    k for k, m in SETTINGS.items() if m["section"] == "reporting" and m["role"] == "run"
+) | {"name", "description"}
 
 #: Names that are both an on/off field and its numeric coefficient: a bool sets the field, a number sets the
 #: coefficient and switches the field on (so an arm ``{"l2": 1e-4}`` is an L2 arm).
 SWITCHED_BY_COEFFICIENT = frozenset({"l2", "weight_decay"})
+
 
 def sections(exp: Experiment) -> dict[str, dict[str, Any]]:
     """The settings of ``exp`` grouped by section: ``{"data": {"dataset": ..., ...}, "model": {...}, ...}``."""
@@ -193,6 +216,7 @@ def sections(exp: Experiment) -> dict[str, dict[str, Any]]:
     for f in dataclasses.fields(exp):
         out.setdefault(f.metadata["section"], {})[f.name] = getattr(exp, f.name)
     return out
+
 
 @dataclasses.dataclass(frozen=True)
 class Arm:
@@ -203,6 +227,7 @@ class Arm:
     experiment: Experiment
     hparams: Mapping[str, float]
 
+
 def numeric_names(exp: Experiment) -> frozenset[str]:
     """The numeric hyperparameters ``exp`` may set: the registry's, its own, its loss's and those of an optax
     optimizer factory (its numeric arguments)."""
@@ -210,6 +235,7 @@ def numeric_names(exp: Experiment) -> frozenset[str]:
     if callable(exp.optimizer):
         names |= frozenset(joptim.hparam_names(joptim.OptimizerSpec(exp.optimizer)))
     return names
+
 
 def setting_kind(key: str, exp: Experiment) -> str:
     if not isinstance(key, str):
@@ -221,8 +247,11 @@ def setting_kind(key: str, exp: Experiment) -> str:
     if key in SETTABLE:
         return "field"
     allowed = sorted(SETTABLE) + ["model.<arg>"] + sorted(numeric_names(exp))
-    raise ValueError(f"unknown setting {key!r}; allowed: {', '.join(allowed)} (declare your own numeric "
-                     "hyperparameters in custom_hparams)")
+    raise ValueError(
+        f"unknown setting {key!r}; allowed: {', '.join(allowed)} (declare your own numeric "
+        "hyperparameters in custom_hparams)"
+    )
+
 
 def describe_object(v: Any) -> str:
     """A short, stable description of a non-literal setting (a data set, a model, a callable)."""
@@ -233,6 +262,7 @@ def describe_object(v: Any) -> str:
     name = getattr(v, "name", None) if isinstance(getattr(v, "name", None), str) else None
     qual = getattr(v, "__qualname__", None) or type(v).__qualname__
     return name or f"{getattr(v, '__module__', '') or ''}.{qual}".lstrip(".")
+
 
 def to_json(v: Any) -> Any:
     """``v`` as plain JSON data: literals as they are, data sets / models / callables by their short description,

@@ -8,7 +8,8 @@ members run, and every member computes what it would in the whole run.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from jtricks.engine.parts import Part
 
@@ -46,7 +47,7 @@ class RunOptions:
     numerics: str = "portable"
     members: tuple[tuple[str, int], ...] | None = None
 
-    def replace(self, **changes: Any) -> "RunOptions":
+    def replace(self, **changes: Any) -> RunOptions:
         """A copy with ``changes`` (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 

@@ -26,12 +26,24 @@ import datetime as _dt
 import re
 import shutil
 import socket
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
+
 from jtricks._core import files as jfiles
 
-__all__ = ["Part", "parse_part", "select", "part_record", "PartRun", "load_part", "check_parts", "merge",
-           "Merged", "MergeError"]
+__all__ = [
+    "Part",
+    "parse_part",
+    "select",
+    "part_record",
+    "PartRun",
+    "load_part",
+    "check_parts",
+    "merge",
+    "Merged",
+    "MergeError",
+]
 
 T = TypeVar("T")
 
@@ -86,8 +98,13 @@ def select(members: Sequence[T], part: Part) -> list[T]:
 def part_record(part: Part, members: Sequence[tuple[str, int]], static_groups: int) -> dict[str, Any]:
     """The ``"part"`` entry of a part folder's manifest: which part, its members ``[[arm, seed], ...]`` in
     training order, the whole run's number of static groups, and the host it ran on."""
-    return {"index": part.index, "count": part.count, "members": [[a, int(s)] for a, s in members],
-            "static_groups": int(static_groups), "host": socket.gethostname()}
+    return {
+        "index": part.index,
+        "count": part.count,
+        "members": [[a, int(s)] for a, s in members],
+        "static_groups": int(static_groups),
+        "host": socket.gethostname(),
+    }
 
 
 # -------------------------------------------------------------------------------------------- merge
@@ -110,8 +127,8 @@ class PartRun:
 def load_part(folder: str | Path) -> PartRun:
     """Read a finished part folder (checked by :func:`jtricks.jfolders.check_complete` against its own
     members). ``MergeError`` when it is unfinished, damaged, or a whole run rather than a part."""
-    from jtricks.results import tables as jtables
     from jtricks.results import folders as jfolders
+    from jtricks.results import tables as jtables
 
     folder = Path(folder)
     try:
@@ -121,8 +138,13 @@ def load_part(folder: str | Path) -> PartRun:
     if not isinstance(manifest.get("part"), Mapping):
         raise MergeError(f"{folder} is not a part of a run (it was not run with --part i/n)")
     members = jtables.read_members_csv(folder / "members.csv") if (folder / "members.csv").is_file() else []
-    return PartRun(folder, manifest, jtables.read_metrics_csv(jtables.result_file(folder, "metrics.csv")), members,
-                   (folder / "arms.json").read_bytes())
+    return PartRun(
+        folder,
+        manifest,
+        jtables.read_metrics_csv(jtables.result_file(folder, "metrics.csv")),
+        members,
+        (folder / "arms.json").read_bytes(),
+    )
 
 
 def _without_part(fingerprint: Mapping[str, Any]) -> dict[str, Any]:
@@ -136,7 +158,9 @@ def _check_same_run(parts: Sequence[PartRun]) -> None:
     first = parts[0]
     for p in parts[1:]:
         if p.part.count != first.part.count:
-            raise MergeError(f"{p.folder} is part {p.part} but {first.folder} is part {first.part}: parts of different splits")
+            raise MergeError(
+                f"{p.folder} is part {p.part} but {first.folder} is part {first.part}: parts of different splits"
+            )
         changes = jfp.diff(_without_part(first.manifest["fingerprint"]), _without_part(p.manifest["fingerprint"]))
         if changes:
             shown = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
@@ -148,7 +172,9 @@ def _check_same_run(parts: Sequence[PartRun]) -> None:
         for description, checksum in p.manifest.get("data") or []:
             seen = checksums.setdefault(description, (checksum, p.folder))
             if seen[0] != checksum:
-                raise MergeError(f"{p.folder} and {seen[1]} prepared different data for {description} (checksums differ)")
+                raise MergeError(
+                    f"{p.folder} and {seen[1]} prepared different data for {description} (checksums differ)"
+                )
 
 
 def check_parts(parts: Sequence[PartRun]) -> list[PartRun]:
@@ -169,14 +195,19 @@ def check_parts(parts: Sequence[PartRun]) -> list[PartRun]:
     n = parts[0].part.count
     missing = [f"{i}/{n}" for i in range(1, n + 1) if i not in by_index]
     if missing:
-        raise MergeError(f"incomplete: part {', '.join(missing)} missing (given: {', '.join(str(p.part) for p in sorted(parts, key=lambda p: p.part.index))})")
+        raise MergeError(
+            f"incomplete: part {', '.join(missing)} missing "
+            f"(given: {', '.join(str(p.part) for p in sorted(parts, key=lambda p: p.part.index))})"
+        )
     ordered = [by_index[i] for i in range(1, n + 1)]
     settings = ordered[0].manifest["fingerprint"]["settings"]
     owner: dict[tuple[str, int], Path] = {}
     for p in ordered:
         for arm, seed in p.manifest["part"]["members"]:
             if (arm, seed) in owner:
-                raise MergeError(f"{owner[(arm, seed)]} and {p.folder} both hold arm {arm!r} seed {seed}: the parts overlap")
+                raise MergeError(
+                    f"{owner[(arm, seed)]} and {p.folder} both hold arm {arm!r} seed {seed}: the parts overlap"
+                )
             owner[(arm, seed)] = p.folder
     for arm in (a["arm"] for a in settings["arms"]):
         for seed in settings["seeds"]:
@@ -201,21 +232,35 @@ def _merged_manifest(parts: Sequence[PartRun], fingerprint: Mapping[str, Any]) -
         m = {"host": p.manifest["part"].get("host"), **(p.manifest.get("device") or {})}
         if m not in machines:
             machines.append(m)
-    man.update({
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "seeds": list(fingerprint["settings"]["seeds"]),
-        "data": [list(d) for d in data],
-        "directions": dict(sorted(directions.items())),
-        "static_groups": parts[0].manifest["part"]["static_groups"],
-        "compiles": {f"part{p.part.index}/{k}": v for p in parts for k, v in (p.manifest.get("compiles") or {}).items()},
-        "timing": [{"part": p.part.index, **t} for p in parts for t in p.manifest.get("timing") or []],
-        "wall_time_s": max(float(p.manifest.get("wall_time_s") or 0.0) for p in parts),
-        "split": {"count": len(parts), "parts": [
-            {"index": p.part.index, "members": len(p.manifest["part"]["members"]), "host": p.manifest["part"].get("host"),
-             "device": p.manifest.get("device"), "created": p.manifest.get("created"), "wall_time_s": p.manifest.get("wall_time_s")}
-            for p in parts]},
-        "machines": machines,
-    })
+    man.update(
+        {
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "seeds": list(fingerprint["settings"]["seeds"]),
+            "data": [list(d) for d in data],
+            "directions": dict(sorted(directions.items())),
+            "static_groups": parts[0].manifest["part"]["static_groups"],
+            "compiles": {
+                f"part{p.part.index}/{k}": v for p in parts for k, v in (p.manifest.get("compiles") or {}).items()
+            },
+            "timing": [{"part": p.part.index, **t} for p in parts for t in p.manifest.get("timing") or []],
+            "wall_time_s": max(float(p.manifest.get("wall_time_s") or 0.0) for p in parts),
+            "split": {
+                "count": len(parts),
+                "parts": [
+                    {
+                        "index": p.part.index,
+                        "members": len(p.manifest["part"]["members"]),
+                        "host": p.manifest["part"].get("host"),
+                        "device": p.manifest.get("device"),
+                        "created": p.manifest.get("created"),
+                        "wall_time_s": p.manifest.get("wall_time_s"),
+                    }
+                    for p in parts
+                ],
+            },
+            "machines": machines,
+        }
+    )
     return man
 
 
@@ -241,22 +286,26 @@ def merge(out: str | Path, folders: Sequence[str | Path], *, plot: bool = True) 
       OSError: ``out`` cannot be written (the message names the path).
     """
     from jtricks.results import fingerprint as jfp
+    from jtricks.results import folders as jfolders
     from jtricks.results import rendering as jrendering
     from jtricks.results import tables as jtables
-    from jtricks.results import folders as jfolders
 
     parts = check_parts([load_part(f) for f in folders])
     out = Path(out)
     resolved = {Path(f).resolve() for f in folders}
     if out.resolve() in resolved:
         raise MergeError(f"the merged folder {out} must not be one of the parts")
-    settings = {**_without_part(parts[0].manifest["fingerprint"]),
-                "data": sorted({c for p in parts for c in p.manifest["fingerprint"]["settings"].get("data") or []})}
+    settings = {
+        **_without_part(parts[0].manifest["fingerprint"]),
+        "data": sorted({c for p in parts for c in p.manifest["fingerprint"]["settings"].get("data") or []}),
+    }
     fingerprint = jfp.run_fingerprint(settings)
     manifest = _merged_manifest(parts, fingerprint)
     arm_order = {a["arm"]: i for i, a in enumerate(settings["arms"])}
-    metric_rows = sorted((r for p in parts for r in p.metric_rows),
-                         key=lambda r: (arm_order[r["arm"]], r["seed"], r["epoch"], r["metric"]))
+    metric_rows = sorted(
+        (r for p in parts for r in p.metric_rows),
+        key=lambda r: (arm_order[r["arm"]], r["seed"], r["epoch"], r["metric"]),
+    )
     member_rows = sorted((r for p in parts for r in p.member_rows), key=lambda r: (arm_order[r["arm"]], r["seed"]))
     with jfolders.lock(out):
         jfolders.invalidate(out)

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -37,8 +38,16 @@ from jtricks import hparams as jhparams
 from jtricks.engine import population as jpop
 from jtricks.engine import search as jsearch
 
-__all__ = ["rank_members", "exploit_explore", "apply_copies", "run_pbt", "write_lineage", "plot_lineage",
-           "markdown", "LINEAGE_COLUMNS"]
+__all__ = [
+    "rank_members",
+    "exploit_explore",
+    "apply_copies",
+    "run_pbt",
+    "write_lineage",
+    "plot_lineage",
+    "markdown",
+    "LINEAGE_COLUMNS",
+]
 
 #: The fixed columns of ``lineage.csv``; one column per explored hyperparameter follows.
 LINEAGE_COLUMNS = ("group", "epoch", "member", "copied_from", "score")
@@ -76,7 +85,7 @@ def exploit_explore(
     n = len(scores)
     order = rank_members(scores, diverged, higher_is_better)
     m = max(1, math.floor(n * pbt.fraction)) if n >= 2 else 0
-    top, bottom = order[:m], sorted(order[n - m:]) if m else []
+    top, bottom = order[:m], sorted(order[n - m :]) if m else []
     sources = np.arange(n)
     values = {k: np.asarray(v, dtype=np.float32).copy() for k, v in current.items()}
     for i in bottom:
@@ -155,13 +164,28 @@ def run_pbt(
     names = [f"{arm.name}/seed={s}" for arm, s in members]
     state = programs.init(*place(inputs(members, jpop.padded_size(n, devices))))
     current = _host(state, explored, n)
-    lineage = [{"group": group, "epoch": 0, "member": names[i], "copied_from": "", "score": float("nan"),
-                **{k: float(current[k][i]) for k in explored}} for i in range(n)]
-    record: dict[str, Any] = {"search": str(pbt), "metric": metric, "explored": list(explored),
-                              "exploit_epochs": list(pbt.exploit_epochs(epochs)), "exploits": [],
-                              "stop_epoch": {arm.name: epochs for arm, _ in members},
-                              "members_per_epoch": [n] * epochs, "member_epochs": n * epochs,
-                              "member_epochs_full": n * epochs}
+    lineage = [
+        {
+            "group": group,
+            "epoch": 0,
+            "member": names[i],
+            "copied_from": "",
+            "score": float("nan"),
+            **{k: float(current[k][i]) for k in explored},
+        }
+        for i in range(n)
+    ]
+    record: dict[str, Any] = {
+        "search": str(pbt),
+        "metric": metric,
+        "explored": list(explored),
+        "exploit_epochs": list(pbt.exploit_epochs(epochs)),
+        "exploits": [],
+        "stop_epoch": {arm.name: epochs for arm, _ in members},
+        "members_per_epoch": [n] * epochs,
+        "member_epochs": n * epochs,
+        "member_epochs_full": n * epochs,
+    }
     history: list[dict[str, np.ndarray]] = []
     for epoch in range(1, epochs + 1):
         state, m = programs.run_epoch(state)
@@ -175,10 +199,24 @@ def run_pbt(
         sources, current = exploit_explore(scores, diverged, current, pbt, higher_is_better, rng, distributions)
         state = place(apply_copies(state, sources, current))
         copies = {names[i]: names[int(s)] for i, s in enumerate(sources) if int(s) != i}
-        record["exploits"].append({"epoch": epoch, "ranking": [names[i] for i in rank_members(scores, diverged, higher_is_better)],
-                                   "copies": copies})
-        lineage += [{"group": group, "epoch": epoch, "member": names[i], "copied_from": copies.get(names[i], ""),
-                     "score": float(scores[i]), **{k: float(current[k][i]) for k in explored}} for i in range(n)]
+        record["exploits"].append(
+            {
+                "epoch": epoch,
+                "ranking": [names[i] for i in rank_members(scores, diverged, higher_is_better)],
+                "copies": copies,
+            }
+        )
+        lineage += [
+            {
+                "group": group,
+                "epoch": epoch,
+                "member": names[i],
+                "copied_from": copies.get(names[i], ""),
+                "score": float(scores[i]),
+                **{k: float(current[k][i]) for k in explored},
+            }
+            for i in range(n)
+        ]
     collect(members, state, history)
     record["final_hparams"] = {names[i]: {k: float(current[k][i]) for k in explored} for i in range(n)}
     record["lineage"] = lineage
@@ -194,18 +232,25 @@ def write_lineage(path: str | Path, rows: Sequence[Mapping[str, Any]], explored:
         w.writerow([*LINEAGE_COLUMNS, *explored])
         for r in rows:
             score = "" if not math.isfinite(r["score"]) else repr(float(r["score"]))
-            w.writerow([r["group"], r["epoch"], r["member"], r["copied_from"], score,
-                        *(repr(float(r[k])) for k in explored)])
+            w.writerow(
+                [r["group"], r["epoch"], r["member"], r["copied_from"], score, *(repr(float(r[k])) for k in explored)]
+            )
 
 
-def plot_lineage(path: str | Path, rows: Sequence[Mapping[str, Any]], explored: Sequence[str], *, epochs: int | None = None,
-                 title: str = "") -> None:
+def plot_lineage(
+    path: str | Path,
+    rows: Sequence[Mapping[str, Any]],
+    explored: Sequence[str],
+    *,
+    epochs: int | None = None,
+    title: str = "",
+) -> None:
     """``lineage.png``: per explored hyperparameter, each member's value over the epochs (log scale when
     positive) up to ``epochs`` (default: the last exploit epoch); at an exploit epoch a copied member's old
     line ends (×) and a dashed edge joins its source's previous value to its new one."""
-    from matplotlib import colormaps  # noqa: PLC0415 - lazy
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
-    from matplotlib.figure import Figure  # noqa: PLC0415
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     members = list(dict.fromkeys(r["member"] for r in rows))
     at = {(r["epoch"], r["member"]): r for r in rows}
@@ -246,14 +291,21 @@ def markdown(records: Sequence[Mapping[str, Any]]) -> str:
     """The "Population-based training" section of ``summary.md``: per member its explored hyperparameters
     at the start and at the end, and its copies (``epoch ← source``). The summary's arm names are the
     members' starting values: a PBT member is its slot, not one configuration."""
-    lines = ["## Population-based training", "",
-             f"`{records[0]['search']}`, ranked by {records[0]['metric']}; arm names give each member's starting "
-             "values, which change at its copies (`lineage.csv`, `lineage.png`).", "",
-             "| member | start | end | copies (epoch ← member) |", "|---|---|---|---|"]
+    lines = [
+        "## Population-based training",
+        "",
+        f"`{records[0]['search']}`, ranked by {records[0]['metric']}; arm names give each member's starting "
+        "values, which change at its copies (`lineage.csv`, `lineage.png`).",
+        "",
+        "| member | start | end | copies (epoch ← member) |",
+        "|---|---|---|---|",
+    ]
     for rec in records:
         start = {r["member"]: r for r in rec["lineage"] if r["epoch"] == 0}
         for member, end in rec["final_hparams"].items():
             fmt = lambda d: ", ".join(f"{k}={d[k]:.6g}" for k in rec["explored"])  # noqa: E731
-            copies = "; ".join(f"{e['epoch']} ← {e['copies'][member]}" for e in rec["exploits"] if member in e["copies"])
+            copies = "; ".join(
+                f"{e['epoch']} ← {e['copies'][member]}" for e in rec["exploits"] if member in e["copies"]
+            )
             lines.append(f"| {member} | {fmt(start[member])} | {fmt(end)} | {copies or '-'} |")
     return "\n".join(lines) + "\n"

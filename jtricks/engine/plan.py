@@ -38,6 +38,7 @@ class Group:
     def experiment(self) -> jexp.Experiment:
         return self.arms[0].experiment
 
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """What a run will do, before anything is loaded or compiled."""
@@ -55,8 +56,10 @@ class Plan:
     def total_epochs(self) -> int:
         return sum(len(g.chunks) * g.experiment.epochs for g in self.groups)
 
-def _wanted(arms: list[jexp.Arm], groups: list[list[jexp.Arm]], seeds: list[int],
-            opts: RunOptions) -> set[tuple[str, int]] | None:
+
+def _wanted(
+    arms: list[jexp.Arm], groups: list[list[jexp.Arm]], seeds: list[int], opts: RunOptions
+) -> set[tuple[str, int]] | None:
     """The ``(arm, seed)`` pairs to train: all (``None``), the ``part``'s slice, the ``members`` asked for, or both."""
     wanted = None
     if opts.part is not None:
@@ -66,7 +69,9 @@ def _wanted(arms: list[jexp.Arm], groups: list[list[jexp.Arm]], seeds: list[int]
         asked = set(opts.members)
         unknown = sorted(asked - {(arm.name, s) for arm in arms for s in seeds})
         if unknown or not asked:
-            raise ValueError(f"`members` must be (arm, seed) pairs of the run; not in it: {unknown[:5] or 'none given'}")
+            raise ValueError(
+                f"`members` must be (arm, seed) pairs of the run; not in it: {unknown[:5] or 'none given'}"
+            )
         wanted = asked if wanted is None else wanted & asked
     return wanted
 
@@ -85,11 +90,15 @@ def plan(exp: jexp.Experiment, options: RunOptions | None = None, **changes: Any
     for arm in arms:
         by_signature.setdefault(jgrid.static_signature(arm.experiment), []).append(arm)
     if opts.part is not None and (exp.search is not None or exp.tune is not None):
-        raise ValueError("a part (--part, several processes) cannot be combined with 'search' or 'tune': they rank "
-                         "members against each other, so every member must be in one run")
+        raise ValueError(
+            "a part (--part, several processes) cannot be combined with 'search' or 'tune': they rank "
+            "members against each other, so every member must be in one run"
+        )
     if max_members and exp.search is not None:
-        raise ValueError("max_members cannot be combined with 'search' (successive halving and PBT run each "
-                         "static group as one population)")
+        raise ValueError(
+            "max_members cannot be combined with 'search' (successive halving and PBT run each "
+            "static group as one population)"
+        )
     wanted = _wanted(arms, list(by_signature.values()), seeds, opts)
     groups = []
     for group_arms in by_signature.values():

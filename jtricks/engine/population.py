@@ -23,20 +23,20 @@ Strategies:
   in docs/performance.md).
 
 Both give members identical to separate calls of ``fn`` (bit for bit on CPU for jtricks' steps: tested
-in ``tests/test_population.py``).
+in ``tests/engine/test_population.py``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 
 from jtricks import models as jmodels
 
-__all__ = ["STRATEGIES", "MIN_PER_DEVICE", "population_map", "resolve_strategy", "population_size",
-           "padded_size"]
+__all__ = ["STRATEGIES", "MIN_PER_DEVICE", "population_map", "resolve_strategy", "population_size", "padded_size"]
 
 Strategy = Literal["vmap", "unroll", "auto"]
 
@@ -75,10 +75,11 @@ def resolve_strategy(
     ``"auto"`` = ``"unroll"`` when the model is not ``batch_invariant`` (a model not built from jtricks'
     vmap-stable primitives, e.g. a flax or equinox model: its reductions round differently under ``vmap``,
     so only unrolled members are bit-identical to standalone runs), or when the backend is ``"cpu"`` and
-    ``model`` is a convolutional model (:data:`jtricks.models.CONVOLUTIONAL`); ``"vmap"`` otherwise. Measured (docs/performance.md, notebook CNN, batch
-    64): on XLA CPU vmapped convolutions become grouped convolutions costing 2.7–3.0× a standalone step
-    per member, unrolled members 1.3–1.4×; MLP populations are bitwise and fastest vmapped. On a GPU
-    (H200) vmap costs 0.11× a standalone step per member at S = 16 (unroll 0.15×), so vmap is kept there.
+    ``model`` is a convolutional model (:data:`jtricks.models.CONVOLUTIONAL`); ``"vmap"`` otherwise. Measured
+    (docs/performance.md, notebook CNN, batch 64): on XLA CPU vmapped convolutions become grouped convolutions
+    costing 2.7–3.0× a standalone step per member, unrolled members 1.3–1.4×; MLP populations are bitwise and
+    fastest vmapped. On a GPU (H200) vmap costs 0.11× a standalone step per member at S = 16 (unroll 0.15×), so
+    vmap is kept there.
 
     Raises:
       ValueError: ``strategy`` is not one of :data:`STRATEGIES`.
@@ -139,7 +140,9 @@ def _unrolled(fn: Callable[..., Any], in_axes: InAxes, serialize: bool) -> Calla
         outs: list[Any] = []
         for i in range(n):
             member_args = [
-                a if ax is None else jax.tree_util.tree_map(lambda x, ax=ax: jax.lax.index_in_dim(x, i, ax, keepdims=False), a)
+                a
+                if ax is None
+                else jax.tree_util.tree_map(lambda x, ax=ax: jax.lax.index_in_dim(x, i, ax, keepdims=False), a)
                 for a, ax in zip(args, axes)
             ]
             if outs and serialize:

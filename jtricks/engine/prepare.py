@@ -54,16 +54,20 @@ def _split(exp: Any, ds: jdata.Dataset) -> jdata.Dataset:
     if ds.x_val is None:
         if exp.n_val >= ds.num_train:
             raise ValueError(f"n_val={exp.n_val} leaves no training examples: the data set has {ds.num_train}")
-        x_tr, y_tr, x_val, y_val = jdata.train_val_split(jax.random.PRNGKey(exp.split_seed), ds.x_train, ds.y_train,
-                                                         n_val=exp.n_val)
+        x_tr, y_tr, x_val, y_val = jdata.train_val_split(
+            jax.random.PRNGKey(exp.split_seed), ds.x_train, ds.y_train, n_val=exp.n_val
+        )
     else:
         x_tr, y_tr, x_val, y_val = ds.x_train, ds.y_train, ds.x_val, ds.y_val
     if exp.n_train is not None:
         if exp.n_train > len(x_tr):
-            raise ValueError(f"n_train={exp.n_train} exceeds the {len(x_tr)} training examples left after the validation split")
+            raise ValueError(
+                f"n_train={exp.n_train} exceeds the {len(x_tr)} training examples left after the validation split"
+            )
         x_tr, y_tr = x_tr[: exp.n_train], y_tr[: exp.n_train]
-    return dataclasses.replace(ds, x_train=np.asarray(x_tr), y_train=np.asarray(y_tr), x_val=np.asarray(x_val),
-                               y_val=np.asarray(y_val))
+    return dataclasses.replace(
+        ds, x_train=np.asarray(x_tr), y_train=np.asarray(y_tr), x_val=np.asarray(x_val), y_val=np.asarray(y_val)
+    )
 
 
 def _checksum(arrays: list[np.ndarray]) -> str:
@@ -83,8 +87,14 @@ def prepare_data(exp: Any, loss: jlosses.Loss | None = None) -> PreparedData:
     pre = jdata.preprocess(ds, exp.preprocess)
     _check_batch(exp.batch_size, pre.num_train)
     host = {"train": (pre.x_train, pre.y_train), "val": (pre.x_val, pre.y_val), "test": (pre.x_test, pre.y_test)}
-    device = jtrain.device_data(*host["train"], *host["val"], *host["test"], eval_batch_size=exp.eval_batch_size,
-                                targets=loss.targets, train_eval=exp.train_eval)
+    device = jtrain.device_data(
+        *host["train"],
+        *host["val"],
+        *host["test"],
+        eval_batch_size=exp.eval_batch_size,
+        targets=loss.targets,
+        train_eval=exp.train_eval,
+    )
     checksum = _checksum([a for pair in host.values() for a in pair])
     return PreparedData(device, ds.num_outputs, tuple(ds.input_shape), host, checksum, repr(ds))
 

@@ -17,7 +17,8 @@ Every traced function is counted (:class:`TraceCounter`): each one traces once p
 from __future__ import annotations
 
 import collections
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -58,14 +59,25 @@ class GroupPrograms:
         device holds only its members' state (never a replicated copy of the population's).
     """
 
-    def __init__(self, config: jtrain.TrainConfig, data: jtrain.DeviceData, input_shape: tuple[int, ...],
-                 counter: TraceCounter, tag: str, population: str = "auto", *, sharding: Any = None) -> None:
+    def __init__(
+        self,
+        config: jtrain.TrainConfig,
+        data: jtrain.DeviceData,
+        input_shape: tuple[int, ...],
+        counter: TraceCounter,
+        tag: str,
+        population: str = "auto",
+        *,
+        sharding: Any = None,
+    ) -> None:
         self.config = config
         self.data = data
         self.mode = jtrain.resolve_execution(config)
         c = counter.wrap
         out = {} if sharding is None else {"out_shardings": sharding}  # every output has the member axis first
-        self.init = jax.jit(c(f"{tag}/init", jax.vmap(lambda k, hp: jtrain.init_state(config, k, hp, input_shape))), **out)
+        self.init = jax.jit(
+            c(f"{tag}/init", jax.vmap(lambda k, hp: jtrain.init_state(config, k, hp, input_shape))), **out
+        )
         exact = bool(getattr(config.model, "batch_invariant", True))
         pmap_kw = dict(strategy=population, model=getattr(config.model, "name", None), batch_invariant=exact)
         if self.mode == "scan":
@@ -76,18 +88,25 @@ class GroupPrograms:
             return
         num_train = int(data.x_train.shape[0])
         self.chunk = jtrain.eval_chunk(config, data)
-        self.indices = jax.jit(c(f"{tag}/indices", jax.vmap(lambda s: jtrain.epoch_indices(config, s, num_train))), **out)
+        self.indices = jax.jit(
+            c(f"{tag}/indices", jax.vmap(lambda s: jtrain.epoch_indices(config, s, num_train))), **out
+        )
         step = jpop.population_map(jtrain.make_train_step(config), in_axes=(0, None, None, 0), **pmap_kw)
         self.step = jax.jit(c(f"{tag}/step", step), donate_argnums=0, **out)
-        totals = jpop.population_map(lambda *a: jtrain.chunk_totals(config, *a), in_axes=(0, 0, 0, 0, None, None, None), **pmap_kw)
+        totals = jpop.population_map(
+            lambda *a: jtrain.chunk_totals(config, *a), in_axes=(0, 0, 0, 0, None, None, None), **pmap_kw
+        )
         self.chunk_totals = jax.jit(c(f"{tag}/eval", totals), **out)
         # the steps donate their state, so the epoch's start state is a copy (kept for the guard)
         self.copy = jax.jit(c(f"{tag}/copy", lambda s: jax.tree_util.tree_map(jnp.copy, s)), **out)
-        self.guard = jax.jit(c(f"{tag}/guard", jax.vmap(lambda a, b: jtrain.guard_epoch(config, a, b))),
-                             donate_argnums=1, **out)
+        self.guard = jax.jit(
+            c(f"{tag}/guard", jax.vmap(lambda a, b: jtrain.guard_epoch(config, a, b))), donate_argnums=1, **out
+        )
         self.early_stop = jax.jit(c(f"{tag}/early_stop", jax.vmap(lambda s, v: jtrain.early_stop(config, s, v))), **out)
         self.average = jax.jit(c(f"{tag}/average", jax.vmap(lambda s: jtrain.average(config, s))), **out)
-        self.finish = jax.jit(c(f"{tag}/finish", jax.vmap(lambda s, sm, ev: jtrain.finish_epoch(config, s, sm, ev))), **out)
+        self.finish = jax.jit(
+            c(f"{tag}/finish", jax.vmap(lambda s, sm, ev: jtrain.finish_epoch(config, s, sm, ev))), **out
+        )
 
     def lower(self, keys: jax.Array, hparams: Mapping[str, jax.Array]) -> dict[str, Any]:
         """Trace and lower the group's heavy programs for a population of ``keys``/``hparams``' shape.
@@ -123,8 +142,14 @@ class GroupPrograms:
         return jtrain.run_epoch(self.config, self._loop_ops(), state, self.data)
 
     def _loop_ops(self) -> jtrain.EpochOps:
-        return jtrain.EpochOps(steps=self._steps, guard=self.guard, evaluate=self._evaluate, early_stop=self.early_stop,
-                               average=self.average, finish=self.finish)
+        return jtrain.EpochOps(
+            steps=self._steps,
+            guard=self.guard,
+            evaluate=self._evaluate,
+            early_stop=self.early_stop,
+            average=self.average,
+            finish=self.finish,
+        )
 
     def _steps(self, state: jtrain.TrainState, d: jtrain.DeviceData) -> tuple[jtrain.TrainState, dict]:
         idx = self.indices(state)
@@ -135,11 +160,22 @@ class GroupPrograms:
             step_metrics.append(m)
         return state, jax.tree_util.tree_map(lambda *xs: jnp.stack(xs, axis=1), *step_metrics)
 
-    def _evaluate(self, params: Any, mstate: Any, one: jax.Array, hparams: Any, x: jax.Array, y: jax.Array,
-                  mask: jax.Array) -> dict[str, jax.Array]:
+    def _evaluate(
+        self, params: Any, mstate: Any, one: jax.Array, hparams: Any, x: jax.Array, y: jax.Array, mask: jax.Array
+    ) -> dict[str, jax.Array]:
         ch = self.chunk
-        totals = [self.chunk_totals(params, mstate, one, hparams, x[i * ch:(i + 1) * ch], y[i * ch:(i + 1) * ch],
-                                    mask[i * ch:(i + 1) * ch]) for i in range(x.shape[0] // ch)]
+        totals = [
+            self.chunk_totals(
+                params,
+                mstate,
+                one,
+                hparams,
+                x[i * ch : (i + 1) * ch],
+                y[i * ch : (i + 1) * ch],
+                mask[i * ch : (i + 1) * ch],
+            )
+            for i in range(x.shape[0] // ch)
+        ]
         # per metric (members, k) sums over the chunks: the same association as the scan mode
         summed = jax.tree_util.tree_map(lambda *t: jnum.pairwise_sum(jnp.stack(t), 0), *totals)
         return jax.vmap(lambda t: jtrain.finalize_evaluation(self.config, t, mask))(summed)

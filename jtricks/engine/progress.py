@@ -32,7 +32,9 @@ class Progress:
         fill = int(width * self.done / self.total)
         bar = "#" * fill + "-" * (width - fill)
         div = f" diverged {n_diverged}" if n_diverged else ""
-        line = f"[{bar}] {self.done}/{self.total} {label} {metric} {mean_value:.4f}{div} | {elapsed:5.1f}s ETA {eta:5.1f}s"
+        line = (
+            f"[{bar}] {self.done}/{self.total} {label} {metric} {mean_value:.4f}{div} | {elapsed:5.1f}s ETA {eta:5.1f}s"
+        )
         end = "\r" if self.tty and self.done < self.total else "\n"
         self.stream.write(("\r" if self.tty else "") + line + end)
         self.stream.flush()

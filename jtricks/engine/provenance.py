@@ -26,11 +26,21 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
-__all__ = ["git_state", "command", "environment", "call_arguments", "manifest_entries", "ENV_PREFIXES", "machine",
-           "shareable_path", "ISA_FLAGS"]
+__all__ = [
+    "git_state",
+    "command",
+    "environment",
+    "call_arguments",
+    "manifest_entries",
+    "ENV_PREFIXES",
+    "machine",
+    "shareable_path",
+    "ISA_FLAGS",
+]
 
 #: Environment variables recorded: exact names, and prefixes (``JAX_``, ``XLA_``).
 ENV_NAMES: tuple[str, ...] = ("XLA_FLAGS", "CUDA_VISIBLE_DEVICES", "TF_CPP_MIN_LOG_LEVEL", "ONEDNN_MAX_CPU_ISA")
@@ -49,10 +59,16 @@ def git_state(path: str | os.PathLike | None = None) -> dict[str, Any] | None:
     --untracked-files=no`` is not empty); ``None`` when ``path`` is not in a git checkout or git is missing."""
     where = Path(path) if path is not None else _REPO / "jtricks"
     try:
-        sha = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        status = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=30, check=True).stdout
+        sha = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": sha, "dirty": bool(status.strip())}
@@ -113,14 +129,26 @@ def _accelerators() -> list[dict[str, Any]]:
         return []
     driver = None
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout.split()
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.split()
         driver = out[0] if out else None
     except (OSError, subprocess.SubprocessError):
         pass
     kinds = sorted({d.device_kind for d in devices})
-    return [{"platform": devices[0].platform, "kind": k, "count": sum(d.device_kind == k for d in devices),
-             "driver": driver} for k in kinds]
+    return [
+        {
+            "platform": devices[0].platform,
+            "kind": k,
+            "count": sum(d.device_kind == k for d in devices),
+            "driver": driver,
+        }
+        for k in kinds
+    ]
 
 
 def machine(cpuinfo: str | None = None) -> dict[str, Any]:
@@ -189,8 +217,8 @@ def call_arguments(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> dict[st
 
 def _group_defaults(exp: Any, num_outputs: int) -> dict[str, Any]:
     from jtricks import data as jdata
-    from jtricks.engine import experiment as jexp
     from jtricks import models as jmodels
+    from jtricks.engine import experiment as jexp
 
     out: dict[str, Any] = {}
     if isinstance(exp.model, str) or (callable(exp.model) and not isinstance(exp.model, jmodels.Model)):

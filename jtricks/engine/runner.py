@@ -20,8 +20,9 @@ import shutil
 import sys
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -43,12 +44,24 @@ from jtricks.engine.options import RunOptions, options_from
 from jtricks.engine.plan import Group, Plan, plan
 from jtricks.engine.progress import Progress
 from jtricks.engine.write import write
-from jtricks.results import folders as jfolders
 from jtricks.results import fingerprint as jfp
+from jtricks.results import folders as jfolders
 from jtricks.results import summary as jsummary
 
-__all__ = ["RunResult", "RunOptions", "run", "plan", "build", "execute", "write", "Plan", "Group", "GroupSetup",
-           "Collected", "Progress"]
+__all__ = [
+    "RunResult",
+    "RunOptions",
+    "run",
+    "plan",
+    "build",
+    "execute",
+    "write",
+    "Plan",
+    "Group",
+    "GroupSetup",
+    "Collected",
+    "Progress",
+]
 
 
 @dataclasses.dataclass
@@ -77,14 +90,33 @@ class RunResult:
     tuning: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @classmethod
-    def of(cls, out: Path | None, the_plan: Plan, collected: Collected, summary: list[dict[str, Any]],
-           compiles: Mapping[str, int], wall: float, timing: list[dict[str, Any]], metrics: Sequence[str],
-           directions: Mapping[str, bool]) -> "RunResult":
+    def of(
+        cls,
+        out: Path | None,
+        the_plan: Plan,
+        collected: Collected,
+        summary: list[dict[str, Any]],
+        compiles: Mapping[str, int],
+        wall: float,
+        timing: list[dict[str, Any]],
+        metrics: Sequence[str],
+        directions: Mapping[str, bool],
+    ) -> RunResult:
         """The result of a run of ``the_plan`` whose rows are ``collected`` (the one place a result is assembled)."""
-        return cls(out_dir=out, arms=the_plan.arms, metric_rows=collected.metric_rows,
-                   member_rows=collected.member_rows, summary=summary, compiles=dict(compiles), wall_time_s=wall,
-                   final_states=collected.final_states, timing=timing, metrics=tuple(metrics),
-                   directions=dict(directions), search=collected.search)
+        return cls(
+            out_dir=out,
+            arms=the_plan.arms,
+            metric_rows=collected.metric_rows,
+            member_rows=collected.member_rows,
+            summary=summary,
+            compiles=dict(compiles),
+            wall_time_s=wall,
+            final_states=collected.final_states,
+            timing=timing,
+            metrics=tuple(metrics),
+            directions=dict(directions),
+            search=collected.search,
+        )
 
     def history(self, arm: str, metric: str) -> np.ndarray:
         """``(seeds, epochs)`` array of ``metric`` for ``arm``."""
@@ -97,8 +129,13 @@ class RunResult:
         return out
 
 
-def run(exp: jexp.Experiment, *, out_dir: str | os.PathLike | None = None, options: RunOptions | None = None,
-        **option_changes: Any) -> RunResult:
+def run(
+    exp: jexp.Experiment,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    options: RunOptions | None = None,
+    **option_changes: Any,
+) -> RunResult:
     """Run every arm x seed of ``exp`` and write the results folder (module docstring).
 
     Nothing is written before the settings are validated and the data is loaded and checked (a bad setting or
@@ -120,12 +157,15 @@ def run(exp: jexp.Experiment, *, out_dir: str | os.PathLike | None = None, optio
     """
     opts = options_from(options, **option_changes)
     if exp.tune is not None and opts.part is None:
-        raise ValueError(f"experiment {exp.name!r} tunes its arms first ('tune'): run it with jtricks.studies.run "
-                         "(or `jtricks run`), which tunes, then compares")
+        raise ValueError(
+            f"experiment {exp.name!r} tunes its arms first ('tune'): run it with jtricks.studies.run "
+            "(or `jtricks run`), which tunes, then compares"
+        )
     pinned = jruntime.pin_numerics(opts.numerics)
     if pinned.mode != opts.numerics:
-        warnings.warn(f"numerics: running {pinned.mode}, not {opts.numerics}: {pinned.note}", RuntimeWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"numerics: running {pinned.mode}, not {opts.numerics}: {pinned.note}", RuntimeWarning, stacklevel=2
+        )
     opts = opts.replace(callbacks=jcb.check_callbacks(opts.callbacks))
     with jruntime.CompileMeter() as meter:
         return _plan_and_run(exp, None if out_dir is None else Path(out_dir), opts, meter)
@@ -175,16 +215,30 @@ def _check_checkpoints(out: Path, fingerprint: Mapping[str, Any]) -> None:
             jfp.check_same(stored, fingerprint, f"the checkpoint {folder}")
 
 
-def _run(the_plan: Plan, setups: list[GroupSetup], counter: jprog.TraceCounter, fingerprint: Mapping[str, Any],
-         out: Path | None, opts: RunOptions, workers: int, t_start: float, meter: jruntime.CompileMeter) -> RunResult:
+def _run(
+    the_plan: Plan,
+    setups: list[GroupSetup],
+    counter: jprog.TraceCounter,
+    fingerprint: Mapping[str, Any],
+    out: Path | None,
+    opts: RunOptions,
+    workers: int,
+    t_start: float,
+    meter: jruntime.CompileMeter,
+) -> RunResult:
     exp = the_plan.experiment
-    timing = [{"group": g.index, "arms": [a.name for a in g.arms], "members": g.size, "compile_s": None, "epoch_s": []}
-              for g in the_plan.groups]
+    timing = [
+        {"group": g.index, "arms": [a.name for a in g.arms], "members": g.size, "compile_s": None, "epoch_s": []}
+        for g in the_plan.groups
+    ]
     if workers > 1 and jax.local_device_count() == 1:
         t_compile = time.perf_counter()
         if opts.progress:
-            print(f"compiling {len(the_plan.groups)} static groups ahead of time, {workers} at once", file=sys.stderr,
-                  flush=True)
+            print(
+                f"compiling {len(the_plan.groups)} static groups ahead of time, {workers} at once",
+                file=sys.stderr,
+                flush=True,
+            )
         compile_ahead(the_plan, setups, workers, timing)
         if opts.progress:
             print(f"compiled in {time.perf_counter() - t_compile:.1f} s", file=sys.stderr, flush=True)
@@ -192,14 +246,27 @@ def _run(the_plan: Plan, setups: list[GroupSetup], counter: jprog.TraceCounter, 
     metrics = jconfigure.summary_metrics(exp, setups[0].config)
     directions = jwrite.directions(setups, collected)
     arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in the_plan.arms]
-    summary = [] if the_plan.part is not None else jsummary.summarize(
-        collected.metric_rows, collected.member_rows, arm_dicts, metrics=metrics,
-        baseline=exp.baseline or the_plan.arms[0].name, target=exp.target, directions=directions, adjust=exp.adjust)
+    summary = (
+        []
+        if the_plan.part is not None
+        else jsummary.summarize(
+            collected.metric_rows,
+            collected.member_rows,
+            arm_dicts,
+            metrics=metrics,
+            baseline=exp.baseline or the_plan.arms[0].name,
+            target=exp.target,
+            directions=directions,
+            adjust=exp.adjust,
+        )
+    )
     wall = time.perf_counter() - t_start
     compiles = dict(counter.counts)
     if out is not None:
-        record = {**jwrite.manifest(the_plan, setups, compiles, wall, timing, metrics, directions),
-                  "compile": meter.record()}
+        record = {
+            **jwrite.manifest(the_plan, setups, compiles, wall, timing, metrics, directions),
+            "compile": meter.record(),
+        }
         if collected.search:
             record["search"] = jsearch.manifest_section(collected.search)
         if the_plan.part is not None:

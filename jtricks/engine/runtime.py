@@ -48,16 +48,29 @@ import contextlib
 import os
 import platform
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import jax
 
-__all__ = ["RuntimeSettings", "CompileMeter", "configure", "configured", "current", "default_cache_dir", "cache_size_bytes",
-           "NUMERICS", "PORTABLE_XLA_FLAGS", "PORTABLE_ENV", "NumericsSettings", "pin_numerics", "numerics_in_force",
-           "numerics_record"]
+__all__ = [
+    "RuntimeSettings",
+    "CompileMeter",
+    "configure",
+    "configured",
+    "current",
+    "default_cache_dir",
+    "cache_size_bytes",
+    "NUMERICS",
+    "PORTABLE_XLA_FLAGS",
+    "PORTABLE_ENV",
+    "NumericsSettings",
+    "pin_numerics",
+    "numerics_in_force",
+    "numerics_record",
+]
 _DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
 #: The numerics modes (:func:`pin_numerics`).
@@ -181,10 +194,15 @@ def pin_numerics(mode: str = "portable") -> NumericsSettings:
         found = numerics_in_force()
         return NumericsSettings(found, "as requested" if found == mode else "the environment was already portable")
     if platform.machine().lower() not in _X86:
-        return NumericsSettings("native", f"portable numerics are defined for x86-64 CPUs; this one is {platform.machine()}")
+        return NumericsSettings(
+            "native", f"portable numerics are defined for x86-64 CPUs; this one is {platform.machine()}"
+        )
     if _backends_initialized():
-        return NumericsSettings("native", "JAX had started before the portable settings could be set (set them first: "
-                                          "jtricks.runtime.pin_numerics() before any JAX computation)")
+        return NumericsSettings(
+            "native",
+            "JAX had started before the portable settings could be set (set them first: "
+            "jtricks.runtime.pin_numerics() before any JAX computation)",
+        )
     have = _flags_in(os.environ.get("XLA_FLAGS", ""))
     clash = [have[_flag_name(f)] for f in PORTABLE_XLA_FLAGS if _flag_name(f) in have and have[_flag_name(f)] != f]
     clash += [f"{k}={os.environ[k]}" for k, v in PORTABLE_ENV.items() if os.environ.get(k, v) != v]
@@ -200,12 +218,19 @@ def pin_numerics(mode: str = "portable") -> NumericsSettings:
 def numerics_record() -> dict[str, Any]:
     """The numerics of this process, for the manifest: the ``mode`` (:func:`numerics_in_force`), the XLA flags
     and the oneDNN instruction-set cap it runs with."""
-    return {"mode": numerics_in_force(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA")}
+    return {
+        "mode": numerics_in_force(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+    }
 
 
-def configure(*, compile_cache: str | os.PathLike[str] | None | bool = True, cpu_devices: int | None = None,
-              numerics: str = "portable") -> RuntimeSettings:
+def configure(
+    *,
+    compile_cache: str | os.PathLike[str] | None | bool = True,
+    cpu_devices: int | None = None,
+    numerics: str = "portable",
+) -> RuntimeSettings:
     """Pin the numerics, turn on the compilation cache and one CPU device per core for this process; returns
     what was set.
 
@@ -217,7 +242,9 @@ def configure(*, compile_cache: str | os.PathLike[str] | None | bool = True, cpu
     Raises:
       ValueError: ``cpu_devices`` is not a positive int, or ``numerics`` is not one of :data:`NUMERICS`.
     """
-    if cpu_devices is not None and (isinstance(cpu_devices, bool) or not isinstance(cpu_devices, int) or cpu_devices < 1):
+    if cpu_devices is not None and (
+        isinstance(cpu_devices, bool) or not isinstance(cpu_devices, int) or cpu_devices < 1
+    ):
         raise ValueError(f"cpu_devices must be a positive int or None (one per core), got {cpu_devices!r}")
     pinned = pin_numerics(numerics)
     n_dev, note = _set_cpu_devices(cpu_devices)
@@ -233,14 +260,18 @@ def configure(*, compile_cache: str | os.PathLike[str] | None | bool = True, cpu
     return RuntimeSettings(folder, n_dev, note, os.environ.get("XLA_FLAGS", ""), pinned)
 
 
-_CACHE_OPTIONS = ("jax_enable_compilation_cache", "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-                  "jax_persistent_cache_min_entry_size_bytes")
+_CACHE_OPTIONS = (
+    "jax_enable_compilation_cache",
+    "jax_compilation_cache_dir",
+    "jax_persistent_cache_min_compile_time_secs",
+    "jax_persistent_cache_min_entry_size_bytes",
+)
 
 
 @contextlib.contextmanager
 def configured(**kwargs: Any) -> Iterator[RuntimeSettings]:
-    """:func:`configure` for the duration of a ``with`` block; afterwards ``XLA_FLAGS``, ``ONEDNN_MAX_CPU_ISA`` and the cache options
-    are as before (the devices a backend started with stay), so calling the command line in-process
+    """:func:`configure` for the duration of a ``with`` block; afterwards ``XLA_FLAGS``, ``ONEDNN_MAX_CPU_ISA`` and the
+    cache options are as before (the devices a backend started with stay), so calling the command line in-process
     (``jtricks.cli.main``) leaves no setting behind for the caller or the processes it starts later."""
     saved = {k: os.environ.get(k) for k in ("XLA_FLAGS", *PORTABLE_ENV)}
     options = {k: getattr(jax.config, k) for k in _CACHE_OPTIONS}
@@ -299,7 +330,7 @@ class CompileMeter:
             with self._lock:
                 self.counts[name] += 1
 
-    def __enter__(self) -> "CompileMeter":
+    def __enter__(self) -> CompileMeter:
         jax.monitoring.register_event_duration_secs_listener(self._on_duration)
         jax.monitoring.register_event_listener(self._on_event)
         return self

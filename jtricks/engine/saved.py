@@ -28,23 +28,24 @@ import dataclasses
 import json
 import os
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jtricks.engine import checkpoint as jckpt
-from jtricks.engine import experiment as jexp
-from jtricks.engine import validation as jvalidation
-from jtricks.engine import catalog as jcatalog
-from jtricks.engine import configure as jconfigure
-from jtricks.engine import grid as jgrid
 from jtricks import regularize as jreg
-from jtricks.results import folders as jfolders
-from jtricks.engine import train as jtrain
 from jtricks._core import files as jfiles
+from jtricks.engine import catalog as jcatalog
+from jtricks.engine import checkpoint as jckpt
+from jtricks.engine import configure as jconfigure
+from jtricks.engine import experiment as jexp
+from jtricks.engine import grid as jgrid
+from jtricks.engine import train as jtrain
+from jtricks.engine import validation as jvalidation
+from jtricks.results import folders as jfolders
 
 __all__ = ["save_chunk", "write_index", "load", "SavedMember", "FOLDER", "INDEX"]
 
@@ -73,9 +74,18 @@ def _payload(config: jtrain.TrainConfig, state: jtrain.TrainState, n: int) -> di
     return {k: v for k, v in payload.items() if v}
 
 
-def save_chunk(folder: str | os.PathLike, group: int, chunk: int, config: jtrain.TrainConfig, state: jtrain.TrainState,
-               members: Sequence[tuple[str, int]], *, input_shape: Sequence[int], num_outputs: int,
-               num_train: int) -> dict[str, Any]:
+def save_chunk(
+    folder: str | os.PathLike,
+    group: int,
+    chunk: int,
+    config: jtrain.TrainConfig,
+    state: jtrain.TrainState,
+    members: Sequence[tuple[str, int]],
+    *,
+    input_shape: Sequence[int],
+    num_outputs: int,
+    num_train: int,
+) -> dict[str, Any]:
     """Save the first ``len(members)`` members of the population ``state`` to ``FOLDER/group<g>_chunk<c>``
     (replacing an earlier save) with orbax; return the chunk's entry of the index (:func:`write_index`).
 
@@ -95,8 +105,15 @@ def save_chunk(folder: str | os.PathLike, group: int, chunk: int, config: jtrain
     except Exception as e:  # orbax / tensorstore raise many types for a failed write
         reason = e.strerror if isinstance(e, OSError) and e.strerror else (str(e).splitlines() or [type(e).__name__])[0]
         raise OSError(getattr(e, "errno", None), f"cannot write the saved models {path}: {reason}") from None
-    return {"folder": name, "group": group, "input_shape": [int(d) for d in input_shape], "num_outputs": int(num_outputs),
-            "num_train": int(num_train), "sha256": jckpt.checksum(payload), "members": [[a, int(s)] for a, s in members]}
+    return {
+        "folder": name,
+        "group": group,
+        "input_shape": [int(d) for d in input_shape],
+        "num_outputs": int(num_outputs),
+        "num_train": int(num_train),
+        "sha256": jckpt.checksum(payload),
+        "members": [[a, int(s)] for a, s in members],
+    }
 
 
 def write_index(folder: str | os.PathLike, chunks: Sequence[Mapping[str, Any]]) -> Path:
@@ -144,7 +161,11 @@ class SavedMember:
             return self.best_params, self.best_model_state
         if which == "averaged" and self.avg_params is not None:
             return self.avg_params, self.model_state
-        have = ["final"] + (["best"] if self.best_params is not None else []) + (["averaged"] if self.avg_params is not None else [])
+        have = (
+            ["final"]
+            + (["best"] if self.best_params is not None else [])
+            + (["averaged"] if self.avg_params is not None else [])
+        )
         raise ValueError(f"`which` must be one of {have} for this member, got {which!r}")
 
     def _hp(self, names: Sequence[str]) -> dict[str, jax.Array] | None:
@@ -154,12 +175,19 @@ class SavedMember:
         """The model's outputs on inputs ``x`` (a batch) in evaluation mode: dropout off, batch norm on its
         running statistics."""
         params, mstate = self.weights(which)
-        out, _ = self.model.apply(params, mstate, jnp.asarray(x, jnp.float32), key=None, train=False,
-                                  hparams=self._hp(self.config.model_hparam_names()))
+        out, _ = self.model.apply(
+            params,
+            mstate,
+            jnp.asarray(x, jnp.float32),
+            key=None,
+            train=False,
+            hparams=self._hp(self.config.model_hparam_names()),
+        )
         return out
 
-    def evaluate(self, split: Literal["val", "test"] = "test", *, which: Which = "final",
-                 data: jtrain.DeviceData | None = None) -> dict[str, float]:
+    def evaluate(
+        self, split: Literal["val", "test"] = "test", *, which: Which = "final", data: jtrain.DeviceData | None = None
+    ) -> dict[str, float]:
         """``{"loss": ..., metric: ...}`` on the ``split`` of the run's data (prepared again from the arm's
         experiment: the same split and preprocessing) or of ``data``, computed by the engine's evaluation
         (:func:`jtricks.train.make_evaluate`) as in the run: the numbers it recorded for ``which``."""
@@ -170,7 +198,9 @@ class SavedMember:
             from jtricks.engine import prepare as jprep
 
             data = jprep.prepare_data(self.experiment, self.config.loss).device
-        x, y, m = (data.x_val, data.y_val, data.val_mask) if split == "val" else (data.x_test, data.y_test, data.test_mask)
+        x, y, m = (
+            (data.x_val, data.y_val, data.val_mask) if split == "val" else (data.x_test, data.y_test, data.test_mask)
+        )
         chunk = jtrain.eval_chunk(self.config, data)
         if chunk not in self._programs:  # one program per chunk size, reused by every split and weights
             evaluate = jtrain.make_evaluate(self.config, chunk)
@@ -191,7 +221,9 @@ def _experiment(run_dir: Path, experiment: jexp.Experiment | str | None) -> jexp
     if isinstance(experiment, str):
         return jcatalog.load_experiment(experiment)
     if experiment is not None:
-        raise TypeError(f"`experiment` must be an Experiment, an experiment name or path, or None; got {type(experiment).__name__}")
+        raise TypeError(
+            f"`experiment` must be an Experiment, an experiment name or path, or None; got {type(experiment).__name__}"
+        )
     manifest = jfolders.check_complete(run_dir)
     config = dict(manifest.get("config") or {})
     fields = {f.name for f in dataclasses.fields(jexp.Experiment)}
@@ -208,7 +240,9 @@ def _experiment(run_dir: Path, experiment: jexp.Experiment | str | None) -> jexp
         jvalidation.validate(exp)
         return exp
     except (TypeError, ValueError) as e:
-        raise ValueError(f"cannot rebuild the experiment of {run_dir} from its manifest ({e}); pass experiment=") from None
+        raise ValueError(
+            f"cannot rebuild the experiment of {run_dir} from its manifest ({e}); pass experiment="
+        ) from None
 
 
 def _member_entry(index: Mapping[str, Any], run_dir: Path, arm: str, seed: int) -> tuple[Mapping[str, Any], int]:
@@ -231,14 +265,17 @@ def _read_chunk(run_dir: Path, chunk: Mapping[str, Any]) -> dict[str, Any]:
         with ocp.StandardCheckpointer() as ckptr:
             payload = ckptr.restore(path)
     except Exception as e:  # unreadable files: orbax / tensorstore raise many types
-        raise ValueError(f"the saved models {path} are unreadable: {(str(e).splitlines() or [type(e).__name__])[0][:200]}") from None
+        raise ValueError(
+            f"the saved models {path} are unreadable: {(str(e).splitlines() or [type(e).__name__])[0][:200]}"
+        ) from None
     if jckpt.checksum(payload) != chunk.get("sha256"):
         raise ValueError(f"the saved models {path} are damaged (checksum mismatch)")
     return payload
 
 
-def load(run_dir: str | os.PathLike, *, arm: str, seed: int,
-         experiment: jexp.Experiment | str | None = None) -> SavedMember:
+def load(
+    run_dir: str | os.PathLike, *, arm: str, seed: int, experiment: jexp.Experiment | str | None = None
+) -> SavedMember:
     """The saved member ``(arm, seed)`` of the finished run in ``run_dir`` (see the module docstring).
 
     Args:
@@ -268,20 +305,37 @@ def load(run_dir: str | os.PathLike, *, arm: str, seed: int,
     hparams = {k: float(np.asarray(v)[i]) for k, v in payload.get("hparams", {}).items()}
     model = jconfigure.build_model(arm_exp, int(chunk["num_outputs"]))
     config = jconfigure.build_config(arm_exp, model, int(chunk["num_train"]), traced=jgrid.traced_hparams([hparams]))
-    shapes = jax.eval_shape(lambda k: model.init(k, tuple(chunk["input_shape"]),
-                                                 {"init_scale": jnp.float32(1.0)} if config.init_scale else None),
-                            jax.random.PRNGKey(0))
+    shapes = jax.eval_shape(
+        lambda k: model.init(
+            k, tuple(chunk["input_shape"]), {"init_scale": jnp.float32(1.0)} if config.init_scale else None
+        ),
+        jax.random.PRNGKey(0),
+    )
 
     def part(name: str, template: Any) -> Any:
         leaves, treedef = jax.tree_util.tree_flatten(template)
         stored = payload.get(name, {})
         if len(stored) != len(leaves):
-            raise ValueError(f"the saved {name} of {run_dir} hold {len(stored)} arrays, the rebuilt model {len(leaves)}: "
-                             "pass the run's experiment=")
+            raise ValueError(
+                f"the saved {name} of {run_dir} hold {len(stored)} arrays, the rebuilt model {len(leaves)}: "
+                "pass the run's experiment="
+            )
         return jax.tree_util.tree_unflatten(treedef, [np.asarray(stored[str(j)])[i] for j in range(len(leaves))])
 
     params_t, mstate_t = shapes
     averaged = part("avg_params", params_t) if "avg_params" in payload else None
-    best = (part("best_params", params_t), part("best_model_state", mstate_t)) if config.early_stopping else (None, None)
-    return SavedMember(arm, int(seed), part("params", params_t), part("model_state", mstate_t), averaged, *best,
-                       hparams, model, arm_exp, config)
+    best = (
+        (part("best_params", params_t), part("best_model_state", mstate_t)) if config.early_stopping else (None, None)
+    )
+    return SavedMember(
+        arm,
+        int(seed),
+        part("params", params_t),
+        part("model_state", mstate_t),
+        averaged,
+        *best,
+        hparams,
+        model,
+        arm_exp,
+        config,
+    )

@@ -32,14 +32,15 @@ import dataclasses
 import itertools
 import math
 import re
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jtricks.engine import population as jpop
 from jtricks._core.keys import stable_id
+from jtricks.engine import population as jpop
 
 __all__ = [
     "Distribution",
@@ -179,7 +180,9 @@ def parse_distribution(text: str) -> Distribution | None:
     try:
         args = ast.literal_eval(f"({m.group(2)},)")
     except (ValueError, SyntaxError) as e:
-        raise ValueError(f"cannot parse the arguments of {text!r}: give Python literals, e.g. loguniform(1e-4, 1e-1)") from e
+        raise ValueError(
+            f"cannot parse the arguments of {text!r}: give Python literals, e.g. loguniform(1e-4, 1e-1)"
+        ) from e
     fn = {"loguniform": loguniform, "uniform": uniform, "choice": choice}[m.group(1)]
     expected = 1 if m.group(1) == "choice" else 2
     if len(args) != expected:
@@ -201,7 +204,9 @@ def grid_combos(grid: Mapping[str, Any], samples: int | None, seed: int) -> list
             raise ValueError("'samples' is set but no grid factor is a distribution (loguniform, uniform, choice)")
         return [dict(zip(lists, combo)) for combo in itertools.product(*lists.values())]
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"grid factors {sorted(dists)} are distributions: 'samples' must be a positive int, got {samples!r}")
+        raise ValueError(
+            f"grid factors {sorted(dists)} are distributions: 'samples' must be a positive int, got {samples!r}"
+        )
     draws = {k: d.draw(np.random.default_rng([seed, stable_id(k)]), samples) for k, d in dists.items()}
     out = []
     for combo in itertools.product(*lists.values()):
@@ -234,8 +239,13 @@ class Halving:
 
     def __post_init__(self) -> None:
         rungs = self.rungs
-        if isinstance(rungs, int) or not isinstance(rungs, Sequence) or not rungs or \
-                any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in rungs) or list(rungs) != sorted(set(rungs)):
+        if (
+            isinstance(rungs, int)
+            or not isinstance(rungs, Sequence)
+            or not rungs
+            or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in rungs)
+            or list(rungs) != sorted(set(rungs))
+        ):
             raise ValueError(f"Halving: `rungs` must be a non-empty increasing list of epochs >= 1, got {rungs!r}")
         object.__setattr__(self, "rungs", tuple(rungs))
         k = self.keep
@@ -289,8 +299,12 @@ class PBT:
         if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 0.5:
             raise ValueError(f"PBT: `fraction` must be a fraction in (0, 0.5], got {f!r}")
         p = self.perturb
-        if isinstance(p, (str, bytes)) or not isinstance(p, Sequence) or not p or any(
-                isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0 for v in p):
+        if (
+            isinstance(p, (str, bytes))
+            or not isinstance(p, Sequence)
+            or not p
+            or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0 for v in p)
+        ):
             raise ValueError(f"PBT: `perturb` must be a non-empty list of positive numbers, got {p!r}")
         object.__setattr__(self, "perturb", tuple(float(v) for v in p))
         r = self.resample
@@ -299,14 +313,22 @@ class PBT:
         if self.metric is not None and (not isinstance(self.metric, str) or not self.metric.startswith("val_")):
             raise ValueError(f"PBT: `metric` must be None or a validation metric ('val_...'), got {self.metric!r}")
         if self.factors is not None:
-            if isinstance(self.factors, str) or not isinstance(self.factors, Sequence) or not self.factors or \
-                    not all(isinstance(a, str) for a in self.factors):
-                raise ValueError(f"PBT: `factors` must be None or a non-empty list of hyperparameter names, got {self.factors!r}")
+            if (
+                isinstance(self.factors, str)
+                or not isinstance(self.factors, Sequence)
+                or not self.factors
+                or not all(isinstance(a, str) for a in self.factors)
+            ):
+                raise ValueError(
+                    f"PBT: `factors` must be None or a non-empty list of hyperparameter names, got {self.factors!r}"
+                )
             object.__setattr__(self, "factors", tuple(self.factors))
 
     def __str__(self) -> str:
-        return (f"PBT(every={self.every}, fraction={self.fraction:g}, metric={self.metric!r}, "
-                f"perturb={list(self.perturb)}, resample={self.resample:g}, factors={self.factors!r})")
+        return (
+            f"PBT(every={self.every}, fraction={self.fraction:g}, metric={self.metric!r}, "
+            f"perturb={list(self.perturb)}, resample={self.resample:g}, factors={self.factors!r})"
+        )
 
     def exploit_epochs(self, epochs: int) -> tuple[int, ...]:
         """The epochs (1-based) after which members exploit and explore: multiples of ``every`` before ``epochs``."""
@@ -317,8 +339,15 @@ class PBT:
         return self.factors if self.factors is not None else tuple(k for k in grid if k in hparam_names)
 
 
-def check_search(search: Any, *, epochs: int, max_members: int | None, grid_keys: Sequence[str],
-                 measured: frozenset[str], hparam_names: frozenset[str] = frozenset()) -> None:
+def check_search(
+    search: Any,
+    *,
+    epochs: int,
+    max_members: int | None,
+    grid_keys: Sequence[str],
+    measured: frozenset[str],
+    hparam_names: frozenset[str] = frozenset(),
+) -> None:
     """``Experiment.search``: ``None``, a :class:`Halving` whose rungs lie before the last epoch, whose
     metric is measured and whose ``across`` names grid factors, or a :class:`PBT` with an exploit epoch
     before the last whose explored factors are numeric hyperparameters of every arm; the group runs as one
@@ -326,21 +355,30 @@ def check_search(search: Any, *, epochs: int, max_members: int | None, grid_keys
     if search is None:
         return
     if not isinstance(search, (Halving, PBT)):
-        raise TypeError(f"'search' must be None, jtricks.search.Halving(...) or jtricks.search.PBT(...), got {search!r}")
+        raise TypeError(
+            f"'search' must be None, jtricks.search.Halving(...) or jtricks.search.PBT(...), got {search!r}"
+        )
     if search.metric is not None and search.metric not in measured:
-        raise ValueError(f"{type(search).__name__} metric {search.metric!r} is not measured; validation metrics: "
-                         f"{sorted(m for m in measured if m.startswith('val_'))}")
+        raise ValueError(
+            f"{type(search).__name__} metric {search.metric!r} is not measured; validation metrics: "
+            f"{sorted(m for m in measured if m.startswith('val_'))}"
+        )
     if max_members is not None:
-        raise ValueError("'max_members' cannot be combined with 'search': successive halving and PBT run each "
-                         "static group as one population (set max_members=None)")
+        raise ValueError(
+            "'max_members' cannot be combined with 'search': successive halving and PBT run each "
+            "static group as one population (set max_members=None)"
+        )
     if isinstance(search, PBT):
         if not search.exploit_epochs(epochs):
             raise ValueError(f"PBT every={search.every} must be smaller than the number of epochs ({epochs})")
         explored = search.explored(list(grid_keys), sorted(hparam_names))
         bad = sorted(set(explored) - set(hparam_names))
         if not explored or bad:
-            raise ValueError(f"PBT explores numeric hyperparameters of every arm; `factors` {bad or '(none: no numeric grid factor)'} "
-                             f"are not; the arms' numeric hyperparameters: {sorted(hparam_names)}")
+            raise ValueError(
+                "PBT explores numeric hyperparameters of every arm; "
+                f"`factors` {bad or '(none: no numeric grid factor)'} "
+                f"are not; the arms' numeric hyperparameters: {sorted(hparam_names)}"
+            )
         return
     if search.rungs[-1] >= epochs:
         raise ValueError(f"Halving rungs {list(search.rungs)} must lie before the last epoch ({epochs})")
@@ -382,7 +420,9 @@ def config_scores(values: np.ndarray, member_config: Sequence[int], n_configs: i
 def gather(tree: Any, idx: Sequence[int]) -> Any:
     """Every leaf's rows ``idx`` along the leading (member) axis (on device for device arrays)."""
     index = jnp.asarray(np.asarray(idx, dtype=np.int32))
-    return jax.tree_util.tree_map(lambda x: x[index] if isinstance(x, jax.Array) else np.asarray(x)[np.asarray(idx)], tree)
+    return jax.tree_util.tree_map(
+        lambda x: x[index] if isinstance(x, jax.Array) else np.asarray(x)[np.asarray(idx)], tree
+    )
 
 
 def run_halving(
@@ -414,8 +454,14 @@ def run_halving(
     size = jpop.padded_size(len(alive), devices)
     state = programs.init(*place(inputs(alive, size)))
     history: list[dict[str, np.ndarray]] = []
-    record: dict[str, Any] = {"search": str(search), "metric": metric, "rungs": [], "stop_epoch": {},
-                              "members_per_epoch": [], "member_epochs_full": len(members) * epochs}
+    record: dict[str, Any] = {
+        "search": str(search),
+        "metric": metric,
+        "rungs": [],
+        "stop_epoch": {},
+        "members_per_epoch": [],
+        "member_epochs_full": len(members) * epochs,
+    }
     for epoch in range(1, epochs + 1):
         state, m = programs.run_epoch(state)
         history.append({k: np.asarray(v) for k, v in m.items()})
@@ -426,14 +472,21 @@ def run_halving(
         names = list(dict.fromkeys(arm.name for arm, _ in alive))
         member_config = [names.index(arm.name) for arm, _ in alive]
         scores = config_scores(history[-1][metric][: len(alive)], member_config, len(names))
-        kept = set(rank_survivors(scores, [search.bracket(arms[n].factors) for n in names], search.keep, higher_is_better))
+        kept = set(
+            rank_survivors(scores, [search.bracket(arms[n].factors) for n in names], search.keep, higher_is_better)
+        )
         keep_idx = [i for i, c in enumerate(member_config) if c in kept]
         drop_idx = [i for i, c in enumerate(member_config) if c not in kept]
         if drop_idx:
             collect([alive[i] for i in drop_idx], gather(state, drop_idx), [gather(h, drop_idx) for h in history])
-        record["rungs"].append({"epoch": epoch, "scores": dict(zip(names, scores)),
-                                "kept": [names[j] for j in sorted(kept)],
-                                "halted": [n for j, n in enumerate(names) if j not in kept]})
+        record["rungs"].append(
+            {
+                "epoch": epoch,
+                "scores": dict(zip(names, scores)),
+                "kept": [names[j] for j in sorted(kept)],
+                "halted": [n for j, n in enumerate(names) if j not in kept],
+            }
+        )
         record["stop_epoch"].update({n: epoch for j, n in enumerate(names) if j not in kept})
         alive = [alive[i] for i in keep_idx]
         padded = keep_idx + [keep_idx[0]] * (jpop.padded_size(len(keep_idx), devices) - len(keep_idx))

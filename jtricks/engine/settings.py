@@ -10,7 +10,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from jtricks import models as jmodels
 from jtricks.engine import search as jsearch
@@ -34,6 +35,7 @@ def parse_set(items: Sequence[str], exp: Experiment | None = None) -> dict[str, 
         out[key] = _literal(raw)
     return out
 
+
 def _literal(raw: str) -> Any:
     """A Python literal, a distribution (``loguniform(1e-4,1e-1)``, :func:`jtricks.search.parse_distribution`),
     else the string; ``[a,b]`` of bare words is a list of literals-or-strings."""
@@ -47,6 +49,7 @@ def _literal(raw: str) -> Any:
         if text.startswith("[") and text.endswith("]") and text[1:-1].strip():
             return [_literal(part.strip()) for part in text[1:-1].split(",")]
         return raw
+
 
 def _sequence_valued(exp: Experiment, key: str) -> bool:
     """Whether one value of ``key`` is itself a sequence (``model.widths=(64, 64)``): a model argument whose
@@ -66,10 +69,12 @@ def _sequence_valued(exp: Experiment, key: str) -> bool:
         except (TypeError, ValueError):
             continue
         if param is not None and (
-            isinstance(param.default, (list, tuple)) or any(t in str(param.annotation) for t in ("Sequence", "tuple", "list"))
+            isinstance(param.default, (list, tuple))
+            or any(t in str(param.annotation) for t in ("Sequence", "tuple", "list"))
         ):
             return True
     return False
+
 
 def _sweeps(exp: Experiment, key: str, value: Any) -> bool:
     """Whether ``--set key=value`` gives a factor's values: a list for a grid-able key (a list of lists
@@ -79,6 +84,7 @@ def _sweeps(exp: Experiment, key: str, value: Any) -> bool:
     if _sequence_valued(exp, key):
         return len(value) > 0 and all(isinstance(v, (list, tuple)) for v in value)
     return True
+
 
 def with_settings(exp: Experiment, settings: Mapping[str, Any]) -> Experiment:
     """Apply ``--set`` settings.

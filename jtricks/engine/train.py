@@ -31,7 +31,8 @@ changing its rate therefore leaves the initial weights and the data order of a s
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Literal, Mapping, NamedTuple, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,9 +45,9 @@ from jtricks import hparams as jhparams
 from jtricks import losses as jlosses
 from jtricks import metrics as jmetrics
 from jtricks import models as jmodels
-from jtricks._core import numerics as jnum
 from jtricks import optim as joptim
 from jtricks import regularize as jreg
+from jtricks._core import numerics as jnum
 from jtricks._core.keys import key_for
 
 __all__ = [
@@ -380,7 +381,9 @@ def _subset(hparams: Mapping[str, jax.Array], names: Sequence[str]) -> dict[str,
     return {k: hparams[k] for k in names} if names else None
 
 
-def init_state(config: TrainConfig, key: jax.Array, hparams: Mapping[str, Any], input_shape: tuple[int, ...]) -> TrainState:
+def init_state(
+    config: TrainConfig, key: jax.Array, hparams: Mapping[str, Any], input_shape: tuple[int, ...]
+) -> TrainState:
     """Initial state of one member: params from the ``"init"`` stream, optimizer state holding the hyperparameters."""
     hp = as_arrays(hparams)
     init_hp = {"init_scale": hp["init_scale"]} if config.init_scale else None
@@ -416,7 +419,9 @@ def _custom(config: TrainConfig) -> dict[str, jmetrics.Metric]:
     return {m.name: m for m in config.metrics}  # type: ignore[union-attr]
 
 
-def _metric_values(config: TrainConfig, outputs: jax.Array, y: jax.Array, per_example: jax.Array) -> dict[str, jax.Array]:
+def _metric_values(
+    config: TrainConfig, outputs: jax.Array, y: jax.Array, per_example: jax.Array
+) -> dict[str, jax.Array]:
     """Each metric of ``config`` over one batch: ``finalize(Σ_batch stats, B)`` (sums pairwise)."""
     n = per_example.shape[0]
     return {m.name: m.finalize(jnum.pairwise_sum(m.stats(outputs, y, per_example), 0), n) for m in config.metrics}  # type: ignore[union-attr]
@@ -432,7 +437,8 @@ def loss_fn(
     key: jax.Array | None,
     hparams: Mapping[str, jax.Array],
 ) -> tuple[jax.Array, tuple[Any, jax.Array, dict[str, jax.Array]]]:
-    """Training objective ``mean_b loss(f(x_b), y_b) + λ·½Σ‖W‖²`` → (objective, (new_model_state, data loss, metrics))."""
+    """Training objective ``mean_b loss(f(x_b), y_b) + λ·½Σ‖W‖²`` → (objective, (new_model_state, data loss,
+    metrics))."""
     outputs, new_state = config.model.apply(
         params, model_state, x, key=key, train=True, hparams=_subset(hparams, config.model_hparam_names())
     )
@@ -462,7 +468,9 @@ def _exploded(config: TrainConfig, objective: jax.Array, first: jax.Array) -> ja
     return (first > 0) & (jnp.abs(objective) > jnp.float32(config.divergence_factor) * first)
 
 
-def make_train_step(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict]]:
+def make_train_step(
+    config: TrainConfig,
+) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict]]:
     """A pure ``step(state, x_all, y_all, batch_idx) -> (state, metrics)``.
 
     The batch is gathered on device (``x_all[batch_idx]``), so a population shares one copy of the data.
@@ -526,15 +534,28 @@ def guard_epoch(config: TrainConfig, start: TrainState, end: TrainState) -> Trai
 
 # ----------------------------------------------------------------------------------------- evaluation
 def chunk_totals(
-    config: TrainConfig, params: Any, model_state: Any, one: jax.Array, hparams: Mapping[str, jax.Array], x: jax.Array, y: jax.Array, m: jax.Array
+    config: TrainConfig,
+    params: Any,
+    model_state: Any,
+    one: jax.Array,
+    hparams: Mapping[str, jax.Array],
+    x: jax.Array,
+    y: jax.Array,
+    m: jax.Array,
 ) -> dict[str, jax.Array]:
     """Masked sums over one evaluation chunk: ``{"loss": [Σ loss], name: Σ stats of the metric}`` (pairwise sums).
 
     Eval mode: dropout off, batch norm on running statistics. ``one`` is the member's ``TrainState.one``;
     ``hparams`` its numeric hyperparameters (the model and the loss get the ones they read).
     """
-    outputs, _ = config.model.apply(params, model_state, x * one.astype(x.dtype), key=None, train=False,
-                                    hparams=_subset(hparams, config.model_hparam_names()))
+    outputs, _ = config.model.apply(
+        params,
+        model_state,
+        x * one.astype(x.dtype),
+        key=None,
+        train=False,
+        hparams=_subset(hparams, config.model_hparam_names()),
+    )
     per_example = config.loss.fn(outputs, y, _subset(hparams, config.loss_hparam_names()) or {})
     mf = m.astype(jnp.float32)[:, None]
     out = {"loss": jnum.pairwise_sum(per_example[:, None] * mf, 0)}
@@ -559,18 +580,31 @@ def make_evaluate(config: TrainConfig, chunk: int) -> Callable[..., dict[str, ja
     every split compiles to one chunk shape.
     """
 
-    def evaluate(params: Any, model_state: Any, one: jax.Array, hparams: Mapping[str, jax.Array], x: jax.Array, y: jax.Array,
-                 mask: jax.Array) -> dict[str, jax.Array]:
+    def evaluate(
+        params: Any,
+        model_state: Any,
+        one: jax.Array,
+        hparams: Mapping[str, jax.Array],
+        x: jax.Array,
+        y: jax.Array,
+        mask: jax.Array,
+    ) -> dict[str, jax.Array]:
         n_chunks = x.shape[0] // chunk
         split = lambda a: a.reshape((n_chunks, chunk) + a.shape[1:])  # noqa: E731
-        per_chunk = jax.lax.map(lambda c: chunk_totals(config, params, model_state, one, hparams, *c), (split(x), split(y), split(mask)))
+        per_chunk = jax.lax.map(
+            lambda c: chunk_totals(config, params, model_state, one, hparams, *c), (split(x), split(y), split(mask))
+        )
         return finalize_evaluation(config, jax.tree_util.tree_map(lambda t: jnum.pairwise_sum(t, 0), per_chunk), mask)
 
     return evaluate
 
 
 def evaluations(
-    config: TrainConfig, evaluate: Callable[..., dict[str, jax.Array]], data: DeviceData, state: TrainState, avg_params: Any
+    config: TrainConfig,
+    evaluate: Callable[..., dict[str, jax.Array]],
+    data: DeviceData,
+    state: TrainState,
+    avg_params: Any,
 ) -> dict[str, jax.Array]:
     """``{val,test}_{loss,<metric>}`` (and ``avg_*`` for the averaged params; ``train_eval_*`` with
     ``config.train_eval``) with ``evaluate``."""
@@ -578,8 +612,10 @@ def evaluations(
     splits = [("val", data.x_val, data.y_val, data.val_mask), ("test", data.x_test, data.y_test, data.test_mask)]
     if config.train_eval:
         if data.x_train_eval is None:
-            raise ValueError("TrainConfig.train_eval is on but the data has no training sample: build it with "
-                             "jtricks.train.device_data(..., train_eval=n)")
+            raise ValueError(
+                "TrainConfig.train_eval is on but the data has no training sample: build it with "
+                "jtricks.train.device_data(..., train_eval=n)"
+            )
         splits.append(("train_eval", data.x_train_eval, data.y_train_eval, data.train_eval_mask))
     targets = [("", state.params)] + ([("avg_", avg_params)] if config.averaging else [])
     for prefix, params in targets:
@@ -606,7 +642,9 @@ def resolve_execution(config: TrainConfig, backend: str | None = None) -> Litera
 
 def epoch_indices(config: TrainConfig, state: TrainState, num_train: int) -> jax.Array:
     """The epoch's batches ``(steps, batch_size)``: a permutation from the member's ``"data"`` stream and epoch."""
-    return jdata.epoch_batches(jax.random.fold_in(key_for(state.key, "data"), state.epoch), num_train, config.batch_size)
+    return jdata.epoch_batches(
+        jax.random.fold_in(key_for(state.key, "data"), state.epoch), num_train, config.batch_size
+    )
 
 
 def _nan_if(pred: jax.Array, v: jax.Array) -> jax.Array:
@@ -657,7 +695,7 @@ def step_blocks(values: jax.Array, k: int) -> tuple[jax.Array, np.ndarray]:
     full = steps // k
     parts = [jnum.mean(values[: full * k].reshape(full, k), axis=1)] if full else []
     if steps - full * k:
-        parts.append(jnum.mean(values[full * k:])[None])
+        parts.append(jnum.mean(values[full * k :])[None])
     ends = [k * (j + 1) for j in range(full)] + ([steps] if steps - full * k else [])
     return jnp.concatenate(parts), np.asarray(ends, np.int32)
 
@@ -700,14 +738,18 @@ class EpochOps(NamedTuple):
     finish: Callable[[TrainState, dict, dict], tuple[TrainState, dict]]
 
 
-def run_epoch(config: TrainConfig, ops: EpochOps, state: TrainState, data: DeviceData) -> tuple[TrainState, dict[str, jax.Array]]:
+def run_epoch(
+    config: TrainConfig, ops: EpochOps, state: TrainState, data: DeviceData
+) -> tuple[TrainState, dict[str, jax.Array]]:
     """One epoch: the steps, the divergence guard, then early stopping on ``config.monitor``, averaging,
     evaluation and metrics."""
     start = state
     state, step_metrics = ops.steps(state, data)
     state = ops.guard(start, state)
     if config.early_stopping:
-        evals = ops.evaluate(state.params, state.model_state, state.one, state.hparams, data.x_val, data.y_val, data.val_mask)
+        evals = ops.evaluate(
+            state.params, state.model_state, state.one, state.hparams, data.x_val, data.y_val, data.val_mask
+        )
         state = ops.early_stop(state, evals[jmetrics.parse(config.monitor)[1]])
     state, avg_params = ops.average(state)
     return ops.finish(state, step_metrics, evaluations(config, ops.evaluate, data, state, avg_params))
@@ -733,7 +775,9 @@ def epoch_ops(config: TrainConfig, data: DeviceData) -> EpochOps:
     num_train = int(data.x_train.shape[0])
 
     def steps(state: TrainState, d: DeviceData) -> tuple[TrainState, dict]:
-        return jax.lax.scan(lambda s, b: step(s, d.x_train, d.y_train, b), state, epoch_indices(config, state, num_train))
+        return jax.lax.scan(
+            lambda s, b: step(s, d.x_train, d.y_train, b), state, epoch_indices(config, state, num_train)
+        )
 
     return EpochOps(
         steps=steps,
@@ -758,7 +802,9 @@ def make_epoch(config: TrainConfig) -> Callable[[TrainState, DeviceData], tuple[
     return epoch_fn
 
 
-def make_train(config: TrainConfig, data: DeviceData) -> Callable[[jax.Array, Mapping[str, Any]], tuple[TrainState, dict]]:
+def make_train(
+    config: TrainConfig, data: DeviceData
+) -> Callable[[jax.Array, Mapping[str, Any]], tuple[TrainState, dict]]:
     """``train(key, hparams) -> (final_state, history)``: the whole run as one pure function (PureJaxRL style).
 
     Epochs are a ``lax.scan`` of :func:`make_epoch`; ``history[metric]`` has shape ``(epochs,)``. Use it as

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from jtricks import data as jdata
 from jtricks._core import checks
@@ -26,6 +26,7 @@ def _check_int(exp: Experiment, field: str, *, minimum: int, optional: bool = Fa
         kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
         raise ValueError(f"{field!r} must be {kind}{' or None' if optional else ''}, got {v!r}{where}")
 
+
 def _check_choices(e: Experiment, arm: str) -> None:
     """Every field with ``choices`` metadata holds an allowed value (objects and callables pass through)."""
     for field, meta in SETTINGS.items():
@@ -34,8 +35,11 @@ def _check_choices(e: Experiment, arm: str) -> None:
             continue
         allowed = tuple(meta["choices"]())
         if v not in allowed:
-            raise ValueError(f"{field!r} must be one of {list(allowed)} (or your own object: see docs/byo.md), "
-                             f"got {v!r} (arm {arm!r})")
+            raise ValueError(
+                f"{field!r} must be one of {list(allowed)} (or your own object: see docs/byo.md), "
+                f"got {v!r} (arm {arm!r})"
+            )
+
 
 def _check_dataset_kwargs(e: Experiment) -> None:
     if not isinstance(e.dataset_kwargs, Mapping):
@@ -45,9 +49,12 @@ def _check_dataset_kwargs(e: Experiment) -> None:
         unknown = sorted(k for k in e.dataset_kwargs if not checks.accepts_keyword(loader, k))
         if unknown:
             allowed = [p for p in inspect.signature(loader).parameters]
-            raise ValueError(f"'dataset_kwargs' {unknown} are not arguments of the {e.dataset!r} loader; allowed: {allowed}")
+            raise ValueError(
+                f"'dataset_kwargs' {unknown} are not arguments of the {e.dataset!r} loader; allowed: {allowed}"
+            )
     elif not isinstance(e.dataset, str) and e.dataset_kwargs:
         raise ValueError("dataset_kwargs apply to a registered data set name, not to a Dataset object")
+
 
 def _check_experiment(exp: Experiment) -> None:
     """The experiment-level settings (before the grid is expanded)."""
@@ -60,8 +67,10 @@ def _check_experiment(exp: Experiment) -> None:
             raise ValueError(f"custom_hparams[{key!r}] must be a number (its default), got {v!r}")
     for key in exp.hparams:
         if key not in numeric_names(exp):
-            raise ValueError(f"unknown hyperparameter {key!r} in hparams; allowed: {sorted(numeric_names(exp))} "
-                             "(declare your own in custom_hparams)")
+            raise ValueError(
+                f"unknown hyperparameter {key!r} in hparams; allowed: {sorted(numeric_names(exp))} "
+                "(declare your own in custom_hparams)"
+            )
     for field in ("seeds", "epochs", "batch_size", "n_val", "eval_batch_size"):
         _check_int(exp, field, minimum=1)
     _check_int(exp, "max_members", minimum=1, optional=True)
@@ -71,6 +80,7 @@ def _check_experiment(exp: Experiment) -> None:
     _check_int(exp, "split_seed", minimum=0)
     _check_int(exp, "samples", minimum=1, optional=True)
     _check_int(exp, "sample_seed", minimum=0)
+
 
 def _check_arm(arm: Arm) -> jtrain.TrainConfig:
     """One arm's settings; returns its configuration (built with a placeholder output count)."""
@@ -92,12 +102,15 @@ def _check_arm(arm: Arm) -> jtrain.TrainConfig:
         )
     return config
 
+
 def _check_metrics_field(exp: Experiment) -> None:
     """``metrics``: ``None`` or a list of metric names."""
     m = exp.metrics
-    if m is not None and (isinstance(m, (str, bytes)) or not isinstance(m, Sequence) or not m
-                          or not all(isinstance(x, str) for x in m)):
+    if m is not None and (
+        isinstance(m, (str, bytes)) or not isinstance(m, Sequence) or not m or not all(isinstance(x, str) for x in m)
+    ):
         raise ValueError(f"'metrics' must be None or a non-empty list of metric names (e.g. ['val_acc']), got {m!r}")
+
 
 def _check_target(exp: Experiment, measured: frozenset[str]) -> None:
     """``target``: ``None``, a finite number (a ``val_acc`` target) or ``{metric: number}`` over measured metrics."""
@@ -109,15 +122,20 @@ def _check_target(exp: Experiment, measured: frozenset[str]) -> None:
             raise ValueError("'target' must not be an empty mapping; give {metric: value} or None")
         for k, v in t.items():
             if k not in measured:
-                raise ValueError(f"'target' names metric {k!r}, measured by no arm; the arms measure {sorted(measured)}")
+                raise ValueError(
+                    f"'target' names metric {k!r}, measured by no arm; the arms measure {sorted(measured)}"
+                )
             if not checks.is_finite_number(v):
                 raise ValueError(f"'target'[{k!r}] must be a finite number, got {v!r}")
         return
     if not checks.is_finite_number(t):
         raise ValueError(f"'target' must be None, a finite number (a val_acc target) or {{metric: number}}, got {t!r}")
     if "val_acc" not in measured:
-        raise ValueError(f"'target'={t!r} is a val_acc target, but no arm measures val_acc; give {{metric: value}} "
-                         f"with one of {sorted(measured)}")
+        raise ValueError(
+            f"'target'={t!r} is a val_acc target, but no arm measures val_acc; give {{metric: value}} "
+            f"with one of {sorted(measured)}"
+        )
+
 
 def validate(exp: Experiment) -> list[Arm]:
     """Check every setting of ``exp`` and of each arm before anything is loaded or compiled; return the arms.
@@ -131,11 +149,19 @@ def validate(exp: Experiment) -> list[Arm]:
     measured = frozenset().union(*(produced_metrics(c) for c in configs))
     missing = sorted(set(summary_metrics(exp, configs[0])) - measured)
     if missing:  # a metric some arms lack (avg_* of the averaging arms) is fine; one no arm measures is not
-        raise ValueError(f"metrics {missing} are measured by no arm; the arms measure {sorted(measured)} "
-                         "(add the base metric to eval_metrics)")
+        raise ValueError(
+            f"metrics {missing} are measured by no arm; the arms measure {sorted(measured)} "
+            "(add the base metric to eval_metrics)"
+        )
     _check_target(exp, measured)
-    jsearch.check_search(exp.search, epochs=exp.epochs, max_members=exp.max_members, grid_keys=list(exp.grid),
-                         measured=measured, hparam_names=frozenset.intersection(*(frozenset(c.hparam_names()) for c in configs)))
+    jsearch.check_search(
+        exp.search,
+        epochs=exp.epochs,
+        max_members=exp.max_members,
+        grid_keys=list(exp.grid),
+        measured=measured,
+        hparam_names=frozenset.intersection(*(frozenset(c.hparam_names()) for c in configs)),
+    )
     if exp.baseline is not None and exp.baseline not in {a.name for a in arms}:
         raise ValueError(f"'baseline' must be one of the arm names {[a.name for a in arms]}, got {exp.baseline!r}")
     return arms

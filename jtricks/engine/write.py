@@ -12,9 +12,10 @@ import datetime as _dt
 import json
 import platform
 import shutil
+from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -67,20 +68,36 @@ def fingerprint(the_plan: Plan, setups: Sequence[GroupSetup], max_members: int |
         settings["members"] = [[a, s] for a, s in the_plan.members]
     return jfp.run_fingerprint(settings)
 
-def manifest(the_plan: Plan, setups: Sequence[GroupSetup], compiles: Mapping[str, int], wall: float,
-              timing: Sequence[Mapping[str, Any]], metrics: Sequence[str], directions: Mapping[str, bool]) -> dict[str, Any]:
+
+def manifest(
+    the_plan: Plan,
+    setups: Sequence[GroupSetup],
+    compiles: Mapping[str, int],
+    wall: float,
+    timing: Sequence[Mapping[str, Any]],
+    metrics: Sequence[str],
+    directions: Mapping[str, bool],
+) -> dict[str, Any]:
     exp, arms = the_plan.experiment, the_plan.arms
     as_json = jexp.to_json
     return {
         "experiment": exp.name,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "versions": {
-            "python": platform.python_version(), "jax": jax.__version__, "jaxlib": _version("jaxlib"),
-            "optax": _version("optax"), "flax": _version("flax"), "numpy": np.__version__, "jtricks": jtricks.__version__,
+            "python": platform.python_version(),
+            "jax": jax.__version__,
+            "jaxlib": _version("jaxlib"),
+            "optax": _version("optax"),
+            "flax": _version("flax"),
+            "numpy": np.__version__,
+            "jtricks": jtricks.__version__,
         },
         "device": {
-            "backend": jax.default_backend(), "kind": jax.devices()[0].device_kind, "count": jax.local_device_count(),
-            "platform": platform.platform(), "processor": platform.machine(),
+            "backend": jax.default_backend(),
+            "kind": jax.devices()[0].device_kind,
+            "count": jax.local_device_count(),
+            "platform": platform.platform(),
+            "processor": platform.machine(),
         },
         "prng_impl": str(jax.config.jax_default_prng_impl),
         "numerics": jruntime.numerics_record(),
@@ -101,14 +118,24 @@ def manifest(the_plan: Plan, setups: Sequence[GroupSetup], compiles: Mapping[str
         **jprov.manifest_entries(the_plan.groups, [s.config for s in setups], [s.data.num_outputs for s in setups]),
     }
 
+
 def directions(setups: Sequence[GroupSetup], collected: Collected) -> dict[str, bool]:
     """Whether higher is better, for every metric the run wrote (from the metrics' declarations)."""
     custom = {m.name: m for s in setups for m in s.config.metrics}  # type: ignore[union-attr]
     names = {r["metric"] for r in collected.metric_rows if "@" not in r["metric"]}  # train_loss@<step>: as train_loss
     return {name: jmetrics.higher_is_better(name, custom) for name in sorted(names)}
 
-def write(out: Path, the_plan: Plan, collected: Collected, summary: list[dict[str, Any]], manifest: Mapping[str, Any],
-          fingerprint: Mapping[str, Any], *, plot: bool = True) -> None:
+
+def write(
+    out: Path,
+    the_plan: Plan,
+    collected: Collected,
+    summary: list[dict[str, Any]],
+    manifest: Mapping[str, Any],
+    fingerprint: Mapping[str, Any],
+    *,
+    plot: bool = True,
+) -> None:
     """Write the results folder, every file atomically (temporary file + rename): metrics.csv, members.csv,
     arms.json, summary.md/csv, curves.png, and last manifest.json with the fingerprint and the files' hashes
     (its presence marks a finished run)."""
@@ -122,8 +149,13 @@ def write(out: Path, the_plan: Plan, collected: Collected, summary: list[dict[st
     if the_plan.part is not None:  # a part: the raw rows only; `jtricks merge` writes the summaries
         jfolders.write_manifest(out, manifest, fingerprint)
         return
-    jrendering.write_summary(out, summary, title=f"{exp.name}: {exp.description}".strip(": "), directions=manifest["directions"],
-                          arms=arm_dicts)
+    jrendering.write_summary(
+        out,
+        summary,
+        title=f"{exp.name}: {exp.description}".strip(": "),
+        directions=manifest["directions"],
+        arms=arm_dicts,
+    )
     lineage = [r for rec in collected.search for r in rec.get("lineage", ())]
     if lineage:  # population-based training: who copied whom, each member's hyperparameter schedule
         explored = collected.search[0]["explored"]
@@ -138,15 +170,29 @@ def write(out: Path, the_plan: Plan, collected: Collected, summary: list[dict[st
         produced = {r["metric"] for r in collected.metric_rows}
         panels = tuple(m for m in dict.fromkeys([*manifest["metrics"], "train_loss", "val_acc"]) if m in produced)
         with jfiles.atomic_file(out / "curves.png") as tmp:
-            jplots.plot_curves(tmp, collected.metric_rows, metrics=panels, title=exp.name,
-                                member_rows=collected.member_rows, arms=arm_dicts)
+            jplots.plot_curves(
+                tmp,
+                collected.metric_rows,
+                metrics=panels,
+                title=exp.name,
+                member_rows=collected.member_rows,
+                arms=arm_dicts,
+            )
     if collected.models:
         jsaved.write_index(out / jsaved.FOLDER, collected.models)
     jfolders.write_manifest(out, manifest, fingerprint)
 
 
-def write_fresh(out: Path, the_plan: Plan, collected: Collected, summary: list[dict[str, Any]],
-                record: Mapping[str, Any], fp: Mapping[str, Any], *, plot: bool = True) -> None:
+def write_fresh(
+    out: Path,
+    the_plan: Plan,
+    collected: Collected,
+    summary: list[dict[str, Any]],
+    record: Mapping[str, Any],
+    fp: Mapping[str, Any],
+    *,
+    plot: bool = True,
+) -> None:
     """:func:`write` into ``out`` as a new run: under the folder's lock, after removing an earlier run's manifest
     and checkpoints (so stale results never count as this run's)."""
     with jfolders.lock(out):

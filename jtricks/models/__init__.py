@@ -50,6 +50,9 @@ from typing import Any
 import jax
 import numpy as np
 
+from jtricks.models._cnn import cnn, cnn1d
+from jtricks.models._inception import INCEPTION_BLOCKS, inception  # noqa: F401
+
 # The type aliases and INCEPTION_BLOCKS are re-exported too (noqa: F401) but, as before the split, not in __all__.
 from jtricks.models._layers import (
     ACTIVATIONS,
@@ -62,8 +65,6 @@ from jtricks.models._layers import (
     max_pool_2x2,
     max_pool_3x3_same,
 )
-from jtricks.models._cnn import cnn, cnn1d
-from jtricks.models._inception import INCEPTION_BLOCKS, inception  # noqa: F401
 from jtricks.models._mlp import mlp
 from jtricks.models._resnet import resnet
 
@@ -177,6 +178,8 @@ def factory(name: str) -> Callable[..., Model]:
       ValueError: if ``name`` is unknown (the message lists the known names).
     """
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(f"unknown model name {name!r}; known names: {', '.join(names())} "
-                         "(register your own with jtricks.models.register_model)")
+        raise ValueError(
+            f"unknown model name {name!r}; known names: {', '.join(names())} "
+            "(register your own with jtricks.models.register_model)"
+        )
     return _REGISTRY[name]

@@ -86,23 +86,41 @@ def cnn(
     init_fn, init_name, rate, num_classes = check_common(init, activation, norm, dropout_rate, num_classes)
     n_dense = len(dense_widths) + 1
 
-    def init_(key: PRNGKey, input_shape: Sequence[int], hparams: Mapping[str, Any] | None = None) -> tuple[Params, State]:
+    def init_(
+        key: PRNGKey, input_shape: Sequence[int], hparams: Mapping[str, Any] | None = None
+    ) -> tuple[Params, State]:
         shape = check_input_shape(input_shape, (2, 3), "cnn", "(H, W, C) or (H, W)")
         h, w, c = shape if len(shape) == 3 else (*shape, 1)
         scale = init_scale(hparams)
         p: Params = {}
         s: State = {}
         for i, c_out in enumerate(widths):
-            init_layer(p, s, layer_name("conv", i, len(widths)), jax.random.fold_in(key, i),
-                       (kernel_size, kernel_size, c, c_out), init_fn, norm, scale)
+            init_layer(
+                p,
+                s,
+                layer_name("conv", i, len(widths)),
+                jax.random.fold_in(key, i),
+                (kernel_size, kernel_size, c, c_out),
+                init_fn,
+                norm,
+                scale,
+            )
             h, w, c = out_len(h, kernel_size, 1, padding) // 2, out_len(w, kernel_size, 1, padding) // 2, c_out
             if h < 1 or w < 1:
                 raise too_small("cnn", shape, f"after conv_{i} and its 2x2 pooling")
         init_dense_stack(p, s, key, len(widths), (h * w * c, *dense_widths, num_classes), init_fn, norm, scale)
         return p, s
 
-    def apply(params: Params, state: State, x: Array, *, key: PRNGKey | None = None, train: bool,
-              hparams: Mapping[str, Any] | None = None, capture: bool = False) -> Any:
+    def apply(
+        params: Params,
+        state: State,
+        x: Array,
+        *,
+        key: PRNGKey | None = None,
+        train: bool,
+        hparams: Mapping[str, Any] | None = None,
+        capture: bool = False,
+    ) -> Any:
         call = Call(key=key, train=train, hparams=hparams, static_rate=rate, capture=capture, activation=activation)
         h = as_nhwc(x, "cnn")
         new_state: State = {}
@@ -112,14 +130,23 @@ def cnn(
         h = _cnn_dense_head(call, flatten(h), params, state, new_state, norm, n_dense)
         return call.result(h, new_state)
 
-    config = {"num_classes": num_classes, "widths": list(widths), "kernel_size": kernel_size, "padding": padding,
-              "dense": None if dense is None else list(dense_widths), "init": init_name,
-              "activation": activation, "norm": norm, "dropout_rate": rate}
+    config = {
+        "num_classes": num_classes,
+        "widths": list(widths),
+        "kernel_size": kernel_size,
+        "padding": padding,
+        "dense": None if dense is None else list(dense_widths),
+        "init": init_name,
+        "activation": activation,
+        "norm": norm,
+        "dropout_rate": rate,
+    }
     return Model(init_, apply, "cnn", config)
 
 
-def _cnn_dense_head(call: Call, h: Array, params: Params, state: State, new_state: State, norm: str | None,
-                    n_dense: int) -> Array:
+def _cnn_dense_head(
+    call: Call, h: Array, params: Params, state: State, new_state: State, norm: str | None, n_dense: int
+) -> Array:
     """[dropout (site j) -> dense_j -> norm -> act] for the hidden dense layers, then dropout -> classifier."""
     for j in range(n_dense):
         name = layer_name("dense", j, n_dense)
@@ -170,30 +197,50 @@ def cnn1d(
     channels = checks.check_int_tuple(channels, "channels")
     kernel_sizes = checks.check_int_tuple(kernel_sizes, "kernel_sizes")
     if len(kernel_sizes) != len(channels):
-        raise ValueError(f"`kernel_sizes` must have one entry per conv (len(channels) = {len(channels)}), got {kernel_sizes}")
+        raise ValueError(
+            f"`kernel_sizes` must have one entry per conv (len(channels) = {len(channels)}), got {kernel_sizes}"
+        )
     stride = checks.check_positive_int(stride, "stride")
     if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
         raise ValueError(f"`padding` must be an int >= 0, got {padding!r}")
     padding = int(padding)
     init_fn, init_name, rate, num_classes = check_common(init, activation, norm, dropout_rate, num_classes)
 
-    def init_(key: PRNGKey, input_shape: Sequence[int], hparams: Mapping[str, Any] | None = None) -> tuple[Params, State]:
+    def init_(
+        key: PRNGKey, input_shape: Sequence[int], hparams: Mapping[str, Any] | None = None
+    ) -> tuple[Params, State]:
         shape = check_input_shape(input_shape, (1, 2), "cnn1d", "(L,) or (L, C)")
         length, c = shape if len(shape) == 2 else (shape[0], 1)
         scale = init_scale(hparams)
         p: Params = {}
         s: State = {}
         for i, (c_out, k) in enumerate(zip(channels, kernel_sizes)):
-            init_layer(p, s, layer_name("conv", i, len(channels)), jax.random.fold_in(key, i), (k, c, c_out),
-                       init_fn, norm, scale)
+            init_layer(
+                p,
+                s,
+                layer_name("conv", i, len(channels)),
+                jax.random.fold_in(key, i),
+                (k, c, c_out),
+                init_fn,
+                norm,
+                scale,
+            )
             length, c = out_len(length, k, stride, padding), c_out
             if length < 1:
                 raise too_small("cnn1d", shape, f"after conv_{i}")
         init_dense_stack(p, s, key, len(channels), (length * c, num_classes), init_fn, norm, scale)
         return p, s
 
-    def apply(params: Params, state: State, x: Array, *, key: PRNGKey | None = None, train: bool,
-              hparams: Mapping[str, Any] | None = None, capture: bool = False) -> Any:
+    def apply(
+        params: Params,
+        state: State,
+        x: Array,
+        *,
+        key: PRNGKey | None = None,
+        train: bool,
+        hparams: Mapping[str, Any] | None = None,
+        capture: bool = False,
+    ) -> Any:
         call = Call(key=key, train=train, hparams=hparams, static_rate=rate, capture=capture, activation=activation)
         h = as_nlc(x, "cnn1d")
         new_state: State = {}
@@ -203,7 +250,15 @@ def cnn1d(
         h = call.dropout(flatten(h), 0)
         return call.result(dense(h, params["dense_0"], "dense_0"), new_state)
 
-    config = {"num_classes": num_classes, "channels": list(channels), "kernel_sizes": list(kernel_sizes),
-              "stride": stride, "padding": padding, "init": init_name, "activation": activation,
-              "norm": norm, "dropout_rate": rate}
+    config = {
+        "num_classes": num_classes,
+        "channels": list(channels),
+        "kernel_sizes": list(kernel_sizes),
+        "stride": stride,
+        "padding": padding,
+        "init": init_name,
+        "activation": activation,
+        "norm": norm,
+        "dropout_rate": rate,
+    }
     return Model(init_, apply, "cnn1d", config)

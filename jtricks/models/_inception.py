@@ -82,7 +82,9 @@ def inception(
     block_specs = _check_inception_blocks(blocks)
     init_fn, init_name, rate, num_classes = check_common(init, activation, norm, dropout_rate, num_classes)
 
-    def init_(key: PRNGKey, input_shape: Sequence[int], hparams: Mapping[str, Any] | None = None) -> tuple[Params, State]:
+    def init_(
+        key: PRNGKey, input_shape: Sequence[int], hparams: Mapping[str, Any] | None = None
+    ) -> tuple[Params, State]:
         shape = check_input_shape(input_shape, (2, 3), "inception", "(H, W, C) or (H, W)")
         h, w = shape[0], shape[1]
         c = shape[2] if len(shape) == 3 else 1
@@ -105,8 +107,16 @@ def inception(
         init_layer(p, s, "dense", next_key(), (c, num_classes), init_fn, norm, scale, last=True)
         return p, batch_norm_state(s, norm)
 
-    def apply(params: Params, state: State, x: Array, *, key: PRNGKey | None = None, train: bool,
-              hparams: Mapping[str, Any] | None = None, capture: bool = False) -> Any:
+    def apply(
+        params: Params,
+        state: State,
+        x: Array,
+        *,
+        key: PRNGKey | None = None,
+        train: bool,
+        hparams: Mapping[str, Any] | None = None,
+        capture: bool = False,
+    ) -> Any:
         call = Call(key=key, train=train, hparams=hparams, static_rate=rate, capture=capture, activation=activation)
         h = as_nhwc(x, "inception")
         new_state: State = {}
@@ -118,8 +128,15 @@ def inception(
             h = _apply_inception_block(call, h, params, state, new_state, name, norm)
         return pool_head(call, h, params, new_state)
 
-    config = {"num_classes": num_classes, "stem_width": stem_width, "blocks": [list(b) for b in block_specs],
-              "init": init_name, "activation": activation, "norm": norm, "dropout_rate": rate}
+    config = {
+        "num_classes": num_classes,
+        "stem_width": stem_width,
+        "blocks": [list(b) for b in block_specs],
+        "init": init_name,
+        "activation": activation,
+        "norm": norm,
+        "dropout_rate": rate,
+    }
     return Model(init_, apply, "inception", config)
 
 
@@ -136,22 +153,35 @@ def _check_inception_blocks(blocks: Any) -> list[tuple[int, ...]]:
     return block_specs
 
 
-def _init_inception_block(next_key: Callable[[], PRNGKey], c: int, spec: Sequence[int],
-                          init_fn: Callable[..., Array], norm: str | None, scale: Any) -> tuple[Params, State, int]:
+def _init_inception_block(
+    next_key: Callable[[], PRNGKey],
+    c: int,
+    spec: Sequence[int],
+    init_fn: Callable[..., Array],
+    norm: str | None,
+    scale: Any,
+) -> tuple[Params, State, int]:
     """Params, state and output channels ``c1 + c3 + c5 + cp`` of an Inception block
     ``spec = (c1, c3r, c3, c5r, c5, cp)`` on ``c`` input channels; keys taken in the order
     ``b1, b3_reduce, b3, b5_reduce, b5, pool_proj``."""
     c1, c3r, c3, c5r, c5, cp = spec
     bp: Params = {}
     bs: State = {}
-    for lname, kshape in (("b1", (1, 1, c, c1)), ("b3_reduce", (1, 1, c, c3r)), ("b3", (3, 3, c3r, c3)),
-                          ("b5_reduce", (1, 1, c, c5r)), ("b5", (5, 5, c5r, c5)), ("pool_proj", (1, 1, c, cp))):
+    for lname, kshape in (
+        ("b1", (1, 1, c, c1)),
+        ("b3_reduce", (1, 1, c, c3r)),
+        ("b3", (3, 3, c3r, c3)),
+        ("b5_reduce", (1, 1, c, c5r)),
+        ("b5", (5, 5, c5r, c5)),
+        ("pool_proj", (1, 1, c, cp)),
+    ):
         init_layer(bp, bs, lname, next_key(), kshape, init_fn, norm, scale)
     return bp, bs, c1 + c3 + c5 + cp
 
 
-def _apply_inception_block(call: Call, h: Array, params: Params, state: State, new_state: State, name: str,
-                           norm: str | None) -> Array:
+def _apply_inception_block(
+    call: Call, h: Array, params: Params, state: State, new_state: State, name: str, norm: str | None
+) -> Array:
     """``concat[b1(h), b3(b3_reduce(h)), b5(b5_reduce(h)), pool_proj(max_pool_3x3_same(h))]`` on channels,
     each conv SAME-padded and followed by norm and activation; new statistics go to ``new_state[name]``."""
     bp, bs, ns = params[name], state.get(name, {}), {}

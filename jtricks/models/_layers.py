@@ -155,8 +155,9 @@ def _resolve_init(init: Any) -> tuple[Callable[..., Array], str]:
     raise ValueError(f"`init` must be an initializer name ({', '.join(jinit.names())}) or a callable; got {init!r}")
 
 
-def check_common(init: Any, activation: Any, norm: Any, dropout_rate: Any, num_classes: Any,
-                 norms: Sequence[Any] = NORMS) -> tuple[Callable[..., Array], str, float, int]:
+def check_common(
+    init: Any, activation: Any, norm: Any, dropout_rate: Any, num_classes: Any, norms: Sequence[Any] = NORMS
+) -> tuple[Callable[..., Array], str, float, int]:
     """Check the choices every architecture takes: ``(init_fn, init name, dropout rate, num_classes)``."""
     init_fn, init_name = _resolve_init(init)
     checks.check_choice(activation, "activation", tuple(ACTIVATIONS))
@@ -195,8 +196,9 @@ def _check_hparams(hparams: Any) -> Mapping[str, Any]:
 class Call:
     """Everything one ``apply`` call needs besides params / state (created per call, never shared)."""
 
-    def __init__(self, *, key: Any, train: Any, hparams: Any, static_rate: float, capture: Any,
-                 activation: str) -> None:
+    def __init__(
+        self, *, key: Any, train: Any, hparams: Any, static_rate: float, capture: Any, activation: str
+    ) -> None:
         if not isinstance(train, (bool, np.bool_)):
             raise TypeError(f"`train` must be a Python bool (it selects the computation), got {train!r}")
         if not isinstance(capture, (bool, np.bool_)):
@@ -242,8 +244,18 @@ class Call:
 # --------------------------------------------------------------------------------------------
 
 
-def init_layer(p: Params, s: State, name: str, key: PRNGKey, kshape: tuple[int, ...],
-               init_fn: Callable[..., Array], norm: str | None, scale: Any, *, last: bool = False) -> None:
+def init_layer(
+    p: Params,
+    s: State,
+    name: str,
+    key: PRNGKey,
+    kshape: tuple[int, ...],
+    init_fn: Callable[..., Array],
+    norm: str | None,
+    scale: Any,
+    *,
+    last: bool = False,
+) -> None:
     """Create layer ``name`` in ``p`` (and its norm in ``p`` / ``s``).
 
     Kernel ``~ init_fn`` (times ``scale`` when given), bias zeros. A layer followed by batch or layer
@@ -301,9 +313,7 @@ def conv(x: Array, layer: Mapping[str, Array], name: str, *, stride: int = 1, pa
         )
     if isinstance(padding, int):
         padding = [(padding, padding)] * nd
-    y = jax.lax.conv_general_dilated(
-        x, w, window_strides=(stride,) * nd, padding=padding, dimension_numbers=_DIMS[nd]
-    )
+    y = jax.lax.conv_general_dilated(x, w, window_strides=(stride,) * nd, padding=padding, dimension_numbers=_DIMS[nd])
     return _add_bias(y, layer)
 
 
@@ -316,8 +326,19 @@ def normalize(h: Array, p: Params, s: State, new_s: State, name: str, norm: str 
     return h
 
 
-def conv_unit(call: Call, h: Array, p: Params, s: State, new_s: State, lname: str, norm: str | None, path: str,
-              *, stride: int = 1, padding: Any = "VALID") -> Array:
+def conv_unit(
+    call: Call,
+    h: Array,
+    p: Params,
+    s: State,
+    new_s: State,
+    lname: str,
+    norm: str | None,
+    path: str,
+    *,
+    stride: int = 1,
+    padding: Any = "VALID",
+) -> Array:
     """``act(norm(conv(h)))`` of conv layer ``lname`` of ``p`` (norm statistics in ``s``, updates into ``new_s``).
 
     ``path`` names the layer in error messages and in the captured activations.
@@ -425,14 +446,31 @@ def init_scale(hparams: Any) -> Any:
     return _check_hparams(hparams).get("init_scale")
 
 
-def init_dense_stack(p: Params, s: State, key: PRNGKey, first: int, sizes: Sequence[int],
-                     init_fn: Callable[..., Array], norm: str | None, scale: Any) -> None:
+def init_dense_stack(
+    p: Params,
+    s: State,
+    key: PRNGKey,
+    first: int,
+    sizes: Sequence[int],
+    init_fn: Callable[..., Array],
+    norm: str | None,
+    scale: Any,
+) -> None:
     """Dense layers ``"dense_j"`` mapping ``sizes[j]`` to ``sizes[j + 1]`` features, with parameter keys
     ``fold_in(key, first + j)``; the last one is the classifier (``last=True``)."""
     n = len(sizes) - 1
     for j in range(n):
-        init_layer(p, s, layer_name("dense", j, n), jax.random.fold_in(key, first + j), (sizes[j], sizes[j + 1]),
-                   init_fn, norm, scale, last=(j == n - 1))
+        init_layer(
+            p,
+            s,
+            layer_name("dense", j, n),
+            jax.random.fold_in(key, first + j),
+            (sizes[j], sizes[j + 1]),
+            init_fn,
+            norm,
+            scale,
+            last=(j == n - 1),
+        )
 
 
 def batch_norm_state(s: State, norm: str | None) -> State:

@@ -67,7 +67,9 @@ def mlp(
     init_fn, init_name, rate, num_classes = check_common(init, activation, norm, dropout_rate, num_classes)
     n_layers = len(widths) + 1
 
-    def init_(key: PRNGKey, input_shape: Sequence[int], hparams: Mapping[str, Any] | None = None) -> tuple[Params, State]:
+    def init_(
+        key: PRNGKey, input_shape: Sequence[int], hparams: Mapping[str, Any] | None = None
+    ) -> tuple[Params, State]:
         shape = check_input_shape(input_shape, range(1, 9), "mlp", "a tuple of positive ints")
         scale = init_scale(hparams)
         p: Params = {}
@@ -75,8 +77,16 @@ def mlp(
         init_dense_stack(p, s, key, 0, (math.prod(shape), *widths, num_classes), init_fn, norm, scale)
         return p, s
 
-    def apply(params: Params, state: State, x: Array, *, key: PRNGKey | None = None, train: bool,
-              hparams: Mapping[str, Any] | None = None, capture: bool = False) -> Any:
+    def apply(
+        params: Params,
+        state: State,
+        x: Array,
+        *,
+        key: PRNGKey | None = None,
+        train: bool,
+        hparams: Mapping[str, Any] | None = None,
+        capture: bool = False,
+    ) -> Any:
         call = Call(key=key, train=train, hparams=hparams, static_rate=rate, capture=capture, activation=activation)
         x = jnp.asarray(x)
         if x.ndim < 2:
@@ -93,6 +103,12 @@ def mlp(
         logits = dense(h, params[name], name)
         return call.result(logits, new_state)
 
-    config = {"widths": list(widths), "num_classes": num_classes, "init": init_name,
-              "activation": activation, "norm": norm, "dropout_rate": rate}
+    config = {
+        "widths": list(widths),
+        "num_classes": num_classes,
+        "init": init_name,
+        "activation": activation,
+        "norm": norm,
+        "dropout_rate": rate,
+    }
     return Model(init_, apply, "mlp", config)

@@ -72,7 +72,9 @@ def resnet(
     init_fn, init_name, rate, num_classes = check_common(init, activation, norm, dropout_rate, num_classes)
     blocks = _resnet_blocks(stage_widths, blocks_per_stage)
 
-    def init_(key: PRNGKey, input_shape: Sequence[int], hparams: Mapping[str, Any] | None = None) -> tuple[Params, State]:
+    def init_(
+        key: PRNGKey, input_shape: Sequence[int], hparams: Mapping[str, Any] | None = None
+    ) -> tuple[Params, State]:
         shape = check_input_shape(input_shape, (2, 3), "resnet", "(H, W, C) or (H, W)")
         c = shape[2] if len(shape) == 3 else 1
         scale = init_scale(hparams)
@@ -88,8 +90,16 @@ def resnet(
         init_layer(p, s, "dense", next_key(), (c, num_classes), init_fn, norm, scale, last=True)
         return p, batch_norm_state(s, norm)
 
-    def apply(params: Params, state: State, x: Array, *, key: PRNGKey | None = None, train: bool,
-              hparams: Mapping[str, Any] | None = None, capture: bool = False) -> Any:
+    def apply(
+        params: Params,
+        state: State,
+        x: Array,
+        *,
+        key: PRNGKey | None = None,
+        train: bool,
+        hparams: Mapping[str, Any] | None = None,
+        capture: bool = False,
+    ) -> Any:
         call = Call(key=key, train=train, hparams=hparams, static_rate=rate, capture=capture, activation=activation)
         h = as_nhwc(x, "resnet")
         new_state: State = {}
@@ -98,8 +108,15 @@ def resnet(
             h = _apply_basic_block(call, h, params, state, new_state, name, stride, norm)
         return pool_head(call, h, params, new_state)
 
-    config = {"num_classes": num_classes, "stage_widths": list(stage_widths), "blocks_per_stage": blocks_per_stage,
-              "init": init_name, "activation": activation, "norm": norm, "dropout_rate": rate}
+    config = {
+        "num_classes": num_classes,
+        "stage_widths": list(stage_widths),
+        "blocks_per_stage": blocks_per_stage,
+        "init": init_name,
+        "activation": activation,
+        "norm": norm,
+        "dropout_rate": rate,
+    }
     return Model(init_, apply, "resnet", config)
 
 
@@ -114,8 +131,15 @@ def _resnet_blocks(stage_widths: Sequence[int], blocks_per_stage: int) -> list[t
     return out
 
 
-def _init_basic_block(next_key: Callable[[], PRNGKey], c: int, c_out: int, stride: int,
-                      init_fn: Callable[..., Array], norm: str | None, scale: Any) -> tuple[Params, State]:
+def _init_basic_block(
+    next_key: Callable[[], PRNGKey],
+    c: int,
+    c_out: int,
+    stride: int,
+    init_fn: Callable[..., Array],
+    norm: str | None,
+    scale: Any,
+) -> tuple[Params, State]:
     """Params and state of a basic block from ``c`` to ``c_out`` channels: ``"conv1"`` (3x3), ``"conv2"``
     (3x3) and, where the shape changes, the projection ``"proj"`` (1x1), with keys taken in that order."""
     bp: Params = {}
@@ -127,8 +151,9 @@ def _init_basic_block(next_key: Callable[[], PRNGKey], c: int, c_out: int, strid
     return bp, bs
 
 
-def _apply_basic_block(call: Call, h: Array, params: Params, state: State, new_state: State, name: str,
-                       stride: int, norm: str | None) -> Array:
+def _apply_basic_block(
+    call: Call, h: Array, params: Params, state: State, new_state: State, name: str, stride: int, norm: str | None
+) -> Array:
     """``act(norm(conv3x3(act(norm(conv3x3_s(h))))) + shortcut(h))`` of block ``name``, the shortcut being
     ``norm(conv1x1_s(h))`` when the block has ``"proj"``, else ``h``; new statistics go to ``new_state[name]``."""
     bp, bs, ns = params[name], state.get(name, {}), {}

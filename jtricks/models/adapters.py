@@ -74,8 +74,11 @@ def _accepts_keyword(params: Mapping[str, inspect.Parameter] | None, name: str) 
 
 def _takes_keyword(params: Mapping[str, inspect.Parameter] | None, name: str) -> bool:
     """Whether a signature names ``name`` explicitly (``**kwargs`` does not count)."""
-    return params is not None and name in params and params[name].kind in (
-        inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return (
+        params is not None
+        and name in params
+        and params[name].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    )
 
 
 def _check_train(train: Any) -> bool:
@@ -88,7 +91,9 @@ def _input_shape(input_shape: Any) -> tuple[int, ...]:
     try:
         shape = tuple(int(d) for d in input_shape)
     except TypeError as e:
-        raise TypeError(f"`input_shape` must be a tuple of ints (one example, no batch axis), got {input_shape!r}") from e
+        raise TypeError(
+            f"`input_shape` must be a tuple of ints (one example, no batch axis), got {input_shape!r}"
+        ) from e
     if any(d < 1 for d in shape):
         raise ValueError(f"`input_shape` must have positive dimensions (one example, no batch axis), got {shape}")
     return shape
@@ -128,8 +133,10 @@ def from_linen(module: Any, *, name: str | None = None, train_kwarg: str | None 
         raise TypeError(f"`module` must be a flax.linen.Module or a factory of one, got {type(mod).__name__}")
     call_params = _parameters(mod.__call__)
     if train_kwarg is not None and not _accepts_keyword(call_params, train_kwarg):
-        raise TypeError(f"{type(mod).__name__}.__call__ has no keyword {train_kwarg!r} (`train_kwarg`); "
-                        "pass the keyword it uses for its mode, or train_kwarg=None")
+        raise TypeError(
+            f"{type(mod).__name__}.__call__ has no keyword {train_kwarg!r} (`train_kwarg`); "
+            "pass the keyword it uses for its mode, or train_kwarg=None"
+        )
     invert = train_kwarg in EVAL_FLAGS
     takes_hparams = _takes_keyword(call_params, "hparams")
 
@@ -146,8 +153,15 @@ def from_linen(module: Any, *, name: str | None = None, train_kwarg: str | None 
         params = variables.pop("params", {})
         return params, variables
 
-    def apply(params: Any, state: Any, x: jax.Array, *, key: jax.Array | None = None, train: bool,
-              hparams: Mapping[str, Any] | None = None) -> tuple[jax.Array, Any]:
+    def apply(
+        params: Any,
+        state: Any,
+        x: jax.Array,
+        *,
+        key: jax.Array | None = None,
+        train: bool,
+        hparams: Mapping[str, Any] | None = None,
+    ) -> tuple[jax.Array, Any]:
         """``module.apply({"params": params, **state}, x, ...)``; training updates the state collections."""
         train = _check_train(train)
         variables = {"params": params, **state}
@@ -205,14 +219,21 @@ def from_nnx(make_module: Callable[[Any], Any], *, name: str | None = None) -> M
     from flax import nnx
 
     if not callable(make_module) or isinstance(make_module, nnx.Module):
-        raise TypeError("`make_module` must be a factory make_module(rngs: nnx.Rngs) -> nnx.Module "
-                        f"(e.g. lambda rngs: MyModel(..., rngs=rngs)), got {type(make_module).__name__}")
+        raise TypeError(
+            "`make_module` must be a factory make_module(rngs: nnx.Rngs) -> nnx.Module "
+            f"(e.g. lambda rngs: MyModel(..., rngs=rngs)), got {type(make_module).__name__}"
+        )
     abstract = nnx.eval_shape(lambda: make_module(nnx.Rngs(0)))
     if not isinstance(abstract, nnx.Module):
         raise TypeError(f"`make_module` must return an nnx.Module, got {type(abstract).__name__}")
     graphdef, abs_params, abs_rng, abs_rest = nnx.split(abstract, nnx.Param, nnx.RngState, ...)
-    streams = sorted({v.tag for v in jax.tree.leaves(abs_rng, is_leaf=lambda v: isinstance(v, nnx.RngKey))
-                      if isinstance(v, nnx.RngKey)})
+    streams = sorted(
+        {
+            v.tag
+            for v in jax.tree.leaves(abs_rng, is_leaf=lambda v: isinstance(v, nnx.RngKey))
+            if isinstance(v, nnx.RngKey)
+        }
+    )
     takes_hparams = _takes_keyword(_parameters(abstract.__call__), "hparams")
 
     def init(key: jax.Array, input_shape: Any = None, hparams: Mapping[str, Any] | None = None) -> tuple[Any, Any]:
@@ -221,8 +242,15 @@ def from_nnx(make_module: Callable[[Any], Any], *, name: str | None = None) -> M
         _, params, _, rest = nnx.split(make_module(nnx.Rngs(key)), nnx.Param, nnx.RngState, ...)
         return nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
 
-    def apply(params: Any, state: Any, x: jax.Array, *, key: jax.Array | None = None, train: bool,
-              hparams: Mapping[str, Any] | None = None) -> tuple[jax.Array, Any]:
+    def apply(
+        params: Any,
+        state: Any,
+        x: jax.Array,
+        *,
+        key: jax.Array | None = None,
+        train: bool,
+        hparams: Mapping[str, Any] | None = None,
+    ) -> tuple[jax.Array, Any]:
         """Merge, set the mode, reseed from ``key``, call, split back."""
         train = _check_train(train)
         module = nnx.merge(graphdef, _filled(abs_params, params), _rng_template(abs_rng), _filled(abs_rest, state))
@@ -250,11 +278,14 @@ def from_nnx(make_module: Callable[[Any], Any], *, name: str | None = None) -> M
 def _positional_count(params: Mapping[str, inspect.Parameter] | None) -> int | None:
     if params is None or any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params.values()):
         return None
-    return sum(p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in params.values())
+    return sum(
+        p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in params.values()
+    )
 
 
-def from_fns(init: Callable[..., Any], apply: Callable[..., Any], *, name: str = "custom",
-             batch_invariant: bool = False) -> Model:
+def from_fns(
+    init: Callable[..., Any], apply: Callable[..., Any], *, name: str = "custom", batch_invariant: bool = False
+) -> Model:
     """A :class:`~jtricks.models.Model` from a user pair of pure functions.
 
     ``init(key, input_shape[, hparams=...]) -> (params, state)`` and
@@ -276,7 +307,9 @@ def from_fns(init: Callable[..., Any], apply: Callable[..., Any], *, name: str =
         raise TypeError(f"`init` must take (key, input_shape), it takes {n_init} positional argument(s)")
     n_apply = _positional_count(ap)
     if n_apply is not None and n_apply < 3:
-        raise TypeError(f"`apply` must take (params, state, x, *, key, train), it takes {n_apply} positional argument(s)")
+        raise TypeError(
+            f"`apply` must take (params, state, x, *, key, train), it takes {n_apply} positional argument(s)"
+        )
     for kw in ("key", "train"):
         if not _accepts_keyword(ap, kw):
             raise TypeError(f"`apply` must take the keyword argument {kw!r}: apply(params, state, x, *, key, train)")
@@ -285,8 +318,15 @@ def from_fns(init: Callable[..., Any], apply: Callable[..., Any], *, name: str =
     def init_(key: jax.Array, input_shape: Any, hparams: Mapping[str, Any] | None = None) -> tuple[Any, Any]:
         return init(key, input_shape, hparams=hparams) if init_hp else init(key, input_shape)
 
-    def apply_(params: Any, state: Any, x: jax.Array, *, key: jax.Array | None = None, train: bool,
-               hparams: Mapping[str, Any] | None = None) -> tuple[jax.Array, Any]:
+    def apply_(
+        params: Any,
+        state: Any,
+        x: jax.Array,
+        *,
+        key: jax.Array | None = None,
+        train: bool,
+        hparams: Mapping[str, Any] | None = None,
+    ) -> tuple[jax.Array, Any]:
         train = _check_train(train)
         if apply_hp:
             return apply(params, state, x, key=key, train=train, hparams=hparams)

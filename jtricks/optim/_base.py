@@ -8,7 +8,7 @@ static Python integers.
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import jax
 import numpy as np
@@ -24,8 +24,8 @@ __all__ = [
     "check_static_int",
 ]
 
-ScalarOrSchedule = Union[float, jax.Array, optax.Schedule]
-Numeric = Union[float, jax.Array]
+ScalarOrSchedule = float | jax.Array | optax.Schedule
+Numeric = float | jax.Array
 
 
 def is_python_number(x: Any) -> bool:

@@ -335,9 +335,7 @@ def _schedule_from(spec: OptimizerSpec, hp: Mapping[str, Any]) -> ScalarOrSchedu
     if spec.schedule == "cosine":
         return cosine_decay(lr, spec.total_steps, alpha=hp["alpha"])
     # warmup_cosine
-    return warmup_cosine(
-        lr, spec.warmup_steps, spec.total_steps, init_value=0.0, end_value=hp["alpha"] * lr
-    )
+    return warmup_cosine(lr, spec.warmup_steps, spec.total_steps, init_value=0.0, end_value=hp["alpha"] * lr)
 
 
 def build_schedule(spec: OptimizerSpec, hparams: Mapping[str, Any]) -> optax.Schedule:
@@ -385,9 +383,7 @@ def _make_factory(spec: OptimizerSpec) -> Factory:
     return factory
 
 
-def build(
-    spec: OptimizerSpec, hparams: Mapping[str, jax.typing.ArrayLike]
-) -> optax.GradientTransformationExtraArgs:
+def build(spec: OptimizerSpec, hparams: Mapping[str, jax.typing.ArrayLike]) -> optax.GradientTransformationExtraArgs:
     """Build the optimizer of ``spec`` with its numeric hyperparameters injected as arrays.
 
     The result is ``optax.inject_hyperparams(factory)(**hparams)`` where ``factory`` is::

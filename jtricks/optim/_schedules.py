@@ -65,9 +65,7 @@ def exponential_decay(
     return schedule
 
 
-def per_epoch_decay(
-    init_value: Numeric, decay_rate: Numeric = 0.98, *, steps_per_epoch: int
-) -> optax.Schedule:
+def per_epoch_decay(init_value: Numeric, decay_rate: Numeric = 0.98, *, steps_per_epoch: int) -> optax.Schedule:
     """The guide's "multiply the learning rate by 0.98 after every epoch".
 
     ``eta_t = init_value * decay_rate ** (t // steps_per_epoch)`` for the update number ``t``
@@ -144,8 +142,7 @@ def warmup_cosine(
     total = check_static_int("decay_steps", decay_steps, minimum=1)
     if total <= w:
         raise ValueError(
-            f"decay_steps must be > warmup_steps (it includes the warm-up), got "
-            f"decay_steps={total}, warmup_steps={w}"
+            f"decay_steps must be > warmup_steps (it includes the warm-up), got decay_steps={total}, warmup_steps={w}"
         )
     unit_cosine = optax.cosine_decay_schedule(1.0, total - w)
 

@@ -55,7 +55,8 @@ def _decayed(
     weight_decay: Numeric,
     mask: Any,
 ) -> optax.GradientTransformation:
-    """``u = -eta_t (d_t + weight_decay * theta)``: ``chain(direction, add_decayed_weights, scale_by_learning_rate)``."""
+    """``u = -eta_t (d_t + weight_decay * theta)``:
+    ``chain(direction, add_decayed_weights, scale_by_learning_rate)``."""
     check("weight_decay", weight_decay)
     return optax.chain(
         direction,
@@ -198,9 +199,7 @@ def rmsprop(
         rms = optax.scale_by_stddev if centered else optax.scale_by_rms
         direction = rms(decay=decay, eps=eps, eps_in_sqrt=bool(eps_in_sqrt))
         return _decayed(direction, learning_rate, weight_decay, mask)
-    return optax.rmsprop(
-        learning_rate, decay=decay, eps=eps, eps_in_sqrt=bool(eps_in_sqrt), centered=bool(centered)
-    )
+    return optax.rmsprop(learning_rate, decay=decay, eps=eps, eps_in_sqrt=bool(eps_in_sqrt), centered=bool(centered))
 
 
 def _check_adam(b1: Any, b2: Any, eps: Any) -> None:
@@ -217,9 +216,7 @@ class ScaleByAdamState(NamedTuple):
     nu: optax.Updates
 
 
-def scale_by_adam(
-    b1: Numeric = 0.9, b2: Numeric = 0.999, eps: Numeric = 1e-8
-) -> optax.GradientTransformation:
+def scale_by_adam(b1: Numeric = 0.9, b2: Numeric = 0.999, eps: Numeric = 1e-8) -> optax.GradientTransformation:
     """Adam's preconditioner (Kingma & Ba, 2015), without the learning rate.
 
     ``m_t = m_{t-1} + (1-b1) (g_t - m_{t-1})`` (= ``b1 m_{t-1} + (1-b1) g_t``),
@@ -371,9 +368,7 @@ def normalized_sgd(
     check("eps", eps)
     if weight_decay is not None:
         return _decayed(scale_by_inverse_global_norm(eps), learning_rate, weight_decay, mask)
-    return optax.chain(
-        scale_by_inverse_global_norm(eps), optax.scale_by_learning_rate(learning_rate)
-    )
+    return optax.chain(scale_by_inverse_global_norm(eps), optax.scale_by_learning_rate(learning_rate))
 
 
 def clip_by_global_norm(max_norm: Numeric) -> optax.GradientTransformation:
@@ -407,7 +402,5 @@ def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransforma
     """
     for i, t in enumerate(transforms):
         if not (hasattr(t, "init") and hasattr(t, "update")):
-            raise TypeError(
-                f"chain: argument {i} must be an optax.GradientTransformation, got {type(t).__name__}"
-            )
+            raise TypeError(f"chain: argument {i} must be an optax.GradientTransformation, got {type(t).__name__}")
     return optax.chain(*transforms)

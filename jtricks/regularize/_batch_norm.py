@@ -70,8 +70,12 @@ def _add_bn_statistics(acc: _BnStats, stats: _BnStats) -> _BnStats:
     return jax.tree_util.tree_map(jnp.add, acc, stats)
 
 
-def _scan_bn_statistics(batch_stats: Callable[[Any, jax.Array], _BnStats], zero_sums: _BnStats,
-                        batches: jax.Array | np.ndarray, key: jax.Array) -> tuple[_BnStats, int]:
+def _scan_bn_statistics(
+    batch_stats: Callable[[Any, jax.Array], _BnStats],
+    zero_sums: _BnStats,
+    batches: jax.Array | np.ndarray,
+    key: jax.Array,
+) -> tuple[_BnStats, int]:
     """``(sum_k batch_stats(batches[k], fold_in(key, k)), K)`` as one ``jax.lax.scan`` over the leading axis.
 
     Raises:
@@ -89,8 +93,9 @@ def _scan_bn_statistics(batch_stats: Callable[[Any, jax.Array], _BnStats], zero_
     return sums, num
 
 
-def _loop_bn_statistics(batch_stats: Callable[[Any, jax.Array], _BnStats], zero_sums: _BnStats,
-                        batches: Iterable[Any], key: jax.Array) -> tuple[_BnStats, int]:
+def _loop_bn_statistics(
+    batch_stats: Callable[[Any, jax.Array], _BnStats], zero_sums: _BnStats, batches: Iterable[Any], key: jax.Array
+) -> tuple[_BnStats, int]:
     """``(sum_k batch_stats(x_k, fold_in(key, k)), K)`` by a host loop over an iterable, one jitted step a batch.
 
     Raises:
@@ -111,9 +116,7 @@ def _with_bn_averages(leaves: list[Any], treedef: Any, bn_idx: list[int], sums: 
     scale = 1.0 / num
     out = list(leaves)
     for j, i in enumerate(bn_idx):
-        out[i] = {
-            name: (sums[j][name] * scale).astype(jnp.result_type(leaves[i][name])) for name in ("mean", "var")
-        }
+        out[i] = {name: (sums[j][name] * scale).astype(jnp.result_type(leaves[i][name])) for name in ("mean", "var")}
     return jax.tree_util.tree_unflatten(treedef, out)
 
 

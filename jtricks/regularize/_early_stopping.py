@@ -95,8 +95,9 @@ def early_stopping_init(params: PyTree, *, mode: str = "min") -> EarlyStoppingSt
     )
 
 
-def _check_early_stopping_args(state: EarlyStoppingState, params: PyTree, patience: Any, min_delta: Any,
-                               mode: Any) -> None:
+def _check_early_stopping_args(
+    state: EarlyStoppingState, params: PyTree, patience: Any, min_delta: Any, mode: Any
+) -> None:
     """Validate :func:`early_stopping_update`'s ``mode``, Python ``patience`` / ``min_delta`` and ``params``."""
     if mode is not None:
         mode = _check_mode(mode)

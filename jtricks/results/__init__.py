@@ -19,13 +19,28 @@ from typing import Any
 
 #: Public name -> the results module that holds it.
 NAMES: dict[str, str] = {
-    **{n: "jtricks.results.tables" for n in ("METRICS_COLUMNS", "MEMBERS_COLUMNS", "SUMMARY_COLUMNS", "write_metrics_csv",
-                                             "read_metrics_csv", "write_members_csv", "read_members_csv", "result_file",
-                                             "open_text")},
-    **{n: "jtricks.results.summary" for n in ("DEFAULT_METRICS", "TARGET_METRIC", "metric_direction", "summarize",
-                                              "edge_optima")},
-    **{n: "jtricks.results.rendering" for n in ("format_summary_table", "write_summary", "append_sections", "render",
-                                             "SECTION_FILES")},
+    **{
+        n: "jtricks.results.tables"
+        for n in (
+            "METRICS_COLUMNS",
+            "MEMBERS_COLUMNS",
+            "SUMMARY_COLUMNS",
+            "write_metrics_csv",
+            "read_metrics_csv",
+            "write_members_csv",
+            "read_members_csv",
+            "result_file",
+            "open_text",
+        )
+    },
+    **{
+        n: "jtricks.results.summary"
+        for n in ("DEFAULT_METRICS", "TARGET_METRIC", "metric_direction", "summarize", "edge_optima")
+    },
+    **{
+        n: "jtricks.results.rendering"
+        for n in ("format_summary_table", "write_summary", "append_sections", "render", "SECTION_FILES")
+    },
     "plot_curves": "jtricks.results.plots",
 }
 

@@ -23,8 +23,9 @@ import json
 import lzma
 import os
 import socket
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from jtricks._core.files import os_error, write_atomic
 
@@ -87,11 +88,13 @@ def _acquire(path: Path) -> int:
                 continue  # released between the two calls: try to create it again
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except BlockingIOError as err:
             os.close(fd)
             pid, host = _read_holder(path)
             where = f" on {host}" if host and host != socket.gethostname() else ""
-            raise FolderInUseError(errno.EBUSY, f"{path.parent} is in use by PID {pid if pid is not None else '?'}{where}")
+            raise FolderInUseError(
+                errno.EBUSY, f"{path.parent} is in use by PID {pid if pid is not None else '?'}{where}"
+            ) from err
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:
@@ -142,7 +145,7 @@ def lock(folder: str | os.PathLike) -> Iterator[Path]:
 def _sha256_file(path: Path) -> str:
     """sha256 of the file's content (of the decompressed content for ``.xz``: the digest the run recorded)."""
     h = hashlib.sha256()
-    with (lzma.open(path, "rb") if path.suffix == ".xz" else path.open("rb")) as f:
+    with lzma.open(path, "rb") if path.suffix == ".xz" else path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -172,7 +175,11 @@ def publish(run_dir: str | os.PathLike[str], dest: str | os.PathLike[str]) -> li
     else:
         written.append(write_atomic(out / "metrics.csv", metrics.read_bytes()))
     for path in sorted(src.iterdir()):
-        if path.is_file() and path.name not in ("metrics.csv", "metrics.csv.xz", LOCK_NAME) and not path.name.startswith("."):
+        if (
+            path.is_file()
+            and path.name not in ("metrics.csv", "metrics.csv.xz", LOCK_NAME)
+            and not path.name.startswith(".")
+        ):
             written.append(write_atomic(out / path.name, path.read_bytes()))
     return written
 
@@ -200,7 +207,9 @@ def write_manifest(folder: str | os.PathLike, manifest: Mapping[str, Any], finge
 def _load_manifest(folder: Path) -> dict[str, Any]:
     path = folder / "manifest.json"
     if not path.is_file():
-        raise ValueError(f"{folder} has no manifest.json: the run did not finish (continue it with `jtricks run ... --resume`)")
+        raise ValueError(
+            f"{folder} has no manifest.json: the run did not finish (continue it with `jtricks run ... --resume`)"
+        )
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -217,7 +226,9 @@ def _check_fingerprint_and_files(folder: Path, manifest: Mapping[str, Any]) -> N
     fp = manifest.get("fingerprint")
     if fp is not None:
         if not isinstance(fp, Mapping) or jfp.run_fingerprint(fp.get("settings") or {})["sha256"] != fp.get("sha256"):
-            raise ValueError(f"{folder}/manifest.json: its fingerprint does not match its settings (the file was edited)")
+            raise ValueError(
+                f"{folder}/manifest.json: its fingerprint does not match its settings (the file was edited)"
+            )
     for name, digest in (manifest.get("files") or {}).items():
         path = jtables.result_file(folder, name)
         if not path.is_file():
@@ -244,11 +255,19 @@ def _check_rows(folder: Path, manifest: Mapping[str, Any], rows: list[dict[str, 
     expected = None if not isinstance(part, Mapping) else {(str(a), int(s)) for a, s in part.get("members") or []}
     seen: dict[tuple[str, int], dict[str, set[int]]] = {}
     for r in rows:
-        if r["arm"] not in epochs or r["seed"] not in seeds or (expected is not None and (r["arm"], r["seed"]) not in expected):
-            raise ValueError(f"{folder}/metrics.csv has rows of arm {r['arm']!r} seed {r['seed']} not in manifest.json (another run)")
+        if (
+            r["arm"] not in epochs
+            or r["seed"] not in seeds
+            or (expected is not None and (r["arm"], r["seed"]) not in expected)
+        ):
+            raise ValueError(
+                f"{folder}/metrics.csv has rows of arm {r['arm']!r} seed {r['seed']} not in manifest.json (another run)"
+            )
         per = seen.setdefault((r["arm"], r["seed"]), {}).setdefault(r["metric"], set())
         if r["epoch"] in per:
-            raise ValueError(f"{folder}/metrics.csv repeats arm {r['arm']!r} seed {r['seed']} epoch {r['epoch']} {r['metric']}")
+            raise ValueError(
+                f"{folder}/metrics.csv repeats arm {r['arm']!r} seed {r['seed']} epoch {r['epoch']} {r['metric']}"
+            )
         per.add(r["epoch"])
     for arm in arms:
         shapes = None
@@ -261,13 +280,21 @@ def _check_rows(folder: Path, manifest: Mapping[str, Any], rows: list[dict[str, 
             union = set().union(*got.values())
             if union != set(range(1, epochs[arm] + 1)):
                 missing = sorted(set(range(1, epochs[arm] + 1)) - union)
-                raise ValueError(f"{folder}/metrics.csv is incomplete: arm {arm!r} seed {seed} lacks epochs {missing[:5]}")
+                raise ValueError(
+                    f"{folder}/metrics.csv is incomplete: arm {arm!r} seed {seed} lacks epochs {missing[:5]}"
+                )
             short = sorted(m for m, e in got.items() if epochs[arm] not in e)
             if short:
-                raise ValueError(f"{folder}/metrics.csv is incomplete: arm {arm!r} seed {seed} lacks epoch {epochs[arm]} of {short[:5]}")
+                raise ValueError(
+                    f"{folder}/metrics.csv is incomplete: arm {arm!r} seed {seed} "
+                    f"lacks epoch {epochs[arm]} of {short[:5]}"
+                )
             key = {m: frozenset(e) for m, e in got.items()}
             if shapes is not None and key != shapes:
-                raise ValueError(f"{folder}/metrics.csv is incomplete: arm {arm!r} seed {seed} has other metrics or epochs than its other seeds")
+                raise ValueError(
+                    f"{folder}/metrics.csv is incomplete: arm {arm!r} seed {seed} "
+                    "has other metrics or epochs than its other seeds"
+                )
             shapes = key
     # a summarised metric may be measured by some arms only (avg_* of the averaging arms), never by none
     measured = {m for per in seen.values() for m in per}
@@ -282,9 +309,10 @@ def check_complete(folder: str | os.PathLike) -> dict[str, Any]:
     Refused (``ValueError`` with one line): no folder; a run writing it (lock held); ``checkpoints/`` left
     by an unfinished run; no or unreadable ``manifest.json``; a manifest fingerprint that does not match
     its settings; a results file whose sha256 differs from the manifest's record (truncated, edited,
-    or from another run); a ``metrics.csv`` that is missing, cut inside a row, header-only or malformed; rows missing for
-    any arm, seed or epoch of the manifest, or of a metric it summarises (every metric of a member must reach the final epoch, and the
-    members of an arm must have the same metrics and epochs), or rows of arms / seeds it does not list.
+    or from another run); a ``metrics.csv`` that is missing, cut inside a row, header-only or malformed; rows missing
+    for any arm, seed or epoch of the manifest, or of a metric it summarises (every metric of a member must reach the
+    final epoch, and the members of an arm must have the same metrics and epochs), or rows of arms / seeds it does not
+    list.
     A part of a run (manifest ``part``, :mod:`jtricks.parts`) is checked against its own members.
     """
     from jtricks.results import tables as jtables

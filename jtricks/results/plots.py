@@ -14,7 +14,7 @@ from jtricks.results import stats as jstats
 from jtricks.results.summary import arm_names, confidence_label
 from jtricks.results.tables import MEMBERS_COLUMNS, METRICS_COLUMNS, normalize_rows
 
-__all__ = ['plot_curves']
+__all__ = ["plot_curves"]
 
 
 def plot_curves(
@@ -60,9 +60,9 @@ def plot_curves(
             data.setdefault(metric, {}).setdefault(arm, {}).setdefault(epoch, []).append(value)
     n_div = {a: len({s for (a2, s) in diverged if a2 == a}) for a in names}
 
-    from matplotlib import colormaps  # noqa: PLC0415 - lazy
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
-    from matplotlib.figure import Figure  # noqa: PLC0415
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     ncols = min(3, len(metrics))
     nrows = -(-len(metrics) // ncols)
@@ -84,6 +84,7 @@ def plot_curves(
     fig.savefig(out_path, format="png", dpi=100, metadata={"Software": None})
     return out_path
 
+
 def _panels(mrows: list[tuple], metrics: Sequence[str] | str | None) -> list[str]:
     """The metrics to plot (default: every metric in order of appearance); each must be in the data."""
     present: list[str] = []
@@ -98,8 +99,16 @@ def _panels(mrows: list[tuple], metrics: Sequence[str] | str | None) -> list[str
         raise ValueError("nothing to plot: metrics_rows is empty")
     return metrics
 
-def _panel(ax: Any, metric: str, per_arm: Mapping[str, Mapping[int, list[float]]], names: Sequence[str],
-           colors: Mapping[str, Any], n_div: Mapping[str, int], confidence: float) -> None:
+
+def _panel(
+    ax: Any,
+    metric: str,
+    per_arm: Mapping[str, Mapping[int, list[float]]],
+    names: Sequence[str],
+    colors: Mapping[str, Any],
+    n_div: Mapping[str, int],
+    confidence: float,
+) -> None:
     """One metric's panel: per-arm mean curves with CI bands, or a dot per arm for a single-epoch metric."""
     single = all(len(per_arm.get(a, {})) <= 1 for a in names)  # recorded once per member: a dot plot over arms
     for ai, arm in enumerate(names):
@@ -114,8 +123,15 @@ def _panel(ax: Any, metric: str, per_arm: Mapping[str, Mapping[int, list[float]]
         mean, lo, hi = (np.asarray([getattr(c, f) for c in cis]) for f in ("mean", "lo", "hi"))
         if single:
             err = np.asarray([[mean[0] - lo[0]], [hi[0] - mean[0]]])
-            ax.errorbar([ai], mean, yerr=np.where(np.isfinite(err), err, 0.0), fmt="o", color=colors[arm], capsize=3,
-                        label=label)
+            ax.errorbar(
+                [ai],
+                mean,
+                yerr=np.where(np.isfinite(err), err, 0.0),
+                fmt="o",
+                color=colors[arm],
+                capsize=3,
+                label=label,
+            )
         else:
             ax.plot(x, mean, color=colors[arm], lw=1.5, label=label)
             ax.fill_between(x, lo, hi, color=colors[arm], alpha=0.2, lw=0, where=np.isfinite(lo) & np.isfinite(hi))

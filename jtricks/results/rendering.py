@@ -16,7 +16,7 @@ from jtricks.results.plots import plot_curves
 from jtricks.results.summary import DEFAULT_METRICS, confidence_label, edge_optima, metric_direction, summarize
 from jtricks.results.tables import SUMMARY_COLUMNS, read_members_csv, read_metrics_csv, result_file, write_csv
 
-__all__ = ['format_summary_table', 'write_summary', 'SECTION_FILES', 'append_sections', 'render']
+__all__ = ["format_summary_table", "write_summary", "SECTION_FILES", "append_sections", "render"]
 
 
 def _decimals(metric: str, rows: list[dict[str, Any]]) -> int:
@@ -29,11 +29,13 @@ def _decimals(metric: str, rows: list[dict[str, Any]]) -> int:
     mag = math.floor(math.log10(float(np.median(means))))
     return int(min(10, max(0, 3 - mag)))
 
+
 def _num(v: float, decimals: int, signed: bool = False) -> str:
     if v is None or not math.isfinite(v):
         return "n/a" if v is None or math.isnan(v) else ("+inf" if v > 0 else "-inf")
     sign = "+" if signed else ""
     return f"{v:{sign}.{decimals}f}"
+
 
 def _p(p: float) -> str:
     if not math.isfinite(p):
@@ -42,12 +44,15 @@ def _p(p: float) -> str:
         return "<1e-4"
     return f"{p:.2g}"
 
+
 _ADJUST_NAMES = {"holm": "Holm", "bh": "BH", "none": "unadjusted"}
+
 
 def _diverged_cell(r: Mapping[str, Any]) -> str:
     if not r["diverged"]:
         return "0"
     return f"{r['diverged']}/{r['n_members']} [{r['div_lo']:.0%}, {r['div_hi']:.0%}]"
+
 
 def _delta_cell(r: Mapping[str, Any], dec: int) -> str:
     delta = _num(r["diff"], dec, signed=True)
@@ -57,8 +62,10 @@ def _delta_cell(r: Mapping[str, Any], dec: int) -> str:
         delta += f" ({r['diff_n']}/{r['itt_n']} pairs)"
     return delta
 
-def _table_cells(rows: list[dict[str, Any]], metric: str, directions: Mapping[str, Any] | None = None
-                 ) -> tuple[list[str], list[list[str]]]:
+
+def _table_cells(
+    rows: list[dict[str, Any]], metric: str, directions: Mapping[str, Any] | None = None
+) -> tuple[list[str], list[list[str]]]:
     rows = [r for r in rows if r["metric"] == metric]
     if not rows:
         raise ValueError(f"no summary rows for metric {metric!r}")
@@ -67,20 +74,23 @@ def _table_cells(rows: list[dict[str, Any]], metric: str, directions: Mapping[st
     at_best = metric.startswith("test_") and any(math.isfinite(r["at_best_mean"]) for r in rows)
     header = ["arm", "mean ± std", f"{conf} CI", "n", "diverged [CI]", "best epoch"]
     header += ["at val-best epoch"] if at_best else []
-    header += [f"Δ vs baseline [{conf} CI]", "p", f"p ({_ADJUST_NAMES[rows[0]['adjust']]})", "verdict",
-               "seeds (planning)"]
+    header += [
+        f"Δ vs baseline [{conf} CI]",
+        "p",
+        f"p ({_ADJUST_NAMES[rows[0]['adjust']]})",
+        "verdict",
+        "seeds (planning)",
+    ]
     has_target = any(r["target"] is not None for r in rows)
     if has_target:
         op = "≤" if metric_direction(metric, directions) < 0 else "≥"
-        header.append(f"epochs to {op} {rows[0]['target']:g}" if rows[0]["target"] is not None
-                      else "epochs to target")
+        header.append(f"epochs to {op} {rows[0]['target']:g}" if rows[0]["target"] is not None else "epochs to target")
     body = []
     for r in rows:
         mean = _num(r["mean"], dec)
         if math.isfinite(r["std"]):
             mean += f" ± {_num(r['std'], dec)}"
-        ci = (f"[{_num(r['ci_lo'], dec)}, {_num(r['ci_hi'], dec)}]"
-              if math.isfinite(r["ci_lo"]) else "n/a")
+        ci = f"[{_num(r['ci_lo'], dec)}, {_num(r['ci_hi'], dec)}]" if math.isfinite(r["ci_lo"]) else "n/a"
         if r["verdict"] == "baseline":
             delta, p, p_adj, verdict, need = "(baseline)", "", "", "baseline", ""
         else:
@@ -90,8 +100,14 @@ def _table_cells(rows: list[dict[str, Any]], metric: str, directions: Mapping[st
             verdict = r["verdict"] + (" (ITT)" if r["test"] == "itt" else "")
             s = r["seeds_needed"]
             need = ("∞" if s == math.inf else "n/a") if not math.isfinite(s) else str(int(s))
-        cells = [r["arm"], mean, ci, str(r["n"]), _diverged_cell(r),
-                 str(r["best_epoch"]) if r["best_epoch"] >= 0 else "n/a"]
+        cells = [
+            r["arm"],
+            mean,
+            ci,
+            str(r["n"]),
+            _diverged_cell(r),
+            str(r["best_epoch"]) if r["best_epoch"] >= 0 else "n/a",
+        ]
         cells += [_num(r["at_best_mean"], dec)] if at_best else []
         cells += [delta, p, p_adj, verdict, need]
         if has_target:
@@ -100,7 +116,10 @@ def _table_cells(rows: list[dict[str, Any]], metric: str, directions: Mapping[st
         body.append(cells)
     return header, body
 
-def format_summary_table(summary_rows: list[dict[str, Any]], metric: str, directions: Mapping[str, Any] | None = None) -> str:
+
+def format_summary_table(
+    summary_rows: list[dict[str, Any]], metric: str, directions: Mapping[str, Any] | None = None
+) -> str:
     """Plain-text table of one metric's summary rows, columns padded to align, for the console.
 
     Same cells as the Markdown table of :func:`write_summary`: arm, mean ± std, CI, n, diverged [CI],
@@ -117,41 +136,55 @@ def format_summary_table(summary_rows: list[dict[str, Any]], metric: str, direct
     lines += [line(row) for row in body]
     return "\n".join(lines)
 
+
 def _md_escape(s: str) -> str:
     return s.replace("|", "\\|")
+
 
 def _legend(r0: Mapping[str, Any]) -> str:
     conf, power = confidence_label(r0["confidence"]), confidence_label(r0["power"])
     alpha = f"{(1.0 - r0['confidence']) * 100:g}%"
-    adj = {"holm": "Holm-adjusted (familywise error rate)", "bh": "Benjamini-Hochberg-adjusted (false discovery rate)",
-           "none": "not adjusted for multiple comparisons"}[r0["adjust"]]
+    adj = {
+        "holm": "Holm-adjusted (familywise error rate)",
+        "bh": "Benjamini-Hochberg-adjusted (false discovery rate)",
+        "none": "not adjusted for multiple comparisons",
+    }[r0["adjust"]]
     return (
         f"Baseline: `{r0['baseline']}`. Each member contributes its value at the last epoch it "
         f"reached. mean ± std over the n finite, non-diverged seeds, with a {conf} Student-t "
-        f"confidence interval; \"diverged\" counts the excluded members, with the Clopper-Pearson {conf} "
+        f'confidence interval; "diverged" counts the excluded members, with the Clopper-Pearson {conf} '
         f"interval of the divergence rate. Δ is the difference arm − baseline paired by seed (same "
         f"initial weights and data order), with its {conf} t interval and paired t-test p-value. Where a "
-        f"member diverged, fewer pairs than seeds are compared (\"k/n pairs\"), and the verdict comes from "
-        f"the intention-to-treat test instead (\"(ITT)\": every seed kept, a diverged member counted as the "
+        f'member diverged, fewer pairs than seeds are compared ("k/n pairs"), and the verdict comes from '
+        f'the intention-to-treat test instead ("(ITT)": every seed kept, a diverged member counted as the '
         f"worst outcome, exact Wilcoxon signed-rank test; its p-value is shown). The p-values of each "
-        f"table's comparisons with the baseline form one family and are {adj}; the verdict is \"better\" / "
-        f"\"worse\" when the adjusted p-value is below {alpha} (higher accuracy / lower loss is better), "
-        f"\"degenerate\" when every paired difference is equal (no interval). \"seeds (planning)\" is a "
+        f'table\'s comparisons with the baseline form one family and are {adj}; the verdict is "better" / '
+        f'"worse" when the adjusted p-value is below {alpha} (higher accuracy / lower loss is better), '
+        f'"degenerate" when every paired difference is equal (no interval). "seeds (planning)" is a '
         f"planning estimate for a next run: the exact (noncentral t) number of seeds at which a true Δ equal to "
         f"the observed one, with the observed spread, would be found with {power} power at the family's "
-        f"Bonferroni level. \"best epoch\" is the best epoch of the mean curve; \"at val-best epoch\" is "
+        f'Bonferroni level. "best epoch" is the best epoch of the mean curve; "at val-best epoch" is '
         f"the mean of each member's value at the epoch its validation metric picked."
     )
+
 
 def _family_line(rows: Sequence[Mapping[str, Any]]) -> str:
     r0 = rows[0]
     k = r0["family"]
     what = {"holm": "Holm adjustment", "bh": "Benjamini-Hochberg adjustment", "none": "no adjustment"}[r0["adjust"]]
-    return (f"Family: {k} comparison{'s' if k != 1 else ''} with `{r0['baseline']}` "
-            f"({what} over the comparisons of this metric).")
+    return (
+        f"Family: {k} comparison{'s' if k != 1 else ''} with `{r0['baseline']}` "
+        f"({what} over the comparisons of this metric)."
+    )
 
-def _markdown(summary_rows: list[dict[str, Any]], title: str, notes: str | Sequence[str] | None,
-              directions: Mapping[str, Any] | None = None, arms: Any = None) -> str:
+
+def _markdown(
+    summary_rows: list[dict[str, Any]],
+    title: str,
+    notes: str | Sequence[str] | None,
+    directions: Mapping[str, Any] | None = None,
+    arms: Any = None,
+) -> str:
     parts = [f"# {title}", ""]
     if notes:
         if isinstance(notes, str):
@@ -178,6 +211,7 @@ def _markdown(summary_rows: list[dict[str, Any]], title: str, notes: str | Seque
         edges = edge_optima(summary_rows, arms, metric, directions)
         parts += [*edges, ""] if edges else []
     return "\n".join(parts)
+
 
 def write_summary(
     out_dir: str | Path,
@@ -217,13 +251,16 @@ def write_summary(
         f.write(_markdown(summary_rows, title, notes, directions, arms))
     return csv_path, md_path
 
+
 def _lookup(manifest: Mapping[str, Any], config: Mapping[str, Any], key: str) -> Any:
     value = config.get(key)
     return manifest.get(key) if value is None else value
 
+
 #: Sections a run adds to the end of ``summary.md``, each kept in its own file of the folder, in this order:
 #: the population-based training table (:func:`jtricks.pbt.markdown`) and the tuned values of a tune-then-ablate run.
 SECTION_FILES = ("pbt.md", "tuning.md")
+
 
 def append_sections(out_dir: str | Path, names: Sequence[str] = SECTION_FILES) -> None:
     """Append the section files ``names`` present in ``out_dir`` to its ``summary.md`` (``"\n"`` + file)."""
@@ -234,6 +271,7 @@ def append_sections(out_dir: str | Path, names: Sequence[str] = SECTION_FILES) -
         text = summary.read_text(encoding="utf-8") + "".join("\n" + p for p in parts)
         with summary.open("w", newline="", encoding="utf-8") as f:
             f.write(text)
+
 
 def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
     """Re-derive ``summary.csv``, ``summary.md`` and ``curves.png`` of an existing results folder.
@@ -297,7 +335,9 @@ def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
         plot_curves(
             out_dir / "curves.png",
             rows,
-            metrics=tuple(m for m in dict.fromkeys([*metrics, "train_loss", "val_acc"]) if m in {r["metric"] for r in rows}),
+            metrics=tuple(
+                m for m in dict.fromkeys([*metrics, "train_loss", "val_acc"]) if m in {r["metric"] for r in rows}
+            ),
             title=name,
             confidence=confidence,
             member_rows=members,

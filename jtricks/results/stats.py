@@ -171,9 +171,7 @@ def _betainc(a: float, b: float, x: float) -> float:
         return 0.0
     if x >= 1.0:
         return 1.0
-    log_front = (
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    )
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
     front = math.exp(log_front)
     if x < (a + 1.0) / (a + b + 2.0):
         return front * _betacf(a, b, x) / a
@@ -222,7 +220,7 @@ def _t_ppf_builtin(q: float, df: float) -> float:
 
 def _scipy_t() -> Any:
     try:
-        from scipy import stats as _sps  # noqa: PLC0415 - optional dependency, imported lazily
+        from scipy import stats as _sps
     except ImportError:
         return None
     return _sps.t
@@ -334,9 +332,7 @@ def paired_diff_ci(a: Any, b: Any, confidence: float = 0.95) -> DiffCI:
     xa = _as_1d("a", a)
     xb = _as_1d("b", b)
     if xa.shape != xb.shape:
-        raise ValueError(
-            f"a and b must have the same length (one value per seed), got {xa.size} and {xb.size}"
-        )
+        raise ValueError(f"a and b must have the same length (one value per seed), got {xa.size} and {xb.size}")
     keep = np.isfinite(xa) & np.isfinite(xb)
     d = xa[keep] - xb[keep]
     n = int(d.size)
@@ -408,7 +404,7 @@ def welch_diff_ci(a: Any, b: Any, confidence: float = 0.95) -> DiffCI:
 
 def _scipy_stats() -> Any:
     try:
-        from scipy import stats as _sps  # noqa: PLC0415 - optional dependency, imported lazily
+        from scipy import stats as _sps
     except ImportError:
         return None
     return _sps
@@ -426,8 +422,14 @@ def _nct_power_builtin(c: float, df: float, delta: float) -> float:
     s = np.linspace(max(0.0, 1.0 - width), 1.0 + width, 8001)
     pos = s[s > 0]
     v = df * pos * pos
-    log_f = ((0.5 * df - 1.0) * np.log(v) - 0.5 * v - 0.5 * df * math.log(2.0) - math.lgamma(0.5 * df)
-             + math.log(2.0 * df) + np.log(pos))
+    log_f = (
+        (0.5 * df - 1.0) * np.log(v)
+        - 0.5 * v
+        - 0.5 * df * math.log(2.0)
+        - math.lgamma(0.5 * df)
+        + math.log(2.0 * df)
+        + np.log(pos)
+    )
     dens = np.full(s.shape, 0.0 if df > 1 else math.sqrt(2.0 / math.pi))  # f(0): 0, or half-normal at df = 1
     dens[s > 0] = np.exp(log_f)
     erfc = np.vectorize(math.erfc)
@@ -461,9 +463,7 @@ def t_test_power(n: int, effect: float, confidence: float = 0.95) -> float:
     return _nct_power_builtin(c, df, delta)
 
 
-def seeds_needed(
-    diff_mean: float, diff_std: float, confidence: float = 0.95, power: float = 0.8
-) -> int | float:
+def seeds_needed(diff_mean: float, diff_std: float, confidence: float = 0.95, power: float = 0.8) -> int | float:
     """Seeds needed to resolve a difference with a paired t-test: a *planning estimate*.
 
     The smallest ``n >= 2`` with :func:`t_test_power` ``(n, diff_mean / diff_std, confidence) >= power``
@@ -641,7 +641,7 @@ def _midranks(x: np.ndarray) -> np.ndarray:
         j = i
         while j + 1 < x.size and sx[j + 1] == sx[i]:
             j += 1
-        ranks[order[i:j + 1]] = 0.5 * (i + j) + 1.0
+        ranks[order[i : j + 1]] = 0.5 * (i + j) + 1.0
         i = j + 1
     return ranks
 

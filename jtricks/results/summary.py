@@ -60,7 +60,15 @@ import numpy as np
 from jtricks.results import stats as jstats
 from jtricks.results.tables import MEMBERS_COLUMNS, METRICS_COLUMNS, as_float, normalize_rows
 
-__all__ = ['DEFAULT_METRICS', 'TARGET_METRIC', 'metric_direction', 'arm_names', 'confidence_label', 'summarize', 'edge_optima']
+__all__ = [
+    "DEFAULT_METRICS",
+    "TARGET_METRIC",
+    "metric_direction",
+    "arm_names",
+    "confidence_label",
+    "summarize",
+    "edge_optima",
+]
 
 
 DEFAULT_METRICS: tuple[str, ...] = ("test_acc", "val_acc", "train_loss")
@@ -68,6 +76,7 @@ DEFAULT_METRICS: tuple[str, ...] = ("test_acc", "val_acc", "train_loss")
 TARGET_METRIC: str = "val_acc"  # the metric a bare float ``target`` refers to (time-to-target)
 
 _NAN = float("nan")
+
 
 def metric_direction(metric: str, directions: Mapping[str, Any] | None = None) -> int:
     """Which way is better for a metric: ``+1`` higher, ``-1`` lower, ``0`` unknown (``grad_norm``, ``lr``, a custom
@@ -104,9 +113,7 @@ def arm_names(arms: Any, metric_rows: list[tuple]) -> list[str]:
         elif isinstance(a, Mapping) and isinstance(a.get("arm"), str):
             name = a["arm"]
         else:
-            raise TypeError(
-                f"arms[{i}] must be an arm name or a dict {{'arm': name, 'factors': {{...}}}}, got {a!r}"
-            )
+            raise TypeError(f"arms[{i}] must be an arm name or a dict {{'arm': name, 'factors': {{...}}}}, got {a!r}")
         if name in names:
             raise ValueError(f"arms lists arm {name!r} twice")
         names.append(name)
@@ -115,6 +122,7 @@ def arm_names(arms: Any, metric_rows: list[tuple]) -> list[str]:
         if row[0] not in names:
             names.append(row[0])
     return names
+
 
 def _targets(target: Any) -> dict[str, float]:
     if target is None:
@@ -125,8 +133,10 @@ def _targets(target: Any) -> dict[str, float]:
         raise TypeError(f"target must be a float or a {{metric: float}} mapping, got {target!r}")
     return {TARGET_METRIC: as_float("target", target)}
 
+
 def _reaches(value: float, target: float, direction: int) -> bool:
     return value <= target if direction < 0 else value >= target
+
 
 def summarize(
     metrics_rows: Iterable[Any],
@@ -188,11 +198,13 @@ def summarize(
         finals = {arm: _finals(data[metric].get(arm, {}), arm, diverged) for arm in names}
         rows = []
         for arm in names:
-            row = _arm_row(data[metric].get(arm, {}), finals, arm, baseline, direction, confidence,
-                           targets.get(metric), best_of)
+            row = _arm_row(
+                data[metric].get(arm, {}), finals, arm, baseline, direction, confidence, targets.get(metric), best_of
+            )
             rows.append({"metric": metric, "arm": arm, "baseline": baseline, **row})
         out.extend(_family(rows, direction, confidence, power, adjust))
     return out
+
 
 def _curves(mrows: list[tuple]) -> dict[str, dict[str, dict[int, dict[int, float]]]]:
     """``data[metric][arm][seed] = {epoch: value}`` (a duplicate row is an error)."""
@@ -204,6 +216,7 @@ def _curves(mrows: list[tuple]) -> dict[str, dict[str, dict[int, dict[int, float
         per_epoch[epoch] = value
     return data
 
+
 def _finals(members: Mapping[int, Mapping[int, float]], arm: str, diverged: set) -> dict[int, float]:
     """Seed → final value (``nan`` when the member diverged or its final value is not finite)."""
     out: dict[int, float] = {}
@@ -212,6 +225,7 @@ def _finals(members: Mapping[int, Mapping[int, float]], arm: str, diverged: set)
         v = curve[max(curve)]
         out[seed] = _NAN if (arm, seed) in diverged or not math.isfinite(v) else v
     return out
+
 
 def _mean_curve(members: Mapping[int, Mapping[int, float]], ok: Sequence[int]) -> tuple[list[int], list[float]]:
     """The epochs and the per-epoch mean over the members ``ok`` (finite values only)."""
@@ -222,6 +236,7 @@ def _mean_curve(members: Mapping[int, Mapping[int, float]], ok: Sequence[int]) -
         curve.append(float(np.mean(vals)) if vals else _NAN)
     return epochs, curve
 
+
 def _best(epochs: Sequence[int], curve: Sequence[float], direction: int) -> tuple[int, float]:
     best_epoch, best_mean = -1, _NAN
     for e, m in zip(epochs, curve):
@@ -229,10 +244,12 @@ def _best(epochs: Sequence[int], curve: Sequence[float], direction: int) -> tupl
             best_epoch, best_mean = e, m
     return best_epoch, best_mean
 
+
 def _epochs_to(epochs: Sequence[int], curve: Sequence[float], target: float | None, direction: int) -> int | None:
     if target is None:
         return None
     return next((e for e, m in zip(epochs, curve) if math.isfinite(m) and _reaches(m, target, direction)), -1)
+
 
 def _at_best(members: Mapping[int, Mapping[int, float]], arm: str, ok: Sequence[int], best_of: Mapping) -> float:
     """Mean over the members ``ok`` of their value at their own best epoch (``nan`` when none is known)."""
@@ -240,9 +257,17 @@ def _at_best(members: Mapping[int, Mapping[int, float]], arm: str, ok: Sequence[
     vals = [v for v in vals if math.isfinite(v)]
     return float(np.mean(vals)) if vals else _NAN
 
-def _arm_row(members: Mapping[int, Mapping[int, float]], finals: Mapping[str, Mapping[int, float]], arm: str,
-             baseline: str, direction: int, confidence: float, target: float | None,
-             best_of: Mapping[tuple[str, int], int]) -> dict[str, Any]:
+
+def _arm_row(
+    members: Mapping[int, Mapping[int, float]],
+    finals: Mapping[str, Mapping[int, float]],
+    arm: str,
+    baseline: str,
+    direction: int,
+    confidence: float,
+    target: float | None,
+    best_of: Mapping[tuple[str, int], int],
+) -> dict[str, Any]:
     """One summary row's statistics before the family adjustment: the final values' CI, the divergence
     rate, the mean curve's best epoch, the paired t and ITT comparisons with the baseline."""
     ok = [s for s in sorted(members) if math.isfinite(finals[arm][s])]
@@ -261,18 +286,43 @@ def _arm_row(members: Mapping[int, Mapping[int, float]], finals: Mapping[str, Ma
             if direction == 0 and d.n < len(shared):  # no "worst" outcome without a direction
                 itt = itt._replace(p=_NAN)
     return {
-        "n_members": len(members), "n": ci.n, "diverged": len(members) - len(ok), "mean": ci.mean, "std": ci.std,
-        "ci_lo": ci.lo, "ci_hi": ci.hi, "confidence": confidence, "best_epoch": best_epoch, "best_mean": best_mean,
-        "diff": d.diff, "diff_std": d.std, "diff_lo": d.lo, "diff_hi": d.hi, "diff_n": d.n, "p_value": d.p,
-        "verdict": "baseline" if arm == baseline else "n/a", "seeds_needed": _NAN, "target": target,
+        "n_members": len(members),
+        "n": ci.n,
+        "diverged": len(members) - len(ok),
+        "mean": ci.mean,
+        "std": ci.std,
+        "ci_lo": ci.lo,
+        "ci_hi": ci.hi,
+        "confidence": confidence,
+        "best_epoch": best_epoch,
+        "best_mean": best_mean,
+        "diff": d.diff,
+        "diff_std": d.std,
+        "diff_lo": d.lo,
+        "diff_hi": d.hi,
+        "diff_n": d.n,
+        "p_value": d.p,
+        "verdict": "baseline" if arm == baseline else "n/a",
+        "seeds_needed": _NAN,
+        "target": target,
         "epochs_to_target": _epochs_to(epochs, curve, target, direction),
-        "at_best_mean": _at_best(members, arm, ok, best_of), "div_rate": rate, "div_lo": rate_lo, "div_hi": rate_hi,
-        "itt_n": itt.n, "itt_w": itt.w_plus - itt.w_minus, "itt_p": itt.p, "test": "", "p_adjusted": _NAN,
-        "_se": d.se, "_df": d.df,
+        "at_best_mean": _at_best(members, arm, ok, best_of),
+        "div_rate": rate,
+        "div_lo": rate_lo,
+        "div_hi": rate_hi,
+        "itt_n": itt.n,
+        "itt_w": itt.w_plus - itt.w_minus,
+        "itt_p": itt.p,
+        "test": "",
+        "p_adjusted": _NAN,
+        "_se": d.se,
+        "_df": d.df,
     }
 
-def _family(rows: list[dict[str, Any]], direction: int, confidence: float, power: float,
-            adjust: str) -> list[dict[str, Any]]:
+
+def _family(
+    rows: list[dict[str, Any]], direction: int, confidence: float, power: float, adjust: str
+) -> list[dict[str, Any]]:
     """One metric's comparisons with the baseline as a family: the test behind each verdict (paired t, or
     the ITT rank test where pairs were lost), the adjusted p-values, the adjusted intervals, the verdicts and
     the planning estimates."""
@@ -303,6 +353,7 @@ def _family(rows: list[dict[str, Any]], direction: int, confidence: float, power
         r["verdict"] = _verdict(r, direction, alpha)
     return rows
 
+
 def _verdict(r: Mapping[str, Any], direction: int, alpha: float) -> str:
     """``better`` / ``worse`` (``higher`` / ``lower``) when the adjusted p-value is below ``alpha``."""
     if r["test"] == "" and r["diff_n"] >= 2 and r["diff_std"] == 0:
@@ -318,8 +369,14 @@ def _verdict(r: Mapping[str, Any], direction: int, alpha: float) -> str:
         return "higher" if side > 0 else "lower"
     return "better" if side * direction > 0 else "worse"
 
-def edge_optima(summary_rows: Sequence[Mapping[str, Any]], arms: Any, metric: str,
-                directions: Mapping[str, Any] | None = None, factor: str = "learning_rate") -> list[str]:
+
+def edge_optima(
+    summary_rows: Sequence[Mapping[str, Any]],
+    arms: Any,
+    metric: str,
+    directions: Mapping[str, Any] | None = None,
+    factor: str = "learning_rate",
+) -> list[str]:
     """Sentences flagging a best ``factor`` value (by default the learning rate) at the edge of the grid.
 
     Arms that differ only in a numeric ``factor`` (``arms``: ``[{"arm", "factors"}]``) form a sweep; in
@@ -349,9 +406,12 @@ def edge_optima(summary_rows: Sequence[Mapping[str, Any]], arms: Any, metric: st
         if v in (values[0], values[-1]):
             where = "smallest" if v == values[0] else "largest"
             group = ", ".join(f"{k}={x}" for k, x in rest) or "the sweep"
-            notes.append(f"Edge optimum: for {group}, the best {factor} by mean `{metric}` is {v:g} (`{best['arm']}`), "
-                         f"the {where} value swept; the optimum may lie outside the grid.")
+            notes.append(
+                f"Edge optimum: for {group}, the best {factor} by mean `{metric}` is {v:g} (`{best['arm']}`), "
+                f"the {where} value swept; the optimum may lie outside the grid."
+            )
     return notes
+
 
 def confidence_label(confidence: float) -> str:
     return f"{confidence * 100:g}%"

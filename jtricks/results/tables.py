@@ -4,8 +4,8 @@
 * ``members.csv`` -- one row per member: ``arm,seed,diverged_epoch,stopped_epoch,best_epoch`` (``-1`` = never);
 * ``summary.csv`` -- one row per arm and metric (:data:`SUMMARY_COLUMNS`, :mod:`jtricks.results.summary`).
 
-A published folder may hold ``metrics.csv.xz`` instead: :func:`result_file` finds either, :func:`open_text` reads either.
-Writing is deterministic: the same rows give byte-identical files.
+A published folder may hold ``metrics.csv.xz`` instead: :func:`result_file` finds either, :func:`open_text` reads
+either. Writing is deterministic: the same rows give byte-identical files.
 """
 
 from __future__ import annotations
@@ -19,7 +19,20 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ['METRICS_COLUMNS', 'MEMBERS_COLUMNS', 'SUMMARY_COLUMNS', 'write_csv', 'result_file', 'open_text', 'write_metrics_csv', 'read_metrics_csv', 'write_members_csv', 'read_members_csv', 'as_float', 'normalize_rows']
+__all__ = [
+    "METRICS_COLUMNS",
+    "MEMBERS_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "write_csv",
+    "result_file",
+    "open_text",
+    "write_metrics_csv",
+    "read_metrics_csv",
+    "write_members_csv",
+    "read_members_csv",
+    "as_float",
+    "normalize_rows",
+]
 
 
 METRICS_COLUMNS: tuple[str, ...] = ("arm", "seed", "epoch", "metric", "value")
@@ -68,6 +81,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 
 _INT_COLUMNS = {"seed", "epoch", "diverged_epoch", "stopped_epoch", "best_epoch"}
 
+
 def _as_int(column: str, value: Any) -> int:
     if isinstance(value, bool):
         raise TypeError(f"{column} must be an int, got bool {value!r}")
@@ -84,15 +98,18 @@ def _as_int(column: str, value: Any) -> int:
             pass
     raise TypeError(f"{column} must be an int, got {type(value).__name__} {value!r}")
 
+
 def as_float(column: str, value: Any) -> float:
     try:
         return float(value)
     except (TypeError, ValueError) as e:
         raise TypeError(f"{column} must be a float, got {type(value).__name__} {value!r}") from e
 
+
 def _fmt_float(value: float) -> str:
     """Shortest repr that round-trips the float64 exactly (``nan``, ``inf``, ``-inf`` included)."""
     return repr(float(value))
+
 
 def _cell(value: Any) -> str:
     """Deterministic CSV cell for a summary value."""
@@ -106,26 +123,22 @@ def _cell(value: Any) -> str:
         return _fmt_float(value)
     return str(value)
 
+
 def normalize_rows(rows: Iterable[Any], columns: tuple[str, ...], what: str) -> list[tuple]:
     out = []
     for i, row in enumerate(rows):
         if isinstance(row, Mapping):
             missing = [c for c in columns if c not in row]
             if missing:
-                raise ValueError(
-                    f"{what} row {i} lacks column(s) {missing}; expected columns {list(columns)}"
-                )
+                raise ValueError(f"{what} row {i} lacks column(s) {missing}; expected columns {list(columns)}")
             vals = [row[c] for c in columns]
         elif isinstance(row, Sequence) and not isinstance(row, (str, bytes)):
             if len(row) != len(columns):
-                raise ValueError(
-                    f"{what} row {i} has {len(row)} fields; expected {len(columns)}: {list(columns)}"
-                )
+                raise ValueError(f"{what} row {i} has {len(row)} fields; expected {len(columns)}: {list(columns)}")
             vals = list(row)
         else:
             raise TypeError(
-                f"{what} row {i} must be a mapping or a sequence of {list(columns)}, "
-                f"got {type(row).__name__}"
+                f"{what} row {i} must be a mapping or a sequence of {list(columns)}, got {type(row).__name__}"
             )
         typed: list[Any] = []
         for c, v in zip(columns, vals):
@@ -140,6 +153,7 @@ def normalize_rows(rows: Iterable[Any], columns: tuple[str, ...], what: str) -> 
         out.append(tuple(typed))
     return out
 
+
 def write_csv(path: str | Path, columns: tuple[str, ...], rows: list[tuple]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,12 +164,14 @@ def write_csv(path: str | Path, columns: tuple[str, ...], rows: list[tuple]) -> 
             w.writerow([_cell(v) for v in row])
     return path
 
+
 def result_file(folder: str | Path, name: str) -> Path:
     """``folder/name``, or its compressed copy ``folder/name.xz`` when only that exists (published folders,
     :func:`jtricks.jfolders.publish`); ``folder/name`` when neither does."""
     plain = Path(folder) / name
     packed = plain.with_name(plain.name + ".xz")
     return packed if not plain.exists() and packed.is_file() else plain
+
 
 def open_text(path: str | Path) -> Any:
     """A text stream of ``path`` (decompressed when it ends in ``.xz``)."""
@@ -164,15 +180,14 @@ def open_text(path: str | Path) -> Any:
         return lzma.open(path, "rt", newline="", encoding="utf-8")
     return path.open(newline="", encoding="utf-8")
 
+
 def _read_csv(path: str | Path, columns: tuple[str, ...], what: str) -> list[dict[str, Any]]:
     path = Path(path)
     with open_text(path) as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None or tuple(header) != columns:
-            raise ValueError(
-                f"{path} is not a {what} file: header {header} != expected {list(columns)}"
-            )
+            raise ValueError(f"{path} is not a {what} file: header {header} != expected {list(columns)}")
         out = []
         for lineno, rec in enumerate(reader, start=2):
             if len(rec) != len(columns):
@@ -187,6 +202,7 @@ def _read_csv(path: str | Path, columns: tuple[str, ...], what: str) -> list[dic
                     row[c] = v
             out.append(row)
     return out
+
 
 def write_metrics_csv(path: str | Path, rows: Iterable[Any]) -> Path:
     """Write the tidy per-member metrics table ``arm,seed,epoch,metric,value``.
@@ -205,6 +221,7 @@ def write_metrics_csv(path: str | Path, rows: Iterable[Any]) -> Path:
     """
     return write_csv(path, METRICS_COLUMNS, normalize_rows(rows, METRICS_COLUMNS, "metrics"))
 
+
 def read_metrics_csv(path: str | Path) -> list[dict[str, Any]]:
     """Read ``metrics.csv`` into dicts ``{arm: str, seed: int, epoch: int, metric: str, value: float}``.
 
@@ -212,6 +229,7 @@ def read_metrics_csv(path: str | Path) -> list[dict[str, Any]]:
     A file whose header is not exactly ``arm,seed,epoch,metric,value`` raises ``ValueError``.
     """
     return _read_csv(path, METRICS_COLUMNS, "metrics")
+
 
 def write_members_csv(path: str | Path, rows: Iterable[Any]) -> Path:
     """Write the member table ``arm,seed,diverged_epoch,stopped_epoch,best_epoch`` (ints, ``-1`` = never).
@@ -221,6 +239,7 @@ def write_members_csv(path: str | Path, rows: Iterable[Any]) -> Path:
     deterministic formatting as :func:`write_metrics_csv`.
     """
     return write_csv(path, MEMBERS_COLUMNS, normalize_rows(rows, MEMBERS_COLUMNS, "members"))
+
 
 def read_members_csv(path: str | Path) -> list[dict[str, Any]]:
     """Read ``members.csv`` into dicts with ``arm: str`` and int ``seed, diverged_epoch,

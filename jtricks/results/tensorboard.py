@@ -23,8 +23,9 @@ import os
 import shutil
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 __all__ = ["TensorBoard", "MODES"]
 
@@ -61,8 +62,14 @@ class TensorBoard:
       ModuleNotFoundError: tensorboardX is not installed (the message says how to install it).
     """
 
-    def __init__(self, log_dir: str | os.PathLike, *, mode: Literal["member", "arm"] = "member",
-                 metrics: Sequence[str] | None = None, overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        log_dir: str | os.PathLike,
+        *,
+        mode: Literal["member", "arm"] = "member",
+        metrics: Sequence[str] | None = None,
+        overwrite: bool = False,
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"`mode` must be one of {list(MODES)}, got {mode!r}")
         if metrics is not None and (isinstance(metrics, str) or not list(metrics)):

@@ -35,13 +35,18 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = ["Cluster", "resolve", "initialize", "run", "first_host", "ENV_VARS"]
 
 #: flag -> environment variable it falls back to
-ENV_VARS = {"--processes": "JAX_NUM_PROCESSES", "--coordinator": "JAX_COORDINATOR_ADDRESS", "--process-id": "JAX_PROCESS_ID"}
+ENV_VARS = {
+    "--processes": "JAX_NUM_PROCESSES",
+    "--coordinator": "JAX_COORDINATOR_ADDRESS",
+    "--process-id": "JAX_PROCESS_ID",
+}
 _SLURM_VARS = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS")
 _PART_FILES = ("manifest.json", "metrics.csv", "members.csv", "arms.json")
 
@@ -70,8 +75,12 @@ def _address(value: str, name: str) -> str:
     return str(value).strip()
 
 
-def resolve(processes: str | int | None = None, coordinator: str | None = None, process_id: str | int | None = None,
-            environ: Mapping[str, str] | None = None) -> Cluster | None:
+def resolve(
+    processes: str | int | None = None,
+    coordinator: str | None = None,
+    process_id: str | int | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Cluster | None:
     """The cluster from the flags, else ``JAX_*`` variables, else a SLURM step (module docstring); ``None``
     for a single process. Checked before JAX starts.
 
@@ -119,14 +128,18 @@ def initialize(cluster: Cluster) -> None:
     """``jax.distributed.initialize`` for ``cluster`` (before anything else touches a JAX backend)."""
     import jax
 
-    jax.distributed.initialize(coordinator_address=cluster.coordinator, num_processes=cluster.processes,
-                               process_id=cluster.process_id,
-                               cluster_detection_method=None if cluster.source == "auto" else "deactivate")
+    jax.distributed.initialize(
+        coordinator_address=cluster.coordinator,
+        num_processes=cluster.processes,
+        process_id=cluster.process_id,
+        cluster_detection_method=None if cluster.source == "auto" else "deactivate",
+    )
 
 
 def _encode(folder: Path) -> bytes:
-    return json.dumps({n: base64.b64encode((folder / n).read_bytes()).decode("ascii")
-                       for n in _PART_FILES if (folder / n).is_file()}).encode("ascii")
+    return json.dumps(
+        {n: base64.b64encode((folder / n).read_bytes()).decode("ascii") for n in _PART_FILES if (folder / n).is_file()}
+    ).encode("ascii")
 
 
 def _allgather_bytes(payload: bytes) -> list[bytes]:
@@ -165,7 +178,9 @@ def run(exp: Any, out: Path, *, options: Any = None, **option_changes: Any) -> t
     part_dir = out / "parts" / f"{index + 1}-of-{count}"
     result, error, payload = None, None, b""
     try:
-        result = jrunner.run(exp, out_dir=part_dir, options=opts.replace(part=jparts.Part(index + 1, count), plot=False))
+        result = jrunner.run(
+            exp, out_dir=part_dir, options=opts.replace(part=jparts.Part(index + 1, count), plot=False)
+        )
         payload = _encode(part_dir)
     except Exception as e:  # reported after the gather, so no process waits for this one forever
         error = e
@@ -174,7 +189,9 @@ def run(exp: Any, out: Path, *, options: Any = None, **option_changes: Any) -> t
         raise error
     failed = [i for i, b in enumerate(blobs) if not b]
     if failed:
-        raise RuntimeError(f"process(es) {failed} of {count} failed (see their output); this part is kept in {part_dir}")
+        raise RuntimeError(
+            f"process(es) {failed} of {count} failed (see their output); this part is kept in {part_dir}"
+        )
     merged, error = None, None
     if index == 0:
         try:
@@ -185,7 +202,9 @@ def run(exp: Any, out: Path, *, options: Any = None, **option_changes: Any) -> t
     if error is not None:
         raise error
     if not all(ok):
-        raise RuntimeError(f"process 0 could not merge the parts into {out} (see its output); this part is kept in {part_dir}")
+        raise RuntimeError(
+            f"process 0 could not merge the parts into {out} (see its output); this part is kept in {part_dir}"
+        )
     shutil.rmtree(part_dir, ignore_errors=True)
     _all_ok(True)  # every part folder is gone before process 0 removes their parent
     if index == 0:

@@ -23,22 +23,32 @@ import dataclasses
 import json
 import math
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from jtricks._core import files as jfiles
 from jtricks.engine import experiment as jexp
 from jtricks.engine import provenance as jprov
+from jtricks.engine import search as jsearch
+from jtricks.results import folders as jfolders
 from jtricks.results import summary as jsummary
 from jtricks.results import tables as jtables
-from jtricks.results import folders as jfolders
-from jtricks.engine import search as jsearch
 from jtricks.studies import run as run_study
-from jtricks._core import files as jfiles
 
-__all__ = ["VERDICTS", "Reproduction", "experiment_from_manifest", "sample_members", "ulp_distance", "compare_rows",
-           "compare_summaries", "machine_differences", "reproduce"]
+__all__ = [
+    "VERDICTS",
+    "Reproduction",
+    "experiment_from_manifest",
+    "sample_members",
+    "ulp_distance",
+    "compare_rows",
+    "compare_summaries",
+    "machine_differences",
+    "reproduce",
+]
 
 #: The verdicts of :func:`reproduce`, strongest first.
 VERDICTS: tuple[str, ...] = ("bit for bit", "within N ULP", "same verdicts, different numbers", "differs")
@@ -67,9 +77,16 @@ class Reproduction:
         return self.verdict in VERDICTS[:2]
 
     def to_json(self) -> dict[str, Any]:
-        return {"folder": jprov.shareable_path(self.folder), "members": [[a, s] for a, s in self.members],
-                "verdict": self.verdict, "line": self.line, "rows": self.rows, "summaries": self.summaries,
-                "machine_differences": self.machines, "setting_differences": self.settings}
+        return {
+            "folder": jprov.shareable_path(self.folder),
+            "members": [[a, s] for a, s in self.members],
+            "verdict": self.verdict,
+            "line": self.line,
+            "rows": self.rows,
+            "summaries": self.summaries,
+            "machine_differences": self.machines,
+            "setting_differences": self.settings,
+        }
 
 
 # ------------------------------------------------------------------------------------------ rebuild
@@ -123,9 +140,11 @@ def experiment_from_manifest(manifest: Mapping[str, Any]) -> jexp.Experiment:
         value = config.get(name)
         if isinstance(value, str) and name in jexp.SETTINGS and jexp.SETTINGS[name]["choices"] is not None:
             if value not in jexp.SETTINGS[name]["choices"]():
-                raise ValueError(f"the run's {name} was an object ({value}), which a manifest cannot rebuild; rerun it "
-                                 "from the script that made it and compare the folders with `jtricks reproduce`'s "
-                                 "row comparison (jtricks.reproduce.compare_rows)")
+                raise ValueError(
+                    f"the run's {name} was an object ({value}), which a manifest cannot rebuild; rerun it "
+                    "from the script that made it and compare the folders with `jtricks reproduce`'s "
+                    "row comparison (jtricks.reproduce.compare_rows)"
+                )
     config["model_kwargs"] = _tuples(config.get("model_kwargs") or {})
     config["grid"] = {k: _grid_values(v) for k, v in (config.get("grid") or {}).items()}
     config["arms"] = [_tuples(a) for a in config.get("arms") or []]
@@ -139,8 +158,9 @@ def experiment_from_manifest(manifest: Mapping[str, Any]) -> jexp.Experiment:
     return jexp.Experiment(**{k: v for k, v in config.items() if k in known})
 
 
-def sample_members(arms: Sequence[str], seeds: Sequence[int], *, members: int | None = None,
-                   only_arms: Sequence[str] | None = None) -> list[tuple[str, int]]:
+def sample_members(
+    arms: Sequence[str], seeds: Sequence[int], *, members: int | None = None, only_arms: Sequence[str] | None = None
+) -> list[tuple[str, int]]:
     """The members to rerun: every ``(arm, seed)``, or those of ``only_arms``, or the first ``members`` of them
     taken seed by seed across the arms (seed 0 of every arm, then seed 1, ...), so a sample covers every arm.
 
@@ -204,36 +224,53 @@ def compare_rows(original: Sequence[Mapping[str, Any]], rerun: Sequence[Mapping[
         if not same:
             m["max_ulp"] = max(m["max_ulp"], ulp_distance(value, other))
             m["max_abs"] = max(m["max_abs"], abs(value - other) if math.isfinite(value - other) else math.inf)
-    return {"rows": sum(m["rows"] for m in per.values()), "identical": sum(m["identical"] for m in per.values()),
-            "missing": missing + len(lost), "max_ulp": max((m["max_ulp"] for m in per.values()), default=0.0),
-            "metrics": per}
+    return {
+        "rows": sum(m["rows"] for m in per.values()),
+        "identical": sum(m["identical"] for m in per.values()),
+        "missing": missing + len(lost),
+        "max_ulp": max((m["max_ulp"] for m in per.values()), default=0.0),
+        "metrics": per,
+    }
 
 
 def _summary_key(r: Mapping[str, Any]) -> tuple[str, str]:
     return (str(r["arm"]), str(r["metric"]))
 
 
-def compare_summaries(original: Sequence[Mapping[str, Any]], rerun: Sequence[Mapping[str, Any]],
-                      metric: str) -> dict[str, Any]:
+def compare_summaries(
+    original: Sequence[Mapping[str, Any]], rerun: Sequence[Mapping[str, Any]], metric: str
+) -> dict[str, Any]:
     """The two summaries of the same members: whether every verdict, the best arm on ``metric`` and every
     mean and interval agree; the comparisons whose verdicts differ are listed."""
     a = {_summary_key(r): r for r in original}
     b = {_summary_key(r): r for r in rerun}
     shared = sorted(set(a) & set(b))
     verdicts = [k for k in shared if a[k].get("verdict") != b[k].get("verdict")]
-    numbers = [k for k in shared if any(_differs(a[k].get(c), b[k].get(c)) for c in ("mean", "ci_lo", "ci_hi", "delta"))]
+    numbers = [
+        k for k in shared if any(_differs(a[k].get(c), b[k].get(c)) for c in ("mean", "ci_lo", "ci_hi", "delta"))
+    ]
 
     def best(rows: Mapping[tuple[str, str], Mapping[str, Any]]) -> str | None:
-        cand = [(r["mean"], arm) for (arm, m), r in rows.items() if m == metric and r.get("mean") is not None
-                and math.isfinite(r["mean"])]
+        cand = [
+            (r["mean"], arm)
+            for (arm, m), r in rows.items()
+            if m == metric and r.get("mean") is not None and math.isfinite(r["mean"])
+        ]
         if not cand:
             return None
         sign = jsummary.metric_direction(metric)
         return max(cand, key=lambda t: (sign * t[0], t[1]))[1]
 
-    return {"comparisons": len(shared), "verdicts_agree": not verdicts,
-            "verdicts_differ": [f"{arm} / {m}: {a[(arm, m)].get('verdict')} -> {b[(arm, m)].get('verdict')}" for arm, m in verdicts],
-            "numbers_agree": not numbers, "best_arm": [best(a), best(b)], "best_arm_agrees": best(a) == best(b)}
+    return {
+        "comparisons": len(shared),
+        "verdicts_agree": not verdicts,
+        "verdicts_differ": [
+            f"{arm} / {m}: {a[(arm, m)].get('verdict')} -> {b[(arm, m)].get('verdict')}" for arm, m in verdicts
+        ],
+        "numbers_agree": not numbers,
+        "best_arm": [best(a), best(b)],
+        "best_arm_agrees": best(a) == best(b),
+    }
 
 
 def _differs(x: Any, y: Any) -> bool:
@@ -247,7 +284,11 @@ def _cpu_text(m: Mapping[str, Any] | None) -> str:
         return "not recorded"
     cpu = m.get("cpu") or {}
     wide = [f for f in cpu.get("isa", []) if f.startswith(("avx512f", "amx"))]
-    isa = "AVX-512" if any(f.startswith("avx512") for f in wide) else ("AVX2" if "avx2" in cpu.get("isa", []) else "no AVX2")
+    isa = (
+        "AVX-512"
+        if any(f.startswith("avx512") for f in wide)
+        else ("AVX2" if "avx2" in cpu.get("isa", []) else "no AVX2")
+    )
     return f"{cpu.get('vendor')} {cpu.get('model')} (family {cpu.get('family')}, {isa}, {cpu.get('cores')} cores)"
 
 
@@ -264,7 +305,9 @@ def machine_differences(original: Mapping[str, Any], rerun: Mapping[str, Any]) -
     cpu_a, cpu_b = _cpu_text(original.get("machine")), _cpu_text(rerun.get("machine"))
     if cpu_a != cpu_b:
         native = "native" in (num_a, num_b) or num_a.startswith("native")
-        out.append(f"CPU: {cpu_a} -> {cpu_b}" + ("" if not native else " (under native numerics the code follows the CPU)"))
+        out.append(
+            f"CPU: {cpu_a} -> {cpu_b}" + ("" if not native else " (under native numerics the code follows the CPU)")
+        )
     va, vb = original.get("versions") or {}, rerun.get("versions") or {}
     for lib in ("jax", "jaxlib", "optax", "flax", "numpy", "jtricks"):
         if va.get(lib) != vb.get(lib):
@@ -275,9 +318,13 @@ def machine_differences(original: Mapping[str, Any], rerun: Mapping[str, Any]) -
         out.append(f"jaxlib build: {build_a[:12]} -> {build_b[:12]}")
     code_a, code_b = original.get("code") or {}, rerun.get("code") or {}
     if code_a.get("commit") != code_b.get("commit") or code_b.get("dirty"):
-        out.append(f"code: {str(code_a.get('commit'))[:12]} -> {str(code_b.get('commit'))[:12]}"
-                   + (" with uncommitted changes" if code_b.get("dirty") else ""))
-    flags_a = (original.get("numerics") or {}).get("xla_flags", (original.get("environment") or {}).get("XLA_FLAGS", ""))
+        out.append(
+            f"code: {str(code_a.get('commit'))[:12]} -> {str(code_b.get('commit'))[:12]}"
+            + (" with uncommitted changes" if code_b.get("dirty") else "")
+        )
+    flags_a = (original.get("numerics") or {}).get(
+        "xla_flags", (original.get("environment") or {}).get("XLA_FLAGS", "")
+    )
     flags_b = (rerun.get("numerics") or {}).get("xla_flags", "")
     strip = lambda f: sorted(x for x in f.split() if not x.startswith("--xla_force_host_platform_device_count"))  # noqa: E731
     if strip(flags_a) != strip(flags_b):
@@ -296,14 +343,18 @@ def _verdict(rows: Mapping[str, Any], summaries: Mapping[str, Any], tolerance: f
     return "differs"
 
 
-def _line(verdict: str, rows: Mapping[str, Any], summaries: Mapping[str, Any], machines: Sequence[str],
-          n_members: int) -> str:
+def _line(
+    verdict: str, rows: Mapping[str, Any], summaries: Mapping[str, Any], machines: Sequence[str], n_members: int
+) -> str:
     what = f"{rows['identical']} of {rows['rows']} rows identical over {n_members} members"
     if verdict == "bit for bit":
         return f"bit for bit: {what}"
     ulp = rows["max_ulp"]
     worst = "inf" if math.isinf(ulp) else f"{ulp:.0f}"
-    text = f"{verdict.replace('N', worst) if verdict == 'within N ULP' else verdict}: {what}, largest difference {worst} ULP"
+    text = (
+        f"{verdict.replace('N', worst) if verdict == 'within N ULP' else verdict}: {what}, "
+        f"largest difference {worst} ULP"
+    )
     if summaries.get("verdicts_differ"):
         text += f"; verdicts differ: {'; '.join(summaries['verdicts_differ'][:3])}"
     if machines:
@@ -311,8 +362,15 @@ def _line(verdict: str, rows: Mapping[str, Any], summaries: Mapping[str, Any], m
     return text
 
 
-def reproduce(folder: str | Path, *, members: int | None = None, arms: Sequence[str] | None = None,
-              out_dir: str | Path | None = None, tolerance: float = 0.0, progress: bool = True) -> Reproduction:
+def reproduce(
+    folder: str | Path,
+    *,
+    members: int | None = None,
+    arms: Sequence[str] | None = None,
+    out_dir: str | Path | None = None,
+    tolerance: float = 0.0,
+    progress: bool = True,
+) -> Reproduction:
     """Rerun ``folder`` (a finished or published results folder) from its manifest and compare (module doc).
 
     Args:
@@ -331,45 +389,74 @@ def reproduce(folder: str | Path, *, members: int | None = None, arms: Sequence[
         raise ValueError(f"--tolerance must be a number of ULP >= 0, got {tolerance!r}")
     original = jfolders.check_complete(folder)
     if original.get("part") is not None:
-        raise ValueError(f"{folder} is one part of a run; merge the parts (`jtricks merge`) and reproduce the merged folder")
+        raise ValueError(
+            f"{folder} is one part of a run; merge the parts (`jtricks merge`) and reproduce the merged folder"
+        )
     exp = experiment_from_manifest(original)
     arm_names = [a["arm"] for a in original["arms"]]
     chosen = sample_members(arm_names, original["seeds"], members=members, only_arms=arms)
     numerics = (original.get("numerics") or {}).get("mode", "native")
     with tempfile.TemporaryDirectory(prefix="jtricks-reproduce-") as tmp:
         out = Path(out_dir) if out_dir is not None else Path(tmp) / "rerun"
-        res = run_study(exp, out_dir=out, progress=progress, plot=False, save_models=False, checkpoint=False,
-                        numerics=numerics, members=chosen if len(chosen) < len(arm_names) * len(original["seeds"]) else None)
+        res = run_study(
+            exp,
+            out_dir=out,
+            progress=progress,
+            plot=False,
+            save_models=False,
+            checkpoint=False,
+            numerics=numerics,
+            members=chosen if len(chosen) < len(arm_names) * len(original["seeds"]) else None,
+        )
         if [a.name for a in res.arms] != arm_names:
-            raise ValueError(f"the rebuilt experiment has other arms than the record: {[a.name for a in res.arms]} vs {arm_names}")
+            raise ValueError(
+                f"the rebuilt experiment has other arms than the record: {[a.name for a in res.arms]} vs {arm_names}"
+            )
         rerun_manifest = json.loads((out / "manifest.json").read_text())
-        o_rows = [r for r in jtables.read_metrics_csv(jtables.result_file(folder, "metrics.csv"))
-                  if (r["arm"], int(r["seed"])) in set(chosen)]
+        o_rows = [
+            r
+            for r in jtables.read_metrics_csv(jtables.result_file(folder, "metrics.csv"))
+            if (r["arm"], int(r["seed"])) in set(chosen)
+        ]
         rows = compare_rows(o_rows, res.metric_rows)
         summaries = _summaries(folder, original, chosen, o_rows, res)
         machines = machine_differences(original, rerun_manifest)
         settings = _setting_differences(original, rerun_manifest)
         verdict = _verdict(rows, summaries, float(tolerance))
         line = _line(verdict, rows, summaries, machines if verdict != "bit for bit" else [], len(chosen))
-        report = Reproduction(folder, out if out_dir is not None else folder, chosen, verdict, line, rows, summaries,
-                              machines, settings)
+        report = Reproduction(
+            folder, out if out_dir is not None else folder, chosen, verdict, line, rows, summaries, machines, settings
+        )
         if out_dir is not None:
             jfiles.write_atomic(out / "reproduce.json", json.dumps(report.to_json(), indent=2, default=str) + "\n")
     return report
 
 
-def _summaries(folder: Path, original: Mapping[str, Any], chosen: Sequence[tuple[str, int]],
-               o_rows: Sequence[Mapping[str, Any]], res: Any) -> dict[str, Any]:
+def _summaries(
+    folder: Path,
+    original: Mapping[str, Any],
+    chosen: Sequence[tuple[str, int]],
+    o_rows: Sequence[Mapping[str, Any]],
+    res: Any,
+) -> dict[str, Any]:
     """Both summaries of the rerun's members, computed the same way (the run's baseline must be among them)."""
     arm_dicts = [a for a in original["arms"] if a["arm"] in {m[0] for m in chosen}]
     baseline = original.get("baseline") or original["arms"][0]["arm"]
     if baseline not in {a["arm"] for a in arm_dicts}:
         return {"skipped": f"the baseline arm {baseline} is not among the rerun's members"}
     wanted = set(chosen)
-    o_members = [m for m in jtables.read_members_csv(jtables.result_file(folder, "members.csv"))
-                 if (m["arm"], int(m["seed"])) in wanted]
-    kw = dict(metrics=original["metrics"], baseline=baseline, target=original.get("target"),
-              directions=original.get("directions"), adjust=original["config"].get("adjust", "holm"))
+    o_members = [
+        m
+        for m in jtables.read_members_csv(jtables.result_file(folder, "members.csv"))
+        if (m["arm"], int(m["seed"])) in wanted
+    ]
+    kw = dict(
+        metrics=original["metrics"],
+        baseline=baseline,
+        target=original.get("target"),
+        directions=original.get("directions"),
+        adjust=original["config"].get("adjust", "holm"),
+    )
     a = jsummary.summarize(o_rows, o_members, arm_dicts, **kw)
     b = jsummary.summarize(res.metric_rows, res.member_rows, arm_dicts, **kw)
     return compare_summaries(a, b, original["metrics"][0])

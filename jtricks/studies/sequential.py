@@ -30,16 +30,17 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from statistics import NormalDist
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from jtricks.engine import experiment as jexp
 from jtricks.engine import programs as jprog
-from jtricks.results import summary as jsummary
 from jtricks.engine import runner as jrunner
 from jtricks.engine import write as jwrite
 from jtricks.engine.options import RunOptions, options_from
+from jtricks.results import summary as jsummary
 
 __all__ = ["RULES", "planned_looks", "spending", "run_until_resolved"]
 
@@ -73,20 +74,46 @@ def spending(looks: Sequence[int], alpha: float = 0.05, rule: str = "obf") -> li
     return [b - a for a, b in zip([0.0, *spent[:-1]], spent)]
 
 
-def _look(rows: list, members: list, arm_dicts: list, exp: jexp.Experiment, metric: str, alpha_j: float,
-          directions: Mapping[str, bool]) -> dict[str, Any]:
+def _look(
+    rows: list,
+    members: list,
+    arm_dicts: list,
+    exp: jexp.Experiment,
+    metric: str,
+    alpha_j: float,
+    directions: Mapping[str, bool],
+) -> dict[str, Any]:
     """One look: every comparison's adjusted p-value and verdict on ``metric`` at level ``alpha_j``."""
-    summary = jsummary.summarize(rows, members, arm_dicts, metrics=(metric,), baseline=exp.baseline or arm_dicts[0]["arm"],
-                                confidence=1.0 - alpha_j, directions=directions, adjust=exp.adjust)
-    comps = {r["arm"]: {"p_adjusted": r["p_adjusted"], "test": r["test"], "verdict": r["verdict"]}
-             for r in summary if r["verdict"] != "baseline"}
+    summary = jsummary.summarize(
+        rows,
+        members,
+        arm_dicts,
+        metrics=(metric,),
+        baseline=exp.baseline or arm_dicts[0]["arm"],
+        confidence=1.0 - alpha_j,
+        directions=directions,
+        adjust=exp.adjust,
+    )
+    comps = {
+        r["arm"]: {"p_adjusted": r["p_adjusted"], "test": r["test"], "verdict": r["verdict"]}
+        for r in summary
+        if r["verdict"] != "baseline"
+    }
     return {"alpha": alpha_j, "comparisons": comps, "resolved": all(c["verdict"] in _RESOLVED for c in comps.values())}
 
 
-def run_until_resolved(exp: jexp.Experiment, max_seeds: int, *, out_dir: str | Path | None, step: int | None = None,
-                       alpha: float = 0.05, rule: str = "obf", metric: str | None = None,
-                       options: RunOptions | None = None,
-                       **option_changes: Any) -> tuple[jrunner.RunResult, dict[str, Any]]:
+def run_until_resolved(
+    exp: jexp.Experiment,
+    max_seeds: int,
+    *,
+    out_dir: str | Path | None,
+    step: int | None = None,
+    alpha: float = 0.05,
+    rule: str = "obf",
+    metric: str | None = None,
+    options: RunOptions | None = None,
+    **option_changes: Any,
+) -> tuple[jrunner.RunResult, dict[str, Any]]:
     """Run ``exp`` with ``exp.seeds`` seeds, then more in batches of ``step`` until every comparison on
     ``metric`` (default: the first summary metric) is resolved or ``max_seeds`` is reached; write the
     results folder of all the seeds run (with the manifest's ``sequential`` record).
@@ -121,32 +148,59 @@ def run_until_resolved(exp: jexp.Experiment, max_seeds: int, *, out_dir: str | P
 
 def _merged(results: Sequence[jrunner.RunResult], arm_dicts: list) -> tuple[list, list]:
     order = {a["arm"]: i for i, a in enumerate(arm_dicts)}
-    rows = sorted((r for res in results for r in res.metric_rows),
-                  key=lambda r: (order[r["arm"]], r["seed"], r["epoch"], r["metric"]))
+    rows = sorted(
+        (r for res in results for r in res.metric_rows),
+        key=lambda r: (order[r["arm"]], r["seed"], r["epoch"], r["metric"]),
+    )
     members = sorted((m for res in results for m in res.member_rows), key=lambda m: (order[m["arm"]], m["seed"]))
     return rows, members
 
 
-def _record(looks: list[int], levels: list[float], done: list[dict], rule: str, alpha: float, metric: str,
-            exp: jexp.Experiment) -> dict[str, Any]:
+def _record(
+    looks: list[int], levels: list[float], done: list[dict], rule: str, alpha: float, metric: str, exp: jexp.Experiment
+) -> dict[str, Any]:
     first: dict[str, int | None] = {arm: None for arm in done[-1]["comparisons"]}
     for look in done:
         for arm, c in look["comparisons"].items():
             if first[arm] is None and c["verdict"] in _RESOLVED:
                 first[arm] = look["seeds"]
-    return {"rule": rule, "alpha": alpha, "adjust": exp.adjust, "metric": metric,
-            "planned_looks": [{"seeds": n, "alpha": a} for n, a in zip(looks, levels)], "looks": done,
-            "stopped_at": done[-1]["seeds"], "resolved": done[-1]["resolved"], "first_resolved_at": first}
+    return {
+        "rule": rule,
+        "alpha": alpha,
+        "adjust": exp.adjust,
+        "metric": metric,
+        "planned_looks": [{"seeds": n, "alpha": a} for n, a in zip(looks, levels)],
+        "looks": done,
+        "stopped_at": done[-1]["seeds"],
+        "resolved": done[-1]["resolved"],
+        "first_resolved_at": first,
+    }
 
 
-def _finish(final: jexp.Experiment, results: list[jrunner.RunResult], arm_dicts: list, record: dict[str, Any],
-            out_dir: str | Path | None, plot: bool, t_start: float) -> jrunner.RunResult:
+def _finish(
+    final: jexp.Experiment,
+    results: list[jrunner.RunResult],
+    arm_dicts: list,
+    record: dict[str, Any],
+    out_dir: str | Path | None,
+    plot: bool,
+    t_start: float,
+) -> jrunner.RunResult:
     """Merge the batches into one result; summarize at the final look's level; write the folder."""
     rows, members = _merged(results, arm_dicts)
     last = results[-1]
     confidence = 1.0 - record["looks"][-1]["alpha"]
-    summary = jsummary.summarize(rows, members, arm_dicts, metrics=last.metrics, baseline=final.baseline or arm_dicts[0]["arm"],
-                                confidence=confidence, target=final.target, directions=last.directions, adjust=final.adjust)
+    summary = jsummary.summarize(
+        rows,
+        members,
+        arm_dicts,
+        metrics=last.metrics,
+        baseline=final.baseline or arm_dicts[0]["arm"],
+        confidence=confidence,
+        target=final.target,
+        directions=last.directions,
+        adjust=final.adjust,
+    )
     compiles: dict[str, int] = {}
     for res in results:
         for k, v in res.compiles.items():
@@ -161,5 +215,9 @@ def _finish(final: jexp.Experiment, results: list[jrunner.RunResult], arm_dicts:
         setups = jrunner.build(the_plan, jprog.TraceCounter())  # data and (uncompiled) programs: for the manifest
         manifest = jwrite.manifest(the_plan, setups, compiles, wall, timing, last.metrics, last.directions)
         manifest.update(confidence=confidence, sequential=record)
-        jwrite.write_fresh(out, the_plan, collected, summary, manifest, jwrite.fingerprint(the_plan, setups, None), plot=plot)
-    return jrunner.RunResult.of(out, the_plan, collected, summary, compiles, wall, timing, last.metrics, last.directions)
+        jwrite.write_fresh(
+            out, the_plan, collected, summary, manifest, jwrite.fingerprint(the_plan, setups, None), plot=plot
+        )
+    return jrunner.RunResult.of(
+        out, the_plan, collected, summary, compiles, wall, timing, last.metrics, last.directions
+    )

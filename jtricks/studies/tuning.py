@@ -21,19 +21,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from jtricks.engine import experiment as jexp
-from jtricks.engine import validation as jvalidation
 from jtricks import metrics as jmetrics
-from jtricks.results import rendering as jrendering
+from jtricks._core import files as jfiles
+from jtricks.engine import experiment as jexp
 from jtricks.engine import runner as jrunner
 from jtricks.engine import search as jsearch
+from jtricks.engine import validation as jvalidation
 from jtricks.engine.options import RunOptions, options_from
-from jtricks._core import files as jfiles
+from jtricks.results import rendering as jrendering
 
 __all__ = ["Tune", "tuning_experiment", "best_values", "run"]
 
@@ -59,7 +60,9 @@ class Tune:
 
     def __post_init__(self) -> None:
         if not isinstance(self.factors, Mapping) or not self.factors:
-            raise ValueError(f"Tune: `factors` must be a non-empty {{factor: distribution or list}}, got {self.factors!r}")
+            raise ValueError(
+                f"Tune: `factors` must be a non-empty {{factor: distribution or list}}, got {self.factors!r}"
+            )
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
             raise ValueError(f"Tune: `seeds` must be a positive int, got {self.seeds!r}")
         if self.halving is not None and not isinstance(self.halving, jsearch.Halving):
@@ -71,15 +74,26 @@ class Tune:
 
 
 def tuning_experiment(exp: jexp.Experiment) -> jexp.Experiment:
-    """The tuning run of ``exp``: its grid plus the tuned factors, the tuning seeds, halving across the tuned factors."""
+    """The tuning run of ``exp``: its grid plus the tuned factors, the tuning seeds, halving across the tuned
+    factors."""
     t: Tune = exp.tune
     clash = sorted(set(t.factors) & set(exp.grid))
     if clash:
         raise ValueError(f"tuned factors {clash} are also grid factors; tune them or sweep them, not both")
-    halving = None if t.halving is None else dataclasses.replace(t.halving, across=tuple(t.factors), metric=_metric(exp))
+    halving = (
+        None if t.halving is None else dataclasses.replace(t.halving, across=tuple(t.factors), metric=_metric(exp))
+    )
     return dataclasses.replace(
-        exp, name=f"{exp.name}_tuning", grid={**exp.grid, **t.factors}, samples=t.samples, search=halving,
-        seeds=t.seeds, seed_offset=exp.seed_offset + exp.seeds, tune=None, baseline=None, target=None,
+        exp,
+        name=f"{exp.name}_tuning",
+        grid={**exp.grid, **t.factors},
+        samples=t.samples,
+        search=halving,
+        seeds=t.seeds,
+        seed_offset=exp.seed_offset + exp.seeds,
+        tune=None,
+        baseline=None,
+        target=None,
     )
 
 
@@ -88,41 +102,61 @@ def _metric(exp: jexp.Experiment) -> str:
     return t.metric or (t.halving.metric if t.halving is not None else None) or "val_acc"
 
 
-def best_values(res: Any, base_arms: Sequence[jexp.Arm], tuned: Sequence[str], metric: str,
-                higher_is_better: bool, epochs: int) -> list[dict[str, Any]]:
+def best_values(
+    res: Any, base_arms: Sequence[jexp.Arm], tuned: Sequence[str], metric: str, higher_is_better: bool, epochs: int
+) -> list[dict[str, Any]]:
     """Per base arm: its tuned values (the best configuration at the last epoch) and its budget."""
     stop = {k: v for r in res.search for k, v in r["stop_epoch"].items()}
     out = []
     for base in base_arms:
         key = tuple(sorted((k, repr(v)) for k, v in base.factors.items()))
-        mine = [a for a in res.arms if tuple(sorted((k, repr(v)) for k, v in a.factors.items() if k not in tuned)) == key]
+        mine = [
+            a for a in res.arms if tuple(sorted((k, repr(v)) for k, v in a.factors.items() if k not in tuned)) == key
+        ]
         finished = [a for a in mine if stop.get(a.name, epochs) == epochs]
         scores = [float(np.mean(res.history(a.name, metric)[:, -1])) for a in finished]
         sign = -1.0 if higher_is_better else 1.0
-        order = sorted(range(len(finished)), key=lambda j: (0, sign * scores[j], j) if math.isfinite(scores[j]) else (1, 0.0, j))
+        order = sorted(
+            range(len(finished)), key=lambda j: (0, sign * scores[j], j) if math.isfinite(scores[j]) else (1, 0.0, j)
+        )
         best = finished[order[0]]
         seeds = res.history(best.name, metric).shape[0]
-        out.append({
-            "arm": base.name, "tuned": {k: best.factors[k] for k in tuned}, "metric": metric, "score": scores[order[0]],
-            "configurations": len(mine), "member_epochs": int(sum(stop.get(a.name, epochs) for a in mine) * seeds),
-            "member_epochs_full": len(mine) * epochs * seeds,
-        })
+        out.append(
+            {
+                "arm": base.name,
+                "tuned": {k: best.factors[k] for k in tuned},
+                "metric": metric,
+                "score": scores[order[0]],
+                "configurations": len(mine),
+                "member_epochs": int(sum(stop.get(a.name, epochs) for a in mine) * seeds),
+                "member_epochs_full": len(mine) * epochs * seeds,
+            }
+        )
     return out
 
 
-def _final_experiment(exp: jexp.Experiment, base_arms: Sequence[jexp.Arm], table: Sequence[Mapping[str, Any]]) -> jexp.Experiment:
+def _final_experiment(
+    exp: jexp.Experiment, base_arms: Sequence[jexp.Arm], table: Sequence[Mapping[str, Any]]
+) -> jexp.Experiment:
     arms = [{"name": b.name, **dict(b.factors), **row["tuned"]} for b, row in zip(base_arms, table)]
     return dataclasses.replace(exp, grid={}, arms=arms, samples=None, tune=None)
 
 
 def _markdown(table: Sequence[Mapping[str, Any]], tuning_wall: float, tune: Tune) -> str:
-    lines = ["## Tuning", "", f"Each arm tuned on validation before the comparison: `{tune}`; tuning wall time "
-             f"{tuning_wall:.1f} s.", "", "| arm | tuned | " + "val score | configurations | member-epochs (of full grid) |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "## Tuning",
+        "",
+        f"Each arm tuned on validation before the comparison: `{tune}`; tuning wall time {tuning_wall:.1f} s.",
+        "",
+        "| arm | tuned | " + "val score | configurations | member-epochs (of full grid) |",
+        "|---|---|---|---|---|",
+    ]
     for r in table:
         tuned = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["tuned"].items())
-        lines.append(f"| {r['arm']} | {tuned} | {r['metric']} {r['score']:.4f} | {r['configurations']} | "
-                     f"{r['member_epochs']} ({r['member_epochs_full']}) |")
+        lines.append(
+            f"| {r['arm']} | {tuned} | {r['metric']} {r['score']:.4f} | {r['configurations']} | "
+            f"{r['member_epochs']} ({r['member_epochs_full']}) |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -141,14 +175,22 @@ def run(exp: jexp.Experiment, *, out_dir: Any = None, options: RunOptions | None
     out = None if out_dir is None else Path(out_dir)
     tuning_res = jrunner.run(t_exp, out_dir=None if out is None else out / "tuning", options=opts)
     metric = _metric(exp) if _metric(exp) in tuning_res.directions else "val_loss"
-    higher = jmetrics.higher_is_better(metric, {}) if metric not in tuning_res.directions else tuning_res.directions[metric]
+    higher = (
+        jmetrics.higher_is_better(metric, {}) if metric not in tuning_res.directions else tuning_res.directions[metric]
+    )
     table = best_values(tuning_res, base_arms, list(exp.tune.factors), metric, higher, exp.epochs)
     final = jrunner.run(_final_experiment(exp, base_arms, table), out_dir=out, options=opts)
     final.tuning = table
     if out is not None:
         md = _markdown(table, tuning_res.wall_time_s, exp.tune)
         jfiles.write_atomic(out / "tuning.md", md)
-        jfiles.write_atomic(out / "tuning.json", json.dumps(jexp.to_json({"tune": str(exp.tune), "arms": table,
-                                                                            "tuning_wall_time_s": tuning_res.wall_time_s}), indent=2) + "\n")
+        jfiles.write_atomic(
+            out / "tuning.json",
+            json.dumps(
+                jexp.to_json({"tune": str(exp.tune), "arms": table, "tuning_wall_time_s": tuning_res.wall_time_s}),
+                indent=2,
+            )
+            + "\n",
+        )
         jrendering.append_sections(out, ("tuning.md",))
     return final
