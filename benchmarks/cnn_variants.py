@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jtricks import models as jm
+from jtricks import models as jmodels
 
 VARIANTS = ("nhwc", "nchw", "patches")
 
@@ -47,11 +47,11 @@ def _pool_nchw(x: jax.Array) -> jax.Array:
     return jnp.max(x.reshape(n, c, h // 2, 2, w // 2, 2), axis=(3, 5))
 
 
-def cnn_variant(impl: str, dropout_rate: float = 0.5) -> jm.Model:
+def cnn_variant(impl: str, dropout_rate: float = 0.5) -> jmodels.Model:
     """The notebook CNN (``jtricks.models.cnn(dropout_rate=...)``) with convolutions written as ``impl``."""
     if impl not in VARIANTS:
         raise ValueError(f"impl must be one of {VARIANTS}, got {impl!r}")
-    base = jm.cnn(10, dropout_rate=dropout_rate)
+    base = jmodels.cnn(10, dropout_rate=dropout_rate)
 
     def apply(
         params: Any,
@@ -70,15 +70,15 @@ def cnn_variant(impl: str, dropout_rate: float = 0.5) -> jm.Model:
         for i in range(2):
             layer = params[f"conv_{i}"]
             h = jax.nn.relu(_conv(h, layer["kernel"], layer["bias"], impl))
-            h = _pool_nchw(h) if impl == "nchw" else jm.max_pool_2x2(h)
+            h = _pool_nchw(h) if impl == "nchw" else jmodels.max_pool_2x2(h)
         if impl == "nchw":
             h = jnp.transpose(h, (0, 2, 3, 1))  # flatten in NHWC order: same features as the NHWC model
         h = h.reshape(h.shape[0], -1)
         if train:
-            from jtricks import dropout as jd
+            from jtricks import dropout as jdropout
 
-            h = jd.dropout(jax.random.fold_in(key, 0), h, rate)
+            h = jdropout.dropout(jax.random.fold_in(key, 0), h, rate)
         d = params["dense_0"]
         return h @ d["kernel"] + d["bias"], {}
 
-    return jm.Model(base.init, apply, "cnn", dict(base.config, conv_impl=impl))
+    return jmodels.Model(base.init, apply, "cnn", dict(base.config, conv_impl=impl))

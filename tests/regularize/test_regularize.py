@@ -13,7 +13,7 @@ import pytest
 from flax.training.early_stopping import EarlyStopping
 
 from jtricks import norm
-from jtricks import regularize as reg
+from jtricks import regularize as jreg
 
 KEY = jax.random.key(0)
 
@@ -31,7 +31,7 @@ def _params() -> dict:
 
 
 def test_decay_mask_kernels_only() -> None:
-    mask = reg.decay_mask(_params())
+    mask = jreg.decay_mask(_params())
     assert mask == {
         "conv": {"kernel": True, "bias": False},
         "dense": {"kernel": True, "bias": False},
@@ -44,25 +44,25 @@ def test_l2_l1_against_numpy_with_and_without_mask() -> None:
     npp = jax.tree.map(lambda x: np.asarray(x, np.float64), p)
     kernels = [npp["conv"]["kernel"], npp["dense"]["kernel"]]
     every = jax.tree.leaves(npp)
-    mask = reg.decay_mask(p)
-    np.testing.assert_allclose(reg.l2_penalty(p, mask), 0.5 * sum((k**2).sum() for k in kernels), rtol=1e-6)
-    np.testing.assert_allclose(reg.l1_penalty(p, mask), sum(np.abs(k).sum() for k in kernels), rtol=1e-6)
+    mask = jreg.decay_mask(p)
+    np.testing.assert_allclose(jreg.l2_penalty(p, mask), 0.5 * sum((k**2).sum() for k in kernels), rtol=1e-6)
+    np.testing.assert_allclose(jreg.l1_penalty(p, mask), sum(np.abs(k).sum() for k in kernels), rtol=1e-6)
     # mask=None: every leaf (optax convention); a callable mask is applied to params
-    np.testing.assert_allclose(reg.l2_penalty(p), 0.5 * sum((x**2).sum() for x in every), rtol=1e-6)
-    np.testing.assert_allclose(reg.l1_penalty(p), sum(np.abs(x).sum() for x in every), rtol=1e-6)
-    assert reg.l2_penalty(p, reg.decay_mask) == reg.l2_penalty(p, mask)
+    np.testing.assert_allclose(jreg.l2_penalty(p), 0.5 * sum((x**2).sum() for x in every), rtol=1e-6)
+    np.testing.assert_allclose(jreg.l1_penalty(p), sum(np.abs(x).sum() for x in every), rtol=1e-6)
+    assert jreg.l2_penalty(p, jreg.decay_mask) == jreg.l2_penalty(p, mask)
     # array masks: a traced scalar switch and an elementwise mask
     elem = jax.tree.map(lambda x: jnp.asarray(x) > 0, p)
     expected = sum(np.abs(np.where(x > 0, x, 0)).sum() for x in every)
-    np.testing.assert_allclose(jax.jit(reg.l1_penalty)(p, elem), expected, rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(jreg.l1_penalty)(p, elem), expected, rtol=1e-6)
     off = jax.tree.map(lambda _: jnp.asarray(False), p)
-    assert float(reg.l2_penalty(p, off)) == 0.0
+    assert float(jreg.l2_penalty(p, off)) == 0.0
 
 
 def test_l2_gradient_is_masked_weights() -> None:
     p = _params()
-    mask = reg.decay_mask(p)
-    g = jax.grad(reg.l2_penalty)(p, mask)
+    mask = jreg.decay_mask(p)
+    g = jax.grad(jreg.l2_penalty)(p, mask)
     for gl, pl, ml in zip(jax.tree.leaves(g), jax.tree.leaves(p), jax.tree.leaves(mask)):
         np.testing.assert_allclose(gl, pl if ml else np.zeros_like(pl), rtol=1e-6)
 
@@ -70,9 +70,9 @@ def test_l2_gradient_is_masked_weights() -> None:
 def test_penalty_mask_structure_error() -> None:
     p = _params()
     with pytest.raises(ValueError, match="mask"):
-        reg.l2_penalty(p, {"conv": True})
+        jreg.l2_penalty(p, {"conv": True})
     with pytest.raises(ValueError, match="mask"):
-        reg.l1_penalty(p, {"conv": {"kernel": True}, "dense": {"kernel": True, "bias": True}, "bn": True})
+        jreg.l1_penalty(p, {"conv": {"kernel": True}, "dense": {"kernel": True, "bias": True}, "bn": True})
 
 
 # ------------------------------------------------------------------------------------------ early stopping
@@ -103,11 +103,11 @@ def _run_population(curves, patience, min_delta, mode):
     members = jnp.arange(curves.shape[0], dtype=jnp.float32)
 
     def run(curve, member, patience, min_delta):
-        state = reg.early_stopping_init(_epoch_params(member, -1.0), mode=mode)
+        state = jreg.early_stopping_init(_epoch_params(member, -1.0), mode=mode)
 
         def step(s, xs):
             metric, epoch = xs
-            s = reg.early_stopping_update(
+            s = jreg.early_stopping_update(
                 s,
                 metric,
                 _epoch_params(member, epoch.astype(jnp.float32)),
@@ -182,18 +182,18 @@ def test_early_stopping_max_mode() -> None:
     # with patience 2 and min_delta 0.015: 0.71 is not enough over 0.7 -> stops at epoch 4
     state, _ = _run_population(jnp.asarray([acc], jnp.float32), jnp.array([2]), jnp.array([0.015]), "max")
     assert (int(state.best_epoch[0]), int(state.stop_epoch[0])) == (2, 4)
-    init = reg.early_stopping_init({"w": jnp.zeros(2)}, mode="max")
+    init = jreg.early_stopping_init({"w": jnp.zeros(2)}, mode="max")
     assert float(init.best_metric) == -math.inf and init.mode == "max"
 
 
 def test_early_stopping_python_ints_outside_jit() -> None:
     params = {"w": jnp.zeros(3)}
-    s = reg.early_stopping_init(params)
-    s = reg.early_stopping_update(s, 1.0, {"w": jnp.ones(3)}, 0, patience=1)
-    s = reg.early_stopping_update(s, 2.0, {"w": 2 * jnp.ones(3)}, 1, patience=1)
+    s = jreg.early_stopping_init(params)
+    s = jreg.early_stopping_update(s, 1.0, {"w": jnp.ones(3)}, 0, patience=1)
+    s = jreg.early_stopping_update(s, 2.0, {"w": 2 * jnp.ones(3)}, 1, patience=1)
     assert bool(s.should_stop) and int(s.stop_epoch) == 1 and int(s.best_epoch) == 0
     np.testing.assert_array_equal(s.best_params["w"], np.ones(3))
-    frozen = reg.early_stopping_update(s, 0.0, {"w": 3 * jnp.ones(3)}, 2, patience=1)
+    frozen = jreg.early_stopping_update(s, 0.0, {"w": 3 * jnp.ones(3)}, 2, patience=1)
     for a, b in zip(jax.tree.leaves(frozen), jax.tree.leaves(s)):
         np.testing.assert_array_equal(a, b)
 
@@ -201,26 +201,26 @@ def test_early_stopping_python_ints_outside_jit() -> None:
 def test_early_stopping_errors() -> None:
     params = {"w": jnp.zeros(3)}
     with pytest.raises(ValueError, match="mode"):
-        reg.early_stopping_init(params, mode="minimize")
-    s = reg.early_stopping_init(params)
+        jreg.early_stopping_init(params, mode="minimize")
+    s = jreg.early_stopping_init(params)
     with pytest.raises(ValueError, match="patience"):
-        reg.early_stopping_update(s, 1.0, params, 0, patience=-1)
+        jreg.early_stopping_update(s, 1.0, params, 0, patience=-1)
     with pytest.raises(TypeError, match="patience"):
-        reg.early_stopping_update(s, 1.0, params, 0, patience=1.5)
+        jreg.early_stopping_update(s, 1.0, params, 0, patience=1.5)
     with pytest.raises(TypeError, match="patience"):
-        reg.early_stopping_update(s, 1.0, params, 0, patience=True)
+        jreg.early_stopping_update(s, 1.0, params, 0, patience=True)
     with pytest.raises(ValueError, match="min_delta"):
-        reg.early_stopping_update(s, 1.0, params, 0, patience=1, min_delta=-0.1)
+        jreg.early_stopping_update(s, 1.0, params, 0, patience=1, min_delta=-0.1)
     with pytest.raises(ValueError, match="mode"):
-        reg.early_stopping_update(s, 1.0, params, 0, patience=1, mode="max")
+        jreg.early_stopping_update(s, 1.0, params, 0, patience=1, mode="max")
     with pytest.raises(ValueError, match="mode"):
-        reg.early_stopping_update(s, 1.0, params, 0, patience=1, mode="best")
+        jreg.early_stopping_update(s, 1.0, params, 0, patience=1, mode="best")
     with pytest.raises(ValueError, match="shape"):
-        reg.early_stopping_update(s, 1.0, {"w": jnp.zeros(4)}, 0, patience=1)
+        jreg.early_stopping_update(s, 1.0, {"w": jnp.zeros(4)}, 0, patience=1)
     with pytest.raises(ValueError, match="structure"):
-        reg.early_stopping_update(s, 1.0, {"v": jnp.zeros(3)}, 0, patience=1)
+        jreg.early_stopping_update(s, 1.0, {"v": jnp.zeros(3)}, 0, patience=1)
     with pytest.raises(ValueError, match="scalar"):
-        reg.early_stopping_update(s, jnp.ones(2), params, 0, patience=1)
+        jreg.early_stopping_update(s, jnp.ones(2), params, 0, patience=1)
 
 
 # ------------------------------------------------------------------------------------------ EMA / SWA
@@ -236,12 +236,12 @@ def test_ema_debiased_matches_optax_ema() -> None:
     decay = 0.9
     tx = optax.ema(decay, debias=True)
     ostate = tx.init(seq[0])
-    state = reg.ema_init(seq[0])
-    np.testing.assert_array_equal(reg.ema_params(state)["w"], seq[0]["w"])  # before any update: the init params
+    state = jreg.ema_init(seq[0])
+    np.testing.assert_array_equal(jreg.ema_params(state)["w"], seq[0]["w"])  # before any update: the init params
     for p in seq:
         expected, ostate = tx.update(p, ostate)
-        state = reg.ema_update(state, p, decay)
-        for a, b in zip(jax.tree.leaves(reg.ema_params(state)), jax.tree.leaves(expected)):
+        state = jreg.ema_update(state, p, decay)
+        for a, b in zip(jax.tree.leaves(jreg.ema_params(state)), jax.tree.leaves(expected)):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert int(state.count) == len(seq)
     np.testing.assert_allclose(state.decay_product, decay ** len(seq), rtol=1e-6)
@@ -252,8 +252,8 @@ def test_ema_warmup_against_numpy(debias: bool) -> None:
     seq = _param_sequence()
     init = {"w": jnp.full((3, 2), 7.0), "b": jnp.full((2,), -3.0)}
     decay = 0.95
-    state = reg.ema_init(init)
-    update = jax.jit(partial(reg.ema_update, debias=debias, warmup=True))
+    state = jreg.ema_init(init)
+    update = jax.jit(partial(jreg.ema_update, debias=debias, warmup=True))
     biased = {k: np.zeros_like(np.asarray(v, np.float64)) for k, v in init.items()}  # zero-init EMA
     tf = {k: np.asarray(v, np.float64) for k, v in init.items()}  # TF: shadow starts at the variable
     prod = 1.0
@@ -266,7 +266,7 @@ def test_ema_warmup_against_numpy(debias: bool) -> None:
         state = update(state, p, decay)
         for k in init:
             expected = biased[k] / (1 - prod) if debias else tf[k]
-            np.testing.assert_allclose(reg.ema_params(state)[k], expected, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(jreg.ema_params(state)[k], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_ema_vmapped_decays_equal_standalone() -> None:
@@ -274,10 +274,10 @@ def test_ema_vmapped_decays_equal_standalone() -> None:
     decays = jnp.array([0.0, 0.5, 0.9, 0.99])
 
     def run(decay):
-        s = reg.ema_init(seq[0])
+        s = jreg.ema_init(seq[0])
         for p in seq:
-            s = reg.ema_update(s, p, decay, warmup=True)
-        return reg.ema_params(s)
+            s = jreg.ema_update(s, p, decay, warmup=True)
+        return jreg.ema_params(s)
 
     pop = jax.jit(jax.vmap(run))(decays)
     for i, d in enumerate([0.0, 0.5, 0.9, 0.99]):
@@ -289,24 +289,24 @@ def test_ema_vmapped_decays_equal_standalone() -> None:
 
 
 def test_ema_errors() -> None:
-    s = reg.ema_init({"w": jnp.zeros(3)})
+    s = jreg.ema_init({"w": jnp.zeros(3)})
     for bad in (1.0, -0.1, 1.5):
         with pytest.raises(ValueError, match="decay"):
-            reg.ema_update(s, {"w": jnp.zeros(3)}, bad)
+            jreg.ema_update(s, {"w": jnp.zeros(3)}, bad)
     with pytest.raises(ValueError, match="shape"):
-        reg.ema_update(s, {"w": jnp.zeros(2)}, 0.9)
+        jreg.ema_update(s, {"w": jnp.zeros(2)}, 0.9)
 
 
 def test_swa_against_numpy() -> None:
     seq = _param_sequence(10)
     start, every = 3, 2
-    state = reg.swa_init(seq[0])
-    update = jax.jit(partial(reg.swa_update, start=start, every=every))
+    state = jreg.swa_init(seq[0])
+    update = jax.jit(partial(jreg.swa_update, start=start, every=every))
     snapshots = []
     for step, p in enumerate(seq):
         state = update(state, p, step)
         if step < start:
-            np.testing.assert_array_equal(reg.swa_params(state)["w"], p["w"])  # tracks current params
+            np.testing.assert_array_equal(jreg.swa_params(state)["w"], p["w"])  # tracks current params
             assert int(state.count) == 0
             continue
         if (step - start) % every == 0:
@@ -314,7 +314,7 @@ def test_swa_against_numpy() -> None:
         assert int(state.count) == len(snapshots)
         for k in ("w", "b"):
             expected = np.mean([np.asarray(s[k], np.float64) for s in snapshots], axis=0)
-            np.testing.assert_allclose(reg.swa_params(state)[k], expected, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(jreg.swa_params(state)[k], expected, rtol=1e-5, atol=1e-6)
     assert len(snapshots) == 4  # steps 3, 5, 7, 9
 
 
@@ -325,10 +325,10 @@ def test_swa_traced_start_under_vmap() -> None:
     def run(start):
         def step(s, xs):
             p, i = xs
-            return reg.swa_update(s, p, i, start=start), None
+            return jreg.swa_update(s, p, i, start=start), None
 
-        s, _ = jax.lax.scan(step, reg.swa_init(seq[0]), (stacked, jnp.arange(len(seq))))
-        return reg.swa_params(s)
+        s, _ = jax.lax.scan(step, jreg.swa_init(seq[0]), (stacked, jnp.arange(len(seq))))
+        return jreg.swa_params(s)
 
     out = jax.jit(jax.vmap(run))(jnp.array([0, 2, 5]))
     for i, start in enumerate([0, 2, 5]):
@@ -338,15 +338,15 @@ def test_swa_traced_start_under_vmap() -> None:
 
 
 def test_swa_errors() -> None:
-    s = reg.swa_init({"w": jnp.zeros(3)})
+    s = jreg.swa_init({"w": jnp.zeros(3)})
     with pytest.raises(ValueError, match="start"):
-        reg.swa_update(s, {"w": jnp.zeros(3)}, 0, start=-1)
+        jreg.swa_update(s, {"w": jnp.zeros(3)}, 0, start=-1)
     with pytest.raises(ValueError, match="every"):
-        reg.swa_update(s, {"w": jnp.zeros(3)}, 0, start=0, every=0)
+        jreg.swa_update(s, {"w": jnp.zeros(3)}, 0, start=0, every=0)
     with pytest.raises(TypeError, match="start"):
-        reg.swa_update(s, {"w": jnp.zeros(3)}, 0, start=1.5)
+        jreg.swa_update(s, {"w": jnp.zeros(3)}, 0, start=1.5)
     with pytest.raises(ValueError, match="structure"):
-        reg.swa_update(s, {"v": jnp.zeros(3)}, 0, start=0)
+        jreg.swa_update(s, {"v": jnp.zeros(3)}, 0, start=0)
 
 
 # ------------------------------------------------------------------------------------------ BN re-estimation
@@ -391,20 +391,20 @@ def test_reestimate_batch_norm_recovers_feature_statistics(momentum: float) -> N
     params, state = init(jax.random.key(1))
     stale = {"bn": {"mean": jnp.full((FEATURES,), 50.0), "var": jnp.full((FEATURES,), 1e3)}, "calls": jnp.asarray(7)}
     batches = _batches()
-    new = reg.reestimate_batch_norm(apply, params, stale, batches, key=KEY, momentum=momentum)
+    new = jreg.reestimate_batch_norm(apply, params, stale, batches, key=KEY, momentum=momentum)
     h = np.asarray(jax.vmap(lambda x: features(params, x))(batches), np.float64)  # (K, B, F)
     np.testing.assert_allclose(new["bn"]["mean"], h.reshape(-1, FEATURES).mean(0), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(new["bn"]["var"], h.var(axis=1).mean(0), rtol=1e-5)  # mean of batch variances
     np.testing.assert_allclose(new["bn"]["var"], h.reshape(-1, FEATURES).var(0), rtol=0.1)  # ~ data variance
     assert int(new["calls"]) == 7  # non-BN state untouched
     # independent of the stale statistics; the iterable path and jit give the same result
-    other = reg.reestimate_batch_norm(apply, params, state, batches, key=KEY, momentum=momentum)
+    other = jreg.reestimate_batch_norm(apply, params, state, batches, key=KEY, momentum=momentum)
     np.testing.assert_array_equal(other["bn"]["mean"], new["bn"]["mean"])
     np.testing.assert_array_equal(other["bn"]["var"], new["bn"]["var"])
-    listed = reg.reestimate_batch_norm(apply, params, stale, list(batches), key=KEY, momentum=momentum)
+    listed = jreg.reestimate_batch_norm(apply, params, stale, list(batches), key=KEY, momentum=momentum)
     np.testing.assert_allclose(listed["bn"]["mean"], new["bn"]["mean"], rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(listed["bn"]["var"], new["bn"]["var"], rtol=1e-6)
-    jitted = jax.jit(partial(reg.reestimate_batch_norm, apply, momentum=momentum))(params, stale, batches, key=KEY)
+    jitted = jax.jit(partial(jreg.reestimate_batch_norm, apply, momentum=momentum))(params, stale, batches, key=KEY)
     np.testing.assert_allclose(jitted["bn"]["mean"], new["bn"]["mean"], rtol=1e-6, atol=1e-6)
 
 
@@ -413,12 +413,12 @@ def test_reestimate_batch_norm_after_swa() -> None:
     init, apply, features = _bn_model(0.9)
     p1, state = init(jax.random.key(1))
     p2, _ = init(jax.random.key(2))
-    s = reg.swa_init(p1)
-    s = reg.swa_update(s, p1, 0, start=0)
-    s = reg.swa_update(s, p2, 1, start=0)
-    avg = reg.swa_params(s)
+    s = jreg.swa_init(p1)
+    s = jreg.swa_update(s, p1, 0, start=0)
+    s = jreg.swa_update(s, p2, 1, start=0)
+    avg = jreg.swa_params(s)
     batches = _batches(2, 64)
-    new = reg.reestimate_batch_norm(apply, avg, state, batches, key=KEY)
+    new = jreg.reestimate_batch_norm(apply, avg, state, batches, key=KEY)
     h = np.asarray(jax.vmap(lambda x: features(avg, x))(batches), np.float64)
     np.testing.assert_allclose(new["bn"]["mean"], h.reshape(-1, FEATURES).mean(0), rtol=1e-5, atol=1e-5)
     # eval-mode normalized features of the whole data have mean ~0 with these statistics
@@ -430,11 +430,11 @@ def test_reestimate_batch_norm_errors() -> None:
     init, apply, _ = _bn_model(0.9)
     params, state = init(jax.random.key(1))
     with pytest.raises(ValueError, match="batch-norm"):
-        reg.reestimate_batch_norm(apply, params, {"calls": jnp.asarray(0)}, _batches(), key=KEY)
+        jreg.reestimate_batch_norm(apply, params, {"calls": jnp.asarray(0)}, _batches(), key=KEY)
     with pytest.raises(ValueError, match="empty"):
-        reg.reestimate_batch_norm(apply, params, state, [], key=KEY)
+        jreg.reestimate_batch_norm(apply, params, state, [], key=KEY)
     with pytest.raises(ValueError, match="momentum"):
-        reg.reestimate_batch_norm(apply, params, state, _batches(), key=KEY, momentum=1.0)
+        jreg.reestimate_batch_norm(apply, params, state, _batches(), key=KEY, momentum=1.0)
 
 
 # ------------------------------------------------------------------------------------------ ensembles
@@ -455,39 +455,39 @@ def test_ensemble_logits_predict_accuracy_against_numpy() -> None:
     def apply(p, x):
         return x @ p["w"] + p["b"]
 
-    logits = reg.ensemble_logits(apply, stacked, x)
+    logits = jreg.ensemble_logits(apply, stacked, x)
     assert logits.shape == (m, n, c)
     for i in range(m):
         np.testing.assert_allclose(logits[i], apply(jax.tree.map(lambda a: a[i], stacked), x), rtol=1e-6, atol=1e-6)
 
     z = np.asarray(logits, np.float64)
     mean_probs = _softmax(z).mean(0)
-    np.testing.assert_allclose(np.exp(reg.ensemble_predict(logits)), mean_probs, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.exp(jreg.ensemble_predict(logits)), mean_probs, rtol=1e-5, atol=1e-7)
     mean_logits = _softmax(z.mean(0))
-    np.testing.assert_allclose(np.exp(reg.ensemble_predict(logits, "mean_logits")), mean_logits, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.exp(jreg.ensemble_predict(logits, "mean_logits")), mean_logits, rtol=1e-5, atol=1e-7)
     lab = np.asarray(labels)
-    assert float(reg.ensemble_accuracy(logits, labels)) == pytest.approx(np.mean(mean_probs.argmax(-1) == lab))
-    assert float(reg.ensemble_accuracy(logits, labels, "mean_logits")) == pytest.approx(
+    assert float(jreg.ensemble_accuracy(logits, labels)) == pytest.approx(np.mean(mean_probs.argmax(-1) == lab))
+    assert float(jreg.ensemble_accuracy(logits, labels, "mean_logits")) == pytest.approx(
         np.mean(mean_logits.argmax(-1) == lab)
     )
     one_hot = jax.nn.one_hot(labels, c)
-    assert float(reg.ensemble_accuracy(logits, one_hot)) == float(reg.ensemble_accuracy(logits, labels))
+    assert float(jreg.ensemble_accuracy(logits, one_hot)) == float(jreg.ensemble_accuracy(logits, labels))
     # the two methods can disagree: one confident member dominates the logit mean, not the prob mean
     stack = jnp.array([[[3.0, 0.0]], [[0.0, 1.0]], [[0.0, 1.0]]])
-    assert int(jnp.argmax(reg.ensemble_predict(stack, "mean_logits"), -1)[0]) == 0
-    assert int(jnp.argmax(reg.ensemble_predict(stack, "mean_probs"), -1)[0]) == 1
+    assert int(jnp.argmax(jreg.ensemble_predict(stack, "mean_logits"), -1)[0]) == 0
+    assert int(jnp.argmax(jreg.ensemble_predict(stack, "mean_probs"), -1)[0]) == 1
     np.testing.assert_allclose(
-        np.exp(reg.ensemble_predict(stack))[0], _softmax(np.asarray(stack, np.float64)).mean(0)[0], rtol=1e-6
+        np.exp(jreg.ensemble_predict(stack))[0], _softmax(np.asarray(stack, np.float64)).mean(0)[0], rtol=1e-6
     )
 
 
 def test_ensemble_errors() -> None:
     logits = jnp.zeros((3, 4, 5))
     with pytest.raises(ValueError, match="method"):
-        reg.ensemble_predict(logits, "vote")
+        jreg.ensemble_predict(logits, "vote")
     with pytest.raises(ValueError, match="logits_stack"):
-        reg.ensemble_predict(jnp.zeros(5))
+        jreg.ensemble_predict(jnp.zeros(5))
     with pytest.raises(ValueError, match="labels"):
-        reg.ensemble_accuracy(logits, jnp.zeros((3,), jnp.int32))
+        jreg.ensemble_accuracy(logits, jnp.zeros((3,), jnp.int32))
     with pytest.raises(ValueError, match="leading"):
-        reg.ensemble_logits(lambda p, x: x, {"a": jnp.zeros((3, 2)), "b": jnp.zeros((2, 2))}, jnp.zeros(2))
+        jreg.ensemble_logits(lambda p, x: x, {"a": jnp.zeros((3, 2)), "b": jnp.zeros((2, 2))}, jnp.zeros(2))

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jtricks import dropout as jdrop
+from jtricks import dropout as jdropout
 from jtricks import optim as joptim
 
 KEY = jax.random.PRNGKey(0)
@@ -17,17 +17,17 @@ X = jnp.ones((4, 8))
 @pytest.mark.parametrize("rate", [jnp.array(-0.1), jnp.array(1.0), np.float32(1.5), jnp.array(jnp.nan)])
 def test_dropout_rejects_a_concrete_array_rate_outside_0_1(rate):
     with pytest.raises(ValueError, match=r"`rate` must lie in \[0, 1\), got"):
-        jdrop.dropout(KEY, X, rate)
+        jdropout.dropout(KEY, X, rate)
     with pytest.raises(ValueError, match=r"`rate` must lie in \[0, 1\), got"):
-        jdrop.dropout(KEY, X, rate, train=False)
+        jdropout.dropout(KEY, X, rate, train=False)
 
 
 def test_dropout_traced_rate_is_unchecked_as_documented():
-    f = jax.jit(jdrop.dropout)
+    f = jax.jit(jdropout.dropout)
     np.testing.assert_array_equal(f(KEY, X, jnp.float32(-0.1)), X)  # clipped to 0: every unit kept, unscaled
     np.testing.assert_array_equal(f(KEY, X, jnp.float32(1.0)), np.zeros((4, 8)))
     # a valid concrete array rate gives the traced result exactly
-    np.testing.assert_array_equal(jdrop.dropout(KEY, X, jnp.float32(0.25)), f(KEY, X, jnp.float32(0.25)))
+    np.testing.assert_array_equal(jdropout.dropout(KEY, X, jnp.float32(0.25)), f(KEY, X, jnp.float32(0.25)))
 
 
 @pytest.mark.parametrize("factory", [joptim.sgd, joptim.adam, joptim.momentum])
