@@ -316,3 +316,24 @@ def test_set_non_grid_keys_and_empty_lists():
     assert e.metrics == ["val_acc"] and e.grid == {}
     with pytest.raises(ValueError, match=r"--set learning_rate=\[\] gives no values"):
         jexp.with_settings(_base(), {"learning_rate": []})
+
+
+@pytest.mark.slow
+def test_a_finished_or_unfinished_folder_is_not_overwritten_without_overwrite(tmp_path):
+    f, out = _exp(tmp_path), tmp_path / "o"
+    assert _cli("run", str(f), "--out", str(out), "--quiet", "--no-plot", cwd=tmp_path).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    p = _cli("run", str(f), "--out", str(out), "--quiet", "--no-plot", "--epochs", "2", cwd=tmp_path)
+    _one_line_error(p, f"{out} holds a finished run (tiny, ")
+    assert "--overwrite" in p.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing touched
+    # an unfinished run (checkpoints, no manifest) points at --resume
+    (out / "manifest.json").unlink()
+    (out / "checkpoints" / "group0_chunk0").mkdir(parents=True)
+    p = _cli("run", str(f), "--out", str(out), "--quiet", "--no-plot", cwd=tmp_path)
+    _one_line_error(p, f"{out} holds an unfinished run (checkpoints); continue it with --resume")
+    _one_line_error(_cli("run", str(f), "--out", str(out), "--resume", "--overwrite", cwd=tmp_path), "give one")
+    p = _cli("run", str(f), "--out", str(out), "--quiet", "--no-plot", "--epochs", "2", "--overwrite", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert not (out / "checkpoints").exists()
+    assert results_io.check_complete(out)["config"]["epochs"] == 2
