@@ -85,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--no-checkpoint", action="store_true", help="no per-epoch checkpoints (no --resume possible)")
     r.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run that the results folder holds (without it such a folder is refused)",
+    )
+    r.add_argument(
         "--compile-cache",
         default=None,
         metavar="DIR",
@@ -164,6 +169,7 @@ def _parser() -> argparse.ArgumentParser:
     mer.add_argument("out", help="the merged results folder")
     mer.add_argument("parts", nargs="+", metavar="PART_DIR", help="the part folders, every part 1..N once")
     mer.add_argument("--no-plot", action="store_true", help="do not write curves.png")
+    mer.add_argument("--overwrite", action="store_true", help="replace the run that the merged folder holds")
     rp = sub.add_parser(
         "reproduce",
         parents=[common],
@@ -305,6 +311,8 @@ def _run_configured(args: argparse.Namespace, cluster: Any) -> int:
         raise ValueError(f"--max-members must be a positive int, got {args.max_members}")
     if args.compile_workers is not None and args.compile_workers <= 0:
         raise ValueError(f"--compile-workers must be a positive int, got {args.compile_workers}")
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues the run in the results folder, --overwrite replaces it; give one")
     part = _part(args)
     arms = jvalidation.validate(exp)
     default = exp.name if part is None else f"{exp.name}-part{part.index}of{part.count}"
@@ -346,6 +354,7 @@ def _run_configured(args: argparse.Namespace, cluster: Any) -> int:
         compile_workers=args.compile_workers,
         part=part,
         numerics=args.numerics,
+        overwrite=args.overwrite,
     )
     if part is not None:
         print(
@@ -380,6 +389,7 @@ def _run_until_resolved(exp: Any, out: Path, args: argparse.Namespace) -> int:
         plot=not args.no_plot,
         max_members=args.max_members,
         numerics=args.numerics,
+        overwrite=args.overwrite,
     )
     print(jrendering.format_summary_table(res.summary, record["metric"], res.directions))
     for look in record["looks"]:
@@ -422,6 +432,7 @@ def _run_processes(exp: Any, n_arms: int, out: Path, args: argparse.Namespace) -
         checkpoint=not args.no_checkpoint,
         compile_workers=args.compile_workers,
         numerics=args.numerics,
+        overwrite=args.overwrite,
     )
     if merged is None:
         print(
@@ -453,7 +464,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     check_out_dir(out)
-    merged = jparts.merge(out, [Path(d) for d in args.parts], plot=not args.no_plot)
+    merged = jparts.merge(out, [Path(d) for d in args.parts], plot=not args.no_plot, overwrite=args.overwrite)
     manifest = merged.manifest
     print(jrendering.format_summary_table(merged.summary, manifest["metrics"][0], manifest.get("directions")))
     machines = ", ".join(sorted({str(m.get("host")) for m in manifest["machines"]}))

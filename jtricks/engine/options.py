@@ -33,6 +33,8 @@ class RunOptions:
       part: train only this slice of the members (:mod:`jtricks.engine.parts`).
       numerics: ``"portable"`` or ``"native"`` (:func:`jtricks.engine.runtime.pin_numerics`).
       members: train only these ``(arm, seed)`` pairs (a sample; each gives the rows it gives in the whole run).
+      overwrite: replace a results folder that already holds a run; without it (and without ``resume``) such a
+        folder is refused (:func:`jtricks.results.folders.refuse_overwrite`).
     """
 
     resume: bool = False
@@ -46,6 +48,7 @@ class RunOptions:
     part: Part | None = None
     numerics: str = "portable"
     members: tuple[tuple[str, int], ...] | None = None
+    overwrite: bool = False
 
     def replace(self, **changes: Any) -> RunOptions:
         """A copy with ``changes`` (``dataclasses.replace``)."""

@@ -273,7 +273,7 @@ class Merged:
     summary: list[dict[str, Any]]
 
 
-def merge(out: str | Path, folders: Sequence[str | Path], *, plot: bool = True) -> Merged:
+def merge(out: str | Path, folders: Sequence[str | Path], *, plot: bool = True, overwrite: bool = False) -> Merged:
     """Merge the part folders ``folders`` into the results folder ``out``.
 
     ``out`` gets what one run of the whole grid would write (``docs/results-format.md``): the rows of every
@@ -295,6 +295,8 @@ def merge(out: str | Path, folders: Sequence[str | Path], *, plot: bool = True) 
     resolved = {Path(f).resolve() for f in folders}
     if out.resolve() in resolved:
         raise MergeError(f"the merged folder {out} must not be one of the parts")
+    if not overwrite:
+        jfolders.refuse_overwrite(out)
     settings = {
         **_without_part(parts[0].manifest["fingerprint"]),
         "data": sorted({c for p in parts for c in p.manifest["fingerprint"]["settings"].get("data") or []}),

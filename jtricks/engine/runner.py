@@ -173,12 +173,14 @@ def run(
 
 def _plan_and_run(exp: jexp.Experiment, out: Path | None, opts: RunOptions, meter: jruntime.CompileMeter) -> RunResult:
     t_start = time.perf_counter()
+    if out is not None:
+        _refuse_if_in_use(out)
+        if not (opts.resume or opts.overwrite):
+            jfolders.refuse_overwrite(out)
     the_plan = plan(exp, opts)
     if exp.search is not None and opts.resume:
         raise ValueError("--resume is not supported with 'search' (successive halving, PBT); run it again")
     workers = compile_workers(opts.compile_workers, len(the_plan.groups))
-    if out is not None:
-        _refuse_if_in_use(out)
     counter = jprog.TraceCounter()
     setups = build(the_plan, counter)
     fingerprint = jwrite.fingerprint(the_plan, setups, opts.max_members)

@@ -38,6 +38,8 @@ __all__ = [
     "check_complete",
     "publish",
     "RESULT_FILES",
+    "ResultsExistError",
+    "refuse_overwrite",
 ]
 
 #: Files whose sha256 :func:`write_manifest` records (those present) and :func:`check_complete` verifies.
@@ -47,6 +49,10 @@ LOCK_NAME = ".lock"
 
 class FolderInUseError(OSError):
     """Another live process holds the folder's lock."""
+
+
+class ResultsExistError(FileExistsError):
+    """The folder holds a run (finished, or unfinished with checkpoints) that a fresh run would replace."""
 
 
 # ---------------------------------------------------------------------------------------------- lock
@@ -192,6 +198,38 @@ def invalidate(folder: str | os.PathLike) -> None:
         path.unlink(missing_ok=True)
     except OSError as e:
         raise os_error(path, e, "remove") from None
+
+
+def refuse_overwrite(folder: str | os.PathLike) -> None:
+    """Raise :class:`ResultsExistError` (one line: what the folder holds and the ways on) when ``folder`` holds
+    a finished run (``manifest.json``), an unfinished one (checkpoints) or results files of one; an empty or
+    absent folder, or one holding other files only, passes."""
+    folder = Path(folder)
+    if (folder / "manifest.json").is_file():
+        try:
+            man = json.loads((folder / "manifest.json").read_text())
+            what = f" ({man.get('experiment', '?')}, {man.get('created', '?')})"
+        except (OSError, ValueError):
+            what = ""
+        raise ResultsExistError(
+            errno.EEXIST,
+            f"{folder} holds a finished run{what}; pass --overwrite (overwrite=True) to replace it, "
+            "or choose another --out",
+        )
+    checkpoints = folder / "checkpoints"
+    if checkpoints.is_dir() and any(checkpoints.iterdir()):
+        raise ResultsExistError(
+            errno.EEXIST,
+            f"{folder} holds an unfinished run (checkpoints); continue it with --resume, "
+            "or pass --overwrite (overwrite=True) to start over",
+        )
+    present = [name for name in RESULT_FILES if (folder / name).is_file()]
+    if present:
+        raise ResultsExistError(
+            errno.EEXIST,
+            f"{folder} holds results files of an earlier run ({', '.join(present)}); "
+            "pass --overwrite (overwrite=True) to replace them, or choose another --out",
+        )
 
 
 def write_manifest(folder: str | os.PathLike, manifest: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> Path:

@@ -172,12 +172,15 @@ def run(exp: Any, out: Path, *, options: Any = None, **option_changes: Any) -> t
     from jtricks.engine import parts as jparts
     from jtricks.engine import runner as jrunner
     from jtricks.engine.options import options_from
+    from jtricks.results import folders as jfolders
 
     opts = options_from(options, **option_changes)
     index, count = jax.process_index(), jax.process_count()
     part_dir = out / "parts" / f"{index + 1}-of-{count}"
     result, error, payload = None, None, b""
     try:
+        if not (opts.resume or opts.overwrite):
+            jfolders.refuse_overwrite(out)
         result = jrunner.run(
             exp, out_dir=part_dir, options=opts.replace(part=jparts.Part(index + 1, count), plot=False)
         )
@@ -225,4 +228,4 @@ def _merge(out: Path, blobs: list[bytes], plot: bool) -> Any:
             for name, data in json.loads(blob).items():
                 (folder / name).write_bytes(base64.b64decode(data))
             folders.append(folder)
-        return jparts.merge(out, folders, plot=plot)
+        return jparts.merge(out, folders, plot=plot, overwrite=True)  # checked before the parts ran

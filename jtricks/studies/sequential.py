@@ -40,6 +40,7 @@ from jtricks.engine import programs as jprog
 from jtricks.engine import runner as jrunner
 from jtricks.engine import write as jwrite
 from jtricks.engine.options import RunOptions, options_from
+from jtricks.results import folders as jfolders
 from jtricks.results import summary as jsummary
 
 __all__ = ["RULES", "planned_looks", "spending", "run_until_resolved"]
@@ -127,6 +128,8 @@ def run_until_resolved(
     looks = planned_looks(exp.seeds, exp.seeds if step is None else step, max_seeds)
     levels = spending(looks, alpha, rule)
     jrunner.plan(exp)  # validate everything before any training
+    if out_dir is not None and not opts.overwrite:
+        jfolders.refuse_overwrite(out_dir)
     done, results, record_looks = 0, [], []
     arm_dicts: list[dict[str, Any]] = []
     for n, alpha_j in zip(looks, levels):

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import processes
 
 from jtricks import experiment as jexp
 from jtricks import results_io
@@ -41,15 +42,8 @@ def _exp(tmp_path: Path, extra: str = "", dataset: str = "dataset='digits'") -> 
 KILL_AFTER_EPOCH = Path(__file__).resolve().parents[1] / "support" / "kill_after_epoch.py"
 
 
-def _cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "jtricks", *args],
-        cwd=cwd,
-        env=env or ENV,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def _cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return processes.run([sys.executable, "-m", "jtricks", *args], cwd=cwd, env=env or ENV)
 
 
 def _one_line_error(p: subprocess.CompletedProcess, fragment: str) -> None:
@@ -167,12 +161,17 @@ def test_ctrl_c_exits_130_with_a_resume_hint_and_resume_finishes(tmp_path):
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + processes.limit()
     seen = ""
-    while "epoch 2/60" not in seen and time.monotonic() < deadline:  # training is under way
-        seen += proc.stderr.readline()
+    while "epoch 2/60" not in seen:  # training is under way: the checkpoint of epoch 1 is complete
+        line = proc.stderr.readline()
+        if not line or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the run never reached epoch 2 (exit {proc.wait()}); its output:\n{seen[-2000:]}")
+        seen += line
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, err = processes.communicate(proc)
+    err = seen + err
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     m = re.fullmatch(r"jtricks run: interrupted at epoch (\d+); continue with --resume", err.strip().splitlines()[-1])
@@ -192,13 +191,10 @@ def test_resume_refuses_other_settings_and_survives_a_damaged_checkpoint(tmp_pat
     f.write_text(f.read_text().replace("epochs=1", "epochs=3").replace("seeds=1", "seeds=2"))
     full, out = tmp_path / "full", tmp_path / "o"
     assert _cli("run", str(f), "--out", str(full), "--quiet", "--no-plot", cwd=tmp_path).returncode == 0
-    killed = subprocess.run(
+    killed = processes.run(
         [sys.executable, str(KILL_AFTER_EPOCH), "2", "run", str(f), "--out", str(out), "--quiet", "--no-plot"],
         cwd=tmp_path,
         env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
     assert killed.returncode == -signal.SIGKILL
     ck = out / "checkpoints" / "group0_chunk0"
@@ -273,14 +269,14 @@ def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path):
         assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written
     finally:
         holder.stdin.close()
-        holder.wait(timeout=60)
+        processes.wait(holder)
 
 
 def test_unwritable_checkpoint_path_ends_the_run_promptly(tmp_path):
     f, out = _exp(tmp_path), tmp_path / "o"
     out.mkdir()
     (out / "checkpoints").write_text("a file where the checkpoints go")
-    p = _cli("run", str(f), "--out", str(out), "--quiet", cwd=tmp_path, timeout=120)  # a hang fails the test
+    p = _cli("run", str(f), "--out", str(out), "--quiet", cwd=tmp_path)  # a hang fails the test
     _one_line_error(p, f"cannot write checkpoint {out / 'checkpoints' / 'group0_chunk0' / '1'}: Not a directory")
     assert p.stderr.strip().splitlines()[-1] == (
         f"jtricks run: cannot write checkpoint {out / 'checkpoints' / 'group0_chunk0' / '1'}: Not a directory"
@@ -316,3 +312,24 @@ def test_set_non_grid_keys_and_empty_lists():
     assert e.metrics == ["val_acc"] and e.grid == {}
     with pytest.raises(ValueError, match=r"--set learning_rate=\[\] gives no values"):
         jexp.with_settings(_base(), {"learning_rate": []})
+
+
+@pytest.mark.slow
+def test_a_finished_or_unfinished_folder_is_not_overwritten_without_overwrite(tmp_path):
+    f, out = _exp(tmp_path), tmp_path / "o"
+    assert _cli("run", str(f), "--out", str(out), "--quiet", "--no-plot", cwd=tmp_path).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    p = _cli("run", str(f), "--out", str(out), "--quiet", "--no-plot", "--epochs", "2", cwd=tmp_path)
+    _one_line_error(p, f"{out} holds a finished run (tiny, ")
+    assert "--overwrite" in p.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing touched
+    # an unfinished run (checkpoints, no manifest) points at --resume
+    (out / "manifest.json").unlink()
+    (out / "checkpoints" / "group0_chunk0").mkdir(parents=True)
+    p = _cli("run", str(f), "--out", str(out), "--quiet", "--no-plot", cwd=tmp_path)
+    _one_line_error(p, f"{out} holds an unfinished run (checkpoints); continue it with --resume")
+    _one_line_error(_cli("run", str(f), "--out", str(out), "--resume", "--overwrite", cwd=tmp_path), "give one")
+    p = _cli("run", str(f), "--out", str(out), "--quiet", "--no-plot", "--epochs", "2", "--overwrite", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert not (out / "checkpoints").exists()
+    assert results_io.check_complete(out)["config"]["epochs"] == 2

@@ -21,13 +21,13 @@ import gzip
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from support import processes
 
 from jtricks import experiment as jexp
 from jtricks import report, runner, tuning
@@ -192,7 +192,7 @@ def test_main_job_cli(tmp_path: Path) -> None:
     """The README's main job through the CLI (`make run`), at smoke size."""
     out = tmp_path / "main"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
+    proc = processes.run(
         [
             sys.executable,
             "-m",
@@ -211,9 +211,6 @@ def test_main_job_cli(tmp_path: Path) -> None:
         ],
         cwd=REPO,
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert "dropout_rate=0.5" in proc.stdout

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from support import processes
 
 from jtricks import checkpoint as ck
 from jtricks import fingerprint as jfp
@@ -152,9 +152,7 @@ _FULL_DISK = textwrap.dedent(
 def test_write_failure_in_a_real_process_exits_promptly_and_keeps_the_previous(tmp_path):
     """A full file system (RLIMIT_FSIZE) mid-write: one error naming the path, no hang, step 1 still restores."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
-    p = subprocess.run(
-        [sys.executable, "-c", _FULL_DISK, str(tmp_path)], env=env, capture_output=True, text=True, timeout=120
-    )
+    p = processes.run([sys.executable, "-c", _FULL_DISK, str(tmp_path)], env=env)
     assert p.returncode == 3, p.stderr
     line = [ln for ln in p.stdout.splitlines() if ln.startswith("ERR")][0]
     assert line.startswith("ERR 27 ") and f"cannot write checkpoint {tmp_path / '2'}: File too large" in line

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import processes
 
 from jtricks import cli, experiment, results_io, runner
 from jtricks import fingerprint as jfp
@@ -223,7 +224,7 @@ def test_two_processes_write_the_single_run_folder(runs, tmp_path):
         )
         for i in (0, 1)
     ]
-    outs = [p.communicate(timeout=120) for p in procs]
+    outs = [processes.communicate(p) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert "done: 3 arms x 2 seeds over 2 processes on 1 machine(s)" in outs[0][0]
     assert "process 1 of 2: done" in outs[1][0]
@@ -269,7 +270,5 @@ print("sharded", len(leaves))
         "JAX_PLATFORMS": "cpu",
         "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
     }
-    p = subprocess.run(
-        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
-    )
+    p = processes.run([sys.executable, "-c", script], env=env, cwd=tmp_path)
     assert p.returncode == 0 and "sharded" in p.stdout, p.stderr

@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from support import processes
 
 from jtricks import provenance, runtime
 
@@ -20,9 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _python(code: str, env: dict[str, str]) -> dict:
-    p = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=120
-    )
+    p = processes.run([sys.executable, "-c", textwrap.dedent(code)], env=env)
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout.strip().splitlines()[-1])
 
@@ -99,9 +98,7 @@ TINY = (
 
 
 def _cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "jtricks", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
+    return processes.run([sys.executable, "-m", "jtricks", *args], cwd=cwd, env=env)
 
 
 def test_cli_run_records_the_runtime_and_a_rerun_hits_the_cache(tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import processes
 
 from jtricks import fingerprint as jfp
 from jtricks import report as jreport
@@ -108,9 +109,7 @@ def test_second_writer_sees_in_use_by_pid(tmp_path):
     out = tmp_path / "run"
     holder = _holder(out)
     try:
-        other = subprocess.run(
-            [sys.executable, "-c", _TRY, str(out)], env=ENV, capture_output=True, text=True, timeout=60
-        )
+        other = processes.run([sys.executable, "-c", _TRY, str(out)], env=ENV)
         assert other.returncode == 2
         assert other.stderr.strip().endswith(f"{out} is in use by PID {holder.pid}")
         with pytest.raises(rio.FolderInUseError, match=f"in use by PID {holder.pid}"):
@@ -119,7 +118,7 @@ def test_second_writer_sees_in_use_by_pid(tmp_path):
         assert rio.lock_holder(out) == holder.pid
     finally:
         holder.stdin.close()
-        holder.wait(timeout=60)
+        processes.wait(holder)
     assert not (out / ".lock").exists()  # released
     assert rio.lock_holder(out) is None
     with rio.lock(out) as path:
@@ -130,7 +129,7 @@ def test_lock_of_a_killed_process_is_stale_and_taken_over(tmp_path):
     out = tmp_path / "run"
     holder = _holder(out)
     holder.send_signal(signal.SIGKILL)
-    holder.wait(timeout=60)
+    processes.wait(holder)
     assert (out / ".lock").read_text().split()[0] == str(holder.pid)  # left behind
     assert rio.lock_holder(out) is None
     with rio.lock(out) as path:
