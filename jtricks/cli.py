@@ -361,7 +361,22 @@ def _run_configured(args: argparse.Namespace, cluster: Any) -> int:
         f"done in {res.wall_time_s:.1f}s: {len(arms)} arms x {exp.seeds} seeds, "
         f"{sum(res.compiles.values())} compilations; best {metric}: {best}; diverged members: {n_div}; results in {out}"
     )
+    _warn_diverged_at_start(res.diverged_at_start())
     return 0
+
+
+def _warn_diverged_at_start(members: Sequence[str], shown: int = 3) -> None:
+    """One stderr line naming the members that diverged in epoch 1 from finite initial parameters (if any)."""
+    if not members:
+        return
+    names = ", ".join(members[:shown]) + (f" and {len(members) - shown} more" if len(members) > shown else "")
+    noun = "member" if len(members) == 1 else "members"
+    print(
+        f"jtricks: warning: {len(members)} {noun} diverged in epoch 1, from finite initial parameters (the epoch-1 "
+        f"loss is already non-finite or exploded): {names}; the data or the loss may be the cause, or a learning "
+        "rate far too large",
+        file=sys.stderr,
+    )
 
 
 def _run_until_resolved(exp: Any, out: Path, args: argparse.Namespace) -> int:
