@@ -12,7 +12,8 @@
     jtricks publish RUN_DIR DEST [--debug]
     jtricks reproduce DIR [--members K] [--arms A,B] [--out DIR] [--tolerance ULP] [--quiet] [--debug]
 
-``EXPERIMENT`` is a name from ``jtricks list`` or a path to an experiment file. Invalid settings are
+``EXPERIMENT`` is a name from ``jtricks list`` or a path to an experiment file. ``jtricks list`` reads the files'
+names and descriptions without running them; ``jtricks run`` imports the one it runs. Invalid settings are
 reported (exit code 2) before any data is loaded or anything compiles.
 
 Exit codes: 0 done (``reproduce``: the rerun is bit for bit, or within ``--tolerance``; 1 when it is not); 2 a user
@@ -151,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
         "--coordinator", default=None, metavar="HOST:PORT", help="address of process 0 (env JAX_COORDINATOR_ADDRESS)"
     )
     r.add_argument("--process-id", default=None, metavar="I", help="this process's id, 0..N-1 (env JAX_PROCESS_ID)")
-    sub.add_parser("list", parents=[common], help="list the experiments")
+    sub.add_parser("list", parents=[common], help="list the experiments (read from the files without running them)")
     rep = sub.add_parser(
         "report", parents=[common], help="re-render summary.md/csv and curves.png of a finished results folder"
     )
@@ -213,12 +214,10 @@ def _cmd_list() -> int:
         print("no experiments found (looked in: " + ", ".join(str(d) for d in jcatalog.experiments_dirs()) + ")")
         return 1
     width = max(len(n) for n in found)
-    for name, path in found.items():
-        try:
-            desc = jcatalog.load_experiment(str(path)).description
-        except Exception as e:  # a broken file is listed, not fatal
-            desc = f"(cannot load: {e})"
-        print(f"{name:<{width}}  {desc}")
+    for name, path in found.items():  # read statically: listing runs no experiment file
+        declared, desc = jcatalog.describe_experiment(path)
+        named = "" if declared == name else f" (name: {declared})"
+        print(f"{name:<{width}}  {desc}{named}")
     return 0
 
 
