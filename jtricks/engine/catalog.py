@@ -11,7 +11,6 @@ import ast
 import importlib.util
 import os
 from pathlib import Path
-from typing import Any
 
 from jtricks.engine.experiment import Experiment
 
@@ -69,13 +68,13 @@ def _experiment_call(tree: ast.Module) -> ast.Call | None:
     return found
 
 
-def _literal_keyword(call: ast.Call | None, name: str) -> Any:
+def _literal_keyword(call: ast.Call | None, name: str) -> str | None:
     """The value of keyword ``name`` of ``call`` when it is a literal string, else ``None``."""
     for kw in call.keywords if call is not None else ():
         if kw.arg == name:
             try:
                 value = ast.literal_eval(kw.value)
-            except ValueError:
+            except (ValueError, TypeError, SyntaxError, RecursionError):
                 return None
             return value if isinstance(value, str) else None
     return None
