@@ -12,7 +12,8 @@
     jtricks publish RUN_DIR DEST [--debug]
     jtricks reproduce DIR [--members K] [--arms A,B] [--out DIR] [--tolerance ULP] [--quiet] [--debug]
 
-``EXPERIMENT`` is a name from ``jtricks list`` or a path to an experiment file. Invalid settings are
+``EXPERIMENT`` is a name from ``jtricks list`` or a path to an experiment file. ``jtricks list`` reads the files'
+names and descriptions without running them; ``jtricks run`` imports the one it runs. Invalid settings are
 reported (exit code 2) before any data is loaded or anything compiles.
 
 Exit codes: 0 done (``reproduce``: the rerun is bit for bit, or within ``--tolerance``; 1 when it is not); 2 a user
@@ -156,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
         "--coordinator", default=None, metavar="HOST:PORT", help="address of process 0 (env JAX_COORDINATOR_ADDRESS)"
     )
     r.add_argument("--process-id", default=None, metavar="I", help="this process's id, 0..N-1 (env JAX_PROCESS_ID)")
-    sub.add_parser("list", parents=[common], help="list the experiments")
+    sub.add_parser("list", parents=[common], help="list the experiments (read from the files without running them)")
     rep = sub.add_parser(
         "report", parents=[common], help="re-render summary.md/csv and curves.png of a finished results folder"
     )
@@ -219,12 +220,10 @@ def _cmd_list() -> int:
         print("no experiments found (looked in: " + ", ".join(str(d) for d in jcatalog.experiments_dirs()) + ")")
         return 1
     width = max(len(n) for n in found)
-    for name, path in found.items():
-        try:
-            desc = jcatalog.load_experiment(str(path)).description
-        except Exception as e:  # a broken file is listed, not fatal
-            desc = f"(cannot load: {e})"
-        print(f"{name:<{width}}  {desc}")
+    for name, path in found.items():  # read statically: listing runs no experiment file
+        declared, desc = jcatalog.describe_experiment(path)
+        named = "" if declared == name else f" (name: {declared})"
+        print(f"{name:<{width}}  {desc}{named}")
     return 0
 
 
@@ -370,7 +369,22 @@ def _run_configured(args: argparse.Namespace, cluster: Any) -> int:
         f"done in {res.wall_time_s:.1f}s: {len(arms)} arms x {exp.seeds} seeds, "
         f"{sum(res.compiles.values())} compilations; best {metric}: {best}; diverged members: {n_div}; results in {out}"
     )
+    _warn_diverged_at_start(res.diverged_at_start())
     return 0
+
+
+def _warn_diverged_at_start(members: Sequence[str], shown: int = 3) -> None:
+    """One stderr line naming the members that diverged in epoch 1 from finite initial parameters (if any)."""
+    if not members:
+        return
+    names = ", ".join(members[:shown]) + (f" and {len(members) - shown} more" if len(members) > shown else "")
+    noun = "member" if len(members) == 1 else "members"
+    print(
+        f"jtricks: warning: {len(members)} {noun} diverged in epoch 1, from finite initial parameters (the epoch-1 "
+        f"loss is already non-finite or exploded): {names}; the data or the loss may be the cause, or a learning "
+        "rate far too large",
+        file=sys.stderr,
+    )
 
 
 def _run_until_resolved(exp: Any, out: Path, args: argparse.Namespace) -> int:

@@ -4,16 +4,23 @@
 and ``os.replace``-d onto the target (then the folder is ``fsync``-ed); on any exception the temporary file is
 removed and the target is left as it was. :func:`write_atomic` writes bytes or text that way. Every OS failure is
 re-raised by :func:`os_error` as an ``OSError`` of the same type whose message names the path.
+
+Caches are an optimization: :func:`unusable_reason` says why a cache folder cannot take new files (created when
+missing; a probe file is written and removed), and :func:`warn_unusable` prints the one warning line of a cache
+that is skipped (``jtricks: warning: compile cache PATH unusable (REASON); running without it``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_file", "write_atomic", "os_error"]
+__all__ = ["atomic_file", "write_atomic", "os_error", "reason", "unusable_reason", "warn_unusable"]
 
 
 def os_error(path: Path | str, e: OSError, doing: str) -> OSError:
@@ -66,3 +73,40 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
         with open(tmp, "wb") as f:
             f.write(raw)
     return Path(path)
+
+
+def reason(e: OSError) -> str:
+    """The OS's words for ``e`` (``"No space left on device"``), without a path or ``[Errno n]``."""
+    if e.errno:
+        return os.strerror(e.errno)
+    return e.strerror or str(e) or type(e).__name__
+
+
+def _probe_write(folder: Path) -> None:
+    """Write one byte to a new file in ``folder`` and remove it (``OSError`` when the folder cannot take it)."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".jtricks-probe-")
+    try:
+        os.write(fd, b"\0")
+    finally:
+        os.close(fd)
+        os.unlink(tmp)
+
+
+def unusable_reason(folder: str | os.PathLike) -> str | None:
+    """Why ``folder`` cannot hold new files (``"Not a directory"``, ``"Read-only file system"``, ``"No space left
+    on device"``), or ``None`` when it can: it is created when missing, then a probe file is written and removed."""
+    folder = Path(folder)
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        folder.mkdir(parents=True, exist_ok=True)
+        _probe_write(folder)
+    except OSError as e:
+        return reason(e)
+    return None
+
+
+def warn_unusable(kind: str, folder: str | os.PathLike, why: str) -> None:
+    """The one stderr line of a cache that is skipped: ``jtricks: warning: KIND FOLDER unusable (WHY); running
+    without it``."""
+    print(f"jtricks: warning: {kind} {folder} unusable ({why}); running without it", file=sys.stderr, flush=True)

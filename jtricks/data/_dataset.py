@@ -8,6 +8,12 @@ Every loader returns a :class:`Dataset` holding the *raw* values (uint8 pixels i
 :meth:`Dataset.subset` and the digits split draw a stratified random sample with :func:`stratified_choice`:
 class ``k`` with ``c_k`` of the ``N`` labels gets ``floor(n·c_k/N)`` places, the leftover places go to the
 largest remainders ``n·c_k/N - floor(n·c_k/N)`` (ties: the smaller class index).
+
+Every :class:`Dataset` is checked once, on the host, when it is made (:func:`check_values`): classification labels
+in ``[0, num_classes)``, and no NaN / Inf among the features or regression targets of any split unless
+``allow_nonfinite=True``. A refusal is one ``ValueError`` naming the split, the count of bad values and the first
+example holding one. Integer and bool arrays cannot hold NaN / Inf and cost nothing; a float array costs one
+``numpy.isfinite`` pass in chunks (about 30 ms for MNIST's 60,000 float32 images).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import numpy as np
 
 from jtricks._core import checks
 
-__all__ = ["Array", "Dataset", "arrays", "check_seed", "readonly", "stratified_choice"]
+__all__ = ["Array", "Dataset", "arrays", "check_values", "check_seed", "readonly", "stratified_choice"]
 
 Array = Any  # a numpy array or a jax array
 
@@ -43,6 +49,9 @@ class Dataset:
       class_names: optional human-readable class names.
       x_val, y_val: an optional validation split of the data set's own (otherwise the experiment holds
         ``n_val`` examples out of the training split).
+      allow_nonfinite: ``False`` (the default) refuses NaN / Inf among the features (and regression
+        targets) of any split with a ``ValueError`` naming the split, the count and the first bad example
+        (:func:`check_values`); ``True`` keeps them, for a model that handles them itself.
 
     Loaders return arrays marked read-only (they may be shared with an in-process cache); derive
     new arrays (``preprocess``, ``np.array(x)``) instead of writing into them. Build one from your own
@@ -60,6 +69,7 @@ class Dataset:
     class_names: tuple[str, ...] | None = None
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
+    allow_nonfinite: bool = False
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in self.input_shape)
@@ -84,6 +94,9 @@ class Dataset:
                 f"Dataset {self.name!r}: `num_classes` must be a positive int (or None for "
                 f"regression), got {self.num_classes!r}"
             )
+        if not isinstance(self.allow_nonfinite, (bool, np.bool_)):
+            raise TypeError(f"`allow_nonfinite` must be a bool, got {type(self.allow_nonfinite).__name__}")
+        check_values(self)
 
     def __repr__(self) -> str:
         task = f"num_classes={self.num_classes}" if self.num_classes is not None else "regression"
@@ -147,11 +160,15 @@ def arrays(
     y_val: Array | None = None,
     name: str = "arrays",
     value_range: tuple[float, float] | None = None,
+    allow_nonfinite: bool = False,
 ) -> Dataset:
     """A :class:`Dataset` from your own numpy / JAX arrays (``num_classes=None``: regression targets).
 
     Classification labels are kept as integers and regression targets as float32; nothing is cast
-    silently: float labels for a classification task raise ``ValueError``.
+    silently: float labels for a classification task raise ``ValueError``. The values are checked once, on
+    the host (:func:`check_values`): NaN / Inf among the features or regression targets of any split raise
+    ``ValueError`` naming the split, the count and the first bad example, unless ``allow_nonfinite=True``;
+    classification labels outside ``[0, num_classes)`` always do.
     """
 
     def host(a: Array, what: str) -> np.ndarray:
@@ -184,7 +201,68 @@ def arrays(
         None,
         xs.get("x_val"),
         ys.get("y_val"),
+        allow_nonfinite,
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+_CHECK_ROWS = 8192  # examples per numpy pass: bounded temporary memory
+
+
+def _bad_examples(a: np.ndarray, is_ok: Any) -> tuple[int, int]:
+    """``(count, first)``: how many values of ``a`` fail ``is_ok``, and the first example (leading axis) holding
+    one (-1 when none)."""
+    flat = a.reshape(a.shape[0], int(np.prod(a.shape[1:], dtype=np.int64)))
+    count, first = 0, -1
+    for start in range(0, flat.shape[0], _CHECK_ROWS):
+        ok = is_ok(flat[start : start + _CHECK_ROWS])
+        n = ok.size - int(np.count_nonzero(ok))
+        if n and first < 0:
+            first = start + int(np.argmin(ok.all(axis=1)))
+        count += n
+    return count, first
+
+
+def check_values(ds: Dataset) -> None:
+    """Refuse bad values in every split of ``ds``, on the host, before anything compiles.
+
+    * features (and regression targets): NaN / Inf, unless ``ds.allow_nonfinite``; integer and bool arrays
+      are skipped (they cannot hold them);
+    * classification labels: values outside ``[0, num_classes)``.
+
+    Raises:
+      ValueError: one line naming the split, the count of bad values and the first example holding one, e.g.
+        ``Dataset 'arrays': the test features hold 3 non-finite values (NaN/Inf), first at example 17; clean
+        them or pass allow_nonfinite=True``.
+    """
+    splits = ("train", "val", "test") if ds.x_val is not None else ("train", "test")
+    for split in splits:
+        arrays_ = [("features", np.asarray(getattr(ds, f"x_{split}")))]
+        y = np.asarray(getattr(ds, f"y_{split}"))
+        if ds.num_classes is not None:
+            n_cls = int(ds.num_classes)
+            count, first = _bad_examples(y, lambda v: (v >= 0) & (v < n_cls))
+            if count:
+                raise ValueError(
+                    f"Dataset {ds.name!r}: the {split} labels hold {_count(count, 'value')} outside [0, {n_cls}), "
+                    f"first at example {first}; labels are class indices 0..{n_cls - 1}"
+                )
+        else:
+            arrays_.append(("targets", y))
+        if ds.allow_nonfinite:
+            continue
+        for what, a in arrays_:
+            if a.dtype.kind not in "fc":
+                continue
+            count, first = _bad_examples(a, np.isfinite)
+            if count:
+                raise ValueError(
+                    f"Dataset {ds.name!r}: the {split} {what} hold {_count(count, 'non-finite value')} (NaN/Inf), "
+                    f"first at example {first}; clean them or pass allow_nonfinite=True"
+                )
 
 
 def _check_count(name: str, n: Any, maximum: int) -> int:

@@ -26,12 +26,14 @@ from __future__ import annotations
 import functools
 import math
 import os
+import tempfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from jtricks._core import files as jfiles
 from jtricks.data._dataset import Dataset, readonly
 from jtricks.data._download import MNIST_MIRRORS, default_mnist_cache, download_mnist
 from jtricks.data._paths import DATA_ENV, env_folder
@@ -278,7 +280,9 @@ def mnist(
     first of: ``path`` when given (then only there); ``$JTRICKS_DATA/mnist/``; the download cache
     ``cache_dir`` (default ``~/.cache/jtricks/mnist``). Nothing is downloaded unless
     ``download=True``: then, if no folder has the files, :func:`download_mnist` fetches them into
-    the cache, verified by SHA-256.
+    the cache, verified by SHA-256. A default cache folder that cannot take files (below a regular file,
+    read-only, a full disk) gives one warning line on stderr and the files are fetched into a temporary
+    folder, read and removed.
 
     Returns raw uint8 pixels in ``[0, 255]``, ``(N, 28, 28, 1)`` NHWC, int32 labels; cached in
     process like :func:`fashion_mnist`.
@@ -297,6 +301,13 @@ def mnist(
         candidates = [(f"${DATA_ENV}/mnist", env_folder("mnist")), ("download cache", cache_folder)]
     files, log = _search(candidates, "MNIST", completable=("download cache",))
     if files is None and download and path is None:
+        why = jfiles.unusable_reason(cache_folder) if cache_dir is None else None
+        if why is not None:  # the default cache is an optimization: fetch into a temporary folder instead
+            jfiles.warn_unusable("data cache", cache_folder, why)
+            with tempfile.TemporaryDirectory(prefix="jtricks-mnist-") as tmp:
+                files, _ = _search([("download", download_mnist(tmp, mirrors=mirrors))], "MNIST")
+                assert files is not None  # a download completes the four files or raises
+                return _load_idx(files, "mnist", 10, False, tuple(str(i) for i in range(10)))
         download_mnist(cache_folder, mirrors=mirrors)
         files, log = _search([("download cache", cache_folder)], "MNIST", completable=("download cache",))
     if files is None:

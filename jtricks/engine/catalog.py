@@ -1,14 +1,23 @@
-"""The experiment files: where they are looked up by name, and loading one (its ``EXPERIMENT``)."""
+"""The experiment files: where they are looked up by name, reading one without running it, and loading one.
+
+:func:`describe_experiment` reads a file's name and description statically (``ast``: nothing in the file runs),
+for ``jtricks list``; :func:`load_experiment` imports the file (runs it) and returns its ``EXPERIMENT``, for
+``jtricks run``.
+"""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 from pathlib import Path
 
 from jtricks.engine.experiment import Experiment
 
-__all__ = ["experiments_dirs", "find_experiments", "load_experiment"]
+__all__ = ["experiments_dirs", "find_experiments", "describe_experiment", "load_experiment", "NOT_LITERAL"]
+
+#: What :func:`describe_experiment` gives for a description it cannot read without running the file.
+NOT_LITERAL = "(description not read: not a literal)"
 
 
 def experiments_dirs() -> list[Path]:
@@ -44,8 +53,60 @@ def find_experiments() -> dict[str, Path]:
     return found
 
 
+def _experiment_call(tree: ast.Module) -> ast.Call | None:
+    """The call assigned to ``EXPERIMENT`` at the top level of ``tree`` (the last such assignment), if any."""
+    found = None
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        else:
+            continue
+        if any(isinstance(t, ast.Name) and t.id == "EXPERIMENT" for t in targets):
+            found = node.value if isinstance(node.value, ast.Call) else None
+    return found
+
+
+def _literal_keyword(call: ast.Call | None, name: str) -> str | None:
+    """The value of keyword ``name`` of ``call`` when it is a literal string, else ``None``."""
+    for kw in call.keywords if call is not None else ():
+        if kw.arg == name:
+            try:
+                value = ast.literal_eval(kw.value)
+            except (ValueError, TypeError, SyntaxError, RecursionError):
+                return None
+            return value if isinstance(value, str) else None
+    return None
+
+
+def describe_experiment(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """``(name, description)`` of an experiment file, read with ``ast`` without running it.
+
+    They are the ``name`` and ``description`` keywords of the call assigned to ``EXPERIMENT``
+    (``Experiment(...)``, ``dataclasses.replace(...)``) when they are literal strings. Otherwise the name is
+    the file's name and the description the first line of the module docstring, else :data:`NOT_LITERAL`;
+    a file that does not parse gives ``(cannot parse: SyntaxError at line N)``.
+    """
+    path = Path(path)
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except SyntaxError as e:
+        return path.stem, f"(cannot parse: SyntaxError at line {e.lineno})"
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        return path.stem, f"(cannot read: {type(e).__name__})"
+    call = _experiment_call(tree)
+    name = _literal_keyword(call, "name") or path.stem
+    description = _literal_keyword(call, "description")
+    if description is None:
+        doc = ast.get_docstring(tree)
+        description = doc.strip().splitlines()[0] if doc and doc.strip() else NOT_LITERAL
+    return name, " ".join(description.split())
+
+
 def load_experiment(name_or_path: str) -> Experiment:
-    """Load ``EXPERIMENT`` from an experiment file given by name (see :func:`find_experiments`) or path."""
+    """Load ``EXPERIMENT`` from an experiment file given by name (see :func:`find_experiments`) or path: the file
+    is imported, so its code runs (:func:`describe_experiment` reads one without running it)."""
     path = Path(name_or_path)
     if not (path.suffix == ".py" and path.is_file()):
         known = find_experiments()

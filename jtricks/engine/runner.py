@@ -118,6 +118,24 @@ class RunResult:
             search=collected.search,
         )
 
+    def diverged_at_start(self) -> list[str]:
+        """The members (``"arm/seed=s"``) that diverged in epoch 1 from finite initial parameters.
+
+        A member that diverges is restored to its state at the start of that epoch, so the final parameters of
+        one that diverged in epoch 1 are its initial ones. When those are finite, the first epoch's steps
+        failed although the model started sound: the data (NaN/Inf, huge values), the loss, or a learning
+        rate far too large is the likely cause. The step within the epoch is not recorded.
+        """
+        out = []
+        for row in self.member_rows:
+            if row["diverged_epoch"] != 1:
+                continue
+            key = f"{row['arm']}/seed={row['seed']}"
+            leaves = jax.tree_util.tree_leaves(self.final_states.get(key))
+            if leaves and all(np.isfinite(np.asarray(leaf)).all() for leaf in leaves):
+                out.append(key)
+        return out
+
     def history(self, arm: str, metric: str) -> np.ndarray:
         """``(seeds, epochs)`` array of ``metric`` for ``arm``."""
         rows = [r for r in self.metric_rows if r["arm"] == arm and r["metric"] == metric]

@@ -10,9 +10,12 @@ through the command line and the same run through :func:`jtricks.runner.run` giv
   jax/jaxlib versions, so a cached executable is exactly the one a compile would give. Folder, in order:
   ``--compile-cache DIR``; ``$JTRICKS_COMPILE_CACHE``; ``$JAX_COMPILATION_CACHE_DIR`` (JAX's own
   variable, respected as set); ``$XDG_CACHE_HOME/jtricks/xla`` (``~/.cache/jtricks/xla``). ``--no-compile-cache``
-  turns it off. Every program is cached, however short its compile (``min_compile_time_secs = 0``). The
-  folder is not capped (JAX's cap needs the ``filelock`` package): the manifest records its size
-  (``runtime.compile_cache_bytes``; the main job adds about a megabyte), delete the folder to empty it.
+  turns it off. A folder that cannot take files (below a regular file, read-only, a full disk) is skipped
+  with one warning line on stderr (``jtricks: warning: compile cache PATH unusable (REASON); running without
+  it``) and the run compiles as without a cache. Every program is cached, however short its compile
+  (``min_compile_time_secs = 0``). The folder is not capped (JAX's cap needs the ``filelock`` package): the
+  manifest records its size (``runtime.compile_cache_bytes``; the main job adds about a megabyte), delete the
+  folder to empty it.
 * **One XLA CPU device per core.** On the CPU, XLA runs the small matrix products of a population
   member one after another; with ``--xla_force_host_platform_device_count=<cores>`` the population axis is
   sharded over one device per core and the members run on all cores at once. Members never communicate,
@@ -54,6 +57,8 @@ from pathlib import Path
 from typing import Any
 
 import jax
+
+from jtricks._core import files as jfiles
 
 __all__ = [
     "RuntimeSettings",
@@ -236,6 +241,8 @@ def configure(
 
     Args:
       compile_cache: ``True`` (the default folder, :func:`default_cache_dir`), a folder, or ``False`` / ``None`` (off).
+        A folder that cannot take files is skipped with one warning line on stderr (then ``compile_cache`` of
+        the result is ``None``).
       cpu_devices: number of XLA CPU devices (``None``: one per available core; ``1``: leave one device).
       numerics: ``"portable"`` or ``"native"`` (:func:`pin_numerics`).
 
@@ -248,16 +255,26 @@ def configure(
         raise ValueError(f"cpu_devices must be a positive int or None (one per core), got {cpu_devices!r}")
     pinned = pin_numerics(numerics)
     n_dev, note = _set_cpu_devices(cpu_devices)
-    folder: str | None = None
-    jax.config.update("jax_enable_compilation_cache", compile_cache not in (False, None))
-    if compile_cache not in (False, None):
-        path = default_cache_dir() if compile_cache is True else Path(compile_cache).expanduser()  # type: ignore[arg-type]
-        path.mkdir(parents=True, exist_ok=True)
-        folder = str(path.resolve())
+    folder = _usable_cache(compile_cache)
+    jax.config.update("jax_enable_compilation_cache", folder is not None)
+    if folder is not None:
         jax.config.update("jax_compilation_cache_dir", folder)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return RuntimeSettings(folder, n_dev, note, os.environ.get("XLA_FLAGS", ""), pinned)
+
+
+def _usable_cache(compile_cache: str | os.PathLike[str] | None | bool) -> str | None:
+    """The resolved cache folder of ``compile_cache`` (created), or ``None``: off, or unusable (a folder below a
+    regular file, read-only, on a full disk), which prints one warning line and runs without it."""
+    if compile_cache in (False, None):
+        return None
+    path = default_cache_dir() if compile_cache is True else Path(compile_cache).expanduser()  # type: ignore[arg-type]
+    why = jfiles.unusable_reason(path)
+    if why is not None:
+        jfiles.warn_unusable("compile cache", path, why)
+        return None
+    return str(path.resolve())
 
 
 _CACHE_OPTIONS = (

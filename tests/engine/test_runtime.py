@@ -5,6 +5,7 @@ The settings are process-global, so each check runs in a fresh Python process.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from support import processes
 
 from jtricks import provenance, runtime
+from jtricks._core import files as jfiles
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -149,3 +151,38 @@ def test_configured_restores_the_callers_settings(tmp_path, monkeypatch):
         assert jax.config.jax_compilation_cache_dir == s.compile_cache == str((tmp_path / "cc").resolve())
     assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false"
     assert (jax.config.jax_compilation_cache_dir, jax.config.jax_enable_compilation_cache) == before
+
+
+def test_cli_run_with_a_compile_cache_below_a_regular_file_warns_once_and_runs(tmp_path):
+    f = tmp_path / "tiny.py"
+    f.write_text(TINY)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    cache = blocker / "xla"
+    out = tmp_path / "out"
+    p = _cli(
+        "run", str(f), "--epochs", "1", "--seeds", "2", "--no-plot", "--quiet", "--out", str(out),
+        "--compile-cache", str(cache), "--cpu-devices", "1", cwd=tmp_path, env=_env(),
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    warnings = [ln for ln in p.stderr.splitlines() if "warning" in ln]
+    assert warnings == [f"jtricks: warning: compile cache {cache} unusable (Not a directory); running without it"]
+    assert json.loads((out / "manifest.json").read_text())["runtime"]["compile_cache"] is None
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.ENOSPC])
+def test_read_only_or_full_compile_cache_is_skipped_with_one_warning(tmp_path, monkeypatch, capsys, code):
+    import jax
+
+    def refuse(folder: Path) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(jfiles, "_probe_write", refuse)
+    with runtime.configured(compile_cache=tmp_path / "cc", cpu_devices=1) as s:
+        assert s.compile_cache is None and not jax.config.jax_enable_compilation_cache
+        assert runtime.current()["compile_cache"] is None
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"jtricks: warning: compile cache {tmp_path / 'cc'} unusable ({os.strerror(code)}); running without it"
+    ]
