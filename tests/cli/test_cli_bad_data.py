@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from support import processes
 
 from jtricks import runner
 
@@ -38,9 +39,7 @@ EXPERIMENT = Experiment(
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "jtricks", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300
-    )
+    return processes.run([sys.executable, "-m", "jtricks", *args], cwd=cwd, env=ENV)
 
 
 def test_nonfinite_features_are_refused_in_one_line(tmp_path: Path) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
+
+from support import processes
 
 from jtricks.engine import catalog
 
@@ -43,9 +44,7 @@ def test_list_reads_descriptions_without_running_the_files(tmp_path: Path) -> No
     (exps / "bare.py").write_text("import os\nEXPERIMENT = make(name=os.environ['X'])\n")
     (exps / "broken.py").write_text("EXPERIMENT = Experiment(\n")
     (exps / "renamed.py").write_text("EXPERIMENT = dataclasses.replace(BASE, name='other', description='a copy')\n")
-    p = subprocess.run(
-        [sys.executable, "-m", "jtricks", "list"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300
-    )
+    p = processes.run([sys.executable, "-m", "jtricks", "list"], cwd=tmp_path, env=ENV)
     assert p.returncode == 0, p.stderr
     assert not (exps / "IMPORTED").exists()
     lines = {ln.split()[0]: " ".join(ln.split()[1:]) for ln in p.stdout.splitlines()}
