@@ -299,13 +299,22 @@ def _resume_plan(out: Path, args: argparse.Namespace) -> str | None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from jtricks.engine import runtime as jruntime
+    """``jtricks run``: the stop-signal handlers first (:mod:`jtricks.engine.stopping`), before JAX is imported."""
     from jtricks.engine import stopping as jstop
-    from jtricks.studies import distributed as jdistributed
 
     limit = None if args.time_limit is None else jstop.parse_duration(args.time_limit, "--time-limit")
     if args.checkpoint_every <= 0:
         raise ValueError(f"--checkpoint-every must be a positive int, got {args.checkpoint_every}")
+    stop = jstop.StopRequest(limit, started=args.started)
+    with jstop.handle_signals(stop):
+        return _run_with_runtime(args, stop)
+
+
+def _run_with_runtime(args: argparse.Namespace, stop: Any) -> int:
+    """``jtricks run`` under the runtime it asks for (devices, compile cache, numerics): :func:`_run_configured`."""
+    from jtricks.engine import runtime as jruntime
+    from jtricks.studies import distributed as jdistributed
+
     if args.no_compile_cache and args.compile_cache:
         raise ValueError("--compile-cache and --no-compile-cache contradict each other; give one")
     if args.cpu_devices is not None and args.cpu_devices <= 0:
@@ -314,14 +323,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # before the experiment file is imported: the device flag only counts before JAX's backends start; one CPU
     # device per process when several processes share the machine's cores (unless asked otherwise)
     cpu_devices = args.cpu_devices if args.cpu_devices is not None or cluster is None else 1
-    stop = jstop.StopRequest(limit, started=args.started)
-    with (
-        jstop.handle_signals(stop),
-        jruntime.configured(
-            compile_cache=False if args.no_compile_cache else (args.compile_cache or True),
-            cpu_devices=cpu_devices,
-            numerics=args.numerics,
-        ),
+    with jruntime.configured(
+        compile_cache=False if args.no_compile_cache else (args.compile_cache or True),
+        cpu_devices=cpu_devices,
+        numerics=args.numerics,
     ):
         return _run_configured(args, cluster, stop)
 
@@ -705,9 +710,10 @@ def _interrupted(e: KeyboardInterrupt, args: argparse.Namespace) -> tuple[str, i
         return f"interrupted{at}{hint}", 130
     from jtricks.engine import stopping as jstop
 
-    what = f"stopped by {jstop.signal_name(signum)} (a second signal), abandoning the epoch in flight"
+    what = f"stopped by {jstop.signal_name(signum)} at once (a second signal)"
     at = ""
-    if epoch is not None and getattr(e, "epochs", None):
+    if epoch is not None and getattr(e, "epochs", None):  # raised in the epoch loop
+        what += ", abandoning the epoch in flight"
         at = f"epoch {epoch}/{e.epochs}" + (f" of {e.where}" if getattr(e, "where", "") else "")
     if args.no_checkpoint:
         done = f" after {at}" if at else ""
@@ -746,7 +752,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunStopped as e:
         if args.debug:
             raise
-        print(f"jtricks {args.command}: {_stopped_line(e, args)}", file=sys.stderr)
+        newline = "\n" if sys.stderr.isatty() else ""  # after a progress line still open
+        print(f"{newline}jtricks {args.command}: {_stopped_line(e, args)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt as e:
         if args.debug:
