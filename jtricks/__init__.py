@@ -72,6 +72,7 @@ MODULES: dict[str, str] = {
             "callbacks",
             "runtime",
             "provenance",
+            "stopping",
         )
     },
     # studies

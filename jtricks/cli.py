@@ -1,7 +1,8 @@
 """Command line: ``python -m jtricks`` / ``jtricks``.
 
     jtricks run EXPERIMENT [--seeds N] [--epochs E] [--out DIR] [--set key=value ...]
-                           [--max-members M] [--compile-workers N] [--resume] [--quiet]
+                           [--max-members M] [--compile-workers N] [--resume [auto]] [--quiet]
+                           [--time-limit DURATION] [--checkpoint-every N]
                            [--no-plot] [--no-checkpoint] [--no-save-models] [--tensorboard [member|arm]]
                            [--compile-cache DIR | --no-compile-cache] [--cpu-devices N]
                            [--until-resolved MAX [--spending obf|bonferroni]] [--part I/N]
@@ -19,8 +20,9 @@ reported (exit code 2) before any data is loaded or anything compiles.
 Exit codes: 0 done (``reproduce``: the rerun is bit for bit, or within ``--tolerance``; 1 when it is not); 2 a user
 error (bad settings, bad paths, an experiment file that fails to import,
 broken data files, a checkpoint that does not match the command, a folder in use, a disk that is full):
-one line on stderr, the traceback only with ``--debug``; 130 interrupted (Ctrl-C), to be continued with
-``--resume``.
+one line on stderr, the traceback only with ``--debug``; 75 (``EX_TEMPFAIL``) ``run`` stopped by its
+``--time-limit``; 128 + the signal number ``run`` stopped by a signal (130 Ctrl-C, 143 ``SIGTERM``, 129 ``SIGHUP``,
+138 ``SIGUSR1``). A stopped run prints one line with the command that continues it (``--resume``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ import argparse
 import errno
 import logging
 import os
+import shlex
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,7 +74,24 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--resume",
         action="store_true",
-        help="continue an interrupted run from its checkpoints (exit 2 if they were made with other settings)",
+        help="continue an interrupted run from its checkpoints (exit 2 if they were made with other settings); "
+        "`--resume auto`: continue them when there are any, else start from epoch 0 (for job scripts that are "
+        "requeued)",
+    )
+    r.add_argument("--resume-auto", action="store_true", help=argparse.SUPPRESS)  # `--resume auto`, see _with_auto
+    r.add_argument(
+        "--time-limit",
+        default=None,
+        metavar="DURATION",
+        help="stop cleanly, with a checkpoint, before an epoch that would not finish within DURATION of the "
+        "start (seconds, or [[D-]HH:]MM:SS as SLURM's --time); exit 75, continue with --resume",
+    )
+    r.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1,
+        metavar="N",
+        help="checkpoint every N epochs (default 1), after each chunk's last epoch and when the run stops",
     )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--no-plot", action="store_true", help="do not write curves.png")
@@ -252,11 +273,24 @@ def check_out_dir(out: Path) -> None:
         raise PermissionError(errno.EACCES, f"--out {out} is not writable ({parent}: permission denied)")
 
 
+def _has_checkpoints(out: Path) -> bool:
+    """Whether ``out`` holds checkpoints of an unfinished run (a tuned experiment's tuning run's included)."""
+    return any(d.is_dir() and any(d.iterdir()) for d in (out / "checkpoints", out / "tuning" / "checkpoints"))
+
+
 def _resume_plan(out: Path, args: argparse.Namespace) -> str | None:
-    """With ``--resume``: what happens to ``out``, said on stderr; ``"done"`` when there is nothing to do."""
+    """With ``--resume``: what happens to ``out``, said on stderr; ``"done"`` when there is nothing to do.
+
+    ``--resume auto`` says which way it goes in one line: continuing the checkpoints (still refused, exit 2,
+    when they were made with other settings) or starting from epoch 0."""
     if args.no_checkpoint:
         raise ValueError("--resume needs the checkpoints; it cannot be combined with --no-checkpoint")
-    if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
+    if _has_checkpoints(out):
+        if args.resume == "auto":
+            found = [*out.glob("checkpoints/*/*"), *out.glob("tuning/checkpoints/*/*")]
+            steps = [int(p.name) for p in found if p.is_dir() and p.name.isdigit()]
+            newest = f" (newest: epoch {max(steps)})" if steps else ""
+            print(f"jtricks run: resuming from the checkpoints in {out}{newest}", file=sys.stderr)
         return None
     if (out / "manifest.json").is_file():
         print(
@@ -270,6 +304,19 @@ def _resume_plan(out: Path, args: argparse.Namespace) -> str | None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    """``jtricks run``: the stop-signal handlers first (:mod:`jtricks.engine.stopping`), before JAX is imported."""
+    from jtricks.engine import stopping as jstop
+
+    limit = None if args.time_limit is None else jstop.parse_duration(args.time_limit, "--time-limit")
+    if args.checkpoint_every <= 0:
+        raise ValueError(f"--checkpoint-every must be a positive int, got {args.checkpoint_every}")
+    stop = jstop.StopRequest(limit, started=args.started)
+    with jstop.handle_signals(stop):
+        return _run_with_runtime(args, stop)
+
+
+def _run_with_runtime(args: argparse.Namespace, stop: Any) -> int:
+    """``jtricks run`` under the runtime it asks for (devices, compile cache, numerics): :func:`_run_configured`."""
     from jtricks.engine import runtime as jruntime
     from jtricks.studies import distributed as jdistributed
 
@@ -286,10 +333,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cpu_devices=cpu_devices,
         numerics=args.numerics,
     ):
-        return _run_configured(args, cluster)
+        return _run_configured(args, cluster, stop)
 
 
-def _run_configured(args: argparse.Namespace, cluster: Any) -> int:
+def _run_configured(args: argparse.Namespace, cluster: Any, stop: Any) -> int:
     """``jtricks run`` once the runtime is set (:func:`_cmd_run`): load, validate, run, print the summary."""
     from jtricks.engine import settings as jsettings
     from jtricks.engine import validation as jvalidation
@@ -322,38 +369,34 @@ def _run_configured(args: argparse.Namespace, cluster: Any) -> int:
             "--until-resolved adds seeds to one whole run; it cannot be combined with --part or several processes"
         )
     if cluster is not None:
-        return _run_processes(exp, len(arms), out, args)
-    if args.resume and _resume_plan(out, args) == "done":
+        return _run_processes(exp, len(arms), out, args, stop)
+    resume = _resume_mode(out, args)
+    if resume == "done":
         return 0
 
     from jtricks.results import rendering as jrendering
     from jtricks.studies import run as run_study
 
-    callbacks = []
-    if args.tensorboard:
-        from jtricks.results.tensorboard import TensorBoard
-
-        try:
-            callbacks.append(TensorBoard(out / "tensorboard", mode=args.tensorboard, overwrite=not args.resume))
-        except ImportError as e:
-            raise ValueError(f"--tensorboard: {e}") from None
+    callbacks = _callbacks(args, out, overwrite=not resume)
     print(f"{exp.name}: {len(arms)} arms x {exp.seeds} seeds, {exp.epochs} epochs -> {out}", file=sys.stderr)
     if args.until_resolved is not None:
-        return _run_until_resolved(exp, out, args)
+        return _run_until_resolved(exp, out, args, stop)
     res = run_study(
         exp,
         out_dir=out,
-        resume=args.resume,
+        resume=resume,
         max_members=args.max_members,
         progress=not args.quiet,
         plot=not args.no_plot,
         checkpoint=not args.no_checkpoint,
+        checkpoint_every=args.checkpoint_every,
         save_models=not args.no_save_models,
         callbacks=callbacks,
         compile_workers=args.compile_workers,
         part=part,
         numerics=args.numerics,
         overwrite=args.overwrite,
+        stop=stop,
     )
     if part is not None:
         print(
@@ -387,7 +430,31 @@ def _warn_diverged_at_start(members: Sequence[str], shown: int = 3) -> None:
     )
 
 
-def _run_until_resolved(exp: Any, out: Path, args: argparse.Namespace) -> int:
+def _callbacks(args: argparse.Namespace, out: Path, *, overwrite: bool) -> list[Any]:
+    """The run's callbacks: TensorBoard event files with ``--tensorboard``."""
+    if not args.tensorboard:
+        return []
+    from jtricks.results.tensorboard import TensorBoard
+
+    try:
+        return [TensorBoard(out / "tensorboard", mode=args.tensorboard, overwrite=overwrite)]
+    except ImportError as e:
+        raise ValueError(f"--tensorboard: {e}") from None
+
+
+def _resume_mode(out: Path, args: argparse.Namespace) -> bool | str:
+    """Whether the run continues the checkpoints in ``out`` (``"done"``: a finished run, nothing to do)."""
+    if not args.resume:
+        return False
+    plan = _resume_plan(out, args)
+    if plan == "done":
+        return "done"
+    if args.resume == "auto" and not _has_checkpoints(out):
+        return False  # a fresh run: said by _resume_plan
+    return True
+
+
+def _run_until_resolved(exp: Any, out: Path, args: argparse.Namespace, stop: Any) -> int:
     """``--until-resolved MAX``: the sequential run (:mod:`jtricks.sequential`) and what each look decided."""
     if args.resume:
         raise ValueError("--until-resolved runs its batches without checkpoints; it cannot be combined with --resume")
@@ -404,6 +471,7 @@ def _run_until_resolved(exp: Any, out: Path, args: argparse.Namespace) -> int:
         max_members=args.max_members,
         numerics=args.numerics,
         overwrite=args.overwrite,
+        stop=stop,
     )
     print(jrendering.format_summary_table(res.summary, record["metric"], res.directions))
     for look in record["looks"]:
@@ -422,7 +490,7 @@ def _run_until_resolved(exp: Any, out: Path, args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_processes(exp: Any, n_arms: int, out: Path, args: argparse.Namespace) -> int:
+def _run_processes(exp: Any, n_arms: int, out: Path, args: argparse.Namespace, stop: Any) -> int:
     """``jtricks run`` as one of several processes (:mod:`jtricks.distributed`); process 0 prints the summary."""
     import jax
 
@@ -440,13 +508,15 @@ def _run_processes(exp: Any, n_arms: int, out: Path, args: argparse.Namespace) -
         exp,
         out,
         plot=not args.no_plot,
-        resume=args.resume,
+        resume=bool(args.resume),
         max_members=args.max_members,
         progress=not args.quiet,
         checkpoint=not args.no_checkpoint,
+        checkpoint_every=args.checkpoint_every,
         compile_workers=args.compile_workers,
         numerics=args.numerics,
         overwrite=args.overwrite,
+        stop=stop,
     )
     if merged is None:
         print(
@@ -603,9 +673,93 @@ def _silence_shutdown_noise() -> None:
     sys.excepthook, sys.unraisablehook, threading.excepthook = on_except, on_unraisable, on_thread
 
 
+def _with_auto(argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``--resume auto`` (or ``--resume=auto``) as the hidden ``--resume-auto``: a plain ``--resume``
+    stays a flag, so ``jtricks run --resume EXPERIMENT`` still reads EXPERIMENT as the experiment."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--resume=auto" or (argv[i] == "--resume" and i + 1 < len(argv) and argv[i + 1] == "auto"):
+            out.append("--resume-auto")
+            i += 1 if argv[i] == "--resume=auto" else 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
+def _command(argv: Sequence[str], *, resume: bool) -> str:
+    """The command line of this run, as a shell would take it; with ``resume``, with ``--resume`` (kept as given,
+    ``--resume auto`` included, else added)."""
+    words = list(argv)
+    if resume and not any(w in ("--resume", "--resume=auto") for w in words):
+        words.append("--resume")
+    return shlex.join(["jtricks", *words])
+
+
+def _stopped_line(e: Any, args: argparse.Namespace) -> str:
+    """The one line of a run stopped at an epoch boundary (:class:`jtricks.engine.stopping.RunStopped`)."""
+    from jtricks.engine import stopping as jstop
+
+    of = f" of {e.where}" if e.where else ""
+    at = f"after epoch {e.epoch}/{e.epochs}{of}" if e.epoch else f"before its first epoch{of}"
+    if e.reason == "signal":
+        what = f"stopped by {jstop.signal_name(e.signum)} {at}"
+    elif e.reason == "time-limit":
+        about = f" (the next epoch would take about {e.next_epoch_s:.1f} s)" if e.next_epoch_s is not None else ""
+        what = f"stopped {at} to stay within --time-limit {args.time_limit}{about}"
+    else:
+        what = f"this process finished its part, but {e.where}"
+    if not e.resumable:
+        why = e.not_resumable
+        if args.no_checkpoint:
+            why = "--no-checkpoint"
+        elif args.until_resolved is not None:
+            why = "--until-resolved keeps no checkpoints"
+        return f"{what}; nothing can be resumed ({why}); run it again: {_command(args.argv, resume=False)}"
+    saved = "its checkpoint is verified; " if e.epoch and e.reason != "peers" else ""
+    return f"{what}; {saved}continue with: {_command(args.argv, resume=True)}"
+
+
+def _interrupted(e: KeyboardInterrupt, args: argparse.Namespace) -> tuple[str, int]:
+    """The one line and the exit code of a run stopped at once: a second stop signal
+    (:class:`jtricks.engine.stopping.Interrupted`) or Ctrl-C where no handler was installed. The epoch loop attaches
+    ``epoch`` (the newest checkpointed epoch of the running chunk; without checkpoints its last finished one)."""
+    signum, epoch = getattr(e, "signum", None), getattr(e, "epoch", None)
+    if signum is None:  # Python's own Ctrl-C (another command, or before the handlers were installed)
+        at = f" at epoch {epoch}" if epoch is not None else ""
+        hint = ""
+        if args.command == "run":
+            hint = (
+                "; run it again (no checkpoints: --no-checkpoint)" if args.no_checkpoint else "; continue with --resume"
+            )
+        return f"interrupted{at}{hint}", 130
+    from jtricks.engine import stopping as jstop
+
+    what = f"stopped by {jstop.signal_name(signum)} at once (a second signal)"
+    at = ""
+    if epoch is not None and getattr(e, "epochs", None):  # raised in the epoch loop
+        what += ", abandoning the epoch in flight"
+        at = f"epoch {epoch}/{e.epochs}" + (f" of {e.where}" if getattr(e, "where", "") else "")
+    if args.no_checkpoint:
+        done = f" after {at}" if at else ""
+        line = (
+            f"{what}{done}; nothing can be resumed (--no-checkpoint); run it again: {_command(args.argv, resume=False)}"
+        )
+    else:
+        frm = f" from the checkpoint of {at}" if at and epoch else ""
+        line = f"{what}; continue{frm} with: {_command(args.argv, resume=True)}"
+    return line, 128 + signum
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 done, 2 user error, 130 interrupted)."""
-    args = _parser().parse_args(argv)
+    """Run the command line; returns the exit code (0 done, 2 user error, 75 stopped by ``--time-limit``,
+    128 + the signal number stopped by a signal: 130 Ctrl-C, 143 ``SIGTERM``)."""
+    started = time.monotonic()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(_with_auto(argv))
+    args.argv, args.started = argv, started
+    if getattr(args, "resume_auto", False):
+        args.resume = "auto"
     if not args.debug:
         _silence_shutdown_noise()
     commands = {
@@ -616,22 +770,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         "publish": lambda: _cmd_publish(args),
         "reproduce": lambda: _cmd_reproduce(args),
     }
+    from jtricks.engine.stopping import RunStopped
+
     try:
         return commands[args.command]()
+    except RunStopped as e:
+        if args.debug:
+            raise
+        newline = "\n" if sys.stderr.isatty() else ""  # after a progress line still open
+        print(f"{newline}jtricks {args.command}: {_stopped_line(e, args)}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt as e:
         if args.debug:
             raise
         # a checkpoint writer's helper thread that the interrupt leaves behind logs its shutdown through absl
         logging.getLogger("absl").setLevel(logging.CRITICAL)
-        epoch = getattr(e, "epoch", None)  # the last finished epoch, when the runner attaches it
-        at = f" at epoch {epoch}" if epoch is not None else ""
-        hint = ""
-        if args.command == "run":
-            hint = (
-                "; run it again (no checkpoints: --no-checkpoint)" if args.no_checkpoint else "; continue with --resume"
-            )
-        print(f"\njtricks {args.command}: interrupted{at}{hint}", file=sys.stderr)
-        return 130
+        line, code = _interrupted(e, args)
+        print(("\n" if sys.stderr.isatty() else "") + f"jtricks {args.command}: {line}", file=sys.stderr)
+        return code
     except USER_ERRORS as e:
         if args.debug:
             raise

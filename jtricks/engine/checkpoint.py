@@ -39,6 +39,7 @@ from jtricks.results import fingerprint as jfp
 __all__ = [
     "save",
     "restore",
+    "verify",
     "stored_fingerprint",
     "checksum",
     "CheckpointWriteError",
@@ -161,6 +162,25 @@ def _read_step(mngr: Any, step: int) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(meta, Mapping) or meta.get("format") != _FORMAT or meta.get("epoch") != step:
         raise ValueError("its metadata is not a jtricks checkpoint of this step")
     return dict(meta), mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+
+
+def verify(folder: str | os.PathLike, epoch: int) -> bool:
+    """Whether the checkpoint of ``epoch`` in ``folder`` reads back intact: its metadata is this step's and its
+    arrays match the recorded checksum (what :func:`restore` checks, without a template)."""
+    folder = Path(folder)
+    if not (folder / str(epoch)).is_dir():
+        return False
+    mngr = _manager(folder, create=False)
+    try:
+        if epoch not in mngr.all_steps():
+            return False
+        with _quiet_asyncio():
+            meta, payload = _read_step(mngr, epoch)
+        return checksum(payload) == meta.get("sha256")
+    except Exception:  # unreadable files: orbax / tensorstore raise many types
+        return False
+    finally:
+        mngr.close()
 
 
 def stored_fingerprint(folder: str | os.PathLike) -> dict[str, Any] | None:

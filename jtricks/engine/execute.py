@@ -2,8 +2,11 @@
 
 After every epoch the members' metrics are copied out, the progress line is printed, the callbacks see the rows,
 and (with a results folder) the population state is checkpointed with orbax, so a resumed run continues to the
-same final numbers. A group with ``Experiment.search`` is trained by successive halving
-(:func:`jtricks.engine.search.run_halving`) or population-based training (:func:`jtricks.engine.pbt.run_pbt`).
+same final numbers. Between epochs the run's stop request (:mod:`jtricks.engine.stopping`) is polled: when a
+signal or the time limit asks for it, the last finished epoch's checkpoint is made sure of (written if older,
+read back and verified) and :class:`~jtricks.engine.stopping.RunStopped` ends the run. A group with
+``Experiment.search`` is trained by successive halving (:func:`jtricks.engine.search.run_halving`) or
+population-based training (:func:`jtricks.engine.pbt.run_pbt`).
 Many-group runs on a many-core host compile their programs ahead of time, several at once in threads.
 The rows come back in a deterministic order: arms in declaration order, seeds ascending, epochs, metrics sorted.
 """
@@ -11,6 +14,7 @@ The rows come back in a deterministic order: arms in declaration order, seeds as
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -30,6 +34,7 @@ from jtricks.engine import experiment as jexp
 from jtricks.engine import pbt as jpbt
 from jtricks.engine import saved as jsaved
 from jtricks.engine import search as jsearch
+from jtricks.engine import stopping as jstop
 from jtricks.engine import train as jtrain
 from jtricks.engine.build import GroupSetup
 from jtricks.engine.options import RunOptions
@@ -70,6 +75,8 @@ class _Execution:
     bar: Progress
     timing: list[dict[str, Any]]
     collected: Collected
+    #: seconds of every checkpoint this process wrote (a time limit keeps room for the next one)
+    saves: list[float] = dataclasses.field(default_factory=list)
 
 
 def population_inputs(
@@ -173,8 +180,9 @@ def execute(
 def _run_chunk(run: _Execution, g: Group, ci: int, setup: GroupSetup) -> tuple[Any, list]:
     """Train one chunk of a group from its initial (or checkpointed) state; returns (final state, history).
 
-    A ``KeyboardInterrupt`` leaves with ``.epoch``: the chunk's last epoch whose checkpoint is complete
-    (with checkpoints), else its last finished epoch."""
+    Before every epoch the stop request is polled (:func:`_poll_stop`). A ``KeyboardInterrupt`` (a second stop
+    signal: :class:`~jtricks.engine.stopping.Interrupted`) leaves with ``.epoch``: the chunk's last epoch whose
+    checkpoint is complete (with checkpoints), else its last finished epoch; ``.epochs`` and ``.where`` too."""
     keys, hp = population_inputs(g.chunks[ci], g.size, setup.config)
     if setup.sharding is not None:
         keys, hp = jax.device_put((keys, hp), setup.sharding)
@@ -188,9 +196,11 @@ def _run_chunk(run: _Execution, g: Group, ci: int, setup: GroupSetup) -> tuple[A
             if setup.sharding is not None:
                 state = jax.device_put(state, setup.sharding)
             run.bar.done += len(history)
+    epochs, every = setup.config.epochs, run.options.checkpoint_every
     safe = len(history)
     try:
-        for epoch in range(len(history), setup.config.epochs):
+        for epoch in range(len(history), epochs):
+            _poll_stop(run, g, ci, state, history, ck, safe, epochs)
             t_epoch = time.perf_counter()
             state, m = setup.programs.run_epoch(state)
             history.append({k: np.asarray(v) for k, v in m.items()})
@@ -198,13 +208,79 @@ def _run_chunk(run: _Execution, g: Group, ci: int, setup: GroupSetup) -> tuple[A
             _report_epoch(run, g, ci, epoch, state, history[-1], setup.config)
             if run.options.callbacks:
                 jcb.epoch_end(run.options.callbacks, [(a.name, s) for a, s in g.chunks[ci]], epoch + 1, history[-1])
-            if ck is not None:
-                jckpt.save(ck, epoch + 1, state, history, run.fingerprint)
-            safe = epoch + 1
+            if ck is None:
+                safe = epoch + 1
+            elif (epoch + 1) % every == 0 or epoch + 1 == epochs:
+                _save(run, ck, state, history)
+                safe = epoch + 1
     except KeyboardInterrupt as e:
-        e.epoch = safe  # type: ignore[attr-defined]
+        e.epoch, e.epochs, e.where = safe, epochs, _where(run, g, ci)  # type: ignore[attr-defined]
         raise
     return state, history
+
+
+def _save(run: _Execution, ck: Path, state: Any, history: list[dict[str, np.ndarray]]) -> None:
+    t_save = time.perf_counter()
+    jckpt.save(ck, len(history), state, history, run.fingerprint)
+    run.saves.append(time.perf_counter() - t_save)
+
+
+def _where(run: _Execution, g: Group, ci: int) -> str:
+    """``"chunk c/C"`` counting the chunks of every group, ``""`` for a run of one chunk."""
+    total = sum(len(x.chunks) for x in run.plan.groups)
+    if total <= 1:
+        return ""
+    return f"chunk {sum(len(x.chunks) for x in run.plan.groups[: g.index]) + ci + 1}/{total}"
+
+
+def _next_epoch_s(run: _Execution, g: Group) -> float | None:
+    """The seconds the next epoch of group ``g`` is expected to take: the longest of its last three epochs in
+    this process (its first epoch, which may include compiling, only when it is the only one), else of the
+    run's; ``None`` before any epoch ran."""
+    times = run.timing[g.index]["epoch_s"] or [t for gt in run.timing for t in gt["epoch_s"]]
+    if not times:
+        return None
+    return max((times[1:] if len(times) > 1 else times)[-3:])
+
+
+def _poll_stop(
+    run: _Execution,
+    g: Group,
+    ci: int,
+    state: Any,
+    history: list[dict[str, np.ndarray]],
+    ck: Path | None,
+    saved: int,
+    epochs: int,
+) -> None:
+    """Raise :class:`~jtricks.engine.stopping.RunStopped` when the stop request asks for it, after making sure
+    the checkpoint of the last finished epoch is on disk and reads back intact (written when ``saved``, the
+    newest checkpointed epoch, is older)."""
+    stop = run.options.stop
+    if stop is None:
+        return
+    estimate = _next_epoch_s(run, g)
+    reason = stop.due(estimate, max(run.saves, default=0.0))
+    if reason is None:
+        return
+    epoch = len(history)
+    if ck is not None and epoch > 0:
+        if saved < epoch or not jckpt.verify(ck, epoch):
+            _save(run, ck, state, history)
+        if not jckpt.verify(ck, epoch):
+            raise jckpt.CheckpointWriteError(
+                errno.EIO, f"cannot write checkpoint {ck / str(epoch)}: it does not read back intact"
+            )
+    raise jstop.RunStopped(
+        reason,
+        signum=stop.signum,
+        epoch=epoch,
+        epochs=epochs,
+        where=_where(run, g, ci),
+        resumable=ck is not None,
+        not_resumable="" if ck is not None else ("checkpoints are off" if run.out is not None else "no results folder"),
+        next_epoch_s=estimate,
+    )
 
 
 def _report_epoch(
@@ -246,6 +322,19 @@ def _run_search(run: _Execution, g: Group, setup: GroupSetup) -> dict[str, Any]:
             int(np.sum(np.asarray(state.diverged_epoch)[:n_real] >= 0)),
             metric=metric,
         )
+        stop = run.options.stop
+        reason = stop.due(_next_epoch_s(run, g)) if stop is not None and epoch < config.epochs else None
+        if reason is not None:
+            raise jstop.RunStopped(
+                reason,
+                signum=stop.signum,
+                epoch=epoch,
+                epochs=config.epochs,
+                where=_where(run, g, 0),
+                resumable=False,
+                not_resumable="a search (halving, PBT) keeps no checkpoints",
+                next_epoch_s=_next_epoch_s(run, g),
+            )
         t_epoch[0] = time.perf_counter()
 
     common = dict(

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jtricks.engine.parts import Part
+from jtricks.engine.stopping import StopRequest
 
 __all__ = ["RunOptions", "options_from"]
 
@@ -25,6 +26,8 @@ class RunOptions:
       max_members: the largest population compiled at once (chunks; default: the experiment's ``max_members``).
       progress: print a progress line per epoch to stderr.
       checkpoint: save the population state after every epoch (needs a results folder).
+      checkpoint_every: with ``checkpoint``, save every this many epochs, after a chunk's last epoch and when the
+        run stops (resumed runs are bit for bit the same whichever epoch they continue from).
       plot: write ``curves.png``.
       compile_workers: compile the static groups' programs ahead of time, this many at once (``None``:
         ``min(groups, cores // 2)``; 1: each program on its first call).
@@ -35,6 +38,8 @@ class RunOptions:
       members: train only these ``(arm, seed)`` pairs (a sample; each gives the rows it gives in the whole run).
       overwrite: replace a results folder that already holds a run; without it (and without ``resume``) such a
         folder is refused (:func:`jtricks.results.folders.refuse_overwrite`).
+      stop: polled between epochs (:mod:`jtricks.engine.stopping`): when a signal or the time limit asks for it,
+        the run checkpoints the last finished epoch and raises :class:`~jtricks.engine.stopping.RunStopped`.
     """
 
     resume: bool = False
@@ -49,6 +54,13 @@ class RunOptions:
     numerics: str = "portable"
     members: tuple[tuple[str, int], ...] | None = None
     overwrite: bool = False
+    checkpoint_every: int = 1
+    stop: StopRequest | None = None
+
+    def __post_init__(self) -> None:
+        every = self.checkpoint_every
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"`checkpoint_every` must be a positive int, got {every!r}")
 
     def replace(self, **changes: Any) -> RunOptions:
         """A copy with ``changes`` (``dataclasses.replace``)."""

@@ -9,6 +9,12 @@ process (``jax.experimental.multihost_utils.process_allgather`` of their bytes: 
 needed), process 0 merges them into ``OUT`` with :func:`jtricks.parts.merge` (the folder a single run
 would write, byte for byte), and every process removes its part folder.
 
+A stop signal or a time limit (:mod:`jtricks.engine.stopping`) acts on each process by itself (SLURM signals
+every task of a step): a process stops at its own epoch boundary with its part's checkpoint, still reaches the
+gather, and every process raises :class:`~jtricks.engine.stopping.RunStopped` (those whose part finished with
+reason ``"peers"``); ``--resume`` continues every part (a part that had finished is trained again: its
+checkpoints are removed when it finishes).
+
 Where the processes come from (:func:`resolve`), first match wins:
 
 1. ``--processes N --coordinator HOST:PORT --process-id I`` (each flag falls back to its environment
@@ -136,6 +142,10 @@ def initialize(cluster: Cluster) -> None:
     )
 
 
+#: What a process that stopped at an epoch boundary (a signal, its time limit) sends instead of its part folder.
+_STOPPED = b"stopped"
+
+
 def _encode(folder: Path) -> bytes:
     return json.dumps(
         {n: base64.b64encode((folder / n).read_bytes()).decode("ascii") for n in _PART_FILES if (folder / n).is_file()}
@@ -171,6 +181,7 @@ def run(exp: Any, out: Path, *, options: Any = None, **option_changes: Any) -> t
 
     from jtricks.engine import parts as jparts
     from jtricks.engine import runner as jrunner
+    from jtricks.engine import stopping as jstop
     from jtricks.engine.options import options_from
     from jtricks.results import folders as jfolders
 
@@ -187,6 +198,7 @@ def run(exp: Any, out: Path, *, options: Any = None, **option_changes: Any) -> t
         payload = _encode(part_dir)
     except Exception as e:  # reported after the gather, so no process waits for this one forever
         error = e
+        payload = _STOPPED if isinstance(e, jstop.RunStopped) else b""
     blobs = _allgather_bytes(payload)
     if error is not None:
         raise error
@@ -194,6 +206,14 @@ def run(exp: Any, out: Path, *, options: Any = None, **option_changes: Any) -> t
     if failed:
         raise RuntimeError(
             f"process(es) {failed} of {count} failed (see their output); this part is kept in {part_dir}"
+        )
+    stopped = [i for i, b in enumerate(blobs) if b == _STOPPED]
+    if stopped:  # this part is done, others stopped at an epoch boundary: the run as a whole is to be continued
+        raise jstop.RunStopped(
+            "peers",
+            where=f"process(es) {stopped} of {count} stopped",
+            resumable=opts.checkpoint,
+            not_resumable="" if opts.checkpoint else "checkpoints are off",
         )
     merged, error = None, None
     if index == 0:

@@ -174,7 +174,12 @@ def test_ctrl_c_exits_130_with_a_resume_hint_and_resume_finishes(tmp_path):
     err = seen + err
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    m = re.fullmatch(r"jtricks run: interrupted at epoch (\d+); continue with --resume", err.strip().splitlines()[-1])
+    # the first Ctrl-C stops the run at the next epoch boundary, with a verified checkpoint of that epoch
+    m = re.fullmatch(
+        r"jtricks run: stopped by SIGINT after epoch (\d+)/60; its checkpoint is verified; continue with: "
+        r"jtricks run \S+ --out \S+ --no-plot --resume",
+        err.strip().splitlines()[-1],
+    )
     assert m is not None, err
     epoch = int(m.group(1))
     assert 1 <= epoch < 60 and (out / "checkpoints" / "group0_chunk0" / str(epoch)).is_dir()  # complete
