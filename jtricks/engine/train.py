@@ -119,8 +119,8 @@ class TrainConfig:
       l2: add ``hparams["l2"] · ½Σ‖W‖²`` over kernels (ndim ≥ 2) to the loss.
       early_stopping: stop after ``hparams["patience"]`` epochs without an improvement of ``monitor``
         larger than ``hparams["min_delta"]``, restore the best params and freeze.
-      monitor: the validation metric early stopping watches (``"val_loss"``; its direction comes from
-        :mod:`jtricks.metrics`).
+      monitor: the validation metric early stopping watches: ``"val_loss"`` or ``"val_<name>"`` of any measured
+        metric, your own :func:`jtricks.metrics.metric` included; its direction is the metric's declared one.
       averaging: ``None``, ``"ema"`` (per-step EMA, debiased) or ``"swa"`` (uniform average of the
         end-of-epoch weights from epoch ``hparams["swa_start"]``); the averaged weights are evaluated as
         ``avg_val_*`` / ``avg_test_*`` metrics.
@@ -189,12 +189,13 @@ class TrainConfig:
         object.__setattr__(self, "loss", jlosses.get(self.loss))
         metrics = _default_metrics(self.loss) if self.metrics is None else tuple(jmetrics.get(m) for m in self.metrics)
         object.__setattr__(self, "metrics", tuple(m for m in metrics if m.name != "loss"))
-        split, base = jmetrics.parse(self.monitor)
-        if split != "val" or base not in ("loss", *self.metric_names()):
-            raise ValueError(
-                f"TrainConfig.monitor must be a validation metric, one of "
-                f"{['val_' + n for n in ('loss', *self.metric_names())]}; got {self.monitor!r}"
-            )
+        monitors = [f"val_{n}" for n in ("loss", *self.metric_names())]
+        if self.monitor not in monitors:  # a custom metric is a monitor like any other (its declared direction)
+            raise ValueError(f"'monitor' must be a validation metric, one of {monitors}; got {self.monitor!r}")
+
+    def monitored(self) -> str:
+        """The base name of the metric early stopping watches (``"loss"`` for ``monitor="val_loss"``)."""
+        return self.monitor.removeprefix("val_")
 
     def metric_names(self) -> tuple[str, ...]:
         """Base names of the measured metrics besides the loss (``("acc",)`` for classification)."""
@@ -750,7 +751,7 @@ def run_epoch(
         evals = ops.evaluate(
             state.params, state.model_state, state.one, state.hparams, data.x_val, data.y_val, data.val_mask
         )
-        state = ops.early_stop(state, evals[jmetrics.parse(config.monitor)[1]])
+        state = ops.early_stop(state, evals[config.monitored()])
     state, avg_params = ops.average(state)
     return ops.finish(state, step_metrics, evaluations(config, ops.evaluate, data, state, avg_params))
 

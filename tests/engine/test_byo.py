@@ -271,3 +271,28 @@ def test_custom_metric_direction_drives_the_summary() -> None:
     acc_verdict = rows[("test_acc", "learning_rate=0.01")]["verdict"]
     err_verdict = rows[("test_err", "learning_rate=0.01")]["verdict"]
     assert acc_verdict == err_verdict  # "better" accuracy is "better" (lower) error
+
+
+def test_custom_metric_is_an_early_stopping_monitor_with_its_own_direction() -> None:
+    """``monitor="val_score"`` with a custom ``score`` (higher is better): early stopping keeps the epoch of the
+    largest validation score."""
+    score = metrics.metric(
+        lambda o, y: (jnp.argmax(o, -1) == y).astype(jnp.float32), name="score", higher_is_better=True
+    )
+    exp = _exp(
+        "mlp",
+        model_kwargs={"widths": (16,)},
+        eval_metrics=(score,),
+        metrics=("test_score",),
+        early_stopping=True,
+        monitor="val_score",
+        hparams={"patience": 2.0},
+        grid={"learning_rate": [3e-2]},
+        epochs=4,
+    )
+    res = runner.run(exp, progress=False, plot=False, checkpoint=False)
+    for m in res.member_rows:
+        curve = res.history("learning_rate=0.03", "val_score")[m["seed"]]
+        assert m["best_epoch"] == int(np.argmax(curve[: m["best_epoch"]])) + 1  # a maximum, not a minimum
+    with pytest.raises(ValueError, match=r"monitor.*'val_score'"):
+        runner.plan(_exp("mlp", early_stopping=True, monitor="val_scor", eval_metrics=(score,)))
