@@ -22,7 +22,8 @@ values are all derived from that metadata (:data:`SETTINGS`).
 
 Keys of ``grid``, ``arms`` and ``--set`` are: an :class:`Experiment` field (``optimizer``, ``schedule``,
 ``epochs``, ...), ``model.<kwarg>`` for a model argument (``model.norm``, ``model.init``,
-``model.widths``), or a numeric hyperparameter name (``learning_rate``, ``dropout_rate``, a custom one).
+``model.widths``), or a numeric hyperparameter name (``learning_rate``, ``dropout_rate``, a custom one, or
+``loss.<name>`` for a loss's own, :func:`jtricks.losses.hparam_keys`).
 Everything is validated before any data is loaded or anything compiles.
 """
 
@@ -229,9 +230,9 @@ class Arm:
 
 
 def numeric_names(exp: Experiment) -> frozenset[str]:
-    """The numeric hyperparameters ``exp`` may set: the registry's, its own, its loss's and those of an optax
-    optimizer factory (its numeric arguments)."""
-    names = NUMERIC_HPARAMS | frozenset(exp.custom_hparams) | frozenset(jlosses.get(exp.loss).hparams)
+    """The numeric hyperparameters ``exp`` may set: the registry's, its own, its loss's (``loss.<name>``,
+    :func:`jtricks.losses.hparam_keys`) and those of an optax optimizer factory (its numeric arguments)."""
+    names = NUMERIC_HPARAMS | frozenset(exp.custom_hparams) | frozenset(jlosses.hparam_keys(jlosses.get(exp.loss)))
     if callable(exp.optimizer):
         names |= frozenset(joptim.hparam_names(joptim.OptimizerSpec(exp.optimizer)))
     return names

@@ -7,6 +7,7 @@ import inspect
 from collections.abc import Mapping, Sequence
 
 from jtricks import data as jdata
+from jtricks import losses as jlosses
 from jtricks._core import checks
 from jtricks.engine import search as jsearch
 from jtricks.engine import train as jtrain
@@ -61,6 +62,11 @@ def _check_experiment(exp: Experiment) -> None:
     if not isinstance(exp.name, str) or not exp.name:
         raise ValueError("experiment 'name' must be a non-empty string")
     for key, v in exp.custom_hparams.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ValueError(
+                f"custom_hparams names must be identifiers (no '.': 'model.' and 'loss.' keys are the model's "
+                f"arguments and the loss's hyperparameters), got {key!r}"
+            )
         if key in NUMERIC_HPARAMS:
             raise ValueError(f"custom_hparams[{key!r}] is already a jtricks hyperparameter; set it in hparams")
         if not isinstance(v, (int, float)) or isinstance(v, bool):
@@ -92,15 +98,29 @@ def _check_arm(arm: Arm) -> jtrain.TrainConfig:
     _check_dataset_kwargs(e)
     # Model, loss, metrics and optimizer constructors validate their own arguments (ValueError naming them).
     config = build_config(e, build_model(e, 10), num_train=max(e.batch_size, 1) * 10)
-    jtrain.validate_hparams(config, {k: v for k, v in arm.hparams.items() if k in config.hparam_names()})
+    hint = _loss_key_hint(config, arm.hparams)
+    try:
+        jtrain.validate_hparams(config, {k: v for k, v in arm.hparams.items() if k in config.hparam_names()})
+    except ValueError as err:
+        raise ValueError(f"{err}{hint}") from None
     unused = sorted(set(arm.hparams) - set(config.hparam_names()))
     if unused:
         raise ValueError(
             f"hyperparameter(s) {unused} are not read by arm {arm.name!r} "
             f"(optimizer={value_text(e.optimizer)!r}, schedule={e.schedule!r}, clip={e.clip}, l2={e.l2}, "
             f"early_stopping={e.early_stopping}, averaging={e.averaging!r}); it reads {list(config.hparam_names())}"
+            f"{hint}"
         )
     return config
+
+
+def _loss_key_hint(config: jtrain.TrainConfig, hparams: Mapping[str, object]) -> str:
+    """``"; the loss's own 'gamma' is set as 'loss.gamma'"`` when ``hparams`` sets a bare name that is one of the
+    loss's own hyperparameters under its ``loss.`` key; else ``""``."""
+    bare = {name: key for key, name in jlosses.hparam_keys(config.loss).items() if key != name and name in hparams}
+    if not bare:
+        return ""
+    return "; " + ", ".join(f"the loss's own {n!r} is set as {k!r}" for n, k in bare.items())
 
 
 def _check_metrics_field(exp: Experiment) -> None:

@@ -4,6 +4,7 @@ before anything compiles."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jax
@@ -12,7 +13,7 @@ import numpy as np
 import optax
 import pytest
 
-from jtricks import adapters, data, experiment, losses, metrics, numerics, programs, runner
+from jtricks import adapters, data, experiment, losses, metrics, numerics, programs, runner, train
 
 N_IN, N_CLASSES = 12, 3
 
@@ -297,3 +298,35 @@ def test_custom_metric_is_an_early_stopping_monitor_with_its_own_direction() -> 
         assert m["best_epoch"] == int(np.argmax(curve)) + 1  # the first epoch of the largest score
     with pytest.raises(ValueError, match=r"monitor.*'val_score'"):
         runner.plan(_exp("mlp", early_stopping=True, monitor="val_scor", eval_metrics=(score,)))
+
+
+def _focal(outputs, targets, hparams):
+    """Focal loss ``-(1 - p_y)^gamma log p_y``: its own ``gamma``, not momentum's."""
+    logp = numerics.log_softmax(outputs)
+    lp = jnp.take_along_axis(logp, targets[:, None], -1)[:, 0]
+    return -((1.0 - numerics.exp(lp)) ** hparams["gamma"]) * lp
+
+
+def test_a_loss_hyperparameter_has_its_own_namespace() -> None:
+    """A focal loss's ``gamma`` is ``loss.gamma``: under momentum the optimizer keeps its ``gamma`` (0.9) and the
+    loss gets its own; under Adam ``loss.gamma=2`` is not checked against momentum's range; a bare ``gamma`` is the
+    optimizer's, and a hint names the loss's key."""
+    focal = losses.loss(_focal, targets="class", hparams={"gamma": 0.5})
+    exp = _exp("mlp", model_kwargs={"widths": (16,)}, loss=focal, optimizer="momentum", grid={}, epochs=1, seeds=1)
+    config = experiment.build_config(exp, experiment.build_model(exp, N_CLASSES), 300)
+    full = train.validate_hparams(config, {})
+    assert full["gamma"] == 0.9 and full["loss.gamma"] == 0.5
+    assert config.loss_hparams(full) == {"gamma": 0.5}
+    swept = experiment.with_settings(exp, experiment.parse_set(["loss.gamma=[0.5,2.0]"], exp))
+    res = runner.run(swept, progress=False, plot=False, checkpoint=False)
+    assert [a.name for a in res.arms] == ["loss.gamma=0.5", "loss.gamma=2"]
+    assert res.compiles == {"group0/init": 1, "group0/epoch": 1}
+    losses_at_1 = [res.history(a.name, "train_loss")[0, 0] for a in res.arms]
+    assert losses_at_1[0] != losses_at_1[1]  # the loss read its own value
+    adam = dataclasses.replace(exp, optimizer="adam", hparams={"loss.gamma": 2.0})
+    assert experiment.validate(adam)[0].hparams == {"loss.gamma": 2.0}
+    with pytest.raises(ValueError, match=r"not read by arm .*the loss's own 'gamma' is set as 'loss.gamma'"):
+        experiment.validate(dataclasses.replace(adam, hparams={"gamma": 2.0}))
+    weighted = losses.loss(_weighted_ce, targets="class", name="weighted_ce", hparams={"aux_weight": 0.1})
+    with pytest.raises(ValueError, match=r"custom_hparams \['aux_weight'\] are also hyperparameters of the loss"):
+        experiment.validate(dataclasses.replace(exp, loss=weighted, custom_hparams={"aux_weight": 1.0}))
