@@ -43,8 +43,10 @@ from jtricks.data._idx import FASHION_MNIST_CLASSES as FASHION_MNIST_CLASSES  # 
 from jtricks.data._idx import fashion_mnist, mnist, parse_idx_dataset_cached, read_idx
 from jtricks.data._preprocess import (
     PREPROCESS_METHODS,
+    Preprocessing,
     StandardizeStats,
     apply_standardize,
+    fit_preprocessing,
     float32_absorbs,
     preprocess,
     scale,
@@ -74,6 +76,8 @@ __all__ = [
     "standardize",
     "apply_standardize",
     "preprocess",
+    "fit_preprocessing",
+    "Preprocessing",
     "PREPROCESS_METHODS",
     "float32_absorbs",
     "train_val_split",

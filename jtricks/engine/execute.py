@@ -162,6 +162,7 @@ def execute(
                         input_shape=setup.data.input_shape,
                         num_outputs=setup.data.num_outputs,
                         num_train=int(setup.data.device.x_train.shape[0]),
+                        preprocessing=setup.data.preprocessing,
                     )
                 )
     arm_order = {a.name: i for i, a in enumerate(the_plan.arms)}

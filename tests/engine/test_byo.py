@@ -330,3 +330,38 @@ def test_a_loss_hyperparameter_has_its_own_namespace() -> None:
     weighted = losses.loss(_weighted_ce, targets="class", name="weighted_ce", hparams={"aux_weight": 0.1})
     with pytest.raises(ValueError, match=r"custom_hparams \['aux_weight'\] are also hyperparameters of the loss"):
         experiment.validate(dataclasses.replace(exp, loss=weighted, custom_hparams={"aux_weight": 1.0}))
+
+
+def test_a_loaded_member_preprocesses_raw_inputs_as_the_run_did(tmp_path) -> None:
+    """``jtricks.load(...).apply(x_raw)`` under ``preprocess="standardize"``: the run's test accuracy and the logits
+    of the preprocessed inputs; ``preprocess=False`` is the raw model. A folder saved without the record fits the
+    preprocessing again from the data: the same statistics."""
+    import jtricks
+    from jtricks import prepare
+
+    far = data.arrays(  # inputs far from standardized: a model fed them unprocessed predicts something else
+        CLASSIFICATION.x_train * 7.0 + 3.0,
+        CLASSIFICATION.y_train,
+        CLASSIFICATION.x_test * 7.0 + 3.0,
+        CLASSIFICATION.y_test,
+        num_classes=N_CLASSES,
+        name="far",
+    )
+    exp = _exp("mlp", dataset=far, model_kwargs={"widths": (16,)}, grid={"learning_rate": [1e-2]}, seeds=1)
+    res = runner.run(exp, out_dir=tmp_path / "run", progress=False, plot=False, checkpoint=False)
+    member = jtricks.load(tmp_path / "run", arm="learning_rate=0.01", seed=0, experiment=exp)
+    assert "preprocess='standardize'" in repr(member) and "raw inputs" in repr(member)
+    logits = np.asarray(member.apply(far.x_test))
+    x_pre, y_test = prepare.prepare_data(member.experiment).host["test"]
+    np.testing.assert_array_equal(logits, np.asarray(member.apply(x_pre, preprocess=False)))
+    acc = float(np.mean(np.argmax(logits, -1) == y_test))
+    assert acc == pytest.approx(res.history("learning_rate=0.01", "test_acc")[0, -1], abs=1e-6) and acc > 0.5
+    assert not np.allclose(np.asarray(member.apply(far.x_test, preprocess=False)), logits)
+    index_file = tmp_path / "run" / "models" / "index.json"
+    index = json.loads(index_file.read_text())
+    assert index["chunks"][0]["preprocess"]["method"] == "standardize"
+    for chunk in index["chunks"]:
+        del chunk["preprocess"]
+    index_file.write_text(json.dumps(index))
+    again = jtricks.load(tmp_path / "run", arm="learning_rate=0.01", seed=0, experiment=exp)
+    np.testing.assert_array_equal(np.asarray(again.apply(far.x_test)), logits)
