@@ -91,6 +91,8 @@ def prepare_data(exp: Any, loss: jlosses.Loss | None = None) -> PreparedData:
     pre = preprocessing.dataset(ds)
     _check_batch(exp.batch_size, pre.num_train)
     host = {"train": (pre.x_train, pre.y_train), "val": (pre.x_val, pre.y_val), "test": (pre.x_test, pre.y_test)}
+    if loss.targets == "real":  # a Dataset built without data.arrays may hold float64 targets
+        jdata.warn_float32_targets({f"y_{k}": y for k, (_, y) in host.items()}, ds.name)
     device = jtrain.device_data(
         *host["train"],
         *host["val"],

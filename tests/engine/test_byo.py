@@ -365,3 +365,29 @@ def test_a_loaded_member_preprocesses_raw_inputs_as_the_run_did(tmp_path) -> Non
     index_file.write_text(json.dumps(index))
     again = jtricks.load(tmp_path / "run", arm="learning_rate=0.01", seed=0, experiment=exp)
     np.testing.assert_array_equal(np.asarray(again.apply(far.x_test)), logits)
+
+
+def test_float64_regression_targets_are_rounded_to_float32_with_one_warning() -> None:
+    """float64 targets that float32 cannot hold: one warning naming the splits, from ``data.arrays`` and from the
+    engine's data preparation (a ``Dataset`` built directly); exactly representable ones: silent."""
+    import warnings
+
+    from jtricks import prepare
+
+    rng = np.random.default_rng(1)
+    x = REGRESSION.x_train
+    y64 = x.astype(np.float64) @ rng.normal(size=(N_IN,))  # float64, not float32-representable
+    x_te, y_te = REGRESSION.x_test, REGRESSION.y_test.astype(np.float64) / 3.0
+    with pytest.warns(UserWarning) as record:
+        ds = data.arrays(x, y64, x_te, y_te, num_classes=None, name="f64")
+    assert len(record) == 1, [str(r.message) for r in record]
+    message = str(record[0].message)
+    assert "data set 'f64': y_train, y_test are float64 regression targets, rounded to float32" in message
+    assert "largest relative change" in message and ds.y_train.dtype == np.float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # float32 values held as float64: nothing is rounded, nothing said
+        data.arrays(x, y64.astype(np.float32).astype(np.float64), x_te, ds.y_test, num_classes=None)
+    direct = data.Dataset("direct", x, y64, x_te, y_te, None, (N_IN,))
+    with pytest.warns(UserWarning, match=r"'direct': y_train, y_val, y_test are float64 regression targets"):
+        prepared = prepare.prepare_data(_exp("mlp", dataset=direct, loss="mse"))
+    assert prepared.device.y_train.dtype == jnp.float32
