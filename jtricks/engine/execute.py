@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -189,6 +190,7 @@ def _run_chunk(run: _Execution, g: Group, ci: int, setup: GroupSetup) -> tuple[A
             if setup.sharding is not None:
                 state = jax.device_put(state, setup.sharding)
             run.bar.done += len(history)
+            _say_resumed(run.plan, g, ci, len(history))
     safe = len(history)
     try:
         for epoch in range(len(history), setup.config.epochs):
@@ -206,6 +208,13 @@ def _run_chunk(run: _Execution, g: Group, ci: int, setup: GroupSetup) -> tuple[A
         e.epoch = safe  # type: ignore[attr-defined]
         raise
     return state, history
+
+
+def _say_resumed(the_plan: Plan, g: Group, ci: int, epoch: int) -> None:
+    """``jtricks: resumed from epoch N`` on stderr (naming the group and chunk when the run has several)."""
+    several = sum(len(gr.chunks) for gr in the_plan.groups) > 1
+    where = f" (group {g.index + 1}/{len(the_plan.groups)}, chunk {ci + 1}/{len(g.chunks)})" if several else ""
+    print(f"jtricks: resumed from epoch {epoch}{where}", file=sys.stderr, flush=True)
 
 
 def _report_epoch(

@@ -28,17 +28,19 @@ def _check_int(exp: Experiment, field: str, *, minimum: int, optional: bool = Fa
         raise ValueError(f"{field!r} must be {kind}{' or None' if optional else ''}, got {v!r}{where}")
 
 
-def _check_choices(e: Experiment, arm: str) -> None:
-    """Every field with ``choices`` metadata holds an allowed value (objects and callables pass through)."""
+def _check_choices(e: Experiment, arm: str, base: Experiment) -> None:
+    """Every field with ``choices`` metadata holds an allowed value (objects and callables pass through). The
+    message names the arm only when the value is the arm's own (not the experiment's ``base`` value)."""
     for field, meta in SETTINGS.items():
         v = getattr(e, field)
         if meta["choices"] is None or not (isinstance(v, str) or v is None):
             continue
         allowed = tuple(meta["choices"]())
         if v not in allowed:
+            where = "" if v == getattr(base, field) else f" (arm {arm!r})"
             raise ValueError(
                 f"{field!r} must be one of {list(allowed)} (or your own object: see docs/byo.md), "
-                f"got {v!r} (arm {arm!r})"
+                f"got {v!r}{where}{checks.did_you_mean(v, allowed)}"
             )
 
 
@@ -88,10 +90,11 @@ def _check_experiment(exp: Experiment) -> None:
     _check_int(exp, "sample_seed", minimum=0)
 
 
-def _check_arm(arm: Arm) -> jtrain.TrainConfig:
-    """One arm's settings; returns its configuration (built with a placeholder output count)."""
+def _check_arm(arm: Arm, base: Experiment) -> jtrain.TrainConfig:
+    """One arm's settings (``base``: the experiment it comes from); returns its configuration (built with a
+    placeholder output count)."""
     e = arm.experiment
-    _check_choices(e, arm.name)
+    _check_choices(e, arm.name, base)
     _check_int(e, "n_train", minimum=1, optional=True, arm=arm.name)
     for field in ("epochs", "batch_size"):
         _check_int(e, field, minimum=1, arm=arm.name)
@@ -165,7 +168,7 @@ def validate(exp: Experiment) -> list[Arm]:
     _check_experiment(exp)
     _check_metrics_field(exp)
     arms = expand(exp)
-    configs = [_check_arm(arm) for arm in arms]
+    configs = [_check_arm(arm, exp) for arm in arms]
     measured = frozenset().union(*(produced_metrics(c) for c in configs))
     missing = sorted(set(summary_metrics(exp, configs[0])) - measured)
     if missing:  # a metric some arms lack (avg_* of the averaging arms) is fine; one no arm measures is not
