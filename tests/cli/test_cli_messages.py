@@ -114,3 +114,22 @@ def test_quiet_leaves_out_the_banner_and_resume_says_where_it_starts(
         absl.setLevel(level)
     assert capsys.readouterr().err == "jtricks: resumed from epoch 2\n"
     assert not [r for r in caplog.records if r.name == "absl"], [r.getMessage() for r in caplog.records]
+
+
+def test_set_reaches_the_experiments_own_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--set`` keys of the experiment's own (a loss's ``loss.<name>``, ``custom_hparams``) are parsed against
+    that experiment, not a default one."""
+    f = tmp_path / "own.py"
+    f.write_text(
+        TINY.replace("from jtricks.experiment import Experiment\n", "from jtricks import losses\n")
+        .replace("EXPERIMENT = Experiment(", "from jtricks.experiment import Experiment\nEXPERIMENT = Experiment(")
+        .replace(
+            "seeds=1)",
+            "seeds=1, loss=losses.loss(lambda o, y, hp: hp['scale'] * hp['aux'] * losses.cross_entropy(o, y),\n"
+            "    targets='class', hparams={'scale': 1.0}), custom_hparams={'aux': 1.0})",
+        )
+    )
+    argv = ["run", str(f), "--out", str(tmp_path / "o"), "--quiet", "--no-plot", "--no-checkpoint", "--no-save-models"]
+    assert cli.main([*argv, "--set", "loss.scale=[1.0,2.0]", "--set", "aux=0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "loss.scale=1 " in out and "loss.scale=2 " in out
