@@ -8,6 +8,7 @@
                            [--until-resolved MAX [--spending obf|bonferroni]] [--part I/N]
                            [--processes N|auto --coordinator HOST:PORT --process-id I] [--debug]
     jtricks list
+    jtricks --version
     jtricks report DIR [--debug]
     jtricks merge OUT PART_DIR... [--no-plot] [--debug]
     jtricks publish RUN_DIR DEST [--debug]
@@ -15,7 +16,8 @@
 
 ``EXPERIMENT`` is a name from ``jtricks list`` or a path to an experiment file. ``jtricks list`` reads the files'
 names and descriptions without running them; ``jtricks run`` imports the one it runs. Invalid settings are
-reported (exit code 2) before any data is loaded or anything compiles.
+reported (exit code 2) before any data is loaded or anything compiles; a misspelt experiment name, setting key,
+choice or model argument is answered with the closest ones ("did you mean ...?").
 
 Exit codes: 0 done (``reproduce``: the rerun is bit for bit, or within ``--tolerance``; 1 when it is not); 2 a user
 error (bad settings, bad paths, an experiment file that fails to import,
@@ -38,11 +40,27 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "check_out_dir", "USER_ERRORS"]
+__all__ = ["main", "check_out_dir", "version_text", "USER_ERRORS"]
 
 
 #: Errors that are the user's to fix (settings, paths, files, disks): one line and exit code 2.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError)
+
+
+def version_text() -> str:
+    """``jtricks X.Y.Z (jax A.B.C, jaxlib D.E.F)``: the versions a run's numbers depend on (read from the installed
+    distributions, without starting JAX)."""
+    from importlib import metadata
+
+    from jtricks import __version__
+
+    def installed(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return f"jtricks {__version__} (jax {installed('jax')}, jaxlib {installed('jaxlib')})"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="jtricks", description="Seed-replicated ablations of classic deep-learning tricks."
     )
+    p.add_argument("--version", action="version", version=version_text(), help="print the versions and exit")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser(
         "run", parents=[common], help="run an experiment (all arms x seeds) and write its results folder"
@@ -93,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="checkpoint every N epochs (default 1), after each chunk's last epoch and when the run stops",
     )
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--quiet", action="store_true", help="no banner line and no progress bar")
     r.add_argument("--no-plot", action="store_true", help="do not write curves.png")
     r.add_argument(
         "--compile-workers",
@@ -347,7 +366,7 @@ def _run_configured(args: argparse.Namespace, cluster: Any, stop: Any) -> int:
             raise ValueError("--part cannot be combined with several processes (each process runs its own part)")
         jdistributed.initialize(cluster)  # before anything touches a JAX backend
     exp = _load(args.experiment)
-    settings = jsettings.parse_set(args.settings)
+    settings = jsettings.parse_set(args.settings, exp)
     if args.seeds is not None:
         settings["seeds"] = args.seeds
     if args.epochs is not None:
@@ -378,7 +397,8 @@ def _run_configured(args: argparse.Namespace, cluster: Any, stop: Any) -> int:
     from jtricks.studies import run as run_study
 
     callbacks = _callbacks(args, out, overwrite=not resume)
-    print(f"{exp.name}: {len(arms)} arms x {exp.seeds} seeds, {exp.epochs} epochs -> {out}", file=sys.stderr)
+    if not args.quiet:
+        print(f"{exp.name}: {len(arms)} arms x {exp.seeds} seeds, {exp.epochs} epochs -> {out}", file=sys.stderr)
     if args.until_resolved is not None:
         return _run_until_resolved(exp, out, args, stop)
     res = run_study(
@@ -500,10 +520,11 @@ def _run_processes(exp: Any, n_arms: int, out: Path, args: argparse.Namespace, s
     if args.resume and args.no_checkpoint:
         raise ValueError("--resume needs the checkpoints; it cannot be combined with --no-checkpoint")
     index, count = jax.process_index(), jax.process_count()
-    print(
-        f"{exp.name}: {n_arms} arms x {exp.seeds} seeds, {exp.epochs} epochs -> {out} (process {index} of {count})",
-        file=sys.stderr,
-    )
+    if not args.quiet:
+        print(
+            f"{exp.name}: {n_arms} arms x {exp.seeds} seeds, {exp.epochs} epochs -> {out} (process {index} of {count})",
+            file=sys.stderr,
+        )
     res, merged = jdistributed.run(
         exp,
         out,

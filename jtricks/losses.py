@@ -13,6 +13,10 @@ Every reduction over a class or output axis is a :func:`jtricks.numerics.pairwis
 is bit for bit its standalone value. ``hparams`` may hold traced arrays (one compiled loss serves a
 vmapped grid over, e.g., ``label_smoothing``).
 
+A loss's hyperparameters have their own namespace in an experiment (:func:`hparam_keys`): your loss's ``gamma`` is
+the key ``loss.gamma`` of ``hparams``, ``grid`` and ``--set``, never the optimizer's ``gamma``; the library's own
+loss hyperparameters (``label_smoothing``, owner ``"loss"`` in :data:`jtricks.hparams.REGISTRY`) keep their names.
+
 :func:`check_targets` runs on host numpy arrays before anything compiles and raises a ``ValueError``
 naming the split and the loss when the targets cannot be what the loss expects (regression targets
 given to a classification loss, labels outside ``[0, num_outputs)``, shapes that disagree).
@@ -36,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jtricks import hparams as jhparams
 from jtricks._core import checks
 from jtricks._core import numerics as jnum
 
@@ -48,6 +53,8 @@ __all__ = [
     "names",
     "check_targets",
     "check_hparams",
+    "hparam_keys",
+    "HPARAM_PREFIX",
     "prepare_targets",
     "cross_entropy",
     "smoothed_cross_entropy",
@@ -154,6 +161,25 @@ def names() -> tuple[str, ...]:
     return tuple(LOSSES)
 
 
+#: The prefix of a loss's own hyperparameters in an experiment's keys (``loss.gamma``).
+HPARAM_PREFIX = "loss."
+
+
+def hparam_keys(loss_: Loss) -> dict[str, str]:
+    """``{experiment key: the loss's own name}`` of the hyperparameters ``loss_`` reads.
+
+    A hyperparameter of the library's losses (owner ``"loss"`` in :data:`jtricks.hparams.REGISTRY`:
+    ``label_smoothing``) keeps its name; every other one is ``loss.<name>`` (:data:`HPARAM_PREFIX`), so a loss's
+    ``gamma`` never shares a key with the optimizer's ``gamma`` or an engine hyperparameter. The engine holds
+    the values under these keys and hands the loss its own names (``hparams["gamma"]``).
+    """
+    out = {}
+    for name in loss_.hparams:
+        spec = jhparams.REGISTRY.get(name)
+        out[name if spec is not None and spec.owner == "loss" else HPARAM_PREFIX + name] = name
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # user losses
 # --------------------------------------------------------------------------------------------
@@ -181,8 +207,10 @@ def loss(
 
     ``fn(outputs, targets, hparams) -> (B,)`` per-example losses; a two-argument ``fn(outputs, targets)``
     is accepted too (it then reads no hyperparameters). ``hparams`` declares the numeric hyperparameters
-    ``fn`` reads with their defaults (e.g. ``{"aux_weight": 0.5}``); at run time ``fn`` receives the
-    engine's dict of (possibly traced) values. Reduce over a class or output axis with
+    ``fn`` reads with their defaults (e.g. ``{"aux_weight": 0.5}``); an experiment sets them as
+    ``loss.<name>`` (``hparams={"loss.aux_weight": 1.0}``, ``grid={"loss.aux_weight": [...]}``, see
+    :func:`hparam_keys`) and at run time ``fn`` receives the engine's dict of (possibly traced) values under its
+    own names (``hparams["aux_weight"]``). Reduce over a class or output axis with
     :func:`jtricks.numerics.pairwise_sum` to keep population members bit-identical to standalone runs.
 
     Raises:
@@ -197,8 +225,8 @@ def loss(
         raise ValueError(f"`name` must be a non-empty str, got {name!r}")
     hp = dict(hparams or {})
     for k, v in hp.items():
-        if not isinstance(k, str) or not checks.is_python_number(v):
-            raise ValueError(f"`hparams` must map names (str) to default numbers, got {k!r}: {v!r}")
+        if not isinstance(k, str) or not k.isidentifier() or not checks.is_python_number(v):
+            raise ValueError(f"`hparams` must map names (identifiers) to default numbers, got {k!r}: {v!r}")
     arity = _positional_arity(fn)
     if arity is not None and arity not in (2, 3):
         raise TypeError(

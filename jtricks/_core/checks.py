@@ -7,6 +7,7 @@ accept them pass them through unvalidated (their values are not known until run 
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import math
 import numbers
@@ -26,6 +27,8 @@ __all__ = [
     "check_int_tuple",
     "check_bool",
     "check_number",
+    "close_matches",
+    "did_you_mean",
 ]
 
 
@@ -70,6 +73,21 @@ def check_choice(value: Any, name: str, allowed: Sequence[Any]) -> Any:
         shown = ", ".join(repr(a) for a in allowed)
         raise ValueError(f"`{name}` must be one of {shown}; got {value!r}")
     return value
+
+
+def close_matches(word: Any, candidates: Sequence[Any], n: int = 3) -> list[str]:
+    """The (at most ``n``) candidates closest to ``word`` (:func:`difflib.get_close_matches`, cutoff 0.6), best
+    first, without duplicates; ``[]`` for a ``word`` that is not a string."""
+    if not isinstance(word, str):
+        return []
+    pool = list(dict.fromkeys(c for c in candidates if isinstance(c, str)))
+    return difflib.get_close_matches(word, pool, n=n, cutoff=0.6)
+
+
+def did_you_mean(word: Any, candidates: Sequence[Any], n: int = 3) -> str:
+    """``"; did you mean 'a'?"`` (or ``'a' or 'b'``) with the :func:`close_matches` of ``word``; ``""`` without."""
+    found = close_matches(word, candidates, n)
+    return f"; did you mean {' or '.join(repr(c) for c in found)}?" if found else ""
 
 
 def check_positive_int(value: Any, name: str, *, hint: str = "", type_error: type[Exception] = ValueError) -> int:

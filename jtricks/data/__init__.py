@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from jtricks.data._batching import epoch_batches, num_batches, train_val_split
 from jtricks.data._dataset import Array as Array  # public, not in __all__ (as before the split)
-from jtricks.data._dataset import Dataset, arrays
+from jtricks.data._dataset import Dataset, arrays, warn_float32_targets
 from jtricks.data._download import MNIST_FILES, MNIST_MIRRORS, download_mnist
 from jtricks.data._download import Opener as Opener  # public, not in __all__
 from jtricks.data._generated import digits, digits_arrays, mnist1d, mnist1d_arrays, mnist1d_cache_file
@@ -43,8 +43,10 @@ from jtricks.data._idx import FASHION_MNIST_CLASSES as FASHION_MNIST_CLASSES  # 
 from jtricks.data._idx import fashion_mnist, mnist, parse_idx_dataset_cached, read_idx
 from jtricks.data._preprocess import (
     PREPROCESS_METHODS,
+    Preprocessing,
     StandardizeStats,
     apply_standardize,
+    fit_preprocessing,
     float32_absorbs,
     preprocess,
     scale,
@@ -69,11 +71,14 @@ __all__ = [
     "names",
     "loader",
     "arrays",
+    "warn_float32_targets",
     "clear_cache",
     "scale",
     "standardize",
     "apply_standardize",
     "preprocess",
+    "fit_preprocessing",
+    "Preprocessing",
     "PREPROCESS_METHODS",
     "float32_absorbs",
     "train_val_split",

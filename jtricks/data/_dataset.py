@@ -20,13 +20,24 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from jtricks._core import checks
 
-__all__ = ["Array", "Dataset", "arrays", "check_values", "check_seed", "readonly", "stratified_choice"]
+__all__ = [
+    "Array",
+    "Dataset",
+    "arrays",
+    "check_values",
+    "check_seed",
+    "readonly",
+    "stratified_choice",
+    "warn_float32_targets",
+]
 
 Array = Any  # a numpy array or a jax array
 
@@ -164,8 +175,10 @@ def arrays(
 ) -> Dataset:
     """A :class:`Dataset` from your own numpy / JAX arrays (``num_classes=None``: regression targets).
 
-    Classification labels are kept as integers and regression targets as float32; nothing is cast
-    silently: float labels for a classification task raise ``ValueError``. The values are checked once, on
+    Classification labels become int32 (float labels must be integral, else ``ValueError``). Regression targets
+    become float32, the precision the engine trains in: float64 targets that float32 cannot hold exactly are
+    rounded with one warning naming the splits and the largest relative change (:func:`warn_float32_targets`);
+    cast them yourself (``y.astype(np.float32)``) to make the rounding yours. The values are checked once, on
     the host (:func:`check_values`): NaN / Inf among the features or regression targets of any split raise
     ``ValueError`` naming the split, the count and the first bad example, unless ``allow_nonfinite=True``;
     classification labels outside ``[0, num_classes)`` always do.
@@ -187,8 +200,9 @@ def arrays(
                     "pass num_classes=None for regression targets"
                 )
             ys[k] = y.astype(np.int32)
-        elif num_classes is None:
-            ys[k] = y.astype(np.float32)
+    if num_classes is None:
+        warn_float32_targets(ys, name, stacklevel=3)
+        ys = {k: y.astype(np.float32) for k, y in ys.items()}
     return Dataset(
         name,
         xs["x_train"],
@@ -263,6 +277,34 @@ def check_values(ds: Dataset) -> None:
                     f"Dataset {ds.name!r}: the {split} {what} hold {_count(count, 'non-finite value')} (NaN/Inf), "
                     f"first at example {first}; clean them or pass allow_nonfinite=True"
                 )
+
+
+def warn_float32_targets(ys: Mapping[str, Any], name: str, *, stacklevel: int = 2) -> None:
+    """One ``UserWarning`` when float32 cannot hold the floating targets ``ys`` (``{split: y}``) exactly.
+
+    The engine trains in float32, so real-valued targets are rounded to float32; a float64 (or wider) array
+    whose values change by the rounding is named, with the largest relative change ``max |y32 − y| / |y|``.
+    Nothing is said when the rounding is exact (float32 data held as float64, integers below ``2^24``).
+    """
+    changed, worst = [], 0.0
+    for split, y in ys.items():
+        a = np.asarray(y)
+        if a.dtype.kind != "f" or a.dtype.itemsize <= 4:
+            continue
+        with np.errstate(all="ignore"):  # values beyond float32's range round to inf: an infinite change
+            err = np.abs(a.astype(np.float32).astype(a.dtype) - a)
+            rel = err / np.where(a == 0, 1, np.abs(a))
+        if np.any(err > 0):
+            changed.append(split)
+            worst = max(worst, float(np.nanmax(rel)))
+    if changed:
+        warnings.warn(
+            f"data set {name!r}: {', '.join(changed)} are {np.asarray(ys[changed[0]]).dtype} regression targets, "
+            f"rounded to float32, the precision jtricks trains in (largest relative change {worst:.2g}); pass "
+            "y.astype(np.float32) to round them yourself",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
 
 
 def _check_count(name: str, n: Any, maximum: int) -> int:

@@ -8,6 +8,8 @@
 * :func:`preprocess` -- a float32 copy of a :class:`~jtricks.data.Dataset` by method name
   (:data:`PREPROCESS_METHODS`: ``"raw"``, ``"unit"`` ``(x − a) / (b − a)``, ``"symmetric"``
   ``2 (x − a) / (b − a) − 1``, ``"standardize"``).
+* :func:`fit_preprocessing` -- the same, as a :class:`Preprocessing` fitted on the training split: a function of
+  new inputs (a saved model's raw inputs), with what it was fitted to (``to_json`` / ``from_json``).
 * :func:`float32_absorbs` -- whether ``small + big == big`` in float32 (spacing ``2^(floor(log2 big) - 23)`` near
   ``big``): why values of order 1 matter.
 """
@@ -31,6 +33,8 @@ __all__ = [
     "standardize",
     "apply_standardize",
     "PREPROCESS_METHODS",
+    "Preprocessing",
+    "fit_preprocessing",
     "preprocess",
     "float32_absorbs",
 ]
@@ -127,6 +131,14 @@ def standardize(
       ``(x_train_std, x_test_std or None, stats)``, float32; reuse ``stats`` with
       :func:`apply_standardize`.
     """
+    stats = _fit_standardize(x_train, per_feature, eps)
+    x_tr = apply_standardize(x_train, stats)
+    x_te = None if x_test is None else apply_standardize(x_test, stats)
+    return x_tr, x_te, stats
+
+
+def _fit_standardize(x_train: Array, per_feature: bool, eps: float) -> StandardizeStats:
+    """The statistics of :func:`standardize`: float64 moments of ``x_train``, stored as float32."""
     if not isinstance(per_feature, (bool, np.bool_)):
         raise TypeError(f"`per_feature` must be a bool, got {type(per_feature).__name__}")
     if not checks.is_python_number(eps) or not float(eps) >= 0.0:
@@ -136,10 +148,7 @@ def standardize(
         raise ValueError(f"`x_train` must have at least one example, got shape {xs.shape}")
     mean, std = _moments(xs, bool(per_feature))
     scale_ = np.where(std > float(eps), std, 1.0)
-    stats = StandardizeStats(mean.astype(np.float32), scale_.astype(np.float32))
-    x_tr = apply_standardize(x_train, stats)
-    x_te = None if x_test is None else apply_standardize(x_test, stats)
-    return x_tr, x_te, stats
+    return StandardizeStats(mean.astype(np.float32), scale_.astype(np.float32))
 
 
 def apply_standardize(x: Array, stats: StandardizeStats) -> Array:
@@ -159,6 +168,77 @@ def apply_standardize(x: Array, stats: StandardizeStats) -> Array:
 
 PREPROCESS_METHODS = ("raw", "unit", "symmetric", "standardize")
 
+#: The target range of the scaling methods.
+_TARGET_RANGES: dict[str, tuple[float, float]] = {"unit": (0.0, 1.0), "symmetric": (-1.0, 1.0)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """A preprocessing method fitted on a training split (:func:`fit_preprocessing`): call it on inputs.
+
+    Attributes:
+      method: one of :data:`PREPROCESS_METHODS`.
+      src_range: ``"unit"`` / ``"symmetric"``: the ``(a, b)`` mapped onto the target range (the data set's
+        ``value_range``, else the training split's ``(min, max)``); else ``None``.
+      stats: ``"standardize"``: the training split's :class:`StandardizeStats`; else ``None``.
+    """
+
+    method: str
+    src_range: tuple[float, float] | None = None
+    stats: StandardizeStats | None = None
+
+    def __call__(self, x: Array) -> Array:
+        """``x`` (raw inputs, numpy or jax) preprocessed as the training split was, in float32."""
+        if self.method == "standardize":
+            return apply_standardize(x, self.stats)  # type: ignore[arg-type]
+        if self.method in _TARGET_RANGES:
+            return scale(x, *_TARGET_RANGES[self.method], src_range=self.src_range)  # type: ignore[arg-type]
+        return _as_float32(x)
+
+    def dataset(self, ds: Dataset) -> Dataset:
+        """A float32 copy of ``ds`` with every split preprocessed (``value_range``: the target range, ``None``
+        after standardizing, unchanged for ``"raw"``)."""
+        rng = _TARGET_RANGES.get(self.method, None if self.method == "standardize" else ds.value_range)
+        x_va = None if ds.x_val is None else self(ds.x_val)
+        return dataclasses.replace(ds, x_train=self(ds.x_train), x_test=self(ds.x_test), x_val=x_va, value_range=rng)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON data, exact (float32 values round-trip through JSON numbers): :meth:`from_json` reads it."""
+        doc: dict[str, Any] = {"method": self.method}
+        if self.src_range is not None:
+            doc["src_range"] = list(self.src_range)
+        if self.stats is not None:
+            doc["shape"] = list(np.shape(self.stats.mean))
+            doc["mean"] = np.asarray(self.stats.mean, np.float32).reshape(-1).tolist()
+            doc["scale"] = np.asarray(self.stats.scale, np.float32).reshape(-1).tolist()
+        return doc
+
+    @staticmethod
+    def from_json(doc: Any) -> Preprocessing:
+        """The :class:`Preprocessing` of :meth:`to_json`'s data (``ValueError`` on anything else)."""
+        if not isinstance(doc, dict) or doc.get("method") not in PREPROCESS_METHODS:
+            raise ValueError(f"not a preprocessing record: {str(doc)[:80]}")
+        src = doc.get("src_range")
+        stats = None
+        if "mean" in doc:
+            shape = tuple(doc["shape"])
+            stats = StandardizeStats(*(np.asarray(doc[k], np.float32).reshape(shape) for k in ("mean", "scale")))
+        return Preprocessing(doc["method"], None if src is None else (float(src[0]), float(src[1])), stats)
+
+
+def fit_preprocessing(ds: Dataset, method: str, *, per_feature: bool = True) -> Preprocessing:
+    """``method`` fitted on ``ds``'s training split (see :func:`preprocess`), as a function of new inputs."""
+    if method not in PREPROCESS_METHODS:
+        raise ValueError(f"unknown preprocessing method {method!r}; known: {', '.join(PREPROCESS_METHODS)}")
+    if method == "standardize":
+        return Preprocessing(method, stats=_fit_standardize(ds.x_train, per_feature, 1e-8))
+    if method in _TARGET_RANGES:
+        src = ds.value_range
+        if src is None:
+            src = (float(np.min(ds.x_train)), float(np.max(ds.x_train)))
+        return Preprocessing(method, src_range=(float(src[0]), float(src[1])))
+    return Preprocessing(method)
+
 
 def preprocess(ds: Dataset, method: str, *, per_feature: bool = True) -> Dataset:
     """A float32 copy of ``ds`` with inputs brought into range.
@@ -170,28 +250,10 @@ def preprocess(ds: Dataset, method: str, *, per_feature: bool = True) -> Dataset
       (``per_feature`` selects per-pixel or global statistics); ``value_range`` becomes ``None``.
 
     When ``ds.value_range`` is ``None`` (MNIST-1D), ``"unit"`` and ``"symmetric"`` use the
-    training split's ``(min, max)``, so test values may fall slightly outside.
+    training split's ``(min, max)``, so test values may fall slightly outside. The same, as a function of
+    new inputs: :func:`fit_preprocessing`.
     """
-    if method not in PREPROCESS_METHODS:
-        raise ValueError(f"unknown preprocessing method {method!r}; known: {', '.join(PREPROCESS_METHODS)}")
-    rng: tuple[float, float] | None = ds.value_range
-    x_va = ds.x_val
-    if method == "raw":
-        x_tr, x_te = _as_float32(ds.x_train), _as_float32(ds.x_test)
-        x_va = None if x_va is None else _as_float32(x_va)
-    elif method == "standardize":
-        x_tr, x_te, stats = standardize(ds.x_train, ds.x_test, per_feature=per_feature)
-        x_va = None if x_va is None else apply_standardize(x_va, stats)
-        rng = None
-    else:
-        src = ds.value_range
-        if src is None:
-            src = (float(np.min(ds.x_train)), float(np.max(ds.x_train)))
-        rng = (0.0, 1.0) if method == "unit" else (-1.0, 1.0)
-        x_tr = scale(ds.x_train, *rng, src_range=src)
-        x_te = scale(ds.x_test, *rng, src_range=src)
-        x_va = None if x_va is None else scale(x_va, *rng, src_range=src)
-    return dataclasses.replace(ds, x_train=x_tr, x_test=x_te, x_val=x_va, value_range=rng)
+    return fit_preprocessing(ds, method, per_feature=per_feature).dataset(ds)
 
 
 def float32_absorbs(small: float = 1e-10, big: float = 1e10, dtype: Any = np.float32) -> bool:

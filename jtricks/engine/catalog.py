@@ -12,6 +12,7 @@ import importlib.util
 import os
 from pathlib import Path
 
+from jtricks._core import checks
 from jtricks.engine.experiment import Experiment
 
 __all__ = ["experiments_dirs", "find_experiments", "describe_experiment", "load_experiment", "NOT_LITERAL"]
@@ -111,9 +112,9 @@ def load_experiment(name_or_path: str) -> Experiment:
     if not (path.suffix == ".py" and path.is_file()):
         known = find_experiments()
         if name_or_path not in known:
-            raise ValueError(
-                f"unknown experiment {name_or_path!r}; known: {sorted(known)} (or give a path to a .py file)"
-            )
+            hint = checks.did_you_mean(name_or_path, sorted(known))
+            listed = " (`jtricks list` shows them all, " if hint else f"; known: {sorted(known)} ("
+            raise ValueError(f"unknown experiment {name_or_path!r}{hint}{listed}or give a path to a .py file)")
         path = known[name_or_path]
     spec = importlib.util.spec_from_file_location(f"jtricks_experiment_{path.stem}", path)
     assert spec is not None and spec.loader is not None

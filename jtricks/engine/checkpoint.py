@@ -82,6 +82,20 @@ def checksum(payload: Mapping[str, Any]) -> str:
     return h.hexdigest()
 
 
+@contextlib.contextmanager
+def _quiet_orbax_warnings() -> Iterator[None]:
+    """Orbax logs warnings through absl (``WARNING:absl:Metadata file does not exist: .../_CHECKPOINT_METADATA``
+    for a step whose optional metadata file a kill cut off) that say nothing to the user: keep the absl logger at
+    ``ERROR`` while orbax reads or writes (what matters is reported in one line)."""
+    log = logging.getLogger("absl")
+    level = log.level
+    log.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def _manager(folder: Path, *, create: bool) -> Any:
     import orbax.checkpoint as ocp
 
@@ -104,6 +118,7 @@ def _write_error(path: Path, e: BaseException) -> CheckpointWriteError:
     return err
 
 
+@_quiet_orbax_warnings()
 def save(
     folder: str | os.PathLike,
     epoch: int,
@@ -183,6 +198,7 @@ def verify(folder: str | os.PathLike, epoch: int) -> bool:
         mngr.close()
 
 
+@_quiet_orbax_warnings()
 def stored_fingerprint(folder: str | os.PathLike) -> dict[str, Any] | None:
     """The run fingerprint recorded in the newest checkpoint of ``folder`` whose metadata reads (only the
     metadata is read: no arrays, no checksum); ``None`` when there is none."""
@@ -240,6 +256,7 @@ def _quiet_asyncio() -> Iterator[None]:
         log.setLevel(level)
 
 
+@_quiet_orbax_warnings()
 def restore(
     folder: str | os.PathLike, template: Any, fingerprint: Mapping[str, Any]
 ) -> tuple[int, Any, list[dict[str, np.ndarray]]] | None:

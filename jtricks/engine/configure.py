@@ -11,7 +11,7 @@ from jtricks import optim as joptim
 from jtricks._core import checks
 from jtricks.engine import grid as jgrid
 from jtricks.engine import train as jtrain
-from jtricks.engine.experiment import Experiment, describe_object
+from jtricks.engine.experiment import Experiment, describe_object, model_arguments
 
 __all__ = ["build_model", "build_config", "summary_metrics", "produced_metrics"]
 
@@ -26,6 +26,7 @@ def build_model(exp: Experiment, num_outputs: int) -> Any:
     factory = jmodels.factory(exp.model) if isinstance(exp.model, str) else exp.model
     if not callable(factory):
         raise TypeError(f"'model' must be a registered name, a jtricks.models.Model or a factory, got {exp.model!r}")
+    _check_model_arguments(exp, factory, kwargs)
     if checks.accepts_keyword(factory, "num_classes"):
         kwargs.setdefault("num_classes", num_outputs)
     model = factory(**kwargs)
@@ -35,6 +36,23 @@ def build_model(exp: Experiment, num_outputs: int) -> Any:
             f"(see jtricks.adapters), got {type(model).__name__}"
         )
     return model
+
+
+def _check_model_arguments(exp: Experiment, factory: Any, kwargs: dict[str, Any]) -> None:
+    """``ValueError`` naming an argument the model factory does not take, the closest ones and all it takes
+    (a factory without an inspectable signature is not checked)."""
+    accepted = model_arguments(exp)
+    if not accepted:
+        return
+    unknown = [k for k in kwargs if not checks.accepts_keyword(factory, k)]
+    if unknown:
+        close = " or ".join(f"'model.{a}'" for a in checks.close_matches(unknown[0], accepted))
+        name = exp.model if isinstance(exp.model, str) else describe_object(exp.model)
+        raise ValueError(
+            f"'model.{unknown[0]}' is not an argument of the model {name!r}"
+            f"{f'; did you mean {close}?' if close else ''} (its arguments: "
+            f"{', '.join(f'model.{a}' for a in accepted)})"
+        )
 
 
 def build_config(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -169,6 +170,7 @@ def execute(
                         input_shape=setup.data.input_shape,
                         num_outputs=setup.data.num_outputs,
                         num_train=int(setup.data.device.x_train.shape[0]),
+                        preprocessing=setup.data.preprocessing,
                     )
                 )
     arm_order = {a.name: i for i, a in enumerate(the_plan.arms)}
@@ -196,6 +198,7 @@ def _run_chunk(run: _Execution, g: Group, ci: int, setup: GroupSetup) -> tuple[A
             if setup.sharding is not None:
                 state = jax.device_put(state, setup.sharding)
             run.bar.done += len(history)
+            _say_resumed(run, g, ci, len(history))
     epochs, every = setup.config.epochs, run.options.checkpoint_every
     safe = len(history)
     try:
@@ -281,6 +284,12 @@ def _poll_stop(
         not_resumable="" if ck is not None else ("checkpoints are off" if run.out is not None else "no results folder"),
         next_epoch_s=estimate,
     )
+
+
+def _say_resumed(run: _Execution, g: Group, ci: int, epoch: int) -> None:
+    """``jtricks: resumed from epoch N`` on stderr (naming the chunk when the run has several)."""
+    where = _where(run, g, ci)
+    print(f"jtricks: resumed from epoch {epoch}" + (f" ({where})" if where else ""), file=sys.stderr, flush=True)
 
 
 def _report_epoch(

@@ -22,13 +22,15 @@ values are all derived from that metadata (:data:`SETTINGS`).
 
 Keys of ``grid``, ``arms`` and ``--set`` are: an :class:`Experiment` field (``optimizer``, ``schedule``,
 ``epochs``, ...), ``model.<kwarg>`` for a model argument (``model.norm``, ``model.init``,
-``model.widths``), or a numeric hyperparameter name (``learning_rate``, ``dropout_rate``, a custom one).
+``model.widths``), or a numeric hyperparameter name (``learning_rate``, ``dropout_rate``, a custom one, or
+``loss.<name>`` for a loss's own, :func:`jtricks.losses.hparam_keys`).
 Everything is validated before any data is loaded or anything compiles.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -37,6 +39,7 @@ from jtricks import hparams as jhparams
 from jtricks import losses as jlosses
 from jtricks import models as jmodels
 from jtricks import optim as joptim
+from jtricks._core import checks
 from jtricks.engine import population as jpop
 from jtricks.engine import search as jsearch
 
@@ -53,6 +56,7 @@ __all__ = [
     "sections",
     "numeric_names",
     "setting_kind",
+    "model_arguments",
     "describe_object",
     "to_json",
 ]
@@ -229,15 +233,38 @@ class Arm:
 
 
 def numeric_names(exp: Experiment) -> frozenset[str]:
-    """The numeric hyperparameters ``exp`` may set: the registry's, its own, its loss's and those of an optax
-    optimizer factory (its numeric arguments)."""
-    names = NUMERIC_HPARAMS | frozenset(exp.custom_hparams) | frozenset(jlosses.get(exp.loss).hparams)
+    """The numeric hyperparameters ``exp`` may set: the registry's, its own, its loss's (``loss.<name>``,
+    :func:`jtricks.losses.hparam_keys`) and those of an optax optimizer factory (its numeric arguments)."""
+    names = NUMERIC_HPARAMS | frozenset(exp.custom_hparams) | frozenset(jlosses.hparam_keys(jlosses.get(exp.loss)))
     if callable(exp.optimizer):
         names |= frozenset(joptim.hparam_names(joptim.OptimizerSpec(exp.optimizer)))
     return names
 
 
+#: Fields that describe a run rather than set it: never offered as a setting in a message.
+_NOT_OFFERED = frozenset({"name", "description"})
+
+
+def model_arguments(exp: Experiment) -> list[str]:
+    """The keyword arguments of ``exp``'s model factory (a registered name or a factory; ``[]`` for a built
+    :class:`jtricks.models.Model` or an unknown name)."""
+    factory = exp.model
+    if isinstance(factory, str):
+        if factory not in jmodels.names():
+            return []
+        factory = jmodels.factory(factory)
+    if isinstance(factory, jmodels.Model) or not callable(factory):
+        return []
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
 def setting_kind(key: str, exp: Experiment) -> str:
+    """``"model"`` (a ``model.<arg>`` key), ``"numeric"`` (a numeric hyperparameter) or ``"field"`` (an
+    :class:`Experiment` field); ``ValueError`` naming the closest keys for anything else."""
     if not isinstance(key, str):
         raise TypeError(f"setting names must be strings, got {key!r}")
     if key.startswith("model."):
@@ -246,10 +273,15 @@ def setting_kind(key: str, exp: Experiment) -> str:
         return "numeric"
     if key in SETTABLE:
         return "field"
-    allowed = sorted(SETTABLE) + ["model.<arg>"] + sorted(numeric_names(exp))
+    fields = sorted(SETTABLE - _NOT_OFFERED)
+    numeric = sorted(numeric_names(exp) - set(fields))
+    model = [f"model.{a}" for a in model_arguments(exp)]
+    hint = checks.did_you_mean(key, [*fields, *numeric, *model])
+    if hint:
+        raise ValueError(f"unknown setting {key!r}{hint}")
     raise ValueError(
-        f"unknown setting {key!r}; allowed: {', '.join(allowed)} (declare your own numeric "
-        "hyperparameters in custom_hparams)"
+        f"unknown setting {key!r}; a setting is a field ({', '.join(fields)}), a model argument "
+        f"(model.<arg>) or a numeric hyperparameter ({', '.join(numeric)}; declare your own in custom_hparams)"
     )
 
 

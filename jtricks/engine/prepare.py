@@ -19,7 +19,7 @@ from jtricks import data as jdata
 from jtricks import losses as jlosses
 from jtricks.engine import train as jtrain
 
-__all__ = ["PreparedData", "prepare_data", "check_batch_size", "check_targets", "model_outputs"]
+__all__ = ["PreparedData", "prepare_data", "fit_preprocessing", "check_batch_size", "check_targets", "model_outputs"]
 
 
 class PreparedData(NamedTuple):
@@ -32,6 +32,8 @@ class PreparedData(NamedTuple):
       host: ``{"train": (x, y), "val": (x, y), "test": (x, y)}`` after preprocessing (numpy).
       checksum: sha256 of the prepared arrays (for the manifest).
       description: the data set's short description.
+      preprocessing: the :class:`jtricks.data.Preprocessing` fitted on the training split (saved with the
+        models, so that a loaded member preprocesses raw inputs as the run did).
     """
 
     device: jtrain.DeviceData
@@ -40,6 +42,7 @@ class PreparedData(NamedTuple):
     host: dict[str, tuple[np.ndarray, np.ndarray]]
     checksum: str
     description: str
+    preprocessing: jdata.Preprocessing | None = None
 
 
 def _load(exp: Any) -> jdata.Dataset:
@@ -84,9 +87,12 @@ def prepare_data(exp: Any, loss: jlosses.Loss | None = None) -> PreparedData:
     the splits on the device, with the target dtype the loss expects (default: ``exp.loss``)."""
     loss = jlosses.get(exp.loss) if loss is None else loss
     ds = _split(exp, _load(exp))
-    pre = jdata.preprocess(ds, exp.preprocess)
+    preprocessing = jdata.fit_preprocessing(ds, exp.preprocess)
+    pre = preprocessing.dataset(ds)
     _check_batch(exp.batch_size, pre.num_train)
     host = {"train": (pre.x_train, pre.y_train), "val": (pre.x_val, pre.y_val), "test": (pre.x_test, pre.y_test)}
+    if loss.targets == "real":  # a Dataset built without data.arrays may hold float64 targets
+        jdata.warn_float32_targets({f"y_{k}": y for k, (_, y) in host.items()}, ds.name)
     device = jtrain.device_data(
         *host["train"],
         *host["val"],
@@ -96,7 +102,15 @@ def prepare_data(exp: Any, loss: jlosses.Loss | None = None) -> PreparedData:
         train_eval=exp.train_eval,
     )
     checksum = _checksum([a for pair in host.values() for a in pair])
-    return PreparedData(device, ds.num_outputs, tuple(ds.input_shape), host, checksum, repr(ds))
+    return PreparedData(device, ds.num_outputs, tuple(ds.input_shape), host, checksum, repr(ds), preprocessing)
+
+
+def fit_preprocessing(exp: Any) -> jdata.Preprocessing:
+    """The preprocessing of ``exp`` fitted on its training split (loaded and split again, as
+    :func:`prepare_data` does: the same statistics)."""
+    if exp.preprocess == "raw":
+        return jdata.Preprocessing("raw")
+    return jdata.fit_preprocessing(_split(exp, _load(exp)), exp.preprocess)
 
 
 def _check_batch(batch_size: int, num_train: int) -> None:

@@ -12,14 +12,20 @@ writes ``models/`` in the results folder:
   of the best monitored epoch so far) and ``hparams`` (``{name: (members,)}``, the members' numeric
   hyperparameters). A part with no arrays is left out.
 * ``models/index.json`` — ``{"format": 1, "chunks": [{"folder", "group", "input_shape", "num_outputs",
-  "num_train", "sha256", "members": [[arm, seed], ...]}]}``; member *i* of a chunk is row *i* of its arrays.
-  ``sha256`` is :func:`jtricks.checkpoint.checksum` of the chunk's arrays, checked by :func:`load`.
+  "num_train", "sha256", "members": [[arm, seed], ...], "preprocess"}]}``; member *i* of a chunk is row *i* of its
+  arrays. ``sha256`` is :func:`jtricks.checkpoint.checksum` of the chunk's arrays, checked by :func:`load`.
+  ``preprocess`` is the group's input preprocessing fitted on its training split
+  (:meth:`jtricks.data.Preprocessing.to_json`: the method, and the standardization statistics or the scaled
+  range); a folder saved without it has it fitted again from the experiment's data on :func:`load`.
 
 :func:`load` ``(run_dir, arm=..., seed=...)`` rebuilds the arm's experiment (from the manifest's
 configuration, or the ``experiment`` you pass when it holds objects of your own), its model and its
 training configuration, re-creates the tree structure with ``jax.eval_shape(model.init, ...)`` and returns
 a :class:`SavedMember`, whose :meth:`~SavedMember.apply` and :meth:`~SavedMember.evaluate` run the model
 in evaluation mode (dropout off, batch norm on running statistics) exactly as the run evaluated it.
+:meth:`~SavedMember.apply` takes *raw* inputs (as the data set holds them) and applies the run's preprocessing
+first (``preprocess="standardize"``: the training split's mean and scale); ``apply(x, preprocess=False)`` runs the
+model on inputs you preprocessed yourself.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jtricks import data as jdata
 from jtricks import regularize as jreg
 from jtricks._core import files as jfiles
 from jtricks.engine import catalog as jcatalog
@@ -43,6 +50,7 @@ from jtricks.engine import checkpoint as jckpt
 from jtricks.engine import configure as jconfigure
 from jtricks.engine import experiment as jexp
 from jtricks.engine import grid as jgrid
+from jtricks.engine import prepare as jprep
 from jtricks.engine import train as jtrain
 from jtricks.engine import validation as jvalidation
 from jtricks.results import folders as jfolders
@@ -85,9 +93,11 @@ def save_chunk(
     input_shape: Sequence[int],
     num_outputs: int,
     num_train: int,
+    preprocessing: jdata.Preprocessing | None = None,
 ) -> dict[str, Any]:
     """Save the first ``len(members)`` members of the population ``state`` to ``FOLDER/group<g>_chunk<c>``
-    (replacing an earlier save) with orbax; return the chunk's entry of the index (:func:`write_index`).
+    (replacing an earlier save) with orbax; return the chunk's entry of the index (:func:`write_index`), with
+    ``preprocessing`` (the group's, fitted on its training split) when given.
 
     Raises:
       OSError: the folder cannot be written (the message names it and the OS error).
@@ -105,7 +115,7 @@ def save_chunk(
     except Exception as e:  # orbax / tensorstore raise many types for a failed write
         reason = e.strerror if isinstance(e, OSError) and e.strerror else (str(e).splitlines() or [type(e).__name__])[0]
         raise OSError(getattr(e, "errno", None), f"cannot write the saved models {path}: {reason}") from None
-    return {
+    entry = {
         "folder": name,
         "group": group,
         "input_shape": [int(d) for d in input_shape],
@@ -114,6 +124,9 @@ def save_chunk(
         "sha256": jckpt.checksum(payload),
         "members": [[a, int(s)] for a, s in members],
     }
+    if preprocessing is not None:
+        entry["preprocess"] = preprocessing.to_json()
+    return entry
 
 
 def write_index(folder: str | os.PathLike, chunks: Sequence[Mapping[str, Any]]) -> Path:
@@ -137,6 +150,8 @@ class SavedMember:
       model: the rebuilt :class:`jtricks.models.Model` (or adapter): ``model.apply(params, model_state, x, ...)``.
       experiment: the arm's :class:`jtricks.experiment.Experiment` (its data settings give the same splits).
       config: the :class:`jtricks.train.TrainConfig` of the member's static group.
+      preprocessing: the run's input preprocessing (:class:`jtricks.data.Preprocessing`, fitted on the
+        training split), which :meth:`apply` applies to raw inputs.
     """
 
     arm: str
@@ -150,7 +165,16 @@ class SavedMember:
     model: Any
     experiment: jexp.Experiment
     config: jtrain.TrainConfig
+    preprocessing: jdata.Preprocessing
     _programs: dict[Any, Any] = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        model = getattr(self.model, "name", type(self.model).__name__)
+        return (
+            f"SavedMember(arm={self.arm!r}, seed={self.seed}, model={model!r}, "
+            f"preprocess={self.preprocessing.method!r}: apply(x) takes raw inputs and preprocesses them as the run "
+            "did; apply(x, preprocess=False) runs the model on inputs preprocessed already)"
+        )
 
     def weights(self, which: Which = "final") -> tuple[Any, Any]:
         """``(params, model_state)`` of ``which``: ``"final"``, ``"best"`` (early stopping) or ``"averaged"``
@@ -171,14 +195,23 @@ class SavedMember:
     def _hp(self, names: Sequence[str]) -> dict[str, jax.Array] | None:
         return {k: jnp.float32(self.hparams[k]) for k in names} if names else None
 
-    def apply(self, x: Any, *, which: Which = "final") -> jax.Array:
-        """The model's outputs on inputs ``x`` (a batch) in evaluation mode: dropout off, batch norm on its
-        running statistics."""
+    def apply(self, x: Any, *, which: Which = "final", preprocess: bool = True) -> jax.Array:
+        """The model's outputs on a batch of *raw* inputs ``x`` (as the data set holds them) in evaluation mode:
+        dropout off, batch norm on its running statistics.
+
+        ``x`` is first preprocessed as the run's splits were (:attr:`preprocessing`: with
+        ``preprocess="standardize"`` the training split's mean and scale, with ``"unit"`` / ``"symmetric"`` its
+        scaled range), on the host with the same arithmetic; ``preprocess=False`` feeds ``x`` to the model as it
+        is (inputs already preprocessed, e.g. ``jtricks.prepare.prepare_data(member.experiment).host``).
+        """
+        if not isinstance(preprocess, bool):
+            raise TypeError(f"`preprocess` must be a bool, got {preprocess!r}")
         params, mstate = self.weights(which)
+        inputs = self.preprocessing(np.asarray(x)) if preprocess else x
         out, _ = self.model.apply(
             params,
             mstate,
-            jnp.asarray(x, jnp.float32),
+            jnp.asarray(inputs, jnp.float32),
             key=None,
             train=False,
             hparams=self._hp(self.config.model_hparam_names()),
@@ -195,8 +228,6 @@ class SavedMember:
             raise ValueError(f"`split` must be 'val' or 'test', got {split!r}")
         params, mstate = self.weights(which)
         if data is None:
-            from jtricks.engine import prepare as jprep
-
             data = jprep.prepare_data(self.experiment, self.config.loss).device
         x, y, m = (
             (data.x_val, data.y_val, data.val_mask) if split == "val" else (data.x_test, data.y_test, data.test_mask)
@@ -323,6 +354,11 @@ def load(
         return jax.tree_util.tree_unflatten(treedef, [np.asarray(stored[str(j)])[i] for j in range(len(leaves))])
 
     params_t, mstate_t = shapes
+    preprocessing = (
+        jdata.Preprocessing.from_json(chunk["preprocess"])
+        if "preprocess" in chunk
+        else jprep.fit_preprocessing(arm_exp)  # saved before the record existed: fitted again, deterministically
+    )
     averaged = part("avg_params", params_t) if "avg_params" in payload else None
     best = (
         (part("best_params", params_t), part("best_model_state", mstate_t)) if config.early_stopping else (None, None)
@@ -338,4 +374,5 @@ def load(
         model,
         arm_exp,
         config,
+        preprocessing,
     )

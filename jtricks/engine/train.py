@@ -119,8 +119,8 @@ class TrainConfig:
       l2: add ``hparams["l2"] · ½Σ‖W‖²`` over kernels (ndim ≥ 2) to the loss.
       early_stopping: stop after ``hparams["patience"]`` epochs without an improvement of ``monitor``
         larger than ``hparams["min_delta"]``, restore the best params and freeze.
-      monitor: the validation metric early stopping watches (``"val_loss"``; its direction comes from
-        :mod:`jtricks.metrics`).
+      monitor: the validation metric early stopping watches: ``"val_loss"`` or ``"val_<name>"`` of any measured
+        metric, your own :func:`jtricks.metrics.metric` included; its direction is the metric's declared one.
       averaging: ``None``, ``"ema"`` (per-step EMA, debiased) or ``"swa"`` (uniform average of the
         end-of-epoch weights from epoch ``hparams["swa_start"]``); the averaged weights are evaluated as
         ``avg_val_*`` / ``avg_test_*`` metrics.
@@ -189,12 +189,20 @@ class TrainConfig:
         object.__setattr__(self, "loss", jlosses.get(self.loss))
         metrics = _default_metrics(self.loss) if self.metrics is None else tuple(jmetrics.get(m) for m in self.metrics)
         object.__setattr__(self, "metrics", tuple(m for m in metrics if m.name != "loss"))
-        split, base = jmetrics.parse(self.monitor)
-        if split != "val" or base not in ("loss", *self.metric_names()):
+        shared = sorted(set(self.loss.hparams) & {k for k, _ in self.custom_hparams})
+        if shared:
             raise ValueError(
-                f"TrainConfig.monitor must be a validation metric, one of "
-                f"{['val_' + n for n in ('loss', *self.metric_names())]}; got {self.monitor!r}"
+                f"custom_hparams {shared} are also hyperparameters of the loss {self.loss.name!r}: both would reach "
+                f"the loss under one name; rename the custom one (the loss's own are set as "
+                f"{[jlosses.HPARAM_PREFIX + k for k in shared]})"
             )
+        monitors = [f"val_{n}" for n in ("loss", *self.metric_names())]
+        if self.monitor not in monitors:  # a custom metric is a monitor like any other (its declared direction)
+            raise ValueError(f"'monitor' must be a validation metric, one of {monitors}; got {self.monitor!r}")
+
+    def monitored(self) -> str:
+        """The base name of the metric early stopping watches (``"loss"`` for ``monitor="val_loss"``)."""
+        return self.monitor.removeprefix("val_")
 
     def metric_names(self) -> tuple[str, ...]:
         """Base names of the measured metrics besides the loss (``("acc",)`` for classification)."""
@@ -215,7 +223,7 @@ class TrainConfig:
             names.append("ema_decay")
         if self.averaging == "swa":
             names.append("swa_start")
-        names += list(self.loss.hparams) + [k for k, _ in self.custom_hparams]
+        names += list(jlosses.hparam_keys(self.loss)) + [k for k, _ in self.custom_hparams]
         return tuple(dict.fromkeys(names))
 
     def model_hparam_names(self) -> tuple[str, ...]:
@@ -223,8 +231,15 @@ class TrainConfig:
         return (("dropout_rate",) if self.dropout else ()) + tuple(k for k, _ in self.custom_hparams)
 
     def loss_hparam_names(self) -> tuple[str, ...]:
-        """The hyperparameters handed to the loss (its own and the user's)."""
-        return tuple(dict.fromkeys([*self.loss.hparams, *(k for k, _ in self.custom_hparams)]))
+        """The keys of the hyperparameters handed to the loss: its own (``loss.<name>``,
+        :func:`jtricks.losses.hparam_keys`) and the user's ``custom_hparams``."""
+        return tuple(dict.fromkeys([*jlosses.hparam_keys(self.loss), *(k for k, _ in self.custom_hparams)]))
+
+    def loss_hparams(self, hparams: Mapping[str, Any]) -> dict[str, Any]:
+        """The loss's ``hparams`` argument from a member's: its own under their own names (``loss.gamma`` ->
+        ``gamma``) and the ``custom_hparams``."""
+        own = {name: hparams[key] for key, name in jlosses.hparam_keys(self.loss).items()}
+        return {**own, **{k: hparams[k] for k, _ in self.custom_hparams}}
 
 
 class TrainState(NamedTuple):
@@ -332,7 +347,7 @@ def device_data(
 def default_hparams(config: TrainConfig) -> dict[str, float]:
     """Default values of every numeric hyperparameter ``config`` reads."""
     out = dict(joptim.default_hparams(config.optimizer, strict=False))
-    out.update(config.loss.hparams)
+    out.update({key: config.loss.hparams[name] for key, name in jlosses.hparam_keys(config.loss).items()})
     out.update(config.custom_hparams)
     for name in config.hparam_names():
         if name not in out and name in ENGINE_HPARAMS:
@@ -442,7 +457,7 @@ def loss_fn(
     outputs, new_state = config.model.apply(
         params, model_state, x, key=key, train=True, hparams=_subset(hparams, config.model_hparam_names())
     )
-    per_example = config.loss.fn(outputs, y, _subset(hparams, config.loss_hparam_names()) or {})
+    per_example = config.loss.fn(outputs, y, config.loss_hparams(hparams))
     data_loss = jnum.mean(per_example)
     objective = data_loss
     if config.l2:
@@ -556,7 +571,7 @@ def chunk_totals(
         train=False,
         hparams=_subset(hparams, config.model_hparam_names()),
     )
-    per_example = config.loss.fn(outputs, y, _subset(hparams, config.loss_hparam_names()) or {})
+    per_example = config.loss.fn(outputs, y, config.loss_hparams(hparams))
     mf = m.astype(jnp.float32)[:, None]
     out = {"loss": jnum.pairwise_sum(per_example[:, None] * mf, 0)}
     for mt in config.metrics:  # type: ignore[union-attr]
@@ -750,7 +765,7 @@ def run_epoch(
         evals = ops.evaluate(
             state.params, state.model_state, state.one, state.hparams, data.x_val, data.y_val, data.val_mask
         )
-        state = ops.early_stop(state, evals[jmetrics.parse(config.monitor)[1]])
+        state = ops.early_stop(state, evals[config.monitored()])
     state, avg_params = ops.average(state)
     return ops.finish(state, step_metrics, evaluations(config, ops.evaluate, data, state, avg_params))
 

@@ -7,6 +7,7 @@ import inspect
 from collections.abc import Mapping, Sequence
 
 from jtricks import data as jdata
+from jtricks import losses as jlosses
 from jtricks._core import checks
 from jtricks.engine import search as jsearch
 from jtricks.engine import train as jtrain
@@ -27,17 +28,19 @@ def _check_int(exp: Experiment, field: str, *, minimum: int, optional: bool = Fa
         raise ValueError(f"{field!r} must be {kind}{' or None' if optional else ''}, got {v!r}{where}")
 
 
-def _check_choices(e: Experiment, arm: str) -> None:
-    """Every field with ``choices`` metadata holds an allowed value (objects and callables pass through)."""
+def _check_choices(e: Experiment, arm: str, base: Experiment) -> None:
+    """Every field with ``choices`` metadata holds an allowed value (objects and callables pass through). The
+    message names the arm only when the value is the arm's own (not the experiment's ``base`` value)."""
     for field, meta in SETTINGS.items():
         v = getattr(e, field)
         if meta["choices"] is None or not (isinstance(v, str) or v is None):
             continue
         allowed = tuple(meta["choices"]())
         if v not in allowed:
+            where = "" if v == getattr(base, field) else f" (arm {arm!r})"
             raise ValueError(
                 f"{field!r} must be one of {list(allowed)} (or your own object: see docs/byo.md), "
-                f"got {v!r} (arm {arm!r})"
+                f"got {v!r}{where}{checks.did_you_mean(v, allowed)}"
             )
 
 
@@ -61,6 +64,11 @@ def _check_experiment(exp: Experiment) -> None:
     if not isinstance(exp.name, str) or not exp.name:
         raise ValueError("experiment 'name' must be a non-empty string")
     for key, v in exp.custom_hparams.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ValueError(
+                f"custom_hparams names must be identifiers (no '.': 'model.' and 'loss.' keys are the model's "
+                f"arguments and the loss's hyperparameters), got {key!r}"
+            )
         if key in NUMERIC_HPARAMS:
             raise ValueError(f"custom_hparams[{key!r}] is already a jtricks hyperparameter; set it in hparams")
         if not isinstance(v, (int, float)) or isinstance(v, bool):
@@ -82,25 +90,40 @@ def _check_experiment(exp: Experiment) -> None:
     _check_int(exp, "sample_seed", minimum=0)
 
 
-def _check_arm(arm: Arm) -> jtrain.TrainConfig:
-    """One arm's settings; returns its configuration (built with a placeholder output count)."""
+def _check_arm(arm: Arm, base: Experiment) -> jtrain.TrainConfig:
+    """One arm's settings (``base``: the experiment it comes from); returns its configuration (built with a
+    placeholder output count)."""
     e = arm.experiment
-    _check_choices(e, arm.name)
+    _check_choices(e, arm.name, base)
     _check_int(e, "n_train", minimum=1, optional=True, arm=arm.name)
     for field in ("epochs", "batch_size"):
         _check_int(e, field, minimum=1, arm=arm.name)
     _check_dataset_kwargs(e)
     # Model, loss, metrics and optimizer constructors validate their own arguments (ValueError naming them).
     config = build_config(e, build_model(e, 10), num_train=max(e.batch_size, 1) * 10)
-    jtrain.validate_hparams(config, {k: v for k, v in arm.hparams.items() if k in config.hparam_names()})
+    hint = _loss_key_hint(config, arm.hparams)
+    try:
+        jtrain.validate_hparams(config, {k: v for k, v in arm.hparams.items() if k in config.hparam_names()})
+    except ValueError as err:
+        raise ValueError(f"{err}{hint}") from None
     unused = sorted(set(arm.hparams) - set(config.hparam_names()))
     if unused:
         raise ValueError(
             f"hyperparameter(s) {unused} are not read by arm {arm.name!r} "
             f"(optimizer={value_text(e.optimizer)!r}, schedule={e.schedule!r}, clip={e.clip}, l2={e.l2}, "
             f"early_stopping={e.early_stopping}, averaging={e.averaging!r}); it reads {list(config.hparam_names())}"
+            f"{hint}"
         )
     return config
+
+
+def _loss_key_hint(config: jtrain.TrainConfig, hparams: Mapping[str, object]) -> str:
+    """``"; the loss's own 'gamma' is set as 'loss.gamma'"`` when ``hparams`` sets a bare name that is one of the
+    loss's own hyperparameters under its ``loss.`` key; else ``""``."""
+    bare = {name: key for key, name in jlosses.hparam_keys(config.loss).items() if key != name and name in hparams}
+    if not bare:
+        return ""
+    return "; " + ", ".join(f"the loss's own {n!r} is set as {k!r}" for n, k in bare.items())
 
 
 def _check_metrics_field(exp: Experiment) -> None:
@@ -145,7 +168,7 @@ def validate(exp: Experiment) -> list[Arm]:
     _check_experiment(exp)
     _check_metrics_field(exp)
     arms = expand(exp)
-    configs = [_check_arm(arm) for arm in arms]
+    configs = [_check_arm(arm, exp) for arm in arms]
     measured = frozenset().union(*(produced_metrics(c) for c in configs))
     missing = sorted(set(summary_metrics(exp, configs[0])) - measured)
     if missing:  # a metric some arms lack (avg_* of the averaging arms) is fine; one no arm measures is not

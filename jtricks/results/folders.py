@@ -242,9 +242,18 @@ def write_manifest(folder: str | os.PathLike, manifest: Mapping[str, Any], finge
 
 
 # ------------------------------------------------------------------------------------- completeness
+#: What a run leaves in its results folder before its ``manifest.json``: a folder with none of them is no run's.
+_RUN_TRACES = ("metrics.csv", "metrics.csv.xz", "members.csv", "arms.json", "checkpoints", "models")
+
+
 def _load_manifest(folder: Path) -> dict[str, Any]:
     path = folder / "manifest.json"
     if not path.is_file():
+        if not any((folder / name).exists() for name in _RUN_TRACES):
+            raise ValueError(
+                f"{folder} is not a jtricks results folder (no manifest.json, metrics.csv or checkpoints); "
+                "give the folder a run wrote (`jtricks run ... --out DIR`)"
+            )
         raise ValueError(
             f"{folder} has no manifest.json: the run did not finish (continue it with `jtricks run ... --resume`)"
         )

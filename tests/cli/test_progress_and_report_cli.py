@@ -81,6 +81,16 @@ def test_report_cli_re_renders_a_results_folder(tmp_path: Path, capsys: pytest.C
     assert (tmp_path / "summary.csv").read_bytes() == first
 
 
-def test_report_cli_rejects_a_folder_without_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_cli_tells_a_folder_that_is_no_run_from_an_unfinished_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notes.txt").write_text("not a run")
+    assert cli.main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"jtricks report: {tmp_path} is not a jtricks results folder (no manifest.json, metrics.csv or checkpoints); "
+        "give the folder a run wrote (`jtricks run ... --out DIR`)\n"
+    )
+    (tmp_path / "metrics.csv").write_text("arm,seed,epoch,metric,value\n")  # a run that stopped before its manifest
     assert cli.main(["report", str(tmp_path)]) == 2
     assert "has no manifest.json: the run did not finish" in capsys.readouterr().err

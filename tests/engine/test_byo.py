@@ -4,6 +4,7 @@ before anything compiles."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jax
@@ -12,7 +13,7 @@ import numpy as np
 import optax
 import pytest
 
-from jtricks import adapters, data, experiment, losses, metrics, numerics, programs, runner
+from jtricks import adapters, data, experiment, losses, metrics, numerics, programs, runner, train
 
 N_IN, N_CLASSES = 12, 3
 
@@ -271,3 +272,122 @@ def test_custom_metric_direction_drives_the_summary() -> None:
     acc_verdict = rows[("test_acc", "learning_rate=0.01")]["verdict"]
     err_verdict = rows[("test_err", "learning_rate=0.01")]["verdict"]
     assert acc_verdict == err_verdict  # "better" accuracy is "better" (lower) error
+
+
+def test_custom_metric_is_an_early_stopping_monitor_with_its_own_direction() -> None:
+    """``monitor="val_score"`` with a custom ``score`` (higher is better): early stopping keeps the epoch of the
+    largest validation score."""
+    score = metrics.metric(
+        lambda o, y: (jnp.argmax(o, -1) == y).astype(jnp.float32), name="score", higher_is_better=True
+    )
+    exp = _exp(
+        "mlp",
+        model_kwargs={"widths": (16,)},
+        eval_metrics=(score,),
+        metrics=("test_score",),
+        early_stopping=True,
+        monitor="val_score",
+        hparams={"patience": 2.0},
+        grid={"learning_rate": [3e-2]},
+        epochs=4,
+    )
+    res = runner.run(exp, progress=False, plot=False, checkpoint=False)
+    for m in res.member_rows:
+        curve = res.history("learning_rate=0.03", "val_score")[m["seed"]]
+        assert curve.max() > curve.min()  # the score moved: a minimum would be another epoch
+        assert m["best_epoch"] == int(np.argmax(curve)) + 1  # the first epoch of the largest score
+    with pytest.raises(ValueError, match=r"monitor.*'val_score'"):
+        runner.plan(_exp("mlp", early_stopping=True, monitor="val_scor", eval_metrics=(score,)))
+
+
+def _focal(outputs, targets, hparams):
+    """Focal loss ``-(1 - p_y)^gamma log p_y``: its own ``gamma``, not momentum's."""
+    logp = numerics.log_softmax(outputs)
+    lp = jnp.take_along_axis(logp, targets[:, None], -1)[:, 0]
+    return -((1.0 - numerics.exp(lp)) ** hparams["gamma"]) * lp
+
+
+def test_a_loss_hyperparameter_has_its_own_namespace() -> None:
+    """A focal loss's ``gamma`` is ``loss.gamma``: under momentum the optimizer keeps its ``gamma`` (0.9) and the
+    loss gets its own; under Adam ``loss.gamma=2`` is not checked against momentum's range; a bare ``gamma`` is the
+    optimizer's, and a hint names the loss's key."""
+    focal = losses.loss(_focal, targets="class", hparams={"gamma": 0.5})
+    exp = _exp("mlp", model_kwargs={"widths": (16,)}, loss=focal, optimizer="momentum", grid={}, epochs=1, seeds=1)
+    config = experiment.build_config(exp, experiment.build_model(exp, N_CLASSES), 300)
+    full = train.validate_hparams(config, {})
+    assert full["gamma"] == 0.9 and full["loss.gamma"] == 0.5
+    assert config.loss_hparams(full) == {"gamma": 0.5}
+    swept = experiment.with_settings(exp, experiment.parse_set(["loss.gamma=[0.5,2.0]"], exp))
+    res = runner.run(swept, progress=False, plot=False, checkpoint=False)
+    assert [a.name for a in res.arms] == ["loss.gamma=0.5", "loss.gamma=2"]
+    assert res.compiles == {"group0/init": 1, "group0/epoch": 1}
+    losses_at_1 = [res.history(a.name, "train_loss")[0, 0] for a in res.arms]
+    assert losses_at_1[0] != losses_at_1[1]  # the loss read its own value
+    adam = dataclasses.replace(exp, optimizer="adam", hparams={"loss.gamma": 2.0})
+    assert experiment.validate(adam)[0].hparams == {"loss.gamma": 2.0}
+    with pytest.raises(ValueError, match=r"not read by arm .*the loss's own 'gamma' is set as 'loss.gamma'"):
+        experiment.validate(dataclasses.replace(adam, hparams={"gamma": 2.0}))
+    weighted = losses.loss(_weighted_ce, targets="class", name="weighted_ce", hparams={"aux_weight": 0.1})
+    with pytest.raises(ValueError, match=r"custom_hparams \['aux_weight'\] are also hyperparameters of the loss"):
+        experiment.validate(dataclasses.replace(exp, loss=weighted, custom_hparams={"aux_weight": 1.0}))
+
+
+def test_a_loaded_member_preprocesses_raw_inputs_as_the_run_did(tmp_path) -> None:
+    """``jtricks.load(...).apply(x_raw)`` under ``preprocess="standardize"``: the run's test accuracy and the logits
+    of the preprocessed inputs; ``preprocess=False`` is the raw model. A folder saved without the record fits the
+    preprocessing again from the data: the same statistics."""
+    import jtricks
+    from jtricks import prepare
+
+    far = data.arrays(  # inputs far from standardized: a model fed them unprocessed predicts something else
+        CLASSIFICATION.x_train * 7.0 + 3.0,
+        CLASSIFICATION.y_train,
+        CLASSIFICATION.x_test * 7.0 + 3.0,
+        CLASSIFICATION.y_test,
+        num_classes=N_CLASSES,
+        name="far",
+    )
+    exp = _exp("mlp", dataset=far, model_kwargs={"widths": (16,)}, grid={"learning_rate": [1e-2]}, seeds=1)
+    res = runner.run(exp, out_dir=tmp_path / "run", progress=False, plot=False, checkpoint=False)
+    member = jtricks.load(tmp_path / "run", arm="learning_rate=0.01", seed=0, experiment=exp)
+    assert "preprocess='standardize'" in repr(member) and "raw inputs" in repr(member)
+    logits = np.asarray(member.apply(far.x_test))
+    x_pre, y_test = prepare.prepare_data(member.experiment).host["test"]
+    np.testing.assert_array_equal(logits, np.asarray(member.apply(x_pre, preprocess=False)))
+    acc = float(np.mean(np.argmax(logits, -1) == y_test))
+    assert acc == pytest.approx(res.history("learning_rate=0.01", "test_acc")[0, -1], abs=1e-6) and acc > 0.5
+    assert not np.allclose(np.asarray(member.apply(far.x_test, preprocess=False)), logits)
+    index_file = tmp_path / "run" / "models" / "index.json"
+    index = json.loads(index_file.read_text())
+    assert index["chunks"][0]["preprocess"]["method"] == "standardize"
+    for chunk in index["chunks"]:
+        del chunk["preprocess"]
+    index_file.write_text(json.dumps(index))
+    again = jtricks.load(tmp_path / "run", arm="learning_rate=0.01", seed=0, experiment=exp)
+    np.testing.assert_array_equal(np.asarray(again.apply(far.x_test)), logits)
+
+
+def test_float64_regression_targets_are_rounded_to_float32_with_one_warning() -> None:
+    """float64 targets that float32 cannot hold: one warning naming the splits, from ``data.arrays`` and from the
+    engine's data preparation (a ``Dataset`` built directly); exactly representable ones: silent."""
+    import warnings
+
+    from jtricks import prepare
+
+    rng = np.random.default_rng(1)
+    x = REGRESSION.x_train
+    y64 = x.astype(np.float64) @ rng.normal(size=(N_IN,))  # float64, not float32-representable
+    x_te, y_te = REGRESSION.x_test, REGRESSION.y_test.astype(np.float64) / 3.0
+    with pytest.warns(UserWarning) as record:
+        ds = data.arrays(x, y64, x_te, y_te, num_classes=None, name="f64")
+    assert len(record) == 1, [str(r.message) for r in record]
+    message = str(record[0].message)
+    assert "data set 'f64': y_train, y_test are float64 regression targets, rounded to float32" in message
+    assert "largest relative change" in message and ds.y_train.dtype == np.float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # float32 values held as float64: nothing is rounded, nothing said
+        data.arrays(x, y64.astype(np.float32).astype(np.float64), x_te, ds.y_test, num_classes=None)
+    direct = data.Dataset("direct", x, y64, x_te, y_te, None, (N_IN,))
+    with pytest.warns(UserWarning, match=r"'direct': y_train, y_val, y_test are float64 regression targets"):
+        prepared = prepare.prepare_data(_exp("mlp", dataset=direct, loss="mse"))
+    assert prepared.device.y_train.dtype == jnp.float32

@@ -99,9 +99,11 @@ def test_saved_member_reproduces_its_recorded_numbers(run_dir: Path) -> None:
         from jtricks import prepare
 
         x_test, y_test = prepare.prepare_data(x).host["test"]
-        logits = np.asarray(member.apply(x_test))
+        logits = np.asarray(member.apply(x_test, preprocess=False))  # inputs preprocessed already
         acc = float(np.mean(np.argmax(logits, -1) == y_test))
         assert acc == pytest.approx(rec[(arm, seed, 3, "test_acc")], abs=1e-6)
+        raw = x.dataset.x_test  # the data set's raw inputs: apply standardizes them as the run did
+        np.testing.assert_array_equal(np.asarray(member.apply(raw)), logits)
 
 
 def test_load_refuses_unknown_members_and_damaged_saves(run_dir: Path, tmp_path: Path) -> None:
