@@ -11,7 +11,7 @@ through the command line and the same run through :func:`jtricks.runner.run` giv
   ``--compile-cache DIR``; ``$JTRICKS_COMPILE_CACHE``; ``$JAX_COMPILATION_CACHE_DIR`` (JAX's own
   variable, respected as set); ``$XDG_CACHE_HOME/jtricks/xla`` (``~/.cache/jtricks/xla``). ``--no-compile-cache``
   turns it off. Every program is cached, however short its compile (``min_compile_time_secs = 0``). The
-  folder is not capped (JAX's cap needs the ``filelock`` package): the manifest records its size
+  folder is not capped (``jax_compilation_cache_max_size`` stays at its default, -1): the manifest records its size
   (``runtime.compile_cache_bytes``; the main job adds about a megabyte), delete the folder to empty it.
 * **One XLA CPU device per core.** On the CPU, XLA runs the small matrix products of a population
   member one after another; with ``--xla_force_host_platform_device_count=<cores>`` the population axis is
