@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,9 +55,9 @@ _NAN = float("nan")
 class _Run:
     """A finished results folder: its manifest, arm order, metric rows and member rows."""
 
-    def __init__(self, folder: str | os.PathLike[str], name: str) -> None:
+    def __init__(self, folder: str | os.PathLike[str], param: str) -> None:
         if not isinstance(folder, (str, os.PathLike)):
-            raise TypeError(f"{name.lower()} must be a path, got {type(folder).__name__} {folder!r}")
+            raise TypeError(f"{param} must be a path, got {type(folder).__name__} {folder!r}")
         self.folder = Path(folder)
         self.manifest = jfolders.check_complete(self.folder)
         part = self.manifest.get("part")
@@ -177,7 +178,7 @@ def compare(
       ValueError: a folder is not one finished run (one line saying why), the metric is missing, or the runs share
         no arm.
     """
-    return _compare(_Run(a, "RUN_A"), _Run(b, "RUN_B"), metric, confidence)
+    return _compare(_Run(a, "a"), _Run(b, "b"), metric, confidence)
 
 
 def _fit(name: str, width: int) -> str:
@@ -217,17 +218,19 @@ def comparison_report(
     a: str | os.PathLike[str], b: str | os.PathLike[str], metric: str | None = None, *, confidence: float | None = None
 ) -> str:
     """What ``jtricks compare A B`` prints: a line naming the metric and the tests, the table of
-    :func:`format_comparison`, and the arms only one run holds."""
-    run_a, run_b = _Run(a, "RUN_A"), _Run(b, "RUN_B")
+    :func:`format_comparison`, and the arms only one run holds (every line at most :data:`MAX_WIDTH` wide, long arm
+    lists wrapped)."""
+    run_a, run_b = _Run(a, "a"), _Run(b, "b")
     rows = _compare(run_a, run_b, metric, confidence)
     tests = tuple(sorted({r["test"] for r in rows}))
     how = {("paired",): "paired by seed", ("welch",): "Welch (the runs' seeds differ)"}.get(
         tests, "paired by seed where an arm has the same seeds in both runs, else Welch"
     )
     family = sum(math.isfinite(r["p"]) for r in rows)
-    lines = [f"{rows[0]['metric']}, B − A: {how}; Holm over {family} p-values", format_comparison(rows)]
+    holm = f"Holm over {family} p-values" if family else "no arm has a p-value"
+    lines = [f"{rows[0]['metric']}, B − A: {how}; {holm}", format_comparison(rows)]
     for name, run, other in (("A", run_a, run_b), ("B", run_b, run_a)):
         alone = [arm for arm in run.arms if arm not in other.arms]
         if alone:
             lines.append(f"only in {name}: {', '.join(alone)}")
-    return "\n".join(lines)
+    return "\n".join(line if "\n" in line else textwrap.fill(line, MAX_WIDTH, subsequent_indent="  ") for line in lines)

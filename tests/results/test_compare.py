@@ -123,6 +123,7 @@ def test_lower_is_better_diverged_members_and_arms_of_one_run(tmp_path):
 def test_equal_runs_are_degenerate(tmp_path):
     a, _ = _runs(tmp_path)
     assert {r["verdict"] for r in results.compare(a, a)} == {"degenerate"}
+    assert results.comparison_report(a, a).splitlines()[0] == "val_acc, B − A: paired by seed; no arm has a p-value"
 
 
 def test_cli_prints_a_table_of_at_most_100_columns_and_exits_0(tmp_path, capsys):
@@ -133,7 +134,7 @@ def test_cli_prints_a_table_of_at_most_100_columns_and_exits_0(tmp_path, capsys)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "val_acc, B − A: paired by seed; Holm over 2 p-values"
     assert lines[1].split() == ["arm", "seeds", "B", "−", "A", "[95%", "CI]", "p", "p", "(Holm)", "verdict"]
-    assert max(len(line) for line in lines[1:]) <= 100 and lines[3].startswith(long[:30]) and "…" in lines[3]
+    assert max(len(line) for line in lines) <= 100 and lines[3].startswith(long[:30]) and "…" in lines[3]
     assert "4 pairs" in lines[3] and "4 pairs" in lines[4]
 
 
@@ -156,3 +157,5 @@ def test_refuses_unfinished_and_part_folders_with_one_line(tmp_path, capsys):
         results.compare(a2, b2, metric="test_acc")
     with pytest.raises(TypeError, match="metric must be a str"):
         results.compare(a2, b2, metric=3)
+    with pytest.raises(TypeError, match="^b must be a path"):
+        results.compare(a2, 3)
