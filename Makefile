@@ -5,19 +5,27 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# `make run` installs only what the main job needs (the `run` extra); the tests, lint and benchmarks the `dev` extra
+RUN_STAMP := $(VENV)/.jtricks-run-installed
 STAMP := $(VENV)/.jtricks-installed
 
 .PHONY: run test test-fast lint venv bench bench-quick clean
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(PY):
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e ".[run]"
+	touch $(RUN_STAMP)
+
+$(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(PY) -m jtricks run dropout_mnist1d --out runs/dropout_mnist1d
 
 test: $(STAMP)

@@ -11,7 +11,7 @@ export PYTHONUNBUFFERED=1 JTRICKS_DATA=$ROOT/.gpu/data
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/whl/*.whl >/dev/null 2>&1
 export PYTHONPATH=$ROOT:/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv;
-  python3 -c "import jax, jaxlib, optax, flax, sys; print('python', sys.version.split()[0], 'jax', jax.__version__, 'jaxlib', jaxlib.__version__, 'optax', optax.__version__, 'flax', flax.__version__, jax.devices())"; } > "$OUT/gpu.txt" 2>&1
+  python3 -c "import sys, jax; from importlib.metadata import version; print('python', sys.version.split()[0], *(f'{d} {version(d)}' for d in ('jax', 'jaxlib', 'optax', 'flax')), jax.devices())"; } > "$OUT/gpu.txt" 2>&1
 cat "$OUT/gpu.txt"
 stage() { # name seconds command...
   local name=$1 secs=$2; shift 2; local t0=$(date +%s)

@@ -15,7 +15,8 @@ The package in layers, each importing only the ones below it::
       .diagnostics, .losses, .metrics, .hparams
     jtricks._core                      numerics that vmap cannot change, argument checks, named key streams
 
-Every module is an attribute of ``jtricks`` on first use (``import jtricks; jtricks.runner.run(...)``), and the
+Every module is an attribute of ``jtricks`` on first use (``import jtricks; jtricks.runner.run(...)``), as are the
+functions of :data:`FUNCTIONS` (``jtricks.read(run_dir)``, ``jtricks.read_summary(run_dir)``), and the
 short public paths (``jtricks.runner``, ``jtricks.experiment``, ``jtricks.report``, ...) are importable names of
 the modules that hold the code (:data:`MODULES`): ``from jtricks.experiment import Experiment`` and
 ``from jtricks.engine.experiment import Experiment`` give the same class.
@@ -52,6 +53,7 @@ MODULES: dict[str, str] = {
     "results_io": "jtricks.results.folders",
     "fingerprint": "jtricks.results.fingerprint",
     "stats": "jtricks.results.stats",
+    "reading": "jtricks.results.read",
     "tensorboard": "jtricks.results.tensorboard",
     # the engine
     "engine": "jtricks.engine",
@@ -81,7 +83,11 @@ MODULES: dict[str, str] = {
     "cli": "jtricks.cli",
 }
 
-__all__ = ["__version__", "run", "load", *MODULES]
+#: Public function -> the module that holds it: attributes of ``jtricks`` on first use, like the modules
+#: (``jtricks.read(run_dir)``: a results folder's ``metrics.csv`` as a pandas DataFrame).
+FUNCTIONS: dict[str, str] = {"read": "jtricks.results.read", "read_summary": "jtricks.results.read"}
+
+__all__ = ["__version__", "run", "load", *FUNCTIONS, *MODULES]
 
 
 def run(experiment: Any, **options: Any) -> Any:
@@ -100,7 +106,9 @@ def load(run_dir: Any, *, arm: str, seed: int, experiment: Any = None) -> Any:
     return load_member(run_dir, arm=arm, seed=seed, experiment=experiment)
 
 
-def __getattr__(name: str) -> ModuleType:
+def __getattr__(name: str) -> Any:
+    if name in FUNCTIONS:
+        return getattr(importlib.import_module(FUNCTIONS[name]), name)
     if name in MODULES:
         return importlib.import_module(MODULES[name])
     raise AttributeError(f"module 'jtricks' has no attribute {name!r}")

@@ -10,6 +10,7 @@
     jtricks list
     jtricks --version
     jtricks report DIR [--debug]
+    jtricks compare RUN_A RUN_B [--metric M] [--debug]
     jtricks merge OUT PART_DIR... [--no-plot] [--debug]
     jtricks publish RUN_DIR DEST [--debug]
     jtricks reproduce DIR [--members K] [--arms A,B] [--out DIR] [--tolerance ULP] [--quiet] [--debug]
@@ -202,6 +203,16 @@ def _parser() -> argparse.ArgumentParser:
         "report", parents=[common], help="re-render summary.md/csv and curves.png of a finished results folder"
     )
     rep.add_argument("dir")
+    cmp = sub.add_parser(
+        "compare",
+        parents=[common],
+        help="compare two finished results folders arm by arm (B - A: paired by seed, or Welch; Holm-adjusted)",
+    )
+    cmp.add_argument("run_a", metavar="RUN_A", help="the reference results folder")
+    cmp.add_argument("run_b", metavar="RUN_B", help="the results folder compared with it")
+    cmp.add_argument(
+        "--metric", default=None, metavar="M", help="the metric compared (default: RUN_A's first summary metric)"
+    )
     mer = sub.add_parser(
         "merge",
         parents=[common],
@@ -600,6 +611,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    """``jtricks compare RUN_A RUN_B``: the table of :func:`jtricks.results.comparison.comparison_report`."""
+    from jtricks.results import comparison as jcomparison
+
+    print(jcomparison.comparison_report(args.run_a, args.run_b, args.metric))
+    return 0
+
+
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     """``jtricks reproduce DIR``: the rerun in the record's numerics mode, then one line saying what holds."""
     import json
@@ -786,6 +805,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {
         "list": lambda: _cmd_list(),
         "report": lambda: _cmd_report(args),
+        "compare": lambda: _cmd_compare(args),
         "run": lambda: _cmd_run(args),
         "merge": lambda: _cmd_merge(args),
         "publish": lambda: _cmd_publish(args),

@@ -13,9 +13,9 @@ through the command line and the same run through :func:`jtricks.runner.run` giv
   turns it off. A folder that cannot take files (below a regular file, read-only, a full disk) is skipped
   with one warning line on stderr (``jtricks: warning: compile cache PATH unusable (REASON); running without
   it``) and the run compiles as without a cache. Every program is cached, however short its compile
-  (``min_compile_time_secs = 0``). The folder is not capped (JAX's cap needs the ``filelock`` package): the
-  manifest records its size (``runtime.compile_cache_bytes``; the main job adds about a megabyte), delete the
-  folder to empty it.
+  (``min_compile_time_secs = 0``). The folder is not capped (``jax_compilation_cache_max_size`` stays at its
+  default, -1): the manifest records its size (``runtime.compile_cache_bytes``; the main job adds about a
+  megabyte), delete the folder to empty it.
 * **One XLA CPU device per core.** On the CPU, XLA runs the small matrix products of a population
   member one after another; with ``--xla_force_host_platform_device_count=<cores>`` the population axis is
   sharded over one device per core and the members run on all cores at once. Members never communicate,

@@ -7,7 +7,9 @@
 * :mod:`~jtricks.results.stats` -- statistics over seeds (intervals, paired tests, adjustments, power);
 * :mod:`~jtricks.results.summary` -- per-arm summaries with verdicts;
 * :mod:`~jtricks.results.rendering` -- tables, ``summary.md``, re-rendering a folder; :mod:`~jtricks.results.plots`;
-* :mod:`~jtricks.results.tensorboard` -- TensorBoard event files.
+* :mod:`~jtricks.results.tensorboard` -- TensorBoard event files;
+* :mod:`~jtricks.results.read` -- a folder as pandas DataFrames (``jtricks.read``, ``jtricks.read_summary``);
+* :mod:`~jtricks.results.comparison` -- two runs compared arm by arm (:func:`compare`, ``jtricks compare``).
 
 This package's face (also ``jtricks.report``) names the functions a reader of results needs.
 """
@@ -42,6 +44,7 @@ NAMES: dict[str, str] = {
         for n in ("format_summary_table", "write_summary", "append_sections", "render", "SECTION_FILES")
     },
     "plot_curves": "jtricks.results.plots",
+    **{n: "jtricks.results.comparison" for n in ("compare", "format_comparison", "comparison_report")},
 }
 
 __all__ = sorted(NAMES)

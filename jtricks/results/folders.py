@@ -1,10 +1,11 @@
 """Safe results folders: one writer at a time, atomic files, and a completeness check before reporting.
 
-* :func:`lock` — ``FOLDER/.lock`` holds ``"PID HOST"`` of the run writing the folder. It is created with
-  ``O_CREAT | O_EXCL`` and held with ``fcntl.flock`` for the whole run; the kernel drops the ``flock`` when
-  the holder dies (``kill -9`` included), so a lock file whose holder is gone is *stale* and is taken over,
-  and a reused PID can never keep a folder locked. A live holder gives :class:`FolderInUseError`
-  ``"FOLDER is in use by PID n"``.
+* :func:`lock` — the writer holds an OS file lock on ``FOLDER/.lock.held`` (the ``filelock`` package: ``flock``
+  on POSIX, ``LockFileEx`` on Windows) for the whole run and names itself in ``FOLDER/.lock`` (``"PID HOST"``,
+  written atomically once the lock is held). The OS drops the lock when the holder dies (``kill -9``
+  included), so the files a killed run leaves behind are *stale* and the next writer takes them over, and a
+  reused PID can never keep a folder locked. A live holder gives :class:`FolderInUseError`
+  ``"FOLDER is in use by PID n"``; on release both files are removed.
 * :func:`write_manifest` — written **last**: ``manifest.json`` with the run's fingerprint and the sha256 of
   every results file, so a folder with a manifest is a finished run and its files can be checked.
 * :func:`check_complete` — what ``jtricks report`` runs first: refuses a folder that is not a finished,
@@ -17,15 +18,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import lzma
 import os
 import socket
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+import filelock
 
 from jtricks._core.files import os_error, write_atomic
 
@@ -44,7 +47,9 @@ __all__ = [
 
 #: Files whose sha256 :func:`write_manifest` records (those present) and :func:`check_complete` verifies.
 RESULT_FILES = ("metrics.csv", "members.csv", "arms.json", "lineage.csv")
+#: The writer's ``"PID HOST"`` record, and the file the OS lock is held on.
 LOCK_NAME = ".lock"
+HELD_NAME = ".lock.held"
 
 
 class FolderInUseError(OSError):
@@ -66,54 +71,59 @@ def _read_holder(path: Path) -> tuple[int | None, str]:
 
 
 def lock_holder(folder: str | os.PathLike) -> int | None:
-    """The PID holding ``folder``'s lock, or ``None`` when no live process holds it."""
-    path = Path(folder) / LOCK_NAME
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+    """The PID holding ``folder``'s lock, ``-1`` when it is held but its record is unreadable, or ``None`` when no
+    live process holds it (a dead writer's OS lock file is removed on the way)."""
+    folder = Path(folder)
+    if not (folder / HELD_NAME).is_file():
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        pid, _ = _read_holder(path)
+        probe = _try_lock(folder)
+    except OSError:
+        return None
+    if probe is None:
+        pid, _ = _read_holder(folder / LOCK_NAME)
         return pid if pid is not None else -1
-    finally:
-        os.close(fd)
+    _release(probe, folder)
     return None
 
 
-def _acquire(path: Path) -> int:
-    """Open-or-create ``path`` and hold an exclusive ``flock`` on the inode ``path`` names; return the fd."""
-    for _ in range(20):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
-        except FileExistsError:
-            try:
-                fd = os.open(path, os.O_RDWR)
-            except FileNotFoundError:
-                continue  # released between the two calls: try to create it again
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as err:
-            os.close(fd)
-            pid, host = _read_holder(path)
-            where = f" on {host}" if host and host != socket.gethostname() else ""
-            raise FolderInUseError(
-                errno.EBUSY, f"{path.parent} is in use by PID {pid if pid is not None else '?'}{where}"
-            ) from err
-        try:
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:  # not unlinked by a releasing holder meanwhile
-            return fd
-        os.close(fd)
-    raise FolderInUseError(errno.EBUSY, f"{path.parent} is in use (its lock keeps changing hands)")
+def _try_lock(folder: Path) -> filelock.BaseFileLock | None:
+    """The OS lock on ``FOLDER/.lock.held``, held, or ``None`` when another holder has it."""
+    held = filelock.FileLock(folder / HELD_NAME)
+    try:
+        held.acquire(timeout=0)
+    except filelock.Timeout:
+        return None
+    return held
+
+
+def _release(held: filelock.BaseFileLock, folder: Path) -> None:
+    """Remove ``FOLDER/.lock.held`` while still holding it, then let go: a waiter that locked the old file
+    sees it unlinked and tries again (``filelock`` checks the link count; on Windows it removes the file itself)."""
+    with contextlib.suppress(OSError):
+        os.unlink(folder / HELD_NAME)
+    held.release()
+
+
+def _acquire(folder: Path) -> filelock.BaseFileLock:
+    """Take the folder's OS lock, or raise :class:`FolderInUseError` naming the holder's PID. A holder that has
+    just taken the lock and not yet written its record (or just released it) is waited for a moment."""
+    for attempt in range(5):
+        held = _try_lock(folder)
+        if held is not None:
+            return held
+        pid, host = _read_holder(folder / LOCK_NAME)
+        if pid is not None or attempt == 4:
+            break
+        time.sleep(0.05)
+    where = f" on {host}" if host and host != socket.gethostname() else ""
+    raise FolderInUseError(errno.EBUSY, f"{folder} is in use by PID {pid if pid is not None else '?'}{where}")
 
 
 @contextlib.contextmanager
 def lock(folder: str | os.PathLike) -> Iterator[Path]:
-    """Hold ``FOLDER/.lock`` (creating ``FOLDER``) for the duration of the ``with`` block.
+    """Hold ``FOLDER``'s lock (creating ``FOLDER``) for the duration of the ``with`` block; yields the path of
+    the ``"PID HOST"`` record, ``FOLDER/.lock``.
 
     Raises:
       FolderInUseError: a live process holds it: ``"FOLDER is in use by PID n"``.
@@ -126,26 +136,24 @@ def lock(folder: str | os.PathLike) -> Iterator[Path]:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise os_error(folder, e, "create the results folder") from None
-    path = folder / LOCK_NAME
     try:
-        fd = _acquire(path)
+        held = _acquire(folder)
     except FolderInUseError:
         raise
     except OSError as e:
-        raise os_error(path, e, "create the lock file") from None
+        raise os_error(folder / HELD_NAME, e, "create the lock file") from None
+    record = folder / LOCK_NAME
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
-        os.fsync(fd)
-    except OSError as e:
-        os.close(fd)
-        raise os_error(path, e, "write the lock file") from None
+        write_atomic(record, f"{os.getpid()} {socket.gethostname()}\n")
+    except OSError:
+        _release(held, folder)
+        raise
     try:
-        yield path
+        yield record
     finally:
         with contextlib.suppress(OSError):
-            os.unlink(path)  # while still holding the flock: a waiter re-checks the inode
-        os.close(fd)
+            os.unlink(record)  # while still holding the OS lock
+        _release(held, folder)
 
 
 def _sha256_file(path: Path) -> str:
@@ -183,7 +191,7 @@ def publish(run_dir: str | os.PathLike[str], dest: str | os.PathLike[str]) -> li
     for path in sorted(src.iterdir()):
         if (
             path.is_file()
-            and path.name not in ("metrics.csv", "metrics.csv.xz", LOCK_NAME)
+            and path.name not in ("metrics.csv", "metrics.csv.xz", LOCK_NAME, HELD_NAME)
             and not path.name.startswith(".")
         ):
             written.append(write_atomic(out / path.name, path.read_bytes()))

@@ -14,13 +14,11 @@ per-seed final values into
 * :func:`t_test_power` / :func:`seeds_needed` -- the exact (noncentral t) power of the paired t-test
   and the number of seeds that would resolve a difference of a given size (a planning estimate).
 
-Pure NumPy. Student-t quantiles and tail probabilities come from ``scipy.stats.t`` when SciPy is
-installed (it is in the ``experiments`` and ``dev`` extras) and otherwise from a built-in
-implementation (regularized incomplete beta function by continued fraction, Newton inversion) that
-agrees with SciPy to about 1e-12; the same holds for the beta quantiles of :func:`binomial_ci`
-(``scipy.stats.beta``, else bisection) and the noncentral t of :func:`t_test_power`
-(``scipy.stats.nct``, else quadrature over the chi distribution). Normal quantiles come from
-:class:`statistics.NormalDist`.
+NumPy for the sums, ``scipy.stats`` for every distribution: the Student-t quantiles and tail probabilities
+(``scipy.stats.t``), the beta quantiles of :func:`binomial_ci` (``scipy.stats.beta``), the noncentral t of
+:func:`t_test_power` (``scipy.stats.nct``) and the ranks of :func:`wilcoxon_signed_rank`
+(``scipy.stats.rankdata``). SciPy is imported on first use, so importing this module stays cheap. Normal
+quantiles (the start of the seeds-needed search) come from :class:`statistics.NormalDist`.
 """
 
 from __future__ import annotations
@@ -40,6 +38,7 @@ __all__ = [
     "welch_diff_ci",
     "seeds_needed",
     "t_test_power",
+    "MAX_NONCENTRALITY",
     "t_ppf",
     "t_sf",
     "ADJUST_METHODS",
@@ -130,133 +129,35 @@ def _as_1d(name: str, values: Any) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
-# Student-t distribution (SciPy when available, built-in fallback otherwise)
+# distributions (scipy.stats)
 # ----------------------------------------------------------------------------------------------
 
 
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz; Numerical Recipes 6.4)."""
-    tiny = 1e-300
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c = 1.0
-    d = 1.0 - qab * x / qap
-    d = tiny if abs(d) < tiny else d
-    d = 1.0 / d
-    h = d
-    for m in range(1, 1000):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = tiny if abs(d) < tiny else d
-        c = 1.0 + aa / c
-        c = tiny if abs(c) < tiny else c
-        d = 1.0 / d
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = tiny if abs(d) < tiny else d
-        c = 1.0 + aa / c
-        c = tiny if abs(c) < tiny else c
-        d = 1.0 / d
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-15:
-            break
-    return h
+def _sps() -> Any:
+    """``scipy.stats``, imported on first use (it takes a second; most imports of jtricks never need it)."""
+    from scipy import stats
 
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """Regularized incomplete beta function ``I_x(a, b)``."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    front = math.exp(log_front)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _betacf(a, b, x) / a
-    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
-
-
-def _t_sf_builtin(t: float, df: float) -> float:
-    """Survival function ``P(T > t)`` of Student's t with ``df`` degrees of freedom (built-in)."""
-    if math.isnan(t) or math.isnan(df):
-        return _NAN
-    if math.isinf(t):
-        return 0.0 if t > 0 else 1.0
-    tail = 0.5 * _betainc(0.5 * df, 0.5, df / (df + t * t))  # P(|T| > |t|) / 2
-    return tail if t >= 0 else 1.0 - tail
-
-
-def _t_ppf_builtin(q: float, df: float) -> float:
-    """Quantile function of Student's t (built-in): the ``t`` with ``P(T <= t) = q``."""
-    if math.isnan(q) or math.isnan(df):
-        return _NAN
-    if q == 0.5:
-        return 0.0
-    if q < 0.5:
-        return -_t_ppf_builtin(1.0 - q, df)
-    target = 1.0 - q  # find t > 0 with sf(t) = target
-    # Bracket [0, hi] with sf(hi) < target, then safeguarded Newton steps.
-    lo, hi = 0.0, max(1.0, NormalDist().inv_cdf(q))
-    while _t_sf_builtin(hi, df) > target:
-        lo, hi = hi, 2.0 * hi
-    log_norm = math.lgamma(0.5 * (df + 1.0)) - math.lgamma(0.5 * df) - 0.5 * math.log(df * math.pi)
-    t = 0.5 * (lo + hi)
-    for _ in range(200):
-        f = _t_sf_builtin(t, df) - target  # decreasing in t
-        if f > 0:
-            lo = t
-        else:
-            hi = t
-        pdf = math.exp(log_norm - 0.5 * (df + 1.0) * math.log1p(t * t / df))
-        step = t + f / pdf if pdf > 0 else _NAN
-        t_new = step if lo < step < hi else 0.5 * (lo + hi)
-        if abs(t_new - t) <= 1e-14 * max(1.0, abs(t)):
-            return t_new
-        t = t_new
-    return t
-
-
-def _scipy_t() -> Any:
-    try:
-        from scipy import stats as _sps
-    except ImportError:
-        return None
-    return _sps.t
+    return stats
 
 
 def t_ppf(q: float, df: float) -> float:
     """Quantile of Student's t distribution: the ``t`` with ``P(T <= t) = q`` for ``df`` d.o.f.
-
-    Uses ``scipy.stats.t.ppf`` when SciPy is installed, else a built-in inversion of
-    ``P(T > t) = I_{df/(df+t^2)}(df/2, 1/2) / 2`` (regularized incomplete beta function). ``df`` may
-    be fractional (Welch-Satterthwaite).
-    """
+    (``scipy.stats.t.ppf``; ``df`` may be fractional, Welch-Satterthwaite); ``nan`` unless ``df > 0``."""
     q = float(q)
     df = float(df)
     if not (df > 0):
         return _NAN
-    dist = _scipy_t()
-    if dist is not None:
-        return float(dist.ppf(q, df))
-    return _t_ppf_builtin(q, df)
+    return float(_sps().t.ppf(q, df))
 
 
 def t_sf(t: float, df: float) -> float:
-    """Survival function of Student's t distribution, ``P(T > t)`` for ``df`` d.o.f.
-
-    Uses ``scipy.stats.t.sf`` when SciPy is installed, else the built-in
-    ``P(|T| > |t|) = I_{df/(df+t^2)}(df/2, 1/2)``.
-    """
+    """Survival function of Student's t distribution, ``P(T > t)`` for ``df`` d.o.f. (``scipy.stats.t.sf``);
+    ``nan`` unless ``df > 0``."""
     t = float(t)
     df = float(df)
     if not (df > 0):
         return _NAN
-    dist = _scipy_t()
-    if dist is not None:
-        return float(dist.sf(t, df))
-    return _t_sf_builtin(t, df)
+    return float(_sps().t.sf(t, df))
 
 
 def _two_sided_p(t: float, df: float) -> float:
@@ -402,39 +303,8 @@ def welch_diff_ci(a: Any, b: Any, confidence: float = 0.95) -> DiffCI:
 # ----------------------------------------------------------------------------------------------
 
 
-def _scipy_stats() -> Any:
-    try:
-        from scipy import stats as _sps
-    except ImportError:
-        return None
-    return _sps
-
-
-def _nct_power_builtin(c: float, df: float, delta: float) -> float:
-    """``P(|T'| > c)`` for a noncentral t ``T' = (Z + delta) / S``, ``S = sqrt(V / df)``, ``V ~ chi2_df``.
-
-    Conditioning on ``S = s``: ``P = E_S[Phi(delta - c s) + Phi(-delta - c s)]``, integrated with the
-    trapezoid rule over the density of ``S``, ``f(s) = 2 df s f_chi2(df s^2)``, on 8001 points of
-    ``[max(0, 1 - 12/sqrt(df)), 1 + 12/sqrt(df)]`` (agrees with ``scipy.stats.nct`` to ~1e-6 at
-    ``df = 1`` and ~1e-12 from ``df = 4``).
-    """
-    width = 12.0 / math.sqrt(df)
-    s = np.linspace(max(0.0, 1.0 - width), 1.0 + width, 8001)
-    pos = s[s > 0]
-    v = df * pos * pos
-    log_f = (
-        (0.5 * df - 1.0) * np.log(v)
-        - 0.5 * v
-        - 0.5 * df * math.log(2.0)
-        - math.lgamma(0.5 * df)
-        + math.log(2.0 * df)
-        + np.log(pos)
-    )
-    dens = np.full(s.shape, 0.0 if df > 1 else math.sqrt(2.0 / math.pi))  # f(0): 0, or half-normal at df = 1
-    dens[s > 0] = np.exp(log_f)
-    erfc = np.vectorize(math.erfc)
-    cond = 0.5 * erfc(-(delta - c * s) / math.sqrt(2.0)) + 0.5 * erfc(-(-delta - c * s) / math.sqrt(2.0))
-    return float(np.trapezoid(cond * dens, s))
+#: The largest noncentrality :func:`t_test_power` evaluates (a difference of 1e9 standard errors).
+MAX_NONCENTRALITY = 1e9
 
 
 def t_test_power(n: int, effect: float, confidence: float = 0.95) -> float:
@@ -446,21 +316,20 @@ def t_test_power(n: int, effect: float, confidence: float = 0.95) -> float:
 
     ``power = P(T'_{n-1, delta} > c) + P(T'_{n-1, delta} < -c)``
 
-    (``scipy.stats.nct`` when installed and finite, else quadrature, :func:`_nct_power_builtin`; scipy 1.17
-    returns NaN at e.g. ``n = 3, effect = 5, confidence = 0.9967``).
+    (``scipy.stats.nct``). The lower tail is taken as ``P(T'_{n-1, -delta} > c)``, its mirror image: scipy 1.17's
+    ``nct.cdf`` returns NaN far in the lower tail (e.g. ``n = 3, effect = 5, confidence = 0.9967``), its ``sf``
+    does not, and where both are finite they agree bit for bit. ``delta`` is capped at
+    :data:`MAX_NONCENTRALITY` (scipy's noncentral t gives NaN above about 3e9); the power there is 1 to double
+    precision unless ``c`` is above about 1e7, so the cap only matters for near-zero standard deviations.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
         raise ValueError(f"n must be an int >= 2, got {n!r}")
     confidence = check_probability("confidence", confidence)
     df = float(n - 1)
     c = t_ppf(0.5 * (1.0 + confidence), df)
-    delta = math.sqrt(n) * abs(float(effect))
-    sps = _scipy_stats()
-    if sps is not None:
-        p = float(sps.nct.sf(c, df, delta) + sps.nct.cdf(-c, df, delta))
-        if math.isfinite(p):  # scipy's noncentral t returns NaN for some (df, delta): the quadrature then
-            return p
-    return _nct_power_builtin(c, df, delta)
+    delta = min(math.sqrt(n) * abs(float(effect)), MAX_NONCENTRALITY)
+    nct = _sps().nct
+    return float(nct.sf(c, df, delta) + nct.sf(c, df, -delta))
 
 
 def seeds_needed(diff_mean: float, diff_std: float, confidence: float = 0.95, power: float = 0.8) -> int | float:
@@ -535,7 +404,8 @@ def adjust_pvalues(p_values: Any, method: str = "holm") -> np.ndarray:
 
     Rejecting where ``adj < alpha`` is the method's test at level ``alpha``. ``nan`` entries (comparisons
     without a p-value) stay ``nan`` and are not counted in ``m``. Equal to
-    ``statsmodels.stats.multitest.multipletests(p, method="holm" / "fdr_bh")``.
+    ``statsmodels.stats.multitest.multipletests(p, method="holm" / "fdr_bh")``; SciPy has no Holm (its
+    ``false_discovery_control`` is BH, equal to the last bit or two).
 
     Returns:
       The adjusted p-values, in the input order.
@@ -569,20 +439,6 @@ def adjust_pvalues(p_values: Any, method: str = "holm") -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
-def _beta_ppf(q: float, a: float, b: float) -> float:
-    sps = _scipy_stats()
-    if sps is not None:
-        return float(sps.beta.ppf(q, a, b))
-    lo, hi = 0.0, 1.0
-    for _ in range(200):  # bisection on the regularized incomplete beta function
-        mid = 0.5 * (lo + hi)
-        if _betainc(a, b, mid) < q:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
-
-
 def binomial_ci(k: int, n: int, confidence: float = 0.95) -> tuple[float, float, float]:
     """A rate ``k / n`` with its Clopper-Pearson ("exact") two-sided interval.
 
@@ -603,8 +459,9 @@ def binomial_ci(k: int, n: int, confidence: float = 0.95) -> tuple[float, float,
     if n == 0:
         return _NAN, 0.0, 1.0
     alpha = 1.0 - confidence
-    lo = 0.0 if k == 0 else _beta_ppf(0.5 * alpha, k, n - k + 1)
-    hi = 1.0 if k == n else _beta_ppf(1.0 - 0.5 * alpha, k + 1, n - k)
+    beta = _sps().beta
+    lo = 0.0 if k == 0 else float(beta.ppf(0.5 * alpha, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1.0 - 0.5 * alpha, k + 1, n - k))
     return k / n, lo, hi
 
 
@@ -631,21 +488,6 @@ class RankTest(NamedTuple):
     p: float
 
 
-def _midranks(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of ``x`` with ties given their mean rank (``inf`` values tie with each other)."""
-    order = np.argsort(x, kind="stable")
-    ranks = np.empty(x.size)
-    sx = x[order]
-    i = 0
-    while i < x.size:
-        j = i
-        while j + 1 < x.size and sx[j + 1] == sx[i]:
-            j += 1
-        ranks[order[i : j + 1]] = 0.5 * (i + j) + 1.0
-        i = j + 1
-    return ranks
-
-
 def wilcoxon_signed_rank(d: Any) -> RankTest:
     """Exact two-sided Wilcoxon signed-rank test of ``median(d) == 0``.
 
@@ -654,7 +496,9 @@ def wilcoxon_signed_rank(d: Any) -> RankTest:
     the null hypothesis each rank's sign is + or - with probability 1/2 independently. The distribution of
     ``W+`` over those ``2^n`` sign patterns (conditional on the ranks, so exact with ties too) is counted
     by dynamic programming over the doubled rank sums, and ``p = min(1, 2 min(P(W+ <= w), P(W+ >= w)))``.
-    Without ties this is ``scipy.stats.wilcoxon(d, method="exact")``.
+    Without ties this is ``scipy.stats.wilcoxon(d, method="exact")``; with ties scipy has no exact null
+    distribution that scales (its ``"exact"`` rounds the statistic, its ``PermutationMethod`` evaluates all
+    ``2^n`` sign patterns, or samples them), so the counting is done here: ``O(n * sum of ranks)``.
     """
     x = _as_1d("d", d)
     if np.any(np.isnan(x)):
@@ -662,7 +506,7 @@ def wilcoxon_signed_rank(d: Any) -> RankTest:
     nz = x[x != 0]
     if nz.size == 0:
         return RankTest(int(x.size), 0, 0.0, 0.0, _NAN)
-    ranks = _midranks(np.abs(nz))
+    ranks = _sps().rankdata(np.abs(nz))  # mean ranks for ties; inf values tie
     w_plus = float(ranks[nz > 0].sum())
     w_minus = float(ranks[nz < 0].sum())
     doubled = np.rint(2.0 * ranks).astype(np.int64)  # mean ranks are multiples of 1/2

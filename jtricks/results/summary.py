@@ -67,6 +67,7 @@ __all__ = [
     "arm_names",
     "confidence_label",
     "summarize",
+    "final_values",
     "edge_optima",
 ]
 
@@ -204,6 +205,18 @@ def summarize(
             rows.append({"metric": metric, "arm": arm, "baseline": baseline, **row})
         out.extend(_family(rows, direction, confidence, power, adjust))
     return out
+
+
+def final_values(
+    metrics_rows: Iterable[Any], member_rows: Iterable[Any] | None, metric: str
+) -> dict[str, dict[int, float]]:
+    """Arm -> seed -> the member's final value of ``metric``, ``nan`` for a diverged member: the values behind the
+    summary's statistics (module docstring). Arms without rows of ``metric`` are absent."""
+    mrows = normalize_rows(metrics_rows, METRICS_COLUMNS, "metrics")
+    brows = [] if member_rows is None else normalize_rows(member_rows, MEMBERS_COLUMNS, "members")
+    diverged = {(r[0], r[1]) for r in brows if r[2] >= 0}
+    per_arm = _curves([r for r in mrows if r[3] == metric]).get(metric, {})
+    return {arm: _finals(members, arm, diverged) for arm, members in per_arm.items()}
 
 
 def _curves(mrows: list[tuple]) -> dict[str, dict[str, dict[int, dict[int, float]]]]:

@@ -271,7 +271,7 @@ def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path):
         _one_line_error(p, f"{out} is in use by PID {holder.pid}")
         assert p.stderr.strip().splitlines()[-1] == f"jtricks run: {out} is in use by PID {holder.pid}"
         _one_line_error(_cli("report", str(out), cwd=tmp_path), f"{out} is in use by PID {holder.pid}")
-        assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written
+        assert sorted(p.name for p in out.iterdir()) == [".lock", ".lock.held"]  # nothing written but the lock
     finally:
         holder.stdin.close()
         processes.wait(holder)

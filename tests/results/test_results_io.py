@@ -119,10 +119,11 @@ def test_second_writer_sees_in_use_by_pid(tmp_path):
     finally:
         holder.stdin.close()
         processes.wait(holder)
-    assert not (out / ".lock").exists()  # released
+    assert not (out / ".lock").exists() and not (out / ".lock.held").exists()  # released
     assert rio.lock_holder(out) is None
     with rio.lock(out) as path:
         assert path.read_text().split()[0] == str(os.getpid())
+    assert list(out.iterdir()) == []
 
 
 def test_lock_of_a_killed_process_is_stale_and_taken_over(tmp_path):
@@ -137,6 +138,18 @@ def test_lock_of_a_killed_process_is_stale_and_taken_over(tmp_path):
     (out / ".lock").write_text("999999999 somehost\n")  # a hand-made stale lock with a PID that does not exist
     with rio.lock(out):
         pass
+    assert list(out.iterdir()) == []
+
+
+def test_results_folders_import_without_fcntl(tmp_path):
+    """No POSIX-only module at import time (Windows has no fcntl): the lock works through filelock."""
+    script = (
+        "import sys; sys.modules['fcntl'] = None\n"
+        "from jtricks.results import folders\n"
+        f"with folders.lock({str(tmp_path / 'run')!r}) as p: print(p.name)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.split() == [".lock"], p.stderr
 
 
 def test_lock_on_a_file_or_below_a_file_names_the_path(tmp_path):
