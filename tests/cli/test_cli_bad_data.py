@@ -13,9 +13,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from support import processes
 
 from jtricks import runner
+
+pytestmark = pytest.mark.slow  # real jtricks runs / processes: left out of `-m "not slow"`
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}

@@ -21,6 +21,8 @@ from support import processes
 from jtricks import experiment as jexp
 from jtricks import results_io
 
+pytestmark = pytest.mark.slow  # real jtricks runs / processes: left out of `-m "not slow"`
+
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
 
@@ -319,7 +321,6 @@ def test_set_non_grid_keys_and_empty_lists():
         jexp.with_settings(_base(), {"learning_rate": []})
 
 
-@pytest.mark.slow
 def test_a_finished_or_unfinished_folder_is_not_overwritten_without_overwrite(tmp_path):
     f, out = _exp(tmp_path), tmp_path / "o"
     assert _cli("run", str(f), "--out", str(out), "--quiet", "--no-plot", cwd=tmp_path).returncode == 0

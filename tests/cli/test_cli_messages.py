@@ -13,6 +13,8 @@ import pytest
 from jtricks import cli, experiment
 from jtricks.engine import checkpoint as jckpt
 
+pytestmark = pytest.mark.slow  # compiles populations / runs whole experiments: left out of `-m "not slow"`
+
 TINY = (
     "from jtricks.experiment import Experiment\n"
     "EXPERIMENT = Experiment(name='tiny', dataset='digits', preprocess='unit', n_val=100, n_train=256,\n"

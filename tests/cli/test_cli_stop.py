@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # real jtricks runs / processes: left out of `-m "not slow"`
+
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
 TIMEOUT = 300  # seconds for one process: generous, on a loaded machine
@@ -76,7 +78,6 @@ def _same_results(a: Path, b: Path) -> None:
         assert (a / name).read_bytes() == (b / name).read_bytes(), f"{name} of {a} differs from {b}"
 
 
-@pytest.mark.slow
 def test_sigterm_stops_at_an_epoch_boundary_then_resume_and_resume_auto_are_byte_identical(tmp_path):
     f = _exp(tmp_path, epochs=40)  # many fast epochs: still running when the signal lands
     full, out, auto = tmp_path / "full", tmp_path / "o", tmp_path / "auto"
@@ -129,7 +130,6 @@ def test_sigterm_stops_at_an_epoch_boundary_then_resume_and_resume_auto_are_byte
     _same_results(auto, full)
 
 
-@pytest.mark.slow
 def test_resume_auto_starts_fresh_on_an_empty_folder_and_does_nothing_on_a_finished_one(tmp_path):
     f, out = _exp(tmp_path, epochs=2), tmp_path / "o"
     p = _cli("run", str(f), "--out", str(out), "--quiet", "--no-plot", "--resume", "auto", cwd=tmp_path)
@@ -142,7 +142,6 @@ def test_resume_auto_starts_fresh_on_an_empty_folder_and_does_nothing_on_a_finis
     assert (out / "metrics.csv").read_bytes() == before
 
 
-@pytest.mark.slow
 def test_time_limit_stops_with_exit_75_and_the_continued_run_is_byte_identical(tmp_path):
     f = _exp(tmp_path, epochs=2)
     full, out = tmp_path / "full", tmp_path / "o"

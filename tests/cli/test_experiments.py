@@ -32,6 +32,8 @@ from support import processes
 from jtricks import experiment as jexp
 from jtricks import report, runner, tuning
 
+pytestmark = pytest.mark.slow  # real jtricks runs / processes: left out of `-m "not slow"`
+
 REPO = Path(__file__).resolve().parents[2]
 EXP_DIR = REPO / "experiments"
 NAMES = sorted(p.stem for p in EXP_DIR.glob("*.py") if not p.name.startswith("_"))

@@ -15,6 +15,8 @@ import pytest
 
 from jtricks import adapters, data, experiment, losses, metrics, numerics, programs, runner, train
 
+pytestmark = pytest.mark.slow  # real jtricks runs / processes: left out of `-m "not slow"`
+
 N_IN, N_CLASSES = 12, 3
 
 

@@ -24,6 +24,8 @@ from jtricks import prepare, runner
 from jtricks import train as jtrain
 from jtricks.keys import key_for, seed_key, stable_id
 
+pytestmark = pytest.mark.slow  # real jtricks runs / processes: left out of `-m "not slow"`
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -20,6 +20,8 @@ from jtricks import fingerprint as jfp
 from jtricks import parts as jparts
 from jtricks import report as jreport
 
+pytestmark = pytest.mark.slow  # real jtricks runs / processes: left out of `-m "not slow"`
+
 #: 3 arms x 2 seeds = 6 members, parts of 3 that split an arm's seeds; chunks of 2 members (the last of a part
 #: padded), so the whole run and every part run the same two programs (compiled once: the test run's cache)
 TINY = """

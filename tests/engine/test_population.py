@@ -14,6 +14,8 @@ from jtricks import optim as joptim
 from jtricks import population as jpop
 from jtricks import train as jtrain
 
+pytestmark = pytest.mark.slow  # compiles populations / runs whole experiments: left out of `-m "not slow"`
+
 
 def _leaves_equal(a, b) -> bool:
     la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)

@@ -21,6 +21,8 @@ import pytest
 
 from jtricks import data, experiment, population, runner
 
+pytestmark = pytest.mark.slow  # real jtricks runs / processes: left out of `-m "not slow"`
+
 SIZES = range(1, 9)
 #: the other cases: a population of one, the smallest real one, an odd size and the size where AVX-512 code split
 SPOT_SIZES = (1, 2, 5, 8)
@@ -133,7 +135,6 @@ def test_members_are_their_standalone_runs_on_the_shapes_that_broke(case: str) -
     _assert_independent(_case(case), SPOT_SIZES)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("case", ["main_job_mlp", "cnn1d"])
 def test_the_experiments_models_are_population_size_independent(case: str) -> None:
     _assert_independent(_case(case), SPOT_SIZES)

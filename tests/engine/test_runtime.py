@@ -19,6 +19,8 @@ from support import processes
 from jtricks import provenance, runtime
 from jtricks._core import files as jfiles
 
+pytestmark = pytest.mark.slow  # real jtricks runs / processes: left out of `-m "not slow"`
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -13,6 +13,8 @@ import pytest
 
 from jtricks import data, experiment, results_io, runner, search
 
+pytestmark = pytest.mark.slow  # real jtricks runs / processes: left out of `-m "not slow"`
+
 
 def _toy() -> data.Dataset:
     rng = np.random.default_rng(0)

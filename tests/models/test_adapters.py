@@ -11,6 +11,8 @@ from flax import nnx
 
 from jtricks import adapters, models
 
+pytestmark = pytest.mark.slow  # reference comparisons of whole models: left out of `-m "not slow"`
+
 KEY = jax.random.PRNGKey(0)
 DROP_KEY = jax.random.PRNGKey(1)
 X = jax.random.normal(jax.random.PRNGKey(2), (8, 6))

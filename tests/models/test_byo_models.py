@@ -8,8 +8,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from jtricks import adapters, regularize
+
+pytestmark = pytest.mark.slow  # reference comparisons of whole models: left out of `-m "not slow"`
 
 # --- the example (copied into docs/adapters.md) -----------------------------------------------
 

@@ -384,6 +384,7 @@ def test_init_scale_hparam_scales_kernels_and_vmaps():
         assert _leaves_equal(jax.tree_util.tree_map(lambda a: a[i], batched), single)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", models.names())
 def test_same_key_same_params(name):
     model, shape = small(name, norm="batch")
@@ -396,6 +397,7 @@ def test_same_key_same_params(name):
             assert not np.array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.slow
 def test_vmapped_init_member_equals_standalone_init():
     model, shape = small("mlp")
     keys = jax.random.split(jax.random.key(5), 3)
@@ -417,6 +419,7 @@ def test_layers_get_independent_keys_by_index():
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_capture_returns_pre_and_post_activations_of_deep_mlp():
     depth = 12
     model = models.mlp([16] * depth, activation="tanh", init="standard_normal")

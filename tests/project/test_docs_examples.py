@@ -19,6 +19,8 @@ import pytest
 from jtricks import data as jdata
 from jtricks import models as jmodels
 
+pytestmark = pytest.mark.slow  # real jtricks runs / processes: left out of `-m "not slow"`
+
 REPO = Path(__file__).resolve().parents[2]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```python[^\n]*\n(.*?)^```", flags=re.S | re.M)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # real jtricks runs / processes: left out of `-m "not slow"`
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -46,7 +48,6 @@ def _fresh_venv(path: Path) -> Path:
     return python
 
 
-@pytest.mark.slow
 def test_wheel_installs_and_runs_shipped_experiments_from_any_folder(tmp_path: Path) -> None:
     src = _sources(tmp_path / "src")
     build = subprocess.run(

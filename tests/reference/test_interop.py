@@ -22,6 +22,8 @@ from jtricks import dropout as jdropout
 from jtricks import init as jinit
 from jtricks import norm as jnorm
 
+pytestmark = pytest.mark.slow  # reference comparisons of whole models: left out of `-m "not slow"`
+
 # --------------------------------------------------------------------------------------------
 # initializers in flax layers
 # --------------------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ from jtricks.experiment import Experiment
 from jtricks.keys import key_for, seed_key
 from jtricks.runner import run
 
+pytestmark = pytest.mark.slow  # real jtricks runs / processes: left out of `-m "not slow"`
+
 EPOCHS = 3
 BATCH = 32
 N_TRAIN = 200

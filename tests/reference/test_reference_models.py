@@ -22,6 +22,8 @@ import pytest
 
 from jtricks import models
 
+pytestmark = pytest.mark.slow  # reference comparisons of whole models: left out of `-m "not slow"`
+
 BN = partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5, use_fast_variance=False)
 
 

@@ -14,6 +14,8 @@ from jtricks.engine.experiment import Experiment
 from jtricks.engine.parts import Part, merge
 from jtricks.results import folders
 
+pytestmark = pytest.mark.slow  # real jtricks runs / processes: left out of `-m "not slow"`
+
 
 def test_refuse_overwrite_names_what_the_folder_holds(tmp_path):
     folders.refuse_overwrite(tmp_path / "absent")

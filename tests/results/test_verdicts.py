@@ -8,7 +8,11 @@ import math
 import re
 from pathlib import Path
 
+import pytest
+
 from jtricks import stats
+
+pytestmark = pytest.mark.slow  # compiles populations / runs whole experiments: left out of `-m "not slow"`
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("verdicts", ROOT / "tools" / "verdicts.py")

@@ -15,6 +15,8 @@ import pytest
 from jtricks import experiment as jexp
 from jtricks import reproduce, results_io, runner, search
 
+pytestmark = pytest.mark.slow  # real jtricks runs / processes: left out of `-m "not slow"`
+
 REPO = Path(__file__).resolve().parents[2]
 TINY = (
     "from jtricks.experiment import Experiment\n"

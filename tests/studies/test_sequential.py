@@ -14,6 +14,8 @@ import pytest
 
 from jtricks import data, experiment, provenance, report, runner, runtime, sequential
 
+pytestmark = pytest.mark.slow  # real jtricks runs / processes: left out of `-m "not slow"`
+
 N_IN = 12
 
 
