@@ -77,6 +77,8 @@ def build_config(
         divergence_factor=exp.divergence_factor,
         log_every=exp.log_every,
         train_eval=exp.train_eval,
+        augment=exp.augment,
+        crop_padding=exp.crop_padding,
     )
 
 

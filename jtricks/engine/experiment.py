@@ -32,6 +32,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
+from jtricks import augment as jaug
 from jtricks import data as jdata
 from jtricks import hparams as jhparams
 from jtricks import losses as jlosses
@@ -88,7 +89,11 @@ class Experiment:
     ``preprocess``: ``"raw"``, ``"unit"`` ([0,1]), ``"symmetric"`` ([-1,1]) or ``"standardize"`` (train
     statistics); ``n_train``: a fixed subset; ``n_val``: validation examples held out of the training split by
     the fixed ``split_seed`` (the same split for every seed and arm; unused when the data set has its own
-    validation split); ``eval_batch_size``: evaluation chunk.
+    validation split); ``eval_batch_size``: evaluation chunk; ``augment``: the data augmentations of every
+    training step (``"crop"``, ``"flip"``, ``"cutout"``, ``"mixup"``, :mod:`jtricks.augment`; applied inside the
+    compiled step, per member, from its own ``"augment"`` key stream; their numbers ``flip_rate``,
+    ``cutout_size``, ``mixup_alpha`` are hyperparameters), ``crop_padding``: the zero padding of ``"crop"``
+    (static).
 
     **model** — ``model``: a registered name (:func:`jtricks.models.names`; add your own with
     :func:`jtricks.models.register_model`), a :class:`jtricks.models.Model` (e.g. from
@@ -149,6 +154,8 @@ class Experiment:
     n_val: int = setting(500, section="data", role="data")
     split_seed: int = setting(0, section="data", role="data")
     eval_batch_size: int = setting(1000, section="data", role="data")
+    augment: Sequence[str] = setting((), section="data", role="program", choices=lambda: jaug.AUGMENTATIONS)
+    crop_padding: int = setting(4, section="data", role="program")
     model: Any = setting("mlp", section="model", role="program", choices=lambda: jmodels.names())
     model_kwargs: Mapping[str, Any] = setting({}, section="model", role="program")
     loss: Any = setting("cross_entropy", section="objective", role="program", choices=lambda: tuple(jlosses.LOSSES))
