@@ -56,6 +56,7 @@ def build_config(
         total_steps=steps_per_epoch * exp.epochs,
         decay_every_epochs=exp.decay_every_epochs,
         warmup_steps=max(0, steps_per_epoch * exp.warmup_epochs),
+        accumulate=exp.accumulate,
     )
     return jtrain.TrainConfig(
         model=model,

@@ -107,7 +107,8 @@ class Experiment:
 
     **optimizer** — ``optimizer``: a name of :data:`jtricks.optim.OPTIMIZERS` or any optax optimizer factory
     (``optax.lion``; its numeric arguments become hyperparameters); ``schedule``, ``decay_every_epochs``,
-    ``warmup_epochs``, ``clip``, ``weight_decay`` (:class:`jtricks.optim.OptimizerSpec`). ``l2`` and
+    ``warmup_epochs``, ``clip``, ``weight_decay``, ``accumulate`` (gradient accumulation: ``k`` micro-batches of
+    ``batch_size / k`` make one update, ``optax.MultiSteps``) (:class:`jtricks.optim.OptimizerSpec`). ``l2`` and
     ``weight_decay`` are both a switch and a coefficient: in ``grid`` / ``arms`` / ``--set`` a bool sets the
     switch, a number sets the coefficient and the switch.
 
@@ -166,6 +167,7 @@ class Experiment:
     warmup_epochs: int = setting(0, section="optimizer", role="program")
     clip: bool = setting(False, section="optimizer", role="program")
     weight_decay: bool = setting(False, section="optimizer", role="program")
+    accumulate: int = setting(1, section="optimizer", role="program")
     l2: bool = setting(False, section="regularization", role="program")
     early_stopping: bool = setting(False, section="regularization", role="program")
     monitor: str = setting("val_loss", section="regularization", role="program")

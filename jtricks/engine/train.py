@@ -27,6 +27,10 @@ Randomness comes from named streams of the member's root key (:mod:`jtricks.keys
 weights, ``"data"`` for the epoch permutations, ``"dropout"`` for dropout masks, ``"augment"`` for the data
 augmentation of each step (:mod:`jtricks.augment`). Toggling dropout or augmentation, or changing their
 rates, therefore leaves the initial weights and the data order of a seed unchanged.
+
+Gradient accumulation (``OptimizerSpec.accumulate = k``, ``optax.MultiSteps``): each step is one micro-batch
+of ``batch_size / k`` examples (the epoch's batches cut in ``k``, in order) and every ``k``-th step applies the
+update of the ``k`` averaged gradients; the learning-rate schedule counts applied updates.
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ __all__ = [
     "resolve_execution",
     "augment_batch",
     "check_inputs",
+    "micro_batch",
 ]
 
 Execution = Literal["auto", "scan", "loop"]
@@ -112,8 +117,10 @@ class TrainConfig:
       model: a :class:`jtricks.models.Model` (``init``, ``apply``, ``name``, ``config``).
       optimizer: a :class:`jtricks.optim.OptimizerSpec` (family, schedule, clipping, decay: structure only).
       epochs: number of epochs.
-      batch_size: examples per step (an epoch is ``num_train // batch_size`` steps; the remainder of each
-        epoch's permutation is dropped, so every example is still seen over epochs).
+      batch_size: examples per optimizer update (an epoch is ``num_train // batch_size`` updates; the remainder
+        of each epoch's permutation is dropped, so every example is still seen over epochs). With gradient
+        accumulation (``optimizer.accumulate = k``) a step is a micro-batch of ``batch_size / k`` examples
+        and an epoch ``k · (num_train // batch_size)`` steps.
       loss: a :class:`jtricks.losses.Loss` (per-example ``loss(outputs, targets, hparams)``), default
         cross-entropy; the objective is its batch mean plus the penalties.
       metrics: the :class:`jtricks.metrics.Metric` s measured besides the loss, on every training batch
@@ -207,6 +214,12 @@ class TrainConfig:
             raise ValueError(
                 f"augment 'mixup' mixes the losses of two label sets, which needs a loss of class or binary targets; "
                 f"loss {self.loss.name!r} has {self.loss.targets!r} targets"
+            )
+        acc = getattr(self.optimizer, "accumulate", 1)
+        if self.batch_size % acc:
+            raise ValueError(
+                f"'accumulate'={acc} must divide 'batch_size'={self.batch_size} "
+                "(a step is a micro-batch of batch_size / accumulate examples)"
             )
         metrics = _default_metrics(self.loss) if self.metrics is None else tuple(jmetrics.get(m) for m in self.metrics)
         object.__setattr__(self, "metrics", tuple(m for m in metrics if m.name != "loss"))
@@ -549,6 +562,15 @@ def check_inputs(config: TrainConfig, input_shape: Sequence[int]) -> None:
         )
 
 
+def _accumulate(config: TrainConfig) -> int:
+    return int(getattr(config.optimizer, "accumulate", 1))
+
+
+def micro_batch(config: TrainConfig) -> int:
+    """Examples per step: ``batch_size / accumulate`` (``batch_size`` without gradient accumulation)."""
+    return config.batch_size // _accumulate(config)
+
+
 def make_train_step(
     config: TrainConfig,
 ) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict]]:
@@ -582,6 +604,8 @@ def make_train_step(
         avg = state.averaging
         if config.averaging == "ema":
             avg = jreg.ema_update(avg, new_params, state.hparams["ema_decay"])
+            if _accumulate(config) > 1:  # the average moves with the applied updates only
+                avg = _select((state.step + 1) % _accumulate(config) == 0, avg, state.averaging)
         # applied unconditionally: a member that fails here is restored once, at the end of the epoch
         # (guard_epoch); only the epoch of its first failure is recorded now
         new_state = state._replace(
@@ -723,10 +747,15 @@ def resolve_execution(config: TrainConfig, backend: str | None = None) -> Litera
 
 
 def epoch_indices(config: TrainConfig, state: TrainState, num_train: int) -> jax.Array:
-    """The epoch's batches ``(steps, batch_size)``: a permutation from the member's ``"data"`` stream and epoch."""
-    return jdata.epoch_batches(
-        jax.random.fold_in(key_for(state.key, "data"), state.epoch), num_train, config.batch_size
-    )
+    """The epoch's batches ``(steps, batch_size)``: a permutation from the member's ``"data"`` stream and epoch.
+
+    With gradient accumulation (``k = accumulate``) each batch is cut into ``k`` micro-batches, in order:
+    ``(k · steps, batch_size / k)``, the same examples in the same order.
+    """
+    idx = jdata.epoch_batches(jax.random.fold_in(key_for(state.key, "data"), state.epoch), num_train, config.batch_size)
+    if _accumulate(config) == 1:
+        return idx
+    return idx.reshape(-1, micro_batch(config))
 
 
 def _nan_if(pred: jax.Array, v: jax.Array) -> jax.Array:
@@ -800,7 +829,8 @@ def finish_epoch(
     out = {k: _nan_if(diverged, v) for k, v in out.items()}
     if config.log_every is not None:
         out["train_loss@steps"] = jnp.asarray(ends)
-    out["lr"] = jnp.asarray(joptim.build_schedule(config.optimizer, state.hparams)(state.step), jnp.float32)
+    updates = state.step if _accumulate(config) == 1 else state.step // _accumulate(config)
+    out["lr"] = jnp.asarray(joptim.build_schedule(config.optimizer, state.hparams)(updates), jnp.float32)
     return state._replace(epoch=state.epoch + 1), out
 
 

@@ -87,7 +87,7 @@ def _check_arm(arm: Arm) -> jtrain.TrainConfig:
     e = arm.experiment
     _check_choices(e, arm.name)
     _check_int(e, "n_train", minimum=1, optional=True, arm=arm.name)
-    for field in ("epochs", "batch_size"):
+    for field in ("epochs", "batch_size", "accumulate"):
         _check_int(e, field, minimum=1, arm=arm.name)
     _check_int(e, "crop_padding", minimum=0, arm=arm.name)
     _check_dataset_kwargs(e)
