@@ -11,7 +11,7 @@ The package in layers, each importing only the ones below it::
     jtricks.results                    results folders, fingerprints, statistics, summaries, plots
     jtricks.data, jtricks.models       data sets and architectures sized to them
     jtricks.init, .norm, .dropout,     the tricks: small pure functions and optax transforms, the public face
-      .optim, .regularize,
+      .augment, .optim, .regularize,
       .diagnostics, .losses, .metrics, .hparams
     jtricks._core                      numerics that vmap cannot change, argument checks, named key streams
 
@@ -38,7 +38,18 @@ MODULES: dict[str, str] = {
     # the tricks
     **{
         name: f"jtricks.{name}"
-        for name in ("init", "norm", "dropout", "optim", "hparams", "regularize", "diagnostics", "losses", "metrics")
+        for name in (
+            "init",
+            "norm",
+            "dropout",
+            "augment",
+            "optim",
+            "hparams",
+            "regularize",
+            "diagnostics",
+            "losses",
+            "metrics",
+        )
     },
     "data": "jtricks.data",
     "models": "jtricks.models",

@@ -106,6 +106,9 @@ _ENTRIES = (
     _hp("min_delta", 0.0, "[0, inf)", "engine", "early stopping: smallest change that counts as an improvement"),
     _hp("ema_decay", 0.99, "[0, 1)", "engine", "EMA of the weights per step: `a = ema_decay a + (1-ema_decay) theta`"),
     _hp("swa_start", 1.0, "[0, inf)", "engine", "SWA: first epoch (1-based) whose end-of-epoch weights are averaged"),
+    _hp("flip_rate", 0.5, "[0, 1]", "engine", "augmentation: probability of mirroring an image left-right"),
+    _hp("cutout_size", 8.0, "[0, inf)", "engine", "augmentation: side of the zeroed square (rounded down)"),
+    _hp("mixup_alpha", 0.2, "[0, inf)", "engine", "augmentation: mixup's `lambda ~ Beta(alpha, alpha)`; 0: off"),
     _hp("label_smoothing", 0.0, "[0, 1]", "loss", "targets `(1-label_smoothing) onehot + label_smoothing / K`"),
 )
 

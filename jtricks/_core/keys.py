@@ -21,7 +21,7 @@ import jax.numpy as jnp
 __all__ = ["stable_id", "key_for", "seed_key", "STREAMS"]
 
 #: The streams the engine uses, for documentation and manifests.
-STREAMS: tuple[str, ...] = ("init", "data", "dropout", "split", "averaging")
+STREAMS: tuple[str, ...] = ("init", "data", "dropout", "split", "averaging", "augment")
 
 
 def stable_id(name: str) -> int:

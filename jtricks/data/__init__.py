@@ -1,7 +1,8 @@
 """Data sets, input scaling and on-device shuffling / batching.
 
 Loaders (all offline; none downloads anything unless explicitly asked): :func:`fashion_mnist`, :func:`mnist`
-(``download=True`` fetches it, verified by SHA-256), :func:`mnist1d`, :func:`digits`, and :func:`load` by name.
+(``download=True`` fetches it, verified by SHA-256), :func:`cifar10`, :func:`cifar100`, :func:`mnist1d`,
+:func:`digits`, and :func:`load` by name.
 Every loader returns a :class:`Dataset` holding the *raw* values, so that the scaling trick is an explicit,
 visible step: :func:`preprocess` (``"unit"``, ``"symmetric"``, ``"standardize"``), :func:`scale`,
 :func:`standardize` (statistics from the training split only). :func:`epoch_batches` gives one epoch of shuffled
@@ -12,9 +13,11 @@ The parts, one job each (their docstrings hold the details):
 * ``_dataset`` -- the :class:`Dataset` container and :func:`arrays` (your own arrays);
 * ``_registry`` -- the loader registry: :func:`load`, :func:`register_dataset`, :data:`LOADERS`, ...;
 * ``_idx`` -- the IDX format (:func:`read_idx`) and the IDX loaders :func:`fashion_mnist`, :func:`mnist`;
+* ``_cifar`` -- CIFAR's python format (:func:`read_cifar_pickle`, a restricted unpickler) and :func:`cifar10`,
+  :func:`cifar100`;
 * ``_download`` -- :func:`download_mnist` (mirrors, SHA-256, atomic moves);
 * ``_generated`` -- :func:`mnist1d` (with its disk cache) and :func:`digits`, from optional packages;
-* ``_paths`` -- ``$JTRICKS_DATA`` and the cache folder ``~/.cache/jtricks``;
+* ``_paths`` -- ``$JTRICKS_DATA``, the cache folder ``~/.cache/jtricks`` and the folder search of every loader;
 * ``_preprocess`` -- keeping values in range: :func:`scale`, :func:`standardize`, :func:`preprocess`;
 * ``_batching`` -- key-driven order: :func:`train_val_split`, :func:`num_batches`, :func:`epoch_batches`.
 
@@ -34,6 +37,8 @@ Example::
 from __future__ import annotations
 
 from jtricks.data._batching import epoch_batches, num_batches, train_val_split
+from jtricks.data._cifar import CIFAR10_CLASSES as CIFAR10_CLASSES  # public, not in __all__
+from jtricks.data._cifar import CIFAR10_URL, CIFAR100_URL, cifar10, cifar100, parse_cifar_cached, read_cifar_pickle
 from jtricks.data._dataset import Array as Array  # public, not in __all__ (as before the split)
 from jtricks.data._dataset import Dataset, arrays, warn_float32_targets
 from jtricks.data._download import MNIST_FILES, MNIST_MIRRORS, download_mnist
@@ -61,6 +66,11 @@ __all__ = [
     "fashion_mnist",
     "mnist",
     "download_mnist",
+    "cifar10",
+    "cifar100",
+    "read_cifar_pickle",
+    "CIFAR10_URL",
+    "CIFAR100_URL",
     "mnist1d",
     "mnist1d_cache_file",
     "digits",
@@ -92,5 +102,6 @@ __all__ = [
 def clear_cache() -> None:
     """Drop the in-process memo of parsed / generated data sets (they are reloaded on next use)."""
     parse_idx_dataset_cached.cache_clear()
+    parse_cifar_cached.cache_clear()
     mnist1d_arrays.cache_clear()
     digits_arrays.cache_clear()

@@ -36,7 +36,7 @@ import numpy as np
 from jtricks._core import files as jfiles
 from jtricks.data._dataset import Dataset, readonly
 from jtricks.data._download import MNIST_MIRRORS, default_mnist_cache, download_mnist
-from jtricks.data._paths import DATA_ENV, env_folder
+from jtricks.data._paths import DATA_ENV, env_folder, search_folders
 
 __all__ = [
     "read_idx",
@@ -153,30 +153,10 @@ def _find_files(folder: Path) -> tuple[list[Path] | None, list[str]]:
 def _search(
     candidates: Sequence[tuple[str, Path | None]], what: str, *, completable: Sequence[str] = ()
 ) -> tuple[list[Path] | None, list[str]]:
-    """Try each ``(description, folder)``; return the first complete set of files and a search log.
-
-    A folder holding some but not all of the four files is an error (``FileNotFoundError`` naming the
-    missing ones), not a reason to fall back to a later folder (a copy the user did not mean); except the
-    folders whose description is in ``completable`` (a download cache that a download completes).
-    """
-    log: list[str] = []
-    for desc, folder in candidates:
-        if folder is None:
-            log.append(f"{desc}: not set")
-            continue
-        if not folder.is_dir():
-            log.append(f"{desc} = {folder}: no such directory")
-            continue
-        files, missing = _find_files(folder)
-        if files is not None:
-            return files, log
-        if len(missing) < len(_IDX_STEMS) and desc not in completable:
-            raise FileNotFoundError(
-                f"{what}: {desc} = {folder} holds only some of the four IDX files, missing {', '.join(missing)}; "
-                "add them, or remove the partial folder to use another copy",
-            )
-        log.append(f"{desc} = {folder}: missing {', '.join(missing)}")
-    return None, log
+    """The first folder of ``candidates`` holding the four IDX files (:func:`jtricks.data._paths.search_folders`)."""
+    return search_folders(
+        candidates, what, _find_files, total=len(_IDX_STEMS), files="the four IDX files", completable=completable
+    )
 
 
 def _file_key(files: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:

@@ -1,6 +1,7 @@
 """The loader registry: data set name -> loader (``loader(**kwargs) -> Dataset``).
 
-The built-in data sets (``"fashion_mnist"``, ``"mnist"``, ``"mnist1d"``, ``"digits"``) are registered here, at
+The built-in data sets (``"fashion_mnist"``, ``"mnist"``, ``"cifar10"``, ``"cifar100"``, ``"mnist1d"``,
+``"digits"``) are registered here, at
 import, and cannot be replaced or removed; :func:`register_dataset` adds your own (then ``dataset=name`` works in
 experiments and in ``jtricks run --set dataset=name``). :data:`LOADERS` is a read-only view of the table;
 :func:`load` loads a data set by name. Names are normalized: surrounding spaces dropped, lower case, ``-`` read as
@@ -13,6 +14,7 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from jtricks.data._cifar import cifar10, cifar100
 from jtricks.data._dataset import Dataset
 from jtricks.data._generated import digits, mnist1d
 from jtricks.data._idx import fashion_mnist, mnist
@@ -23,9 +25,13 @@ __all__ = ["LOADERS", "register_dataset", "unregister_dataset", "names", "loader
 _LOADERS: dict[str, Callable[..., Dataset]] = {
     "fashion_mnist": fashion_mnist,
     "mnist": mnist,
+    "cifar10": cifar10,
+    "cifar100": cifar100,
     "mnist1d": mnist1d,
     "digits": digits,
 }
+#: The data sets jtricks ships (they cannot be replaced or removed).
+_BUILTIN: frozenset[str] = frozenset(_LOADERS)
 
 #: Data set name → loader (a read-only view; add entries with :func:`register_dataset`).
 LOADERS: Mapping[str, Callable[..., Dataset]] = types.MappingProxyType(_LOADERS)
@@ -50,10 +56,9 @@ def register_dataset(name: str, loader: Callable[..., Dataset], *, overwrite: bo
     key = _normalize_name(name)
     if not callable(loader):
         raise TypeError(f"`loader` must be callable (loader(**kwargs) -> Dataset), got {type(loader).__name__}")
-    builtin = {"fashion_mnist", "mnist", "mnist1d", "digits"}
-    if key in _LOADERS and (key in builtin or not overwrite):
+    if key in _LOADERS and (key in _BUILTIN or not overwrite):
         raise ValueError(
-            f"data set {key!r} is already registered" + ("" if key in builtin else "; pass overwrite=True")
+            f"data set {key!r} is already registered" + ("" if key in _BUILTIN else "; pass overwrite=True")
         )
     _LOADERS[key] = loader
 
@@ -65,7 +70,7 @@ def unregister_dataset(name: str) -> None:
       ValueError: ``name`` is built in or not registered.
     """
     key = _normalize_name(name)
-    if key in {"fashion_mnist", "mnist", "mnist1d", "digits"} or key not in _LOADERS:
+    if key in _BUILTIN or key not in _LOADERS:
         raise ValueError(f"{name!r} is not a user-registered data set; registered: {sorted(_LOADERS)}")
     del _LOADERS[key]
 
@@ -91,7 +96,8 @@ def loader(name: str) -> Callable[..., Dataset]:
 
 
 def load(name: str, **kwargs: Any) -> Dataset:
-    """Load a data set by name (``"fashion_mnist"``, ``"mnist"``, ``"mnist1d"``, ``"digits"``).
+    """Load a data set by name (``"fashion_mnist"``, ``"mnist"``, ``"cifar10"``, ``"cifar100"``, ``"mnist1d"``,
+    ``"digits"``).
 
     ``-`` is accepted for ``_`` (``"fashion-mnist"``). Keyword arguments go to the loader.
 

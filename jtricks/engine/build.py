@@ -62,6 +62,7 @@ def build(the_plan: Plan, counter: jprog.TraceCounter) -> list[GroupSetup]:
         config = build_config(
             e0, model, int(prepared.device.x_train.shape[0]), traced=jgrid.traced_hparams(a.hparams for a in g.arms)
         )
+        jtrain.check_inputs(config, prepared.input_shape)
         sharding = population_sharding()
         progs = jprog.GroupPrograms(
             config, prepared.device, prepared.input_shape, counter, f"group{g.index}", e0.population, sharding=sharding

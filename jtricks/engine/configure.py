@@ -74,6 +74,7 @@ def build_config(
         total_steps=steps_per_epoch * exp.epochs,
         decay_every_epochs=exp.decay_every_epochs,
         warmup_steps=max(0, steps_per_epoch * exp.warmup_epochs),
+        accumulate=exp.accumulate,
     )
     return jtrain.TrainConfig(
         model=model,
@@ -95,6 +96,8 @@ def build_config(
         divergence_factor=exp.divergence_factor,
         log_every=exp.log_every,
         train_eval=exp.train_eval,
+        augment=exp.augment,
+        crop_padding=exp.crop_padding,
     )
 
 

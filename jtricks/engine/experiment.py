@@ -34,6 +34,7 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
+from jtricks import augment as jaug
 from jtricks import data as jdata
 from jtricks import hparams as jhparams
 from jtricks import losses as jlosses
@@ -92,7 +93,11 @@ class Experiment:
     ``preprocess``: ``"raw"``, ``"unit"`` ([0,1]), ``"symmetric"`` ([-1,1]) or ``"standardize"`` (train
     statistics); ``n_train``: a fixed subset; ``n_val``: validation examples held out of the training split by
     the fixed ``split_seed`` (the same split for every seed and arm; unused when the data set has its own
-    validation split); ``eval_batch_size``: evaluation chunk.
+    validation split); ``eval_batch_size``: evaluation chunk; ``augment``: the data augmentations of every
+    training step (``"crop"``, ``"flip"``, ``"cutout"``, ``"mixup"``, :mod:`jtricks.augment`; applied inside the
+    compiled step, per member, from its own ``"augment"`` key stream; their numbers ``flip_rate``,
+    ``cutout_size``, ``mixup_alpha`` are hyperparameters), ``crop_padding``: the zero padding of ``"crop"``
+    (static).
 
     **model** — ``model``: a registered name (:func:`jtricks.models.names`; add your own with
     :func:`jtricks.models.register_model`), a :class:`jtricks.models.Model` (e.g. from
@@ -106,7 +111,8 @@ class Experiment:
 
     **optimizer** — ``optimizer``: a name of :data:`jtricks.optim.OPTIMIZERS` or any optax optimizer factory
     (``optax.lion``; its numeric arguments become hyperparameters); ``schedule``, ``decay_every_epochs``,
-    ``warmup_epochs``, ``clip``, ``weight_decay`` (:class:`jtricks.optim.OptimizerSpec`). ``l2`` and
+    ``warmup_epochs``, ``clip``, ``weight_decay``, ``accumulate`` (gradient accumulation: ``k`` micro-batches of
+    ``batch_size / k`` make one update, ``optax.MultiSteps``) (:class:`jtricks.optim.OptimizerSpec`). ``l2`` and
     ``weight_decay`` are both a switch and a coefficient: in ``grid`` / ``arms`` / ``--set`` a bool sets the
     switch, a number sets the coefficient and the switch.
 
@@ -153,6 +159,8 @@ class Experiment:
     n_val: int = setting(500, section="data", role="data")
     split_seed: int = setting(0, section="data", role="data")
     eval_batch_size: int = setting(1000, section="data", role="data")
+    augment: Sequence[str] = setting((), section="data", role="program", choices=lambda: jaug.AUGMENTATIONS)
+    crop_padding: int = setting(4, section="data", role="program")
     model: Any = setting("mlp", section="model", role="program", choices=lambda: jmodels.names())
     model_kwargs: Mapping[str, Any] = setting({}, section="model", role="program")
     loss: Any = setting("cross_entropy", section="objective", role="program", choices=lambda: tuple(jlosses.LOSSES))
@@ -163,6 +171,7 @@ class Experiment:
     warmup_epochs: int = setting(0, section="optimizer", role="program")
     clip: bool = setting(False, section="optimizer", role="program")
     weight_decay: bool = setting(False, section="optimizer", role="program")
+    accumulate: int = setting(1, section="optimizer", role="program")
     l2: bool = setting(False, section="regularization", role="program")
     early_stopping: bool = setting(False, section="regularization", role="program")
     monitor: str = setting("val_loss", section="regularization", role="program")

@@ -115,11 +115,17 @@ def _set_hparams(state: Any, values: Mapping[str, np.ndarray]) -> Any:
         return jnp.asarray(arr, dtype=old.dtype)
 
     hp = {k: put(v, values[k]) if k in values else v for k, v in state.hparams.items()}
-    opt = state.opt_state
-    if hasattr(opt, "hyperparams") and hasattr(opt, "_replace"):
-        inj = {k: put(v, values[k]) if k in values and hasattr(v, "dtype") else v for k, v in opt.hyperparams.items()}
-        opt = opt._replace(hyperparams=inj)
-    return state._replace(hparams=hp, opt_state=opt)
+
+    def put_opt(opt: Any) -> Any:
+        if hasattr(opt, "inner_opt_state") and hasattr(opt, "_replace"):  # gradient accumulation (optax.MultiSteps)
+            return opt._replace(inner_opt_state=put_opt(opt.inner_opt_state))
+        if hasattr(opt, "hyperparams") and hasattr(opt, "_replace"):
+            old = opt.hyperparams
+            hyper = {k: put(v, values[k]) if k in values and hasattr(v, "dtype") else v for k, v in old.items()}
+            return opt._replace(hyperparams=hyper)
+        return opt
+
+    return state._replace(hparams=hp, opt_state=put_opt(state.opt_state))
 
 
 def apply_copies(state: Any, sources: np.ndarray, values: Mapping[str, np.ndarray]) -> Any:

@@ -54,8 +54,8 @@ def _literal(raw: str) -> Any:
 def _sequence_valued(exp: Experiment, key: str) -> bool:
     """Whether one value of ``key`` is itself a sequence (``model.widths=(64, 64)``): a model argument whose
     default or annotation in any registered model is a tuple / sequence, or whose current value or grid values
-    are lists; and ``metrics`` / ``eval_metrics``."""
-    if key in ("metrics", "eval_metrics"):
+    are lists; and ``metrics`` / ``eval_metrics`` / ``augment``."""
+    if key in ("metrics", "eval_metrics", "augment"):
         return True
     if not key.startswith("model."):
         return False

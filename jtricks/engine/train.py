@@ -24,8 +24,13 @@ on are NaN, and no other member is affected. Early stopping freezes a member aft
 params (its steps are then not applied). Both use ``jnp.where`` masks, never Python branches on traced values.
 
 Randomness comes from named streams of the member's root key (:mod:`jtricks.keys`): ``"init"`` for the
-weights, ``"data"`` for the epoch permutations, ``"dropout"`` for dropout masks. Toggling dropout or
-changing its rate therefore leaves the initial weights and the data order of a seed unchanged.
+weights, ``"data"`` for the epoch permutations, ``"dropout"`` for dropout masks, ``"augment"`` for the data
+augmentation of each step (:mod:`jtricks.augment`). Toggling dropout or augmentation, or changing their
+rates, therefore leaves the initial weights and the data order of a seed unchanged.
+
+Gradient accumulation (``OptimizerSpec.accumulate = k``, ``optax.MultiSteps``): each step is one micro-batch
+of ``batch_size / k`` examples (the epoch's batches cut in ``k``, in order) and every ``k``-th step applies the
+update of the ``k`` averaged gradients; the learning-rate schedule counts applied updates.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jtricks import augment as jaug
 from jtricks import data as jdata
 from jtricks import diagnostics as jdiag
 from jtricks import hparams as jhparams
@@ -79,6 +85,9 @@ __all__ = [
     "make_epoch",
     "make_train",
     "resolve_execution",
+    "augment_batch",
+    "check_inputs",
+    "micro_batch",
 ]
 
 Execution = Literal["auto", "scan", "loop"]
@@ -108,8 +117,10 @@ class TrainConfig:
       model: a :class:`jtricks.models.Model` (``init``, ``apply``, ``name``, ``config``).
       optimizer: a :class:`jtricks.optim.OptimizerSpec` (family, schedule, clipping, decay: structure only).
       epochs: number of epochs.
-      batch_size: examples per step (an epoch is ``num_train // batch_size`` steps; the remainder of each
-        epoch's permutation is dropped, so every example is still seen over epochs).
+      batch_size: examples per optimizer update (an epoch is ``num_train // batch_size`` updates; the remainder
+        of each epoch's permutation is dropped, so every example is still seen over epochs). With gradient
+        accumulation (``optimizer.accumulate = k``) a step is a micro-batch of ``batch_size / k`` examples
+        and an epoch ``k · (num_train // batch_size)`` steps.
       loss: a :class:`jtricks.losses.Loss` (per-example ``loss(outputs, targets, hparams)``), default
         cross-entropy; the objective is its batch mean plus the penalties.
       metrics: the :class:`jtricks.metrics.Metric` s measured besides the loss, on every training batch
@@ -145,6 +156,12 @@ class TrainConfig:
         off, batch norm on running statistics) as ``train_eval_<metric>``: the clean training accuracy a
         train/validation gap needs (``train_<metric>`` is averaged over the epoch's steps in train mode).
         0: off. The sample is in :class:`DeviceData` (:func:`device_data`'s ``train_eval``).
+      augment: the data augmentations of every training step, names of :data:`jtricks.augment.AUGMENTATIONS`
+        (``"crop"``, ``"flip"``, ``"cutout"``, ``"mixup"``), applied in that order whatever the order given
+        (:func:`augment_batch`); their numbers are data (``hparams["flip_rate"]``, ``["cutout_size"]``,
+        ``["mixup_alpha"]``). ``"mixup"`` needs a loss of class or binary targets (it mixes the losses of the
+        two label sets); the others need NHWC images (:func:`check_inputs`).
+      crop_padding: the zero padding of ``"crop"`` (static: it sets the padded shape).
     """
 
     model: Any
@@ -166,9 +183,15 @@ class TrainConfig:
     divergence_factor: float | None = 1e6
     log_every: int | None = None
     train_eval: int = 0
+    augment: tuple[str, ...] = ()
+    crop_padding: int = 4
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "custom_hparams", tuple(sorted(dict(self.custom_hparams).items())))
+        object.__setattr__(self, "augment", _check_augment(self.augment))
+        cp = self.crop_padding
+        if not isinstance(cp, int) or isinstance(cp, bool) or cp < 0:
+            raise ValueError(f"TrainConfig.crop_padding must be an int >= 0, got {cp!r}")
         lk = self.log_every
         if lk is not None and (not isinstance(lk, int) or isinstance(lk, bool) or lk <= 0):
             raise ValueError(f"TrainConfig.log_every must be a positive int or None, got {lk!r}")
@@ -187,6 +210,17 @@ class TrainConfig:
         if self.execution not in ("auto", "scan", "loop"):
             raise ValueError(f"TrainConfig.execution must be one of 'auto', 'scan', 'loop'; got {self.execution!r}")
         object.__setattr__(self, "loss", jlosses.get(self.loss))
+        if "mixup" in self.augment and self.loss.targets not in ("class", "binary"):
+            raise ValueError(
+                f"augment 'mixup' mixes the losses of two label sets, which needs a loss of class or binary targets; "
+                f"loss {self.loss.name!r} has {self.loss.targets!r} targets"
+            )
+        acc = getattr(self.optimizer, "accumulate", 1)
+        if self.batch_size % acc:
+            raise ValueError(
+                f"'accumulate'={acc} must divide 'batch_size'={self.batch_size} "
+                "(a step is a micro-batch of batch_size / accumulate examples)"
+            )
         metrics = _default_metrics(self.loss) if self.metrics is None else tuple(jmetrics.get(m) for m in self.metrics)
         object.__setattr__(self, "metrics", tuple(m for m in metrics if m.name != "loss"))
         shared = sorted(set(self.loss.hparams) & {k for k, _ in self.custom_hparams})
@@ -223,6 +257,7 @@ class TrainConfig:
             names.append("ema_decay")
         if self.averaging == "swa":
             names.append("swa_start")
+        names += [_AUGMENT_HPARAMS[a] for a in self.augment if a in _AUGMENT_HPARAMS]
         names += list(jlosses.hparam_keys(self.loss)) + [k for k, _ in self.custom_hparams]
         return tuple(dict.fromkeys(names))
 
@@ -240,6 +275,23 @@ class TrainConfig:
         ``gamma``) and the ``custom_hparams``."""
         own = {name: hparams[key] for key, name in jlosses.hparam_keys(self.loss).items()}
         return {**own, **{k: hparams[k] for k, _ in self.custom_hparams}}
+
+
+#: The hyperparameter each augmentation reads (crop's padding is static: ``TrainConfig.crop_padding``).
+_AUGMENT_HPARAMS: Mapping[str, str] = {"flip": "flip_rate", "cutout": "cutout_size", "mixup": "mixup_alpha"}
+
+
+def _check_augment(augment: Any) -> tuple[str, ...]:
+    """``augment`` as a tuple in the order of :data:`jtricks.augment.AUGMENTATIONS` (a str is one name)."""
+    names = (augment,) if isinstance(augment, str) else augment
+    allowed = list(jaug.AUGMENTATIONS)
+    if not isinstance(names, (tuple, list)) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"'augment' must be a list of names among {allowed}, got {augment!r}")
+    unknown = [n for n in names if n not in allowed]
+    if unknown or len(set(names)) != len(names):
+        what = f"unknown {unknown}" if unknown else "a name given twice"
+        raise ValueError(f"'augment' must be a list of distinct names among {allowed}; got {list(names)} ({what})")
+    return tuple(a for a in allowed if a in names)
 
 
 class TrainState(NamedTuple):
@@ -451,13 +503,22 @@ def loss_fn(
     *,
     key: jax.Array | None,
     hparams: Mapping[str, jax.Array],
+    mix: tuple[jax.Array, jax.Array] | None = None,
 ) -> tuple[jax.Array, tuple[Any, jax.Array, dict[str, jax.Array]]]:
     """Training objective ``mean_b loss(f(x_b), y_b) + λ·½Σ‖W‖²`` → (objective, (new_model_state, data loss,
-    metrics))."""
+    metrics)).
+
+    ``mix = (lam, perm)`` (mixup, :func:`augment_batch`): the per-example loss is
+    ``lam · loss(f(x_b), y_b) + (1 - lam) · loss(f(x_b), y_perm(b))``; the metrics compare with ``y``.
+    """
     outputs, new_state = config.model.apply(
         params, model_state, x, key=key, train=True, hparams=_subset(hparams, config.model_hparam_names())
     )
-    per_example = config.loss.fn(outputs, y, config.loss_hparams(hparams))
+    loss_hp = config.loss_hparams(hparams)
+    per_example = config.loss.fn(outputs, y, loss_hp)
+    if mix is not None:
+        lam, perm = mix
+        per_example = jaug.mix(lam, per_example, config.loss.fn(outputs, y[perm], loss_hp))
     data_loss = jnum.mean(per_example)
     objective = data_loss
     if config.l2:
@@ -483,6 +544,48 @@ def _exploded(config: TrainConfig, objective: jax.Array, first: jax.Array) -> ja
     return (first > 0) & (jnp.abs(objective) > jnp.float32(config.divergence_factor) * first)
 
 
+def augment_batch(
+    config: TrainConfig, root: jax.Array, step: jax.Array, x: jax.Array, hparams: Mapping[str, jax.Array]
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
+    """The step's augmented inputs and mixup's ``(lam, perm)`` (``None`` without mixup).
+
+    ``config.augment`` in the order crop, flip, cutout, mixup (:mod:`jtricks.augment`), each with its key
+    from the member's ``"augment"`` stream folded with the step count (:func:`jtricks.augment.step_keys`).
+    """
+    if not config.augment:
+        return x, None
+    keys = jaug.step_keys(root, step, config.augment)
+    if "crop" in keys:
+        x = jaug.random_crop(keys["crop"], x, padding=config.crop_padding)
+    if "flip" in keys:
+        x = jaug.horizontal_flip(keys["flip"], x, rate=hparams["flip_rate"])
+    if "cutout" in keys:
+        x = jaug.cutout(keys["cutout"], x, size=hparams["cutout_size"])
+    if "mixup" not in keys:
+        return x, None
+    lam, perm = jaug.mixup_draw(keys["mixup"], int(x.shape[0]), alpha=hparams["mixup_alpha"])
+    return jaug.mix(lam, x, x[perm]).astype(x.dtype), (lam, perm)
+
+
+def check_inputs(config: TrainConfig, input_shape: Sequence[int]) -> None:
+    """``ValueError`` when ``config.augment`` holds an image augmentation and one example is not ``(H, W, C)``."""
+    images = [a for a in config.augment if a in jaug.IMAGE_AUGMENTATIONS]
+    if images and len(tuple(input_shape)) != 3:
+        raise ValueError(
+            f"augment {images} needs NHWC images, examples of shape (H, W, C); the data has examples of shape "
+            f"{tuple(input_shape)}"
+        )
+
+
+def _accumulate(config: TrainConfig) -> int:
+    return int(getattr(config.optimizer, "accumulate", 1))
+
+
+def micro_batch(config: TrainConfig) -> int:
+    """Examples per step: ``batch_size / accumulate`` (``batch_size`` without gradient accumulation)."""
+    return config.batch_size // _accumulate(config)
+
+
 def make_train_step(
     config: TrainConfig,
 ) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict]]:
@@ -501,10 +604,11 @@ def make_train_step(
     def step(state: TrainState, x_all: jax.Array, y_all: jax.Array, batch_idx: jax.Array) -> tuple[TrainState, dict]:
         x = x_all[batch_idx]
         y = y_all[batch_idx]
+        x, mixing = augment_batch(config, state.key, state.step, x, state.hparams)
         dkey = jax.random.fold_in(key_for(state.key, "dropout"), state.step)
         grad_fn = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)
         (objective, (new_mstate, data_loss, mvals)), grads = grad_fn(
-            config, state.params, state.model_state, x, y, key=dkey, hparams=state.hparams
+            config, state.params, state.model_state, x, y, key=dkey, hparams=state.hparams, mix=mixing
         )
         gnorm = jnum.global_norm(grads)
         tx = _build_tx(config, state.hparams)
@@ -515,6 +619,8 @@ def make_train_step(
         avg = state.averaging
         if config.averaging == "ema":
             avg = jreg.ema_update(avg, new_params, state.hparams["ema_decay"])
+            if _accumulate(config) > 1:  # the average moves with the applied updates only
+                avg = _select((state.step + 1) % _accumulate(config) == 0, avg, state.averaging)
         # applied unconditionally: a member that fails here is restored once, at the end of the epoch
         # (guard_epoch); only the epoch of its first failure is recorded now
         new_state = state._replace(
@@ -656,10 +762,15 @@ def resolve_execution(config: TrainConfig, backend: str | None = None) -> Litera
 
 
 def epoch_indices(config: TrainConfig, state: TrainState, num_train: int) -> jax.Array:
-    """The epoch's batches ``(steps, batch_size)``: a permutation from the member's ``"data"`` stream and epoch."""
-    return jdata.epoch_batches(
-        jax.random.fold_in(key_for(state.key, "data"), state.epoch), num_train, config.batch_size
-    )
+    """The epoch's batches ``(steps, batch_size)``: a permutation from the member's ``"data"`` stream and epoch.
+
+    With gradient accumulation (``k = accumulate``) each batch is cut into ``k`` micro-batches, in order:
+    ``(k · steps, batch_size / k)``, the same examples in the same order.
+    """
+    idx = jdata.epoch_batches(jax.random.fold_in(key_for(state.key, "data"), state.epoch), num_train, config.batch_size)
+    if _accumulate(config) == 1:
+        return idx
+    return idx.reshape(-1, micro_batch(config))
 
 
 def _nan_if(pred: jax.Array, v: jax.Array) -> jax.Array:
@@ -733,7 +844,8 @@ def finish_epoch(
     out = {k: _nan_if(diverged, v) for k, v in out.items()}
     if config.log_every is not None:
         out["train_loss@steps"] = jnp.asarray(ends)
-    out["lr"] = jnp.asarray(joptim.build_schedule(config.optimizer, state.hparams)(state.step), jnp.float32)
+    updates = state.step if _accumulate(config) == 1 else state.step // _accumulate(config)
+    out["lr"] = jnp.asarray(joptim.build_schedule(config.optimizer, state.hparams)(updates), jnp.float32)
     return state._replace(epoch=state.epoch + 1), out
 
 
@@ -829,6 +941,7 @@ def make_train(
     """
     epoch_fn = make_epoch(config)
     input_shape = tuple(data.x_train.shape[1:])
+    check_inputs(config, input_shape)
 
     def train(key: jax.Array, hparams: Mapping[str, Any]) -> tuple[TrainState, dict]:
         state = init_state(config, key, hparams, input_shape)

@@ -96,8 +96,9 @@ def _check_arm(arm: Arm, base: Experiment) -> jtrain.TrainConfig:
     e = arm.experiment
     _check_choices(e, arm.name, base)
     _check_int(e, "n_train", minimum=1, optional=True, arm=arm.name)
-    for field in ("epochs", "batch_size"):
+    for field in ("epochs", "batch_size", "accumulate"):
         _check_int(e, field, minimum=1, arm=arm.name)
+    _check_int(e, "crop_padding", minimum=0, arm=arm.name)
     _check_dataset_kwargs(e)
     # Model, loss, metrics and optimizer constructors validate their own arguments (ValueError naming them).
     config = build_config(e, build_model(e, 10), num_train=max(e.batch_size, 1) * 10)
@@ -111,8 +112,8 @@ def _check_arm(arm: Arm, base: Experiment) -> jtrain.TrainConfig:
         raise ValueError(
             f"hyperparameter(s) {unused} are not read by arm {arm.name!r} "
             f"(optimizer={value_text(e.optimizer)!r}, schedule={e.schedule!r}, clip={e.clip}, l2={e.l2}, "
-            f"early_stopping={e.early_stopping}, averaging={e.averaging!r}); it reads {list(config.hparam_names())}"
-            f"{hint}"
+            f"early_stopping={e.early_stopping}, averaging={e.averaging!r}, augment={list(config.augment)}); "
+            f"it reads {list(config.hparam_names())}{hint}"
         )
     return config
 

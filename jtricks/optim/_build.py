@@ -109,6 +109,11 @@ class OptimizerSpec:
       weight_decay_mask: optional mask (pytree of bools or callable ``params -> pytree``) of the
         leaves that decay, passed as the factory's ``mask`` when weight decay is on. Use a callable
         (hashable) when the spec is a static argument of ``jax.jit``.
+      accumulate: gradient accumulation: ``k`` calls of ``update`` (micro-batches) make one update,
+        ``optax.MultiSteps(optimizer, every_k_schedule=k)``: the first ``k - 1`` return zero updates and
+        add their gradient to a running mean, the ``k``-th applies the optimizer to the mean of the ``k``
+        gradients. The optimizer's own step count (its schedule) counts applied updates, so
+        ``steps_per_epoch``, ``total_steps`` and ``warmup_steps`` count updates too. ``1``: off.
     """
 
     name: str | Factory
@@ -120,6 +125,7 @@ class OptimizerSpec:
     warmup_steps: int = 0
     decay_every_epochs: int = 1
     weight_decay_mask: Any = None
+    accumulate: int = 1
 
     def __post_init__(self) -> None:
         _validate_spec(self)
@@ -224,6 +230,7 @@ def _validate_spec(spec: OptimizerSpec) -> None:
     check_static_int("decay_every_epochs", spec.decay_every_epochs, minimum=1)
     check_static_int("warmup_steps", spec.warmup_steps, minimum=0)
     check_static_int("total_steps", spec.total_steps, minimum=0)
+    check_static_int("accumulate", spec.accumulate, minimum=1)
     if spec.schedule in ("cosine", "warmup_cosine") and spec.total_steps < 1:
         raise ValueError(f"schedule {spec.schedule!r} needs total_steps >= 1, got {spec.total_steps}")
     if spec.schedule == "warmup_cosine" and spec.total_steps <= spec.warmup_steps:
@@ -383,10 +390,12 @@ def _make_factory(spec: OptimizerSpec) -> Factory:
     return factory
 
 
-def build(spec: OptimizerSpec, hparams: Mapping[str, jax.typing.ArrayLike]) -> optax.GradientTransformationExtraArgs:
+def build(spec: OptimizerSpec, hparams: Mapping[str, jax.typing.ArrayLike]) -> optax.GradientTransformation:
     """Build the optimizer of ``spec`` with its numeric hyperparameters injected as arrays.
 
-    The result is ``optax.inject_hyperparams(factory)(**hparams)`` where ``factory`` is::
+    The result is ``optax.inject_hyperparams(factory)(**hparams)`` (wrapped in
+    ``optax.MultiSteps(·, every_k_schedule=spec.accumulate)`` when ``spec.accumulate > 1``, its state's
+    ``inner_opt_state`` holding the hyperparameters) where ``factory`` is::
 
         chain([clip_by_global_norm(clip_norm)],          if spec.clip
               FACTORY(learning_rate=schedule(count),     schedule from spec.schedule and the hparams
@@ -416,8 +425,8 @@ def build(spec: OptimizerSpec, hparams: Mapping[str, jax.typing.ArrayLike]) -> o
         :data:`jtricks.hparams.REGISTRY` (other names: finite); tracers are not.
 
     Returns:
-      An ``optax.GradientTransformationExtraArgs``; its ``update`` needs ``params`` when weight
-      decay is on.
+      An ``optax.GradientTransformationExtraArgs`` (a ``GradientTransformation`` with accumulation); its
+      ``update`` needs ``params`` when weight decay is on.
 
     Raises:
       ValueError: unknown key, missing key, or a concrete value out of range (the message names the
@@ -437,4 +446,7 @@ def build(spec: OptimizerSpec, hparams: Mapping[str, jax.typing.ArrayLike]) -> o
     factory = _make_factory(spec)
     if not isinstance(spec.name, str):
         factory(**values)  # a foreign factory's errors (and its return type) surface before any tracing
-    return optax.inject_hyperparams(factory)(**values)
+    tx = optax.inject_hyperparams(factory)(**values)
+    if spec.accumulate > 1:
+        return optax.MultiSteps(tx, every_k_schedule=spec.accumulate).gradient_transformation()
+    return tx

@@ -4,13 +4,14 @@ Every ``experiments/*.py`` file must load and validate in full (every arm's mode
 hyperparameters are built and checked; nothing compiles), and run end to end with a tiny
 configuration so that none of them rots: ``--set epochs=1``, 2 seeds, a small training subset,
 static grid factors cut to their first value, and only the arms that share the first arm's
-compiled program (every numeric arm of it: learning rates, dropout rates, coefficients); an experiment
-with ``tune`` is not run here (tune-then-ablate runs end to end in tests/engine/test_search.py). On XLA CPU
+compiled program (every numeric arm of it: learning rates, dropout rates, coefficients), an experiment of one
+ResNet with one block per stage (ResNet-8 for ResNet-20); an experiment with ``tune`` is not run here
+(tune-then-ablate runs end to end in tests/engine/test_search.py). On XLA CPU
 one compiled program costs seconds, so running every static group of every experiment (about 60
 programs, ResNet-20 alone over a minute) is left to the real runs. Fashion-MNIST experiments run on
-a tiny synthetic Fashion-MNIST written as IDX files (``dataset_kwargs.path``), so they need neither
-the real data set nor much time. The post-processing scripts of ``experiments/plots/`` run on those
-results.
+a tiny synthetic Fashion-MNIST written as IDX files, CIFAR-10 experiments on a tiny CIFAR-10 written in the
+python format (``dataset_kwargs.path``), so they need neither the real data sets nor much time: no experiment is
+skipped for want of its data. The post-processing scripts of ``experiments/plots/`` run on those results.
 """
 
 from __future__ import annotations
@@ -75,6 +76,15 @@ def _temp_root(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 @functools.lru_cache(maxsize=1)
+def fake_cifar10_dir() -> Path:
+    """A tiny CIFAR-10 look-alike (300 train / 100 test 32x32x3 images) in the python format
+    (``tests/support/cifar_files.py``)."""
+    d = _TEMP_ROOT[0] / "fake_cifar10"
+    _module(REPO / "tests" / "support" / "cifar_files.py").write_cifar10(d, per_batch=60, n_test=100)
+    return d
+
+
+@functools.lru_cache(maxsize=1)
 def fake_fashion_dir() -> Path:
     """A tiny Fashion-MNIST look-alike (400 train / 200 test 28x28 images, 10 classes) as gzipped IDX files."""
     d = _TEMP_ROOT[0] / "fake_fashion"
@@ -101,6 +111,10 @@ def smoke_settings(exp: jexp.Experiment) -> dict[str, Any]:
     s: dict[str, Any] = {"epochs": 1, "seeds": 2, "execution": "loop", "population": "vmap"}
     if "fashion_mnist" in datasets:
         s.update(dataset_kwargs={"path": str(fake_fashion_dir())}, n_train=128, n_val=100, eval_batch_size=100)
+    elif "cifar10" in datasets:
+        s.update(dataset_kwargs={"path": str(fake_cifar10_dir())}, n_train=128, n_val=100, eval_batch_size=100)
+    if exp.model == "resnet" and not any("model" in a for a in exp.arms):
+        s["model.blocks_per_stage"] = 1  # ResNet-8: the same stages, a smaller program to compile than ResNet-20
     else:
         s.update(n_train=200, n_val=100, eval_batch_size=500)
     for key, values in exp.grid.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib.util
 import io
 import os
 import sys
@@ -397,6 +398,156 @@ def test_mnist_checksum_table() -> None:
 
 
 # ------------------------------------------------------------------------------------------
+# CIFAR-10 / CIFAR-100 on test-written folders in the python format
+# ------------------------------------------------------------------------------------------
+
+
+def _cifar_files():
+    path = Path(__file__).parents[1] / "support" / "cifar_files.py"
+    spec = importlib.util.spec_from_file_location("cifar_files", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+CIFAR = _cifar_files()
+
+
+@pytest.mark.parametrize("style", ["str", "bytes", "python2"])
+def test_cifar10_reads_the_python_format_as_nhwc(tmp_path: Path, style: str) -> None:
+    written = CIFAR.write_cifar10(tmp_path, style=style)
+    ds = data.cifar10(tmp_path / "cifar-10-batches-py", cache=False)
+    assert ds.name == "cifar10" and ds.num_classes == 10 and ds.input_shape == (32, 32, 3)
+    assert ds.x_train.dtype == np.uint8 and ds.x_train.shape == (100, 32, 32, 3) and ds.x_test.shape == (20, 32, 32, 3)
+    assert ds.y_train.dtype == np.int32 and ds.value_range == (0.0, 255.0)
+    np.testing.assert_array_equal(ds.x_train, written["x_train"])  # CHW rows -> NHWC, batches 1..5 in order
+    np.testing.assert_array_equal(ds.y_train, written["y_train"])
+    np.testing.assert_array_equal(ds.x_test, written["x_test"])
+    np.testing.assert_array_equal(ds.y_test, written["y_test"])
+    assert ds.class_names == tuple(f"class{k}" for k in range(10))  # from batches.meta
+    # one pixel by hand: row r of the file holds R[0..1023], G[..], B[..] of image r, each row-major
+    raw = data.read_cifar_pickle(tmp_path / "cifar-10-batches-py" / "data_batch_1")["data"]
+    assert ds.x_train[3, 5, 7, 2] == raw[3, 2 * 1024 + 5 * 32 + 7]
+
+
+def test_cifar10_folder_or_its_parent_env_and_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    CIFAR.write_cifar10(tmp_path / "root")
+    a = data.cifar10(tmp_path / "root", cache=False)  # the folder holding cifar-10-batches-py
+    monkeypatch.setenv("JTRICKS_DATA", str(tmp_path / "root"))
+    b = data.load("cifar10", cache=False)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    (tmp_path / "root" / "cifar-10-batches-py" / "batches.meta").unlink()  # optional: the known names
+    assert data.cifar10(cache=False).class_names == data.CIFAR10_CLASSES
+
+
+def test_cifar100_fine_and_coarse_labels(tmp_path: Path) -> None:
+    written = CIFAR.write_cifar100(tmp_path)
+    fine = data.cifar100(tmp_path, cache=False)
+    coarse = data.load("cifar100", path=tmp_path, labels="coarse", cache=False)
+    assert (fine.num_classes, coarse.num_classes) == (100, 20)
+    np.testing.assert_array_equal(fine.x_train, written["x_train"])
+    np.testing.assert_array_equal(fine.y_test, written["fine_test"])
+    np.testing.assert_array_equal(coarse.y_train, written["coarse_train"])
+    assert fine.class_names[:2] == ("f0", "f1") and coarse.class_names[-1] == "c19"
+    with pytest.raises(ValueError, match="`labels` must be one of 'fine', 'coarse'"):
+        data.cifar100(tmp_path, labels="super")
+
+
+def test_cifar_not_found_says_where_it_looked_and_how_to_get_it(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("JTRICKS_DATA", raising=False)
+    with pytest.raises(FileNotFoundError) as e:
+        data.cifar10()
+    msg = str(e.value)
+    assert msg.startswith("CIFAR-10 not found. Searched:\n  - $JTRICKS_DATA/cifar-10-batches-py: not set")
+    assert "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in msg
+    assert 'tar -xzf cifar-10-python.tar.gz -C "$JTRICKS_DATA"' in msg and "path=" in msg
+    monkeypatch.setenv("JTRICKS_DATA", str(tmp_path))
+    with pytest.raises(FileNotFoundError) as e:
+        data.cifar100()
+    msg = str(e.value)
+    assert f"$JTRICKS_DATA/cifar-100-python = {tmp_path / 'cifar-100-python'}: no such directory" in msg
+    assert "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz" in msg
+    with pytest.raises(FileNotFoundError, match=f"path = {tmp_path / 'nowhere'}: no such directory"):
+        data.cifar10(tmp_path / "nowhere")
+
+
+def test_cifar_partial_folder_is_an_error(tmp_path: Path) -> None:
+    CIFAR.write_cifar10(tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    (folder / "data_batch_3").unlink()
+    (folder / "test_batch").unlink()
+    with pytest.raises(FileNotFoundError) as e:
+        data.cifar10(folder, cache=False)
+    assert str(e.value) == (
+        f"CIFAR-10: path = {folder} holds only some of the 6 CIFAR-10 files, missing data_batch_3, test_batch; "
+        "add them, or remove the partial folder to use another copy"
+    )
+
+
+def test_cifar_corrupt_files_give_clear_errors(tmp_path: Path) -> None:
+    CIFAR.write_cifar10(tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    batch = folder / "data_batch_2"
+    good = batch.read_bytes()
+
+    def fails(fragment: str) -> None:
+        with pytest.raises(ValueError) as e:
+            data.cifar10(folder, cache=False)
+        assert repr(str(batch)) in str(e.value) and fragment in str(e.value), str(e.value)
+
+    batch.write_bytes(good[: len(good) // 2])
+    fails("not a readable CIFAR pickle")
+    batch.write_bytes(b"this is not a pickle")
+    fails("not a readable CIFAR pickle")
+    x = CIFAR.images(np.arange(4) % 10, np.random.default_rng(0))
+    CIFAR.dump(batch, [1, 2, 3])
+    fails("holds a list, expected a dict")
+    CIFAR.write_file(batch, x, {"labels": [0, 1, 2]})
+    fails("'labels' must be 4 integer labels (one per image)")
+    CIFAR.write_file(batch, x, {"labels": [0, 1, 2, 10]})
+    fails("label 10 out of range [0, 10)")
+    CIFAR.write_file(batch, x, {"fine_labels": [0, 1, 2, 3]})
+    fails("no 'labels' entry")
+    CIFAR.dump(batch, {"data": np.zeros((4, 32, 32, 3), np.uint8), "labels": [0, 1, 2, 3]})
+    fails("'data' must be a uint8 array of shape (N, 3072), got a uint8 array of shape (4, 32, 32, 3)")
+    batch.write_bytes(good)
+    assert data.cifar10(folder, cache=False).num_train == 100
+
+
+class _Payload:
+    """Unpickling this would create a folder: what a malicious file could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_cifar_pickle_may_not_name_other_globals(tmp_path: Path) -> None:
+    CIFAR.write_cifar10(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    marker = tmp_path / "executed"
+    CIFAR.dump(batch, {"data": _Payload(marker), "labels": []})
+    with pytest.raises(ValueError, match=r"refusing to load the global (posix|nt|os)\.mkdir"):
+        data.cifar10(tmp_path, cache=False)
+    assert not marker.exists()
+
+
+def test_cifar_cache_hit_and_invalidation(tmp_path: Path) -> None:
+    CIFAR.write_cifar10(tmp_path)
+    a = data.cifar10(tmp_path)
+    b = data.cifar10(tmp_path)
+    assert b.x_train is a.x_train and not a.x_train.flags.writeable
+    batch = tmp_path / "cifar-10-batches-py" / "test_batch"
+    CIFAR.write_file(batch, CIFAR.images(np.zeros(3, int), np.random.default_rng(1)), {"labels": [0, 0, 0]})
+    st = batch.stat()
+    os.utime(batch, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert data.cifar10(tmp_path).num_test == 3
+    data.clear_cache()
+
+
+# ------------------------------------------------------------------------------------------
 # caching
 # ------------------------------------------------------------------------------------------
 
@@ -551,9 +702,12 @@ def test_missing_optional_packages(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def test_load_registry() -> None:
     np.testing.assert_array_equal(data.load("digits", seed=3).y_test, data.digits(seed=3).y_test)
-    assert set(data.LOADERS) == {"fashion_mnist", "mnist", "mnist1d", "digits"}
-    with pytest.raises(ValueError, match="known: digits, fashion_mnist, mnist, mnist1d"):
-        data.load("cifar10")
+    assert set(data.LOADERS) == {"fashion_mnist", "mnist", "cifar10", "cifar100", "mnist1d", "digits"}
+    with pytest.raises(ValueError, match="known: cifar10, cifar100, digits, fashion_mnist, mnist, mnist1d"):
+        data.load("imagenet")
+    for name in ("cifar10", "cifar100"):
+        with pytest.raises(ValueError, match="already registered"):
+            data.register_dataset(name, data.digits, overwrite=True)
 
 
 def test_load_accepts_dash_alias(tmp_path: Path) -> None:
