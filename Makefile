@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml | $(PY)
 venv: $(STAMP)
 
 run: $(RUN_STAMP)
-	$(PY) -m jtricks run dropout_mnist1d --out runs/dropout_mnist1d
+	$(PY) -m jtricks run dropout_mnist1d --out runs/dropout_mnist1d --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 tests
