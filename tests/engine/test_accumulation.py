@@ -17,6 +17,8 @@ from jtricks import pbt, prepare, runner
 from jtricks import train as jtrain
 from jtricks.keys import seed_key
 
+pytestmark = pytest.mark.slow  # whole runs and populations: left out of `-m "not slow"`
+
 
 def small_exp(**kw) -> jexp.Experiment:
     base = dict(

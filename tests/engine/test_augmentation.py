@@ -16,6 +16,8 @@ from jtricks import optim as joptim
 from jtricks import train as jtrain
 from jtricks.keys import seed_key
 
+pytestmark = pytest.mark.slow  # whole runs and populations: left out of `-m "not slow"`
+
 ALL = ("crop", "flip", "cutout", "mixup")
 
 
