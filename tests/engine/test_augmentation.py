@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from support.experiments import small_digits_mlp
 
 from jtricks import data, prepare, runner
 from jtricks import experiment as jexp
@@ -22,23 +23,7 @@ ALL = ("crop", "flip", "cutout", "mixup")
 
 
 def small_exp(**kw) -> jexp.Experiment:
-    base = dict(
-        name="aug",
-        description="digits MLP with augmentation",
-        dataset="digits",
-        preprocess="unit",
-        n_val=200,
-        n_train=640,
-        model="mlp",
-        model_kwargs={"widths": (32,)},
-        optimizer="adam",
-        hparams={"learning_rate": 3e-3},
-        epochs=2,
-        batch_size=64,
-        eval_batch_size=128,
-        seeds=2,
-    )
-    return jexp.Experiment(**{**base, **kw})
+    return small_digits_mlp(**{"name": "aug", "description": "digits MLP with augmentation", "epochs": 2, **kw})
 
 
 @pytest.fixture(scope="module")

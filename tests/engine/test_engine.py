@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from support.experiments import small_digits_mlp
 
 from jtricks import experiment as jexp
 from jtricks import models as jmodels
@@ -29,25 +30,7 @@ pytestmark = pytest.mark.slow  # real jtricks runs / processes: left out of `-m 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def small_exp(**kw) -> jexp.Experiment:
-    base = dict(
-        name="tiny",
-        description="tiny digits MLP",
-        dataset="digits",
-        preprocess="unit",
-        n_val=200,
-        n_train=640,
-        model="mlp",
-        model_kwargs={"widths": (32,)},
-        optimizer="adam",
-        hparams={"learning_rate": 3e-3},
-        epochs=3,
-        batch_size=64,
-        eval_batch_size=128,
-        seeds=2,
-    )
-    base.update(kw)
-    return jexp.Experiment(**base)
+small_exp = small_digits_mlp
 
 
 @pytest.fixture(scope="module")
