@@ -10,38 +10,14 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
+from support.experiments import search_toy
 
-from jtricks import data, experiment, pbt, report, results_io, runner, search
+from jtricks import experiment, pbt, report, results_io, runner, search
 
 pytestmark = pytest.mark.slow  # real jtricks runs / processes: left out of `-m "not slow"`
 
 
-def _toy() -> data.Dataset:
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(320, 8)).astype(np.float32)
-    y = np.digitize(x @ rng.normal(size=8), np.linspace(-2, 2, 9)).astype(np.int32)
-    return data.arrays(x[:256], y[:256], x[256:], y[256:], num_classes=10, name="toy")
-
-
-# the same toy problem, population size and programs as tests/engine/test_search.py (shared compilation cache)
-BASE = experiment.Experiment(
-    name="search_toy",
-    dataset=_toy(),
-    preprocess="raw",
-    n_val=64,
-    model="mlp",
-    model_kwargs={"widths": (16,)},
-    optimizer="sgd",
-    epochs=3,
-    batch_size=32,
-    eval_batch_size=64,
-    seeds=1,
-    grid={"learning_rate": search.loguniform(1e-3, 1.0)},
-    samples=4,
-    sample_seed=3,
-    hparams={"dropout_rate": 0.0},
-    metrics=("val_acc", "train_loss"),
-)
+BASE = search_toy()
 PBT = search.PBT(every=1, fraction=0.5, metric="val_loss")
 
 
