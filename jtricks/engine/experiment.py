@@ -133,7 +133,10 @@ class Experiment:
     evaluate a fixed sample of this many training examples in eval mode every epoch (``train_eval_<metric>``,
     the clean training accuracy for train/validation gaps; 0: off); ``adjust``: the
     multiple-comparison adjustment of each metric's comparisons with the baseline (``"holm"``, ``"bh"``
-    Benjamini-Hochberg, ``"none"``; :func:`jtricks.stats.adjust_pvalues`).
+    Benjamini-Hochberg, ``"none"``; :func:`jtricks.stats.adjust_pvalues`); ``equivalence_margin``: the smallest
+    difference of interest, a number (every summarised metric) or ``{metric: number}``: a comparison with the
+    baseline that is not resolved as different is tested for equivalence within it (``"equivalent"`` /
+    ``"not resolved"``, :func:`jtricks.stats.tost_paired`; ``None``: no equivalence test, ``"n.s."``).
 
     **run** — ``name``, ``description``, ``hparams`` (fixed numeric hyperparameters; defaults come from the
     optimizer, the loss and the engine), ``custom_hparams`` (the user's own numeric hyperparameters with
@@ -191,6 +194,7 @@ class Experiment:
     target: Any = setting(None, section="reporting", role="run")
     train_eval: int = setting(0, section="reporting", role="data")
     adjust: str = setting("holm", section="reporting", role="run", choices=lambda: ("holm", "bh", "none"))
+    equivalence_margin: Any = setting(None, section="reporting", role="run")
     hparams: Mapping[str, Any] = setting({}, section="run", role="run", settable=False)
     custom_hparams: Mapping[str, float] = setting({}, section="run", role="program", settable=False)
     grid: Mapping[str, Sequence[Any]] = setting({}, section="run", role="run", settable=False)

@@ -278,6 +278,7 @@ def _run(
             target=exp.target,
             directions=directions,
             adjust=exp.adjust,
+            equivalence_margin=exp.equivalence_margin,
         )
     )
     wall = time.perf_counter() - t_start

@@ -14,6 +14,7 @@ from jtricks.engine import train as jtrain
 from jtricks.engine.configure import build_config, build_model, produced_metrics, summary_metrics
 from jtricks.engine.experiment import NUMERIC_HPARAMS, SETTINGS, Arm, Experiment, numeric_names
 from jtricks.engine.grid import expand, value_text
+from jtricks.results import summary as jsummary
 
 __all__ = ["validate"]
 
@@ -178,6 +179,7 @@ def validate(exp: Experiment) -> list[Arm]:
             "(add the base metric to eval_metrics)"
         )
     _check_target(exp, measured)
+    jsummary.equivalence_margins(exp.equivalence_margin, measured)
     jsearch.check_search(
         exp.search,
         epochs=exp.epochs,

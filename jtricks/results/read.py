@@ -24,7 +24,7 @@ __all__ = ["read", "read_summary", "arm_factors", "FACTOR_PREFIX"]
 FACTOR_PREFIX = "factor."
 
 #: The text columns of ``summary.csv``; the others hold numbers.
-_SUMMARY_TEXT = frozenset({"metric", "arm", "baseline", "verdict", "test", "adjust"})
+_SUMMARY_TEXT = frozenset({"metric", "arm", "baseline", "verdict", "test", "adjust", "div_verdict"})
 
 
 def _pandas() -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from jtricks.results.plots import plot_curves
+from jtricks.results.robust import N_BOOT
 from jtricks.results.summary import DEFAULT_METRICS, confidence_label, edge_optima, metric_direction, summarize
 from jtricks.results.tables import SUMMARY_COLUMNS, read_members_csv, read_metrics_csv, result_file, write_csv
 
@@ -141,7 +142,8 @@ def _md_escape(s: str) -> str:
     return s.replace("|", "\\|")
 
 
-def _legend(r0: Mapping[str, Any]) -> str:
+def _legend(rows: Sequence[Mapping[str, Any]]) -> str:
+    r0 = rows[0]
     conf, power = confidence_label(r0["confidence"]), confidence_label(r0["power"])
     alpha = f"{(1.0 - r0['confidence']) * 100:g}%"
     adj = {
@@ -165,17 +167,97 @@ def _legend(r0: Mapping[str, Any]) -> str:
         f"the observed one, with the observed spread, would be found with {power} power at the family's "
         f'Bonferroni level. "best epoch" is the best epoch of the mean curve; "at val-best epoch" is '
         f"the mean of each member's value at the epoch its validation metric picked."
+    ) + _legend_robust(rows, adj, alpha)
+
+
+def _legend_robust(rows: Sequence[Mapping[str, Any]], adj: str, alpha: str) -> str:
+    """The legend of the second table: IQM, P(better), and the divergence and equivalence tests where shown."""
+    r0 = rows[0]
+    conf = confidence_label(r0["confidence"])
+    text = (
+        f' The second table: "IQM" is the interquartile mean of the n members (the mean of their middle 50 %, '
+        f"which one outlying seed cannot move far), with a {conf} percentile bootstrap interval ({N_BOOT} "
+        f'resamples of the members, fixed random seed); "P(better)" is the probability that the arm\'s member beats '
+        f"the baseline's member of the same seed (ties count 1/2, a diverged member is the worst outcome), with a "
+        f"{conf} bootstrap interval over the seeds."
     )
+    if any(r["div_family"] for r in rows):
+        text += (
+            ' "diverged alone" counts the seeds on which only the arm / only the baseline diverged; the exact '
+            "McNemar test of these seeds (a two-sided binomial test: is the arm as likely as the baseline to be the "
+            f"one that diverges?) forms its own family of the comparisons that have such a seed, {adj}, and "
+            f'"divergence" is "more" / "fewer" when its adjusted p-value is below {alpha}.'
+        )
+    if any(r["eq_margin"] is not None for r in rows):
+        text += (
+            " With an equivalence margin m, the two one-sided paired t-tests (TOST) of |Δ| < m give the larger of "
+            f"their p-values, a third family, {adj}; a comparison the difference test leaves open is "
+            f'"equivalent" when its adjusted TOST p-value is below {alpha} (its '
+            f'{confidence_label(2 * r0["confidence"] - 1)} interval then lies inside ±m), "not resolved" '
+            "otherwise (TOST only where every seed gave a pair)."
+        )
+    return text
+
+
+def _plural(k: int, what: str) -> str:
+    return f"{k} {what}{'s' if k != 1 else ''}"
 
 
 def _family_line(rows: Sequence[Mapping[str, Any]]) -> str:
     r0 = rows[0]
-    k = r0["family"]
     what = {"holm": "Holm adjustment", "bh": "Benjamini-Hochberg adjustment", "none": "no adjustment"}[r0["adjust"]]
-    return (
-        f"Family: {k} comparison{'s' if k != 1 else ''} with `{r0['baseline']}` "
-        f"({what} over the comparisons of this metric)."
-    )
+    line = f"Family: {_plural(r0['family'], 'comparison')} with `{r0['baseline']}` ({what} over the comparisons of "
+    line += "this metric)"
+    if r0["div_family"]:
+        line += f"; divergence: {_plural(r0['div_family'], 'comparison')} with a seed on which only one arm diverged"
+    if r0["eq_margin"] is not None:
+        line += f"; equivalence within ±{r0['eq_margin']:g}: {_plural(r0['eq_family'], 'comparison')}"
+    return line + "."
+
+
+def _interval(value: float, lo: float, hi: float, fmt: str) -> str:
+    if not math.isfinite(value):
+        return "n/a"
+    if not math.isfinite(lo):
+        return format(value, fmt)
+    return f"{value:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+
+
+def _robust_cells(
+    rows: list[dict[str, Any]], metric: str, directions: Mapping[str, Any] | None
+) -> tuple[list[str], list[list[str]]]:
+    """The second table of a metric in ``summary.md``: IQM, probability of improvement, and where they apply the
+    divergence test and the equivalence test."""
+    conf = confidence_label(rows[0]["confidence"])
+    dec = _decimals(metric, rows)
+    better = "P(higher)" if metric_direction(metric, directions) == 0 else "P(better)"
+    adj = _ADJUST_NAMES[rows[0]["adjust"]]
+    header = ["arm", f"IQM [{conf} CI]", f"{better} [{conf} CI]"]
+    divergence = rows[0]["div_family"] > 0
+    margin = rows[0]["eq_margin"]
+    if divergence:
+        header += ["diverged alone (arm / baseline)", f"p divergence ({adj})", "divergence"]
+    if margin is not None:
+        header += [f"Δ [{confidence_label(2 * rows[0]['confidence'] - 1)} CI] vs ±{margin:g}", f"p TOST ({adj})"]
+    body = []
+    for r in rows:
+        base = r["verdict"] == "baseline"
+        cells = [r["arm"], _interval(r["iqm"], r["iqm_lo"], r["iqm_hi"], f".{dec}f")]
+        cells.append("(baseline)" if base else _interval(r["poi"], r["poi_lo"], r["poi_hi"], ".2f"))
+        if divergence:
+            counts = f"{r['div_arm_only']} / {r['div_base_only']}"
+            cells += ["", "", "baseline"] if base else [counts, _p(r["div_p_adjusted"]), r["div_verdict"]]
+        if margin is not None:
+            eq = f"[{_num(r['eq_lo'], dec, signed=True)}, {_num(r['eq_hi'], dec, signed=True)}]"
+            cells += ["", ""] if base else [eq if math.isfinite(r["eq_lo"]) else "n/a", _p(r["eq_p_adjusted"])]
+        body.append(cells)
+    return header, body
+
+
+def _md_table(header: list[str], body: list[list[str]]) -> list[str]:
+    align = [":---" if h in ("arm", "verdict", "divergence") else "---:" for h in header]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    return lines + ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in body]
 
 
 def _markdown(
@@ -192,7 +274,7 @@ def _markdown(
         else:
             parts += [f"- {n}" for n in notes] + [""]
     if summary_rows:
-        parts += [_legend(summary_rows[0]), ""]
+        parts += [_legend(summary_rows), ""]
     metrics: list[str] = []
     for r in summary_rows:
         if r["metric"] not in metrics:
@@ -202,12 +284,9 @@ def _markdown(
         hint = " (higher is better)" if d > 0 else (" (lower is better)" if d < 0 else "")
         header, body = _table_cells(summary_rows, metric, directions)
         parts += [f"## {metric}{hint}", "", _family_line([r for r in summary_rows if r["metric"] == metric]), ""]
-        parts.append("| " + " | ".join(header) + " |")
-        align = [":---" if h in ("arm", "verdict") else "---:" for h in header]
-        parts.append("|" + "|".join(align) + "|")
-        for row in body:
-            parts.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
-        parts.append("")
+        parts += [*_md_table(header, body), ""]
+        rows = [r for r in summary_rows if r["metric"] == metric]
+        parts += [*_md_table(*_robust_cells(rows, metric, directions)), ""]
         edges = edge_optima(summary_rows, arms, metric, directions)
         parts += [*edges, ""] if edges else []
     return "\n".join(parts)
@@ -278,7 +357,8 @@ def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
 
     Reads ``metrics.csv``, ``members.csv`` (optional), ``arms.json`` (optional; a list of
     ``{"arm", "factors"}`` or ``{"arms": [...], "baseline": name}``) and ``manifest.json``
-    (optional). The keys ``baseline``, ``metrics``, ``target``, ``confidence`` and ``adjust`` are taken
+    (optional). The keys ``baseline``, ``metrics``, ``target``, ``confidence``, ``adjust`` and ``equivalence_margin``
+    are taken
     from the manifest's ``config`` or, where that lacks them or holds ``null``, from the manifest's top
     level (defaults: the first arm, :data:`DEFAULT_METRICS`, none, 0.95, ``"holm"``). The Markdown title is
     ``"{name}: {description}"`` (``name`` from ``config.name``, else ``experiment``, else the folder
@@ -325,6 +405,7 @@ def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
         target=_lookup(manifest, config, "target"),
         directions=manifest.get("directions"),
         adjust=_lookup(manifest, config, "adjust") or "holm",
+        equivalence_margin=_lookup(manifest, config, "equivalence_margin"),
     )
     name = str(config.get("name") or manifest.get("experiment") or out_dir.resolve().name)
     description = str(config.get("description") or "")

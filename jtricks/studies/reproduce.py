@@ -456,6 +456,7 @@ def _summaries(
         target=original.get("target"),
         directions=original.get("directions"),
         adjust=original["config"].get("adjust", "holm"),
+        equivalence_margin=original["config"].get("equivalence_margin"),
     )
     a = jsummary.summarize(o_rows, o_members, arm_dicts, **kw)
     b = jsummary.summarize(res.metric_rows, res.member_rows, arm_dicts, **kw)

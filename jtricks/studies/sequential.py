@@ -7,8 +7,9 @@ bit the run of seed ``i`` alone (``docs/engine.md``), so the union of the batche
 ``n_j`` seeds. Every comparison with the baseline on the decision metric (the first summary metric) is
 tested with the summary's own rule -- the paired t-test, or the intention-to-treat rank test where pairs
 were lost, adjusted within the family (``adjust``, Holm by default) -- at the look's nominal level
-``alpha_j``; the run stops at the first look where every comparison's adjusted p-value is below
-``alpha_j``, or at ``MAX``.
+``alpha_j``; the run stops at the first look where every comparison is resolved -- its adjusted p-value is
+below ``alpha_j`` ("better" / "worse"), or, with an ``equivalence_margin``, its adjusted equivalence (TOST)
+p-value is ("equivalent") -- or at ``MAX``.
 
 Looking several times inflates the error rate, so ``alpha`` is *spent* across the looks:
 
@@ -18,7 +19,8 @@ Looking several times inflates the error rate, so ``alpha`` is *spent* across th
 * ``"bonferroni"``: ``alpha_j = alpha / L`` at every look.
 
 Both use the increments themselves as the nominal levels, which by the union bound keeps the
-probability of any false "better"/"worse" over all looks at or below ``alpha`` (conservative: the exact
+probability of any false "better"/"worse" (and of any false "equivalent") over all looks at or below
+``alpha`` (conservative: the exact
 Lan-DeMets boundaries would use the correlation between looks and be slightly less strict). The final
 summary is written at ``confidence = 1 - alpha_j`` of the look it stopped at, and the manifest's
 ``sequential`` record lists every look: seeds, nominal level, each comparison's adjusted p-value and
@@ -46,7 +48,7 @@ from jtricks.results import summary as jsummary
 __all__ = ["RULES", "planned_looks", "spending", "run_until_resolved"]
 
 RULES: tuple[str, ...] = ("obf", "bonferroni")
-_RESOLVED = {"better", "worse", "higher", "lower"}
+_RESOLVED = {"better", "worse", "higher", "lower", "equivalent"}
 
 
 def planned_looks(start: int, step: int, max_seeds: int) -> list[int]:
@@ -94,6 +96,7 @@ def _look(
         confidence=1.0 - alpha_j,
         directions=directions,
         adjust=exp.adjust,
+        equivalence_margin=exp.equivalence_margin,
     )
     comps = {
         r["arm"]: {"p_adjusted": r["p_adjusted"], "test": r["test"], "verdict": r["verdict"]}
@@ -203,6 +206,7 @@ def _finish(
         target=final.target,
         directions=last.directions,
         adjust=final.adjust,
+        equivalence_margin=final.equivalence_margin,
     )
     compiles: dict[str, int] = {}
     for res in results:
