@@ -164,3 +164,22 @@ def test_provenance_helpers(tmp_path):
 
     assert provenance.call_arguments(loader, {"n": 3}) == {"seed": 42, "n": 3}
     assert provenance.call_arguments(loader, {"bad": 1}) is None
+
+
+def test_an_equivalent_comparison_is_resolved_with_a_margin():
+    """A look is resolved when every comparison is "better"/"worse" or, with an equivalence margin, "equivalent"."""
+    rng = np.random.default_rng(4)
+    seed_effect = rng.normal(0, 0.02, size=8)
+    rows = [
+        (arm, s, 1, "val_acc", 0.7 + seed_effect[s] + effect + rng.normal(0, 0.002))
+        for arm, effect in (("base", 0.0), ("same", 0.0), ("up", 0.05))
+        for s in range(8)
+    ]
+    arms = [{"arm": a, "factors": {}} for a in ("base", "same", "up")]
+    looks = [
+        sequential._look(rows, None, arms, experiment.Experiment(equivalence_margin=m), "val_acc", 0.05, {})
+        for m in (None, 0.01)
+    ]
+    assert [c["verdict"] for c in looks[0]["comparisons"].values()] == ["n.s.", "better"]
+    assert [c["verdict"] for c in looks[1]["comparisons"].values()] == ["equivalent", "better"]
+    assert (looks[0]["resolved"], looks[1]["resolved"]) == (False, True)
