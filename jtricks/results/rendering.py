@@ -305,8 +305,11 @@ def write_summary(
     as empty) and ``summary.md`` (a title, ``notes`` -- a paragraph or a list of bullets --, a
     legend of the statistics, then per metric the family of its comparisons and a Markdown table:
     arm | mean ± std | CI | n | diverged [CI] | best epoch [| at val-best epoch] | Δ vs baseline [CI] |
-    p | p (adjusted) | verdict | seeds (planning) [| epochs to target]), followed by the
-    :func:`edge_optima` sentences when ``arms`` (the arm table with factors) is given.
+    p | p (adjusted) | verdict | seeds (planning) [| epochs to target]) and a second table: arm | IQM [CI] |
+    P(better) [CI] [| diverged alone | p divergence | divergence] [| Δ [1 - 2 alpha CI] vs ±margin | p TOST]
+    (the divergence columns when a comparison has a seed on which only one arm diverged, the equivalence columns
+    with a margin), followed by the :func:`edge_optima` sentences when ``arms`` (the arm table with factors) is
+    given.
 
     Accuracies are shown with 4 decimals, other values with 4 significant digits, p-values with 2.
     Output is deterministic (byte-identical for the same rows).

@@ -38,15 +38,32 @@ are excluded from the statistics and counted in ``diverged``. Then
   BH discoveries (Benjamini-Yekutieli's false-coverage interval, ``bh``), ``1 - alpha`` (``none``);
 * ``verdict``: ``"better"`` / ``"worse"`` when ``p_adjusted < alpha = 1 - confidence``, by the sign of
   the difference (``diff`` for the t-test, ``itt_w`` for the ITT test) in the metric's direction
-  (``"higher"`` / ``"lower"`` when the direction is unknown), ``"n.s."`` otherwise, ``"degenerate"``
-  when every paired difference is equal, ``"n/a"`` without a p-value, ``"baseline"`` on the baseline
-  row; with ``adjust="none"`` and all pairs complete this is "the t interval excludes 0";
+  (``"higher"`` / ``"lower"`` when the direction is unknown); otherwise ``"equivalent"`` when
+  ``eq_p_adjusted < alpha``; otherwise ``"not resolved"`` with a margin, ``"n.s."`` without one;
+  ``"degenerate"`` when every paired difference is equal, ``"n/a"`` without a p-value, ``"baseline"`` on
+  the baseline row; with ``adjust="none"``, all pairs complete and no margin this is "the t interval
+  excludes 0";
 * ``seeds_needed`` = :func:`jtricks.stats.seeds_needed` ``(diff, diff_std, 1 - alpha', power)``, a
   planning estimate (exact noncentral t) at the family's Bonferroni level ``alpha' = alpha/family``
   (``alpha`` with ``adjust="none"``);
 * ``epochs_to_target``: first epoch whose mean-curve value reaches ``target`` (``>=`` when higher is
   better or unknown, ``<=`` when lower is), ``-1`` if never; ``None`` (and ``target`` ``None``) when no
-  target applies to the metric.
+  target applies to the metric;
+* ``iqm, iqm_lo, iqm_hi`` = :func:`jtricks.results.robust.iqm_ci` of the ``n`` final values (interquartile
+  mean, percentile bootstrap interval);
+* ``poi, poi_lo, poi_hi`` = :func:`jtricks.results.robust.poi_ci` over the shared seeds, paired: the share of
+  seeds on which the arm is better than the baseline in the metric's direction (higher when unknown), ties
+  1/2, a diverged member the worst outcome (left out with its pair when the direction is unknown);
+* ``div_arm_only, div_base_only, div_p`` = :func:`jtricks.stats.divergence_test` of the shared seeds' divergence
+  flags (exact McNemar); ``div_p_adjusted, div_family``: adjusted within the family of the metric's
+  comparisons with a discordant seed; ``div_verdict``: ``"more"`` / ``"fewer"`` when ``div_p_adjusted < alpha``,
+  ``"n.s."`` otherwise, ``"n/a"`` without a discordant seed;
+* ``eq_margin, eq_lo, eq_hi, eq_p`` = :func:`jtricks.stats.tost_paired` with the metric's margin
+  (``equivalence_margin``; ``None`` and ``nan`` without one, ``nan`` where a member diverged);
+  ``eq_p_adjusted, eq_family``: adjusted within the family of the comparisons with a TOST p-value.
+
+The difference, equivalence and divergence families are adjusted each on its own (``docs/results-format.md``:
+the verdict rule and what it guarantees).
 """
 
 from __future__ import annotations
@@ -194,6 +211,10 @@ def summarize(
         raise ValueError(f"baseline {baseline!r} is not an arm; arms are {names}")
     targets = _targets(target)
     margins = equivalence_margins(equivalence_margin)
+    if margins and confidence <= 0.5:
+        raise ValueError(
+            f"confidence must be > 0.5 with an equivalence_margin (TOST's interval is 1 - 2 alpha), got {confidence!r}"
+        )
     diverged = {(r[0], r[1]) for r in brows if r[2] >= 0}
     best_of = {(r[0], r[1]): r[4] for r in brows}
     data = _curves(mrows)

@@ -92,6 +92,8 @@ def test_equivalence_margin_per_metric_and_validation():
     ]:
         with pytest.raises(error, match=match):
             report.summarize(rows, members, None, equivalence_margin=bad)
+    with pytest.raises(ValueError, match=r"confidence must be > 0.5 with an equivalence_margin"):
+        report.summarize(rows, members, None, confidence=0.4, equivalence_margin=0.01)
     from jtricks.results import summary as jsummary
 
     with pytest.raises(ValueError, match=r"names metric 'val_accc', measured by no arm; the arms measure"):
