@@ -6,9 +6,8 @@ look ``j`` only the new seeds ``n_{j-1} .. n_j - 1`` are trained; member ``i`` o
 bit the run of seed ``i`` alone (``docs/engine.md``), so the union of the batches *is* the run with
 ``n_j`` seeds. Every comparison with the baseline on the decision metric (the first summary metric) is
 tested with the summary's own rule -- the paired t-test, or the intention-to-treat rank test where pairs
-were lost, adjusted within the family (``adjust``, Holm by default) -- at the look's nominal level
-``alpha_j``; the run stops at the first look where every comparison's adjusted p-value is below
-``alpha_j``, or at ``MAX``.
+were lost, adjusted within the family (``adjust``, Holm by default) -- at the look's level ``alpha_j``;
+the run stops at the first look where every comparison's adjusted p-value is below ``alpha_j``, or at ``MAX``.
 
 Looking several times inflates the error rate, so ``alpha`` is *spent* across the looks (``rule``):
 
@@ -19,8 +18,9 @@ Looking several times inflates the error rate, so ``alpha`` is *spent* across th
   ``m`` comparisons at ``alpha' = alpha / m`` (Bonferroni over the family; ``m = 1`` with ``adjust="none"``).
   Look ``j``'s family level is ``alpha_j = m * 2 (1 - Phi(c_j))``, ``c_j`` the boundary of ``alpha'``: the
   Holm-adjusted p-values are compared with it, so the smallest raw p-value with ``2 (1 - Phi(c_j))``;
-  under the global null the probability of any false "better"/"worse" over all looks is ``alpha``
-  (exactly for normal statistics; the looks' t-tests with few seeds: docs/results-format.md);
+  under the global null the probability of any false "better"/"worse" over all looks is at most ``alpha``
+  (exactly ``alpha`` for one comparison of normal statistics; the looks' t-tests with few seeds:
+  docs/results-format.md);
 * ``"obf"``: the O'Brien-Fleming-type increments ``alpha_j = a(t_j) - a(t_{j-1})`` (``alpha' = alpha``)
   themselves as the levels (the union bound: conservative, total below ``alpha``);
 * ``"bonferroni"``: ``alpha_j = alpha / L`` at every look (conservative).
