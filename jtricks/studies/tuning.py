@@ -35,6 +35,7 @@ from jtricks.engine import search as jsearch
 from jtricks.engine import validation as jvalidation
 from jtricks.engine.options import RunOptions, options_from
 from jtricks.results import budget as jbudget
+from jtricks.results import plots as jplots
 from jtricks.results import rendering as jrendering
 
 __all__ = ["Tune", "tuning_experiment", "best_values", "expected_performance", "run"]
@@ -252,4 +253,6 @@ def run(exp: jexp.Experiment, *, out_dir: Any = None, options: RunOptions | None
             + "\n",
         )
         jrendering.append_sections(out, ("tuning.md",))
+        if opts.plot:
+            jplots.plot_expected_performance(out / "evp.png", evp, title=exp.name)
     return final

@@ -56,3 +56,18 @@ def test_bad_input():
         budget.expected_max([0.5], 0)
     with pytest.raises(ValueError, match="n must be positive ints"):
         budget.expected_max([0.5], 1.5)
+
+
+def test_evp_plot(tmp_path):
+    from jtricks.results import plots
+
+    rows = []
+    for arm, scores in (("sgd", [0.55, 0.60, 0.58, 0.31]), ("adam", [0.62, 0.59, 0.10, 0.61])):
+        n, mean, sd = budget.expected_max_curve(scores)
+        rows.append({"arm": arm, "metric": "val_acc", "n": n.tolist(), "mean": mean.tolist(), "sd": sd.tolist()})
+    rows.append({"arm": "diverged", "metric": "val_acc", "n": [], "mean": [], "sd": []})
+    a = plots.plot_expected_performance(tmp_path / "a" / "evp.png", rows, title="t")
+    b = plots.plot_expected_performance(tmp_path / "b.png", rows, title="t")
+    assert a.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and a.read_bytes() == b.read_bytes()  # deterministic
+    with pytest.raises(ValueError, match="at least one arm"):
+        plots.plot_expected_performance(tmp_path / "c.png", [])
