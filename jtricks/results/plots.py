@@ -104,7 +104,7 @@ def plot_expected_performance(
         raise ValueError("rows must hold at least one arm's expected performance, got none")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.ticker import ScalarFormatter
+    from matplotlib.ticker import FuncFormatter
 
     fig = Figure(figsize=(5.0, 3.6), dpi=100)
     FigureCanvasAgg(fig)
@@ -116,7 +116,7 @@ def plot_expected_performance(
         (line,) = ax.plot(n, mean, marker=".", label=r["arm"])
         ax.fill_between(n, mean - sd, mean + sd, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
     ax.set_xlabel("configurations tried (n)")
     ax.set_ylabel(f"expected best {rows[0]['metric']}")
     ax.legend(fontsize=7, title="E[best of n] ± sd", title_fontsize=7)
