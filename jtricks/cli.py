@@ -5,7 +5,7 @@
                            [--time-limit DURATION] [--checkpoint-every N]
                            [--no-plot] [--no-checkpoint] [--no-save-models] [--tensorboard [member|arm]]
                            [--compile-cache DIR | --no-compile-cache] [--cpu-devices N]
-                           [--until-resolved MAX [--spending obf|bonferroni]] [--part I/N]
+                           [--until-resolved MAX [--spending RULE]] [--part I/N]
                            [--processes N|auto --coordinator HOST:PORT --process-id I] [--debug]
     jtricks list
     jtricks --version
@@ -163,9 +163,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--spending",
-        choices=("obf", "bonferroni"),
-        default="obf",
-        help="how --until-resolved spends alpha over its looks (default: O'Brien-Fleming-type)",
+        choices=("obf-exact", "pocock-exact", "obf", "bonferroni"),  # jtricks.sequential.RULES
+        default="obf-exact",
+        help="how --until-resolved spends alpha over its looks (default: exact O'Brien-Fleming-type boundaries; "
+        "pocock-exact: Pocock-type; obf, bonferroni: conservative levels)",
     )
     r.add_argument(
         "--no-save-models", action="store_true", help="do not save the trained members' weights to DIR/models"

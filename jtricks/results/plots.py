@@ -14,7 +14,7 @@ from jtricks.results import stats as jstats
 from jtricks.results.summary import arm_names, confidence_label
 from jtricks.results.tables import MEMBERS_COLUMNS, METRICS_COLUMNS, normalize_rows
 
-__all__ = ["plot_curves"]
+__all__ = ["plot_curves", "plot_expected_performance"]
 
 
 def plot_curves(
@@ -78,6 +78,50 @@ def plot_curves(
     axes[0][0].legend(fontsize=7, title=f"mean ± {confidence_label(confidence)} CI", title_fontsize=7)
     if title:
         fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, format="png", dpi=100, metadata={"Software": None})
+    return out_path
+
+
+def plot_expected_performance(
+    out_path: str | Path, rows: Sequence[Mapping[str, Any]], *, title: str | None = None
+) -> Path:
+    """Plot each arm's expected best validation score of ``n`` tuning configurations against ``n`` with its
+    ``± sd`` band (``evp.png``; Dodge et al. 2019).
+
+    Args:
+      out_path: PNG file to write (parent folders are created).
+      rows: per arm ``{"arm", "metric", "n", "mean", "sd"}`` (:func:`jtricks.tuning.expected_performance`); an
+        arm with no finite score (empty ``n``) is left out.
+      title: figure title.
+
+    Returns:
+      The path written.
+    """
+    if not rows:
+        raise ValueError("rows must hold at least one arm's expected performance, got none")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    fig = Figure(figsize=(5.0, 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for r in rows:
+        if not r["n"]:
+            continue
+        n, mean, sd = (np.asarray(r[k], dtype=float) for k in ("n", "mean", "sd"))
+        (line,) = ax.plot(n, mean, marker=".", label=r["arm"])
+        ax.fill_between(n, mean - sd, mean + sd, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.set_xlabel("configurations tried (n)")
+    ax.set_ylabel(f"expected best {rows[0]['metric']}")
+    ax.legend(fontsize=7, title="E[best of n] ± sd", title_fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=10)
     fig.tight_layout()
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -341,7 +341,7 @@ def _lookup(manifest: Mapping[str, Any], config: Mapping[str, Any], key: str) ->
 
 #: Sections a run adds to the end of ``summary.md``, each kept in its own file of the folder, in this order:
 #: the population-based training table (:func:`jtricks.pbt.markdown`) and the tuned values of a tune-then-ablate run.
-SECTION_FILES = ("pbt.md", "tuning.md")
+SECTION_FILES = ("pbt.md", "tuning.md", "sequential.md")
 
 
 def append_sections(out_dir: str | Path, names: Sequence[str] = SECTION_FILES) -> None:
