@@ -13,7 +13,7 @@ from jtricks.engine import grid as jgrid
 from jtricks.engine import train as jtrain
 from jtricks.engine.experiment import Experiment, describe_object, model_arguments
 
-__all__ = ["build_model", "build_config", "summary_metrics", "produced_metrics"]
+__all__ = ["build_model", "build_config", "execution_of", "summary_metrics", "produced_metrics"]
 
 
 def build_model(exp: Experiment, num_outputs: int) -> Any:
@@ -87,7 +87,7 @@ def build_config(
         early_stopping=exp.early_stopping,
         monitor=exp.monitor,
         averaging=exp.averaging,
-        execution=exp.execution,  # type: ignore[arg-type]
+        execution=execution_of(exp),  # type: ignore[arg-type]
         eval_batch_size=exp.eval_batch_size,
         diagnostics=exp.diagnostics,
         dropout="dropout_rate" in traced,
@@ -99,6 +99,12 @@ def build_config(
         augment=exp.augment,
         crop_padding=exp.crop_padding,
     )
+
+
+def execution_of(exp: Experiment) -> str:
+    """``exp.execution``, with ``"auto"`` resolved to ``"loop"`` for a streamed training split (its batches come
+    from the host step by step)."""
+    return "loop" if exp.data_placement == "stream" and exp.execution == "auto" else exp.execution
 
 
 def summary_metrics(exp: Experiment, config: jtrain.TrainConfig) -> tuple[str, ...]:

@@ -34,6 +34,8 @@ class PreparedData(NamedTuple):
       description: the data set's short description.
       preprocessing: the :class:`jtricks.data.Preprocessing` fitted on the training split (saved with the
         models, so that a loaded member preprocesses raw inputs as the run did).
+      stream: with ``data_placement="stream"``, the training split on the host (``device.x_train`` and
+        ``device.y_train`` are then shapes only, and ``host["train"]`` holds the raw inputs); else ``None``.
     """
 
     device: jtrain.DeviceData
@@ -43,6 +45,7 @@ class PreparedData(NamedTuple):
     checksum: str
     description: str
     preprocessing: jdata.Preprocessing | None = None
+    stream: jdata.HostSplit | None = None
 
 
 def _load(exp: Any) -> jdata.Dataset:
@@ -73,9 +76,21 @@ def _split(exp: Any, ds: jdata.Dataset) -> jdata.Dataset:
     )
 
 
-def _checksum(arrays: list[np.ndarray]) -> str:
+#: Rows hashed at once by :func:`_checksum` for a streamed training split.
+_HASH_ROWS = 4096
+
+
+def _checksum(arrays: list[Any]) -> str:
+    """sha256 over ``(dtype, shape)`` and the bytes of each array; a :class:`jtricks.data.HostSplit` counts as its
+    preprocessed float32 inputs, hashed a block of rows at a time (the digest of the whole array's bytes)."""
     h = hashlib.sha256()
     for a in arrays:
+        if isinstance(a, jdata.HostSplit):
+            h.update(str((np.dtype(np.float32).str, tuple(a.x.shape))).encode())
+            for i in range(0, a.num_examples, _HASH_ROWS):
+                x, _ = a.rows(np.arange(i, min(i + _HASH_ROWS, a.num_examples)))
+                h.update(np.ascontiguousarray(x).tobytes())
+            continue
         a = np.ascontiguousarray(a)
         h.update(str((a.dtype.str, a.shape)).encode())
         h.update(a.tobytes())
@@ -84,12 +99,16 @@ def _checksum(arrays: list[np.ndarray]) -> str:
 
 def prepare_data(exp: Any, loss: jlosses.Loss | None = None) -> PreparedData:
     """Load ``exp.dataset``, split, subset, preprocess (statistics from the training subset only) and put
-    the splits on the device, with the target dtype the loss expects (default: ``exp.loss``)."""
+    the splits on the device, with the target dtype the loss expects (default: ``exp.loss``). With
+    ``exp.data_placement == "stream"`` the training split stays on the host (:func:`jtricks.train.streamed_data`):
+    its raw inputs (a memory map stays one) are preprocessed batch by batch as they are gathered."""
     loss = jlosses.get(exp.loss) if loss is None else loss
     ds = _split(exp, _load(exp))
     preprocessing = jdata.fit_preprocessing(ds, exp.preprocess)
+    _check_batch(exp.batch_size, ds.num_train)
+    if exp.data_placement == "stream":
+        return _prepare_streamed(exp, loss, ds, preprocessing)
     pre = preprocessing.dataset(ds)
-    _check_batch(exp.batch_size, pre.num_train)
     host = {"train": (pre.x_train, pre.y_train), "val": (pre.x_val, pre.y_val), "test": (pre.x_test, pre.y_test)}
     if loss.targets == "real":  # a Dataset built without data.arrays may hold float64 targets
         jdata.warn_float32_targets({f"y_{k}": y for k, (_, y) in host.items()}, ds.name)
@@ -105,6 +124,29 @@ def prepare_data(exp: Any, loss: jlosses.Loss | None = None) -> PreparedData:
     return PreparedData(device, ds.num_outputs, tuple(ds.input_shape), host, checksum, repr(ds), preprocessing)
 
 
+def _prepare_streamed(
+    exp: Any, loss: jlosses.Loss, ds: jdata.Dataset, preprocessing: jdata.Preprocessing
+) -> PreparedData:
+    """:func:`prepare_data` with the training split on the host (a :class:`jtricks.data.HostSplit`)."""
+    if loss.targets == "real":
+        jdata.warn_float32_targets({"y_train": ds.y_train, "y_val": ds.y_val, "y_test": ds.y_test}, ds.name)
+    split = jdata.HostSplit(ds.x_train, np.asarray(ds.y_train, jtrain.TARGET_DTYPES[loss.targets]), preprocessing)
+    evaluated = {k: (preprocessing(getattr(ds, f"x_{k}")), getattr(ds, f"y_{k}")) for k in ("val", "test")}
+    device = jtrain.streamed_data(
+        split,
+        *evaluated["val"],
+        *evaluated["test"],
+        eval_batch_size=exp.eval_batch_size,
+        targets=loss.targets,
+        train_eval=exp.train_eval,
+    )
+    host = {"train": (ds.x_train, ds.y_train), **evaluated}
+    checksum = _checksum([split, ds.y_train] + [a for pair in evaluated.values() for a in pair])
+    return PreparedData(
+        device, ds.num_outputs, tuple(ds.input_shape), host, checksum, repr(ds), preprocessing, stream=split
+    )
+
+
 def fit_preprocessing(exp: Any) -> jdata.Preprocessing:
     """The preprocessing of ``exp`` fitted on its training split (loaded and split again, as
     :func:`prepare_data` does: the same statistics)."""
@@ -114,6 +156,7 @@ def fit_preprocessing(exp: Any) -> jdata.Preprocessing:
 
 
 def _check_batch(batch_size: int, num_train: int) -> None:
+    """``ValueError`` unless one batch fits in the training split."""
     if batch_size > num_train:
         raise ValueError(f"batch_size={batch_size} exceeds the {num_train} training examples")
 

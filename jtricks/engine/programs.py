@@ -9,7 +9,11 @@ axis) of one :class:`jtricks.train.TrainConfig`, and runs an epoch with :func:`j
   :class:`jtricks.train.EpochOps` of jitted population pieces: a host loop of jitted steps and a host
   loop of jitted evaluation chunks (no convolution inside a loop construct: XLA CPU compiles those much
   slower). The step and the evaluation chunk are mapped over the members by
-  :func:`jtricks.population.population_map` (``vmap`` or members unrolled).
+  :func:`jtricks.population.population_map` (``vmap`` or members unrolled);
+* streamed (``stream``: the training split on the host, docs/streaming.md): the host-loop execution whose
+  step takes each member's batch as an input (:func:`jtricks.train.make_batch_step`); the batches are gathered
+  on the host from the epoch's indices (the same indices as on the device) and put on the device ahead by
+  :func:`jtricks.data.prefetch` (``prefetch`` batches ahead, a background thread).
 
 Every traced function is counted (:class:`TraceCounter`): each one traces once per group.
 """
@@ -22,7 +26,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from jtricks import data as jdata
 from jtricks._core import numerics as jnum
 from jtricks.engine import population as jpop
 from jtricks.engine import train as jtrain
@@ -57,6 +63,9 @@ class GroupPrograms:
       sharding: the sharding of the member axis (a ``NamedSharding`` over this process's devices) or
         ``None`` (one device). Every program's outputs get it explicitly, ``init``'s included, so each
         device holds only its members' state (never a replicated copy of the population's).
+      stream: the training split on the host (``data.x_train`` is then its shape only); it needs the host-loop
+        execution (``config.execution`` ``"loop"``).
+      prefetch: with ``stream``, the batches prepared ahead by a background thread (0: none).
     """
 
     def __init__(
@@ -69,10 +78,17 @@ class GroupPrograms:
         population: str = "auto",
         *,
         sharding: Any = None,
+        stream: jdata.HostSplit | None = None,
+        prefetch: int = 2,
     ) -> None:
         self.config = config
         self.data = data
         self.mode = jtrain.resolve_execution(config)
+        self.stream, self.prefetch, self.sharding = stream, jdata.check_prefetch(prefetch), sharding
+        if stream is not None and self.mode != "loop":
+            raise ValueError(
+                f"a streamed training split needs the host-loop execution; got execution={config.execution!r}"
+            )
         c = counter.wrap
         out = {} if sharding is None else {"out_shardings": sharding}  # every output has the member axis first
         self.init = jax.jit(
@@ -91,7 +107,10 @@ class GroupPrograms:
         self.indices = jax.jit(
             c(f"{tag}/indices", jax.vmap(lambda s: jtrain.epoch_indices(config, s, num_train))), **out
         )
-        step = jpop.population_map(jtrain.make_train_step(config), in_axes=(0, None, None, 0), **pmap_kw)
+        if stream is None:
+            step = jpop.population_map(jtrain.make_train_step(config), in_axes=(0, None, None, 0), **pmap_kw)
+        else:
+            step = jpop.population_map(jtrain.make_batch_step(config), in_axes=(0, 0, 0), **pmap_kw)
         self.step = jax.jit(c(f"{tag}/step", step), donate_argnums=0, **out)
         totals = jpop.population_map(
             lambda *a: jtrain.chunk_totals(config, *a), in_axes=(0, 0, 0, 0, None, None, None), **pmap_kw
@@ -123,7 +142,11 @@ class GroupPrograms:
         d = self.data
         idx = self.indices.lower(state).out_info
         col = jax.ShapeDtypeStruct((idx.shape[0], *idx.shape[2:]), idx.dtype)
-        low["step"] = self.step.lower(state, d.x_train, d.y_train, col)
+        if self.stream is None:
+            low["step"] = self.step.lower(state, d.x_train, d.y_train, col)
+        else:
+            batch = lambda a: jax.ShapeDtypeStruct((*col.shape, *a.shape[1:]), a.dtype)  # noqa: E731
+            low["step"] = self.step.lower(state, batch(d.x_train), batch(d.y_train))
         ex = lambda a: jax.ShapeDtypeStruct((self.chunk, *a.shape[1:]), a.dtype)  # noqa: E731
         low["chunk_totals"] = self.chunk_totals.lower(
             state.params, state.model_state, state.one, state.hparams, ex(d.x_val), ex(d.y_val), ex(d.val_mask)
@@ -155,10 +178,23 @@ class GroupPrograms:
         idx = self.indices(state)
         state = self.copy(state)  # leaves the caller's state (the epoch's start) intact
         step_metrics = []
-        for b in range(idx.shape[1]):
-            state, m = self.step(state, d.x_train, d.y_train, idx[:, b])
-            step_metrics.append(m)
+        if self.stream is None:
+            for b in range(idx.shape[1]):
+                state, m = self.step(state, d.x_train, d.y_train, idx[:, b])
+                step_metrics.append(m)
+        else:
+            for xb, yb in self._batches(np.asarray(idx)):
+                state, m = self.step(state, xb, yb)
+                step_metrics.append(m)
         return state, jax.tree_util.tree_map(lambda *xs: jnp.stack(xs, axis=1), *step_metrics)
+
+    def _batches(self, idx: np.ndarray) -> Any:
+        """The epoch's batches ``(members, B, ...)`` gathered on the host from ``idx`` ``(members, steps, B)`` and
+        put on the device, ``self.prefetch`` ahead (:func:`jtricks.data.prefetch`)."""
+        split = self.stream
+        assert split is not None
+        put = jax.device_put if self.sharding is None else (lambda a: jax.device_put(a, self.sharding))
+        return jdata.prefetch(lambda b: put(split.rows(idx[:, b])), int(idx.shape[1]), self.prefetch)
 
     def _evaluate(
         self, params: Any, mstate: Any, one: jax.Array, hparams: Any, x: jax.Array, y: jax.Array, mask: jax.Array

@@ -200,7 +200,7 @@ def _plan_and_run(exp: jexp.Experiment, out: Path | None, opts: RunOptions, mete
         raise ValueError("--resume is not supported with 'search' (successive halving, PBT); run it again")
     workers = compile_workers(opts.compile_workers, len(the_plan.groups))
     counter = jprog.TraceCounter()
-    setups = build(the_plan, counter)
+    setups = build(the_plan, counter, prefetch=opts.prefetch)
     fingerprint = jwrite.fingerprint(the_plan, setups, opts.max_members)
     # a part saves no models: `jtricks merge` combines the parts' rows, not their weights
     opts = opts.replace(save_models=opts.save_models and opts.part is None)

@@ -66,9 +66,11 @@ __all__ = [
     "validate_hparams",
     "as_arrays",
     "device_data",
+    "streamed_data",
     "init_state",
     "loss_fn",
     "make_train_step",
+    "make_batch_step",
     "make_evaluate",
     "chunk_totals",
     "finalize_evaluation",
@@ -370,16 +372,64 @@ def device_data(
     training sample evaluated in eval mode: ``min(train_eval, n_train)`` examples drawn without replacement
     by ``numpy.random.default_rng(0)`` (the same for every seed and arm), in training-set order.
     """
-    for name, x, y in (("train", x_train, y_train), ("val", x_val, y_val), ("test", x_test, y_test)):
-        if len(x) != len(y):
-            raise ValueError(f"{name} split: {len(x)} inputs but {len(y)} targets")
-        if len(x) == 0:
+    _check_splits(len(x_train), len(y_train), x_val, y_val, x_test, y_test, targets, train_eval)
+    ydt = TARGET_DTYPES[targets]
+    rows = lambda idx: (np.asarray(x_train)[idx], np.asarray(y_train)[idx])  # noqa: E731
+    train = (jnp.asarray(np.asarray(x_train, np.float32)), jnp.asarray(np.asarray(y_train, ydt)))
+    return _with_evaluation(train, rows, len(x_train), x_val, y_val, x_test, y_test, ydt, eval_batch_size, train_eval)
+
+
+def streamed_data(
+    split: jdata.HostSplit,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    eval_batch_size: int,
+    targets: str = "class",
+    train_eval: int = 0,
+) -> DeviceData:
+    """:func:`device_data` of a training split that stays on the host (``split``, docs/streaming.md): the
+    evaluation splits (and the ``train_eval`` sample, gathered from ``split``) go to the device as there;
+    ``x_train`` and ``y_train`` are their shapes only (``jax.ShapeDtypeStruct``)."""
+    n = split.num_examples
+    _check_splits(n, len(split.y), x_val, y_val, x_test, y_test, targets, train_eval)
+    ydt = TARGET_DTYPES[targets]
+    train = (
+        jax.ShapeDtypeStruct((n, *split.x.shape[1:]), jnp.float32),
+        jax.ShapeDtypeStruct(tuple(split.y.shape), ydt),
+    )
+    return _with_evaluation(train, split.rows, n, x_val, y_val, x_test, y_test, ydt, eval_batch_size, train_eval)
+
+
+def _check_splits(
+    n_train: int, n_y: int, x_val: Any, y_val: Any, x_test: Any, y_test: Any, targets: str, train_eval: Any
+) -> None:
+    for name, nx, ny in (("train", n_train, n_y), ("val", len(x_val), len(y_val)), ("test", len(x_test), len(y_test))):
+        if nx != ny:
+            raise ValueError(f"{name} split: {nx} inputs but {ny} targets")
+        if nx == 0:
             raise ValueError(f"{name} split is empty")
     if targets not in TARGET_DTYPES:
         raise ValueError(f"`targets` must be one of {sorted(TARGET_DTYPES)}, got {targets!r}")
     if not isinstance(train_eval, (int, np.integer)) or isinstance(train_eval, bool) or train_eval < 0:
         raise ValueError(f"`train_eval` must be an int >= 0 (0: off), got {train_eval!r}")
-    ydt = TARGET_DTYPES[targets]
+
+
+def _with_evaluation(
+    train: tuple[Any, Any],
+    rows: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    n_train: int,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    ydt: Any,
+    eval_batch_size: int,
+    train_eval: int,
+) -> DeviceData:
+    """The :class:`DeviceData` of ``train`` and the padded evaluation splits (``rows(idx)``: training rows)."""
     eb = min(eval_batch_size, max(len(x_val), len(x_test)))
 
     def evaluated(x: np.ndarray, y: np.ndarray) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -390,9 +440,7 @@ def device_data(
 
     fit: tuple[Any, ...] = (None, None, None)
     if train_eval:
-        idx = np.sort(np.random.default_rng(0).permutation(len(x_train))[: min(int(train_eval), len(x_train))])
-        fit = evaluated(np.asarray(x_train)[idx], np.asarray(y_train)[idx])
-    train = (jnp.asarray(np.asarray(x_train, np.float32)), jnp.asarray(np.asarray(y_train, ydt)))
+        fit = evaluated(*rows(np.sort(np.random.default_rng(0).permutation(n_train)[: min(int(train_eval), n_train)])))
     return DeviceData(*train, *evaluated(x_val, y_val), *evaluated(x_test, y_test), *fit)
 
 
@@ -589,9 +637,20 @@ def micro_batch(config: TrainConfig) -> int:
 def make_train_step(
     config: TrainConfig,
 ) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict]]:
-    """A pure ``step(state, x_all, y_all, batch_idx) -> (state, metrics)``.
+    """A pure ``step(state, x_all, y_all, batch_idx) -> (state, metrics)``: :func:`make_batch_step` of the
+    batch gathered on device (``x_all[batch_idx]``), so a population shares one copy of the data."""
+    batch_step = make_batch_step(config)
 
-    The batch is gathered on device (``x_all[batch_idx]``), so a population shares one copy of the data.
+    def step(state: TrainState, x_all: jax.Array, y_all: jax.Array, batch_idx: jax.Array) -> tuple[TrainState, dict]:
+        return batch_step(state, x_all[batch_idx], y_all[batch_idx])
+
+    return step
+
+
+def make_batch_step(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, dict]]:
+    """A pure ``step(state, x, y) -> (state, metrics)``: one optimizer step on the batch ``(x, y)`` (the
+    streamed execution feeds each member its batch from the host: docs/streaming.md).
+
     The update is always applied (no select over the state on every step); a step whose loss or gradient
     norm is non-finite, or whose objective exploded (``|objective| > divergence_factor · first_objective``,
     see :class:`TrainConfig`), marks the member diverged in the current epoch, and :func:`guard_epoch`
@@ -601,9 +660,7 @@ def make_train_step(
     ``grad_norm`` and, with ``config.diagnostics``, ``grad_norm/<layer>``.
     """
 
-    def step(state: TrainState, x_all: jax.Array, y_all: jax.Array, batch_idx: jax.Array) -> tuple[TrainState, dict]:
-        x = x_all[batch_idx]
-        y = y_all[batch_idx]
+    def step(state: TrainState, x: jax.Array, y: jax.Array) -> tuple[TrainState, dict]:
         x, mixing = augment_batch(config, state.key, state.step, x, state.hparams)
         dkey = jax.random.fold_in(key_for(state.key, "dropout"), state.step)
         grad_fn = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)

@@ -51,7 +51,7 @@ def fingerprint(the_plan: Plan, setups: Sequence[GroupSetup], max_members: int |
     """The run's fingerprint (:mod:`jtricks.fingerprint`): the settings its numbers depend on, the seeds,
     the chunking, the data checksums and the package version."""
     exp = the_plan.experiment
-    fields = {f.name: getattr(exp, f.name) for f in dataclasses.fields(exp) if f.name not in jexp.REPORT_ONLY}
+    fields = jexp.fingerprint_fields(exp)
     as_json = jexp.to_json
     settings = {
         "experiment": as_json(fields),
