@@ -61,7 +61,11 @@ def build(the_plan: Plan, counter: jprog.TraceCounter, *, prefetch: int = 2) -> 
         model = build_model(e0, prepared.num_outputs)
         jprep.check_targets(prepared, loss, model)
         config = build_config(
-            e0, model, int(prepared.device.x_train.shape[0]), traced=jgrid.traced_hparams(a.hparams for a in g.arms)
+            e0,
+            model,
+            prepared.num_train,
+            traced=jgrid.traced_hparams(a.hparams for a in g.arms),
+            member_split=prepared.member_split,
         )
         jtrain.check_inputs(config, prepared.input_shape)
         sharding = population_sharding()

@@ -56,12 +56,18 @@ def _check_model_arguments(exp: Experiment, factory: Any, kwargs: dict[str, Any]
 
 
 def build_config(
-    exp: Experiment, model: Any, num_train: int, *, traced: frozenset[str] | None = None
+    exp: Experiment,
+    model: Any,
+    num_train: int,
+    *,
+    traced: frozenset[str] | None = None,
+    member_split: tuple[int, int, int] | None = None,
 ) -> jtrain.TrainConfig:
     """The static :class:`jtricks.train.TrainConfig` of ``exp`` (``num_train`` fixes steps per epoch).
 
     ``traced``: the model hyperparameters its program traces (:func:`jtricks.engine.grid.traced_hparams`:
-    of a group, those any arm sets; default: those ``exp.hparams`` sets).
+    of a group, those any arm sets; default: those ``exp.hparams`` sets). ``member_split``: the pool split of
+    ``vary_split`` (:attr:`jtricks.engine.prepare.PreparedData.member_split`).
     """
     traced = jgrid.traced_hparams([exp.hparams]) if traced is None else traced
     steps_per_epoch = max(1, num_train // exp.batch_size)
@@ -98,6 +104,7 @@ def build_config(
         train_eval=exp.train_eval,
         augment=exp.augment,
         crop_padding=exp.crop_padding,
+        member_split=member_split,
     )
 
 

@@ -169,7 +169,7 @@ def execute(
                         [(a.name, s) for a, s in chunk],
                         input_shape=setup.data.input_shape,
                         num_outputs=setup.data.num_outputs,
-                        num_train=int(setup.data.device.x_train.shape[0]),
+                        num_train=setup.data.num_train,
                         preprocessing=setup.data.preprocessing,
                     )
                 )

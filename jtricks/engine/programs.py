@@ -102,6 +102,8 @@ class GroupPrograms:
             epoch = jpop.population_map(jtrain.make_epoch(config), in_axes=(0, None), strategy=scan_strategy)
             self.epoch = jax.jit(c(f"{tag}/epoch", epoch), donate_argnums=0, **out)
             return
+        if config.member_split is not None:
+            raise ValueError("a split drawn per member (vary_split) needs the scan execution; got execution='loop'")
         num_train = int(data.x_train.shape[0])
         self.chunk = jtrain.eval_chunk(config, data)
         self.indices = jax.jit(

@@ -76,6 +76,9 @@ __all__ = [
     "finalize_evaluation",
     "evaluations",
     "epoch_indices",
+    "train_size",
+    "member_data",
+    "split_rows",
     "early_stop",
     "average",
     "step_blocks",
@@ -164,6 +167,10 @@ class TrainConfig:
         ``["mixup_alpha"]``). ``"mixup"`` needs a loss of class or binary targets (it mixes the losses of the
         two label sets); the others need NHWC images (:func:`check_inputs`).
       crop_padding: the zero padding of ``"crop"`` (static: it sets the padded shape).
+      member_split: ``None`` (every member trains on ``data.x_train`` and validates on ``data.x_val``), or
+        ``(pool, n_val, n_train)``: ``data.x_train`` is a pool of ``pool`` examples that each member splits by its
+        own ``"split"`` key stream (:func:`split_rows`): ``n_val`` validation examples, then ``n_train`` training
+        ones (``Experiment.vary_split``; the scan execution only).
     """
 
     model: Any
@@ -187,8 +194,17 @@ class TrainConfig:
     train_eval: int = 0
     augment: tuple[str, ...] = ()
     crop_padding: int = 4
+    member_split: tuple[int, int, int] | None = None
 
     def __post_init__(self) -> None:
+        ms = self.member_split
+        if ms is not None and (
+            len(ms) != 3 or not all(isinstance(v, int) and v > 0 for v in ms) or ms[1] + ms[2] > ms[0]
+        ):
+            raise ValueError(
+                f"TrainConfig.member_split must be None or (pool, n_val, n_train) of positive ints with "
+                f"n_val + n_train <= pool, got {ms!r}"
+            )
         object.__setattr__(self, "custom_hparams", tuple(sorted(dict(self.custom_hparams).items())))
         object.__setattr__(self, "augment", _check_augment(self.augment))
         cp = self.crop_padding
@@ -825,9 +841,36 @@ def epoch_indices(config: TrainConfig, state: TrainState, num_train: int) -> jax
     ``(k · steps, batch_size / k)``, the same examples in the same order.
     """
     idx = jdata.epoch_batches(jax.random.fold_in(key_for(state.key, "data"), state.epoch), num_train, config.batch_size)
+    if config.member_split is not None:  # positions in the member's own training split -> rows of the pool
+        idx = split_rows(config, state.key)[1][idx]
     if _accumulate(config) == 1:
         return idx
     return idx.reshape(-1, micro_batch(config))
+
+
+def split_rows(config: TrainConfig, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The member's own split of the pool (``config.member_split = (pool, n_val, n_train)``): with
+    ``p = permutation(key_for(key, "split"), pool)``, validation rows ``p[:n_val]`` and training rows
+    ``p[n_val : n_val + n_train]`` (the order of :func:`jtricks.data.train_val_split`, then the first ``n_train``)."""
+    pool, n_val, n_train = config.member_split  # type: ignore[misc]
+    perm = jax.random.permutation(key_for(key, "split"), pool).astype(jnp.int32)
+    return perm[:n_val], perm[n_val : n_val + n_train]
+
+
+def member_data(config: TrainConfig, state: TrainState, data: DeviceData) -> DeviceData:
+    """``data`` with the member's own validation split (:func:`split_rows`) gathered from the pool in place of
+    ``data.x_val`` (same padded length and mask: padding rows repeat pool row 0 and stay masked out);
+    ``data`` itself without ``config.member_split``."""
+    if config.member_split is None:
+        return data
+    val, _ = split_rows(config, state.key)
+    rows = jnp.zeros(data.x_val.shape[0], jnp.int32).at[: val.shape[0]].set(val)
+    return data._replace(x_val=data.x_train[rows], y_val=data.y_train[rows])
+
+
+def train_size(config: TrainConfig, data: DeviceData) -> int:
+    """The examples a member trains on: ``n_train`` of ``config.member_split``, else ``len(data.x_train)``."""
+    return config.member_split[2] if config.member_split is not None else int(data.x_train.shape[0])
 
 
 def _nan_if(pred: jax.Array, v: jax.Array) -> jax.Array:
@@ -956,7 +999,7 @@ def eval_chunk(config: TrainConfig, data: DeviceData) -> int:
 def epoch_ops(config: TrainConfig, data: DeviceData) -> EpochOps:
     """The in-program pieces of one member's epoch: the steps fused in ``lax.scan``, evaluation by ``lax.map``."""
     step = make_train_step(config)
-    num_train = int(data.x_train.shape[0])
+    num_train = train_size(config, data)
 
     def steps(state: TrainState, d: DeviceData) -> tuple[TrainState, dict]:
         return jax.lax.scan(
@@ -981,6 +1024,7 @@ def make_epoch(config: TrainConfig) -> Callable[[TrainState, DeviceData], tuple[
     """
 
     def epoch_fn(state: TrainState, data: DeviceData) -> tuple[TrainState, dict[str, jax.Array]]:
+        data = member_data(config, state, data)
         return run_epoch(config, epoch_ops(config, data), state, data)
 
     return epoch_fn

@@ -99,6 +99,12 @@ def _check_placement(e: Experiment, arm: str) -> None:
         )
     if not isinstance(e.vary_split, bool):
         raise ValueError(f"'vary_split' must be True or False, got {e.vary_split!r} (arm {arm!r})")
+    if e.vary_split and (e.data_placement != "device" or e.execution == "loop"):
+        raise ValueError(
+            f"vary_split=True needs data_placement='device' and execution 'scan' or 'auto' (a split per member is "
+            f"gathered inside the compiled epoch); got data_placement={e.data_placement!r}, "
+            f"execution={e.execution!r} (arm {arm!r})"
+        )
 
 
 def _check_arm(arm: Arm, base: Experiment) -> jtrain.TrainConfig:
