@@ -96,6 +96,10 @@ class GroupPrograms:
         )
         exact = bool(getattr(config.model, "batch_invariant", True))
         pmap_kw = dict(strategy=population, model=getattr(config.model, "name", None), batch_invariant=exact)
+        outcomes = jpop.population_map(
+            lambda *a: jtrain.example_outcomes(config, *a), in_axes=(0, 0, 0, 0, None, None), **pmap_kw
+        )
+        self.outcomes_chunk = jax.jit(c(f"{tag}/outcomes", outcomes), **out)
         if self.mode == "scan":
             # the whole epoch is one program: vmapped, unless the members must be unrolled to stay exact
             scan_strategy = population if population != "auto" else ("vmap" if exact else "unroll")
@@ -165,6 +169,18 @@ class GroupPrograms:
         if self.mode == "scan":
             return self.epoch(state, self.data)
         return jtrain.run_epoch(self.config, self._loop_ops(), state, self.data)
+
+    def test_outcomes(self, state: jtrain.TrainState) -> np.ndarray:
+        """Per member and test example, the outcome of the members' current parameters
+        (:func:`jtricks.train.example_outcomes`): ``(members, n_test)``, a host loop of jitted chunks."""
+        d, ch = self.data, jtrain.eval_chunk(self.config, self.data)
+        chunks = [
+            self.outcomes_chunk(
+                state.params, state.model_state, state.one, state.hparams, d.x_test[i : i + ch], d.y_test[i : i + ch]
+            )
+            for i in range(0, int(d.x_test.shape[0]), ch)
+        ]
+        return np.concatenate([np.asarray(c) for c in chunks], axis=1)[:, np.asarray(d.test_mask)]
 
     def _loop_ops(self) -> jtrain.EpochOps:
         return jtrain.EpochOps(

@@ -44,6 +44,7 @@ from jtricks.engine.options import RunOptions, options_from
 from jtricks.engine.plan import Group, Plan, plan
 from jtricks.engine.progress import Progress
 from jtricks.engine.write import write
+from jtricks.results import bootstrap as jboot
 from jtricks.results import fingerprint as jfp
 from jtricks.results import folders as jfolders
 from jtricks.results import summary as jsummary
@@ -280,6 +281,8 @@ def _run(
             adjust=exp.adjust,
         )
     )
+    if collected.outcomes is not None and summary:
+        summary = jboot.add_total_intervals(summary, collected.outcomes, collected.member_rows)
     wall = time.perf_counter() - t_start
     compiles = dict(counter.counts)
     if out is not None:

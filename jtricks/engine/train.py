@@ -73,6 +73,9 @@ __all__ = [
     "make_batch_step",
     "make_evaluate",
     "chunk_totals",
+    "eval_outputs",
+    "outcome_metric",
+    "example_outcomes",
     "finalize_evaluation",
     "evaluations",
     "epoch_indices",
@@ -727,6 +730,52 @@ def guard_epoch(config: TrainConfig, start: TrainState, end: TrainState) -> Trai
 
 
 # ----------------------------------------------------------------------------------------- evaluation
+def eval_outputs(
+    config: TrainConfig,
+    params: Any,
+    model_state: Any,
+    one: jax.Array,
+    hparams: Mapping[str, jax.Array],
+    x: jax.Array,
+    y: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """The model's outputs on ``x`` in eval mode (dropout off, batch norm on running statistics) and the
+    per-example loss against ``y``. ``one`` is the member's ``TrainState.one`` (it gives the shared inputs the
+    population axis)."""
+    outputs, _ = config.model.apply(
+        params,
+        model_state,
+        x * one.astype(x.dtype),
+        key=None,
+        train=False,
+        hparams=_subset(hparams, config.model_hparam_names()),
+    )
+    return outputs, config.loss.fn(outputs, y, config.loss_hparams(hparams))
+
+
+def outcome_metric(config: TrainConfig) -> str:
+    """The metric per-example test outcomes make up (:func:`example_outcomes`): ``"test_acc"`` when accuracy is
+    measured, else ``"test_loss"``."""
+    return "test_acc" if "acc" in config.metric_names() else "test_loss"
+
+
+def example_outcomes(
+    config: TrainConfig,
+    params: Any,
+    model_state: Any,
+    one: jax.Array,
+    hparams: Mapping[str, jax.Array],
+    x: jax.Array,
+    y: jax.Array,
+) -> jax.Array:
+    """Per example of ``x``: ``[correct]`` (1.0 or 0.0, accuracy's per-example statistic) when accuracy is
+    measured, else its loss; the mean over the examples is :func:`outcome_metric`."""
+    outputs, per_example = eval_outputs(config, params, model_state, one, hparams, x, y)
+    if outcome_metric(config) == "test_loss":
+        return per_example
+    return jmetrics.get("acc").stats(outputs, y, per_example)[:, 0]
+
+
 def chunk_totals(
     config: TrainConfig,
     params: Any,
@@ -742,15 +791,7 @@ def chunk_totals(
     Eval mode: dropout off, batch norm on running statistics. ``one`` is the member's ``TrainState.one``;
     ``hparams`` its numeric hyperparameters (the model and the loss get the ones they read).
     """
-    outputs, _ = config.model.apply(
-        params,
-        model_state,
-        x * one.astype(x.dtype),
-        key=None,
-        train=False,
-        hparams=_subset(hparams, config.model_hparam_names()),
-    )
-    per_example = config.loss.fn(outputs, y, config.loss_hparams(hparams))
+    outputs, per_example = eval_outputs(config, params, model_state, one, hparams, x, y)
     mf = m.astype(jnp.float32)[:, None]
     out = {"loss": jnum.pairwise_sum(per_example[:, None] * mf, 0)}
     for mt in config.metrics:  # type: ignore[union-attr]

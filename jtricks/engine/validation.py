@@ -88,6 +88,13 @@ def _check_experiment(exp: Experiment) -> None:
     _check_int(exp, "split_seed", minimum=0)
     _check_int(exp, "samples", minimum=1, optional=True)
     _check_int(exp, "sample_seed", minimum=0)
+    if not isinstance(exp.test_bootstrap, bool):
+        raise ValueError(f"'test_bootstrap' must be True or False, got {exp.test_bootstrap!r}")
+    if exp.test_bootstrap and exp.search is not None:
+        raise ValueError(
+            "test_bootstrap=True records the test outcomes of every member at its end, which a search "
+            "('search': halving, PBT) does not keep; use test_bootstrap=False with it"
+        )
 
 
 def _check_placement(e: Experiment, arm: str) -> None:

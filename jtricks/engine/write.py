@@ -31,6 +31,7 @@ from jtricks.engine import saved as jsaved
 from jtricks.engine.build import GroupSetup
 from jtricks.engine.execute import Collected
 from jtricks.engine.plan import Plan
+from jtricks.results import bootstrap as jboot
 from jtricks.results import fingerprint as jfp
 from jtricks.results import folders as jfolders
 from jtricks.results import plots as jplots
@@ -180,6 +181,8 @@ def write(
             )
     if collected.models:
         jsaved.write_index(out / jsaved.FOLDER, collected.models)
+    if collected.outcomes is not None:
+        jboot.write_outcomes(out, collected.outcomes)
     jfolders.write_manifest(out, manifest, fingerprint)
 
 
