@@ -89,12 +89,12 @@ def _draws(rng: np.random.Generator, seeds: int, examples: int, resamples: int) 
     """Per resample, how often each seed and each example was drawn: ``(B, S)`` and ``(B, N)`` counts."""
     s_idx = rng.integers(0, seeds, size=(resamples, seeds))
     n_idx = rng.integers(0, examples, size=(resamples, examples))
-    rows = np.arange(resamples)[:, None]
-    s_count = np.zeros((resamples, seeds))
-    n_count = np.zeros((resamples, examples))
-    np.add.at(s_count, (rows, s_idx), 1.0)
-    np.add.at(n_count, (rows, n_idx), 1.0)
-    return s_count, n_count
+
+    def counts(idx: np.ndarray, k: int) -> np.ndarray:
+        flat = (np.arange(resamples)[:, None] * k + idx).ravel()
+        return np.bincount(flat, minlength=resamples * k).reshape(resamples, k).astype(np.float64)
+
+    return counts(s_idx, seeds), counts(n_idx, examples)
 
 
 def _check(values: Any) -> np.ndarray:
