@@ -42,7 +42,7 @@ def test_only_summary_choices_are_left_out_of_the_fingerprint():
     fingerprint; ``train_eval``, a reporting setting that adds metric rows, does."""
     from jtricks import experiment as jexp
 
-    assert jexp.REPORT_ONLY == {"metrics", "baseline", "target", "adjust", "name", "description"}
+    assert jexp.REPORT_ONLY == {"metrics", "baseline", "target", "adjust", "test_bootstrap", "name", "description"}
     assert "train_eval" in jexp.SETTINGS and jexp.SETTINGS["train_eval"]["section"] == "reporting"
 
 
