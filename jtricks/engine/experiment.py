@@ -113,7 +113,10 @@ class Experiment:
     ``preprocess``: ``"raw"``, ``"unit"`` ([0,1]), ``"symmetric"`` ([-1,1]) or ``"standardize"`` (train
     statistics); ``n_train``: a fixed subset; ``n_val``: validation examples held out of the training split by
     the fixed ``split_seed`` (the same split for every seed and arm; unused when the data set has its own
-    validation split); ``eval_batch_size``: evaluation chunk; ``augment``: the data augmentations of every
+    validation split); ``vary_split``: ``True`` draws each seed's own split from its ``"split"`` key stream
+    instead (docs/streaming.md); ``eval_batch_size``: evaluation chunk; ``data_placement``: ``"device"`` (the
+    training split on the device) or ``"stream"`` (on the host, batches fed to the compiled step:
+    docs/streaming.md); ``augment``: the data augmentations of every
     training step (``"crop"``, ``"flip"``, ``"cutout"``, ``"mixup"``, :mod:`jtricks.augment`; applied inside the
     compiled step, per member, from its own ``"augment"`` key stream; their numbers ``flip_rate``,
     ``cutout_size``, ``mixup_alpha`` are hyperparameters), ``crop_padding``: the zero padding of ``"crop"``
@@ -153,7 +156,9 @@ class Experiment:
     evaluate a fixed sample of this many training examples in eval mode every epoch (``train_eval_<metric>``,
     the clean training accuracy for train/validation gaps; 0: off); ``adjust``: the
     multiple-comparison adjustment of each metric's comparisons with the baseline (``"holm"``, ``"bh"``
-    Benjamini-Hochberg, ``"none"``; :func:`jtricks.stats.adjust_pvalues`).
+    Benjamini-Hochberg, ``"none"``; :func:`jtricks.stats.adjust_pvalues`); ``test_bootstrap``: record every
+    member's per-example test outcomes (``test_outcomes.npy``) and add the total interval, seeds and test
+    examples resampled (:mod:`jtricks.results.bootstrap`), to the summary.
 
     **run** — ``name``, ``description``, ``hparams`` (fixed numeric hyperparameters; defaults come from the
     optimizer, the loss and the engine), ``custom_hparams`` (the user's own numeric hyperparameters with
