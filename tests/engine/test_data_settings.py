@@ -7,9 +7,12 @@ import dataclasses
 import json
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
 from support.experiments import small_digits_mlp
 
+from jtricks import data as jdata
 from jtricks import experiment as jexp
 from jtricks import prepare
 from jtricks.engine import options as joptions
@@ -68,10 +71,6 @@ def test_test_bootstrap_is_refused_with_a_search():
 
 
 def test_vary_split_needs_a_data_set_without_its_own_validation_split():
-    import numpy as np
-
-    from jtricks import data as jdata
-
     x = np.zeros((40, 3), np.float32)
     y = np.arange(40, dtype=np.int32) % 2
     ds = jdata.arrays(x, y, x[:8], y[:8], num_classes=2, x_val=x[:8], y_val=y[:8])
@@ -83,3 +82,18 @@ def test_vary_split_needs_a_data_set_without_its_own_validation_split():
 def test_prefetch_option_is_checked(bad):
     with pytest.raises(ValueError, match="`prefetch` must be an int >= 0"):
         joptions.RunOptions(prefetch=bad)
+
+
+@pytest.mark.parametrize("preprocess", ["unit", "standardize"])
+def test_a_streamed_split_stays_on_the_host_with_the_on_device_checksum(preprocess):
+    device = prepare.prepare_data(small_digits_mlp(preprocess=preprocess, train_eval=30))
+    streamed = prepare.prepare_data(small_digits_mlp(preprocess=preprocess, train_eval=30, data_placement="stream"))
+    assert streamed.checksum == device.checksum
+    assert isinstance(streamed.device.x_train, jax.ShapeDtypeStruct) and device.stream is None
+    assert streamed.device.x_train.shape == device.device.x_train.shape == (640, 8, 8, 1)
+    assert streamed.num_train == device.num_train == 640
+    for name in ("x_val", "y_val", "val_mask", "x_test", "x_train_eval", "y_train_eval"):
+        np.testing.assert_array_equal(getattr(streamed.device, name), getattr(device.device, name))
+    xb, yb = streamed.stream.rows(np.array([[5, 0], [639, 17]]))
+    np.testing.assert_array_equal(xb, np.asarray(device.device.x_train)[[[5, 0], [639, 17]]])
+    np.testing.assert_array_equal(yb, np.asarray(device.device.y_train)[[[5, 0], [639, 17]]])
