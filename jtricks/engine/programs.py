@@ -21,6 +21,7 @@ Every traced function is counted (:class:`TraceCounter`): each one traces once p
 from __future__ import annotations
 
 import collections
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -200,10 +201,11 @@ class GroupPrograms:
             for b in range(idx.shape[1]):
                 state, m = self.step(state, d.x_train, d.y_train, idx[:, b])
                 step_metrics.append(m)
-        else:
-            for xb, yb in self._batches(np.asarray(idx)):
-                state, m = self.step(state, xb, yb)
-                step_metrics.append(m)
+        else:  # closed on any exit, so the prefetching thread never outlives the epoch
+            with contextlib.closing(self._batches(np.asarray(idx))) as batches:
+                for xb, yb in batches:
+                    state, m = self.step(state, xb, yb)
+                    step_metrics.append(m)
         return state, jax.tree_util.tree_map(lambda *xs: jnp.stack(xs, axis=1), *step_metrics)
 
     def _batches(self, idx: np.ndarray) -> Any:
