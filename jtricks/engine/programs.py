@@ -107,9 +107,7 @@ class GroupPrograms:
             epoch = jpop.population_map(jtrain.make_epoch(config), in_axes=(0, None), strategy=scan_strategy)
             self.epoch = jax.jit(c(f"{tag}/epoch", epoch), donate_argnums=0, **out)
             return
-        if config.member_split is not None:
-            raise ValueError("a split drawn per member (vary_split) needs the scan execution; got execution='loop'")
-        num_train = int(data.x_train.shape[0])
+        num_train = jtrain.train_size(config, data)
         self.chunk = jtrain.eval_chunk(config, data)
         self.indices = jax.jit(
             c(f"{tag}/indices", jax.vmap(lambda s: jtrain.epoch_indices(config, s, num_train))), **out
@@ -123,6 +121,13 @@ class GroupPrograms:
             lambda *a: jtrain.chunk_totals(config, *a), in_axes=(0, 0, 0, 0, None, None, None), **pmap_kw
         )
         self.chunk_totals = jax.jit(c(f"{tag}/eval", totals), **out)
+        if config.member_split is not None:  # each member's own validation split (vary_split)
+            own = jpop.population_map(
+                lambda *a: jtrain.chunk_totals(config, *a), in_axes=(0, 0, 0, 0, 0, 0, None), **pmap_kw
+            )
+            self.own_chunk_totals = jax.jit(c(f"{tag}/own_eval", own), **out)
+            pick = lambda s, d: jtrain.member_data(config, s, d)[2:4]  # noqa: E731 - (x_val, y_val)
+            self.own_val = jax.jit(c(f"{tag}/own_val", jax.vmap(pick, in_axes=(0, None))), **out)
         # the steps donate their state, so the epoch's start state is a copy (kept for the guard)
         self.copy = jax.jit(c(f"{tag}/copy", lambda s: jax.tree_util.tree_map(jnp.copy, s)), **out)
         self.guard = jax.jit(
@@ -169,7 +174,11 @@ class GroupPrograms:
         """One epoch of the population (:func:`jtricks.train.run_epoch`)."""
         if self.mode == "scan":
             return self.epoch(state, self.data)
-        return jtrain.run_epoch(self.config, self._loop_ops(), state, self.data)
+        data = self.data
+        if self.config.member_split is not None:  # (members, n_val, ...): each member's validation split
+            x_val, y_val = self.own_val(state, data)
+            data = data._replace(x_val=x_val, y_val=y_val)
+        return jtrain.run_epoch(self.config, self._loop_ops(), state, data)
 
     def test_outcomes(self, state: jtrain.TrainState) -> np.ndarray:
         """Per member and test example, the outcome of the members' current parameters
@@ -220,17 +229,12 @@ class GroupPrograms:
         self, params: Any, mstate: Any, one: jax.Array, hparams: Any, x: jax.Array, y: jax.Array, mask: jax.Array
     ) -> dict[str, jax.Array]:
         ch = self.chunk
+        own = x.ndim > self.data.x_val.ndim  # a split per member: (members, n, ...), sliced along its examples
+        program = self.own_chunk_totals if own else self.chunk_totals
+        rows = (lambda a, i: a[:, i * ch : (i + 1) * ch]) if own else (lambda a, i: a[i * ch : (i + 1) * ch])
         totals = [
-            self.chunk_totals(
-                params,
-                mstate,
-                one,
-                hparams,
-                x[i * ch : (i + 1) * ch],
-                y[i * ch : (i + 1) * ch],
-                mask[i * ch : (i + 1) * ch],
-            )
-            for i in range(x.shape[0] // ch)
+            program(params, mstate, one, hparams, rows(x, i), rows(y, i), mask[i * ch : (i + 1) * ch])
+            for i in range(mask.shape[0] // ch)
         ]
         # per metric (members, k) sums over the chunks: the same association as the scan mode
         summed = jax.tree_util.tree_map(lambda *t: jnum.pairwise_sum(jnp.stack(t), 0), *totals)

@@ -173,7 +173,7 @@ class TrainConfig:
       member_split: ``None`` (every member trains on ``data.x_train`` and validates on ``data.x_val``), or
         ``(pool, n_val, n_train)``: ``data.x_train`` is a pool of ``pool`` examples that each member splits by its
         own ``"split"`` key stream (:func:`split_rows`): ``n_val`` validation examples, then ``n_train`` training
-        ones (``Experiment.vary_split``; the scan execution only).
+        ones (``Experiment.vary_split``).
     """
 
     model: Any

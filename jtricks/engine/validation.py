@@ -108,8 +108,8 @@ def _check_placement(e: Experiment, arm: str) -> None:
         raise ValueError(f"'vary_split' must be True or False, got {e.vary_split!r} (arm {arm!r})")
     if e.vary_split and e.data_placement != "device":
         raise ValueError(
-            f"vary_split=True needs data_placement='device' (a split per member is gathered inside the compiled "
-            f"epoch); got data_placement={e.data_placement!r} (arm {arm!r})"
+            f"vary_split=True needs data_placement='device' (a split per member is gathered from the pool on the "
+            f"device); got data_placement={e.data_placement!r} (arm {arm!r})"
         )
 
 
@@ -126,12 +126,6 @@ def _check_arm(arm: Arm, base: Experiment) -> jtrain.TrainConfig:
     _check_dataset_kwargs(e)
     # Model, loss, metrics and optimizer constructors validate their own arguments (ValueError naming them).
     config = build_config(e, build_model(e, 10), num_train=max(e.batch_size, 1) * 10)
-    if e.vary_split and jtrain.resolve_execution(config) != "scan":
-        raise ValueError(
-            f"vary_split=True needs the scan execution (a split per member is gathered inside the compiled epoch); "
-            f"execution={e.execution!r} runs model {value_text(e.model)!r} in the host loop here: set "
-            f"execution='scan' (arm {arm.name!r})"
-        )
     hint = _loss_key_hint(config, arm.hparams)
     try:
         jtrain.validate_hparams(config, {k: v for k, v in arm.hparams.items() if k in config.hparam_names()})

@@ -52,8 +52,6 @@ def test_default_data_path_gives_the_published_checksum():
         (dict(data_placement="disk"), r"'data_placement' must be one of \['device', 'stream'\]"),
         (dict(data_placement="stream", execution="scan"), "needs execution 'loop' or 'auto'"),
         (dict(vary_split=1), "'vary_split' must be True or False"),
-        (dict(vary_split=True, execution="loop"), "vary_split=True needs the scan execution"),
-        (dict(vary_split=True, model="cnn", model_kwargs={}), "needs the scan execution.*set execution='scan'"),
         (dict(vary_split=True, data_placement="stream"), "vary_split=True needs data_placement='device'"),
         (dict(test_bootstrap="yes"), "'test_bootstrap' must be True or False"),
     ],

@@ -24,9 +24,10 @@ def _pool() -> jdata.Dataset:
     return jdata.arrays(x[:400], y[:400], np.asarray(ds.x_test, np.float32)[:100], ds.y_test[:100], num_classes=10)
 
 
-def test_each_seed_trains_and_validates_on_its_own_split():
+@pytest.mark.parametrize("execution", ["scan", "loop"])
+def test_each_seed_trains_and_validates_on_its_own_split(execution):
     pool = _pool()
-    kw = dict(dataset=pool, preprocess="raw", n_train=None, n_val=100, epochs=2, execution="scan", batch_size=50)
+    kw = dict(dataset=pool, preprocess="raw", n_train=None, n_val=100, epochs=2, execution=execution, batch_size=50)
     varied = runner.run(small_digits_mlp(vary_split=True, seeds=2, **kw), progress=False)
     config = types.SimpleNamespace(member_split=(400, 100, 300))
     vals = []
