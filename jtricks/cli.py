@@ -2,7 +2,7 @@
 
     jtricks run EXPERIMENT [--seeds N] [--epochs E] [--out DIR] [--set key=value ...]
                            [--max-members M] [--compile-workers N] [--resume [auto]] [--quiet]
-                           [--time-limit DURATION] [--checkpoint-every N]
+                           [--time-limit DURATION] [--checkpoint-every N] [--prefetch N]
                            [--no-plot] [--no-checkpoint] [--no-save-models] [--tensorboard [member|arm]]
                            [--compile-cache DIR | --no-compile-cache] [--cpu-devices N]
                            [--until-resolved MAX [--spending RULE]] [--part I/N]
@@ -112,6 +112,13 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help="checkpoint every N epochs (default 1), after each chunk's last epoch and when the run stops",
+    )
+    r.add_argument(
+        "--prefetch",
+        type=int,
+        default=2,
+        metavar="N",
+        help="with data_placement=stream: training batches gathered and put on the device ahead (default 2; 0: none)",
     )
     r.add_argument("--quiet", action="store_true", help="no banner line and no progress bar")
     r.add_argument("--no-plot", action="store_true", help="do not write curves.png")
@@ -422,6 +429,7 @@ def _run_configured(args: argparse.Namespace, cluster: Any, stop: Any) -> int:
         plot=not args.no_plot,
         checkpoint=not args.no_checkpoint,
         checkpoint_every=args.checkpoint_every,
+        prefetch=args.prefetch,
         save_models=not args.no_save_models,
         callbacks=callbacks,
         compile_workers=args.compile_workers,
@@ -546,6 +554,7 @@ def _run_processes(exp: Any, n_arms: int, out: Path, args: argparse.Namespace, s
         progress=not args.quiet,
         checkpoint=not args.no_checkpoint,
         checkpoint_every=args.checkpoint_every,
+        prefetch=args.prefetch,
         compile_workers=args.compile_workers,
         numerics=args.numerics,
         overwrite=args.overwrite,

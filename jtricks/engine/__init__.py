@@ -27,6 +27,8 @@ NAMES: dict[str, str] = {
             "NUMERIC_HPARAMS",
             "STATIC_FIELDS",
             "REPORT_ONLY",
+            "DATA_PLACEMENTS",
+            "fingerprint_fields",
             "setting",
             "sections",
             "to_json",

@@ -44,9 +44,10 @@ def population_sharding() -> Any:
     return NamedSharding(Mesh(np.array(devices), ("pop",)), PartitionSpec("pop"))
 
 
-def build(the_plan: Plan, counter: jprog.TraceCounter) -> list[GroupSetup]:
+def build(the_plan: Plan, counter: jprog.TraceCounter, *, prefetch: int = 2) -> list[GroupSetup]:
     """Per group: the prepared data (shared by groups with the same data settings), the checked targets,
-    the configuration and the jitted programs (not compiled yet)."""
+    the configuration and the jitted programs (not compiled yet). ``prefetch``: the batches a streamed group
+    (``data_placement="stream"``) prepares ahead."""
     cache: dict[tuple, jprep.PreparedData] = {}
     setups = []
     for g in the_plan.groups:
@@ -60,12 +61,24 @@ def build(the_plan: Plan, counter: jprog.TraceCounter) -> list[GroupSetup]:
         model = build_model(e0, prepared.num_outputs)
         jprep.check_targets(prepared, loss, model)
         config = build_config(
-            e0, model, int(prepared.device.x_train.shape[0]), traced=jgrid.traced_hparams(a.hparams for a in g.arms)
+            e0,
+            model,
+            prepared.num_train,
+            traced=jgrid.traced_hparams(a.hparams for a in g.arms),
+            member_split=prepared.member_split,
         )
         jtrain.check_inputs(config, prepared.input_shape)
         sharding = population_sharding()
         progs = jprog.GroupPrograms(
-            config, prepared.device, prepared.input_shape, counter, f"group{g.index}", e0.population, sharding=sharding
+            config,
+            prepared.device,
+            prepared.input_shape,
+            counter,
+            f"group{g.index}",
+            e0.population,
+            sharding=sharding,
+            stream=prepared.stream,
+            prefetch=prefetch,
         )
         setups.append(GroupSetup(progs, config, prepared, sharding))
     return setups

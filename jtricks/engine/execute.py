@@ -41,6 +41,7 @@ from jtricks.engine.build import GroupSetup
 from jtricks.engine.options import RunOptions
 from jtricks.engine.plan import Group, Plan
 from jtricks.engine.progress import Progress
+from jtricks.results import bootstrap as jboot
 
 __all__ = [
     "Collected",
@@ -63,6 +64,8 @@ class Collected:
     #: the index entries of the chunks saved to ``models/`` (:func:`jtricks.engine.saved.save_chunk`)
     models: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     search: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: with ``Experiment.test_bootstrap``: per-example test outcomes of every member (:mod:`jtricks.results.bootstrap`)
+    outcomes: jboot.Outcomes | None = None
 
 
 @dataclasses.dataclass
@@ -158,6 +161,8 @@ def execute(
         for ci, chunk in enumerate(g.chunks):
             state, history = _run_chunk(run, g, ci, setup)
             _collect(chunk, state, history, run.collected, setup.config)
+            if the_plan.experiment.test_bootstrap:
+                _collect_outcomes(chunk, setup, state, run.collected)
             if options.save_models and out is not None:
                 run.collected.models.append(
                     jsaved.save_chunk(
@@ -169,7 +174,7 @@ def execute(
                         [(a.name, s) for a, s in chunk],
                         input_shape=setup.data.input_shape,
                         num_outputs=setup.data.num_outputs,
-                        num_train=int(setup.data.device.x_train.shape[0]),
+                        num_train=setup.data.num_train,
                         preprocessing=setup.data.preprocessing,
                     )
                 )
@@ -373,6 +378,26 @@ def _run_search(run: _Execution, g: Group, setup: GroupSetup) -> dict[str, Any]:
         record = jsearch.run_halving(g.chunks[0], search, setup.programs, inputs, **common)
     run.timing[g.index]["members_per_epoch"] = record["members_per_epoch"]
     return {"group": g.index, **record}
+
+
+def _collect_outcomes(
+    chunk: Sequence[tuple[jexp.Arm, int]], setup: GroupSetup, state: jtrain.TrainState, collected: Collected
+) -> None:
+    """Add the chunk's per-example test outcomes (its final state: the restored best model of an early-stopped
+    member) to ``collected.outcomes``."""
+    values = setup.programs.test_outcomes(state)[: len(chunk)].astype(np.float64)
+    members = [(arm.name, seed) for arm, seed in chunk]
+    metric = jtrain.outcome_metric(setup.config)
+    old = collected.outcomes
+    if old is None:
+        collected.outcomes = jboot.Outcomes(metric, members, values)
+    elif old.metric != metric or old.values.shape[1] != values.shape[1]:
+        raise ValueError(
+            f"test_bootstrap: the static groups measure different test outcomes ({old.metric} of "
+            f"{old.values.shape[1]} examples, {metric} of {values.shape[1]}); run them as separate experiments"
+        )
+    else:
+        collected.outcomes = jboot.Outcomes(metric, old.members + members, np.concatenate([old.values, values]))
 
 
 def _collect(

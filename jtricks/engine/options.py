@@ -38,6 +38,8 @@ class RunOptions:
       members: train only these ``(arm, seed)`` pairs (a sample; each gives the rows it gives in the whole run).
       overwrite: replace a results folder that already holds a run; without it (and without ``resume``) such a
         folder is refused (:func:`jtricks.results.folders.refuse_overwrite`).
+      prefetch: with ``Experiment.data_placement="stream"``, the training batches a background thread gathers and
+        puts on the device ahead of the step that uses them (0: each batch when its step comes; docs/streaming.md).
       stop: polled between epochs (:mod:`jtricks.engine.stopping`): when a signal or the time limit asks for it,
         the run checkpoints the last finished epoch and raises :class:`~jtricks.engine.stopping.RunStopped`.
     """
@@ -56,8 +58,11 @@ class RunOptions:
     overwrite: bool = False
     checkpoint_every: int = 1
     stop: StopRequest | None = None
+    prefetch: int = 2
 
     def __post_init__(self) -> None:
+        if isinstance(self.prefetch, bool) or not isinstance(self.prefetch, int) or self.prefetch < 0:
+            raise ValueError(f"`prefetch` must be an int >= 0 (batches prepared ahead; 0: none), got {self.prefetch!r}")
         every = self.checkpoint_every
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"`checkpoint_every` must be a positive int, got {every!r}")

@@ -9,7 +9,11 @@ axis) of one :class:`jtricks.train.TrainConfig`, and runs an epoch with :func:`j
   :class:`jtricks.train.EpochOps` of jitted population pieces: a host loop of jitted steps and a host
   loop of jitted evaluation chunks (no convolution inside a loop construct: XLA CPU compiles those much
   slower). The step and the evaluation chunk are mapped over the members by
-  :func:`jtricks.population.population_map` (``vmap`` or members unrolled).
+  :func:`jtricks.population.population_map` (``vmap`` or members unrolled);
+* streamed (``stream``: the training split on the host, docs/streaming.md): the host-loop execution whose
+  step takes each member's batch as an input (:func:`jtricks.train.make_batch_step`); the batches are gathered
+  on the host from the epoch's indices (the same indices as on the device) and put on the device ahead by
+  :func:`jtricks.data.prefetch` (``prefetch`` batches ahead, a background thread).
 
 Every traced function is counted (:class:`TraceCounter`): each one traces once per group.
 """
@@ -17,12 +21,15 @@ Every traced function is counted (:class:`TraceCounter`): each one traces once p
 from __future__ import annotations
 
 import collections
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from jtricks import data as jdata
 from jtricks._core import numerics as jnum
 from jtricks.engine import population as jpop
 from jtricks.engine import train as jtrain
@@ -57,6 +64,9 @@ class GroupPrograms:
       sharding: the sharding of the member axis (a ``NamedSharding`` over this process's devices) or
         ``None`` (one device). Every program's outputs get it explicitly, ``init``'s included, so each
         device holds only its members' state (never a replicated copy of the population's).
+      stream: the training split on the host (``data.x_train`` is then its shape only); it needs the host-loop
+        execution (``config.execution`` ``"loop"``).
+      prefetch: with ``stream``, the batches prepared ahead by a background thread (0: none).
     """
 
     def __init__(
@@ -69,10 +79,17 @@ class GroupPrograms:
         population: str = "auto",
         *,
         sharding: Any = None,
+        stream: jdata.HostSplit | None = None,
+        prefetch: int = 2,
     ) -> None:
         self.config = config
         self.data = data
         self.mode = jtrain.resolve_execution(config)
+        self.stream, self.prefetch, self.sharding = stream, jdata.check_prefetch(prefetch), sharding
+        if stream is not None and self.mode != "loop":
+            raise ValueError(
+                f"a streamed training split needs the host-loop execution; got execution={config.execution!r}"
+            )
         c = counter.wrap
         out = {} if sharding is None else {"out_shardings": sharding}  # every output has the member axis first
         self.init = jax.jit(
@@ -80,23 +97,37 @@ class GroupPrograms:
         )
         exact = bool(getattr(config.model, "batch_invariant", True))
         pmap_kw = dict(strategy=population, model=getattr(config.model, "name", None), batch_invariant=exact)
+        outcomes = jpop.population_map(
+            lambda *a: jtrain.example_outcomes(config, *a), in_axes=(0, 0, 0, 0, None, None), **pmap_kw
+        )
+        self.outcomes_chunk = jax.jit(c(f"{tag}/outcomes", outcomes), **out)
         if self.mode == "scan":
             # the whole epoch is one program: vmapped, unless the members must be unrolled to stay exact
             scan_strategy = population if population != "auto" else ("vmap" if exact else "unroll")
             epoch = jpop.population_map(jtrain.make_epoch(config), in_axes=(0, None), strategy=scan_strategy)
             self.epoch = jax.jit(c(f"{tag}/epoch", epoch), donate_argnums=0, **out)
             return
-        num_train = int(data.x_train.shape[0])
+        num_train = jtrain.train_size(config, data)
         self.chunk = jtrain.eval_chunk(config, data)
         self.indices = jax.jit(
             c(f"{tag}/indices", jax.vmap(lambda s: jtrain.epoch_indices(config, s, num_train))), **out
         )
-        step = jpop.population_map(jtrain.make_train_step(config), in_axes=(0, None, None, 0), **pmap_kw)
+        if stream is None:
+            step = jpop.population_map(jtrain.make_train_step(config), in_axes=(0, None, None, 0), **pmap_kw)
+        else:
+            step = jpop.population_map(jtrain.make_batch_step(config), in_axes=(0, 0, 0), **pmap_kw)
         self.step = jax.jit(c(f"{tag}/step", step), donate_argnums=0, **out)
         totals = jpop.population_map(
             lambda *a: jtrain.chunk_totals(config, *a), in_axes=(0, 0, 0, 0, None, None, None), **pmap_kw
         )
         self.chunk_totals = jax.jit(c(f"{tag}/eval", totals), **out)
+        if config.member_split is not None:  # each member's own validation split (vary_split)
+            own = jpop.population_map(
+                lambda *a: jtrain.chunk_totals(config, *a), in_axes=(0, 0, 0, 0, 0, 0, None), **pmap_kw
+            )
+            self.own_chunk_totals = jax.jit(c(f"{tag}/own_eval", own), **out)
+            pick = lambda s, d: jtrain.member_data(config, s, d)[2:4]  # noqa: E731 - (x_val, y_val)
+            self.own_val = jax.jit(c(f"{tag}/own_val", jax.vmap(pick, in_axes=(0, None))), **out)
         # the steps donate their state, so the epoch's start state is a copy (kept for the guard)
         self.copy = jax.jit(c(f"{tag}/copy", lambda s: jax.tree_util.tree_map(jnp.copy, s)), **out)
         self.guard = jax.jit(
@@ -123,7 +154,11 @@ class GroupPrograms:
         d = self.data
         idx = self.indices.lower(state).out_info
         col = jax.ShapeDtypeStruct((idx.shape[0], *idx.shape[2:]), idx.dtype)
-        low["step"] = self.step.lower(state, d.x_train, d.y_train, col)
+        if self.stream is None:
+            low["step"] = self.step.lower(state, d.x_train, d.y_train, col)
+        else:
+            batch = lambda a: jax.ShapeDtypeStruct((*col.shape, *a.shape[1:]), a.dtype)  # noqa: E731
+            low["step"] = self.step.lower(state, batch(d.x_train), batch(d.y_train))
         ex = lambda a: jax.ShapeDtypeStruct((self.chunk, *a.shape[1:]), a.dtype)  # noqa: E731
         low["chunk_totals"] = self.chunk_totals.lower(
             state.params, state.model_state, state.one, state.hparams, ex(d.x_val), ex(d.y_val), ex(d.val_mask)
@@ -139,7 +174,23 @@ class GroupPrograms:
         """One epoch of the population (:func:`jtricks.train.run_epoch`)."""
         if self.mode == "scan":
             return self.epoch(state, self.data)
-        return jtrain.run_epoch(self.config, self._loop_ops(), state, self.data)
+        data = self.data
+        if self.config.member_split is not None:  # (members, n_val, ...): each member's validation split
+            x_val, y_val = self.own_val(state, data)
+            data = data._replace(x_val=x_val, y_val=y_val)
+        return jtrain.run_epoch(self.config, self._loop_ops(), state, data)
+
+    def test_outcomes(self, state: jtrain.TrainState) -> np.ndarray:
+        """Per member and test example, the outcome of the members' current parameters
+        (:func:`jtricks.train.example_outcomes`): ``(members, n_test)``, a host loop of jitted chunks."""
+        d, ch = self.data, jtrain.eval_chunk(self.config, self.data)
+        chunks = [
+            self.outcomes_chunk(
+                state.params, state.model_state, state.one, state.hparams, d.x_test[i : i + ch], d.y_test[i : i + ch]
+            )
+            for i in range(0, int(d.x_test.shape[0]), ch)
+        ]
+        return np.concatenate([np.asarray(c) for c in chunks], axis=1)[:, np.asarray(d.test_mask)]
 
     def _loop_ops(self) -> jtrain.EpochOps:
         return jtrain.EpochOps(
@@ -155,26 +206,35 @@ class GroupPrograms:
         idx = self.indices(state)
         state = self.copy(state)  # leaves the caller's state (the epoch's start) intact
         step_metrics = []
-        for b in range(idx.shape[1]):
-            state, m = self.step(state, d.x_train, d.y_train, idx[:, b])
-            step_metrics.append(m)
+        if self.stream is None:
+            for b in range(idx.shape[1]):
+                state, m = self.step(state, d.x_train, d.y_train, idx[:, b])
+                step_metrics.append(m)
+        else:  # closed on any exit, so the prefetching thread never outlives the epoch
+            with contextlib.closing(self._batches(np.asarray(idx))) as batches:
+                for xb, yb in batches:
+                    state, m = self.step(state, xb, yb)
+                    step_metrics.append(m)
         return state, jax.tree_util.tree_map(lambda *xs: jnp.stack(xs, axis=1), *step_metrics)
+
+    def _batches(self, idx: np.ndarray) -> Any:
+        """The epoch's batches ``(members, B, ...)`` gathered on the host from ``idx`` ``(members, steps, B)`` and
+        put on the device, ``self.prefetch`` ahead (:func:`jtricks.data.prefetch`)."""
+        split = self.stream
+        assert split is not None
+        put = jax.device_put if self.sharding is None else (lambda a: jax.device_put(a, self.sharding))
+        return jdata.prefetch(lambda b: put(split.rows(idx[:, b])), int(idx.shape[1]), self.prefetch)
 
     def _evaluate(
         self, params: Any, mstate: Any, one: jax.Array, hparams: Any, x: jax.Array, y: jax.Array, mask: jax.Array
     ) -> dict[str, jax.Array]:
         ch = self.chunk
+        own = x.ndim > self.data.x_val.ndim  # a split per member: (members, n, ...), sliced along its examples
+        program = self.own_chunk_totals if own else self.chunk_totals
+        rows = (lambda a, i: a[:, i * ch : (i + 1) * ch]) if own else (lambda a, i: a[i * ch : (i + 1) * ch])
         totals = [
-            self.chunk_totals(
-                params,
-                mstate,
-                one,
-                hparams,
-                x[i * ch : (i + 1) * ch],
-                y[i * ch : (i + 1) * ch],
-                mask[i * ch : (i + 1) * ch],
-            )
-            for i in range(x.shape[0] // ch)
+            program(params, mstate, one, hparams, rows(x, i), rows(y, i), mask[i * ch : (i + 1) * ch])
+            for i in range(mask.shape[0] // ch)
         ]
         # per metric (members, k) sums over the chunks: the same association as the scan mode
         summed = jax.tree_util.tree_map(lambda *t: jnum.pairwise_sum(jnp.stack(t), 0), *totals)

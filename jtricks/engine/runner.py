@@ -44,6 +44,7 @@ from jtricks.engine.options import RunOptions, options_from
 from jtricks.engine.plan import Group, Plan, plan
 from jtricks.engine.progress import Progress
 from jtricks.engine.write import write
+from jtricks.results import bootstrap as jboot
 from jtricks.results import fingerprint as jfp
 from jtricks.results import folders as jfolders
 from jtricks.results import summary as jsummary
@@ -200,7 +201,7 @@ def _plan_and_run(exp: jexp.Experiment, out: Path | None, opts: RunOptions, mete
         raise ValueError("--resume is not supported with 'search' (successive halving, PBT); run it again")
     workers = compile_workers(opts.compile_workers, len(the_plan.groups))
     counter = jprog.TraceCounter()
-    setups = build(the_plan, counter)
+    setups = build(the_plan, counter, prefetch=opts.prefetch)
     fingerprint = jwrite.fingerprint(the_plan, setups, opts.max_members)
     # a part saves no models: `jtricks merge` combines the parts' rows, not their weights
     opts = opts.replace(save_models=opts.save_models and opts.part is None)
@@ -281,6 +282,8 @@ def _run(
             equivalence_margin=exp.equivalence_margin,
         )
     )
+    if collected.outcomes is not None and summary:
+        summary = jboot.add_total_intervals(summary, collected.outcomes, collected.member_rows)
     wall = time.perf_counter() - t_start
     compiles = dict(counter.counts)
     if out is not None:

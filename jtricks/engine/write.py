@@ -31,6 +31,7 @@ from jtricks.engine import saved as jsaved
 from jtricks.engine.build import GroupSetup
 from jtricks.engine.execute import Collected
 from jtricks.engine.plan import Plan
+from jtricks.results import bootstrap as jboot
 from jtricks.results import fingerprint as jfp
 from jtricks.results import folders as jfolders
 from jtricks.results import plots as jplots
@@ -51,7 +52,7 @@ def fingerprint(the_plan: Plan, setups: Sequence[GroupSetup], max_members: int |
     """The run's fingerprint (:mod:`jtricks.fingerprint`): the settings its numbers depend on, the seeds,
     the chunking, the data checksums and the package version."""
     exp = the_plan.experiment
-    fields = {f.name: getattr(exp, f.name) for f in dataclasses.fields(exp) if f.name not in jexp.REPORT_ONLY}
+    fields = jexp.fingerprint_fields(exp)
     as_json = jexp.to_json
     settings = {
         "experiment": as_json(fields),
@@ -180,6 +181,8 @@ def write(
             )
     if collected.models:
         jsaved.write_index(out / jsaved.FOLDER, collected.models)
+    if collected.outcomes is not None:
+        jboot.write_outcomes(out, collected.outcomes)
     jfolders.write_manifest(out, manifest, fingerprint)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from jtricks.results.bootstrap import TOTAL_COLUMNS, add_total_intervals, read_outcomes
 from jtricks.results.plots import plot_curves
 from jtricks.results.robust import N_BOOT
 from jtricks.results.summary import DEFAULT_METRICS, confidence_label, edge_optima, metric_direction, summarize
@@ -260,6 +261,27 @@ def _md_table(header: list[str], body: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in body]
 
 
+def _total_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The total intervals of the test-set bootstrap (seeds and test examples resampled), one bullet per arm;
+    nothing when the rows have none."""
+    rows = [r for r in rows if r.get("total_ci_low") is not None]
+    if not rows:
+        return []
+    dec = _decimals(rows[0]["metric"], rows)
+    out = [
+        "Total interval (seeds and test examples resampled, a two-level bootstrap; the CI above is training "
+        "variance only):",
+        "",
+    ]
+    for r in rows:
+        line = f"- {r['arm']}: [{_num(r['total_ci_low'], dec)}, {_num(r['total_ci_high'], dec)}]"
+        if r.get("total_diff_low") is not None:
+            lo, hi = _num(r["total_diff_low"], dec, signed=True), _num(r["total_diff_high"], dec, signed=True)
+            line += f"; Δ vs {r['baseline']}: [{lo}, {hi}]"
+        out.append(line)
+    return [*out, ""]
+
+
 def _markdown(
     summary_rows: list[dict[str, Any]],
     title: str,
@@ -287,6 +309,7 @@ def _markdown(
         parts += [*_md_table(header, body), ""]
         rows = [r for r in summary_rows if r["metric"] == metric]
         parts += [*_md_table(*_robust_cells(rows, metric, directions)), ""]
+        parts += _total_lines([r for r in summary_rows if r["metric"] == metric])
         edges = edge_optima(summary_rows, arms, metric, directions)
         parts += [*edges, ""] if edges else []
     return "\n".join(parts)
@@ -323,11 +346,10 @@ def write_summary(
         missing = [c for c in SUMMARY_COLUMNS if c not in r]
         if missing:
             raise ValueError(f"summary_rows[{i}] lacks key(s) {missing}; use summarize() to build them")
-    csv_path = write_csv(
-        out_dir / "summary.csv",
-        SUMMARY_COLUMNS,
-        [tuple(r[c] for c in SUMMARY_COLUMNS) for r in summary_rows],
-    )
+    # the test-set bootstrap's columns, when the rows carry them (Experiment.test_bootstrap)
+    extra = tuple(c for c in TOTAL_COLUMNS if summary_rows and all(c in r for r in summary_rows))
+    columns = SUMMARY_COLUMNS + extra
+    csv_path = write_csv(out_dir / "summary.csv", columns, [tuple(r[c] for c in columns) for r in summary_rows])
     md_path = out_dir / "summary.md"
     with md_path.open("w", newline="", encoding="utf-8") as f:
         f.write(_markdown(summary_rows, title, notes, directions, arms))
@@ -410,6 +432,9 @@ def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
         adjust=_lookup(manifest, config, "adjust") or "holm",
         equivalence_margin=_lookup(manifest, config, "equivalence_margin"),
     )
+    outcomes = read_outcomes(out_dir) if config.get("test_bootstrap") else None
+    if outcomes is not None:
+        summary = add_total_intervals(summary, outcomes, members or [])
     name = str(config.get("name") or manifest.get("experiment") or out_dir.resolve().name)
     description = str(config.get("description") or "")
     title = f"{name}: {description}".strip(": ")

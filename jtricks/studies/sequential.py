@@ -28,9 +28,10 @@ Looking several times inflates the error rate, so ``alpha`` is *spent* across th
 * ``"bonferroni"``: ``alpha_j = alpha / L`` at every look (conservative).
 
 The same levels hold for the equivalence (TOST) family. The final summary is written at
-``confidence = 1 - alpha_j`` of the look it stopped at; its family-adjusted intervals (``adj_lo, adj_hi``, at ``1 - alpha_j / m``) are then the repeated confidence intervals of the
-design. The manifest's ``sequential`` record lists every look: seeds, level, each comparison's difference,
-repeated confidence interval, adjusted p-value and verdict, and the first look at which each comparison was
+``confidence = 1 - alpha_j`` of the look it stopped at; its family-adjusted intervals (``adj_lo, adj_hi``, at
+``1 - alpha_j / m``) are then the repeated confidence intervals of the design. The manifest's ``sequential``
+record lists every look: seeds, level, each comparison's difference, repeated confidence interval, adjusted
+p-value and verdict, and the first look at which each comparison was
 resolved; ``sequential.md`` (appended to ``summary.md``) shows them.
 """
 

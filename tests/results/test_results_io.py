@@ -48,6 +48,7 @@ def test_only_summary_choices_are_left_out_of_the_fingerprint():
         "target",
         "adjust",
         "equivalence_margin",
+        "test_bootstrap",
         "name",
         "description",
     }
