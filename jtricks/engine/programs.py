@@ -57,6 +57,9 @@ class GroupPrograms:
       sharding: the sharding of the member axis (a ``NamedSharding`` over this process's devices) or
         ``None`` (one device). Every program's outputs get it explicitly, ``init``'s included, so each
         device holds only its members' state (never a replicated copy of the population's).
+      batch_sharding: the sharding of one member's examples (``NamedSharding(mesh, PartitionSpec("data"))``
+        of :mod:`jtricks.engine.mesh`: data parallelism) or ``None``: each training batch and evaluation chunk
+        is split over the mesh's ``"data"`` axis (:func:`jtricks.train.shard_batch`).
     """
 
     def __init__(
@@ -69,11 +72,13 @@ class GroupPrograms:
         population: str = "auto",
         *,
         sharding: Any = None,
+        batch_sharding: Any = None,
     ) -> None:
         self.config = config
         self.data = data
         self.mode = jtrain.resolve_execution(config)
         c = counter.wrap
+        split = batch_sharding
         out = {} if sharding is None else {"out_shardings": sharding}  # every output has the member axis first
         self.init = jax.jit(
             c(f"{tag}/init", jax.vmap(lambda k, hp: jtrain.init_state(config, k, hp, input_shape))), **out
@@ -83,7 +88,8 @@ class GroupPrograms:
         if self.mode == "scan":
             # the whole epoch is one program: vmapped, unless the members must be unrolled to stay exact
             scan_strategy = population if population != "auto" else ("vmap" if exact else "unroll")
-            epoch = jpop.population_map(jtrain.make_epoch(config), in_axes=(0, None), strategy=scan_strategy)
+            epoch_fn = jtrain.make_epoch(config, batch_sharding=split)
+            epoch = jpop.population_map(epoch_fn, in_axes=(0, None), strategy=scan_strategy)
             self.epoch = jax.jit(c(f"{tag}/epoch", epoch), donate_argnums=0, **out)
             return
         num_train = int(data.x_train.shape[0])
@@ -91,10 +97,13 @@ class GroupPrograms:
         self.indices = jax.jit(
             c(f"{tag}/indices", jax.vmap(lambda s: jtrain.epoch_indices(config, s, num_train))), **out
         )
-        step = jpop.population_map(jtrain.make_train_step(config), in_axes=(0, None, None, 0), **pmap_kw)
+        step_fn = jtrain.make_train_step(config, batch_sharding=split)
+        step = jpop.population_map(step_fn, in_axes=(0, None, None, 0), **pmap_kw)
         self.step = jax.jit(c(f"{tag}/step", step), donate_argnums=0, **out)
         totals = jpop.population_map(
-            lambda *a: jtrain.chunk_totals(config, *a), in_axes=(0, 0, 0, 0, None, None, None), **pmap_kw
+            lambda p, ms, one, hp, *c: jtrain.chunk_totals(config, p, ms, one, hp, *jtrain.shard_batch(split, *c)),
+            in_axes=(0, 0, 0, 0, None, None, None),
+            **pmap_kw,
         )
         self.chunk_totals = jax.jit(c(f"{tag}/eval", totals), **out)
         # the steps donate their state, so the epoch's start state is a copy (kept for the guard)
