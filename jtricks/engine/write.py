@@ -96,6 +96,8 @@ def manifest(
             "backend": jax.default_backend(),
             "kind": jax.devices()[0].device_kind,
             "count": jax.local_device_count(),
+            # the members x data mesh (jtricks.engine.mesh): member shards and the devices each batch is split over
+            "mesh": {"pop": jax.local_device_count() // the_plan.data_parallel, "data": the_plan.data_parallel},
             "platform": platform.platform(),
             "processor": platform.machine(),
         },
