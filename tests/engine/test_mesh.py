@@ -4,14 +4,18 @@ host devices are in ``test_data_parallel.py``."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import pytest
 from support.experiments import small_digits_mlp
 
 from jtricks import cli
+from jtricks import fingerprint as jfp
 from jtricks.engine import build as jbuild
 from jtricks.engine import mesh as jmesh
 from jtricks.engine import plan as jplan
+from jtricks.engine import write as jwrite
 from jtricks.engine.configure import build_config, build_model
 from jtricks.engine.options import RunOptions
 
@@ -60,3 +64,15 @@ def test_each_step_s_examples_must_split_evenly() -> None:
 def test_the_cli_refuses_a_data_parallel_below_one(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["run", "tiny_does_not_matter", "--data-parallel", "0"]) == 2
     assert capsys.readouterr().err.strip() == "jtricks run: --data-parallel must be a positive int, got 0"
+
+
+def test_a_split_batch_is_part_of_the_fingerprint_and_no_split_leaves_it_as_it_was() -> None:
+    """A run split over K > 1 data shards rounds differently, so its checkpoints resume only with the same K (and its
+    parts merge only with parts of the same K); K = 1 adds nothing, so earlier fingerprints stay valid."""
+    the_plan = jplan.plan(small_digits_mlp())
+    one = jwrite.fingerprint(the_plan, [], None)
+    two = jwrite.fingerprint(dataclasses.replace(the_plan, data_parallel=2), [], None)
+    assert "data_parallel" not in one["settings"] and two["settings"]["data_parallel"] == 2
+    assert jfp.diff(two, one) == ["data_parallel: 2 -> <absent>"]
+    with pytest.raises(jfp.FingerprintMismatchError, match=r"data_parallel: 2 -> <absent>"):
+        jfp.check_same(two, one, "the checkpoint")
