@@ -101,7 +101,7 @@ class GroupPrograms:
         step = jpop.population_map(step_fn, in_axes=(0, None, None, 0), **pmap_kw)
         self.step = jax.jit(c(f"{tag}/step", step), donate_argnums=0, **out)
         totals = jpop.population_map(
-            lambda p, ms, one, hp, *c: jtrain.chunk_totals(config, p, ms, one, hp, *jtrain.shard_batch(split, *c)),
+            lambda p, ms, one, hp, *xym: jtrain.chunk_totals(config, p, ms, one, hp, *jtrain.shard_batch(split, *xym)),
             in_axes=(0, 0, 0, 0, None, None, None),
             **pmap_kw,
         )

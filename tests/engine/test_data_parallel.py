@@ -1,8 +1,8 @@
 """Data-parallel members (``data_parallel`` K, :mod:`jtricks.engine.mesh`): each member's batch split over K host
 devices gives the single-device run within a stated tolerance, on the meshes members x data = 1x2 (2 devices),
 2x2 and 1x4 (4 devices), with batch norm (whose statistics must be the whole batch's) and dropout, in both
-execution modes; the split really happens (the compiled step reduces across the data shards, a members-only
-mesh never communicates).
+execution modes, and through ``jtricks run --data-parallel 2`` (the manifest's mesh, the fingerprint); the split
+really happens (the compiled step reduces across the data shards, a members-only mesh never communicates).
 
 Not bit for bit, measured (jax 0.10.2, XLA CPU, portable numerics): the forward pass of an MLP without batch norm
 is (logits, per-example and mean losses), but a weight gradient is a matrix product contracted over the batch,
@@ -27,6 +27,7 @@ from support import processes
 from support.experiments import small_digits_mlp
 
 from jtricks import runner
+from jtricks.results import tables
 
 pytestmark = pytest.mark.slow  # subprocesses on 2 and 4 host devices, several compiled runs
 
@@ -44,8 +45,12 @@ def _case(execution: str):
     )
 
 
+def _keyed(rows) -> dict[str, float]:
+    return {f"{r['arm']}/{r['seed']}/{r['epoch']}/{r['metric']}": r["value"] for r in rows}
+
+
 def _rows(res: runner.RunResult) -> dict[str, float]:
-    return {f"{r['arm']}/{r['seed']}/{r['epoch']}/{r['metric']}": r["value"] for r in res.metric_rows}
+    return _keyed(res.metric_rows)
 
 
 _SCRIPT = """
@@ -54,6 +59,7 @@ sys.path[:0] = [{tests!r}, {support!r}]
 import jax
 from test_data_parallel import _case, _rows
 from jtricks import runner
+from jtricks.results import tables
 from jtricks.engine import build, execute, plan, programs
 
 def collectives(execution, k):
@@ -126,12 +132,28 @@ def test_data_parallel_on_four_devices_is_the_single_device_run_within_tolerance
     assert got["all_reduce"]["loop/1"] == 0 and got["all_reduce"]["loop/2"] > 0
 
 
-def test_data_parallel_on_two_devices_is_the_single_device_run_within_tolerance(
+def test_jtricks_run_data_parallel_on_two_devices_is_the_single_device_run_within_tolerance(
     single_device: dict[str, dict[str, float]], tmp_path: Path
 ) -> None:
-    got = _on_devices(2, [("scan", 2)], [], tmp_path)
-    assert got["mesh"] == {"scan/2": {"pop": 1, "data": 2}}
-    _assert_close(got["rows"]["scan/2"], single_device["scan"], "2 devices, 1x2")
+    """``jtricks run --cpu-devices 2 --data-parallel 2``: the 1x2 mesh, through the command line."""
+    here = Path(__file__)
+    f = tmp_path / "case.py"
+    f.write_text(
+        f"import sys\nsys.path[:0] = [{str(here.parent)!r}, {str(here.parents[1])!r}]\n"
+        "from test_data_parallel import _case\nEXPERIMENT = _case('scan')\n"
+    )
+    out = tmp_path / "run"
+    cmd = ["run", str(f), "--out", str(out), "--quiet", "--no-plot", "--cpu-devices", "2", "--data-parallel", "2"]
+    p = processes.run([sys.executable, "-m", "jtricks", *cmd], cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["device"]["count"] == 2 and manifest["device"]["mesh"] == {"pop": 1, "data": 2}
+    assert manifest["fingerprint"]["settings"]["data_parallel"] == 2
+    rows = {
+        f"{r['arm']}/{r['seed']}/{r['epoch']}/{r['metric']}": r["value"]
+        for r in tables.read_metrics_csv(out / "metrics.csv")
+    }
+    _assert_close(rows, single_device["scan"], "jtricks run, 2 devices, 1x2")
 
 
 def test_statistics_per_data_shard_would_fail_the_tolerance(single_device: dict[str, dict[str, float]]) -> None:
