@@ -18,6 +18,7 @@ from jtricks.engine import plan as jplan
 from jtricks.engine import write as jwrite
 from jtricks.engine.configure import build_config, build_model
 from jtricks.engine.options import RunOptions
+from jtricks.studies import reproduce as jreproduce
 
 
 def test_the_allowed_values_are_the_divisors_of_the_device_count() -> None:
@@ -76,3 +77,11 @@ def test_a_split_batch_is_part_of_the_fingerprint_and_no_split_leaves_it_as_it_w
     assert jfp.diff(two, one) == ["data_parallel: 2 -> <absent>"]
     with pytest.raises(jfp.FingerprintMismatchError, match=r"data_parallel: 2 -> <absent>"):
         jfp.check_same(two, one, "the checkpoint")
+
+
+def test_reproduce_names_a_different_split_and_nothing_for_records_without_a_mesh() -> None:
+    base = {"numerics": {"mode": "portable"}, "device": {"backend": "cpu", "kind": "cpu", "count": 4}}
+    split = {**base, "device": {**base["device"], "mesh": {"pop": 2, "data": 2}}}
+    unsplit = {**base, "device": {**base["device"], "mesh": {"pop": 4, "data": 1}}}
+    assert jreproduce.machine_differences(split, unsplit) == ["data parallel (devices per member's batch): 2 -> 1"]
+    assert jreproduce.machine_differences(base, unsplit) == []  # an older record: no mesh means no split
