@@ -7,7 +7,8 @@ really happens (the compiled step reduces across the data shards, a members-only
 Not bit for bit, measured (jax 0.10.2, XLA CPU, portable numerics): the forward pass of an MLP without batch norm
 is (logits, per-example and mean losses), but a weight gradient is a matrix product contracted over the batch,
 which the partitioner computes as per-shard partial products summed by an all-reduce, so about a third of a
-kernel's gradient elements round differently by an ulp or so; with batch norm the forward pass differs too. The
+kernel's gradient elements round differently (by up to ~3e-7 of the leaf's largest); with batch norm the forward
+pass differs too (docs/distributed.md). The
 runs below then differ from the single-device run by at most ~2.3e-7 relatively (3 epochs); the tolerance
 :data:`RTOL` keeps a margin above that and far below what statistics per data shard or a gradient of half the
 batch would give.
