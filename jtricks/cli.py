@@ -4,7 +4,7 @@
                            [--max-members M] [--compile-workers N] [--resume [auto]] [--quiet]
                            [--time-limit DURATION] [--checkpoint-every N] [--prefetch N]
                            [--no-plot] [--no-checkpoint] [--no-save-models] [--tensorboard [member|arm]]
-                           [--compile-cache DIR | --no-compile-cache] [--cpu-devices N]
+                           [--compile-cache DIR | --no-compile-cache] [--cpu-devices N] [--data-parallel K]
                            [--until-resolved MAX [--spending RULE]] [--part I/N]
                            [--processes N|auto --coordinator HOST:PORT --process-id I] [--debug]
     jtricks list
@@ -152,6 +152,14 @@ def _parser() -> argparse.ArgumentParser:
         default="portable",
         help="portable (default): the same bits on every x86-64 CPU from AVX2 up; native: XLA's fastest "
         "kernels for this CPU, numbers exact on this machine only (docs/engine.md)",
+    )
+    r.add_argument(
+        "--data-parallel",
+        type=int,
+        default=1,
+        metavar="K",
+        help="split each member's batch over K devices (devices = member shards x K; K must divide the device "
+        "count): a members x data mesh, gradients of the whole batch (docs/distributed.md)",
     )
     r.add_argument(
         "--cpu-devices",
@@ -362,6 +370,8 @@ def _run_with_runtime(args: argparse.Namespace, stop: Any) -> int:
         raise ValueError("--compile-cache and --no-compile-cache contradict each other; give one")
     if args.cpu_devices is not None and args.cpu_devices <= 0:
         raise ValueError(f"--cpu-devices must be a positive int, got {args.cpu_devices}")
+    if args.data_parallel <= 0:
+        raise ValueError(f"--data-parallel must be a positive int, got {args.data_parallel}")
     cluster = jdistributed.resolve(args.processes, args.coordinator, args.process_id)
     # before the experiment file is imported: the device flag only counts before JAX's backends start; one CPU
     # device per process when several processes share the machine's cores (unless asked otherwise)
@@ -435,6 +445,7 @@ def _run_configured(args: argparse.Namespace, cluster: Any, stop: Any) -> int:
         compile_workers=args.compile_workers,
         part=part,
         numerics=args.numerics,
+        data_parallel=args.data_parallel,
         overwrite=args.overwrite,
         stop=stop,
     )
@@ -510,6 +521,7 @@ def _run_until_resolved(exp: Any, out: Path, args: argparse.Namespace, stop: Any
         plot=not args.no_plot,
         max_members=args.max_members,
         numerics=args.numerics,
+        data_parallel=args.data_parallel,
         overwrite=args.overwrite,
         stop=stop,
     )
@@ -557,6 +569,7 @@ def _run_processes(exp: Any, n_arms: int, out: Path, args: argparse.Namespace, s
         prefetch=args.prefetch,
         compile_workers=args.compile_workers,
         numerics=args.numerics,
+        data_parallel=args.data_parallel,
         overwrite=args.overwrite,
         stop=stop,
     )

@@ -32,6 +32,7 @@ from jtricks._core.keys import seed_key
 from jtricks.engine import callbacks as jcb
 from jtricks.engine import checkpoint as jckpt
 from jtricks.engine import experiment as jexp
+from jtricks.engine import mesh as jmesh
 from jtricks.engine import pbt as jpbt
 from jtricks.engine import saved as jsaved
 from jtricks.engine import search as jsearch
@@ -354,7 +355,7 @@ def _run_search(run: _Execution, g: Group, setup: GroupSetup) -> dict[str, Any]:
     common = dict(
         epochs=config.epochs,
         metric=metric,
-        devices=jax.local_device_count(),
+        devices=jmesh.member_devices(run.plan.data_parallel),
         higher_is_better=jmetrics.higher_is_better(metric, {m.name: m for m in config.metrics}),
         place=(lambda t: jax.device_put(t, setup.sharding)) if setup.sharding is not None else (lambda t: t),
         on_epoch=on_epoch,

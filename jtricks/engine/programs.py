@@ -67,6 +67,9 @@ class GroupPrograms:
       stream: the training split on the host (``data.x_train`` is then its shape only); it needs the host-loop
         execution (``config.execution`` ``"loop"``).
       prefetch: with ``stream``, the batches prepared ahead by a background thread (0: none).
+      batch_sharding: the sharding of one member's examples (``NamedSharding(mesh, PartitionSpec("data"))``
+        of :mod:`jtricks.engine.mesh`: data parallelism) or ``None``: each training batch and evaluation chunk
+        is split over the mesh's ``"data"`` axis (:func:`jtricks.train.shard_batch`).
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class GroupPrograms:
         sharding: Any = None,
         stream: jdata.HostSplit | None = None,
         prefetch: int = 2,
+        batch_sharding: Any = None,
     ) -> None:
         self.config = config
         self.data = data
@@ -91,6 +95,7 @@ class GroupPrograms:
                 f"a streamed training split needs the host-loop execution; got execution={config.execution!r}"
             )
         c = counter.wrap
+        split = batch_sharding
         out = {} if sharding is None else {"out_shardings": sharding}  # every output has the member axis first
         self.init = jax.jit(
             c(f"{tag}/init", jax.vmap(lambda k, hp: jtrain.init_state(config, k, hp, input_shape))), **out
@@ -104,7 +109,8 @@ class GroupPrograms:
         if self.mode == "scan":
             # the whole epoch is one program: vmapped, unless the members must be unrolled to stay exact
             scan_strategy = population if population != "auto" else ("vmap" if exact else "unroll")
-            epoch = jpop.population_map(jtrain.make_epoch(config), in_axes=(0, None), strategy=scan_strategy)
+            epoch_fn = jtrain.make_epoch(config, batch_sharding=split)
+            epoch = jpop.population_map(epoch_fn, in_axes=(0, None), strategy=scan_strategy)
             self.epoch = jax.jit(c(f"{tag}/epoch", epoch), donate_argnums=0, **out)
             return
         num_train = jtrain.train_size(config, data)
@@ -113,12 +119,17 @@ class GroupPrograms:
             c(f"{tag}/indices", jax.vmap(lambda s: jtrain.epoch_indices(config, s, num_train))), **out
         )
         if stream is None:
-            step = jpop.population_map(jtrain.make_train_step(config), in_axes=(0, None, None, 0), **pmap_kw)
+            step_fn = jtrain.make_train_step(config, batch_sharding=split)
+            step = jpop.population_map(step_fn, in_axes=(0, None, None, 0), **pmap_kw)
         else:
-            step = jpop.population_map(jtrain.make_batch_step(config), in_axes=(0, 0, 0), **pmap_kw)
+            batch_step = jtrain.make_batch_step(config)
+            step_fn = lambda s, x, y: batch_step(s, *jtrain.shard_batch(split, x, y))  # noqa: E731
+            step = jpop.population_map(step_fn, in_axes=(0, 0, 0), **pmap_kw)
         self.step = jax.jit(c(f"{tag}/step", step), donate_argnums=0, **out)
         totals = jpop.population_map(
-            lambda *a: jtrain.chunk_totals(config, *a), in_axes=(0, 0, 0, 0, None, None, None), **pmap_kw
+            lambda p, ms, one, hp, *xym: jtrain.chunk_totals(config, p, ms, one, hp, *jtrain.shard_batch(split, *xym)),
+            in_axes=(0, 0, 0, 0, None, None, None),
+            **pmap_kw,
         )
         self.chunk_totals = jax.jit(c(f"{tag}/eval", totals), **out)
         if config.member_split is not None:  # each member's own validation split (vary_split)

@@ -96,6 +96,7 @@ __all__ = [
     "augment_batch",
     "check_inputs",
     "micro_batch",
+    "shard_batch",
 ]
 
 Execution = Literal["auto", "scan", "loop"]
@@ -653,15 +654,30 @@ def micro_batch(config: TrainConfig) -> int:
     return config.batch_size // _accumulate(config)
 
 
+def shard_batch(sharding: Any, *arrays: jax.Array) -> tuple[jax.Array, ...]:
+    """``arrays`` with their leading (example) axis laid out by ``sharding`` (a sharding constraint; the
+    identity when ``sharding`` is ``None``). Values are unchanged: only where each example is computed.
+
+    Under ``jax.vmap`` the member axis is left unconstrained (it follows the population's sharding), so a
+    ``NamedSharding(mesh, PartitionSpec("data"))`` gives each member's batch split over the mesh's ``"data"``
+    axis (:mod:`jtricks.engine.mesh`).
+    """
+    if sharding is None:
+        return arrays
+    return tuple(jax.lax.with_sharding_constraint(a, sharding) for a in arrays)
+
+
 def make_train_step(
-    config: TrainConfig,
+    config: TrainConfig, *, batch_sharding: Any = None
 ) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict]]:
     """A pure ``step(state, x_all, y_all, batch_idx) -> (state, metrics)``: :func:`make_batch_step` of the
-    batch gathered on device (``x_all[batch_idx]``), so a population shares one copy of the data."""
+    batch gathered on device (``x_all[batch_idx]``), so a population shares one copy of the data; with
+    ``batch_sharding`` its examples are split over devices (:func:`shard_batch`: data parallelism, the loss
+    still the mean over the whole batch, so the gradients are the whole batch's)."""
     batch_step = make_batch_step(config)
 
     def step(state: TrainState, x_all: jax.Array, y_all: jax.Array, batch_idx: jax.Array) -> tuple[TrainState, dict]:
-        return batch_step(state, x_all[batch_idx], y_all[batch_idx])
+        return batch_step(state, *shard_batch(batch_sharding, x_all[batch_idx], y_all[batch_idx]))
 
     return step
 
@@ -808,11 +824,14 @@ def finalize_evaluation(config: TrainConfig, totals: Mapping[str, jax.Array], ma
     return out
 
 
-def make_evaluate(config: TrainConfig, chunk: int) -> Callable[..., dict[str, jax.Array]]:
+def make_evaluate(
+    config: TrainConfig, chunk: int, *, batch_sharding: Any = None
+) -> Callable[..., dict[str, jax.Array]]:
     """``evaluate(params, model_state, one, hparams, x, y, mask) -> {"loss": ..., metric: ...}`` over fixed-size chunks.
 
     ``x`` is padded to a multiple of ``chunk`` (see :func:`device_data`); padded rows are masked out, so
-    every split compiles to one chunk shape.
+    every split compiles to one chunk shape. With ``batch_sharding`` each chunk's examples are split over
+    devices (:func:`shard_batch`).
     """
 
     def evaluate(
@@ -827,7 +846,8 @@ def make_evaluate(config: TrainConfig, chunk: int) -> Callable[..., dict[str, ja
         n_chunks = x.shape[0] // chunk
         split = lambda a: a.reshape((n_chunks, chunk) + a.shape[1:])  # noqa: E731
         per_chunk = jax.lax.map(
-            lambda c: chunk_totals(config, params, model_state, one, hparams, *c), (split(x), split(y), split(mask))
+            lambda c: chunk_totals(config, params, model_state, one, hparams, *shard_batch(batch_sharding, *c)),
+            (split(x), split(y), split(mask)),
         )
         return finalize_evaluation(config, jax.tree_util.tree_map(lambda t: jnum.pairwise_sum(t, 0), per_chunk), mask)
 
@@ -1037,9 +1057,10 @@ def eval_chunk(config: TrainConfig, data: DeviceData) -> int:
     return chunk
 
 
-def epoch_ops(config: TrainConfig, data: DeviceData) -> EpochOps:
-    """The in-program pieces of one member's epoch: the steps fused in ``lax.scan``, evaluation by ``lax.map``."""
-    step = make_train_step(config)
+def epoch_ops(config: TrainConfig, data: DeviceData, *, batch_sharding: Any = None) -> EpochOps:
+    """The in-program pieces of one member's epoch: the steps fused in ``lax.scan``, evaluation by ``lax.map``
+    (each batch and evaluation chunk split over devices by ``batch_sharding``: :func:`shard_batch`)."""
+    step = make_train_step(config, batch_sharding=batch_sharding)
     num_train = train_size(config, data)
 
     def steps(state: TrainState, d: DeviceData) -> tuple[TrainState, dict]:
@@ -1050,23 +1071,26 @@ def epoch_ops(config: TrainConfig, data: DeviceData) -> EpochOps:
     return EpochOps(
         steps=steps,
         guard=lambda start, end: guard_epoch(config, start, end),
-        evaluate=make_evaluate(config, eval_chunk(config, data)),
+        evaluate=make_evaluate(config, eval_chunk(config, data), batch_sharding=batch_sharding),
         early_stop=lambda s, v: early_stop(config, s, v),
         average=lambda s: average(config, s),
         finish=lambda s, sm, ev: finish_epoch(config, s, sm, ev),
     )
 
 
-def make_epoch(config: TrainConfig) -> Callable[[TrainState, DeviceData], tuple[TrainState, dict[str, jax.Array]]]:
+def make_epoch(
+    config: TrainConfig, *, batch_sharding: Any = None
+) -> Callable[[TrainState, DeviceData], tuple[TrainState, dict[str, jax.Array]]]:
     """One epoch as a pure function ``epoch(state, data) -> (state, metrics)`` (:func:`run_epoch` over
     :func:`epoch_ops`). Metrics are per-epoch scalars (train_loss, train_<metric>, grad_norm, val_*, test_*,
     lr, and avg_* with averaging). ``data`` is an argument (not a closure constant), shared by a
-    population: ``jax.vmap(epoch, in_axes=(0, None))``.
+    population: ``jax.vmap(epoch, in_axes=(0, None))``. ``batch_sharding`` splits each batch over devices
+    (:func:`shard_batch`).
     """
 
     def epoch_fn(state: TrainState, data: DeviceData) -> tuple[TrainState, dict[str, jax.Array]]:
         data = member_data(config, state, data)
-        return run_epoch(config, epoch_ops(config, data), state, data)
+        return run_epoch(config, epoch_ops(config, data, batch_sharding=batch_sharding), state, data)
 
     return epoch_fn
 

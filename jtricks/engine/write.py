@@ -50,7 +50,7 @@ def _version(dist: str) -> str:
 
 def fingerprint(the_plan: Plan, setups: Sequence[GroupSetup], max_members: int | None) -> dict[str, Any]:
     """The run's fingerprint (:mod:`jtricks.fingerprint`): the settings its numbers depend on, the seeds,
-    the chunking, the data checksums and the package version."""
+    the chunking, the data checksums, the package version and a data-parallel split (``data_parallel`` > 1)."""
     exp = the_plan.experiment
     fields = jexp.fingerprint_fields(exp)
     as_json = jexp.to_json
@@ -65,6 +65,8 @@ def fingerprint(the_plan: Plan, setups: Sequence[GroupSetup], max_members: int |
     }
     if the_plan.part is not None:  # a part's checkpoints and folder are its own; jtricks.parts.merge drops it
         settings["part"] = {"index": the_plan.part.index, "count": the_plan.part.count}
+    if the_plan.data_parallel > 1:  # a split batch rounds its partitioned reductions differently (distributed.md)
+        settings["data_parallel"] = the_plan.data_parallel
     if the_plan.members is not None:  # a sample of the members (jtricks reproduce)
         settings["members"] = [[a, s] for a, s in the_plan.members]
     return jfp.run_fingerprint(settings)
@@ -97,6 +99,8 @@ def manifest(
             "backend": jax.default_backend(),
             "kind": jax.devices()[0].device_kind,
             "count": jax.local_device_count(),
+            # the members x data mesh (jtricks.engine.mesh): member shards and the devices each batch is split over
+            "mesh": {"pop": jax.local_device_count() // the_plan.data_parallel, "data": the_plan.data_parallel},
             "platform": platform.platform(),
             "processor": platform.machine(),
         },
