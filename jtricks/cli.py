@@ -436,7 +436,7 @@ def _run_configured(args: argparse.Namespace, cluster: Any, stop: Any) -> int:
         )
         return 0
     metric = res.metrics[0]
-    print(jrendering.format_summary_table(res.summary, metric, res.directions))
+    print(jrendering.format_console_table(res.summary, metric, res.directions))
     best = _best_arm(res.summary, metric, res.directions)
     n_div = sum(1 for m in res.member_rows if m["diverged_epoch"] >= 0)
     print(
@@ -504,7 +504,7 @@ def _run_until_resolved(exp: Any, out: Path, args: argparse.Namespace, stop: Any
         overwrite=args.overwrite,
         stop=stop,
     )
-    print(jrendering.format_summary_table(res.summary, record["metric"], res.directions))
+    print(jrendering.format_console_table(res.summary, record["metric"], res.directions))
     for look in record["looks"]:
         open_ = [
             a for a, c in look["comparisons"].items() if c["verdict"] not in ("better", "worse", "higher", "lower")
@@ -557,7 +557,7 @@ def _run_processes(exp: Any, n_arms: int, out: Path, args: argparse.Namespace, s
         )
         return 0
     man = merged.manifest
-    print(jrendering.format_summary_table(merged.summary, man["metrics"][0], man.get("directions")))
+    print(jrendering.format_console_table(merged.summary, man["metrics"][0], man.get("directions")))
     print(
         f"done: {n_arms} arms x {exp.seeds} seeds over {count} processes on {len(man['machines'])} machine(s); "
         f"results in {out}"
@@ -582,7 +582,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     check_out_dir(out)
     merged = jparts.merge(out, [Path(d) for d in args.parts], plot=not args.no_plot, overwrite=args.overwrite)
     manifest = merged.manifest
-    print(jrendering.format_summary_table(merged.summary, manifest["metrics"][0], manifest.get("directions")))
+    print(jrendering.format_console_table(merged.summary, manifest["metrics"][0], manifest.get("directions")))
     machines = ", ".join(sorted({str(m.get("host")) for m in manifest["machines"]}))
     print(
         f"merged {manifest['split']['count']} parts ({len(manifest['arms'])} arms x {len(manifest['seeds'])} seeds, "
@@ -606,7 +606,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     rows = jrendering.render(d)
     metrics = sorted({r["metric"] for r in rows})
     for m in metrics[:1]:
-        print(jrendering.format_summary_table(rows, m))
+        print(jrendering.format_console_table(rows, m))
     print(f"re-rendered {d / 'summary.md'} and {d / 'curves.png'}")
     return 0
 

@@ -135,15 +135,20 @@ class GroupPrograms:
         for name, fn in compiled.items():
             setattr(self, name, fn)
 
-    def run_epoch(self, state: jtrain.TrainState) -> tuple[jtrain.TrainState, dict]:
-        """One epoch of the population (:func:`jtricks.train.run_epoch`)."""
+    def run_epoch(
+        self, state: jtrain.TrainState, on_step: Callable[[int, int, Any], None] | None = None
+    ) -> tuple[jtrain.TrainState, dict]:
+        """One epoch of the population (:func:`jtricks.train.run_epoch`).
+
+        ``on_step(done, total, metrics)`` is called after each step is dispatched in the host-loop mode (with
+        the step's metrics, still computing); the scan mode runs the epoch as one program and never calls it."""
         if self.mode == "scan":
             return self.epoch(state, self.data)
-        return jtrain.run_epoch(self.config, self._loop_ops(), state, self.data)
+        return jtrain.run_epoch(self.config, self._loop_ops(on_step), state, self.data)
 
-    def _loop_ops(self) -> jtrain.EpochOps:
+    def _loop_ops(self, on_step: Callable[[int, int, Any], None] | None = None) -> jtrain.EpochOps:
         return jtrain.EpochOps(
-            steps=self._steps,
+            steps=lambda state, d: self._steps(state, d, on_step),
             guard=self.guard,
             evaluate=self._evaluate,
             early_stop=self.early_stop,
@@ -151,13 +156,21 @@ class GroupPrograms:
             finish=self.finish,
         )
 
-    def _steps(self, state: jtrain.TrainState, d: jtrain.DeviceData) -> tuple[jtrain.TrainState, dict]:
+    def _steps(
+        self,
+        state: jtrain.TrainState,
+        d: jtrain.DeviceData,
+        on_step: Callable[[int, int, Any], None] | None = None,
+    ) -> tuple[jtrain.TrainState, dict]:
         idx = self.indices(state)
         state = self.copy(state)  # leaves the caller's state (the epoch's start) intact
         step_metrics = []
-        for b in range(idx.shape[1]):
+        n = idx.shape[1]
+        for b in range(n):
             state, m = self.step(state, d.x_train, d.y_train, idx[:, b])
             step_metrics.append(m)
+            if on_step is not None:
+                on_step(b + 1, n, m)
         return state, jax.tree_util.tree_map(lambda *xs: jnp.stack(xs, axis=1), *step_metrics)
 
     def _evaluate(

@@ -77,6 +77,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "family",
     "adj_lo",
     "adj_hi",
+    "ci_clipped",
 )
 
 _INT_COLUMNS = {"seed", "epoch", "diverged_epoch", "stopped_epoch", "best_epoch"}
