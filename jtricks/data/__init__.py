@@ -58,6 +58,7 @@ from jtricks.data._preprocess import (
     standardize,
 )
 from jtricks.data._registry import LOADERS, load, loader, names, register_dataset, unregister_dataset
+from jtricks.data._shapes import DatasetShape, known_shape
 
 __all__ = [
     "Dataset",
@@ -75,6 +76,8 @@ __all__ = [
     "mnist1d_cache_file",
     "digits",
     "load",
+    "known_shape",
+    "DatasetShape",
     "LOADERS",
     "register_dataset",
     "unregister_dataset",

@@ -27,7 +27,13 @@ from jtricks._core import numerics as jnum
 from jtricks.engine import population as jpop
 from jtricks.engine import train as jtrain
 
-__all__ = ["TraceCounter", "GroupPrograms"]
+__all__ = ["TraceCounter", "GroupPrograms", "PROGRAMS"]
+
+#: The programs a group compiles in each execution mode (named ``"group<g>/<name>"`` in the trace counter)
+PROGRAMS: dict[str, tuple[str, ...]] = {
+    "scan": ("init", "epoch"),
+    "loop": ("init", "indices", "step", "eval", "copy", "guard", "early_stop", "average", "finish"),
+}
 
 
 class TraceCounter:

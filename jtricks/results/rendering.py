@@ -31,6 +31,7 @@ __all__ = [
     "SECTION_FILES",
     "append_sections",
     "render",
+    "plot_folder",
     "CLIPPED_MARK",
 ]
 
@@ -382,6 +383,50 @@ def append_sections(out_dir: str | Path, names: Sequence[str] = SECTION_FILES) -
             f.write(text)
 
 
+def _read_manifest(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / "manifest.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def plot_folder(
+    out_dir: str | Path,
+    path: str | Path | None = None,
+    *,
+    rows: list[dict[str, Any]] | None = None,
+    members: list[dict[str, Any]] | None = None,
+    arms: Any = None,
+    manifest: Mapping[str, Any] | None = None,
+) -> Path:
+    """Draw a results folder's learning curves (:func:`jtricks.results.plots.plot_curves`) to ``path`` (default
+    ``out_dir/curves.png``): the panels of the run's summary metrics, ``train_loss`` and ``val_acc``, titled with
+    the run's name; ``rows``, ``members``, ``arms``, ``manifest`` are read from the folder unless given. The same
+    picture a run writes (``jtricks plot RUN``, and ``jtricks report``)."""
+    out_dir = Path(out_dir)
+    if rows is None:
+        metrics_path = result_file(out_dir, "metrics.csv")
+        if not metrics_path.is_file():
+            raise FileNotFoundError(f"{metrics_path} not found: is {out_dir} a jtricks results folder?")
+        rows = read_metrics_csv(metrics_path)
+        members = read_members_csv(out_dir / "members.csv") if (out_dir / "members.csv").is_file() else None
+        arms_path = out_dir / "arms.json"
+        arms = json.loads(arms_path.read_text(encoding="utf-8")) if arms_path.is_file() else None
+    manifest = _read_manifest(out_dir) if manifest is None else manifest
+    config = manifest.get("config") or {}
+    metrics = _lookup(manifest, config, "metrics") or DEFAULT_METRICS
+    confidence = _lookup(manifest, config, "confidence")
+    present = {r["metric"] for r in rows}
+    return plot_curves(
+        out_dir / "curves.png" if path is None else path,
+        rows,
+        metrics=tuple(m for m in dict.fromkeys([*metrics, "train_loss", "val_acc"]) if m in present),
+        title=str(config.get("name") or manifest.get("experiment") or out_dir.resolve().name),
+        confidence=0.95 if confidence is None else confidence,
+        member_rows=members,
+        arms=arms,
+        directions=manifest.get("directions"),
+    )
+
+
 def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
     """Re-derive ``summary.csv``, ``summary.md`` and ``curves.png`` of an existing results folder.
 
@@ -413,9 +458,7 @@ def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
     arms_doc: Any = None
     if (out_dir / "arms.json").is_file():
         arms_doc = json.loads((out_dir / "arms.json").read_text(encoding="utf-8"))
-    manifest: dict[str, Any] = {}
-    if (out_dir / "manifest.json").is_file():
-        manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+    manifest = _read_manifest(out_dir)
     config = manifest.get("config") or {}
 
     baseline = _lookup(manifest, config, "baseline")
@@ -441,15 +484,5 @@ def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
     write_summary(out_dir, summary, title=title, directions=manifest.get("directions"), arms=arms_doc)
     append_sections(out_dir)
     if plot and rows:
-        plot_curves(
-            out_dir / "curves.png",
-            rows,
-            metrics=tuple(
-                m for m in dict.fromkeys([*metrics, "train_loss", "val_acc"]) if m in {r["metric"] for r in rows}
-            ),
-            title=name,
-            confidence=confidence,
-            member_rows=members,
-            arms=arms_doc,
-        )
+        plot_folder(out_dir, rows=rows, members=members, arms=arms_doc, manifest=manifest)
     return summary

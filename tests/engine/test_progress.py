@@ -8,10 +8,10 @@ import io
 import re
 
 import pytest
+from support.experiments import small_digits_mlp
 
 from jtricks.engine import runner
 from jtricks.engine.progress import Progress
-from tests.support.experiments import small_digits_mlp
 
 
 class _Clock:
