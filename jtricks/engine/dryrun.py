@@ -9,12 +9,14 @@ The memory estimate of a group, from shapes only (``jax.eval_shape`` of the memb
 * per member, **state**: parameters + optimizer state + the rest of the training state (batch-norm statistics,
   averaged weights, early stopping's best copy), as ``init_state`` builds it;
 * per member, **gradients**: one more copy of the parameters;
-* per member, **activations** of the forward pass on one training batch, two ways: the outputs of its matrix
-  products and convolutions (the layers' outputs, the least that reverse-mode differentiation keeps) and every
-  intermediate value (the most it could keep; XLA fuses most elementwise ones away);
+* per member, **activations**: of the larger of the forward pass on one training batch and on one evaluation
+  chunk (``eval_batch_size`` examples; the two never run at once), two ways: the outputs of its matrix products
+  and convolutions (the layers' outputs, the least that reverse-mode differentiation keeps) and every
+  intermediate value (XLA fuses most elementwise ones away, but also keeps buffers of its own);
 
-``total = data + population size x (state + gradients + activations)``, given as the range of the two. XLA's own
-scratch buffers and the compiled code are not counted. A data set whose shapes are not known without loading it
+``total = data + population size x (state + gradients + activations)``, given as the range of the two: an
+estimate, not a bound (``python -m benchmarks.dry_run`` compares it with XLA's memory analysis of the compiled
+programs). The compiled code is not counted. A data set whose shapes are not known without loading it
 (a registered loader) gets no estimate, and the report says so.
 """
 
@@ -38,7 +40,7 @@ from jtricks.engine import train as jtrain
 from jtricks.engine.configure import build_config, build_model
 from jtricks.engine.options import RunOptions
 from jtricks.engine.plan import Group, Plan, plan
-from jtricks.engine.programs import PROGRAMS
+from jtricks.engine.programs import programs_of
 
 __all__ = ["Memory", "GroupDryRun", "DryRun", "dry_run", "tree_bytes", "activation_bytes", "describe"]
 
@@ -160,19 +162,31 @@ def _group(g: Group) -> GroupDryRun:
     key = jax.eval_shape(lambda: seed_key(0))
     hp = {k: jax.ShapeDtypeStruct((), jnp.float32) for k in config.hparam_names()}
     state = jax.eval_shape(lambda k, h: jtrain.init_state(config, k, h, shape.input_shape), key, hp)
-    x = jax.ShapeDtypeStruct((e0.batch_size, *shape.input_shape), jnp.float32)
     model_hp = {k: hp[k] for k in config.model_hparam_names() if k in hp}
+    chunk = min(e0.eval_batch_size, n_val, n_test)  # evaluation runs in chunks of this many examples
+    passes = [(e0.batch_size, True), (chunk, False)]  # a training batch, an evaluation chunk: never at once
 
-    def forward(params: Any, model_state: Any, x: Any, key: Any, hparams: Any) -> Any:
-        return config.model.apply(params, model_state, x, key=key, train=True, hparams=hparams)
+    def forward(train: bool) -> Any:
+        return lambda p, s, x, k, h: config.model.apply(p, s, x, key=k, train=train, hparams=h)
 
-    layers, every = activation_bytes(forward, state.params, state.model_state, x, key, model_hp)
+    counts = [
+        activation_bytes(
+            forward(train),
+            state.params,
+            state.model_state,
+            jax.ShapeDtypeStruct((n, *shape.input_shape), jnp.float32),
+            key,
+            model_hp,
+        )
+        for n, train in passes
+    ]
+    layers, every = max(c[0] for c in counts), max(c[1] for c in counts)
     params, opt = tree_bytes(state.params), tree_bytes(state.opt_state)
     per_input = math.prod(shape.input_shape) * 4
     label = 4 * (1 if loss.targets != "real" else max(1, outputs))
     data = (n_train + n_val + n_test) * (per_input + label)
     memory = Memory(data, params, opt, tree_bytes(state) - params - opt, layers, every, g.size)
-    return GroupDryRun(g, mode, PROGRAMS[mode], max(1, n_train // e0.batch_size), memory)
+    return GroupDryRun(g, mode, programs_of(config, mode), max(1, n_train // e0.batch_size), memory)
 
 
 def dry_run(exp: jexp.Experiment, options: RunOptions | None = None, **changes: Any) -> DryRun:
@@ -239,9 +253,9 @@ def describe(dr: DryRun, out: str | None = None) -> str:
             )
     lines.append(
         "estimated from shapes, nothing compiled (jax.eval_shape of the initial state, jax.make_jaxpr of the "
-        "forward pass on one training batch): data + population x (params + optimizer + other state + gradients "
-        "+ activations), the activations from the layers' outputs (low) to every intermediate value (high); "
-        "XLA's scratch buffers and code not counted"
+        "forward pass on a training batch and on an evaluation chunk): data + population x (params + optimizer "
+        "+ other state + gradients + activations), the activations from the layers' outputs (low) to every "
+        "intermediate value (high); an estimate, not a bound"
     )
     return "\n".join(lines)
 

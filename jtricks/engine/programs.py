@@ -27,13 +27,20 @@ from jtricks._core import numerics as jnum
 from jtricks.engine import population as jpop
 from jtricks.engine import train as jtrain
 
-__all__ = ["TraceCounter", "GroupPrograms", "PROGRAMS"]
+__all__ = ["TraceCounter", "GroupPrograms", "PROGRAMS", "programs_of"]
 
-#: The programs a group compiles in each execution mode (named ``"group<g>/<name>"`` in the trace counter)
+#: The programs a group can compile in each execution mode (named ``"group<g>/<name>"`` in the trace counter);
+#: :func:`programs_of` gives those a configuration compiles
 PROGRAMS: dict[str, tuple[str, ...]] = {
     "scan": ("init", "epoch"),
     "loop": ("init", "indices", "step", "eval", "copy", "guard", "early_stop", "average", "finish"),
 }
+
+
+def programs_of(config: jtrain.TrainConfig, mode: str) -> tuple[str, ...]:
+    """The programs a group of ``config`` compiles in ``mode``: :data:`PROGRAMS`, without ``early_stop`` when
+    early stopping is off (:func:`jtricks.engine.train.run_epoch` calls it only then)."""
+    return tuple(p for p in PROGRAMS[mode] if p != "early_stop" or config.early_stopping)
 
 
 class TraceCounter:

@@ -11,6 +11,7 @@ import pytest
 from support.experiments import small_digits_mlp
 
 from jtricks.engine import runner
+from jtricks.engine.programs import PROGRAMS
 from jtricks.engine.progress import Progress
 
 
@@ -114,7 +115,9 @@ def test_disabled_and_bad_heartbeat() -> None:
 
 def test_a_run_shows_the_compile_phase_and_no_eta_on_its_first_epoch(capsys: pytest.CaptureFixture[str]) -> None:
     exp = dataclasses.replace(small_digits_mlp(), execution="loop", epochs=2)
-    runner.run(exp, compile_workers=1)
+    res = runner.run(exp, compile_workers=1)
+    # the programs the dry run names for the mode are those the run compiled
+    assert {name.split("/")[1] for name in res.compiles} == set(PROGRAMS["loop"]) - {"early_stop"}
     lines = capsys.readouterr().err.splitlines()
     beats = [line for line in lines if " running " in line]  # a slow machine: a heartbeat while compiling
     assert all(re.fullmatch(r"group 1/1 chunk 1/1 epoch [12]/2 running \d+ s, step \d+/10", b) for b in beats)
