@@ -1,17 +1,12 @@
 """The progress lines: compile phases, an ETA from measured epochs only, heartbeats inside long epochs (a fake
-clock and stream, no sleeps), and what a real run prints."""
+clock and stream, no sleeps). What real runs print: test_progress_runs.py."""
 
 from __future__ import annotations
 
-import dataclasses
 import io
-import re
 
 import pytest
-from support.experiments import small_digits_mlp
 
-from jtricks.engine import runner
-from jtricks.engine.programs import PROGRAMS
 from jtricks.engine.progress import Progress
 
 
@@ -111,18 +106,3 @@ def test_disabled_and_bad_heartbeat() -> None:
     assert out.getvalue() == ""
     with pytest.raises(ValueError, match="heartbeat_s"):
         Progress(1, heartbeat_s=0)
-
-
-def test_a_run_shows_the_compile_phase_and_no_eta_on_its_first_epoch(capsys: pytest.CaptureFixture[str]) -> None:
-    exp = dataclasses.replace(small_digits_mlp(), execution="loop", epochs=2)
-    res = runner.run(exp, compile_workers=1)
-    # the programs the dry run names for the mode are those the run compiled
-    assert {name.split("/")[1] for name in res.compiles} == set(PROGRAMS["loop"]) - {"early_stop"}
-    lines = capsys.readouterr().err.splitlines()
-    beats = [line for line in lines if " running " in line]  # a slow machine: a heartbeat while compiling
-    assert all(re.fullmatch(r"group 1/1 chunk 1/1 epoch [12]/2 running \d+ s, step \d+/10", b) for b in beats)
-    lines = [line for line in lines if line not in beats]
-    assert lines[0] == "compiling group 1/1 ..."
-    assert lines[1].startswith("compiling group 1/1 ... ") and lines[1].endswith(" s (on first use)")
-    epochs = [line for line in lines if line.startswith("[")]
-    assert len(epochs) == 2 and "ETA" not in epochs[0] and epochs[1].endswith("ETA   0.0s")
