@@ -60,6 +60,7 @@ from jtricks.data._preprocess import (
     standardize,
 )
 from jtricks.data._registry import LOADERS, load, loader, names, register_dataset, unregister_dataset
+from jtricks.data._shapes import DatasetShape, known_shape
 from jtricks.data._stream import NPY_SPLITS, HostSplit, check_prefetch, npy_folder, prefetch
 
 __all__ = [
@@ -78,6 +79,8 @@ __all__ = [
     "mnist1d_cache_file",
     "digits",
     "load",
+    "known_shape",
+    "DatasetShape",
     "LOADERS",
     "register_dataset",
     "unregister_dataset",

@@ -34,7 +34,20 @@ from jtricks._core import numerics as jnum
 from jtricks.engine import population as jpop
 from jtricks.engine import train as jtrain
 
-__all__ = ["TraceCounter", "GroupPrograms"]
+__all__ = ["TraceCounter", "GroupPrograms", "PROGRAMS", "programs_of"]
+
+#: The programs a group can compile in each execution mode (named ``"group<g>/<name>"`` in the trace counter);
+#: :func:`programs_of` gives those a configuration compiles
+PROGRAMS: dict[str, tuple[str, ...]] = {
+    "scan": ("init", "epoch"),
+    "loop": ("init", "indices", "step", "eval", "copy", "guard", "early_stop", "average", "finish"),
+}
+
+
+def programs_of(config: jtrain.TrainConfig, mode: str) -> tuple[str, ...]:
+    """The programs a group of ``config`` compiles in ``mode``: :data:`PROGRAMS`, without ``early_stop`` when
+    early stopping is off (:func:`jtricks.engine.train.run_epoch` calls it only then)."""
+    return tuple(p for p in PROGRAMS[mode] if p != "early_stop" or config.early_stopping)
 
 
 class TraceCounter:
@@ -181,15 +194,20 @@ class GroupPrograms:
         for name, fn in compiled.items():
             setattr(self, name, fn)
 
-    def run_epoch(self, state: jtrain.TrainState) -> tuple[jtrain.TrainState, dict]:
-        """One epoch of the population (:func:`jtricks.train.run_epoch`)."""
+    def run_epoch(
+        self, state: jtrain.TrainState, on_step: Callable[[int, int, Any], None] | None = None
+    ) -> tuple[jtrain.TrainState, dict]:
+        """One epoch of the population (:func:`jtricks.train.run_epoch`).
+
+        ``on_step(done, total, metrics)`` is called after each step is dispatched in the host-loop mode (with
+        the step's metrics, still computing); the scan mode runs the epoch as one program and never calls it."""
         if self.mode == "scan":
             return self.epoch(state, self.data)
         data = self.data
         if self.config.member_split is not None:  # (members, n_val, ...): each member's validation split
             x_val, y_val = self.own_val(state, data)
             data = data._replace(x_val=x_val, y_val=y_val)
-        return jtrain.run_epoch(self.config, self._loop_ops(), state, data)
+        return jtrain.run_epoch(self.config, self._loop_ops(on_step), state, data)
 
     def test_outcomes(self, state: jtrain.TrainState) -> np.ndarray:
         """Per member and test example, the outcome of the members' current parameters
@@ -203,9 +221,9 @@ class GroupPrograms:
         ]
         return np.concatenate([np.asarray(c) for c in chunks], axis=1)[:, np.asarray(d.test_mask)]
 
-    def _loop_ops(self) -> jtrain.EpochOps:
+    def _loop_ops(self, on_step: Callable[[int, int, Any], None] | None = None) -> jtrain.EpochOps:
         return jtrain.EpochOps(
-            steps=self._steps,
+            steps=lambda state, d: self._steps(state, d, on_step),
             guard=self.guard,
             evaluate=self._evaluate,
             early_stop=self.early_stop,
@@ -213,19 +231,29 @@ class GroupPrograms:
             finish=self.finish,
         )
 
-    def _steps(self, state: jtrain.TrainState, d: jtrain.DeviceData) -> tuple[jtrain.TrainState, dict]:
+    def _steps(
+        self,
+        state: jtrain.TrainState,
+        d: jtrain.DeviceData,
+        on_step: Callable[[int, int, Any], None] | None = None,
+    ) -> tuple[jtrain.TrainState, dict]:
         idx = self.indices(state)
         state = self.copy(state)  # leaves the caller's state (the epoch's start) intact
         step_metrics = []
+        n = int(idx.shape[1])
         if self.stream is None:
-            for b in range(idx.shape[1]):
+            for b in range(n):
                 state, m = self.step(state, d.x_train, d.y_train, idx[:, b])
                 step_metrics.append(m)
+                if on_step is not None:
+                    on_step(b + 1, n, m)
         else:  # closed on any exit, so the prefetching thread never outlives the epoch
             with contextlib.closing(self._batches(np.asarray(idx))) as batches:
-                for xb, yb in batches:
+                for b, (xb, yb) in enumerate(batches):
                     state, m = self.step(state, xb, yb)
                     step_metrics.append(m)
+                    if on_step is not None:
+                        on_step(b + 1, n, m)
         return state, jax.tree_util.tree_map(lambda *xs: jnp.stack(xs, axis=1), *step_metrics)
 
     def _batches(self, idx: np.ndarray) -> Any:

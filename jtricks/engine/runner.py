@@ -17,7 +17,6 @@ import dataclasses
 import errno
 import os
 import shutil
-import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -252,18 +251,19 @@ def _run(
         {"group": g.index, "arms": [a.name for a in g.arms], "members": g.size, "compile_s": None, "epoch_s": []}
         for g in the_plan.groups
     ]
+    bar = Progress(the_plan.total_epochs, enabled=opts.progress)
     if workers > 1 and jax.local_device_count() == 1:
-        t_compile = time.perf_counter()
-        if opts.progress:
-            print(
-                f"compiling {len(the_plan.groups)} static groups ahead of time, {workers} at once",
-                file=sys.stderr,
-                flush=True,
-            )
-        compile_ahead(the_plan, setups, workers, timing)
-        if opts.progress:
-            print(f"compiled in {time.perf_counter() - t_compile:.1f} s", file=sys.stderr, flush=True)
-    collected = execute(the_plan, setups, out, fingerprint=fingerprint, options=opts, timing=timing)
+        compile_ahead(the_plan, setups, workers, timing, bar)
+    collected = execute(
+        the_plan,
+        setups,
+        out,
+        fingerprint=fingerprint,
+        options=opts,
+        timing=timing,
+        bar=bar,
+        compile_seconds=lambda: meter.xla_s,
+    )
     metrics = jconfigure.summary_metrics(exp, setups[0].config)
     directions = jwrite.directions(setups, collected)
     arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in the_plan.arms]

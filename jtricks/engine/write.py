@@ -34,7 +34,6 @@ from jtricks.engine.plan import Plan
 from jtricks.results import bootstrap as jboot
 from jtricks.results import fingerprint as jfp
 from jtricks.results import folders as jfolders
-from jtricks.results import plots as jplots
 from jtricks.results import rendering as jrendering
 from jtricks.results import tables as jtables
 
@@ -172,16 +171,14 @@ def write(
             with jfiles.atomic_file(out / "lineage.png") as tmp:
                 jpbt.plot_lineage(tmp, lineage, explored, epochs=exp.epochs, title=f"{exp.name}: PBT lineage")
     if plot:
-        produced = {r["metric"] for r in collected.metric_rows}
-        panels = tuple(m for m in dict.fromkeys([*manifest["metrics"], "train_loss", "val_acc"]) if m in produced)
         with jfiles.atomic_file(out / "curves.png") as tmp:
-            jplots.plot_curves(
+            jrendering.plot_folder(
+                out,
                 tmp,
-                collected.metric_rows,
-                metrics=panels,
-                title=exp.name,
-                member_rows=collected.member_rows,
+                rows=collected.metric_rows,
+                members=collected.member_rows,
                 arms=arm_dicts,
+                manifest=manifest,
             )
     if collected.models:
         jsaved.write_index(out / jsaved.FOLDER, collected.models)

@@ -15,10 +15,30 @@ import numpy as np
 from jtricks.results.bootstrap import TOTAL_COLUMNS, add_total_intervals, read_outcomes
 from jtricks.results.plots import plot_curves
 from jtricks.results.robust import N_BOOT
-from jtricks.results.summary import DEFAULT_METRICS, confidence_label, edge_optima, metric_direction, summarize
+from jtricks.results.summary import (
+    DEFAULT_METRICS,
+    clip_ci,
+    confidence_label,
+    edge_optima,
+    metric_bounds,
+    metric_direction,
+    summarize,
+)
 from jtricks.results.tables import SUMMARY_COLUMNS, read_members_csv, read_metrics_csv, result_file, write_csv
 
-__all__ = ["format_summary_table", "write_summary", "SECTION_FILES", "append_sections", "render"]
+__all__ = [
+    "format_summary_table",
+    "format_console_table",
+    "write_summary",
+    "SECTION_FILES",
+    "append_sections",
+    "render",
+    "plot_folder",
+    "CLIPPED_MARK",
+]
+
+#: The mark of a confidence interval shown clipped to its metric's bounds (``summary.csv``: ``ci_clipped``)
+CLIPPED_MARK = "†"
 
 
 def _decimals(metric: str, rows: list[dict[str, Any]]) -> int:
@@ -92,7 +112,7 @@ def _table_cells(
         mean = _num(r["mean"], dec)
         if math.isfinite(r["std"]):
             mean += f" ± {_num(r['std'], dec)}"
-        ci = f"[{_num(r['ci_lo'], dec)}, {_num(r['ci_hi'], dec)}]" if math.isfinite(r["ci_lo"]) else "n/a"
+        ci = _ci_cell(r, dec)
         if r["verdict"] == "baseline":
             delta, p, p_adj, verdict, need = "(baseline)", "", "", "baseline", ""
         else:
@@ -119,6 +139,30 @@ def _table_cells(
     return header, body
 
 
+def _ci_cell(r: Mapping[str, Any], dec: int) -> str:
+    """``[lo, hi]`` clipped to the metric's bounds, with :data:`CLIPPED_MARK` when that changed it."""
+    if not math.isfinite(r["ci_lo"]):
+        return "n/a"
+    lo, hi = clip_ci(r["metric"], r["ci_lo"], r["ci_hi"])
+    return f"[{_num(lo, dec)}, {_num(hi, dec)}]" + (CLIPPED_MARK if r.get("ci_clipped") else "")
+
+
+def clip_note(rows: Sequence[Mapping[str, Any]], metric: str) -> str:
+    """The footnote of a table whose intervals were clipped (``""`` when none was)."""
+    clipped = [r for r in rows if r["metric"] == metric and r.get("ci_clipped")]
+    if not clipped:
+        return ""
+    lo, hi = metric_bounds(metric) or (math.nan, math.nan)
+    at = sorted(
+        {f"{lo:g}" for r in clipped if r["ci_clipped"] in ("lower", "both")}
+        | {f"{hi:g}" for r in clipped if r["ci_clipped"] in ("upper", "both")}
+    )
+    return (
+        f"{CLIPPED_MARK} interval clipped at {' and '.join(at)}, the bound{'s' if len(at) > 1 else ''} of {metric} "
+        f"(the t interval crosses it; summary.csv keeps the unclipped ci_lo, ci_hi and names the end in ci_clipped)"
+    )
+
+
 def format_summary_table(
     summary_rows: list[dict[str, Any]], metric: str, directions: Mapping[str, Any] | None = None
 ) -> str:
@@ -136,6 +180,70 @@ def format_summary_table(
 
     lines = [line(header), "  ".join("-" * w for w in widths)]
     lines += [line(row) for row in body]
+    note = clip_note(summary_rows, metric)
+    return "\n".join(lines + ([note] if note else []))
+
+
+def _fit(text: str, width: int, *, middle: bool = False) -> str:
+    """``text`` in at most ``width`` characters: cut at the end (``…``), or in the ``middle`` (keeping both ends,
+    e.g. an arm's first factor and the value of its last)."""
+    if len(text) <= width:
+        return text
+    if not middle:
+        return text[: max(1, width - 1)] + "…"
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+
+
+def _console_cells(r: Mapping[str, Any], dec: int, *, interval: bool) -> list[str]:
+    """One arm's cells of :func:`format_console_table` (Δ with its interval when ``interval``)."""
+    base = r["verdict"] == "baseline"
+    diff = _num(r["diff"], dec, signed=True)
+    if interval and not base and math.isfinite(r["diff_lo"]):
+        diff += f" [{_num(r['diff_lo'], dec, signed=True)}, {_num(r['diff_hi'], dec, signed=True)}]"
+    verdict = r["verdict"] + (" (ITT)" if r["test"] == "itt" else "")
+    div = f"{r['diverged']}/{r['n_members']}" if r["diverged"] else "0"
+    cells = [r["arm"], _num(r["mean"], dec), _ci_cell(r, dec), "" if base else diff]
+    return cells + ["" if base else _p(r["p_adjusted"]), verdict, div]
+
+
+def format_console_table(
+    summary_rows: list[dict[str, Any]],
+    metric: str,
+    directions: Mapping[str, Any] | None = None,
+    *,
+    width: int = 100,
+) -> str:
+    """The summary of ``metric`` for the end of a run, in at most ``width`` columns: a title naming the metric
+    and its direction, then per arm the mean, its interval, Δ vs baseline with its interval, the adjusted p,
+    the verdict and the diverged members; long arm names are shortened (``…``) to fit (the full table, every
+    column and whole names, is ``summary.md``); a clipped interval is marked with its footnote.
+    """
+    rows = [r for r in summary_rows if r["metric"] == metric]
+    if not rows:
+        raise ValueError(f"no summary rows for metric {metric!r}")
+    if width < 60:
+        raise ValueError(f"`width` must be at least 60 columns, got {width}")
+    conf, dec = confidence_label(rows[0]["confidence"]), _decimals(metric, rows)
+    d = metric_direction(metric, directions)
+    hint = {1: ", higher is better", -1: ", lower is better"}.get(d, "")
+    n = max(r["n_members"] for r in rows)
+    title = f"{metric}{hint}: final value over {n} seeds; Δ vs baseline {rows[0]['baseline']}, paired by seed"
+    header = ["arm", "mean", f"{conf} CI", "Δ vs baseline", f"p ({_ADJUST_NAMES[rows[0]['adjust']]})", "verdict", "div"]
+    body = [_console_cells(r, dec, interval=True) for r in rows]
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    if widths[0] + sum(widths[1:]) + 2 * (len(header) - 1) > width:  # Δ without its interval: room for the arms
+        body = [_console_cells(r, dec, interval=False) for r in rows]
+        widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    widths[0] = max(8, min(widths[0], width - sum(widths[1:]) - 2 * (len(header) - 1)))
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(_fit(c, w, middle=i == 0).ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    lines = [_fit(title, width), line(header), "  ".join("-" * w for w in widths)]
+    lines += [line(row) for row in body]
+    note = clip_note(rows, metric)
+    lines += [_fit(note, width)] if note else []
     return "\n".join(lines)
 
 
@@ -307,9 +415,11 @@ def _markdown(
         header, body = _table_cells(summary_rows, metric, directions)
         parts += [f"## {metric}{hint}", "", _family_line([r for r in summary_rows if r["metric"] == metric]), ""]
         parts += [*_md_table(header, body), ""]
+        note = clip_note(summary_rows, metric)
+        parts += [note, ""] if note else []
         rows = [r for r in summary_rows if r["metric"] == metric]
         parts += [*_md_table(*_robust_cells(rows, metric, directions)), ""]
-        parts += _total_lines([r for r in summary_rows if r["metric"] == metric])
+        parts += _total_lines(rows)
         edges = edge_optima(summary_rows, arms, metric, directions)
         parts += [*edges, ""] if edges else []
     return "\n".join(parts)
@@ -377,6 +487,50 @@ def append_sections(out_dir: str | Path, names: Sequence[str] = SECTION_FILES) -
             f.write(text)
 
 
+def _read_manifest(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / "manifest.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def plot_folder(
+    out_dir: str | Path,
+    path: str | Path | None = None,
+    *,
+    rows: list[dict[str, Any]] | None = None,
+    members: list[dict[str, Any]] | None = None,
+    arms: Any = None,
+    manifest: Mapping[str, Any] | None = None,
+) -> Path:
+    """Draw a results folder's learning curves (:func:`jtricks.results.plots.plot_curves`) to ``path`` (default
+    ``out_dir/curves.png``): the panels of the run's summary metrics, ``train_loss`` and ``val_acc``, titled with
+    the run's name; ``rows``, ``members``, ``arms``, ``manifest`` are read from the folder unless given. The same
+    picture a run writes (``jtricks plot RUN``, and ``jtricks report``)."""
+    out_dir = Path(out_dir)
+    if rows is None:
+        metrics_path = result_file(out_dir, "metrics.csv")
+        if not metrics_path.is_file():
+            raise FileNotFoundError(f"{metrics_path} not found: is {out_dir} a jtricks results folder?")
+        rows = read_metrics_csv(metrics_path)
+        members = read_members_csv(out_dir / "members.csv") if (out_dir / "members.csv").is_file() else None
+        arms_path = out_dir / "arms.json"
+        arms = json.loads(arms_path.read_text(encoding="utf-8")) if arms_path.is_file() else None
+    manifest = _read_manifest(out_dir) if manifest is None else manifest
+    config = manifest.get("config") or {}
+    metrics = _lookup(manifest, config, "metrics") or DEFAULT_METRICS
+    confidence = _lookup(manifest, config, "confidence")
+    present = {r["metric"] for r in rows}
+    return plot_curves(
+        out_dir / "curves.png" if path is None else path,
+        rows,
+        metrics=tuple(m for m in dict.fromkeys([*metrics, "train_loss", "val_acc"]) if m in present),
+        title=str(config.get("name") or manifest.get("experiment") or out_dir.resolve().name),
+        confidence=0.95 if confidence is None else confidence,
+        member_rows=members,
+        arms=arms,
+        directions=manifest.get("directions"),
+    )
+
+
 def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
     """Re-derive ``summary.csv``, ``summary.md`` and ``curves.png`` of an existing results folder.
 
@@ -409,9 +563,7 @@ def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
     arms_doc: Any = None
     if (out_dir / "arms.json").is_file():
         arms_doc = json.loads((out_dir / "arms.json").read_text(encoding="utf-8"))
-    manifest: dict[str, Any] = {}
-    if (out_dir / "manifest.json").is_file():
-        manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+    manifest = _read_manifest(out_dir)
     config = manifest.get("config") or {}
 
     baseline = _lookup(manifest, config, "baseline")
@@ -441,15 +593,5 @@ def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
     write_summary(out_dir, summary, title=title, directions=manifest.get("directions"), arms=arms_doc)
     append_sections(out_dir)
     if plot and rows:
-        plot_curves(
-            out_dir / "curves.png",
-            rows,
-            metrics=tuple(
-                m for m in dict.fromkeys([*metrics, "train_loss", "val_acc"]) if m in {r["metric"] for r in rows}
-            ),
-            title=name,
-            confidence=confidence,
-            member_rows=members,
-            arms=arms_doc,
-        )
+        plot_folder(out_dir, rows=rows, members=members, arms=arms_doc, manifest=manifest)
     return summary

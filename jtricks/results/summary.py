@@ -61,6 +61,9 @@ are excluded from the statistics and counted in ``diverged``. Then
 * ``eq_margin, eq_lo, eq_hi, eq_p`` = :func:`jtricks.stats.tost_paired` with the metric's margin
   (``equivalence_margin``; ``None`` and ``nan`` without one, ``nan`` where a member diverged);
   ``eq_p_adjusted, eq_family``: adjusted within the family of the comparisons with a TOST p-value.
+* ``ci_clipped``: which end of ``[ci_lo, ci_hi]`` lies outside the metric's bounds (:func:`metric_bounds`:
+  ``[0, 1]`` for accuracies): ``"lower"``, ``"upper"``, ``"both"`` or ``""``. ``ci_lo``/``ci_hi`` keep the
+  t interval as computed; tables and plots show it clipped to the bounds (:func:`clip_ci`) and mark it.
 
 The difference, equivalence and divergence families are adjusted each on its own (``docs/results-format.md``:
 the verdict rule and what it guarantees).
@@ -115,6 +118,32 @@ def metric_direction(metric: str, directions: Mapping[str, Any] | None = None) -
         return jmetrics.direction(metric)
     except ValueError:
         return 0
+
+
+def metric_bounds(metric: str) -> tuple[float, float] | None:
+    """The range a metric's values cannot leave: ``(0, 1)`` for an accuracy (a name ending in ``acc`` or
+    ``accuracy``, after any split prefix: ``val_acc``, ``test_top5_acc``), else ``None`` (unbounded)."""
+    return (0.0, 1.0) if metric.lower().endswith(("acc", "accuracy")) else None
+
+
+def ci_clipped(metric: str, lo: float, hi: float) -> str:
+    """Which end of the interval ``[lo, hi]`` of ``metric`` lies outside :func:`metric_bounds`:
+    ``"lower"``, ``"upper"``, ``"both"`` or ``""`` (none, no bounds, or no interval)."""
+    bounds = metric_bounds(metric)
+    if bounds is None:
+        return ""
+    low = math.isfinite(lo) and lo < bounds[0]
+    high = math.isfinite(hi) and hi > bounds[1]
+    return "both" if low and high else ("lower" if low else ("upper" if high else ""))
+
+
+def clip_ci(metric: str, lo: float, hi: float) -> tuple[float, float]:
+    """``[lo, hi]`` clipped to :func:`metric_bounds` (``max(lo, 0)``, ``min(hi, 1)`` for an accuracy), for display;
+    unchanged for an unbounded metric."""
+    bounds = metric_bounds(metric)
+    if bounds is None:
+        return lo, hi
+    return (max(lo, bounds[0]) if math.isfinite(lo) else lo, min(hi, bounds[1]) if math.isfinite(hi) else hi)
 
 
 def arm_names(arms: Any, metric_rows: list[tuple]) -> list[str]:
@@ -237,7 +266,8 @@ def summarize(
                 best_of,
                 margins.get(metric, margins.get("*")),
             )
-            rows.append({"metric": metric, "arm": arm, "baseline": baseline, **row})
+            clipped = ci_clipped(metric, row["ci_lo"], row["ci_hi"])
+            rows.append({"metric": metric, "arm": arm, "baseline": baseline, **row, "ci_clipped": clipped})
         out.extend(_family(rows, direction, confidence, power, adjust))
     return out
 

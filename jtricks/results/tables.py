@@ -95,6 +95,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "eq_p",
     "eq_p_adjusted",
     "eq_family",
+    "ci_clipped",
 )
 
 _INT_COLUMNS = {"seed", "epoch", "diverged_epoch", "stopped_epoch", "best_epoch"}
