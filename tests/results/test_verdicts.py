@@ -42,13 +42,16 @@ def _candidates(experiment: str) -> list[tuple[float, ...]]:
     return [t for t in out if all(math.isfinite(x) for x in t)]
 
 
+def _rounds_to(text: str, value: float) -> bool:
+    """The printed number is ``value`` rounded to the printed decimals (Python's correctly rounded formatting of the
+    float, so 0.0014999 is +0.001, never +0.002), sign included."""
+    dec = len(text.split(".")[1]) if "." in text else 0
+    return verdicts.number(text) == verdicts.number(f"{value:.{dec}f}")
+
+
 def _matches(printed: tuple[str, str, str], candidate: tuple[float, ...]) -> bool:
     """Each printed number is the candidate rounded to the printed decimals."""
-    for text, value in zip(printed, candidate):
-        dec = len(text.split(".")[1])
-        if abs(verdicts.number(text) - value) > 0.5 * 10**-dec + 1e-12:
-            return False
-    return True
+    return all(_rounds_to(text, value) for text, value in zip(printed, candidate))
 
 
 def test_every_interval_in_the_verdict_table_is_in_the_published_files():
@@ -107,3 +110,57 @@ def test_report_rerenders_every_published_folder_byte_for_byte(tmp_path):
         report.render(copy, plot=False)
         for name in ("summary.md", "summary.csv"):
             assert (copy / name).read_bytes() == (folder / name).read_bytes(), f"{folder.name}/{name}"
+
+
+def _summary_value(experiment: str, arm: str, column: str, metric: str = "test_acc") -> float:
+    (r,) = [r for r in verdicts.rows() if (r["experiment"], r["arm"], r["metric"]) == (experiment, arm, metric)]
+    return float(r[column])
+
+
+def _old_summary_value(experiment: str, arm: str, column: str = "mean") -> float:
+    import csv
+
+    with (ROOT / "docs" / "results" / experiment / "summary.csv").open(encoding="utf-8") as f:
+        (r,) = [r for r in csv.DictReader(f) if (r["arm"], r["metric"]) == (arm, "test_acc")]
+    return float(r[column])
+
+
+def _overfitting_holm() -> dict[str, float]:
+    """Holm over the 8 test-accuracy comparisons with `none` (the averaged weights' accuracy for ema and swa)."""
+    cells = verdicts.final_values(ROOT / "docs" / "results" / "overfitting")
+    base = cells[("none", "test_acc")]
+    arms = {a: "test_acc" for a in ("l2=1e-3", "l2=1e-2", "wd=0.1", "wd=1", "dropout=0.5", "early_stopping")}
+    arms |= {"ema": "avg_test_acc", "swa": "avg_test_acc"}
+    seeds = sorted(base)
+    p = [stats.paired_diff_ci([cells[(a, m)][s] for s in seeds], [base[s] for s in seeds]).p for a, m in arms.items()]
+    return dict(zip(arms, stats.adjust_pvalues(p, "holm")))
+
+
+def _seed_range(experiment: str, arm: str) -> tuple[float, float]:
+    values = verdicts.final_values(ROOT / "docs" / "results" / experiment)[(arm, "test_acc")].values()
+    return min(values), max(values)
+
+
+def test_single_numbers_of_results_md_at_their_stated_precision():
+    """Numbers stated outside intervals: each phrase of docs/results.md, and the value it states, recomputed from the
+    published files and rounded to the stated decimals."""
+    text = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    holm = _overfitting_holm()
+    glorot = _seed_range("init", "depth20,activation=relu,init=glorot_normal")
+    adam = _summary_value("optimizers", "optimizer=adam,learning_rate=0.1", "mean")
+    resnet = _old_summary_value("architectures", "resnet")
+    num = r"([+−-]?[0-9]+\.[0-9]+)"
+    stated = {
+        rf"Holm over the experiment's 8 test-accuracy comparisons {num}, {num}": (holm["ema"], holm["swa"]),
+        rf"Glorot's seeds spread {num}–{num}": glorot,
+        rf"Adam falls to {num} \[": (adam,),
+        rf"ResNet-20 \(272k params\) \*\*{num}\*\* \[": (resnet,),
+        rf"after the notebook's 5 epochs at a constant rate: {num} \[": (resnet,),
+        rf"ResNet-20 0\.831 > Inception {num};": (_old_summary_value("architectures_small", "inception"),),
+        rf"it is {num} short": (0.92 - resnet,),
+    }
+    for pattern, values in stated.items():
+        m = re.search(pattern, text)
+        assert m, pattern
+        for printed, value in zip(m.groups(), values):
+            assert _rounds_to(printed, value), (pattern, printed, value)
