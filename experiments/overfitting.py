@@ -15,6 +15,10 @@ L2 and weight decay are switched on for every arm with coefficient 0 by default 
 coefficient changes nothing, bit for bit), so that none, L2, weight decay and dropout share one
 compiled program. The averaged weights of ``ema`` / ``swa`` are reported as ``avg_test_acc``.
 
+The smallest test-accuracy difference of interest is 0.02 (the size of the gain averaging is expected to give):
+``equivalence_margin`` makes a comparison the difference test leaves open "equivalent" (TOST within +-0.02) or
+"not resolved".
+
 ``train_eval_acc`` is the accuracy on the 1,000 training images in eval mode (dropout off), the clean
 side of a train/validation gap (``train_acc`` averages the steps of an epoch in train mode).
 The ensemble of the 8 seeds of ``none`` (averaged softmax probabilities) needs the final weights, so
@@ -57,6 +61,7 @@ EXPERIMENT = Experiment(
         {"name": "swa", "averaging": "swa", "swa_start": 10},
     ],
     seeds=8,
+    equivalence_margin={"test_acc": 0.02},
     train_eval=1000,
     metrics=(
         "test_acc",

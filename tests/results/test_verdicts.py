@@ -164,3 +164,31 @@ def test_single_numbers_of_results_md_at_their_stated_precision():
         assert m, pattern
         for printed, value in zip(m.groups(), values):
             assert _rounds_to(printed, value), (pattern, printed, value)
+
+
+def test_overfitting_equivalence_stated_in_results_md():
+    """The TOST verdicts docs/results.md states for `overfitting`: the experiment file's margin applied to the
+    published rows."""
+    import json
+
+    from jtricks import experiment as jexp
+    from jtricks import report
+
+    folder = ROOT / "docs" / "results" / "overfitting"
+    margin = jexp.load_experiment(str(ROOT / "experiments" / "overfitting.py")).equivalence_margin
+    rows = report.summarize(
+        report.read_metrics_csv(report.result_file(folder, "metrics.csv")),
+        report.read_members_csv(folder / "members.csv"),
+        json.loads((folder / "arms.json").read_text(encoding="utf-8")),
+        metrics=("test_acc",),
+        equivalence_margin=margin,
+    )
+    verdict = {r["arm"]: r["verdict"] for r in rows}
+    text = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    assert f"smallest effect of interest ±{margin['test_acc']:g} now declared" in text
+    assert "Holm over 6 comparisons" in text and {r["eq_family"] for r in rows} == {6}
+    assert [a for a, v in verdict.items() if v == "equivalent"] == ["l2=1e-3", "wd=0.1"]
+    assert "L2 1e-3 and weight decay 0.1 are equivalent to none" in text
+    for arm in ("wd=1", "dropout=0.5", "early_stopping", "l2=1e-2"):
+        assert verdict[arm] == "not resolved", arm
+    assert "weight decay 1, dropout, early stopping and L2 1e-2 are not resolved" in text
