@@ -192,3 +192,81 @@ def test_overfitting_equivalence_stated_in_results_md():
     for arm in ("wd=1", "dropout=0.5", "early_stopping", "l2=1e-2"):
         assert verdict[arm] == "not resolved", arm
     assert "weight decay 1, dropout, early stopping and L2 1e-2 are not resolved" in text
+
+
+#: The compared arms of each experiment in docs/results.md's budget table (at the best learning rates where the
+#: experiment sweeps them; every arm otherwise).
+BUDGET_ARMS = {
+    "scaling": [
+        f"preprocess={p},learning_rate={lr}"
+        for p, lr in [("raw", "1e-05")] + [(p, "0.01") for p in ("unit", "symmetric", "standardize")]
+    ],
+    "lr_decay": [
+        "constant,learning_rate=0.1",
+        "x0.98/epoch,learning_rate=0.3",
+        "cosine,learning_rate=0.3",
+        "step x0.9/epoch,learning_rate=0.3",
+    ],
+    "batchnorm": ["norm=None,learning_rate=0.1", "norm=batch,learning_rate=0.3"],
+    "clipping": ["none,learning_rate=0.025", "clip=1,learning_rate=0.1", "clip=10,learning_rate=0.025"],
+    "optimizers": [
+        f"optimizer={o},learning_rate={lr}"
+        for o, lr in [
+            ("sgd", 1),
+            ("momentum", 0.1),
+            ("nesterov", 0.1),
+            ("adagrad", 0.3),
+            ("rmsprop", 0.01),
+            ("adam", 0.01),
+            ("normalized_sgd", 1),
+        ]
+    ],
+}
+
+
+def _budget_table() -> dict[str, list[str]]:
+    text = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    table = text.split("## Budgets", 1)[1].split("\n## ", 1)[0]
+    rows = [ln.split(" | ") for ln in table.splitlines() if ln.startswith("| `")]
+    return {re.match(r"\| `([a-z0-9_]+)`", r[0]).group(1): r for r in rows}
+
+
+def test_budget_table_of_results_md_is_the_published_files():
+    """Each current folder's row of the budget table: its epochs, the mean validation curves' best epochs, the
+    members' median best epochs and how many are best at the last epoch, as the published files give them."""
+    import csv
+
+    from jtricks import report
+
+    table = _budget_table()
+    current = [e for e in table if report.result_file(ROOT / "docs" / "results" / e, "metrics.csv").is_file()]
+    assert len(current) >= 9 and len(table) >= 13
+    for experiment in current:
+        folder = ROOT / "docs" / "results" / experiment
+        with (folder / "summary.csv").open(encoding="utf-8") as f:
+            val = {r["arm"]: r for r in csv.DictReader(f) if r["metric"] == "val_acc"}
+        arms = BUDGET_ARMS.get(experiment, list(val))
+        members = report.read_members_csv(folder / "members.csv")
+        budget = report.budgets(report.read_metrics_csv(report.result_file(folder, "metrics.csv")), members)
+        n = {a: sum(1 for m in members if m["arm"] == a and m["diverged_epoch"] < 0) for a in arms}
+        row = table[experiment]
+        epochs = max(r["epoch"] for r in report.read_metrics_csv(report.result_file(folder, "metrics.csv")))
+        assert row[1] == str(epochs), experiment
+        curve = {val[a]["best_epoch"] for a in arms}
+        assert (
+            set(
+                re.findall(
+                    r"(?<![\d.×=])(\d+)(?![\d.]| arms)", re.sub(r"\(lr [\d.]+\)|rate [\d.]+:|θ = \d+|1-D", "", row[2])
+                )
+            )
+            <= curve
+        ), experiment
+        medians = {f"{budget[a][0]:g}" for a in arms}
+        stated = re.sub(r"\[[^\]]*\]|×[\d.]+|\d+/\d+", "", row[3])  # interval labels, ×0.98, counts
+        assert set(re.findall(r"\d+(?:\.\d+)?", stated)) <= medians, experiment
+        last = {round(budget[a][1] * n[a]) for a in arms}
+        at_most = re.search(r"at most (\d+)/8", row[3])
+        if at_most:
+            assert int(at_most.group(1)) == max(last), experiment
+        else:
+            assert {int(k) for k in re.findall(r"(\d+)/8", row[3])} <= last, experiment
