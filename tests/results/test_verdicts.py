@@ -247,10 +247,11 @@ def test_budget_table_of_results_md_is_the_published_files():
             val = {r["arm"]: r for r in csv.DictReader(f) if r["metric"] == "val_acc"}
         arms = BUDGET_ARMS.get(experiment, list(val))
         members = report.read_members_csv(folder / "members.csv")
-        budget = report.budgets(report.read_metrics_csv(report.result_file(folder, "metrics.csv")), members)
+        metric_rows = report.read_metrics_csv(report.result_file(folder, "metrics.csv"))
+        budget = report.budgets(metric_rows, members)
         n = {a: sum(1 for m in members if m["arm"] == a and m["diverged_epoch"] < 0) for a in arms}
         row = table[experiment]
-        epochs = max(r["epoch"] for r in report.read_metrics_csv(report.result_file(folder, "metrics.csv")))
+        epochs = max(r["epoch"] for r in metric_rows)
         assert row[1] == str(epochs), experiment
         curve = {val[a]["best_epoch"] for a in arms}
         assert (
