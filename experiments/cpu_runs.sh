@@ -3,9 +3,9 @@
 #
 #   experiments/cpu_runs.sh OUT_DIR [NAME ...]
 #
-# One after another (they share the cores), each NAME (all ten by default) is run as
-# `python -m jtricks run NAME --out OUT_DIR/NAME --no-checkpoint` (overfitting through its own script, which
-# adds ensemble.md), then its analyses (lr_sensitivity.md/png for the learning-rate sweeps), then
+# One after another (they share the cores), each NAME (all fifteen by default) is run as
+# `python -m jtricks run NAME --out OUT_DIR/NAME --no-checkpoint` (overfitting and ensemble_variance through their own
+# scripts, which add ensemble.md / ensemble_variance.md), then its analyses (lr_sensitivity.md/png for the learning-rate sweeps), then
 # `python -m jtricks publish OUT_DIR/NAME docs/results/NAME` (the results without the models, metrics.csv gzipped
 # when large; PUBLISH=0 skips it). Logs: OUT_DIR/NAME.log; wall times: OUT_DIR/times.txt.
 # docs/results/init/by_depth.* depend on the initial weights only: `python experiments/plots/init_by_depth.py
@@ -18,7 +18,8 @@ OUT_DIR=${1:?usage: experiments/cpu_runs.sh OUT_DIR [NAME ...]}
 shift
 NAMES=("$@")
 [ ${#NAMES[@]} -eq 0 ] && NAMES=(dropout_mnist1d scaling init batchnorm overfitting optimizers clipping lr_decay
-                                 architectures_mnist1d tuned_optimizers)
+                                 architectures_mnist1d tuned_optimizers
+                                 dropout_rates momentum batchnorm_position clipping_cnn1d ensemble_variance)
 PY=${PYTHON:-python}
 cd "$(dirname "$0")/.."
 mkdir -p "$OUT_DIR"
@@ -26,14 +27,15 @@ export PYTHONUNBUFFERED=1
 
 # the baseline group of each learning-rate sweep (experiments/plots/lr_sensitivity.py --baseline)
 declare -A SWEEP_BASELINE=([scaling]=preprocess=raw [batchnorm]=norm=None [optimizers]=optimizer=sgd
-                           [clipping]=none [lr_decay]=constant)
+                           [clipping]=none [lr_decay]=constant [momentum]=gamma=0 [batchnorm_position]=none
+                           [clipping_cnn1d]=none)
 
 for name in "${NAMES[@]}"; do
   run="$OUT_DIR/$name"
   start=$(date +%s)
-  if [ "$name" = overfitting ]; then
+  if [ "$name" = overfitting ] || [ "$name" = ensemble_variance ]; then
     # shellcheck disable=SC2086
-    "$PY" experiments/overfitting.py --out "$run" ${JTRICKS_RUN_ARGS:-} > "$OUT_DIR/$name.log" 2>&1
+    "$PY" "experiments/$name.py" --out "$run" ${JTRICKS_RUN_ARGS:-} > "$OUT_DIR/$name.log" 2>&1
   else
     # shellcheck disable=SC2086
     "$PY" -m jtricks run "$name" --out "$run" --no-checkpoint ${JTRICKS_RUN_ARGS:-} > "$OUT_DIR/$name.log" 2>&1

@@ -15,6 +15,10 @@ L2 and weight decay are switched on for every arm with coefficient 0 by default 
 coefficient changes nothing, bit for bit), so that none, L2, weight decay and dropout share one
 compiled program. The averaged weights of ``ema`` / ``swa`` are reported as ``avg_test_acc``.
 
+The smallest test-accuracy difference of interest is 0.02 (the size of the gain averaging is expected to give):
+``equivalence_margin`` makes a comparison the difference test leaves open "equivalent" (TOST within +-0.02) or
+"not resolved".
+
 ``train_eval_acc`` is the accuracy on the 1,000 training images in eval mode (dropout off), the clean
 side of a train/validation gap (``train_acc`` averages the steps of an epoch in train mode).
 The ensemble of the 8 seeds of ``none`` (averaged softmax probabilities) needs the final weights, so
@@ -57,6 +61,7 @@ EXPERIMENT = Experiment(
         {"name": "swa", "averaging": "swa", "swa_start": 10},
     ],
     seeds=8,
+    equivalence_margin={"test_acc": 0.02},
     train_eval=1000,
     metrics=(
         "test_acc",
@@ -71,12 +76,10 @@ EXPERIMENT = Experiment(
 )
 
 
-def ensemble_report(result, exp: Experiment = EXPERIMENT, arms: tuple[str, ...] = ("none", "dropout=0.5")) -> str:
-    """Test accuracy of the ensemble of each arm's seeds (mean of the members' softmax probabilities).
-
-    ``result`` is the :class:`jtricks.runner.RunResult` of ``exp``; members are ``final_states``
-    ``"arm/seed=N"``. Returns a Markdown table: arm, members, mean member accuracy, ensemble accuracy.
-    """
+def member_test_logits(result, arm_name: str):
+    """``(logits, labels, seeds)`` of the test set for every seed of arm ``arm_name`` of ``result`` (a
+    :class:`jtricks.runner.RunResult`; members are its ``final_states`` ``"arm/seed=N"``): logits of shape
+    ``(members, n_test, classes)``, members in seed order."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -84,20 +87,35 @@ def ensemble_report(result, exp: Experiment = EXPERIMENT, arms: tuple[str, ...] 
     from jtricks import experiment as jexp
     from jtricks import prepare, regularize
 
-    arms_by_name = {a.name: a for a in result.arms}
+    arm = {a.name: a for a in result.arms}[arm_name]
+    data, num_classes, _ = prepare.prepare_data(arm.experiment)[:3]
+    n = int(np.asarray(data.test_mask).sum())
+    x, y = data.x_test[:n], data.y_test[:n]
+    model = jexp.build_model(arm.experiment, num_classes)
+    prefix = arm_name + "/seed="
+    seeds = sorted(int(k[len(prefix) :]) for k in result.final_states if k.startswith(prefix))
+    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[result.final_states[f"{prefix}{s}"] for s in seeds])
+    logits = regularize.ensemble_logits(lambda p, xb: model.apply(p, {}, xb, train=False)[0], stacked, x)
+    return logits, y, seeds
+
+
+def ensemble_report(result, exp: Experiment = EXPERIMENT, arms: tuple[str, ...] = ("none", "dropout=0.5")) -> str:
+    """Test accuracy of the ensemble of each arm's seeds (mean of the members' softmax probabilities).
+
+    ``result`` is the :class:`jtricks.runner.RunResult` of ``exp`` (:func:`member_test_logits`). Returns a Markdown
+    table: arm, members, mean member accuracy, ensemble accuracy.
+    """
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jtricks import regularize
+
     rows = ["| arm | members | mean member test acc | ensemble test acc |", "|---|---:|---:|---:|"]
     for arm_name in arms:
-        arm = arms_by_name[arm_name]
-        data, num_classes, _ = prepare.prepare_data(arm.experiment)[:3]
-        n = int(np.asarray(data.test_mask).sum())
-        x, y = data.x_test[:n], data.y_test[:n]
-        model = jexp.build_model(arm.experiment, num_classes)
-        keys = sorted(k for k in result.final_states if k.startswith(arm_name + "/seed="))
-        stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[result.final_states[k] for k in keys])
-        logits = regularize.ensemble_logits(lambda p, xb: model.apply(p, {}, xb, train=False)[0], stacked, x)
+        logits, y, seeds = member_test_logits(result, arm_name)
         member_acc = np.asarray(jnp.mean((jnp.argmax(logits, -1) == y[None]).astype(jnp.float32), axis=1))
         ens = float(regularize.ensemble_accuracy(logits, y))
-        rows.append(f"| {arm_name} | {len(keys)} | {member_acc.mean():.4f} | {ens:.4f} |")
+        rows.append(f"| {arm_name} | {len(seeds)} | {member_acc.mean():.4f} | {ens:.4f} |")
     return "\n".join(rows) + "\n"
 
 

@@ -255,19 +255,21 @@ def init_layer(
     scale: Any,
     *,
     last: bool = False,
+    bias: bool | None = None,
 ) -> None:
     """Create layer ``name`` in ``p`` (and its norm in ``p`` / ``s``).
 
     Kernel ``~ init_fn`` (times ``scale`` when given), bias zeros. A layer followed by batch or layer
-    norm has no bias (the norm's ``bias`` replaces it); the output layer (``last``) is never normalized
-    but is weight-normalized when ``norm == "weight"``.
+    norm has no bias (the norm's ``bias`` replaces it) unless ``bias=True`` (a norm after the activation: the
+    activation needs the bias); the output layer (``last``) is never normalized but is weight-normalized when
+    ``norm == "weight"``.
     """
     w = init_fn(key, kshape, jnp.float32)
     if scale is not None:
         w = w * jnp.asarray(scale, w.dtype)
     layer: dict[str, Array] = jnorm.weight_norm_init(w)[0] if norm == "weight" else {"kernel": w}
     normalized = (not last) and norm in ("batch", "layer")
-    if not normalized:
+    if (not normalized) if bias is None else bias or last:
         layer["bias"] = jnp.zeros((kshape[-1],), jnp.float32)
     p[name] = layer
     if not last and norm == "batch":
@@ -455,9 +457,11 @@ def init_dense_stack(
     init_fn: Callable[..., Array],
     norm: str | None,
     scale: Any,
+    *,
+    bias: bool | None = None,
 ) -> None:
     """Dense layers ``"dense_j"`` mapping ``sizes[j]`` to ``sizes[j + 1]`` features, with parameter keys
-    ``fold_in(key, first + j)``; the last one is the classifier (``last=True``)."""
+    ``fold_in(key, first + j)``; the last one is the classifier (``last=True``); ``bias`` as in :func:`init_layer`."""
     n = len(sizes) - 1
     for j in range(n):
         init_layer(
@@ -470,6 +474,7 @@ def init_dense_stack(
             norm,
             scale,
             last=(j == n - 1),
+            bias=bias,
         )
 
 

@@ -1,7 +1,8 @@
 """The multilayer perceptron: :func:`mlp`.
 
 flatten -> [dense -> norm -> activation -> dropout] x len(widths) -> dense:
-``h_0 = flatten(x)``, ``h_{l+1} = dropout(act(norm(h_l W_l + b_l)))``, logits ``= h_L W_L + b_L``.
+``h_0 = flatten(x)``, ``h_{l+1} = dropout(act(norm(h_l W_l + b_l)))``, logits ``= h_L W_L + b_L``; with
+``norm_position="after"``: ``h_{l+1} = dropout(norm(act(h_l W_l + b_l)))``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ from jtricks.models._layers import (
     normalize,
 )
 
-__all__ = ["mlp"]
+__all__ = ["mlp", "NORM_POSITIONS"]
+
+#: Where batch / layer norm sits in a hidden layer: before the activation (Ioffe & Szegedy, 2015) or after it.
+NORM_POSITIONS = ("before", "after")
 
 
 def mlp(
@@ -41,6 +45,7 @@ def mlp(
     activation: str = "relu",
     norm: str | None = None,
     dropout_rate: float = 0.0,
+    norm_position: str = "before",
 ) -> Model:
     """Multilayer perceptron: flatten -> [dense -> norm -> activation -> dropout] x len(widths) -> dense.
 
@@ -59,12 +64,17 @@ def mlp(
       norm: ``None``, ``"batch"``, ``"layer"`` (after each hidden dense, before the activation; the
         dense then has no bias) or ``"weight"`` (every dense layer, classifier included).
       dropout_rate: static default drop probability, overridden by ``hparams["dropout_rate"]``.
+      norm_position: one of :data:`NORM_POSITIONS`: batch / layer norm ``"before"`` the activation
+        (``act(norm(h W))``, the dense without bias) or ``"after"`` it (``norm(act(h W + b))``, the dense with its
+        bias); no effect without such a norm.
 
     Raises:
       ValueError / TypeError: for an invalid choice, naming the parameter and the allowed values.
     """
     widths = checks.check_int_tuple(widths, "widths", allow_empty=True)
     init_fn, init_name, rate, num_classes = check_common(init, activation, norm, dropout_rate, num_classes)
+    checks.check_choice(norm_position, "norm_position", NORM_POSITIONS)
+    after = norm_position == "after"
     n_layers = len(widths) + 1
 
     def init_(
@@ -74,7 +84,8 @@ def mlp(
         scale = init_scale(hparams)
         p: Params = {}
         s: State = {}
-        init_dense_stack(p, s, key, 0, (math.prod(shape), *widths, num_classes), init_fn, norm, scale)
+        sizes = (math.prod(shape), *widths, num_classes)
+        init_dense_stack(p, s, key, 0, sizes, init_fn, norm, scale, bias=True if after else None)
         return p, s
 
     def apply(
@@ -96,8 +107,10 @@ def mlp(
         for i in range(n_layers - 1):
             name = layer_name("dense", i, n_layers)
             h = dense(h, params[name], name)
-            h = normalize(h, params, state, new_state, name, norm, call.train)
-            h = call.activate(h, name)
+            if after:
+                h = normalize(call.activate(h, name), params, state, new_state, name, norm, call.train)
+            else:
+                h = call.activate(normalize(h, params, state, new_state, name, norm, call.train), name)
             h = call.dropout(h, i)
         name = layer_name("dense", n_layers - 1, n_layers)
         logits = dense(h, params[name], name)
@@ -111,4 +124,6 @@ def mlp(
         "norm": norm,
         "dropout_rate": rate,
     }
+    if after:  # only when not the default: the configurations recorded before the option stay as they were
+        config["norm_position"] = norm_position
     return Model(init_, apply, "mlp", config)

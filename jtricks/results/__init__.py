@@ -41,7 +41,7 @@ NAMES: dict[str, str] = {
     },
     **{
         n: "jtricks.results.summary"
-        for n in ("DEFAULT_METRICS", "TARGET_METRIC", "metric_direction", "summarize", "edge_optima")
+        for n in ("DEFAULT_METRICS", "TARGET_METRIC", "metric_direction", "summarize", "edge_optima", "budgets")
     },
     **{
         n: "jtricks.results.rendering"

@@ -22,6 +22,7 @@ from jtricks.results.summary import (
     edge_optima,
     metric_bounds,
     metric_direction,
+    still_improving,
     summarize,
 )
 from jtricks.results.tables import SUMMARY_COLUMNS, read_members_csv, read_metrics_csv, result_file, write_csv
@@ -363,6 +364,17 @@ def _robust_cells(
     return header, body
 
 
+def _budget_line(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The plain line of a budget that may be too short (:func:`jtricks.results.summary.still_improving`), or ``""``."""
+    arms, total = still_improving(rows)
+    if not arms:
+        return ""
+    return (
+        f"Budget: the best validation epoch is the last one (for at least half of the members) for {len(arms)} of "
+        f"{total} arms ({', '.join(f'`{a}`' for a in arms)}): these arms may still be improving; compare with care."
+    )
+
+
 def _md_table(header: list[str], body: list[list[str]]) -> list[str]:
     align = [":---" if h in ("arm", "verdict", "divergence") else "---:" for h in header]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
@@ -405,6 +417,8 @@ def _markdown(
             parts += [f"- {n}" for n in notes] + [""]
     if summary_rows:
         parts += [_legend(summary_rows), ""]
+        budget = _budget_line(summary_rows)
+        parts += [budget, ""] if budget else []
     metrics: list[str] = []
     for r in summary_rows:
         if r["metric"] not in metrics:

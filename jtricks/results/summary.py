@@ -60,7 +60,11 @@ are excluded from the statistics and counted in ``diverged``. Then
   ``"n.s."`` otherwise, ``"n/a"`` without a discordant seed;
 * ``eq_margin, eq_lo, eq_hi, eq_p`` = :func:`jtricks.stats.tost_paired` with the metric's margin
   (``equivalence_margin``; ``None`` and ``nan`` without one, ``nan`` where a member diverged);
-  ``eq_p_adjusted, eq_family``: adjusted within the family of the comparisons with a TOST p-value.
+  ``eq_p_adjusted, eq_family``: adjusted within the family of the comparisons with a TOST p-value;
+* ``best_epoch_median, best_is_last_frac``: the training budget (:func:`budgets`), the same on every metric's row of
+  the arm: over the arm's non-diverged members with a best epoch in ``member_rows`` (the epoch their validation
+  metric picked), the median best epoch and the fraction ``#{best epoch = the member's last epoch} / #members``
+  (the last epoch: the largest in ``metrics_rows``); ``nan`` without member rows;
 * ``ci_clipped``: which end of ``[ci_lo, ci_hi]`` lies outside the metric's bounds (:func:`metric_bounds`:
   ``[0, 1]`` for accuracies): ``"lower"``, ``"upper"``, ``"both"`` or ``""``. ``ci_lo``/``ci_hi`` keep the
   t interval as computed; tables and plots show it clipped to the bounds (:func:`clip_ci`) and mark it.
@@ -91,6 +95,8 @@ __all__ = [
     "equivalence_margins",
     "final_values",
     "edge_optima",
+    "budgets",
+    "still_improving",
 ]
 
 
@@ -247,6 +253,7 @@ def summarize(
     diverged = {(r[0], r[1]) for r in brows if r[2] >= 0}
     best_of = {(r[0], r[1]): r[4] for r in brows}
     data = _curves(mrows)
+    budget = budgets(mrows, brows)
     out: list[dict[str, Any]] = []
     for metric in metrics:
         if metric not in data:
@@ -266,6 +273,8 @@ def summarize(
                 best_of,
                 margins.get(metric, margins.get("*")),
             )
+            median, frac = budget.get(arm, (_NAN, _NAN))
+            row.update(best_epoch_median=median, best_is_last_frac=frac)
             clipped = ci_clipped(metric, row["ci_lo"], row["ci_hi"])
             rows.append({"metric": metric, "arm": arm, "baseline": baseline, **row, "ci_clipped": clipped})
         out.extend(_family(rows, direction, confidence, power, adjust))
@@ -311,6 +320,39 @@ def final_values(
     diverged = {(r[0], r[1]) for r in brows if r[2] >= 0}
     per_arm = _curves([r for r in mrows if r[3] == metric]).get(metric, {})
     return {arm: _finals(members, arm, diverged) for arm, members in per_arm.items()}
+
+
+def budgets(metrics_rows: Iterable[Any], member_rows: Iterable[Any] | None) -> dict[str, tuple[float, float]]:
+    """Arm -> ``(median best epoch, fraction of members whose best epoch is their last)``: is the budget long enough?
+
+    A member's best epoch is the epoch its validation metric picked (``member_rows``' ``best_epoch``, ``>= 1``), its
+    last epoch the largest epoch it has any row for in ``metrics_rows``; diverged members (``diverged_epoch >= 0``)
+    and members without a best epoch are left out. With members ``i = 1..k`` of an arm:
+    ``median_i best_i`` and ``#{i: best_i = last_i} / k``. Arms without such a member are absent.
+    """
+    mrows = normalize_rows(metrics_rows, METRICS_COLUMNS, "metrics")
+    brows = [] if member_rows is None else normalize_rows(member_rows, MEMBERS_COLUMNS, "members")
+    last: dict[tuple[str, int], int] = {}
+    for arm, seed, epoch, _, _ in mrows:
+        last[(arm, seed)] = max(epoch, last.get((arm, seed), epoch))
+    per_arm: dict[str, list[tuple[int, bool]]] = {}
+    for arm, seed, diverged_epoch, _, best in brows:
+        if diverged_epoch < 0 and best >= 1 and (arm, seed) in last:
+            per_arm.setdefault(arm, []).append((best, best == last[(arm, seed)]))
+    return {
+        arm: (float(np.median([b for b, _ in m])), float(np.mean([at_last for _, at_last in m])))
+        for arm, m in per_arm.items()
+    }
+
+
+def still_improving(summary_rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], int]:
+    """The arms whose budget may be too short: at least half of their members have their best validation epoch at
+    their last epoch (``best_is_last_frac >= 0.5``), in row order; and the number of arms with a budget."""
+    fracs: dict[str, float] = {}
+    for r in summary_rows:
+        if math.isfinite(r.get("best_is_last_frac", _NAN)):
+            fracs.setdefault(r["arm"], r["best_is_last_frac"])
+    return [arm for arm, f in fracs.items() if f >= 0.5], len(fracs)
 
 
 def _curves(mrows: list[tuple]) -> dict[str, dict[str, dict[int, dict[int, float]]]]:

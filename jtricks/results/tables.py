@@ -95,6 +95,8 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "eq_p",
     "eq_p_adjusted",
     "eq_family",
+    "best_epoch_median",
+    "best_is_last_frac",
     "ci_clipped",
 )
 

@@ -292,3 +292,38 @@ def test_init_by_depth_shows_vanishing_and_exploding_signals() -> None:
     assert grad[("gaussian", 1)] < 1e-2 * grad[("gaussian", 5)]
     assert grad[("he_normal", 1)] > 0.1 * grad[("he_normal", 5)]
     assert len(rows) == 3 * 5  # 4 hidden layers + the output layer per init
+
+
+def test_ensemble_variance_groups_against_numpy() -> None:
+    """Disjoint groups of k consecutive members: the ensemble (mean softmax) accuracy and the members' mean accuracy,
+    against numpy; the chi-square interval of the std against its definition; k is checked."""
+    from scipy import stats as sps
+
+    mod = _module(EXP_DIR / "ensemble_variance.py")
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(7, 50, 3)).astype(np.float32), rng.integers(0, 3, size=50)
+    ens, members = mod.group_accuracies(logits, labels, 3)  # 2 groups of 3, the 7th member left out
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    correct = (logits.argmax(-1) == labels).mean(1)
+    for g in range(2):
+        assert ens[g] == pytest.approx((probs[3 * g : 3 * g + 3].mean(0).argmax(-1) == labels).mean(), abs=1e-6)
+        assert members[g] == pytest.approx(correct[3 * g : 3 * g + 3].mean(), abs=1e-12)
+    with pytest.raises(ValueError, match=r"k \(members per ensemble\) must be an int in \[1, 3\]"):
+        mod.group_accuracies(logits, labels, 4)
+    x = rng.normal(size=12)
+    s, lo, hi = mod.std_ci(x)
+    assert s == pytest.approx(np.std(x, ddof=1), rel=1e-12)
+    assert sps.chi2.cdf(11 * s**2 / hi**2, 11) == pytest.approx(0.025, rel=1e-9)
+    assert sps.chi2.cdf(11 * s**2 / lo**2, 11) == pytest.approx(0.975, rel=1e-9)
+
+
+def test_ensemble_variance_report() -> None:
+    """On the smoke run (2 seeds per arm): ensembles of 1 member are the members themselves, so the two stds agree
+    and the gain is zero."""
+    res, _ = smoke_run("ensemble_variance")
+    text = _module(EXP_DIR / "ensemble_variance.py").ensemble_variance_report(res, k=1)
+    assert text.count("## dropout_rate=") == 2
+    for section in text.split("## ")[1:]:
+        rows = [ln.split(" | ") for ln in section.splitlines() if ln.startswith("| single") or ln.startswith("| ens")]
+        assert len(rows) == 2 and rows[0][1:] == rows[1][1:]
+        assert "paired over the 2 groups: +0.0000" in section

@@ -249,6 +249,27 @@ def test_batch_norm_running_stats_update_in_train_only():
     np.testing.assert_allclose(y1, expected, rtol=1e-4, atol=1e-5)
 
 
+def test_batch_norm_after_the_activation_against_numpy():
+    """``norm_position="after"``: ``norm(relu(x W + b))`` in training (batch statistics, biased variance), the dense
+    keeps its bias; the default is the usual ``relu(norm(x W))``; a bad position is named."""
+    after = models.mlp([6], norm="batch", norm_position="after")
+    params, state = after.init(KEY, (5,))
+    assert set(params["dense_0"]) == {"kernel", "bias"}
+    params["dense_0"]["bias"] = jnp.linspace(-0.5, 0.5, 6)  # a nonzero bias, so its place matters
+    x = jax.random.normal(jax.random.key(4), (16, 5)) * 3.0 + 1.0
+    y, new_state = after.apply(params, state, x, train=True)
+    a = np.maximum(np.asarray(x) @ np.asarray(params["dense_0"]["kernel"]) + np.asarray(params["dense_0"]["bias"]), 0)
+    h = (a - a.mean(0)) / np.sqrt(a.var(0) + 1e-5)
+    expected = h @ np.asarray(params["dense_1"]["kernel"]) + np.asarray(params["dense_1"]["bias"])
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(new_state["dense_0_bn"]["mean"], 0.1 * a.mean(0), rtol=1e-5, atol=1e-6)
+    before = models.mlp([6], norm="batch")
+    assert before.config == models.mlp([6], norm="batch", norm_position="before").config
+    assert "norm_position" not in before.config and after.config["norm_position"] == "after"
+    with pytest.raises(ValueError, match="norm_position.*'before', 'after'"):
+        models.mlp([6], norm="batch", norm_position="middle")
+
+
 def test_dropout_active_in_train_only():
     model = models.mlp([64, 64], dropout_rate=0.5)
     params, state = model.init(KEY, (10,))

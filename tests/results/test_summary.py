@@ -222,7 +222,7 @@ def test_summary_csv_round_trips_the_new_columns(tmp_path):
     summary = report.summarize(rows, members, None, equivalence_margin=0.02)
     csv_path, _ = report.write_summary(tmp_path, summary, title="t")
     header = csv_path.read_text(encoding="utf-8").splitlines()[0].split(",")
-    assert header == list(report.SUMMARY_COLUMNS) and header[-18:] == [
+    assert header == list(report.SUMMARY_COLUMNS) and header[-21:] == [
         "iqm",
         "iqm_lo",
         "iqm_hi",
@@ -241,4 +241,50 @@ def test_summary_csv_round_trips_the_new_columns(tmp_path):
         "eq_p",
         "eq_p_adjusted",
         "eq_family",
+        "best_epoch_median",
+        "best_is_last_frac",
+        "ci_clipped",
     ]
+
+
+# ----------------------------------------------------------------------------------------------
+# budgets: the best validation epoch
+# ----------------------------------------------------------------------------------------------
+
+
+def _budget_rows():
+    """Arms "a" (4 epochs; best epochs 4, 4, 4, 2; seed 4 diverged at epoch 2), "b" (best 1, 2, 4, 3) and "c" (no
+    member rows); seed 3 of "b" stopped at epoch 3 (its last row), so its best epoch 3 is its last."""
+    best = {"a": [4, 4, 4, 2, -1], "b": [1, 2, 4, 3]}
+    rows, members = [], []
+    for arm, bests in [*best.items(), ("c", [None] * 3)]:
+        for s, b in enumerate(bests):
+            last = 3 if (arm, s) == ("b", 3) else 4
+            rows += [(arm, s, e, "val_acc", 0.5 + 0.01 * e + 0.001 * s) for e in range(1, last + 1)]
+            if b is not None:
+                members.append((arm, s, 2 if b < 0 else -1, -1, b))
+    return rows, members
+
+
+def test_budget_columns_median_best_epoch_and_fraction_at_the_last_epoch():
+    rows, members = _budget_rows()
+    summary = report.summarize(rows, members, None, metrics=["val_acc"])
+    a, b, c = (_row(summary, arm) for arm in "abc")
+    assert (a["best_epoch_median"], a["best_is_last_frac"]) == (np.median([4, 4, 4, 2]), 3 / 4)
+    assert (b["best_epoch_median"], b["best_is_last_frac"]) == (np.median([1, 2, 4, 3]), 2 / 4)
+    assert math.isnan(c["best_epoch_median"]) and math.isnan(c["best_is_last_frac"])
+    assert report.budgets(rows, members) == {"a": (4.0, 0.75), "b": (2.5, 0.5)}
+    assert report.budgets(rows, None) == {}
+
+
+def test_summary_md_says_when_the_budget_may_be_too_short(tmp_path):
+    rows, members = _budget_rows()
+    _, md = report.write_summary(tmp_path, report.summarize(rows, members, None, metrics=["val_acc"]), title="t")
+    line = (
+        "Budget: the best validation epoch is the last one (for at least half of the members) for 2 of 2 arms "
+        "(`a`, `b`): these arms may still be improving; compare with care."
+    )
+    assert line in md.read_text(encoding="utf-8").splitlines()
+    early = [(arm, s, d, st, 1) for arm, s, d, st, _ in members]  # every best epoch the first: no line
+    _, md = report.write_summary(tmp_path, report.summarize(rows, early, None, metrics=["val_acc"]), title="t")
+    assert "Budget:" not in md.read_text(encoding="utf-8")
