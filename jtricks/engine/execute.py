@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +32,7 @@ from jtricks.engine import callbacks as jcb
 from jtricks.engine import checkpoint as jckpt
 from jtricks.engine import experiment as jexp
 from jtricks.engine import pbt as jpbt
+from jtricks.engine import runlog as jrunlog
 from jtricks.engine import saved as jsaved
 from jtricks.engine import search as jsearch
 from jtricks.engine import stopping as jstop
@@ -41,6 +41,8 @@ from jtricks.engine.build import GroupSetup
 from jtricks.engine.options import RunOptions
 from jtricks.engine.plan import Group, Plan
 from jtricks.engine.progress import Progress
+
+log = jrunlog.logger(__name__)
 
 __all__ = [
     "Collected",
@@ -287,9 +289,10 @@ def _poll_stop(
 
 
 def _say_resumed(run: _Execution, g: Group, ci: int, epoch: int) -> None:
-    """``jtricks: resumed from epoch N`` on stderr (naming the chunk when the run has several)."""
+    """``jtricks: resumed from epoch N`` on the terminal and in the run log (naming the chunk when the run has
+    several)."""
     where = _where(run, g, ci)
-    print(f"jtricks: resumed from epoch {epoch}" + (f" ({where})" if where else ""), file=sys.stderr, flush=True)
+    log.info("jtricks: resumed from epoch %d%s", epoch, f" ({where})" if where else "")
 
 
 def _report_epoch(
