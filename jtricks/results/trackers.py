@@ -118,21 +118,22 @@ class MLflowTracker:
         self._entities = _import("mlflow.entities", "mlflow")
         self.client = tracking.MlflowClient(tracking_uri=tracking_uri)
         self.experiment, self.run_name = experiment, run_name
+        self.experiment_id: str | None = None
         self.parent_id: str | None = None
         self.arm_ids: dict[str, str] = {}
         self.member_ids: dict[tuple[str, int], str] = {}
 
     def _experiment_id(self) -> str:
-        found = self.client.get_experiment_by_name(self.experiment)
-        return found.experiment_id if found is not None else self.client.create_experiment(self.experiment)
+        if self.experiment_id is None:
+            found = self.client.get_experiment_by_name(self.experiment)
+            self.experiment_id = (
+                found.experiment_id if found is not None else self.client.create_experiment(self.experiment)
+            )
+        return self.experiment_id
 
     def _run(self, name: str, parent: str | None, tags: Mapping[str, str]) -> str:
-        if self.parent_id is None and parent is None:
-            exp_id = self._experiment_id()
-        else:
-            exp_id = self.client.get_run(self.parent_id).info.experiment_id
         all_tags = {**tags, **({"mlflow.parentRunId": parent} if parent else {})}
-        return self.client.create_run(exp_id, run_name=name, tags=all_tags).info.run_id
+        return self.client.create_run(self._experiment_id(), run_name=name, tags=all_tags).info.run_id
 
     def _member(self, arm: str, seed: int) -> str:
         if self.parent_id is None:
@@ -219,6 +220,7 @@ class WandbTracker:
         self.dir = None if dir is None else Path(dir)
         self.init_kwargs = dict(init_kwargs or {})
         self.runs: dict[tuple[str, int], Any] = {}
+        self._defined: dict[tuple[str, int], set[str]] = {}
 
     def _init(self, **kwargs: Any) -> Any:
         if self.dir is not None:
@@ -237,6 +239,7 @@ class WandbTracker:
             run.define_metric("epoch")
             run.define_metric("global_step")
             self.runs[(arm, seed)] = run
+            self._defined[(arm, seed)] = set()
         return self.runs[(arm, seed)]
 
     def on_epoch_end(self, rows: list[dict[str, Any]]) -> None:
@@ -247,9 +250,11 @@ class WandbTracker:
             per_step[p.member].setdefault((p.axis, p.step), {})[p.tag] = p.value
         for (arm, seed), points in per_step.items():
             run = self._member(arm, seed)
+            defined = self._defined[(arm, seed)]
             for (axis, step), values in sorted(points.items(), key=lambda kv: (kv[0][0] != "epoch", kv[0][1])):
-                for tag in values:
+                for tag in set(values) - defined:  # each series' x-axis, declared once
                     run.define_metric(tag, step_metric=axis)
+                    defined.add(tag)
                 run.log({**values, axis: step})
 
     def on_run_end(self, result: Any) -> None:
