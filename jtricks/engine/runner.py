@@ -258,7 +258,8 @@ def _log_plan(the_plan: Plan, fingerprint: Mapping[str, Any], out: Path | None, 
     )
     log.debug("fingerprint %s", fingerprint.get("sha256"))
     for section, values in jexp.sections(exp).items():
-        log.debug("settings %s: %s", section, {k: v for k, v in values.items() if v not in (None, {}, (), [])})
+        unset = [k for k, v in values.items() if v is None or (isinstance(v, (dict, tuple, list)) and not v)]
+        log.debug("settings %s: %s", section, {k: v for k, v in values.items() if k not in unset})
     for g in the_plan.groups:
         log.debug(
             "group %d: %d arms (%s), %d members in chunks of %s, population size %d",

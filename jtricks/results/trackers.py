@@ -17,7 +17,8 @@ factors and seed as config, the epoch as the x-axis of every metric), plus one r
 holding the summary as ``<arm>/<metric>/<statistic>`` and the summary files.
 
 Both talk to their tool through explicit objects (an ``MlflowClient``, the ``Run`` objects ``wandb.init``
-returns), never through a process-wide active run.
+returns), never through a process-wide active run. The end of a run ends its tracker runs, so one tracker
+may serve several jtricks runs in turn (each gets runs of its own).
 """
 
 from __future__ import annotations
@@ -145,10 +146,12 @@ class MLflowTracker:
             self.member_ids[(arm, seed)] = self._run(f"{arm}/seed={seed}", self.arm_ids[arm], tags)
         return self.member_ids[(arm, seed)]
 
-    def _log(self, run_id: str, metrics: Sequence[tuple[str, float, int]] = (), params: Mapping[str, str] = {}) -> None:
+    def _log(
+        self, run_id: str, metrics: Sequence[tuple[str, float, int]] = (), params: Mapping[str, str] | None = None
+    ) -> None:
         now = int(time.time() * 1000)
         ms = [self._entities.Metric(k, v, now, step) for k, v, step in metrics]
-        ps = [self._entities.Param(k, v) for k, v in params.items()]
+        ps = [self._entities.Param(k, v) for k, v in (params or {}).items()]
         for i in range(0, len(ms), _MLFLOW_BATCH_METRICS):
             self.client.log_batch(run_id, metrics=ms[i : i + _MLFLOW_BATCH_METRICS])
         for i in range(0, len(ps), _MLFLOW_BATCH_PARAMS):
@@ -183,6 +186,7 @@ class MLflowTracker:
             self.client.log_artifact(self.parent_id, str(path))
         for run_id in [*self.member_ids.values(), *self.arm_ids.values(), self.parent_id]:
             self.client.set_terminated(run_id)
+        self.parent_id, self.arm_ids, self.member_ids = None, {}, {}  # a next run gets runs of its own
 
 
 # --------------------------------------------------------------------------------- Weights & Biases
@@ -275,3 +279,4 @@ class WandbTracker:
         finally:
             for run in [*self.runs.values(), summary]:
                 run.finish()
+            self.runs, self._defined = {}, {}  # a next run gets runs of its own
