@@ -10,7 +10,8 @@
 * Halving: the random-search grid of ``docs/search.md`` (2 optimizers x 8 draws of learning rate and dropout
   rate x 2 seeds, digits MLP 64, 3 epochs) with and without successive halving (rungs after epochs 1 and 2):
   the epoch programs traced and the XLA programs compiled (the manifest's ``compile`` record). Halving
-  compiles one epoch program per population size.
+  compiles one epoch program per population size. Both run in this process, the grid first, so the halving
+  run reuses the grid's programs of its first population size (in a process of its own it compiles more).
 """
 
 from __future__ import annotations
