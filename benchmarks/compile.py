@@ -7,6 +7,11 @@
 * Grid: ``jtricks.runner.run`` of the MNIST-1D MLP with 3 learning rates × 4 dropout rates × 8 seeds
   (96 members, one static configuration): wall time of the whole run (1 epoch, so it is mostly
   compilation) and ``RunResult.compiles`` (must be 1 per function).
+* Halving: the random-search grid of ``docs/search.md`` (2 optimizers x 8 draws of learning rate and dropout
+  rate x 2 seeds, digits MLP 64, 3 epochs) with and without successive halving (rungs after epochs 1 and 2):
+  the epoch programs traced and the XLA programs compiled (the manifest's ``compile`` record). Halving
+  compiles one epoch program per population size. Both run in this process, the grid first, so the halving
+  run reuses the grid's programs of its first population size (in a process of its own it compiles more).
 """
 
 from __future__ import annotations
@@ -107,8 +112,58 @@ def grid_compiles(*, model: str = "mlp", seeds: int = 8) -> dict[str, Any]:
     }
 
 
+def halving_compiles() -> list[dict[str, Any]]:
+    """The random-search grid of ``docs/search.md`` run plainly and with halving: traces, XLA programs, time."""
+    import dataclasses
+    import tempfile
+    from pathlib import Path
+
+    from jtricks import experiment as jexp
+    from jtricks import runner, search
+
+    grid = jexp.Experiment(
+        name="bench_halving",
+        dataset="digits",
+        preprocess="unit",
+        n_val=200,
+        model="mlp",
+        model_kwargs={"widths": (64,)},
+        optimizer="adam",
+        epochs=3,
+        batch_size=64,
+        eval_batch_size=128,
+        seeds=2,
+        grid={
+            "optimizer": ["sgd", "adam"],
+            "learning_rate": search.loguniform(1e-4, 1e-1),
+            "dropout_rate": search.uniform(0.0, 0.5),
+        },
+        samples=8,
+        sample_seed=0,
+    )
+    halving = dataclasses.replace(grid, search=search.Halving(rungs=(1, 2), keep=0.5, metric="val_loss"))
+    rows = []
+    for method, exp in (("grid", grid), ("halving", halving)):
+        out = Path(tempfile.mkdtemp()) / method
+        t0 = time.perf_counter()
+        res = runner.run(exp, out_dir=out, progress=False, plot=False, save_models=False, compile_workers=1)
+        wall = time.perf_counter() - t0
+        compile_record = json.loads((out / "manifest.json").read_text())["compile"]
+        rows.append(
+            {
+                "method": method,
+                "members_per_epoch": [s["members_per_epoch"] for s in res.search] or "16 per group",
+                "epoch_traces": {k: v for k, v in res.compiles.items() if k.endswith("/epoch")},
+                "xla_programs": compile_record["programs"],
+                "xla_compile_s": compile_record["xla_s"],
+                "wall_s": round(wall, 1),
+            }
+        )
+    return rows
+
+
 def run_compile(*, quick: bool, verbose: bool = True) -> dict[str, Any]:
-    out: dict[str, Any] = {"steps": {}, "cnn_population": {}, "grids": []}
+    out: dict[str, Any] = {"steps": {}, "cnn_population": {}, "grids": [], "halving": []}
     for case in ("mlp", "cnn") if quick else tuple(ref.CASES):
         out["steps"][case] = step_compile_time(case)
         if verbose:
@@ -132,6 +187,11 @@ def run_compile(*, quick: bool, verbose: bool = True) -> dict[str, Any]:
                 f"{g['wall_s_1_epoch']} s for 1 epoch",
                 flush=True,
             )
+    if not quick:  # two 3-epoch runs, mostly compilation: minutes on a CPU
+        out["halving"] = halving_compiles()
+        if verbose:
+            for r in out["halving"]:
+                print(f"[compile] {r['method']}: {r}", flush=True)
     return out
 
 

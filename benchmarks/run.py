@@ -166,6 +166,18 @@ def tables(res: dict[str, Any]) -> str:
                 ["grid", "factors", "members", "compilations", "1 per function", "wall s (1 epoch)"], rows
             )
         )
+        if comp.get("halving"):
+            rows = [
+                [r["method"], json.dumps(r["members_per_epoch"]), json.dumps(r["epoch_traces"]), r["xla_programs"]]
+                + [r["xla_compile_s"], r["wall_s"]]
+                for r in comp["halving"]
+            ]
+            md.append("\n**successive halving vs the grid** (docs/search.md's random-search grid, 3 epochs)\n")
+            md.append(
+                common.markdown_table(
+                    ["method", "members per epoch", "epoch traces", "XLA programs", "XLA compile s", "wall s"], rows
+                )
+            )
     mem = res.get("memory")
     if mem:
         rows = [

@@ -66,6 +66,7 @@ MODULES: dict[str, str] = {
     "stats": "jtricks.results.stats",
     "reading": "jtricks.results.read",
     "tensorboard": "jtricks.results.tensorboard",
+    "trackers": "jtricks.results.trackers",
     # the engine
     "engine": "jtricks.engine",
     "experiment": "jtricks.engine",

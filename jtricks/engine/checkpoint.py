@@ -27,14 +27,16 @@ import hashlib
 import logging
 import os
 import re
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from jtricks.engine import runlog as jrunlog
 from jtricks.results import fingerprint as jfp
+
+log = jrunlog.logger(__name__)
 
 __all__ = [
     "save",
@@ -287,9 +289,7 @@ def restore(
                 ok, why = False, f"unreadable: {(str(e).splitlines() or [type(e).__name__])[0][:200]}"
             if not ok:
                 problems.append(f"{where} ({why})")
-                print(
-                    f"jtricks: warning: checkpoint {where} is damaged ({why}); trying the previous one", file=sys.stderr
-                )
+                log.warning("jtricks: warning: checkpoint %s is damaged (%s); trying the previous one", where, why)
                 continue
             jfp.check_same(meta["fingerprint"], fingerprint, f"the checkpoint {where}")
             state, history = _unpack(payload, template, step)

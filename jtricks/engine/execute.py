@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -34,6 +33,7 @@ from jtricks.engine import checkpoint as jckpt
 from jtricks.engine import experiment as jexp
 from jtricks.engine import mesh as jmesh
 from jtricks.engine import pbt as jpbt
+from jtricks.engine import runlog as jrunlog
 from jtricks.engine import saved as jsaved
 from jtricks.engine import search as jsearch
 from jtricks.engine import stopping as jstop
@@ -43,6 +43,8 @@ from jtricks.engine.options import RunOptions
 from jtricks.engine.plan import Group, Plan
 from jtricks.engine.progress import Progress, waiter
 from jtricks.results import bootstrap as jboot
+
+log = jrunlog.logger(__name__)
 
 __all__ = [
     "Collected",
@@ -353,9 +355,10 @@ def _poll_stop(
 
 
 def _say_resumed(run: _Execution, g: Group, ci: int, epoch: int) -> None:
-    """``jtricks: resumed from epoch N`` on stderr (naming the chunk when the run has several)."""
+    """``jtricks: resumed from epoch N`` on the terminal and in the run log (naming the chunk when the run has
+    several)."""
     where = _where(run, g, ci)
-    print(f"jtricks: resumed from epoch {epoch}" + (f" ({where})" if where else ""), file=sys.stderr, flush=True)
+    log.info("jtricks: resumed from epoch %d%s", epoch, f" ({where})" if where else "")
 
 
 def _report_epoch(

@@ -12,6 +12,9 @@ epoch, a heartbeat.
   finish on the device, so it is the number done, not the number dispatched); in the scan mode the epoch is one
   program, so only ``epoch 3/10 running 12 s`` (the device reports no step count from inside it).
 
+Every finished line (compile times, epochs) also goes to the run log (``DEBUG``: ``run.log``,
+:mod:`jtricks.engine.runlog`), whether or not progress is shown.
+
 The clock and the stream are injected (``clock``, ``stream``): nothing here sleeps or reads the wall clock by
 itself, so the lines are tested with a fake clock.
 """
@@ -23,6 +26,10 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from jtricks.engine import runlog as jrunlog
+
+log = jrunlog.logger(__name__)
 
 __all__ = ["Progress", "waiter"]
 
@@ -107,6 +114,7 @@ class Progress:
 
     def compiled(self, label: str, seconds: float, note: str = "") -> None:
         """``compiling LABEL ... S s`` (the compile of ``label`` took ``seconds``)."""
+        log.debug("compiling %s ... %.1f s%s", label, seconds, note)
         self._write(f"compiling {label} ... {seconds:.1f} s{note}", final=True)
 
     # ------------------------------------------------------------------------------------ epochs
@@ -154,8 +162,6 @@ class Progress:
         self._epoch = None
         if seconds is not None and measured:
             self.measured.append(float(seconds))
-        if not self.enabled:
-            return
         elapsed = self.clock() - self.t0
         eta = self.eta()
         width = 24
@@ -163,5 +169,9 @@ class Progress:
         bar = "#" * fill + "-" * (width - fill)
         div = f" diverged {n_diverged}" if n_diverged else ""
         tail = f" ETA {eta:5.1f}s" if eta is not None else ""
-        line = f"[{bar}] {self.done}/{self.total} {label} {metric} {mean_value:.4f}{div} | {elapsed:5.1f}s{tail}"
+        numbers = f"{self.done}/{self.total} {label} {metric} {mean_value:.4f}{div} | {elapsed:5.1f}s{tail}"
+        log.debug("epoch %s", numbers)
+        if not self.enabled:
+            return
+        line = f"[{bar}] {numbers}"
         self._write(line, final=self.done >= self.total)

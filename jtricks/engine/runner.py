@@ -33,6 +33,7 @@ from jtricks.engine import experiment as jexp
 from jtricks.engine import grid as jgrid
 from jtricks.engine import parts as jparts
 from jtricks.engine import programs as jprog
+from jtricks.engine import runlog as jrunlog
 from jtricks.engine import runtime as jruntime
 from jtricks.engine import saved as jsaved
 from jtricks.engine import search as jsearch
@@ -46,7 +47,10 @@ from jtricks.engine.write import write
 from jtricks.results import bootstrap as jboot
 from jtricks.results import fingerprint as jfp
 from jtricks.results import folders as jfolders
+from jtricks.results import rendering as jrendering
 from jtricks.results import summary as jsummary
+
+log = jrunlog.logger(__name__)
 
 __all__ = [
     "RunResult",
@@ -205,7 +209,8 @@ def _plan_and_run(exp: jexp.Experiment, out: Path | None, opts: RunOptions, mete
     # a part saves no models: `jtricks merge` combines the parts' rows, not their weights
     opts = opts.replace(save_models=opts.save_models and opts.part is None)
     if out is None:
-        return _run(the_plan, setups, counter, fingerprint, None, opts, workers, t_start, meter)
+        with jrunlog.run_log(None):
+            return _run(the_plan, setups, counter, fingerprint, None, opts, workers, t_start, meter)
     with jfolders.lock(out):
         if opts.resume:
             _check_checkpoints(out, fingerprint)
@@ -213,7 +218,59 @@ def _plan_and_run(exp: jexp.Experiment, out: Path | None, opts: RunOptions, mete
             jfolders.invalidate(out)
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
             shutil.rmtree(out / jsaved.FOLDER, ignore_errors=True)
-        return _run(the_plan, setups, counter, fingerprint, out, opts, workers, t_start, meter)
+        with jrunlog.run_log(out, append=opts.resume):
+            return _run(the_plan, setups, counter, fingerprint, out, opts, workers, t_start, meter)
+
+
+def _log_end(result: RunResult, meter: jruntime.CompileMeter) -> None:
+    """Compile and epoch times, the summary table and the files written, to the run log (``run.log`` only)."""
+    for t in result.timing:
+        compile_s = "on first use" if t["compile_s"] is None else f"ahead of time in {t['compile_s']:.2f} s"
+        epochs = t["epoch_s"]
+        log.debug("group %d: compiled %s; %d epochs in %.2f s", t["group"], compile_s, len(epochs), sum(epochs))
+    log.debug(
+        "programs traced %s; compile record %s; wall time %.2f s", result.compiles, meter.record(), result.wall_time_s
+    )
+    if result.summary:  # the table `jtricks run` prints
+        metric = result.metrics[0]
+        log.debug(
+            "summary of %s:\n%s", metric, jrendering.format_summary_table(result.summary, metric, result.directions)
+        )
+    if result.out_dir is not None:
+        files = sorted(
+            p.name
+            for p in result.out_dir.iterdir()
+            if p.is_file() and p.name != jrunlog.FILE and not p.name.startswith(".")
+        )
+        log.debug("wrote %s: %s", result.out_dir, ", ".join(files))
+
+
+def _log_plan(the_plan: Plan, fingerprint: Mapping[str, Any], out: Path | None, opts: RunOptions) -> None:
+    """The run's settings and static groups, to the run log (``DEBUG``: ``run.log`` only)."""
+    exp = the_plan.experiment
+    log.debug(
+        "%s: %d arms x %d seeds, %d epochs -> %s%s",
+        exp.name,
+        len(the_plan.arms),
+        len(the_plan.seeds),
+        exp.epochs,
+        out if out is not None else "(no results folder)",
+        " (resumed)" if opts.resume else "",
+    )
+    log.debug("fingerprint %s", fingerprint.get("sha256"))
+    for section, values in jexp.sections(exp).items():
+        unset = [k for k, v in values.items() if v is None or (isinstance(v, (dict, tuple, list)) and not v)]
+        log.debug("settings %s: %s", section, {k: v for k, v in values.items() if k not in unset})
+    for g in the_plan.groups:
+        log.debug(
+            "group %d: %d arms (%s), %d members in chunks of %s, population size %d",
+            g.index,
+            len(g.arms),
+            ", ".join(a.name for a in g.arms),
+            sum(len(c) for c in g.chunks),
+            [len(c) for c in g.chunks],
+            g.size,
+        )
 
 
 def _refuse_if_in_use(out: Path) -> None:
@@ -251,6 +308,7 @@ def _run(
         {"group": g.index, "arms": [a.name for a in g.arms], "members": g.size, "compile_s": None, "epoch_s": []}
         for g in the_plan.groups
     ]
+    _log_plan(the_plan, fingerprint, out, opts)
     bar = Progress(the_plan.total_epochs, enabled=opts.progress)
     if workers > 1 and jax.local_device_count() == 1:
         compile_ahead(the_plan, setups, workers, timing, bar)
@@ -300,5 +358,6 @@ def _run(
         write(out, the_plan, collected, summary, record, fingerprint, plot=opts.plot)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     result = RunResult.of(out, the_plan, collected, summary, compiles, wall, timing, metrics, directions)
+    _log_end(result, meter)
     jcb.run_end(opts.callbacks, result)
     return result

@@ -11,7 +11,8 @@
   resampled together (the total interval);
 * :mod:`~jtricks.results.summary` -- per-arm summaries with verdicts;
 * :mod:`~jtricks.results.rendering` -- tables, ``summary.md``, re-rendering a folder; :mod:`~jtricks.results.plots`;
-* :mod:`~jtricks.results.tensorboard` -- TensorBoard event files;
+* :mod:`~jtricks.results.tensorboard` -- TensorBoard event files; :mod:`~jtricks.results.trackers` -- MLflow and
+  Weights & Biases callbacks; :mod:`~jtricks.results.scalars` -- metric rows as the series trackers log;
 * :mod:`~jtricks.results.read` -- a folder as pandas DataFrames (``jtricks.read``, ``jtricks.read_summary``);
 * :mod:`~jtricks.results.comparison` -- two runs compared arm by arm (:func:`compare`, ``jtricks compare``).
 

@@ -50,6 +50,8 @@ RESULT_FILES = ("metrics.csv", "members.csv", "arms.json", "lineage.csv")
 #: The writer's ``"PID HOST"`` record, and the file the OS lock is held on.
 LOCK_NAME = ".lock"
 HELD_NAME = ".lock.held"
+#: the run's log (``jtricks.engine.runlog``): times and local paths, so neither a result file nor published
+LOG_NAME = "run.log"
 
 
 class FolderInUseError(OSError):
@@ -171,9 +173,9 @@ COMPRESS_ABOVE_BYTES = 100_000
 
 def publish(run_dir: str | os.PathLike[str], dest: str | os.PathLike[str]) -> list[Path]:
     """Copy a finished run's results to ``dest``: every file of the folder (summaries, plots, manifest and
-    what scripts added), no sub-folder (models, checkpoints), ``metrics.csv`` xz-compressed when above
-    :data:`COMPRESS_ABOVE_BYTES` (``lzma`` preset 9e, which stores no time stamp: the same bytes for the same rows;
-    a third smaller than gzip -9 on these files). The copy
+    what scripts added) but the run's log (:data:`LOG_NAME`), no sub-folder (models, checkpoints), ``metrics.csv``
+    xz-compressed when above :data:`COMPRESS_ABOVE_BYTES` (``lzma`` preset 9e, which stores no time stamp: the
+    same bytes for the same rows; a third smaller than gzip -9 on these files). The copy
     passes :func:`check_complete` and ``jtricks report dest`` re-renders its summaries byte for byte.
     Returns the files written."""
     src, out = Path(run_dir), Path(dest)
@@ -191,7 +193,7 @@ def publish(run_dir: str | os.PathLike[str], dest: str | os.PathLike[str]) -> li
     for path in sorted(src.iterdir()):
         if (
             path.is_file()
-            and path.name not in ("metrics.csv", "metrics.csv.xz", LOCK_NAME, HELD_NAME)
+            and path.name not in ("metrics.csv", "metrics.csv.xz", LOCK_NAME, HELD_NAME, LOG_NAME)
             and not path.name.startswith(".")
         ):
             written.append(write_atomic(out / path.name, path.read_bytes()))

@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from jtricks.results import scalars as jscalars
+
 __all__ = ["TensorBoard", "MODES"]
 
 MODES = ("member", "arm")
@@ -96,7 +98,7 @@ class TensorBoard:
         self._writer(folder).write_event(event)
 
     def _wanted(self, metric: str) -> bool:
-        return self.metrics is None or metric.split("@")[0] in self.metrics or metric in self.metrics
+        return self.metrics is None or jscalars.base_metric(metric) in self.metrics or metric in self.metrics
 
     def close(self) -> None:
         """Flush and close every event file (the run's end does it)."""
@@ -109,22 +111,10 @@ class TensorBoard:
         """``mode="member"``: every row as a scalar of its member's run."""
         if self.mode != "member":
             return
-        per_epoch_steps: dict[tuple[str, int], int] = defaultdict(int)
-        for r in rows:  # the epoch's last block end is its number of steps
-            if "@" in r["metric"]:
-                key = (r["arm"], r["seed"])
-                per_epoch_steps[key] = max(per_epoch_steps[key], int(r["metric"].rsplit("@", 1)[1]))
         touched = set()
-        for r in rows:
-            if not self._wanted(r["metric"]):
-                continue
-            folder = self.log_dir / _folder_name(r["arm"]) / f"seed={r['seed']}"
-            if "@" in r["metric"]:
-                base, end = r["metric"].rsplit("@", 1)
-                step = (r["epoch"] - 1) * per_epoch_steps[(r["arm"], r["seed"])] + int(end)
-                self._scalar(folder, f"{base}_steps", r["value"], step)
-            else:
-                self._scalar(folder, r["metric"], r["value"], r["epoch"])
+        for point in jscalars.scalars(rows, self.metrics):
+            folder = self.log_dir / _folder_name(point.arm) / f"seed={point.seed}"
+            self._scalar(folder, point.tag, point.value, point.step)
             touched.add(folder)
         for folder in touched:
             self._writers[folder].flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import textwrap
@@ -75,26 +76,33 @@ def _flip_64_bytes(f: Path) -> None:
     f.write_bytes(bytes(b))
 
 
+def _warnings(caplog: pytest.LogCaptureFixture) -> str:
+    """The warnings the checkpoint module logged (a run shows them on the terminal: jtricks.engine.runlog)."""
+    return "\n".join(
+        r.getMessage() for r in caplog.records if r.name == "jtricks.engine.checkpoint" and r.levelno == logging.WARNING
+    )
+
+
 @pytest.mark.parametrize("damage", [_flip_bit, _truncate, _flip_64_bytes])
-def test_damaged_newest_falls_back_to_previous(tmp_path, capsys, damage):
+def test_damaged_newest_falls_back_to_previous(tmp_path, caplog, damage):
     _save_epochs(tmp_path, 3)
     damage(_data_files(tmp_path / "3")[-1])  # the largest array file of the newest checkpoint
     epoch, state, history = ck.restore(tmp_path, _state(), FP)
     assert epoch == 2 and len(history) == 2
     assert np.array_equal(np.asarray(state["w"]), np.asarray(_state(2)["w"]))
-    err = capsys.readouterr().err
-    assert f"checkpoint {tmp_path / '3'} is damaged" in err and "previous" in err
+    err = _warnings(caplog)
+    assert f"jtricks: warning: checkpoint {tmp_path / '3'} is damaged" in err and "previous" in err
     # the next save replaces the damaged step
     ck.save(tmp_path, 3, _state(3), _history(3), FP)
     assert ck.restore(tmp_path, _state(), FP)[0] == 3
 
 
-def test_damaged_metadata_is_detected(tmp_path, capsys):
+def test_damaged_metadata_is_detected(tmp_path, caplog):
     _save_epochs(tmp_path, 2)
     meta = tmp_path / "2" / "meta" / "metadata"
     meta.write_text(meta.read_text()[:-7])
     assert ck.restore(tmp_path, _state(), FP)[0] == 1
-    assert "damaged" in capsys.readouterr().err
+    assert "damaged" in _warnings(caplog)
 
 
 def test_all_damaged_raises_with_recovery_hint(tmp_path):
