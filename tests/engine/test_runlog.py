@@ -59,7 +59,9 @@ def test_run_log_holds_settings_groups_epochs_and_the_summary(tmp_path, capsys):
     assert "group 0: 2 arms (dropout_rate=0, dropout_rate=0.5), 4 members in chunks of [4], population size 4" in (
         messages
     )
-    epochs = [m for logger, m in records if logger == "jtricks.engine.progress"]
+    progress = [m for logger, m in records if logger == "jtricks.engine.progress"]
+    assert progress[0].startswith("compiling group 1/1 ... ")  # the compile phase with its time
+    epochs = [m for m in progress if m.startswith("epoch ")]
     assert [e.split(" val_acc ")[0] for e in epochs] == [f"epoch {i}/2 group 1/1 chunk 1/1 epoch {i}/2" for i in (1, 2)]
     for i, line in enumerate(epochs):  # the mean over the 4 members, rounded to 4 decimals in the line
         want = np.mean([r["value"] for r in res.metric_rows if r["metric"] == "val_acc" and r["epoch"] == i + 1])
