@@ -35,12 +35,10 @@ TOY = ("toy/grid", "toy/halving-auto", "toy/halving-always", "toy/halving-never"
 TUNED = ("tuned/grid", "tuned/halving-auto", "tuned/halving-always", "tuned/halving-never")
 
 
-def _halving(rungs: tuple[int, ...], metric: str, repack: str) -> Any:
-    from jtricks import search
-
-    fields = {f.name for f in dataclasses.fields(search.Halving)}
-    extra = {"repack": repack} if "repack" in fields else {}
-    return search.Halving(rungs=rungs, keep=0.5, metric=metric, **extra)
+def _halving(halving: Any, repack: str) -> Any:
+    """``halving`` with ``repack`` (where this version of jtricks has it)."""
+    fields = {f.name for f in dataclasses.fields(halving)}
+    return dataclasses.replace(halving, repack=repack) if "repack" in fields else halving
 
 
 def experiment_of(case: str) -> Any:
@@ -57,11 +55,12 @@ def experiment_of(case: str) -> Any:
             return dataclasses.replace(base, search=search.PBT(every=1, fraction=0.5, metric="val_loss"))
         if method == "grid":
             return base
-        return dataclasses.replace(base, search=_halving((1, 2), "val_loss", method.split("-")[1]))
+        halving = search.Halving(rungs=(1, 2), keep=0.5, metric="val_loss")
+        return dataclasses.replace(base, search=_halving(halving, method.split("-")[1]))
     staged = tuning.tuning_experiment(experiment.load_experiment("tuned_optimizers"))
     if method == "grid":
         return dataclasses.replace(staged, search=None)
-    return dataclasses.replace(staged, search=_halving(staged.search.rungs, staged.search.metric, method.split("-")[1]))
+    return dataclasses.replace(staged, search=_halving(staged.search, method.split("-")[1]))
 
 
 def run_one(case: str) -> dict[str, Any]:
@@ -75,15 +74,28 @@ def run_one(case: str) -> dict[str, Any]:
         res = runner.run(exp, progress=False, plot=False, compile_workers=1)
         wall = time.perf_counter() - t0
     pops = [r.get("population_per_epoch", r["members_per_epoch"]) for r in res.search]
+    grid_pop = [res.timing[0]["members"]] * exp.epochs  # the first group's population
+    member_epochs = sum(r["member_epochs"] for r in res.search) if res.search else len(res.member_rows) * exp.epochs
     return {
         "case": case,
         "epoch_programs": sum(v for k, v in res.compiles.items() if k.endswith("/epoch")),
         "xla_programs": meter.programs,
         "compile_s": round(meter.xla_s, 2),
         "wall_s": round(wall, 2),
-        "population": pops[0] if pops else [len(res.member_rows)] * exp.epochs,
-        "member_epochs": sum(r["member_epochs"] for r in res.search) if res.search else len(res.member_rows) * exp.epochs,
+        "population": pops[0] if pops else grid_pop,
+        "member_epochs": member_epochs,
+        **({"tuned": _tuned(res)} if case.startswith("tuned/") else {}),
     }
+
+
+def _tuned(res: Any) -> dict[str, list[Any]]:
+    """Per optimizer of ``tuned_optimizers``: the learning rate chosen and its validation accuracy at the last epoch."""
+    from jtricks import experiment, tuning
+
+    exp = experiment.load_experiment("tuned_optimizers")
+    base = experiment.validate(dataclasses.replace(exp, tune=None))
+    rows = tuning.best_values(res, base, list(exp.tune.factors), "val_acc", True, exp.epochs)
+    return {r["arm"]: [r["tuned"]["learning_rate"], r["score"]] for r in rows}
 
 
 def _spawn(case: str) -> dict[str, Any]:

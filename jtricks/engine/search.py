@@ -527,10 +527,15 @@ def _rung(
     return [i for i, c in enumerate(member_config) if c in kept], rung
 
 
-def _rows(state: Any, history: list[dict[str, np.ndarray]], rows: Sequence[int], size: int) -> tuple[Any, list]:
-    """The population's ``rows`` (padded with copies of the first to ``size``: one compiled gather per size)."""
+def _repacked(state: Any, history: list[dict[str, np.ndarray]], rows: Sequence[int], size: int) -> tuple[Any, list]:
+    """The population's ``rows`` padded with copies of the first to ``size`` (on device: one compiled gather)."""
     idx = list(rows) + [rows[0]] * (size - len(rows))
     return gather(state, idx), [gather(h, idx) for h in history]
+
+
+def _on_host(state: Any, history: list[dict[str, np.ndarray]], rows: Sequence[int]) -> tuple[Any, list]:
+    """The population's ``rows`` on the host, what collecting members reads (one transfer, nothing compiled)."""
+    return gather(jax.device_get(state), rows), [gather(h, rows) for h in history]
 
 
 def run_halving(
@@ -590,13 +595,13 @@ def run_halving(
         record["stop_epoch"].update({n: epoch for n in rung["halted"]})
         drop = [i for i in range(len(alive)) if i not in set(keep)]
         if drop:
-            collect([alive[i] for i in drop], *_rows(state, history, [rows[i] for i in drop], size))
+            collect([alive[i] for i in drop], *_on_host(state, history, [rows[i] for i in drop]))
         alive, rows = [alive[i] for i in keep], [rows[i] for i in keep]
         new_size = bucket_size(len(alive), size, devices)
         if clock.repack(search.repack, size, new_size, epochs - epoch):
-            state, history = _rows(state, history, rows, new_size)
+            state, history = _repacked(state, history, rows, new_size)
             state, rows, size = place(state), list(range(len(alive))), new_size
-    collect(alive, *_rows(state, history, rows, size))
+    collect(alive, *_on_host(state, history, rows))
     record["stop_epoch"].update({arm.name: epochs for arm, _ in alive})
     record["member_epochs"] = int(sum(record["members_per_epoch"]))
     return record

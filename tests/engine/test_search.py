@@ -127,8 +127,8 @@ def full_and_halved(tmp_path_factory: pytest.TempPathFactory) -> tuple[runner.Ru
 
 @pytest.fixture(scope="module")
 def fixed_shape(full_and_halved) -> tuple[runner.RunResult, list[int]]:
-    """The halving of ``full_and_halved`` with ``repack="never"``, and the XLA programs compiled at each rung
-    (collecting the halted members)."""
+    """The halving of ``full_and_halved`` with ``repack="never"``, and the XLA programs compiled by each gather
+    of the population state (collecting the halted members at the rungs, the survivor at the end)."""
     programs = []
     real = search.gather
 
@@ -205,8 +205,7 @@ def test_fixed_shape_halving_is_one_program_and_the_same_numbers(full_and_halved
     assert rec["population_per_epoch"] == [4, 4, 4] and rec["members_per_epoch"] == [4, 2, 1]
     assert [r["kept"] for r in rec["rungs"]] == [r["kept"] for r in halved.search[0]["rungs"]]
     assert rec["stop_epoch"] == halved.search[0]["stop_epoch"]
-    # collecting the halted members is one compiled gather: rung 2, and the survivors at the end, compile nothing
-    assert len(programs) == 3 and programs[0] <= 1 and programs[1:] == [0, 0]
+    assert programs == [0, 0, 0]  # collecting members reads the state on the host: it compiles nothing
     assert never.metric_rows == halved.metric_rows and never.member_rows == halved.member_rows
     for name, params in halved.final_states.items():  # the halted lanes ran on: their state is the one at the rung
         for x, y in zip(jax.tree_util.tree_leaves(never.final_states[name]), jax.tree_util.tree_leaves(params)):
