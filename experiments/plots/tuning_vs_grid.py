@@ -20,7 +20,7 @@ def _split_epochs(timing: list[dict]) -> tuple[float, float]:
     """Seconds of the epochs that start a new population size (they include its compile) and of the others."""
     first = steady = 0.0
     for t in timing:
-        sizes = t.get("members_per_epoch") or [t["members"]] * len(t["epoch_s"])
+        sizes = t.get("population_per_epoch") or [t["members"]] * len(t["epoch_s"])
         for e, secs in enumerate(t["epoch_s"]):
             if e == 0 or sizes[e] != sizes[e - 1]:
                 first += secs

@@ -393,15 +393,15 @@ def _run_search(run: _Execution, g: Group, setup: GroupSetup) -> dict[str, Any]:
     metric = search.metric or select_by(config)
     t_epoch = [time.perf_counter()]
 
-    def on_epoch(epoch: int, state: Any, m: Mapping[str, np.ndarray], n_real: int) -> None:
+    def on_epoch(epoch: int, state: Any, m: Mapping[str, np.ndarray], rows: Sequence[int]) -> None:
         times = run.timing[g.index]["epoch_s"]
         times.append(round(time.perf_counter() - t_epoch[0], 4))
-        shown = m[metric][:n_real]
+        shown = m[metric][list(rows)]
         finite = shown[np.isfinite(shown)]
         run.bar.update(
-            f"{_group_label(run.plan, g.index)} epoch {epoch}/{config.epochs} members {n_real}",
+            f"{_group_label(run.plan, g.index)} epoch {epoch}/{config.epochs} members {len(rows)}",
             float(finite.mean()) if finite.size else float("nan"),
-            int(np.sum(np.asarray(state.diverged_epoch)[:n_real] >= 0)),
+            int(np.sum(np.asarray(state.diverged_epoch)[list(rows)] >= 0)),
             metric=metric,
             seconds=times[-1],
             measured=len(times) > 1,
@@ -445,8 +445,10 @@ def _run_search(run: _Execution, g: Group, setup: GroupSetup) -> dict[str, Any]:
             **common,
         )
     else:
-        record = jsearch.run_halving(g.chunks[0], search, setup.programs, inputs, **common)
-    run.timing[g.index]["members_per_epoch"] = record["members_per_epoch"]
+        record = jsearch.run_halving(
+            g.chunks[0], search, setup.programs, inputs, compile_s=run.timing[g.index]["compile_s"], **common
+        )
+    run.timing[g.index]["population_per_epoch"] = record["population_per_epoch"]
     return {"group": g.index, **record}
 
 
@@ -481,6 +483,7 @@ def _collect(
     stopped = np.asarray(state.early.stop_epoch) if config.early_stopping else np.full(diverged.shape, -1)
     es_best = np.asarray(state.early.best_epoch) if config.early_stopping else None
     picked_by = select_by(config)
+    params = jax.device_get(state.params)  # one transfer (indexing device arrays compiles a slice per shape)
     for e, h in enumerate(history):
         collected.metric_rows.extend(jcb.tidy_rows([(arm.name, seed) for arm, seed in chunk], e + 1, h))
     sign = 1.0 if jmetrics.higher_is_better(picked_by, {m.name: m for m in config.metrics}) else -1.0
@@ -499,6 +502,4 @@ def _collect(
                 "best_epoch": best,
             }
         )
-        collected.final_states[f"{arm.name}/seed={seed}"] = jax.tree_util.tree_map(
-            lambda x: np.asarray(x[i]), state.params
-        )
+        collected.final_states[f"{arm.name}/seed={seed}"] = jax.tree_util.tree_map(lambda x: np.array(x[i]), params)

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jtricks import hparams as jhparams
@@ -105,36 +104,42 @@ def exploit_explore(
     return sources, values
 
 
-def _set_hparams(state: Any, values: Mapping[str, np.ndarray]) -> Any:
-    """``state`` with rows ``0..len-1`` of ``state.hparams[k]`` (and of ``opt_state.hyperparams[k]`` where the
-    optimizer keeps a copy) replaced by ``values[k]``; padded rows keep theirs."""
-
-    def put(old: jax.Array, v: np.ndarray) -> jax.Array:
-        arr = np.asarray(old).copy()
-        arr[: len(v)] = v
-        return jnp.asarray(arr, dtype=old.dtype)
-
-    hp = {k: put(v, values[k]) if k in values else v for k, v in state.hparams.items()}
+def _set_hparams(state: Any, columns: Mapping[str, jax.Array]) -> Any:
+    """``state`` with ``state.hparams[k]`` (and ``opt_state.hyperparams[k]`` where the optimizer keeps a copy)
+    replaced by the whole column ``columns[k]``."""
+    hp = {k: columns[k].astype(v.dtype) if k in columns else v for k, v in state.hparams.items()}
 
     def put_opt(opt: Any) -> Any:
         if hasattr(opt, "inner_opt_state") and hasattr(opt, "_replace"):  # gradient accumulation (optax.MultiSteps)
             return opt._replace(inner_opt_state=put_opt(opt.inner_opt_state))
         if hasattr(opt, "hyperparams") and hasattr(opt, "_replace"):
-            old = opt.hyperparams
-            hyper = {k: put(v, values[k]) if k in values and hasattr(v, "dtype") else v for k, v in old.items()}
+            hyper = {k: columns[k].astype(v.dtype) if k in columns else v for k, v in opt.hyperparams.items()}
             return opt._replace(hyperparams=hyper)
         return opt
 
     return state._replace(hparams=hp, opt_state=put_opt(state.opt_state))
 
 
+@jax.jit
+def _copy(state: Any, index: np.ndarray, columns: Mapping[str, np.ndarray]) -> Any:
+    """Every leaf of ``state`` gathered at ``index`` but the keys, the explored hyperparameters set to ``columns``:
+    one compiled program per population shape, however many exploits run."""
+    taken = jax.tree_util.tree_map(lambda x: x[index], state)
+    return _set_hparams(taken._replace(key=state.key), columns)
+
+
 def apply_copies(state: Any, sources: np.ndarray, values: Mapping[str, np.ndarray]) -> Any:
     """The population state after exploit/explore: every leaf gathered at ``sources`` (rows past
-    ``len(sources)``, padding, keep theirs), each member's own ``key`` kept, the explored hyperparameters set."""
-    size = int(np.asarray(state.step).shape[0])
-    idx = list(int(s) for s in sources) + list(range(len(sources), size))
-    new = jsearch.gather(state, idx)
-    return _set_hparams(new._replace(key=state.key), values)
+    ``len(sources)``, padding, keep theirs), each member's own ``key`` kept, the explored hyperparameters set
+    (one compiled program, :func:`_copy`)."""
+    size = int(state.step.shape[0])
+    index = np.concatenate([np.asarray(sources, dtype=np.int32), np.arange(len(sources), size, dtype=np.int32)])
+    columns = {}
+    for k, v in values.items():
+        column = np.asarray(state.hparams[k], dtype=np.float32).copy()  # padded rows keep theirs
+        column[: len(v)] = v
+        columns[k] = column
+    return _copy(state, index, columns)
 
 
 def _host(state: Any, names: Sequence[str], n: int) -> dict[str, np.ndarray]:
@@ -156,7 +161,7 @@ def run_pbt(
     group: int = 0,
     devices: int = 1,
     place: Callable[[Any], Any] = lambda s: s,
-    on_epoch: Callable[[int, Any, Mapping[str, np.ndarray], int], None] = lambda *a: None,
+    on_epoch: Callable[[int, Any, Mapping[str, np.ndarray], Sequence[int]], None] = lambda *a: None,
     collect: Callable[[Sequence[tuple[Any, int]], Any, list], None],
 ) -> dict[str, Any]:
     """Train ``members`` (``(arm, seed)`` pairs of one static group) with population-based training.
@@ -189,6 +194,7 @@ def run_pbt(
         "exploits": [],
         "stop_epoch": {arm.name: epochs for arm, _ in members},
         "members_per_epoch": [n] * epochs,
+        "population_per_epoch": [jpop.padded_size(n, devices)] * epochs,
         "member_epochs": n * epochs,
         "member_epochs_full": n * epochs,
     }
@@ -196,7 +202,7 @@ def run_pbt(
     for epoch in range(1, epochs + 1):
         state, m = programs.run_epoch(state)
         history.append({k: np.asarray(v) for k, v in m.items()})
-        on_epoch(epoch, state, history[-1], n)
+        on_epoch(epoch, state, history[-1], range(n))
         if epoch not in record["exploit_epochs"]:
             continue
         scores = history[-1][metric][:n].astype(np.float64)

@@ -190,9 +190,10 @@ class GroupPrograms:
         return low
 
     def install(self, compiled: Mapping[str, Any]) -> None:
-        """Use ahead-of-time compiled executables (from :meth:`lower` ``.compile()``) for the next calls."""
-        for name, fn in compiled.items():
-            setattr(self, name, fn)
+        """Use ahead-of-time compiled executables (from :meth:`lower` ``.compile()``) for the next calls of their
+        population size; a population of another size (a re-packed halving population) still compiles its own."""
+        for name, exe in compiled.items():
+            setattr(self, name, _sized(exe, getattr(self, name)))
 
     def run_epoch(
         self, state: jtrain.TrainState, on_step: Callable[[int, int, Any], None] | None = None
@@ -278,3 +279,18 @@ class GroupPrograms:
         # per metric (members, k) sums over the chunks: the same association as the scan mode
         summed = jax.tree_util.tree_map(lambda *t: jnum.pairwise_sum(jnp.stack(t), 0), *totals)
         return jax.vmap(lambda t: jtrain.finalize_evaluation(self.config, t, mask))(summed)
+
+
+def _members(tree: Any) -> int:
+    """The population size of ``tree``: its first leaf's leading axis."""
+    return int(jax.tree_util.tree_leaves(tree)[0].shape[0])
+
+
+def _sized(exe: Any, jitted: Callable) -> Callable:
+    """``exe`` (compiled for one population size) for arguments of that size, ``jitted`` for any other."""
+    size = int(jax.tree_util.tree_leaves(exe.args_info[0][0])[0].shape[0])
+
+    def call(*args: Any) -> Any:
+        return exe(*args) if _members(args[0]) == size else jitted(*args)
+
+    return call

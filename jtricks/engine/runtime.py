@@ -322,16 +322,20 @@ class CompileMeter:
     """XLA compile time spent while the meter is open, from JAX's monitoring events (thread-safe).
 
     ``xla_s`` sums ``/jax/core/compile/backend_compile_duration`` (an XLA compile, or loading the executable
-    from the persistent cache on a hit); ``cache_hits`` / ``cache_misses`` count the persistent cache's answers.
+    from the persistent cache on a hit), ``programs`` counts them; ``lowering_s`` sums the tracing and lowering
+    before them (``jaxpr_trace_duration``, ``jaxpr_to_mlir_module_duration``); ``cache_hits`` / ``cache_misses``
+    count the persistent cache's answers.
     Use as a context manager; :meth:`record` gives the numbers for the manifest.
     """
 
     _COMPILE = "/jax/core/compile/backend_compile_duration"
+    _LOWERING = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration")
     _EVENTS = {"/jax/compilation_cache/cache_hits": "cache_hits", "/jax/compilation_cache/cache_misses": "cache_misses"}
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.xla_s = 0.0
+        self.lowering_s = 0.0
         self.programs = 0
         self.counts = {"cache_hits": 0, "cache_misses": 0}
 
@@ -340,6 +344,9 @@ class CompileMeter:
             with self._lock:
                 self.xla_s += float(duration)
                 self.programs += 1
+        elif event in self._LOWERING:
+            with self._lock:
+                self.lowering_s += float(duration)
 
     def _on_event(self, event: str, **_: Any) -> None:
         name = self._EVENTS.get(event)

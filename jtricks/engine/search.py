@@ -17,10 +17,15 @@ vmapped data, no recompilation.
 **Successive halving** (:class:`Halving`). At the end of each rung epoch the configurations (arms) of a
 static group are ranked by a validation metric (the mean over their seeds at that epoch, in the metric's
 direction; a configuration with a diverged or non-finite member ranks last; ties go to the earlier arm),
-the top ``max(1, floor(n · keep))`` of every bracket continue and the others stop. The surviving members'
-state is gathered (``x[idx]`` on every leaf of the population state) and training continues with the
-smaller population, so the halted members cost nothing afterwards. Members never interact, so a
-survivor's history is bit for bit its standalone run (the engine's population-size invariance).
+the top ``max(1, floor(n · keep))`` of every bracket continue and the others stop. The population runs at
+a few fixed sizes (**buckets**: the first population's padded size ``P``, then ``padded(ceil(P/2))``,
+``padded(ceil(P/4))``, ...); after a rung the survivors are re-packed (``x[idx]`` on every leaf of the
+population state, one compiled gather) into the smallest bucket that holds them, when ``Halving.repack``
+asks for it (``"always"``; ``"auto"``: when the measured epoch time saved over the remaining epochs exceeds
+the measured compile time of one more epoch program; ``"never"``: one epoch program, the halted members'
+lanes run on and their results are discarded). Every bucket compiles its epoch program once. Members never
+interact, so a member's history is bit for bit its standalone run whatever the population it ran in (the
+engine's population-size invariance).
 References: Jamieson & Talwalkar 2016 (successive halving), Li et al. 2018 (Hyperband), Li et al. 2020
 (ASHA).
 """
@@ -32,15 +37,16 @@ import dataclasses
 import itertools
 import math
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jtricks._core.keys import stable_id
 from jtricks.engine import population as jpop
+from jtricks.engine import runtime as jruntime
 
 __all__ = [
     "Distribution",
@@ -54,11 +60,14 @@ __all__ = [
     "parse_distribution",
     "grid_combos",
     "Halving",
+    "REPACK",
     "PBT",
     "check_search",
     "rank_survivors",
     "config_scores",
     "gather",
+    "bucket_size",
+    "repack_pays",
     "run_halving",
 ]
 
@@ -217,6 +226,10 @@ def grid_combos(grid: Mapping[str, Any], samples: int | None, seed: int) -> list
 
 
 # ------------------------------------------------------------------------------------- halving
+#: The re-packing policies of :class:`Halving` (how it runs; the numbers are the same under each).
+REPACK: tuple[str, ...] = ("auto", "always", "never")
+
+
 @dataclasses.dataclass(frozen=True)
 class Halving:
     """Successive halving: at the end of each epoch in ``rungs`` keep the best ``keep`` fraction of the
@@ -230,12 +243,18 @@ class Halving:
       across: the factors whose values compete (``None``: every arm of a static group competes); arms
         that differ in any other factor are in separate brackets, e.g. ``across=("learning_rate",)``
         halves the learning rates of each optimizer separately.
+      repack: when the survivors move into a smaller population (one of :data:`REPACK`): ``"always"`` when
+        they fit a smaller bucket; ``"never"`` (one epoch program per group, no compute saved); ``"auto"``
+        when ``epochs_left · epoch_s · (1 - new/size) > compile_s`` (:func:`repack_pays`, measured times).
+        It changes where members run, never their numbers, so it is not part of the method's text (the
+        manifest's ``search``).
     """
 
     rungs: tuple[int, ...]
     keep: float = 0.5
     metric: str | None = None
     across: tuple[str, ...] | None = None
+    repack: str = "auto"
 
     def __post_init__(self) -> None:
         rungs = self.rungs
@@ -257,6 +276,8 @@ class Halving:
             if isinstance(self.across, str) or not all(isinstance(a, str) for a in self.across):
                 raise ValueError(f"Halving: `across` must be None or a list of factor names, got {self.across!r}")
             object.__setattr__(self, "across", tuple(self.across))
+        if self.repack not in REPACK:
+            raise ValueError(f"Halving: `repack` must be one of {', '.join(map(repr, REPACK))}, got {self.repack!r}")
 
     def __str__(self) -> str:
         return f"Halving(rungs={list(self.rungs)}, keep={self.keep:g}, metric={self.metric!r}, across={self.across!r})"
@@ -417,12 +438,104 @@ def config_scores(values: np.ndarray, member_config: Sequence[int], n_configs: i
     return out
 
 
+@jax.jit
+def _take(leaves: list[jax.Array], index: jax.Array) -> list[jax.Array]:
+    return [x[index] for x in leaves]
+
+
 def gather(tree: Any, idx: Sequence[int]) -> Any:
-    """Every leaf's rows ``idx`` along the leading (member) axis (on device for device arrays)."""
-    index = jnp.asarray(np.asarray(idx, dtype=np.int32))
-    return jax.tree_util.tree_map(
-        lambda x: x[index] if isinstance(x, jax.Array) else np.asarray(x)[np.asarray(idx)], tree
-    )
+    """Every leaf's rows ``idx`` along the leading (member) axis: the device leaves in one compiled program
+    (one per tree structure and shapes, however often it runs), the host leaves with numpy."""
+    rows = np.asarray(idx, dtype=np.int32)
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    device = [i for i, x in enumerate(leaves) if isinstance(x, jax.Array)]
+    out = [x if isinstance(x, jax.Array) else np.asarray(x)[rows] for x in leaves]
+    if device:
+        for i, x in zip(device, _take([leaves[i] for i in device], rows)):
+            out[i] = x
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def bucket_size(members: int, size: int, devices: int = 1) -> int:
+    """The smallest population bucket that holds ``members``, starting from a population of ``size``:
+    ``size``, ``padded(ceil(size/2))``, ``padded(ceil(size/4))``, ... (:func:`jtricks.population.padded_size`).
+
+    >>> bucket_size(8, 16), bucket_size(5, 16), bucket_size(1, 16), bucket_size(7, 12)
+    (8, 8, 2, 12)
+    """
+    while True:
+        half = jpop.padded_size(-(-size // 2), devices)
+        if half >= size or half < members:
+            return size
+        size = half
+
+
+def repack_pays(epoch_s: float, compile_s: float, size: int, new_size: int, epochs_left: int) -> bool:
+    """Whether moving a population of ``size`` into one of ``new_size`` saves time: the epoch time saved,
+    ``epochs_left · epoch_s · (1 - new_size/size)`` (epoch time taken as proportional to the population),
+    exceeds ``compile_s``, the cost of compiling the smaller population's epoch program."""
+    return epochs_left * epoch_s * (1.0 - new_size / size) > compile_s
+
+
+class _EpochClock:
+    """Runs the epochs of a population and measures them: the compile seconds of an epoch program (trace,
+    lowering, XLA; the largest seen, or ``compile_s`` given) and per population size the fastest epoch
+    without its compile time, for :func:`repack_pays`."""
+
+    def __init__(self, compile_s: float | None) -> None:
+        self.compile_s = float(compile_s or 0.0)
+        self.epoch_s: dict[int, float] = {}
+
+    def run(self, programs: Any, state: Any, size: int) -> tuple[Any, dict[str, np.ndarray]]:
+        with jruntime.CompileMeter() as meter:
+            t0 = time.perf_counter()
+            state, m = programs.run_epoch(state)
+            m = {k: np.asarray(v) for k, v in m.items()}
+            wall = time.perf_counter() - t0
+        compiled = meter.xla_s + meter.lowering_s
+        self.compile_s = max(self.compile_s, compiled)
+        self.epoch_s[size] = min(self.epoch_s.get(size, math.inf), max(wall - compiled, 0.0))
+        return state, m
+
+    def repack(self, policy: str, size: int, new_size: int, epochs_left: int) -> bool:
+        if new_size >= size or policy == "never":
+            return False
+        return policy == "always" or repack_pays(self.epoch_s[size], self.compile_s, size, new_size, epochs_left)
+
+
+def _rung(
+    search: Halving,
+    arms: Mapping[str, Any],
+    alive: Sequence[tuple[Any, int]],
+    values: np.ndarray,
+    epoch: int,
+    higher_is_better: bool,
+) -> tuple[list[int], dict[str, Any]]:
+    """One rung: the indices (into ``alive``) of the surviving members and the rung's record; ``values`` holds
+    the ranked metric of the ``alive`` members."""
+    names = list(dict.fromkeys(arm.name for arm, _ in alive))
+    member_config = [names.index(arm.name) for arm, _ in alive]
+    scores = config_scores(values, member_config, len(names))
+    brackets = [search.bracket(arms[n].factors) for n in names]
+    kept = set(rank_survivors(scores, brackets, search.keep, higher_is_better))
+    rung = {
+        "epoch": epoch,
+        "scores": dict(zip(names, scores)),
+        "kept": [names[j] for j in sorted(kept)],
+        "halted": [n for j, n in enumerate(names) if j not in kept],
+    }
+    return [i for i, c in enumerate(member_config) if c in kept], rung
+
+
+def _repacked(state: Any, history: list[dict[str, np.ndarray]], rows: Sequence[int], size: int) -> tuple[Any, list]:
+    """The population's ``rows`` padded with copies of the first to ``size`` (on device: one compiled gather)."""
+    idx = list(rows) + [rows[0]] * (size - len(rows))
+    return gather(state, idx), [gather(h, idx) for h in history]
+
+
+def _on_host(state: Any, history: list[dict[str, np.ndarray]], rows: Sequence[int]) -> tuple[Any, list]:
+    """The population's ``rows`` on the host, what collecting members reads (one transfer, nothing compiled)."""
+    return gather(jax.device_get(state), rows), [gather(h, rows) for h in history]
 
 
 def run_halving(
@@ -436,62 +549,59 @@ def run_halving(
     higher_is_better: bool,
     devices: int = 1,
     place: Callable[[Any], Any] = lambda s: s,
-    on_epoch: Callable[[int, Any, Mapping[str, np.ndarray], int], None] = lambda *a: None,
+    on_epoch: Callable[[int, Any, Mapping[str, np.ndarray], Sequence[int]], None] = lambda *a: None,
     collect: Callable[[Sequence[tuple[Any, int]], Any, list], None],
+    compile_s: float | None = None,
 ) -> dict[str, Any]:
     """Train ``members`` (``(arm, seed)`` pairs of one static group) with successive halving.
 
     ``inputs(members, size)`` gives the population's keys and hyperparameters (padded to ``size``),
     ``programs`` its :class:`jtricks.programs.GroupPrograms`; populations are padded with copies of the first
-    member to :func:`jtricks.population.padded_size` for ``devices`` devices, and ``place`` puts a re-packed state on
-    the devices. ``collect(members, state, history)`` receives every member once: the halted ones at their
-    rung, the survivors at the end. Returns the record: per rung the scores, the kept and halted arms;
-    each arm's ``stop_epoch``; ``members_per_epoch``; ``member_epochs`` (run) and ``member_epochs_full``
-    (what the full grid would run).
+    member to :func:`jtricks.population.padded_size` for ``devices`` devices and re-packed into buckets
+    (:func:`bucket_size`) as ``search.repack`` says, ``place`` puts a re-packed state on the devices.
+    ``on_epoch(epoch, state, metrics, rows)`` sees each epoch with the rows of the members still training;
+    ``collect(members, state, history)`` receives every member once (its rows first): the halted ones at
+    their rung, the survivors at the end. ``compile_s``: the epoch program's compile time when it was
+    compiled ahead. Returns the record: per rung the scores, the kept and halted arms; each arm's
+    ``stop_epoch``; ``members_per_epoch`` (training) and ``population_per_epoch`` (computed, padding and
+    halted lanes included); ``member_epochs`` (run) and ``member_epochs_full`` (what the full grid would run).
     """
     arms = {arm.name: arm for arm, _ in members}
-    alive = list(members)
+    alive, rows = list(members), list(range(len(members)))
     size = jpop.padded_size(len(alive), devices)
     state = programs.init(*place(inputs(alive, size)))
+    clock = _EpochClock(compile_s)
     history: list[dict[str, np.ndarray]] = []
     record: dict[str, Any] = {
         "search": str(search),
+        "repack": search.repack,
         "metric": metric,
         "rungs": [],
         "stop_epoch": {},
         "members_per_epoch": [],
+        "population_per_epoch": [],
         "member_epochs_full": len(members) * epochs,
     }
     for epoch in range(1, epochs + 1):
-        state, m = programs.run_epoch(state)
-        history.append({k: np.asarray(v) for k, v in m.items()})
+        state, m = clock.run(programs, state, size)
+        history.append(m)
         record["members_per_epoch"].append(len(alive))
-        on_epoch(epoch, state, history[-1], len(alive))
+        record["population_per_epoch"].append(size)
+        on_epoch(epoch, state, m, rows)
         if epoch not in search.rungs:
             continue
-        names = list(dict.fromkeys(arm.name for arm, _ in alive))
-        member_config = [names.index(arm.name) for arm, _ in alive]
-        scores = config_scores(history[-1][metric][: len(alive)], member_config, len(names))
-        kept = set(
-            rank_survivors(scores, [search.bracket(arms[n].factors) for n in names], search.keep, higher_is_better)
-        )
-        keep_idx = [i for i, c in enumerate(member_config) if c in kept]
-        drop_idx = [i for i, c in enumerate(member_config) if c not in kept]
-        if drop_idx:
-            collect([alive[i] for i in drop_idx], gather(state, drop_idx), [gather(h, drop_idx) for h in history])
-        record["rungs"].append(
-            {
-                "epoch": epoch,
-                "scores": dict(zip(names, scores)),
-                "kept": [names[j] for j in sorted(kept)],
-                "halted": [n for j, n in enumerate(names) if j not in kept],
-            }
-        )
-        record["stop_epoch"].update({n: epoch for j, n in enumerate(names) if j not in kept})
-        alive = [alive[i] for i in keep_idx]
-        padded = keep_idx + [keep_idx[0]] * (jpop.padded_size(len(keep_idx), devices) - len(keep_idx))
-        state, history = place(gather(state, padded)), [gather(h, padded) for h in history]
-    collect(alive, state, history)
+        keep, rung = _rung(search, arms, alive, m[metric][rows], epoch, higher_is_better)
+        record["rungs"].append(rung)
+        record["stop_epoch"].update({n: epoch for n in rung["halted"]})
+        drop = [i for i in range(len(alive)) if i not in set(keep)]
+        if drop:
+            collect([alive[i] for i in drop], *_on_host(state, history, [rows[i] for i in drop]))
+        alive, rows = [alive[i] for i in keep], [rows[i] for i in keep]
+        new_size = bucket_size(len(alive), size, devices)
+        if clock.repack(search.repack, size, new_size, epochs - epoch):
+            state, history = _repacked(state, history, rows, new_size)
+            state, rows, size = place(state), list(range(len(alive))), new_size
+    collect(alive, *_on_host(state, history, rows))
     record["stop_epoch"].update({arm.name: epochs for arm, _ in alive})
     record["member_epochs"] = int(sum(record["members_per_epoch"]))
     return record

@@ -13,6 +13,7 @@ import pytest
 from support.experiments import search_toy
 
 from jtricks import experiment, pbt, report, results_io, runner, search
+from jtricks.engine import runtime
 
 pytestmark = pytest.mark.slow  # real jtricks runs / processes: left out of `-m "not slow"`
 
@@ -84,13 +85,14 @@ def test_exploit_explore_picks_bottom_copies_top_and_perturbs() -> None:
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     """The PBT run twice (the second from the compilation cache), the first with every exploit's state
-    before and after the copy recorded."""
+    before and after the copy recorded, and the XLA programs the copy compiled."""
     calls = []
     real = pbt.apply_copies
 
     def spy(state, sources, values):
-        after = real(state, sources, values)
-        calls.append((jax.device_get(state), np.array(sources), jax.device_get(after)))
+        with runtime.CompileMeter() as meter:
+            after = real(state, sources, values)
+        calls.append((jax.device_get(state), np.array(sources), jax.device_get(after), meter.programs))
         return after
 
     out = tmp_path_factory.mktemp("pbt")
@@ -109,7 +111,9 @@ def test_copied_state_equals_its_source_with_perturbed_hparams(two_runs) -> None
     a, _, calls = two_runs
     assert len(calls) == 2  # exploits after epochs 1 and 2
     rows = _lineage(a.out_dir / "lineage.csv")
-    for epoch, (before, sources, after) in zip((1, 2), calls):
+    # the copy (gathers, keys kept, hyperparameters set) is one compiled program: the second exploit compiles nothing
+    assert calls[0][3] <= 1 and calls[1][3] == 0
+    for epoch, (before, sources, after, _) in zip((1, 2), calls):
         assert sorted(sources.tolist()) != list(range(4))  # someone copied
         lr = np.asarray(after.hparams["learning_rate"])
         assert [np.float32(float(r["learning_rate"])) for r in rows if r["epoch"] == str(epoch)] == lr.tolist()

@@ -13,12 +13,13 @@ import pytest
 from support.experiments import search_toy
 
 from jtricks import experiment, results_io, runner, search
+from jtricks.engine import runtime
 
 pytestmark = pytest.mark.slow  # real jtricks runs / processes: left out of `-m "not slow"`
 
 
 BASE = search_toy()
-HALVING = search.Halving(rungs=(1, 2), keep=0.5, metric="val_loss")
+HALVING = search.Halving(rungs=(1, 2), keep=0.5, metric="val_loss", repack="always")
 
 
 # ---------------------------------------------------------------------------------------- sampling
@@ -71,6 +72,9 @@ def test_bad_distributions_and_samples_refused() -> None:
         experiment.validate(dataclasses.replace(BASE, search=HALVING, max_members=2))
     with pytest.raises(ValueError, match="keep"):
         search.Halving(rungs=(1,), keep=1.0)
+    with pytest.raises(ValueError, match="`repack` must be one of 'auto', 'always', 'never'"):
+        search.Halving(rungs=(1,), repack="sometimes")
+    assert str(search.Halving(rungs=(1,), repack="never")) == str(search.Halving(rungs=(1,)))  # how, not what
 
 
 def test_set_parses_distributions_into_sampled_factors() -> None:
@@ -101,6 +105,13 @@ def test_rank_survivors_direction_divergence_ties_and_brackets() -> None:
     assert search.rank_survivors([nan, nan, nan], [0] * 3, 0.5, True) == [0]  # at least one kept
     assert search.rank_survivors([1, 2, 3, 4, 5, 6], ["a", "a", "a", "b", "b", "b"], 0.5, True) == [2, 5]
     assert search.config_scores(np.array([1.0, 3.0, nan, 2.0]), [0, 0, 1, 1], 2)[0] == 2.0
+    # buckets: the first population's size halved (padded: never one member per device) while the survivors fit
+    assert [search.bucket_size(m, 16) for m in (16, 9, 8, 5, 4, 3, 2, 1)] == [16, 16, 8, 8, 4, 4, 2, 2]
+    assert [search.bucket_size(m, 12) for m in (7, 6, 4, 3, 1)] == [12, 6, 6, 3, 2]
+    assert search.bucket_size(3, 8, devices=4) == 8 and search.bucket_size(2, 16, devices=2) == 4
+    # re-pack when the epochs saved (6 epochs of 1 s, half the population) outweigh the compile
+    assert search.repack_pays(1.0, 2.9, 16, 8, 6) and not search.repack_pays(1.0, 3.0, 16, 8, 6)
+    assert not search.repack_pays(0.35, 10.0, 16, 8, 6)  # a small MLP on a CPU: the compile dominates
     assert math.isnan(search.config_scores(np.array([1.0, 3.0, nan, 2.0]), [0, 0, 1, 1], 2)[1])
 
 
@@ -112,6 +123,34 @@ def full_and_halved(tmp_path_factory: pytest.TempPathFactory) -> tuple[runner.Ru
         dataclasses.replace(BASE, search=HALVING), out_dir=out, progress=False, plot=False, compile_workers=1
     )
     return full, halved
+
+
+@pytest.fixture(scope="module")
+def fixed_shape(full_and_halved) -> tuple[runner.RunResult, list[int]]:
+    """The halving of ``full_and_halved`` with ``repack="never"``, and the XLA programs compiled by each gather
+    of the population state (collecting the halted members at the rungs, the survivor at the end)."""
+    programs = []
+    real = search.gather
+
+    def spy(tree, idx):
+        with runtime.CompileMeter() as meter:
+            out = real(tree, idx)
+        if not isinstance(tree, dict):  # the state, not a history row (numpy)
+            programs.append(meter.programs)
+        return out
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(search, "gather", spy)
+    try:
+        res = runner.run(
+            dataclasses.replace(BASE, search=dataclasses.replace(HALVING, repack="never")),
+            progress=False,
+            plot=False,
+            compile_workers=1,
+        )
+    finally:
+        mp.undo()
+    return res, programs
 
 
 def test_sampled_factor_is_vmapped_data(full_and_halved: tuple[runner.RunResult, runner.RunResult]) -> None:
@@ -139,9 +178,11 @@ def test_halving_keeps_the_best_and_saves_the_compute(full_and_halved, tmp_path)
     kept1 = _expected_kept(full, names, 1)
     kept2 = _expected_kept(full, kept1, 2)
     assert [r["kept"] for r in rec["rungs"]] == [kept1, kept2]
-    assert rec["members_per_epoch"] == [4, 2, 1]  # the population is re-packed
+    assert rec["members_per_epoch"] == [4, 2, 1]
+    # re-packed into buckets: 4, then 2, and the survivor stays in the bucket of 2 (a device never runs one)
+    assert rec["population_per_epoch"] == [4, 2, 2] and rec["repack"] == "always"
     assert (rec["member_epochs"], rec["member_epochs_full"]) == (7, 12)
-    # one program per population size: 4, then 2, then the survivor alone padded to 2 (a device never runs one)
+    # one program per bucket
     assert halved.compiles == {"group0/init": 1, "group0/epoch": 2}
     stop = {a: 1 if a not in kept1 else 2 if a not in kept2 else 3 for a in names}
     assert rec["stop_epoch"] == stop
@@ -154,6 +195,50 @@ def test_halving_keeps_the_best_and_saves_the_compute(full_and_halved, tmp_path)
         json.loads((halved.out_dir / "arms.json").read_text())[0]["factors"]["learning_rate"]
         == full.arms[0].hparams["learning_rate"]
     )
+
+
+def test_fixed_shape_halving_is_one_program_and_the_same_numbers(full_and_halved, fixed_shape) -> None:
+    full, halved = full_and_halved
+    never, programs = fixed_shape
+    rec = never.search[0]
+    assert never.compiles == {"group0/init": 1, "group0/epoch": 1}  # the grid's programs, no other epoch program
+    assert rec["population_per_epoch"] == [4, 4, 4] and rec["members_per_epoch"] == [4, 2, 1]
+    assert [r["kept"] for r in rec["rungs"]] == [r["kept"] for r in halved.search[0]["rungs"]]
+    assert rec["stop_epoch"] == halved.search[0]["stop_epoch"]
+    assert programs == [0, 0, 0]  # collecting members reads the state on the host: it compiles nothing
+    assert never.metric_rows == halved.metric_rows and never.member_rows == halved.member_rows
+    for name, params in halved.final_states.items():  # the halted lanes ran on: their state is the one at the rung
+        for x, y in zip(jax.tree_util.tree_leaves(never.final_states[name]), jax.tree_util.tree_leaves(params)):
+            np.testing.assert_array_equal(x, y)
+    for arm in never.arms:  # and their rows stop at the rung, equal to the full grid's
+        assert _rows(never, arm.name) == [r for r in _rows(full, arm.name) if r[0] <= rec["stop_epoch"][arm.name]]
+
+
+def test_halted_member_is_its_standalone_run_to_its_stop_epoch(fixed_shape) -> None:
+    never, _ = fixed_shape
+    rung = never.search[0]["rungs"][0]
+    first = rung["halted"][0]
+    lr = next(a.hparams["learning_rate"] for a in never.arms if a.name == first)
+    alone = runner.run(
+        dataclasses.replace(BASE, grid={"learning_rate": [lr]}, samples=None, epochs=rung["epoch"]),
+        progress=False,
+        plot=False,
+        compile_workers=1,
+    )
+    assert alone.arms[0].name == first and never.search[0]["stop_epoch"][first] == rung["epoch"]
+    assert _rows(alone, first) == _rows(never, first)
+    leaves = lambda res: jax.tree_util.tree_leaves(res.final_states[f"{first}/seed=0"])  # noqa: E731
+    assert len(leaves(alone)) == len(leaves(never)) > 0
+    for x, y in zip(leaves(alone), leaves(never)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_halving_with_programs_compiled_ahead(full_and_halved) -> None:
+    # compiled ahead for the first population (compile_workers=2); the re-packed buckets compile their own
+    _, halved = full_and_halved
+    ahead = runner.run(dataclasses.replace(BASE, search=HALVING), progress=False, plot=False, compile_workers=2)
+    assert ahead.search[0]["population_per_epoch"] == [4, 2, 2]
+    assert ahead.metric_rows == halved.metric_rows
 
 
 def test_survivor_is_its_standalone_run(full_and_halved) -> None:
