@@ -68,8 +68,8 @@ def test_precision_is_a_setting_and_a_static_factor() -> None:
 
 
 def test_float32_traces_no_cast_and_bfloat16_computes_in_bfloat16() -> None:
-    _, _, s32 = _setup("float32")
-    text32 = str(jax.make_jaxpr(jtrain.make_train_step(_setup("float32")[0]))(s32, X, Y, IDX))
+    config32, _, s32 = _setup("float32")
+    text32 = str(jax.make_jaxpr(jtrain.make_train_step(config32))(s32, X, Y, IDX))
     assert "bf16" not in text32 and "f16" not in text32
     config, step, s0 = _setup("bfloat16", norm="batch")
     text = str(jax.make_jaxpr(jtrain.make_train_step(config))(s0, X, Y, IDX))
