@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from support.experiments import small_digits_mlp
 
-from jtricks import data, experiment, runner
+from jtricks import data, experiment, report, runner
 
 pytestmark = pytest.mark.slow  # real jtricks runs
 
@@ -81,14 +81,20 @@ def _overflowing_toy(**changes) -> experiment.Experiment:
     )
 
 
-def test_float16_run_skips_overflowing_steps_and_reports_them() -> None:
-    res = runner.run(_overflowing_toy(execution="scan"), progress=False, plot=False)
+def test_float16_run_skips_overflowing_steps_and_reports_them(tmp_path) -> None:
+    res = runner.run(_overflowing_toy(execution="scan"), out_dir=tmp_path, progress=False, plot=False)
     skipped = {(r["seed"], r["epoch"]): r["value"] for r in res.metric_rows if r["metric"] == "skipped_steps"}
     assert sorted(skipped) == [(s, e) for s in (0, 1) for e in (1, 2, 3)]
     assert all(skipped[(s, 1)] >= 1 for s in (0, 1))  # 2^15 overflows at first, then the scale settles
     assert all(v == 0 for (s, e), v in skipped.items() if e > 1)
     assert all(math.isfinite(r["value"]) for r in res.metric_rows)
     assert all(m["diverged_epoch"] == -1 for m in res.member_rows)
+    # summary.md says so, and `jtricks report` re-renders it byte for byte
+    total = sum(skipped.values())
+    summary = (tmp_path / "summary.md").read_text()
+    assert f"float16 loss scaling skipped {total:.0f} steps in arm 'baseline' (2 of 2 members" in summary
+    report.render(tmp_path, plot=False)
+    assert (tmp_path / "summary.md").read_text() == summary
     # the host-loop execution runs the same steps: the same rows bit for bit
     loop = runner.run(_overflowing_toy(execution="loop"), progress=False, plot=False)
     assert loop.metric_rows == res.metric_rows
