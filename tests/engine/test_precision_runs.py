@@ -11,6 +11,7 @@ import pytest
 from support.experiments import small_digits_mlp
 
 from jtricks import data, experiment, report, runner
+from jtricks.engine import stopping
 
 pytestmark = pytest.mark.slow  # real jtricks runs
 
@@ -63,7 +64,7 @@ def _overflowing_toy(**changes) -> experiment.Experiment:
     x = rng.normal(size=(320, 8)).astype(np.float32)
     y = np.digitize(x @ rng.normal(size=8), np.linspace(-2, 2, 9)).astype(np.int32)
     x = 10.0 * x
-    return experiment.Experiment(
+    base = dict(
         name="fp16_toy",
         dataset=data.arrays(x[:256], y[:256], x[256:], y[256:], num_classes=10, name="toy_x10"),
         preprocess="raw",
@@ -77,8 +78,8 @@ def _overflowing_toy(**changes) -> experiment.Experiment:
         eval_batch_size=64,
         seeds=2,
         precision="float16",
-        **changes,
     )
+    return experiment.Experiment(**{**base, **changes})
 
 
 def test_float16_run_skips_overflowing_steps_and_reports_them(tmp_path) -> None:
@@ -98,3 +99,16 @@ def test_float16_run_skips_overflowing_steps_and_reports_them(tmp_path) -> None:
     # the host-loop execution runs the same steps: the same rows bit for bit
     loop = runner.run(_overflowing_toy(execution="loop"), progress=False, plot=False)
     assert loop.metric_rows == res.metric_rows
+
+
+def test_float16_resume_carries_the_loss_scale(tmp_path) -> None:
+    """Stopped after epoch 1 (its checkpoint holds the loss scale) and resumed: the rows of the uninterrupted run."""
+    exp = _overflowing_toy(epochs=2)
+    quiet = dict(progress=False, plot=False, save_models=False)
+    full = runner.run(exp, out_dir=tmp_path / "full", **quiet)
+    out = tmp_path / "stopped"
+    with pytest.raises(stopping.RunStopped):
+        runner.run(exp, out_dir=out, stop=stopping.StopRequest(time_limit_s=1e-3), **quiet)
+    resumed = runner.run(exp, out_dir=out, resume=True, **quiet)
+    assert resumed.metric_rows == full.metric_rows
+    assert (out / "metrics.csv").read_bytes() == (tmp_path / "full" / "metrics.csv").read_bytes()
