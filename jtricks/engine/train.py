@@ -31,6 +31,12 @@ rates, therefore leaves the initial weights and the data order of a seed unchang
 Gradient accumulation (``OptimizerSpec.accumulate = k``, ``optax.MultiSteps``): each step is one micro-batch
 of ``batch_size / k`` examples (the epoch's batches cut in ``k``, in order) and every ``k``-th step applies the
 update of the ``k`` averaged gradients; the learning-rate schedule counts applied updates.
+
+Mixed precision (``TrainConfig.precision``, ``docs/precision.md``): with ``"bfloat16"`` or ``"float16"`` the
+model's ``apply`` runs on params and inputs cast to that dtype, its outputs are cast back to float32 before the
+loss and the metrics, and the gradients, the optimizer and the master params stay float32; ``"float16"`` scales
+the loss dynamically (``TrainState.loss_scale``) and skips a step whose gradients are not finite. With
+``"float32"`` no cast is traced: the program is the plain one.
 """
 
 from __future__ import annotations
