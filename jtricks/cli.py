@@ -1,15 +1,17 @@
 """Command line: ``python -m jtricks`` / ``jtricks``.
 
-    jtricks run EXPERIMENT [--seeds N] [--epochs E] [--out DIR] [--set key=value ...]
+    jtricks run EXPERIMENT [--seeds N] [--epochs E] [--out DIR] [--set key=value ...] [--dry-run]
                            [--max-members M] [--compile-workers N] [--resume [auto]] [--quiet]
-                           [--time-limit DURATION] [--checkpoint-every N]
+                           [--time-limit DURATION] [--checkpoint-every N] [--prefetch N]
                            [--no-plot] [--no-checkpoint] [--no-save-models] [--tensorboard [member|arm]]
-                           [--compile-cache DIR | --no-compile-cache] [--cpu-devices N]
-                           [--until-resolved MAX [--spending obf|bonferroni]] [--part I/N]
+                           [--compile-cache DIR | --no-compile-cache] [--cpu-devices N] [--data-parallel K]
+                           [--until-resolved MAX [--spending RULE]] [--part I/N]
                            [--processes N|auto --coordinator HOST:PORT --process-id I] [--debug]
     jtricks list
     jtricks --version
     jtricks report DIR [--debug]
+    jtricks plot RUN [--kind curves|lr-sensitivity|paired] [--out FILE] [--metric M] [--baseline B]
+                     [--pair A B] [--debug]
     jtricks compare RUN_A RUN_B [--metric M] [--debug]
     jtricks merge OUT PART_DIR... [--no-plot] [--debug]
     jtricks publish RUN_DIR DEST [--debug]
@@ -113,7 +115,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="checkpoint every N epochs (default 1), after each chunk's last epoch and when the run stops",
     )
+    r.add_argument(
+        "--prefetch",
+        type=int,
+        default=2,
+        metavar="N",
+        help="with data_placement=stream: training batches gathered and put on the device ahead (default 2; 0: none)",
+    )
     r.add_argument("--quiet", action="store_true", help="no banner line and no progress bar")
+    r.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the settings, arms, members, chunks, the programs each static group would compile and an "
+        "estimate of the device memory; load, compile and write nothing",
+    )
     r.add_argument("--no-plot", action="store_true", help="do not write curves.png")
     r.add_argument(
         "--compile-workers",
@@ -147,6 +162,14 @@ def _parser() -> argparse.ArgumentParser:
         "kernels for this CPU, numbers exact on this machine only (docs/engine.md)",
     )
     r.add_argument(
+        "--data-parallel",
+        type=int,
+        default=1,
+        metavar="K",
+        help="split each member's batch over K devices (devices = member shards x K; K must divide the device "
+        "count): a members x data mesh, gradients of the whole batch (docs/distributed.md)",
+    )
+    r.add_argument(
         "--cpu-devices",
         type=int,
         default=None,
@@ -163,9 +186,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--spending",
-        choices=("obf", "bonferroni"),
-        default="obf",
-        help="how --until-resolved spends alpha over its looks (default: O'Brien-Fleming-type)",
+        choices=("obf-exact", "pocock-exact", "obf", "bonferroni"),  # jtricks.sequential.RULES
+        default="obf-exact",
+        help="how --until-resolved spends alpha over its looks (default: exact O'Brien-Fleming-type boundaries; "
+        "pocock-exact: Pocock-type; obf, bonferroni: conservative levels)",
     )
     r.add_argument(
         "--no-save-models", action="store_true", help="do not save the trained members' weights to DIR/models"
@@ -203,6 +227,32 @@ def _parser() -> argparse.ArgumentParser:
         "report", parents=[common], help="re-render summary.md/csv and curves.png of a finished results folder"
     )
     rep.add_argument("dir")
+    pl = sub.add_parser(
+        "plot",
+        parents=[common],
+        help="draw a finished results folder: learning curves, learning-rate sensitivity or paired differences",
+    )
+    pl.add_argument("dir", metavar="RUN", help="a finished or published results folder")
+    pl.add_argument(
+        "--kind",
+        choices=PLOT_KINDS,
+        default="curves",
+        help="curves: mean curves per arm with bands (curves.png, as the run draws it); lr-sensitivity: final "
+        "metric vs learning rate per arm group (arms named GROUP,learning_rate=LR), the markdown table on stdout; "
+        "paired: the per-seed differences to the baseline with their intervals, every arm (or --pair)",
+    )
+    pl.add_argument("--out", default=None, metavar="FILE", help="the PNG written (default: RUN/<kind>.png)")
+    pl.add_argument(
+        "--metric",
+        default=None,
+        metavar="M",
+        help="lr-sensitivity: the final metric (default test_acc); paired: the metric compared (default: the "
+        "run's first summary metric)",
+    )
+    pl.add_argument(
+        "--baseline", default=None, metavar="B", help="the arm (paired) or group (lr-sensitivity) compared with"
+    )
+    pl.add_argument("--pair", nargs=2, default=None, metavar=("A", "B"), help="paired: only A - B, each ARM:METRIC")
     cmp = sub.add_parser(
         "compare",
         parents=[common],
@@ -335,6 +385,8 @@ def _resume_plan(out: Path, args: argparse.Namespace) -> str | None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     """``jtricks run``: the stop-signal handlers first (:mod:`jtricks.engine.stopping`), before JAX is imported."""
+    if args.dry_run:
+        return _dry_run(args)
     from jtricks.engine import stopping as jstop
 
     limit = None if args.time_limit is None else jstop.parse_duration(args.time_limit, "--time-limit")
@@ -354,6 +406,8 @@ def _run_with_runtime(args: argparse.Namespace, stop: Any) -> int:
         raise ValueError("--compile-cache and --no-compile-cache contradict each other; give one")
     if args.cpu_devices is not None and args.cpu_devices <= 0:
         raise ValueError(f"--cpu-devices must be a positive int, got {args.cpu_devices}")
+    if args.data_parallel <= 0:
+        raise ValueError(f"--data-parallel must be a positive int, got {args.data_parallel}")
     cluster = jdistributed.resolve(args.processes, args.coordinator, args.process_id)
     # before the experiment file is imported: the device flag only counts before JAX's backends start; one CPU
     # device per process when several processes share the machine's cores (unless asked otherwise)
@@ -366,16 +420,29 @@ def _run_with_runtime(args: argparse.Namespace, stop: Any) -> int:
         return _run_configured(args, cluster, stop)
 
 
-def _run_configured(args: argparse.Namespace, cluster: Any, stop: Any) -> int:
-    """``jtricks run`` once the runtime is set (:func:`_cmd_run`): load, validate, run, print the summary."""
-    from jtricks.engine import settings as jsettings
-    from jtricks.engine import validation as jvalidation
-    from jtricks.studies import distributed as jdistributed
+def _dry_run(args: argparse.Namespace) -> int:
+    """``jtricks run --dry-run``: what the run would do (:mod:`jtricks.engine.dryrun`), on the devices it would
+    use; nothing loaded, compiled or written (no compilation cache either)."""
+    from jtricks.engine import dryrun as jdryrun
+    from jtricks.engine import runtime as jruntime
 
-    if cluster is not None:
-        if args.part is not None:
-            raise ValueError("--part cannot be combined with several processes (each process runs its own part)")
-        jdistributed.initialize(cluster)  # before anything touches a JAX backend
+    if args.cpu_devices is not None and args.cpu_devices <= 0:
+        raise ValueError(f"--cpu-devices must be a positive int, got {args.cpu_devices}")
+    with jruntime.configured(compile_cache=False, cpu_devices=args.cpu_devices, numerics=args.numerics):
+        exp = _experiment(args)
+        part = _part(args)
+        default = exp.name if part is None else f"{exp.name}-part{part.index}of{part.count}"
+        out = Path(args.out) if args.out else Path("runs") / default
+        dr = jdryrun.dry_run(exp, max_members=args.max_members, part=part)
+        print(jdryrun.describe(dr, str(out)))
+    return 0
+
+
+def _experiment(args: argparse.Namespace) -> Any:
+    """The experiment ``jtricks run`` runs: loaded, with ``--set``, ``--seeds``, ``--epochs`` and checked
+    ``--max-members`` / ``--compile-workers``."""
+    from jtricks.engine import settings as jsettings
+
     exp = _load(args.experiment)
     settings = jsettings.parse_set(args.settings, exp)
     if args.seeds is not None:
@@ -387,6 +454,19 @@ def _run_configured(args: argparse.Namespace, cluster: Any, stop: Any) -> int:
         raise ValueError(f"--max-members must be a positive int, got {args.max_members}")
     if args.compile_workers is not None and args.compile_workers <= 0:
         raise ValueError(f"--compile-workers must be a positive int, got {args.compile_workers}")
+    return exp
+
+
+def _run_configured(args: argparse.Namespace, cluster: Any, stop: Any) -> int:
+    """``jtricks run`` once the runtime is set (:func:`_cmd_run`): load, validate, run, print the summary."""
+    from jtricks.engine import validation as jvalidation
+    from jtricks.studies import distributed as jdistributed
+
+    if cluster is not None:
+        if args.part is not None:
+            raise ValueError("--part cannot be combined with several processes (each process runs its own part)")
+        jdistributed.initialize(cluster)  # before anything touches a JAX backend
+    exp = _experiment(args)
     if args.resume and args.overwrite:
         raise ValueError("--resume continues the run in the results folder, --overwrite replaces it; give one")
     part = _part(args)
@@ -421,11 +501,13 @@ def _run_configured(args: argparse.Namespace, cluster: Any, stop: Any) -> int:
         plot=not args.no_plot,
         checkpoint=not args.no_checkpoint,
         checkpoint_every=args.checkpoint_every,
+        prefetch=args.prefetch,
         save_models=not args.no_save_models,
         callbacks=callbacks,
         compile_workers=args.compile_workers,
         part=part,
         numerics=args.numerics,
+        data_parallel=args.data_parallel,
         overwrite=args.overwrite,
         stop=stop,
     )
@@ -436,7 +518,7 @@ def _run_configured(args: argparse.Namespace, cluster: Any, stop: Any) -> int:
         )
         return 0
     metric = res.metrics[0]
-    print(jrendering.format_summary_table(res.summary, metric, res.directions))
+    print(jrendering.format_console_table(res.summary, metric, res.directions))
     best = _best_arm(res.summary, metric, res.directions)
     n_div = sum(1 for m in res.member_rows if m["diverged_epoch"] >= 0)
     print(
@@ -501,10 +583,11 @@ def _run_until_resolved(exp: Any, out: Path, args: argparse.Namespace, stop: Any
         plot=not args.no_plot,
         max_members=args.max_members,
         numerics=args.numerics,
+        data_parallel=args.data_parallel,
         overwrite=args.overwrite,
         stop=stop,
     )
-    print(jrendering.format_summary_table(res.summary, record["metric"], res.directions))
+    print(jrendering.format_console_table(res.summary, record["metric"], res.directions))
     for look in record["looks"]:
         open_ = [
             a for a, c in look["comparisons"].items() if c["verdict"] not in ("better", "worse", "higher", "lower")
@@ -545,8 +628,10 @@ def _run_processes(exp: Any, n_arms: int, out: Path, args: argparse.Namespace, s
         progress=not args.quiet,
         checkpoint=not args.no_checkpoint,
         checkpoint_every=args.checkpoint_every,
+        prefetch=args.prefetch,
         compile_workers=args.compile_workers,
         numerics=args.numerics,
+        data_parallel=args.data_parallel,
         overwrite=args.overwrite,
         stop=stop,
     )
@@ -557,7 +642,7 @@ def _run_processes(exp: Any, n_arms: int, out: Path, args: argparse.Namespace, s
         )
         return 0
     man = merged.manifest
-    print(jrendering.format_summary_table(merged.summary, man["metrics"][0], man.get("directions")))
+    print(jrendering.format_console_table(merged.summary, man["metrics"][0], man.get("directions")))
     print(
         f"done: {n_arms} arms x {exp.seeds} seeds over {count} processes on {len(man['machines'])} machine(s); "
         f"results in {out}"
@@ -582,7 +667,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     check_out_dir(out)
     merged = jparts.merge(out, [Path(d) for d in args.parts], plot=not args.no_plot, overwrite=args.overwrite)
     manifest = merged.manifest
-    print(jrendering.format_summary_table(merged.summary, manifest["metrics"][0], manifest.get("directions")))
+    print(jrendering.format_console_table(merged.summary, manifest["metrics"][0], manifest.get("directions")))
     machines = ", ".join(sorted({str(m.get("host")) for m in manifest["machines"]}))
     print(
         f"merged {manifest['split']['count']} parts ({len(manifest['arms'])} arms x {len(manifest['seeds'])} seeds, "
@@ -606,8 +691,46 @@ def _cmd_report(args: argparse.Namespace) -> int:
     rows = jrendering.render(d)
     metrics = sorted({r["metric"] for r in rows})
     for m in metrics[:1]:
-        print(jrendering.format_summary_table(rows, m))
+        print(jrendering.format_console_table(rows, m))
     print(f"re-rendered {d / 'summary.md'} and {d / 'curves.png'}")
+    return 0
+
+
+#: the kinds of ``jtricks plot`` and the file each writes into the run folder by default
+PLOT_KINDS = ("curves", "lr-sensitivity", "paired")
+_PLOT_FILES = {"curves": "curves.png", "lr-sensitivity": "lr_sensitivity.png", "paired": "paired.png"}
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    """``jtricks plot RUN --kind K``: one PNG of a finished results folder (checked before anything is drawn)."""
+    d = Path(args.dir)
+    if not d.is_dir():
+        raise FileNotFoundError(errno.ENOENT, f"RUN {d} is not a folder")
+    if args.pair is not None and args.kind != "paired":
+        raise ValueError(f"--pair goes with --kind paired, not --kind {args.kind}")
+    if args.kind == "curves" and (args.metric or args.baseline):
+        raise ValueError("--metric and --baseline go with --kind lr-sensitivity or paired; curves draws every metric")
+    out = Path(args.out) if args.out else d / _PLOT_FILES[args.kind]
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out must name a .png file, got {out}")
+    if args.kind == "curves":
+        from jtricks.results import rendering as jrendering
+
+        jrendering.plot_folder(d, out)
+    elif args.kind == "lr-sensitivity":
+        from jtricks.results import lr_sensitivity
+
+        print(lr_sensitivity.write(d, metric=args.metric or "test_acc", baseline=args.baseline, png=out))
+    else:
+        from jtricks.results import paired
+
+        if args.pair is not None:
+            comps = [paired.compare(d, *args.pair)]
+            print(paired.line(comps[0]))
+        else:
+            comps = paired.comparisons(d, args.metric, args.baseline)
+        paired.plot_paired(out, comps, heading=paired.title(comps, d.resolve().name))
+    print(f"wrote {out}")
     return 0
 
 
@@ -805,6 +928,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {
         "list": lambda: _cmd_list(),
         "report": lambda: _cmd_report(args),
+        "plot": lambda: _cmd_plot(args),
         "compare": lambda: _cmd_compare(args),
         "run": lambda: _cmd_run(args),
         "merge": lambda: _cmd_merge(args),

@@ -3,7 +3,8 @@
 For every folder ``docs/results/<experiment>/`` with a ``summary.csv``, every row (metric, arm) goes to
 one CSV with the numbers the verdict table quotes: the mean and its interval, the paired difference to
 the baseline and its interval, the p-value, the family-adjusted p-value and the verdict, the divergence
-rate with its interval and the intention-to-treat p-value, at full precision. Triples written in the
+rate with its interval, the intention-to-treat p-value, the divergence test (p-value, adjusted p-value, verdict),
+the interquartile mean and the probability of improvement, at full precision. Triples written in the
 folder's other published tables (``lr_sensitivity.md``: best learning rates; ``table.md``,
 ``ensemble.md``) are collected as text by :func:`published_triples`, and the paired differences between
 any two arms (and between a metric and its averaged-weights ``avg_`` twin) are recomputed from the
@@ -48,6 +49,11 @@ COLUMNS = (
     "div_hi",
     "itt_p",
     "at_best_mean",
+    "div_p",
+    "div_p_adjusted",
+    "div_verdict",
+    "iqm",
+    "poi",
 )
 #: "0.843 [0.839, 0.846]" or "+0.169 [+0.146, +0.191]" (ASCII or Unicode minus)
 TRIPLE = re.compile(r"([+\-−]?\d+\.\d+) \[([+\-−]?\d+\.\d+), ([+\-−]?\d+\.\d+)\]")

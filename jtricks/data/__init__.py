@@ -19,6 +19,8 @@ The parts, one job each (their docstrings hold the details):
 * ``_generated`` -- :func:`mnist1d` (with its disk cache) and :func:`digits`, from optional packages;
 * ``_paths`` -- ``$JTRICKS_DATA``, the cache folder ``~/.cache/jtricks`` and the folder search of every loader;
 * ``_preprocess`` -- keeping values in range: :func:`scale`, :func:`standardize`, :func:`preprocess`;
+* ``_stream`` -- streamed training data: :class:`HostSplit` (a split on the host, batches gathered and
+  preprocessed there), :func:`prefetch` (a background thread, a bounded queue), :func:`npy_folder` (memory maps);
 * ``_batching`` -- key-driven order: :func:`train_val_split`, :func:`num_batches`, :func:`epoch_batches`.
 
 Use them through this package (``jtricks.data.X``): rebinding a name here (``monkeypatch.setattr(jtricks.data,
@@ -58,6 +60,8 @@ from jtricks.data._preprocess import (
     standardize,
 )
 from jtricks.data._registry import LOADERS, load, loader, names, register_dataset, unregister_dataset
+from jtricks.data._shapes import DatasetShape, known_shape
+from jtricks.data._stream import NPY_SPLITS, HostSplit, check_prefetch, npy_folder, prefetch
 
 __all__ = [
     "Dataset",
@@ -75,6 +79,8 @@ __all__ = [
     "mnist1d_cache_file",
     "digits",
     "load",
+    "known_shape",
+    "DatasetShape",
     "LOADERS",
     "register_dataset",
     "unregister_dataset",
@@ -96,6 +102,11 @@ __all__ = [
     "num_batches",
     "MNIST_MIRRORS",
     "MNIST_FILES",
+    "HostSplit",
+    "prefetch",
+    "check_prefetch",
+    "npy_folder",
+    "NPY_SPLITS",
 ]
 
 

@@ -3,7 +3,8 @@ and written as a results folder. The life of one run, a module per step:
 
     validate  (engine.validation) every setting checked; the arms expanded (engine.grid)
     plan      (engine.plan)       arms grouped by static configuration, members cut into chunks
-    build     (engine.build)      per group: data (engine.prepare), configuration, programs (engine.programs)
+    build     (engine.build)      per group: data (engine.prepare), configuration, the device mesh (engine.mesh:
+                                  members x data), programs (engine.programs)
     execute   (engine.execute)    the epoch loop: engine.train's steps in population programs, checkpoints
     write     (engine.write)      metrics.csv, members.csv, summaries, plots, manifest.json (jtricks.results)
 
@@ -27,6 +28,8 @@ NAMES: dict[str, str] = {
             "NUMERIC_HPARAMS",
             "STATIC_FIELDS",
             "REPORT_ONLY",
+            "DATA_PLACEMENTS",
+            "fingerprint_fields",
             "setting",
             "sections",
             "to_json",

@@ -13,7 +13,7 @@ from jtricks.engine import grid as jgrid
 from jtricks.engine import train as jtrain
 from jtricks.engine.experiment import Experiment, describe_object, model_arguments
 
-__all__ = ["build_model", "build_config", "summary_metrics", "produced_metrics"]
+__all__ = ["build_model", "build_config", "execution_of", "summary_metrics", "produced_metrics"]
 
 
 def build_model(exp: Experiment, num_outputs: int) -> Any:
@@ -56,12 +56,18 @@ def _check_model_arguments(exp: Experiment, factory: Any, kwargs: dict[str, Any]
 
 
 def build_config(
-    exp: Experiment, model: Any, num_train: int, *, traced: frozenset[str] | None = None
+    exp: Experiment,
+    model: Any,
+    num_train: int,
+    *,
+    traced: frozenset[str] | None = None,
+    member_split: tuple[int, int, int] | None = None,
 ) -> jtrain.TrainConfig:
     """The static :class:`jtricks.train.TrainConfig` of ``exp`` (``num_train`` fixes steps per epoch).
 
     ``traced``: the model hyperparameters its program traces (:func:`jtricks.engine.grid.traced_hparams`:
-    of a group, those any arm sets; default: those ``exp.hparams`` sets).
+    of a group, those any arm sets; default: those ``exp.hparams`` sets). ``member_split``: the pool split of
+    ``vary_split`` (:attr:`jtricks.engine.prepare.PreparedData.member_split`).
     """
     traced = jgrid.traced_hparams([exp.hparams]) if traced is None else traced
     steps_per_epoch = max(1, num_train // exp.batch_size)
@@ -87,7 +93,7 @@ def build_config(
         early_stopping=exp.early_stopping,
         monitor=exp.monitor,
         averaging=exp.averaging,
-        execution=exp.execution,  # type: ignore[arg-type]
+        execution=execution_of(exp),  # type: ignore[arg-type]
         eval_batch_size=exp.eval_batch_size,
         diagnostics=exp.diagnostics,
         dropout="dropout_rate" in traced,
@@ -98,8 +104,15 @@ def build_config(
         train_eval=exp.train_eval,
         augment=exp.augment,
         crop_padding=exp.crop_padding,
+        member_split=member_split,
         precision=exp.precision,
     )
+
+
+def execution_of(exp: Experiment) -> str:
+    """``exp.execution``, with ``"auto"`` resolved to ``"loop"`` for a streamed training split (its batches come
+    from the host step by step)."""
+    return "loop" if exp.data_placement == "stream" and exp.execution == "auto" else exp.execution
 
 
 def summary_metrics(exp: Experiment, config: jtrain.TrainConfig) -> tuple[str, ...]:

@@ -18,8 +18,8 @@ import errno
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from jtricks._core.keys import seed_key
 from jtricks.engine import callbacks as jcb
 from jtricks.engine import checkpoint as jckpt
 from jtricks.engine import experiment as jexp
+from jtricks.engine import mesh as jmesh
 from jtricks.engine import pbt as jpbt
 from jtricks.engine import saved as jsaved
 from jtricks.engine import search as jsearch
@@ -40,7 +41,8 @@ from jtricks.engine import train as jtrain
 from jtricks.engine.build import GroupSetup
 from jtricks.engine.options import RunOptions
 from jtricks.engine.plan import Group, Plan
-from jtricks.engine.progress import Progress
+from jtricks.engine.progress import Progress, waiter
+from jtricks.results import bootstrap as jboot
 
 __all__ = [
     "Collected",
@@ -63,6 +65,8 @@ class Collected:
     #: the index entries of the chunks saved to ``models/`` (:func:`jtricks.engine.saved.save_chunk`)
     models: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     search: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: with ``Experiment.test_bootstrap``: per-example test outcomes of every member (:mod:`jtricks.results.bootstrap`)
+    outcomes: jboot.Outcomes | None = None
 
 
 @dataclasses.dataclass
@@ -78,6 +82,8 @@ class _Execution:
     collected: Collected
     #: seconds of every checkpoint this process wrote (a time limit keeps room for the next one)
     saves: list[float] = dataclasses.field(default_factory=list)
+    #: XLA compile seconds so far in this process (``None``: not measured)
+    compile_seconds: Callable[[], float] | None = None
 
 
 def population_inputs(
@@ -100,24 +106,41 @@ def compile_workers(requested: int | None, groups: int) -> int:
     return requested
 
 
-def compile_ahead(the_plan: Plan, setups: Sequence[GroupSetup], workers: int, timing: list[dict[str, Any]]) -> None:
+def compile_ahead(
+    the_plan: Plan,
+    setups: Sequence[GroupSetup],
+    workers: int,
+    timing: list[dict[str, Any]],
+    bar: Progress | None = None,
+) -> None:
     """Lower every group's programs (here, in order), compile them ``workers`` at a time in threads and
-    install the executables; each group's ``compile_s`` is the sum of its programs' compile times."""
+    install the executables; each group's ``compile_s`` is the sum of its programs' compile times, shown on
+    ``bar`` (``compiling group g/G ... S s``) as soon as the group's last program is compiled."""
     jobs = []
     for g, s in zip(the_plan.groups, setups):
         keys, hp = population_inputs(g.chunks[0], g.size, s.config)
         jobs.extend((g.index, name, low) for name, low in s.programs.lower(keys, hp).items())
+    left = {g.index: sum(1 for j in jobs if j[0] == g.index) for g in the_plan.groups}
 
     def compile_one(job: tuple[int, str, Any]) -> tuple[int, str, Any, float]:
         gi, name, low = job
         t0 = time.perf_counter()
         return gi, name, low.compile(), time.perf_counter() - t0
 
+    if bar is not None:
+        bar.compiling(f"{len(the_plan.groups)} static groups ahead of time, {workers} at once")
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        done = list(pool.map(compile_one, jobs))
-    for gi, name, exe, secs in done:
-        setups[gi].programs.install({name: exe})
-        timing[gi]["compile_s"] = round((timing[gi]["compile_s"] or 0.0) + secs, 3)
+        for future in as_completed([pool.submit(compile_one, j) for j in jobs]):
+            gi, name, exe, secs = future.result()
+            setups[gi].programs.install({name: exe})
+            timing[gi]["compile_s"] = round((timing[gi]["compile_s"] or 0.0) + secs, 3)
+            left[gi] -= 1
+            if bar is not None and not left[gi]:
+                bar.compiled(_group_label(the_plan, gi), timing[gi]["compile_s"])
+
+
+def _group_label(the_plan: Plan, gi: int) -> str:
+    return f"group {gi + 1}/{len(the_plan.groups)}"
 
 
 def checkpoint_dir(out_dir: Path, group: int, chunk: int) -> Path:
@@ -139,17 +162,25 @@ def execute(
     fingerprint: Mapping[str, Any],
     options: RunOptions,
     timing: list[dict[str, Any]],
+    bar: Progress | None = None,
+    compile_seconds: Callable[[], float] | None = None,
 ) -> Collected:
     """Train every chunk of every group (module docstring). With ``options.save_models`` (and ``out``) every
-    finished chunk's members are saved to ``out/models`` (:mod:`jtricks.engine.saved`)."""
+    finished chunk's members are saved to ``out/models`` (:mod:`jtricks.engine.saved`).
+
+    ``bar`` shows the progress (default: a :class:`~jtricks.engine.progress.Progress` on stderr when
+    ``options.progress``); ``compile_seconds`` (the XLA compile seconds so far, e.g.
+    :class:`jtricks.engine.runtime.CompileMeter`'s ``xla_s``) times the compiles of programs compiled on their
+    first call, shown as the group's compile phase."""
     run = _Execution(
         the_plan,
         out,
         fingerprint,
         options,
-        Progress(the_plan.total_epochs, enabled=options.progress),
+        bar if bar is not None else Progress(the_plan.total_epochs, enabled=options.progress),
         timing,
         Collected(),
+        compile_seconds=compile_seconds,
     )
     for g, setup in zip(the_plan.groups, setups):
         if the_plan.experiment.search is not None:
@@ -158,6 +189,8 @@ def execute(
         for ci, chunk in enumerate(g.chunks):
             state, history = _run_chunk(run, g, ci, setup)
             _collect(chunk, state, history, run.collected, setup.config)
+            if the_plan.experiment.test_bootstrap:
+                _collect_outcomes(chunk, setup, state, run.collected)
             if options.save_models and out is not None:
                 run.collected.models.append(
                     jsaved.save_chunk(
@@ -169,7 +202,7 @@ def execute(
                         [(a.name, s) for a, s in chunk],
                         input_shape=setup.data.input_shape,
                         num_outputs=setup.data.num_outputs,
-                        num_train=int(setup.data.device.x_train.shape[0]),
+                        num_train=setup.data.num_train,
                         preprocessing=setup.data.preprocessing,
                     )
                 )
@@ -185,6 +218,10 @@ def _run_chunk(run: _Execution, g: Group, ci: int, setup: GroupSetup) -> tuple[A
     Before every epoch the stop request is polled (:func:`_poll_stop`). A ``KeyboardInterrupt`` (a second stop
     signal: :class:`~jtricks.engine.stopping.Interrupted`) leaves with ``.epoch``: the chunk's last epoch whose
     checkpoint is complete (with checkpoints), else its last finished epoch; ``.epochs`` and ``.where`` too."""
+    lazy = ci == 0 and run.timing[g.index]["compile_s"] is None  # compiled on first use, i.e. now
+    compile_at = run.compile_seconds() if (lazy and run.compile_seconds is not None) else None
+    if lazy:
+        run.bar.compiling(_group_label(run.plan, g.index))
     keys, hp = population_inputs(g.chunks[ci], g.size, setup.config)
     if setup.sharding is not None:
         keys, hp = jax.device_put((keys, hp), setup.sharding)
@@ -200,14 +237,16 @@ def _run_chunk(run: _Execution, g: Group, ci: int, setup: GroupSetup) -> tuple[A
             run.bar.done += len(history)
             _say_resumed(run, g, ci, len(history))
     epochs, every = setup.config.epochs, run.options.checkpoint_every
-    safe = len(history)
+    safe = first = len(history)
     try:
-        for epoch in range(len(history), epochs):
+        for epoch in range(first, epochs):
             _poll_stop(run, g, ci, state, history, ck, safe, epochs)
             t_epoch = time.perf_counter()
-            state, m = setup.programs.run_epoch(state)
+            state, m = _one_epoch(run, _epoch_label(run, g, ci, epoch, epochs), setup, state)
             history.append({k: np.asarray(v) for k, v in m.items()})
             run.timing[g.index]["epoch_s"].append(round(time.perf_counter() - t_epoch, 4))
+            if lazy and epoch == first:
+                _say_compiled(run, g, compile_at)
             _report_epoch(run, g, ci, epoch, state, history[-1], setup.config)
             if run.options.callbacks:
                 jcb.epoch_end(run.options.callbacks, [(a.name, s) for a, s in g.chunks[ci]], epoch + 1, history[-1])
@@ -220,6 +259,33 @@ def _run_chunk(run: _Execution, g: Group, ci: int, setup: GroupSetup) -> tuple[A
         e.epoch, e.epochs, e.where = safe, epochs, _where(run, g, ci)  # type: ignore[attr-defined]
         raise
     return state, history
+
+
+def _epoch_label(run: _Execution, g: Group, ci: int, epoch: int, epochs: int) -> str:
+    return f"{_group_label(run.plan, g.index)} chunk {ci + 1}/{len(g.chunks)} epoch {epoch + 1}/{epochs}"
+
+
+def _one_epoch(run: _Execution, label: str, setup: GroupSetup, state: Any) -> tuple[Any, dict[str, Any]]:
+    """One epoch of the population, with heartbeats while it runs: per step in the host-loop mode (the step
+    done on the device, waited for only when a line is printed), a running time in the scan mode."""
+    bar = run.bar
+    bar.start_epoch(label)
+    on_step = None
+    if bar.enabled:
+        on_step = lambda done, total, m: bar.beat((done, total), wait=lambda: jax.block_until_ready(m))  # noqa: E731
+    state, m = setup.programs.run_epoch(state, on_step=on_step)
+    if bar.enabled:
+        bar.wait(waiter(m))
+    return state, m
+
+
+def _say_compiled(run: _Execution, g: Group, compile_at: float | None) -> None:
+    """The compile phase of a group compiled on first use, once its first epoch is done."""
+    label = _group_label(run.plan, g.index)
+    if compile_at is None or run.compile_seconds is None:
+        run.bar.compiled(label, run.timing[g.index]["epoch_s"][-1], " (on first use, with the first epoch)")
+    else:
+        run.bar.compiled(label, run.compile_seconds() - compile_at, " (on first use)")
 
 
 def _save(run: _Execution, ck: Path, state: Any, history: list[dict[str, np.ndarray]]) -> None:
@@ -305,11 +371,14 @@ def _report_epoch(
     monitor = select_by(config)
     shown = metrics[monitor][:n_real]
     finite = shown[np.isfinite(shown)]
+    times = run.timing[g.index]["epoch_s"]
     run.bar.update(
-        f"group {g.index + 1}/{len(run.plan.groups)} chunk {ci + 1}/{len(g.chunks)} epoch {epoch + 1}/{config.epochs}",
+        _epoch_label(run, g, ci, epoch, config.epochs),
         float(finite.mean()) if finite.size else float("nan"),
         int(np.sum(np.asarray(state.diverged_epoch)[:n_real] >= 0)),
         metric=monitor,
+        seconds=times[-1],
+        measured=len(times) > 1,  # a group's first epoch in this process includes compiling: not measured
     )
 
 
@@ -322,14 +391,17 @@ def _run_search(run: _Execution, g: Group, setup: GroupSetup) -> dict[str, Any]:
     t_epoch = [time.perf_counter()]
 
     def on_epoch(epoch: int, state: Any, m: Mapping[str, np.ndarray], n_real: int) -> None:
-        run.timing[g.index]["epoch_s"].append(round(time.perf_counter() - t_epoch[0], 4))
+        times = run.timing[g.index]["epoch_s"]
+        times.append(round(time.perf_counter() - t_epoch[0], 4))
         shown = m[metric][:n_real]
         finite = shown[np.isfinite(shown)]
         run.bar.update(
-            f"group {g.index + 1}/{len(run.plan.groups)} epoch {epoch}/{config.epochs} members {n_real}",
+            f"{_group_label(run.plan, g.index)} epoch {epoch}/{config.epochs} members {n_real}",
             float(finite.mean()) if finite.size else float("nan"),
             int(np.sum(np.asarray(state.diverged_epoch)[:n_real] >= 0)),
             metric=metric,
+            seconds=times[-1],
+            measured=len(times) > 1,
         )
         stop = run.options.stop
         reason = stop.due(_next_epoch_s(run, g)) if stop is not None and epoch < config.epochs else None
@@ -349,7 +421,7 @@ def _run_search(run: _Execution, g: Group, setup: GroupSetup) -> dict[str, Any]:
     common = dict(
         epochs=config.epochs,
         metric=metric,
-        devices=jax.local_device_count(),
+        devices=jmesh.member_devices(run.plan.data_parallel),
         higher_is_better=jmetrics.higher_is_better(metric, {m.name: m for m in config.metrics}),
         place=(lambda t: jax.device_put(t, setup.sharding)) if setup.sharding is not None else (lambda t: t),
         on_epoch=on_epoch,
@@ -373,6 +445,26 @@ def _run_search(run: _Execution, g: Group, setup: GroupSetup) -> dict[str, Any]:
         record = jsearch.run_halving(g.chunks[0], search, setup.programs, inputs, **common)
     run.timing[g.index]["members_per_epoch"] = record["members_per_epoch"]
     return {"group": g.index, **record}
+
+
+def _collect_outcomes(
+    chunk: Sequence[tuple[jexp.Arm, int]], setup: GroupSetup, state: jtrain.TrainState, collected: Collected
+) -> None:
+    """Add the chunk's per-example test outcomes (its final state: the restored best model of an early-stopped
+    member) to ``collected.outcomes``."""
+    values = setup.programs.test_outcomes(state)[: len(chunk)].astype(np.float64)
+    members = [(arm.name, seed) for arm, seed in chunk]
+    metric = jtrain.outcome_metric(setup.config)
+    old = collected.outcomes
+    if old is None:
+        collected.outcomes = jboot.Outcomes(metric, members, values)
+    elif old.metric != metric or old.values.shape[1] != values.shape[1]:
+        raise ValueError(
+            f"test_bootstrap: the static groups measure different test outcomes ({old.metric} of "
+            f"{old.values.shape[1]} examples, {metric} of {values.shape[1]}); run them as separate experiments"
+        )
+    else:
+        collected.outcomes = jboot.Outcomes(metric, old.members + members, np.concatenate([old.values, values]))
 
 
 def _collect(

@@ -53,6 +53,8 @@ __all__ = [
     "STATIC_FIELDS",
     "SETTABLE",
     "REPORT_ONLY",
+    "DATA_PLACEMENTS",
+    "fingerprint_fields",
     "SWITCHED_BY_COEFFICIENT",
     "setting",
     "sections",
@@ -66,6 +68,10 @@ __all__ = [
 
 Role = Literal["data", "program", "run"]
 
+#: Where a group's training split lives (``Experiment.data_placement``): ``"device"`` (on the device, gathered
+#: inside the compiled step) or ``"stream"`` (on the host, batches fed to the compiled step: docs/streaming.md).
+DATA_PLACEMENTS: tuple[str, ...] = ("device", "stream")
+
 #: Every numeric hyperparameter a grid may vmap over without declaring it (the library's registry,
 #: :data:`jtricks.hparams.REGISTRY`: optimizers, schedules, the engine, the losses); an experiment's
 #: ``custom_hparams`` add its own, and an optax optimizer factory adds its numeric arguments.
@@ -73,12 +79,26 @@ NUMERIC_HPARAMS: frozenset[str] = frozenset(jhparams.REGISTRY)
 
 
 def setting(
-    default: Any, *, section: str, role: Role, choices: Callable[[], Sequence[Any]] | None = None, settable: bool = True
+    default: Any,
+    *,
+    section: str,
+    role: Role,
+    choices: Callable[[], Sequence[Any]] | None = None,
+    settable: bool = True,
+    fingerprint_default: bool = True,
 ) -> Any:
     """A field of :class:`Experiment` with its metadata: ``section``, ``role`` (see the module docstring),
-    ``choices`` (a function giving the allowed names, checked by :func:`validate`) and ``settable``
-    (whether ``grid`` / ``arms`` / ``--set`` may vary it)."""
-    meta = {"section": section, "role": role, "choices": choices, "settable": settable}
+    ``choices`` (a function giving the allowed names, checked by :func:`validate`), ``settable``
+    (whether ``grid`` / ``arms`` / ``--set`` may vary it) and ``fingerprint_default`` (``False``: the field
+    enters the run's fingerprint only when it differs from its default, so the fingerprints of runs that
+    leave it at its default are those of runs made before the field existed)."""
+    meta = {
+        "section": section,
+        "role": role,
+        "choices": choices,
+        "settable": settable,
+        "fingerprint_default": fingerprint_default,
+    }
     if isinstance(default, (dict, list)):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -94,7 +114,10 @@ class Experiment:
     ``preprocess``: ``"raw"``, ``"unit"`` ([0,1]), ``"symmetric"`` ([-1,1]) or ``"standardize"`` (train
     statistics); ``n_train``: a fixed subset; ``n_val``: validation examples held out of the training split by
     the fixed ``split_seed`` (the same split for every seed and arm; unused when the data set has its own
-    validation split); ``eval_batch_size``: evaluation chunk; ``augment``: the data augmentations of every
+    validation split); ``vary_split``: ``True`` draws each seed's own split from its ``"split"`` key stream
+    instead (docs/streaming.md); ``eval_batch_size``: evaluation chunk; ``data_placement``: ``"device"`` (the
+    training split on the device) or ``"stream"`` (on the host, batches fed to the compiled step:
+    docs/streaming.md); ``augment``: the data augmentations of every
     training step (``"crop"``, ``"flip"``, ``"cutout"``, ``"mixup"``, :mod:`jtricks.augment`; applied inside the
     compiled step, per member, from its own ``"augment"`` key stream; their numbers ``flip_rate``,
     ``cutout_size``, ``mixup_alpha`` are hyperparameters), ``crop_padding``: the zero padding of ``"crop"``
@@ -136,7 +159,12 @@ class Experiment:
     evaluate a fixed sample of this many training examples in eval mode every epoch (``train_eval_<metric>``,
     the clean training accuracy for train/validation gaps; 0: off); ``adjust``: the
     multiple-comparison adjustment of each metric's comparisons with the baseline (``"holm"``, ``"bh"``
-    Benjamini-Hochberg, ``"none"``; :func:`jtricks.stats.adjust_pvalues`).
+    Benjamini-Hochberg, ``"none"``; :func:`jtricks.stats.adjust_pvalues`); ``equivalence_margin``: the smallest
+    difference of interest, a number (every summarised metric) or ``{metric: number}``: a comparison with the
+    baseline that is not resolved as different is tested for equivalence within it (``"equivalent"`` /
+    ``"not resolved"``, :func:`jtricks.stats.tost_paired`; ``None``: no equivalence test, ``"n.s."``).
+    ``test_bootstrap``: record every member's per-example test outcomes (``test_outcomes.npy``) and add the
+    total interval, seeds and test examples resampled (:mod:`jtricks.results.bootstrap`), to the summary.
 
     **run** — ``name``, ``description``, ``hparams`` (fixed numeric hyperparameters; defaults come from the
     optimizer, the loss and the engine), ``custom_hparams`` (the user's own numeric hyperparameters with
@@ -162,6 +190,10 @@ class Experiment:
     n_val: int = setting(500, section="data", role="data")
     split_seed: int = setting(0, section="data", role="data")
     eval_batch_size: int = setting(1000, section="data", role="data")
+    data_placement: str = setting(
+        "device", section="data", role="data", choices=lambda: DATA_PLACEMENTS, fingerprint_default=False
+    )
+    vary_split: bool = setting(False, section="data", role="data", fingerprint_default=False)
     augment: Sequence[str] = setting((), section="data", role="program", choices=lambda: jaug.AUGMENTATIONS)
     crop_padding: int = setting(4, section="data", role="program")
     model: Any = setting("mlp", section="model", role="program", choices=lambda: jmodels.names())
@@ -195,6 +227,8 @@ class Experiment:
     target: Any = setting(None, section="reporting", role="run")
     train_eval: int = setting(0, section="reporting", role="data")
     adjust: str = setting("holm", section="reporting", role="run", choices=lambda: ("holm", "bh", "none"))
+    equivalence_margin: Any = setting(None, section="reporting", role="run")
+    test_bootstrap: bool = setting(False, section="reporting", role="run", fingerprint_default=False)
     hparams: Mapping[str, Any] = setting({}, section="run", role="run", settable=False)
     custom_hparams: Mapping[str, float] = setting({}, section="run", role="program", settable=False)
     grid: Mapping[str, Sequence[Any]] = setting({}, section="run", role="run", settable=False)
@@ -221,6 +255,19 @@ SETTABLE: frozenset[str] = frozenset(k for k, m in SETTINGS.items() if m["settab
 REPORT_ONLY: frozenset[str] = frozenset(
     k for k, m in SETTINGS.items() if m["section"] == "reporting" and m["role"] == "run"
 ) | {"name", "description"}
+
+
+def fingerprint_fields(exp: Experiment) -> dict[str, Any]:
+    """The fields of ``exp`` its run's fingerprint covers: every field but :data:`REPORT_ONLY`, leaving out a
+    field marked ``fingerprint_default=False`` (:func:`setting`) while it holds its default."""
+    out = {}
+    for f in dataclasses.fields(exp):
+        v = getattr(exp, f.name)
+        if f.name in REPORT_ONLY or (not f.metadata["fingerprint_default"] and v == f.default):
+            continue
+        out[f.name] = v
+    return out
+
 
 #: Names that are both an on/off field and its numeric coefficient: a bool sets the field, a number sets the
 #: coefficient and switches the field on (so an arm ``{"l2": 1e-4}`` is an L2 arm).

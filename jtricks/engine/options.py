@@ -1,8 +1,9 @@
 """How a run is carried out: one :class:`RunOptions` value handed from the entry point (``jtricks run``,
 :func:`jtricks.engine.runner.run`, the studies) down to the step that reads each option.
 
-Only ``numerics`` changes numbers (the portable or native XLA settings); ``members`` and ``part`` choose which
-members run, and every member computes what it would in the whole run.
+Only ``numerics`` and ``data_parallel`` change numbers (the portable or native XLA settings; a member's batch
+split over devices, whose partitioned reductions may round differently: docs/distributed.md); ``members`` and
+``part`` choose which members run, and every member computes what it would in the whole run.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ class RunOptions:
       members: train only these ``(arm, seed)`` pairs (a sample; each gives the rows it gives in the whole run).
       overwrite: replace a results folder that already holds a run; without it (and without ``resume``) such a
         folder is refused (:func:`jtricks.results.folders.refuse_overwrite`).
+      prefetch: with ``Experiment.data_placement="stream"``, the training batches a background thread gathers and
+        puts on the device ahead of the step that uses them (0: each batch when its step comes; docs/streaming.md).
+      data_parallel: split each member's batch over this many devices (a mesh of local devices / K member
+        shards x K data shards, :mod:`jtricks.engine.mesh`); it must divide the local device count.
       stop: polled between epochs (:mod:`jtricks.engine.stopping`): when a signal or the time limit asks for it,
         the run checkpoints the last finished epoch and raises :class:`~jtricks.engine.stopping.RunStopped`.
     """
@@ -56,11 +61,16 @@ class RunOptions:
     overwrite: bool = False
     checkpoint_every: int = 1
     stop: StopRequest | None = None
+    prefetch: int = 2
+    data_parallel: int = 1
 
     def __post_init__(self) -> None:
-        every = self.checkpoint_every
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"`checkpoint_every` must be a positive int, got {every!r}")
+        if isinstance(self.prefetch, bool) or not isinstance(self.prefetch, int) or self.prefetch < 0:
+            raise ValueError(f"`prefetch` must be an int >= 0 (batches prepared ahead; 0: none), got {self.prefetch!r}")
+        for name in ("checkpoint_every", "data_parallel"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive int, got {value!r}")
 
     def replace(self, **changes: Any) -> RunOptions:
         """A copy with ``changes`` (``dataclasses.replace``)."""

@@ -2,9 +2,10 @@
 (arms x seeds) into chunks of one population size. Nothing is loaded or compiled.
 
 A group's chunks all have its population size (:func:`jtricks.engine.population.padded_size`: a multiple of the
-device count, at least two members per device); the last chunk is padded with copies of its first member, so no
-chunk recompiles. With ``part`` or ``members`` (:class:`jtricks.engine.options.RunOptions`) only those members
-are planned; a group keeps all its arms, which decide its program (e.g. whether dropout is traced).
+member devices, at least two members per device; with ``data_parallel`` K the member axis spans local devices /
+K); the last chunk is padded with copies of its first member, so no chunk recompiles. With ``part`` or
+``members`` (:class:`jtricks.engine.options.RunOptions`) only those members are planned; a group keeps all its
+arms, which decide its program (e.g. whether dropout is traced).
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import jax
-
 from jtricks.engine import experiment as jexp
 from jtricks.engine import grid as jgrid
+from jtricks.engine import mesh as jmesh
 from jtricks.engine import parts as jparts
 from jtricks.engine import population as jpop
 from jtricks.engine import validation as jvalidation
@@ -51,6 +51,8 @@ class Plan:
     part: jparts.Part | None = None
     #: the ``(arm, seed)`` pairs this run trains when a sample was asked for; ``None``: all
     members: list[tuple[str, int]] | None = None
+    #: the devices each member's batch is split over (:mod:`jtricks.engine.mesh`)
+    data_parallel: int = 1
 
     @property
     def total_epochs(self) -> int:
@@ -80,9 +82,11 @@ def plan(exp: jexp.Experiment, options: RunOptions | None = None, **changes: Any
     """Validate ``exp``, group its arms by static configuration and chunk each group's members (module docstring).
 
     ``options`` (:class:`jtricks.engine.options.RunOptions`, or its fields as keywords) supplies ``max_members``,
-    ``part`` and ``members``; groups left without members are dropped.
+    ``part`` and ``members``; groups left without members are dropped. ``data_parallel`` must divide the local
+    device count (checked here, before anything loads).
     """
     opts = options_from(options, **changes)
+    devices = jmesh.member_devices(opts.data_parallel)
     arms = jvalidation.validate(exp)
     max_members = opts.max_members or exp.max_members
     seeds = list(range(exp.seed_offset, exp.seed_offset + exp.seeds))
@@ -105,9 +109,9 @@ def plan(exp: jexp.Experiment, options: RunOptions | None = None, **changes: Any
         mine = [(arm, s) for arm in group_arms for s in seeds if wanted is None or (arm.name, s) in wanted]
         if not mine:
             continue
-        size = jpop.padded_size(len(mine) if not max_members else min(max_members, len(mine)), jax.local_device_count())
+        size = jpop.padded_size(len(mine) if not max_members else min(max_members, len(mine)), devices)
         # all the group's arms, even in a part: they decide the program (e.g. whether dropout is traced)
         groups.append(Group(len(groups), group_arms, [mine[i : i + size] for i in range(0, len(mine), size)], size))
     names = [a.name for a in arms]
     chosen = None if opts.members is None else sorted(wanted or (), key=lambda m: (names.index(m[0]), m[1]))
-    return Plan(exp, arms, seeds, groups, opts.part, chosen)
+    return Plan(exp, arms, seeds, groups, opts.part, chosen, opts.data_parallel)

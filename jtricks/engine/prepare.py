@@ -34,6 +34,10 @@ class PreparedData(NamedTuple):
       description: the data set's short description.
       preprocessing: the :class:`jtricks.data.Preprocessing` fitted on the training split (saved with the
         models, so that a loaded member preprocesses raw inputs as the run did).
+      member_split: with ``vary_split``, ``(pool, n_val, n_train)`` (:class:`jtricks.train.TrainConfig`):
+        ``device.x_train`` is the pool every member splits by its own ``"split"`` key; else ``None``.
+      stream: with ``data_placement="stream"``, the training split on the host (``device.x_train`` and
+        ``device.y_train`` are then shapes only, and ``host["train"]`` holds the raw inputs); else ``None``.
     """
 
     device: jtrain.DeviceData
@@ -43,6 +47,13 @@ class PreparedData(NamedTuple):
     checksum: str
     description: str
     preprocessing: jdata.Preprocessing | None = None
+    stream: jdata.HostSplit | None = None
+    member_split: tuple[int, int, int] | None = None
+
+    @property
+    def num_train(self) -> int:
+        """The examples one member trains on."""
+        return self.member_split[2] if self.member_split is not None else int(self.device.x_train.shape[0])
 
 
 def _load(exp: Any) -> jdata.Dataset:
@@ -73,9 +84,21 @@ def _split(exp: Any, ds: jdata.Dataset) -> jdata.Dataset:
     )
 
 
-def _checksum(arrays: list[np.ndarray]) -> str:
+#: Rows hashed at once by :func:`_checksum` for a streamed training split.
+_HASH_ROWS = 4096
+
+
+def _checksum(arrays: list[Any]) -> str:
+    """sha256 over ``(dtype, shape)`` and the bytes of each array; a :class:`jtricks.data.HostSplit` counts as its
+    preprocessed float32 inputs, hashed a block of rows at a time (the digest of the whole array's bytes)."""
     h = hashlib.sha256()
     for a in arrays:
+        if isinstance(a, jdata.HostSplit):
+            h.update(str((np.dtype(np.float32).str, tuple(a.x.shape))).encode())
+            for i in range(0, a.num_examples, _HASH_ROWS):
+                x, _ = a.rows(np.arange(i, min(i + _HASH_ROWS, a.num_examples)))
+                h.update(np.ascontiguousarray(x).tobytes())
+            continue
         a = np.ascontiguousarray(a)
         h.update(str((a.dtype.str, a.shape)).encode())
         h.update(a.tobytes())
@@ -84,12 +107,19 @@ def _checksum(arrays: list[np.ndarray]) -> str:
 
 def prepare_data(exp: Any, loss: jlosses.Loss | None = None) -> PreparedData:
     """Load ``exp.dataset``, split, subset, preprocess (statistics from the training subset only) and put
-    the splits on the device, with the target dtype the loss expects (default: ``exp.loss``)."""
+    the splits on the device, with the target dtype the loss expects (default: ``exp.loss``). With
+    ``exp.data_placement == "stream"`` the training split stays on the host (:func:`jtricks.train.streamed_data`):
+    its raw inputs (a memory map stays one) are preprocessed batch by batch as they are gathered."""
     loss = jlosses.get(exp.loss) if loss is None else loss
-    ds = _split(exp, _load(exp))
+    loaded = _load(exp)
+    ds = _split(exp, loaded)
     preprocessing = jdata.fit_preprocessing(ds, exp.preprocess)
+    _check_batch(exp.batch_size, ds.num_train)
+    if exp.data_placement == "stream":
+        return _prepare_streamed(exp, loss, ds, preprocessing)
+    if exp.vary_split:
+        return _prepare_pool(exp, loss, loaded, ds, preprocessing)
     pre = preprocessing.dataset(ds)
-    _check_batch(exp.batch_size, pre.num_train)
     host = {"train": (pre.x_train, pre.y_train), "val": (pre.x_val, pre.y_val), "test": (pre.x_test, pre.y_test)}
     if loss.targets == "real":  # a Dataset built without data.arrays may hold float64 targets
         jdata.warn_float32_targets({f"y_{k}": y for k, (_, y) in host.items()}, ds.name)
@@ -105,6 +135,67 @@ def prepare_data(exp: Any, loss: jlosses.Loss | None = None) -> PreparedData:
     return PreparedData(device, ds.num_outputs, tuple(ds.input_shape), host, checksum, repr(ds), preprocessing)
 
 
+def _prepare_pool(
+    exp: Any, loss: jlosses.Loss, loaded: jdata.Dataset, ds: jdata.Dataset, preprocessing: jdata.Preprocessing
+) -> PreparedData:
+    """:func:`prepare_data` for ``vary_split``: the whole training set on the device as the pool each member
+    splits by its own key (``member_split``); the preprocessing is the one fitted on the ``split_seed`` split's
+    training part, the same for every member; ``device.x_val`` is that split's validation part (its shape and mask
+    are every member's, its values replaced by the member's own)."""
+    if loaded.x_val is not None:
+        raise ValueError(
+            f"vary_split=True draws each seed's validation split from the training set, but the data set "
+            f"{loaded.name!r} has its own validation split; use vary_split=False (the allowed value for it)"
+        )
+    if exp.train_eval:
+        raise ValueError("vary_split=True with train_eval > 0 is not supported: train_eval must be 0 with it")
+    pool = preprocessing(loaded.x_train)
+    y_pool = np.asarray(loaded.y_train)
+    device = jtrain.device_data(
+        pool,
+        y_pool,
+        preprocessing(ds.x_val),
+        ds.y_val,
+        preprocessing(ds.x_test),
+        ds.y_test,
+        eval_batch_size=exp.eval_batch_size,
+        targets=loss.targets,
+    )
+    host = {
+        "train": (pool, y_pool),
+        "val": (preprocessing(ds.x_val), ds.y_val),
+        "test": (preprocessing(ds.x_test), ds.y_test),
+    }
+    checksum = _checksum([a for pair in host.values() for a in pair])
+    split = (int(pool.shape[0]), int(exp.n_val), ds.num_train)
+    return PreparedData(
+        device, ds.num_outputs, tuple(ds.input_shape), host, checksum, repr(ds), preprocessing, member_split=split
+    )
+
+
+def _prepare_streamed(
+    exp: Any, loss: jlosses.Loss, ds: jdata.Dataset, preprocessing: jdata.Preprocessing
+) -> PreparedData:
+    """:func:`prepare_data` with the training split on the host (a :class:`jtricks.data.HostSplit`)."""
+    if loss.targets == "real":
+        jdata.warn_float32_targets({"y_train": ds.y_train, "y_val": ds.y_val, "y_test": ds.y_test}, ds.name)
+    split = jdata.HostSplit(ds.x_train, np.asarray(ds.y_train, jtrain.TARGET_DTYPES[loss.targets]), preprocessing)
+    evaluated = {k: (preprocessing(getattr(ds, f"x_{k}")), getattr(ds, f"y_{k}")) for k in ("val", "test")}
+    device = jtrain.streamed_data(
+        split,
+        *evaluated["val"],
+        *evaluated["test"],
+        eval_batch_size=exp.eval_batch_size,
+        targets=loss.targets,
+        train_eval=exp.train_eval,
+    )
+    host = {"train": (ds.x_train, ds.y_train), **evaluated}
+    checksum = _checksum([split, ds.y_train] + [a for pair in evaluated.values() for a in pair])
+    return PreparedData(
+        device, ds.num_outputs, tuple(ds.input_shape), host, checksum, repr(ds), preprocessing, stream=split
+    )
+
+
 def fit_preprocessing(exp: Any) -> jdata.Preprocessing:
     """The preprocessing of ``exp`` fitted on its training split (loaded and split again, as
     :func:`prepare_data` does: the same statistics)."""
@@ -114,6 +205,7 @@ def fit_preprocessing(exp: Any) -> jdata.Preprocessing:
 
 
 def _check_batch(batch_size: int, num_train: int) -> None:
+    """``ValueError`` unless one batch fits in the training split."""
     if batch_size > num_train:
         raise ValueError(f"batch_size={batch_size} exceeds the {num_train} training examples")
 
@@ -121,7 +213,7 @@ def _check_batch(batch_size: int, num_train: int) -> None:
 def check_batch_size(prepared: PreparedData, batch_size: int) -> None:
     """``ValueError`` unless one batch of ``batch_size`` fits in the prepared training split (groups that
     share prepared data may differ in batch size, so each checks its own)."""
-    _check_batch(batch_size, int(prepared.device.x_train.shape[0]))
+    _check_batch(batch_size, prepared.num_train)
 
 
 def model_outputs(model: Any, input_shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -17,7 +17,6 @@ import dataclasses
 import errno
 import os
 import shutil
-import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -44,6 +43,7 @@ from jtricks.engine.options import RunOptions, options_from
 from jtricks.engine.plan import Group, Plan, plan
 from jtricks.engine.progress import Progress
 from jtricks.engine.write import write
+from jtricks.results import bootstrap as jboot
 from jtricks.results import fingerprint as jfp
 from jtricks.results import folders as jfolders
 from jtricks.results import summary as jsummary
@@ -200,7 +200,7 @@ def _plan_and_run(exp: jexp.Experiment, out: Path | None, opts: RunOptions, mete
         raise ValueError("--resume is not supported with 'search' (successive halving, PBT); run it again")
     workers = compile_workers(opts.compile_workers, len(the_plan.groups))
     counter = jprog.TraceCounter()
-    setups = build(the_plan, counter)
+    setups = build(the_plan, counter, prefetch=opts.prefetch)
     fingerprint = jwrite.fingerprint(the_plan, setups, opts.max_members)
     # a part saves no models: `jtricks merge` combines the parts' rows, not their weights
     opts = opts.replace(save_models=opts.save_models and opts.part is None)
@@ -251,18 +251,19 @@ def _run(
         {"group": g.index, "arms": [a.name for a in g.arms], "members": g.size, "compile_s": None, "epoch_s": []}
         for g in the_plan.groups
     ]
+    bar = Progress(the_plan.total_epochs, enabled=opts.progress)
     if workers > 1 and jax.local_device_count() == 1:
-        t_compile = time.perf_counter()
-        if opts.progress:
-            print(
-                f"compiling {len(the_plan.groups)} static groups ahead of time, {workers} at once",
-                file=sys.stderr,
-                flush=True,
-            )
-        compile_ahead(the_plan, setups, workers, timing)
-        if opts.progress:
-            print(f"compiled in {time.perf_counter() - t_compile:.1f} s", file=sys.stderr, flush=True)
-    collected = execute(the_plan, setups, out, fingerprint=fingerprint, options=opts, timing=timing)
+        compile_ahead(the_plan, setups, workers, timing, bar)
+    collected = execute(
+        the_plan,
+        setups,
+        out,
+        fingerprint=fingerprint,
+        options=opts,
+        timing=timing,
+        bar=bar,
+        compile_seconds=lambda: meter.xla_s,
+    )
     metrics = jconfigure.summary_metrics(exp, setups[0].config)
     directions = jwrite.directions(setups, collected)
     arm_dicts = [{"arm": a.name, "factors": dict(a.factors)} for a in the_plan.arms]
@@ -278,8 +279,11 @@ def _run(
             target=exp.target,
             directions=directions,
             adjust=exp.adjust,
+            equivalence_margin=exp.equivalence_margin,
         )
     )
+    if collected.outcomes is not None and summary:
+        summary = jboot.add_total_intervals(summary, collected.outcomes, collected.member_rows)
     wall = time.perf_counter() - t_start
     compiles = dict(counter.counts)
     if out is not None:

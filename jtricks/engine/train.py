@@ -73,14 +73,22 @@ __all__ = [
     "validate_hparams",
     "as_arrays",
     "device_data",
+    "streamed_data",
     "init_state",
     "loss_fn",
     "make_train_step",
+    "make_batch_step",
     "make_evaluate",
     "chunk_totals",
+    "eval_outputs",
+    "outcome_metric",
+    "example_outcomes",
     "finalize_evaluation",
     "evaluations",
     "epoch_indices",
+    "train_size",
+    "member_data",
+    "split_rows",
     "early_stop",
     "average",
     "step_blocks",
@@ -95,6 +103,7 @@ __all__ = [
     "augment_batch",
     "check_inputs",
     "micro_batch",
+    "shard_batch",
 ]
 
 Execution = Literal["auto", "scan", "loop"]
@@ -169,6 +178,10 @@ class TrainConfig:
         ``["mixup_alpha"]``). ``"mixup"`` needs a loss of class or binary targets (it mixes the losses of the
         two label sets); the others need NHWC images (:func:`check_inputs`).
       crop_padding: the zero padding of ``"crop"`` (static: it sets the padded shape).
+      member_split: ``None`` (every member trains on ``data.x_train`` and validates on ``data.x_val``), or
+        ``(pool, n_val, n_train)``: ``data.x_train`` is a pool of ``pool`` examples that each member splits by its
+        own ``"split"`` key stream (:func:`split_rows`): ``n_val`` validation examples, then ``n_train`` training
+        ones (``Experiment.vary_split``).
       precision: the dtype of the forward and backward passes (:mod:`jtricks._core.precision`): ``"float32"``
         (the plain program), ``"bfloat16"`` or ``"float16"`` (params and inputs cast to it for ``model.apply``,
         outputs cast back to float32 before the loss and the metrics; the parameters, their gradients, the
@@ -198,10 +211,19 @@ class TrainConfig:
     train_eval: int = 0
     augment: tuple[str, ...] = ()
     crop_padding: int = 4
+    member_split: tuple[int, int, int] | None = None
     precision: str = "float32"
 
     def __post_init__(self) -> None:
         jprec.check_precision(self.precision, "precision")
+        ms = self.member_split
+        if ms is not None and (
+            len(ms) != 3 or not all(isinstance(v, int) and v > 0 for v in ms) or ms[1] + ms[2] > ms[0]
+        ):
+            raise ValueError(
+                f"TrainConfig.member_split must be None or (pool, n_val, n_train) of positive ints with "
+                f"n_val + n_train <= pool, got {ms!r}"
+            )
         object.__setattr__(self, "custom_hparams", tuple(sorted(dict(self.custom_hparams).items())))
         object.__setattr__(self, "augment", _check_augment(self.augment))
         cp = self.crop_padding
@@ -387,16 +409,64 @@ def device_data(
     training sample evaluated in eval mode: ``min(train_eval, n_train)`` examples drawn without replacement
     by ``numpy.random.default_rng(0)`` (the same for every seed and arm), in training-set order.
     """
-    for name, x, y in (("train", x_train, y_train), ("val", x_val, y_val), ("test", x_test, y_test)):
-        if len(x) != len(y):
-            raise ValueError(f"{name} split: {len(x)} inputs but {len(y)} targets")
-        if len(x) == 0:
+    _check_splits(len(x_train), len(y_train), x_val, y_val, x_test, y_test, targets, train_eval)
+    ydt = TARGET_DTYPES[targets]
+    rows = lambda idx: (np.asarray(x_train)[idx], np.asarray(y_train)[idx])  # noqa: E731
+    train = (jnp.asarray(np.asarray(x_train, np.float32)), jnp.asarray(np.asarray(y_train, ydt)))
+    return _with_evaluation(train, rows, len(x_train), x_val, y_val, x_test, y_test, ydt, eval_batch_size, train_eval)
+
+
+def streamed_data(
+    split: jdata.HostSplit,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    eval_batch_size: int,
+    targets: str = "class",
+    train_eval: int = 0,
+) -> DeviceData:
+    """:func:`device_data` of a training split that stays on the host (``split``, docs/streaming.md): the
+    evaluation splits (and the ``train_eval`` sample, gathered from ``split``) go to the device as there;
+    ``x_train`` and ``y_train`` are their shapes only (``jax.ShapeDtypeStruct``)."""
+    n = split.num_examples
+    _check_splits(n, len(split.y), x_val, y_val, x_test, y_test, targets, train_eval)
+    ydt = TARGET_DTYPES[targets]
+    train = (
+        jax.ShapeDtypeStruct((n, *split.x.shape[1:]), jnp.float32),
+        jax.ShapeDtypeStruct(tuple(split.y.shape), ydt),
+    )
+    return _with_evaluation(train, split.rows, n, x_val, y_val, x_test, y_test, ydt, eval_batch_size, train_eval)
+
+
+def _check_splits(
+    n_train: int, n_y: int, x_val: Any, y_val: Any, x_test: Any, y_test: Any, targets: str, train_eval: Any
+) -> None:
+    for name, nx, ny in (("train", n_train, n_y), ("val", len(x_val), len(y_val)), ("test", len(x_test), len(y_test))):
+        if nx != ny:
+            raise ValueError(f"{name} split: {nx} inputs but {ny} targets")
+        if nx == 0:
             raise ValueError(f"{name} split is empty")
     if targets not in TARGET_DTYPES:
         raise ValueError(f"`targets` must be one of {sorted(TARGET_DTYPES)}, got {targets!r}")
     if not isinstance(train_eval, (int, np.integer)) or isinstance(train_eval, bool) or train_eval < 0:
         raise ValueError(f"`train_eval` must be an int >= 0 (0: off), got {train_eval!r}")
-    ydt = TARGET_DTYPES[targets]
+
+
+def _with_evaluation(
+    train: tuple[Any, Any],
+    rows: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    n_train: int,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    ydt: Any,
+    eval_batch_size: int,
+    train_eval: int,
+) -> DeviceData:
+    """The :class:`DeviceData` of ``train`` and the padded evaluation splits (``rows(idx)``: training rows)."""
     eb = min(eval_batch_size, max(len(x_val), len(x_test)))
 
     def evaluated(x: np.ndarray, y: np.ndarray) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -407,9 +477,7 @@ def device_data(
 
     fit: tuple[Any, ...] = (None, None, None)
     if train_eval:
-        idx = np.sort(np.random.default_rng(0).permutation(len(x_train))[: min(int(train_eval), len(x_train))])
-        fit = evaluated(np.asarray(x_train)[idx], np.asarray(y_train)[idx])
-    train = (jnp.asarray(np.asarray(x_train, np.float32)), jnp.asarray(np.asarray(y_train, ydt)))
+        fit = evaluated(*rows(np.sort(np.random.default_rng(0).permutation(n_train)[: min(int(train_eval), n_train)])))
     return DeviceData(*train, *evaluated(x_val, y_val), *evaluated(x_test, y_test), *fit)
 
 
@@ -619,12 +687,38 @@ def micro_batch(config: TrainConfig) -> int:
     return config.batch_size // _accumulate(config)
 
 
-def make_train_step(
-    config: TrainConfig,
-) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict]]:
-    """A pure ``step(state, x_all, y_all, batch_idx) -> (state, metrics)``.
+def shard_batch(sharding: Any, *arrays: jax.Array) -> tuple[jax.Array, ...]:
+    """``arrays`` with their leading (example) axis laid out by ``sharding`` (a sharding constraint; the
+    identity when ``sharding`` is ``None``). Values are unchanged: only where each example is computed.
 
-    The batch is gathered on device (``x_all[batch_idx]``), so a population shares one copy of the data.
+    Under ``jax.vmap`` the member axis is left unconstrained (it follows the population's sharding), so a
+    ``NamedSharding(mesh, PartitionSpec("data"))`` gives each member's batch split over the mesh's ``"data"``
+    axis (:mod:`jtricks.engine.mesh`).
+    """
+    if sharding is None:
+        return arrays
+    return tuple(jax.lax.with_sharding_constraint(a, sharding) for a in arrays)
+
+
+def make_train_step(
+    config: TrainConfig, *, batch_sharding: Any = None
+) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict]]:
+    """A pure ``step(state, x_all, y_all, batch_idx) -> (state, metrics)``: :func:`make_batch_step` of the
+    batch gathered on device (``x_all[batch_idx]``), so a population shares one copy of the data; with
+    ``batch_sharding`` its examples are split over devices (:func:`shard_batch`: data parallelism, the loss
+    still the mean over the whole batch, so the gradients are the whole batch's)."""
+    batch_step = make_batch_step(config)
+
+    def step(state: TrainState, x_all: jax.Array, y_all: jax.Array, batch_idx: jax.Array) -> tuple[TrainState, dict]:
+        return batch_step(state, *shard_batch(batch_sharding, x_all[batch_idx], y_all[batch_idx]))
+
+    return step
+
+
+def make_batch_step(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, dict]]:
+    """A pure ``step(state, x, y) -> (state, metrics)``: one optimizer step on the batch ``(x, y)`` (the
+    streamed execution feeds each member its batch from the host: docs/streaming.md).
+
     The update is always applied (no select over the state on every step); a step whose loss or gradient
     norm is non-finite, or whose objective exploded (``|objective| > divergence_factor · first_objective``,
     see :class:`TrainConfig`), marks the member diverged in the current epoch, and :func:`guard_epoch`
@@ -634,9 +728,7 @@ def make_train_step(
     ``grad_norm`` and, with ``config.diagnostics``, ``grad_norm/<layer>``.
     """
 
-    def step(state: TrainState, x_all: jax.Array, y_all: jax.Array, batch_idx: jax.Array) -> tuple[TrainState, dict]:
-        x = x_all[batch_idx]
-        y = y_all[batch_idx]
+    def step(state: TrainState, x: jax.Array, y: jax.Array) -> tuple[TrainState, dict]:
         x, mixing = augment_batch(config, state.key, state.step, x, state.hparams)
         dkey = jax.random.fold_in(key_for(state.key, "dropout"), state.step)
         (objective, (new_mstate, data_loss, mvals)), grads = _gradients(config, state, x, y, dkey, mixing)
@@ -739,6 +831,53 @@ def guard_epoch(config: TrainConfig, start: TrainState, end: TrainState) -> Trai
 
 
 # ----------------------------------------------------------------------------------------- evaluation
+def eval_outputs(
+    config: TrainConfig,
+    params: Any,
+    model_state: Any,
+    one: jax.Array,
+    hparams: Mapping[str, jax.Array],
+    x: jax.Array,
+    y: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """The model's outputs on ``x`` in eval mode (dropout off, batch norm on running statistics) and the
+    per-example loss against ``y``. ``one`` is the member's ``TrainState.one`` (it gives the shared inputs the
+    population axis)."""
+    outputs, _ = _apply(
+        config,
+        params,
+        model_state,
+        x * one.astype(x.dtype),
+        key=None,
+        train=False,
+        hparams=_subset(hparams, config.model_hparam_names()),
+    )
+    return outputs, config.loss.fn(outputs, y, config.loss_hparams(hparams))
+
+
+def outcome_metric(config: TrainConfig) -> str:
+    """The metric per-example test outcomes make up (:func:`example_outcomes`): ``"test_acc"`` when accuracy is
+    measured, else ``"test_loss"``."""
+    return "test_acc" if "acc" in config.metric_names() else "test_loss"
+
+
+def example_outcomes(
+    config: TrainConfig,
+    params: Any,
+    model_state: Any,
+    one: jax.Array,
+    hparams: Mapping[str, jax.Array],
+    x: jax.Array,
+    y: jax.Array,
+) -> jax.Array:
+    """Per example of ``x``: ``[correct]`` (1.0 or 0.0, accuracy's per-example statistic) when accuracy is
+    measured, else its loss; the mean over the examples is :func:`outcome_metric`."""
+    outputs, per_example = eval_outputs(config, params, model_state, one, hparams, x, y)
+    if outcome_metric(config) == "test_loss":
+        return per_example
+    return jmetrics.get("acc").stats(outputs, y, per_example)[:, 0]
+
+
 def chunk_totals(
     config: TrainConfig,
     params: Any,
@@ -754,16 +893,7 @@ def chunk_totals(
     Eval mode: dropout off, batch norm on running statistics. ``one`` is the member's ``TrainState.one``;
     ``hparams`` its numeric hyperparameters (the model and the loss get the ones they read).
     """
-    outputs, _ = _apply(
-        config,
-        params,
-        model_state,
-        x * one.astype(x.dtype),
-        key=None,
-        train=False,
-        hparams=_subset(hparams, config.model_hparam_names()),
-    )
-    per_example = config.loss.fn(outputs, y, config.loss_hparams(hparams))
+    outputs, per_example = eval_outputs(config, params, model_state, one, hparams, x, y)
     mf = m.astype(jnp.float32)[:, None]
     out = {"loss": jnum.pairwise_sum(per_example[:, None] * mf, 0)}
     for mt in config.metrics:  # type: ignore[union-attr]
@@ -780,11 +910,14 @@ def finalize_evaluation(config: TrainConfig, totals: Mapping[str, jax.Array], ma
     return out
 
 
-def make_evaluate(config: TrainConfig, chunk: int) -> Callable[..., dict[str, jax.Array]]:
+def make_evaluate(
+    config: TrainConfig, chunk: int, *, batch_sharding: Any = None
+) -> Callable[..., dict[str, jax.Array]]:
     """``evaluate(params, model_state, one, hparams, x, y, mask) -> {"loss": ..., metric: ...}`` over fixed-size chunks.
 
     ``x`` is padded to a multiple of ``chunk`` (see :func:`device_data`); padded rows are masked out, so
-    every split compiles to one chunk shape.
+    every split compiles to one chunk shape. With ``batch_sharding`` each chunk's examples are split over
+    devices (:func:`shard_batch`).
     """
 
     def evaluate(
@@ -799,7 +932,8 @@ def make_evaluate(config: TrainConfig, chunk: int) -> Callable[..., dict[str, ja
         n_chunks = x.shape[0] // chunk
         split = lambda a: a.reshape((n_chunks, chunk) + a.shape[1:])  # noqa: E731
         per_chunk = jax.lax.map(
-            lambda c: chunk_totals(config, params, model_state, one, hparams, *c), (split(x), split(y), split(mask))
+            lambda c: chunk_totals(config, params, model_state, one, hparams, *shard_batch(batch_sharding, *c)),
+            (split(x), split(y), split(mask)),
         )
         return finalize_evaluation(config, jax.tree_util.tree_map(lambda t: jnum.pairwise_sum(t, 0), per_chunk), mask)
 
@@ -854,9 +988,36 @@ def epoch_indices(config: TrainConfig, state: TrainState, num_train: int) -> jax
     ``(k · steps, batch_size / k)``, the same examples in the same order.
     """
     idx = jdata.epoch_batches(jax.random.fold_in(key_for(state.key, "data"), state.epoch), num_train, config.batch_size)
+    if config.member_split is not None:  # positions in the member's own training split -> rows of the pool
+        idx = split_rows(config, state.key)[1][idx]
     if _accumulate(config) == 1:
         return idx
     return idx.reshape(-1, micro_batch(config))
+
+
+def split_rows(config: TrainConfig, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The member's own split of the pool (``config.member_split = (pool, n_val, n_train)``): with
+    ``p = permutation(key_for(key, "split"), pool)``, validation rows ``p[:n_val]`` and training rows
+    ``p[n_val : n_val + n_train]`` (the order of :func:`jtricks.data.train_val_split`, then the first ``n_train``)."""
+    pool, n_val, n_train = config.member_split  # type: ignore[misc]
+    perm = jax.random.permutation(key_for(key, "split"), pool).astype(jnp.int32)
+    return perm[:n_val], perm[n_val : n_val + n_train]
+
+
+def member_data(config: TrainConfig, state: TrainState, data: DeviceData) -> DeviceData:
+    """``data`` with the member's own validation split (:func:`split_rows`) gathered from the pool in place of
+    ``data.x_val`` (same padded length and mask: padding rows repeat pool row 0 and stay masked out);
+    ``data`` itself without ``config.member_split``."""
+    if config.member_split is None:
+        return data
+    val, _ = split_rows(config, state.key)
+    rows = jnp.zeros(data.x_val.shape[0], jnp.int32).at[: val.shape[0]].set(val)
+    return data._replace(x_val=data.x_train[rows], y_val=data.y_train[rows])
+
+
+def train_size(config: TrainConfig, data: DeviceData) -> int:
+    """The examples a member trains on: ``n_train`` of ``config.member_split``, else ``len(data.x_train)``."""
+    return config.member_split[2] if config.member_split is not None else int(data.x_train.shape[0])
 
 
 def _nan_if(pred: jax.Array, v: jax.Array) -> jax.Array:
@@ -1000,10 +1161,11 @@ def eval_chunk(config: TrainConfig, data: DeviceData) -> int:
     return chunk
 
 
-def epoch_ops(config: TrainConfig, data: DeviceData) -> EpochOps:
-    """The in-program pieces of one member's epoch: the steps fused in ``lax.scan``, evaluation by ``lax.map``."""
-    step = make_train_step(config)
-    num_train = int(data.x_train.shape[0])
+def epoch_ops(config: TrainConfig, data: DeviceData, *, batch_sharding: Any = None) -> EpochOps:
+    """The in-program pieces of one member's epoch: the steps fused in ``lax.scan``, evaluation by ``lax.map``
+    (each batch and evaluation chunk split over devices by ``batch_sharding``: :func:`shard_batch`)."""
+    step = make_train_step(config, batch_sharding=batch_sharding)
+    num_train = train_size(config, data)
 
     def steps(state: TrainState, d: DeviceData) -> tuple[TrainState, dict]:
         return jax.lax.scan(
@@ -1013,22 +1175,26 @@ def epoch_ops(config: TrainConfig, data: DeviceData) -> EpochOps:
     return EpochOps(
         steps=steps,
         guard=lambda start, end: guard_epoch(config, start, end),
-        evaluate=make_evaluate(config, eval_chunk(config, data)),
+        evaluate=make_evaluate(config, eval_chunk(config, data), batch_sharding=batch_sharding),
         early_stop=lambda s, v: early_stop(config, s, v),
         average=lambda s: average(config, s),
         finish=lambda s, sm, ev: finish_epoch(config, s, sm, ev),
     )
 
 
-def make_epoch(config: TrainConfig) -> Callable[[TrainState, DeviceData], tuple[TrainState, dict[str, jax.Array]]]:
+def make_epoch(
+    config: TrainConfig, *, batch_sharding: Any = None
+) -> Callable[[TrainState, DeviceData], tuple[TrainState, dict[str, jax.Array]]]:
     """One epoch as a pure function ``epoch(state, data) -> (state, metrics)`` (:func:`run_epoch` over
     :func:`epoch_ops`). Metrics are per-epoch scalars (train_loss, train_<metric>, grad_norm, val_*, test_*,
     lr, and avg_* with averaging). ``data`` is an argument (not a closure constant), shared by a
-    population: ``jax.vmap(epoch, in_axes=(0, None))``.
+    population: ``jax.vmap(epoch, in_axes=(0, None))``. ``batch_sharding`` splits each batch over devices
+    (:func:`shard_batch`).
     """
 
     def epoch_fn(state: TrainState, data: DeviceData) -> tuple[TrainState, dict[str, jax.Array]]:
-        return run_epoch(config, epoch_ops(config, data), state, data)
+        data = member_data(config, state, data)
+        return run_epoch(config, epoch_ops(config, data, batch_sharding=batch_sharding), state, data)
 
     return epoch_fn
 

@@ -15,6 +15,7 @@ from jtricks.engine import train as jtrain
 from jtricks.engine.configure import build_config, build_model, produced_metrics, summary_metrics
 from jtricks.engine.experiment import NUMERIC_HPARAMS, SETTINGS, Arm, Experiment, numeric_names
 from jtricks.engine.grid import expand, value_text
+from jtricks.results import summary as jsummary
 
 __all__ = ["validate"]
 
@@ -89,6 +90,29 @@ def _check_experiment(exp: Experiment) -> None:
     _check_int(exp, "split_seed", minimum=0)
     _check_int(exp, "samples", minimum=1, optional=True)
     _check_int(exp, "sample_seed", minimum=0)
+    if not isinstance(exp.test_bootstrap, bool):
+        raise ValueError(f"'test_bootstrap' must be True or False, got {exp.test_bootstrap!r}")
+    if exp.test_bootstrap and exp.search is not None:
+        raise ValueError(
+            "test_bootstrap=True records the test outcomes of every member at its end, which a search "
+            "('search': halving, PBT) does not keep; use test_bootstrap=False with it"
+        )
+
+
+def _check_placement(e: Experiment, arm: str) -> None:
+    """A streamed training split runs in the host-loop execution (``execution`` ``"auto"`` or ``"loop"``)."""
+    if e.data_placement == "stream" and e.execution == "scan":
+        raise ValueError(
+            f"data_placement='stream' feeds batches from the host step by step, which needs execution 'loop' or "
+            f"'auto' (the allowed values with streaming); got execution='scan' (arm {arm!r})"
+        )
+    if not isinstance(e.vary_split, bool):
+        raise ValueError(f"'vary_split' must be True or False, got {e.vary_split!r} (arm {arm!r})")
+    if e.vary_split and e.data_placement != "device":
+        raise ValueError(
+            f"vary_split=True needs data_placement='device' (a split per member is gathered from the pool on the "
+            f"device); got data_placement={e.data_placement!r} (arm {arm!r})"
+        )
 
 
 def _check_arm(arm: Arm, base: Experiment) -> jtrain.TrainConfig:
@@ -103,6 +127,7 @@ def _check_arm(arm: Arm, base: Experiment) -> jtrain.TrainConfig:
     for field in ("epochs", "batch_size", "accumulate"):
         _check_int(e, field, minimum=1, arm=arm.name)
     _check_int(e, "crop_padding", minimum=0, arm=arm.name)
+    _check_placement(e, arm.name)
     _check_dataset_kwargs(e)
     # Model, loss, metrics and optimizer constructors validate their own arguments (ValueError naming them).
     config = build_config(e, build_model(e, 10), num_train=max(e.batch_size, 1) * 10)
@@ -182,6 +207,7 @@ def validate(exp: Experiment) -> list[Arm]:
             "(add the base metric to eval_metrics)"
         )
     _check_target(exp, measured)
+    jsummary.equivalence_margins(exp.equivalence_margin, measured)
     jsearch.check_search(
         exp.search,
         epochs=exp.epochs,

@@ -31,9 +31,9 @@ from jtricks.engine import saved as jsaved
 from jtricks.engine.build import GroupSetup
 from jtricks.engine.execute import Collected
 from jtricks.engine.plan import Plan
+from jtricks.results import bootstrap as jboot
 from jtricks.results import fingerprint as jfp
 from jtricks.results import folders as jfolders
-from jtricks.results import plots as jplots
 from jtricks.results import rendering as jrendering
 from jtricks.results import tables as jtables
 
@@ -49,9 +49,9 @@ def _version(dist: str) -> str:
 
 def fingerprint(the_plan: Plan, setups: Sequence[GroupSetup], max_members: int | None) -> dict[str, Any]:
     """The run's fingerprint (:mod:`jtricks.fingerprint`): the settings its numbers depend on, the seeds,
-    the chunking, the data checksums and the package version."""
+    the chunking, the data checksums, the package version and a data-parallel split (``data_parallel`` > 1)."""
     exp = the_plan.experiment
-    fields = {f.name: getattr(exp, f.name) for f in dataclasses.fields(exp) if f.name not in jexp.REPORT_ONLY}
+    fields = jexp.fingerprint_fields(exp)
     as_json = jexp.to_json
     settings = {
         "experiment": as_json(fields),
@@ -64,6 +64,8 @@ def fingerprint(the_plan: Plan, setups: Sequence[GroupSetup], max_members: int |
     }
     if the_plan.part is not None:  # a part's checkpoints and folder are its own; jtricks.parts.merge drops it
         settings["part"] = {"index": the_plan.part.index, "count": the_plan.part.count}
+    if the_plan.data_parallel > 1:  # a split batch rounds its partitioned reductions differently (distributed.md)
+        settings["data_parallel"] = the_plan.data_parallel
     if the_plan.members is not None:  # a sample of the members (jtricks reproduce)
         settings["members"] = [[a, s] for a, s in the_plan.members]
     return jfp.run_fingerprint(settings)
@@ -96,6 +98,8 @@ def manifest(
             "backend": jax.default_backend(),
             "kind": jax.devices()[0].device_kind,
             "count": jax.local_device_count(),
+            # the members x data mesh (jtricks.engine.mesh): member shards and the devices each batch is split over
+            "mesh": {"pop": jax.local_device_count() // the_plan.data_parallel, "data": the_plan.data_parallel},
             "platform": platform.platform(),
             "processor": platform.machine(),
         },
@@ -168,19 +172,19 @@ def write(
             with jfiles.atomic_file(out / "lineage.png") as tmp:
                 jpbt.plot_lineage(tmp, lineage, explored, epochs=exp.epochs, title=f"{exp.name}: PBT lineage")
     if plot:
-        produced = {r["metric"] for r in collected.metric_rows}
-        panels = tuple(m for m in dict.fromkeys([*manifest["metrics"], "train_loss", "val_acc"]) if m in produced)
         with jfiles.atomic_file(out / "curves.png") as tmp:
-            jplots.plot_curves(
+            jrendering.plot_folder(
+                out,
                 tmp,
-                collected.metric_rows,
-                metrics=panels,
-                title=exp.name,
-                member_rows=collected.member_rows,
+                rows=collected.metric_rows,
+                members=collected.member_rows,
                 arms=arm_dicts,
+                manifest=manifest,
             )
     if collected.models:
         jsaved.write_index(out / jsaved.FOLDER, collected.models)
+    if collected.outcomes is not None:
+        jboot.write_outcomes(out, collected.outcomes)
     jfolders.write_manifest(out, manifest, fingerprint)
 
 

@@ -5,6 +5,10 @@
   completeness check, publishing;
 * :mod:`~jtricks.results.fingerprint` -- run fingerprints and their differences;
 * :mod:`~jtricks.results.stats` -- statistics over seeds (intervals, paired tests, adjustments, power);
+* :mod:`~jtricks.results.sequential_bounds` -- exact group-sequential boundaries of alpha-spending functions;
+* :mod:`~jtricks.results.budget` -- expected validation performance of n tuning configurations;
+* :mod:`~jtricks.results.bootstrap` -- the test-set bootstrap: per-example test outcomes, seeds and examples
+  resampled together (the total interval);
 * :mod:`~jtricks.results.summary` -- per-arm summaries with verdicts;
 * :mod:`~jtricks.results.rendering` -- tables, ``summary.md``, re-rendering a folder; :mod:`~jtricks.results.plots`;
 * :mod:`~jtricks.results.tensorboard` -- TensorBoard event files;

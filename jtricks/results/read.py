@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jtricks.results.summary import arm_names
+from jtricks.results.summary import arm_names, ci_clipped
 from jtricks.results.tables import SUMMARY_COLUMNS, read_metrics_csv, result_file
 
 __all__ = ["read", "read_summary", "arm_factors", "FACTOR_PREFIX"]
@@ -24,7 +24,7 @@ __all__ = ["read", "read_summary", "arm_factors", "FACTOR_PREFIX"]
 FACTOR_PREFIX = "factor."
 
 #: The text columns of ``summary.csv``; the others hold numbers.
-_SUMMARY_TEXT = frozenset({"metric", "arm", "baseline", "verdict", "test", "adjust"})
+_SUMMARY_TEXT = frozenset({"metric", "arm", "baseline", "verdict", "test", "adjust", "div_verdict", "ci_clipped"})
 
 
 def _pandas() -> Any:
@@ -146,6 +146,11 @@ def read_summary(run_dir: str | os.PathLike[str]) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: is run_dir {folder} a finished jtricks results folder?")
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)  # every cell as written; numbers parsed below
+    if tuple(frame.columns) == SUMMARY_COLUMNS[:-1]:  # written before `ci_clipped` was a column: derived here
+        number = lambda text: float(text) if text else float("nan")  # noqa: E731
+        frame["ci_clipped"] = [
+            ci_clipped(m, number(lo), number(hi)) for m, lo, hi in zip(frame["metric"], frame["ci_lo"], frame["ci_hi"])
+        ]
     if tuple(frame.columns) != SUMMARY_COLUMNS:
         raise ValueError(f"{path} is not a summary file: its columns are not jtricks.report.SUMMARY_COLUMNS")
     for column in frame.columns:

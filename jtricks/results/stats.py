@@ -11,14 +11,18 @@ per-seed final values into
 * :func:`binomial_ci` -- Clopper-Pearson interval of a rate (the divergence rate of an arm),
 * :func:`wilcoxon_signed_rank` / :func:`itt_paired` -- the exact paired rank test, and the
   intention-to-treat comparison in which a diverged member counts as the worst outcome,
+* :func:`divergence_test` -- the exact McNemar (sign) test of "the arm diverges more (or less) often than the
+  baseline", on the seeds where exactly one of the two diverged,
+* :func:`tost_paired` -- equivalence within a margin: two one-sided paired t-tests (TOST),
 * :func:`t_test_power` / :func:`seeds_needed` -- the exact (noncentral t) power of the paired t-test
   and the number of seeds that would resolve a difference of a given size (a planning estimate).
 
 NumPy for the sums, ``scipy.stats`` for every distribution: the Student-t quantiles and tail probabilities
 (``scipy.stats.t``), the beta quantiles of :func:`binomial_ci` (``scipy.stats.beta``), the noncentral t of
-:func:`t_test_power` (``scipy.stats.nct``) and the ranks of :func:`wilcoxon_signed_rank`
-(``scipy.stats.rankdata``). SciPy is imported on first use, so importing this module stays cheap. Normal
-quantiles (the start of the seeds-needed search) come from :class:`statistics.NormalDist`.
+:func:`t_test_power` (``scipy.stats.nct``), the ranks of :func:`wilcoxon_signed_rank`
+(``scipy.stats.rankdata``) and the binomial test of :func:`divergence_test` (``scipy.stats.binomtest``). SciPy is
+imported on first use, so importing this module stays cheap. Normal quantiles (the start of the seeds-needed
+search) come from :class:`statistics.NormalDist`.
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ __all__ = [
     "RankTest",
     "wilcoxon_signed_rank",
     "itt_paired",
+    "DivergenceTest",
+    "divergence_test",
+    "Equivalence",
+    "tost_paired",
 ]
 
 #: The multiple-comparison adjustments of :func:`adjust_pvalues`.
@@ -541,3 +549,118 @@ def itt_paired(a: Any, b: Any, higher_is_better: bool = True) -> RankTest:
     with np.errstate(invalid="ignore"):
         d = xa - xb
     return wilcoxon_signed_rank(np.where(np.isnan(d), 0.0, d))
+
+
+# ----------------------------------------------------------------------------------------------
+# divergence counts: exact McNemar test
+# ----------------------------------------------------------------------------------------------
+
+
+class DivergenceTest(NamedTuple):
+    """The exact McNemar test of paired divergence flags.
+
+    Attributes:
+      n: pairs (seeds shared by the arm and the baseline).
+      arm_only: seeds on which the arm diverged and the baseline did not.
+      base_only: seeds on which the baseline diverged and the arm did not.
+      p: exact two-sided p-value; ``nan`` when no seed is discordant (``arm_only + base_only == 0``).
+    """
+
+    n: int
+    arm_only: int
+    base_only: int
+    p: float
+
+
+def divergence_test(arm_diverged: Any, base_diverged: Any) -> DivergenceTest:
+    """Exact McNemar test of "the arm diverges as often as the baseline", the members paired by seed.
+
+    The unit is the member, and seed ``i`` pairs the arm's member with the baseline's. Seeds on which both or
+    neither diverged say nothing about which diverges more often; of the ``d = b + c`` discordant seeds (``b``:
+    only the arm diverged, ``c``: only the baseline), under the null hypothesis each is ``b`` or ``c`` with
+    probability 1/2, so ``b ~ Binomial(d, 1/2)`` and
+
+    ``p = min(1, 2 * P(B <= min(b, c)))``
+
+    (``scipy.stats.binomtest(b, d, 0.5)``, two-sided; equal to ``statsmodels``' ``mcnemar(..., exact=True)``). With
+    ``n`` seeds the smallest p-value is ``2^(1-n)``: all ``n`` seeds discordant the same way (8 seeds: 0.0078).
+
+    Args:
+      arm_diverged: per seed, whether the arm's member diverged (bools, or numbers read as bools).
+      base_diverged: the same for the baseline, same length and seed order.
+    """
+    a = np.asarray(arm_diverged).reshape(-1).astype(bool)
+    b = np.asarray(base_diverged).reshape(-1).astype(bool)
+    if a.shape != b.shape:
+        raise ValueError(
+            f"arm_diverged and base_diverged must have the same length (one flag per seed), got {a.size} and {b.size}"
+        )
+    arm_only, base_only = int(np.sum(a & ~b)), int(np.sum(b & ~a))
+    d = arm_only + base_only
+    p = float(_sps().binomtest(arm_only, d, 0.5).pvalue) if d else _NAN
+    return DivergenceTest(int(a.size), arm_only, base_only, p)
+
+
+# ----------------------------------------------------------------------------------------------
+# equivalence: two one-sided tests
+# ----------------------------------------------------------------------------------------------
+
+
+class Equivalence(NamedTuple):
+    """A paired equivalence test (TOST) of ``|mean(a - b)| < margin``.
+
+    Attributes:
+      margin: the smallest difference of interest (``> 0``).
+      lo: lower end of the ``1 - 2 alpha`` paired t interval of the difference.
+      hi: upper end of that interval.
+      p_lower: p-value of the one-sided test of ``diff <= -margin``.
+      p_upper: p-value of the one-sided test of ``diff >= margin``.
+      p: ``max(p_lower, p_upper)``, the TOST p-value (``nan`` with fewer than 2 pairs or no spread).
+      n: pairs used.
+    """
+
+    margin: float
+    lo: float
+    hi: float
+    p_lower: float
+    p_upper: float
+    p: float
+    n: int
+
+
+def tost_paired(a: Any, b: Any, margin: float, confidence: float = 0.95) -> Equivalence:
+    """Two one-sided paired t-tests (Schuirmann 1987) of equivalence within ``+-margin``.
+
+    With the pairs where both values are finite, ``d_i = a_i - b_i``, ``se = std(d, ddof=1) / sqrt(n)`` and
+    ``df = n - 1`` (as :func:`paired_diff_ci`):
+
+    ``p_lower = P(T_df > (mean(d) + margin) / se)`` (null: ``diff <= -margin``),
+    ``p_upper = P(T_df > (margin - mean(d)) / se)`` (null: ``diff >= margin``), ``p = max(p_lower, p_upper)``.
+
+    Equivalence at level ``alpha = 1 - confidence`` (``p < alpha``) is the same as the ``1 - 2 alpha`` interval
+    ``mean(d) -/+ t_{1-alpha, df} se`` lying inside ``(-margin, margin)`` (``[lo, hi]``). Equal to
+    ``statsmodels.stats.weightstats.ttost_paired(a, b, -margin, margin)``. With fewer than two pairs, or every
+    difference equal (no spread), the p-values and the interval are ``nan``.
+
+    Args:
+      a: per-seed values of the arm, indexed by seed.
+      b: per-seed values of the baseline, same length and seed order.
+      margin: the smallest difference of interest, a finite number ``> 0``.
+      confidence: ``1 - alpha``, in (0.5, 1).
+    """
+    confidence = check_probability("confidence", confidence)
+    if confidence <= 0.5:
+        raise ValueError(
+            f"confidence must be > 0.5 for an equivalence test (its interval is 1 - 2 alpha), got {confidence!r}"
+        )
+    if isinstance(margin, bool) or not isinstance(margin, (int, float, np.integer, np.floating)):
+        raise TypeError(f"margin must be a positive number, got {type(margin).__name__} {margin!r}")
+    margin = float(margin)
+    if not (math.isfinite(margin) and margin > 0):
+        raise ValueError(f"margin must be a finite number > 0, got {margin!r}")
+    d = paired_diff_ci(a, b, 2.0 * confidence - 1.0)
+    if not (d.n >= 2 and d.se > 0):
+        return Equivalence(margin, _NAN, _NAN, _NAN, _NAN, _NAN, d.n)
+    p_lower = t_sf((d.diff + margin) / d.se, d.df)
+    p_upper = t_sf((margin - d.diff) / d.se, d.df)
+    return Equivalence(margin, d.lo, d.hi, p_lower, p_upper, max(p_lower, p_upper), d.n)

@@ -38,15 +38,35 @@ are excluded from the statistics and counted in ``diverged``. Then
   BH discoveries (Benjamini-Yekutieli's false-coverage interval, ``bh``), ``1 - alpha`` (``none``);
 * ``verdict``: ``"better"`` / ``"worse"`` when ``p_adjusted < alpha = 1 - confidence``, by the sign of
   the difference (``diff`` for the t-test, ``itt_w`` for the ITT test) in the metric's direction
-  (``"higher"`` / ``"lower"`` when the direction is unknown), ``"n.s."`` otherwise, ``"degenerate"``
-  when every paired difference is equal, ``"n/a"`` without a p-value, ``"baseline"`` on the baseline
-  row; with ``adjust="none"`` and all pairs complete this is "the t interval excludes 0";
+  (``"higher"`` / ``"lower"`` when the direction is unknown); otherwise ``"equivalent"`` when
+  ``eq_p_adjusted < alpha``; otherwise ``"not resolved"`` with a margin, ``"n.s."`` without one;
+  ``"degenerate"`` when every paired difference is equal, ``"n/a"`` without a p-value, ``"baseline"`` on
+  the baseline row; with ``adjust="none"``, all pairs complete and no margin this is "the t interval
+  excludes 0";
 * ``seeds_needed`` = :func:`jtricks.stats.seeds_needed` ``(diff, diff_std, 1 - alpha', power)``, a
   planning estimate (exact noncentral t) at the family's Bonferroni level ``alpha' = alpha/family``
   (``alpha`` with ``adjust="none"``);
 * ``epochs_to_target``: first epoch whose mean-curve value reaches ``target`` (``>=`` when higher is
   better or unknown, ``<=`` when lower is), ``-1`` if never; ``None`` (and ``target`` ``None``) when no
-  target applies to the metric.
+  target applies to the metric;
+* ``iqm, iqm_lo, iqm_hi`` = :func:`jtricks.results.robust.iqm_ci` of the ``n`` final values (interquartile
+  mean, percentile bootstrap interval);
+* ``poi, poi_lo, poi_hi`` = :func:`jtricks.results.robust.poi_ci` over the shared seeds, paired: the share of
+  seeds on which the arm is better than the baseline in the metric's direction (higher when unknown), ties
+  1/2, a diverged member the worst outcome (left out with its pair when the direction is unknown);
+* ``div_arm_only, div_base_only, div_p`` = :func:`jtricks.stats.divergence_test` of the shared seeds' divergence
+  flags (exact McNemar); ``div_p_adjusted, div_family``: adjusted within the family of the metric's
+  comparisons with a discordant seed; ``div_verdict``: ``"more"`` / ``"fewer"`` when ``div_p_adjusted < alpha``,
+  ``"n.s."`` otherwise, ``"n/a"`` without a discordant seed;
+* ``eq_margin, eq_lo, eq_hi, eq_p`` = :func:`jtricks.stats.tost_paired` with the metric's margin
+  (``equivalence_margin``; ``None`` and ``nan`` without one, ``nan`` where a member diverged);
+  ``eq_p_adjusted, eq_family``: adjusted within the family of the comparisons with a TOST p-value.
+* ``ci_clipped``: which end of ``[ci_lo, ci_hi]`` lies outside the metric's bounds (:func:`metric_bounds`:
+  ``[0, 1]`` for accuracies): ``"lower"``, ``"upper"``, ``"both"`` or ``""``. ``ci_lo``/``ci_hi`` keep the
+  t interval as computed; tables and plots show it clipped to the bounds (:func:`clip_ci`) and mark it.
+
+The difference, equivalence and divergence families are adjusted each on its own (``docs/results-format.md``:
+the verdict rule and what it guarantees).
 """
 
 from __future__ import annotations
@@ -57,6 +77,7 @@ from typing import Any
 
 import numpy as np
 
+from jtricks.results import robust as jrobust
 from jtricks.results import stats as jstats
 from jtricks.results.tables import MEMBERS_COLUMNS, METRICS_COLUMNS, as_float, normalize_rows
 
@@ -67,6 +88,7 @@ __all__ = [
     "arm_names",
     "confidence_label",
     "summarize",
+    "equivalence_margins",
     "final_values",
     "edge_optima",
 ]
@@ -96,6 +118,32 @@ def metric_direction(metric: str, directions: Mapping[str, Any] | None = None) -
         return jmetrics.direction(metric)
     except ValueError:
         return 0
+
+
+def metric_bounds(metric: str) -> tuple[float, float] | None:
+    """The range a metric's values cannot leave: ``(0, 1)`` for an accuracy (a name ending in ``acc`` or
+    ``accuracy``, after any split prefix: ``val_acc``, ``test_top5_acc``), else ``None`` (unbounded)."""
+    return (0.0, 1.0) if metric.lower().endswith(("acc", "accuracy")) else None
+
+
+def ci_clipped(metric: str, lo: float, hi: float) -> str:
+    """Which end of the interval ``[lo, hi]`` of ``metric`` lies outside :func:`metric_bounds`:
+    ``"lower"``, ``"upper"``, ``"both"`` or ``""`` (none, no bounds, or no interval)."""
+    bounds = metric_bounds(metric)
+    if bounds is None:
+        return ""
+    low = math.isfinite(lo) and lo < bounds[0]
+    high = math.isfinite(hi) and hi > bounds[1]
+    return "both" if low and high else ("lower" if low else ("upper" if high else ""))
+
+
+def clip_ci(metric: str, lo: float, hi: float) -> tuple[float, float]:
+    """``[lo, hi]`` clipped to :func:`metric_bounds` (``max(lo, 0)``, ``min(hi, 1)`` for an accuracy), for display;
+    unchanged for an unbounded metric."""
+    bounds = metric_bounds(metric)
+    if bounds is None:
+        return lo, hi
+    return (max(lo, bounds[0]) if math.isfinite(lo) else lo, min(hi, bounds[1]) if math.isfinite(hi) else hi)
 
 
 def arm_names(arms: Any, metric_rows: list[tuple]) -> list[str]:
@@ -151,6 +199,7 @@ def summarize(
     power: float = 0.8,
     directions: Mapping[str, Any] | None = None,
     adjust: str = "holm",
+    equivalence_margin: float | Mapping[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Per arm and metric: the final value over seeds, its t CI, and the paired difference vs baseline
     (every column: the module docstring).
@@ -169,6 +218,8 @@ def summarize(
       directions: ``{metric: True/"higher" (higher is better) or False/"lower"}`` for metrics whose
         direction is not known by name (:func:`metric_direction`), e.g. a custom metric.
       adjust: the multiple-comparison adjustment within each metric: ``"holm"``, ``"bh"`` or ``"none"``.
+      equivalence_margin: the smallest difference of interest, for the equivalence tests: a number (every metric),
+        ``{metric: number}`` (the metrics named) or ``None`` (no equivalence test) (:func:`equivalence_margins`).
 
     Returns:
       A list of dicts with keys :data:`SUMMARY_COLUMNS`, ordered by metric then arm.
@@ -188,6 +239,11 @@ def summarize(
     elif baseline not in names:
         raise ValueError(f"baseline {baseline!r} is not an arm; arms are {names}")
     targets = _targets(target)
+    margins = equivalence_margins(equivalence_margin)
+    if margins and confidence <= 0.5:
+        raise ValueError(
+            f"confidence must be > 0.5 with an equivalence_margin (TOST's interval is 1 - 2 alpha), got {confidence!r}"
+        )
     diverged = {(r[0], r[1]) for r in brows if r[2] >= 0}
     best_of = {(r[0], r[1]): r[4] for r in brows}
     data = _curves(mrows)
@@ -200,11 +256,49 @@ def summarize(
         rows = []
         for arm in names:
             row = _arm_row(
-                data[metric].get(arm, {}), finals, arm, baseline, direction, confidence, targets.get(metric), best_of
+                data[metric].get(arm, {}),
+                finals,
+                arm,
+                baseline,
+                direction,
+                confidence,
+                targets.get(metric),
+                best_of,
+                margins.get(metric, margins.get("*")),
             )
-            rows.append({"metric": metric, "arm": arm, "baseline": baseline, **row})
+            clipped = ci_clipped(metric, row["ci_lo"], row["ci_hi"])
+            rows.append({"metric": metric, "arm": arm, "baseline": baseline, **row, "ci_clipped": clipped})
         out.extend(_family(rows, direction, confidence, power, adjust))
     return out
+
+
+def equivalence_margins(
+    margin: float | Mapping[str, float] | None, measured: Iterable[str] | None = None
+) -> dict[str, float]:
+    """``{metric: margin}`` of an ``equivalence_margin`` setting (``"*"``: every metric): ``None`` gives ``{}``, a
+    number ``{"*": number}``, a mapping itself; every margin a finite number ``> 0``. With ``measured``, a mapping
+    may name only those metrics. ``TypeError`` / ``ValueError`` naming ``equivalence_margin`` otherwise."""
+    if margin is None:
+        return {}
+    allowed = "None, a finite number > 0 (every metric) or {metric: number > 0}"
+    if isinstance(margin, Mapping):
+        if not margin:
+            raise ValueError(f"equivalence_margin must not be an empty mapping; give {allowed}")
+        items = dict(margin)
+    else:
+        items = {"*": margin}
+    known = None if measured is None else sorted(measured)
+    for k, v in items.items():
+        where = "equivalence_margin" if k == "*" else f"equivalence_margin[{k!r}]"
+        if not isinstance(k, str):
+            raise TypeError(f"equivalence_margin keys must be metric names, got {k!r}")
+        if known is not None and k != "*" and k not in known:
+            raise ValueError(f"equivalence_margin names metric {k!r}, measured by no arm; the arms measure {known}")
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{where} must be {allowed}, got {type(v).__name__} {v!r}")
+        if not (math.isfinite(float(v)) and float(v) > 0):
+            raise ValueError(f"{where} must be a finite number > 0, got {v!r}")
+    return {k: float(v) for k, v in items.items()}
 
 
 def final_values(
@@ -280,24 +374,16 @@ def _arm_row(
     confidence: float,
     target: float | None,
     best_of: Mapping[tuple[str, int], int],
+    margin: float | None,
 ) -> dict[str, Any]:
-    """One summary row's statistics before the family adjustment: the final values' CI, the divergence
-    rate, the mean curve's best epoch, the paired t and ITT comparisons with the baseline."""
+    """One summary row's statistics before the family adjustments: the final values' CI and IQM, the divergence
+    rate, the mean curve's best epoch, and the comparisons with the baseline (:func:`_comparison`)."""
     ok = [s for s in sorted(members) if math.isfinite(finals[arm][s])]
     ci = jstats.mean_ci([finals[arm][s] for s in ok], confidence)
+    iqm = jrobust.iqm_ci([finals[arm][s] for s in ok], confidence)
     epochs, curve = _mean_curve(members, ok)
     best_epoch, best_mean = _best(epochs, curve, direction)
     rate, rate_lo, rate_hi = jstats.binomial_ci(len(members) - len(ok), len(members), confidence)
-    d = jstats.DiffCI(_NAN, _NAN, _NAN, _NAN, _NAN, 0, 0, 0, _NAN, _NAN)
-    itt = jstats.RankTest(0, 0, _NAN, _NAN, _NAN)
-    if arm != baseline:
-        shared = sorted(set(finals[arm]) & set(finals[baseline]))
-        xa, xb = [finals[arm][s] for s in shared], [finals[baseline][s] for s in shared]
-        d = jstats.paired_diff_ci(xa, xb, confidence)
-        if shared:
-            itt = jstats.itt_paired(xa, xb, direction >= 0)
-            if direction == 0 and d.n < len(shared):  # no "worst" outcome without a direction
-                itt = itt._replace(p=_NAN)
     return {
         "n_members": len(members),
         "n": ci.n,
@@ -309,12 +395,6 @@ def _arm_row(
         "confidence": confidence,
         "best_epoch": best_epoch,
         "best_mean": best_mean,
-        "diff": d.diff,
-        "diff_std": d.std,
-        "diff_lo": d.lo,
-        "diff_hi": d.hi,
-        "diff_n": d.n,
-        "p_value": d.p,
         "verdict": "baseline" if arm == baseline else "n/a",
         "seeds_needed": _NAN,
         "target": target,
@@ -323,39 +403,108 @@ def _arm_row(
         "div_rate": rate,
         "div_lo": rate_lo,
         "div_hi": rate_hi,
+        "test": "",
+        "p_adjusted": _NAN,
+        "iqm": iqm.value,
+        "iqm_lo": iqm.lo,
+        "iqm_hi": iqm.hi,
+        "div_verdict": "baseline" if arm == baseline else "n/a",
+        "div_p_adjusted": _NAN,
+        "eq_margin": margin,
+        "eq_p_adjusted": _NAN,
+        **_comparison(finals, arm, baseline, direction, confidence, margin),
+    }
+
+
+def _comparison(
+    finals: Mapping[str, Mapping[int, float]],
+    arm: str,
+    baseline: str,
+    direction: int,
+    confidence: float,
+    margin: float | None,
+) -> dict[str, Any]:
+    """The comparisons of ``arm`` with the baseline over their shared seeds (``nan`` on the baseline row): paired t,
+    ITT rank test, divergence test, probability of improvement (a diverged member the worst outcome) and TOST
+    (only when every shared seed gave a pair)."""
+    d = jstats.DiffCI(_NAN, _NAN, _NAN, _NAN, _NAN, 0, 0, 0, _NAN, _NAN)
+    itt = jstats.RankTest(0, 0, _NAN, _NAN, _NAN)
+    div = jstats.DivergenceTest(0, 0, 0, _NAN)
+    poi = jrobust.Boot(_NAN, _NAN, _NAN, 0)
+    eq = jstats.Equivalence(_NAN, _NAN, _NAN, _NAN, _NAN, _NAN, 0)
+    if arm != baseline:
+        shared = sorted(set(finals[arm]) & set(finals[baseline]))
+        xa, xb = np.array([finals[arm][s] for s in shared]), np.array([finals[baseline][s] for s in shared])
+        d = jstats.paired_diff_ci(xa, xb, confidence)
+        if shared:
+            itt = jstats.itt_paired(xa, xb, direction >= 0)
+            if direction == 0 and d.n < len(shared):  # no "worst" outcome without a direction
+                itt = itt._replace(p=_NAN)
+            div = jstats.divergence_test(np.isnan(xa), np.isnan(xb))
+            sign = -1.0 if direction < 0 else 1.0  # P(better): compare -x when lower is better
+            worst = _NAN if direction == 0 else -math.inf
+            poi = jrobust.poi_ci(*(np.where(np.isnan(x), worst, sign * x) for x in (xa, xb)), confidence)
+        if margin is not None and d.n == len(shared):
+            eq = jstats.tost_paired(xa, xb, margin, confidence)
+    return {
+        "diff": d.diff,
+        "diff_std": d.std,
+        "diff_lo": d.lo,
+        "diff_hi": d.hi,
+        "diff_n": d.n,
+        "p_value": d.p,
         "itt_n": itt.n,
         "itt_w": itt.w_plus - itt.w_minus,
         "itt_p": itt.p,
-        "test": "",
-        "p_adjusted": _NAN,
+        "poi": poi.value,
+        "poi_lo": poi.lo,
+        "poi_hi": poi.hi,
+        "div_arm_only": div.arm_only,
+        "div_base_only": div.base_only,
+        "div_p": div.p,
+        "eq_lo": eq.lo,
+        "eq_hi": eq.hi,
+        "eq_p": eq.p,
         "_se": d.se,
         "_df": d.df,
     }
 
 
+def _adjusted(rows: list[dict[str, Any]], p_key: str, adjust: str, alpha: float) -> tuple[int, int]:
+    """Adjust the finite ``p_key`` p-values of the comparison ``rows`` as one family into ``{p_key}_adjusted``
+    (``p_adjusted`` for ``p``, the p-value of the test behind the verdict); returns the family's size and its
+    number of rejections."""
+    comp = [r for r in rows if math.isfinite(r[p_key])]
+    if not comp:
+        return 0, 0
+    adjusted = jstats.adjust_pvalues([r[p_key] for r in comp], adjust)
+    for r, q in zip(comp, adjusted):
+        r[f"{p_key}_adjusted"] = float(q)
+    return len(comp), int(np.sum(adjusted < alpha))
+
+
 def _family(
     rows: list[dict[str, Any]], direction: int, confidence: float, power: float, adjust: str
 ) -> list[dict[str, Any]]:
-    """One metric's comparisons with the baseline as a family: the test behind each verdict (paired t, or
-    the ITT rank test where pairs were lost), the adjusted p-values, the adjusted intervals, the verdicts and
-    the planning estimates."""
+    """One metric's comparisons with the baseline as three families, each adjusted on its own: the difference (the
+    test behind each verdict: the paired t, or the ITT rank test where pairs were lost), the equivalence (TOST, with a
+    margin) and the divergence (exact McNemar) tests; then the adjusted intervals, the verdicts and the planning
+    estimates."""
     alpha = 1.0 - confidence
-    for r in rows:
-        if r["verdict"] == "baseline":
-            continue
+    comps = [r for r in rows if r["verdict"] != "baseline"]
+    for r in comps:
         r["test"] = "itt" if r["diff_n"] < r["itt_n"] else ("t" if math.isfinite(r["p_value"]) else "")
-    comp = [r for r in rows if r["test"]]
-    primary = [r["p_value"] if r["test"] == "t" else r["itt_p"] for r in comp]
-    adjusted = jstats.adjust_pvalues(primary, adjust) if comp else []
-    family = int(np.sum(np.isfinite(primary))) if comp else 0
-    rejected = int(np.sum(np.asarray(adjusted) < alpha)) if comp else 0
+        r["p"] = r["p_value"] if r["test"] == "t" else (r["itt_p"] if r["test"] == "itt" else _NAN)
+    family, rejected = _adjusted(comps, "p", adjust, alpha)
+    eq_family, _ = _adjusted(comps, "eq_p", adjust, alpha)
+    div_family, _ = _adjusted(comps, "div_p", adjust, alpha)
     level = {"holm": alpha / max(family, 1), "bh": alpha * max(rejected, 1) / max(family, 1), "none": alpha}[adjust]
     plan_level = alpha if adjust == "none" else alpha / max(family, 1)
-    for r, p_adj in zip(comp, adjusted):
-        r["p_adjusted"] = float(p_adj)
     for r in rows:
         se, df = r.pop("_se"), r.pop("_df")
+        r.pop("p", None)
         r.update(power=power, adjust=adjust, family=family, adj_lo=_NAN, adj_hi=_NAN)
+        r.update(eq_family=eq_family, div_family=div_family)
         if r["verdict"] == "baseline":
             continue
         if r["test"] == "t" and se > 0:
@@ -364,23 +513,39 @@ def _family(
         if r["diff_n"] >= 2 and math.isfinite(r["diff_std"]):
             r["seeds_needed"] = jstats.seeds_needed(r["diff"], r["diff_std"], 1.0 - plan_level, power)
         r["verdict"] = _verdict(r, direction, alpha)
+        r["div_verdict"] = _div_verdict(r, alpha)
     return rows
 
 
 def _verdict(r: Mapping[str, Any], direction: int, alpha: float) -> str:
-    """``better`` / ``worse`` (``higher`` / ``lower``) when the adjusted p-value is below ``alpha``."""
+    """``better`` / ``worse`` (``higher`` / ``lower``) when the difference test's adjusted p-value is below
+    ``alpha``; else ``equivalent`` when the TOST's adjusted p-value is, ``not resolved`` with a margin and ``n.s.``
+    without one (``n/a``: no p-value, ``degenerate``: no spread)."""
     if r["test"] == "" and r["diff_n"] >= 2 and r["diff_std"] == 0:
         return "degenerate"
     p = r["p_adjusted"]
+    if math.isfinite(p) and p < alpha:
+        effect = r["diff"] if r["test"] == "t" else r["itt_w"]
+        side = 1 if effect > 0 else -1
+        if direction == 0:
+            return "higher" if side > 0 else "lower"
+        return "better" if side * direction > 0 else "worse"
+    if r["eq_p_adjusted"] < alpha:
+        return "equivalent"
+    if not math.isfinite(p):
+        return "n/a"
+    return "n.s." if r["eq_margin"] is None else "not resolved"
+
+
+def _div_verdict(r: Mapping[str, Any], alpha: float) -> str:
+    """``more`` / ``fewer`` (the arm diverges more / less often than the baseline) when the divergence test's
+    adjusted p-value is below ``alpha``, ``n.s.`` otherwise, ``n/a`` without a discordant seed."""
+    p = r["div_p_adjusted"]
     if not math.isfinite(p):
         return "n/a"
     if p >= alpha:
         return "n.s."
-    effect = r["diff"] if r["test"] == "t" else r["itt_w"]
-    side = 1 if effect > 0 else -1
-    if direction == 0:
-        return "higher" if side > 0 else "lower"
-    return "better" if side * direction > 0 else "worse"
+    return "more" if r["div_arm_only"] > r["div_base_only"] else "fewer"
 
 
 def edge_optima(

@@ -302,6 +302,9 @@ def machine_differences(original: Mapping[str, Any], rerun: Mapping[str, Any]) -
     dev_a, dev_b = original.get("device") or {}, rerun.get("device") or {}
     if (dev_a.get("backend"), dev_a.get("kind")) != (dev_b.get("backend"), dev_b.get("kind")):
         out.append(f"device: {dev_a.get('backend')} {dev_a.get('kind')} -> {dev_b.get('backend')} {dev_b.get('kind')}")
+    split_a, split_b = ((m.get("device") or {}).get("mesh", {}).get("data", 1) for m in (original, rerun))
+    if split_a != split_b:
+        out.append(f"data parallel (devices per member's batch): {split_a} -> {split_b}")
     cpu_a, cpu_b = _cpu_text(original.get("machine")), _cpu_text(rerun.get("machine"))
     if cpu_a != cpu_b:
         native = "native" in (num_a, num_b) or num_a.startswith("native")
@@ -456,6 +459,7 @@ def _summaries(
         target=original.get("target"),
         directions=original.get("directions"),
         adjust=original["config"].get("adjust", "holm"),
+        equivalence_margin=original["config"].get("equivalence_margin"),
     )
     a = jsummary.summarize(o_rows, o_members, arm_dicts, **kw)
     b = jsummary.summarize(res.metric_rows, res.member_rows, arm_dicts, **kw)

@@ -34,9 +34,11 @@ from jtricks.engine import runner as jrunner
 from jtricks.engine import search as jsearch
 from jtricks.engine import validation as jvalidation
 from jtricks.engine.options import RunOptions, options_from
+from jtricks.results import budget as jbudget
+from jtricks.results import plots as jplots
 from jtricks.results import rendering as jrendering
 
-__all__ = ["Tune", "tuning_experiment", "best_values", "run"]
+__all__ = ["Tune", "tuning_experiment", "best_values", "expected_performance", "run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,17 +104,24 @@ def _metric(exp: jexp.Experiment) -> str:
     return t.metric or (t.halving.metric if t.halving is not None else None) or "val_acc"
 
 
+def _configurations(res: Any, base: jexp.Arm, tuned: Sequence[str]) -> list[jexp.Arm]:
+    """The tuning run's configurations of ``base``: its arms that differ from ``base`` only in the tuned factors."""
+    key = tuple(sorted((k, repr(v)) for k, v in base.factors.items()))
+    return [a for a in res.arms if tuple(sorted((k, repr(v)) for k, v in a.factors.items() if k not in tuned)) == key]
+
+
+def _stops(res: Any) -> dict[str, int]:
+    return {k: v for r in res.search for k, v in r["stop_epoch"].items()}
+
+
 def best_values(
     res: Any, base_arms: Sequence[jexp.Arm], tuned: Sequence[str], metric: str, higher_is_better: bool, epochs: int
 ) -> list[dict[str, Any]]:
     """Per base arm: its tuned values (the best configuration at the last epoch) and its budget."""
-    stop = {k: v for r in res.search for k, v in r["stop_epoch"].items()}
+    stop = _stops(res)
     out = []
     for base in base_arms:
-        key = tuple(sorted((k, repr(v)) for k, v in base.factors.items()))
-        mine = [
-            a for a in res.arms if tuple(sorted((k, repr(v)) for k, v in a.factors.items() if k not in tuned)) == key
-        ]
+        mine = _configurations(res, base, tuned)
         finished = [a for a in mine if stop.get(a.name, epochs) == epochs]
         scores = [float(np.mean(res.history(a.name, metric)[:, -1])) for a in finished]
         sign = -1.0 if higher_is_better else 1.0
@@ -132,6 +141,33 @@ def best_values(
                 "member_epochs_full": len(mine) * epochs * seeds,
             }
         )
+    return out
+
+
+def expected_performance(
+    res: Any, base_arms: Sequence[jexp.Arm], tuned: Sequence[str], metric: str, higher_is_better: bool, epochs: int
+) -> list[dict[str, Any]]:
+    """Per base arm: the expected best ``metric`` of ``n = 1..N`` of its ``N`` configurations drawn at random, with
+    its sd (:func:`jtricks.results.budget.expected_max_curve`; Dodge et al. 2019), from each configuration's mean
+    over the tuning seeds at ``epoch``, the last epoch all of them reached (the last epoch without halving: with
+    halving, the first rung). Configurations without a finite score there (diverged) are left out and counted."""
+    stop = _stops(res)
+    out = []
+    for base in base_arms:
+        mine = _configurations(res, base, tuned)
+        epoch = min(stop.get(a.name, epochs) for a in mine)
+        values: dict[str, list[float]] = {a.name: [] for a in mine}
+        for r in res.metric_rows:
+            if r["metric"] == metric and r["epoch"] == epoch and r["arm"] in values:
+                values[r["arm"]].append(r["value"])
+        scores = [float(np.mean(v)) if v else math.nan for v in values.values()]
+        finite = [x for x in scores if math.isfinite(x)]
+        row: dict[str, Any] = {"arm": base.name, "metric": metric, "epoch": epoch, "configurations": len(mine)}
+        row.update(left_out=len(mine) - len(finite), n=[], mean=[], sd=[])
+        if finite:
+            n, mean, sd = jbudget.expected_max_curve(finite, higher_is_better)
+            row.update(n=n.tolist(), mean=mean.tolist(), sd=sd.tolist())
+        out.append(row)
     return out
 
 
@@ -160,11 +196,32 @@ def _markdown(table: Sequence[Mapping[str, Any]], tuning_wall: float, tune: Tune
     return "\n".join(lines) + "\n"
 
 
+def _evp_markdown(evp: Sequence[Mapping[str, Any]]) -> str:
+    """The expected validation performance table: ``E[best of n] ± sd`` at n = 1, 2, 4, ..., N."""
+    sizes = sorted({n for r in evp for n in r["n"] if n & (n - 1) == 0 or n == len(r["n"])})
+    lines = [
+        "### Expected validation performance",
+        "",
+        f"The expected best `{evp[0]['metric']}` of n configurations drawn at random from an arm's N, ± the sd of "
+        "that best (Dodge et al. 2019: exact, from the configurations' scores at the epoch shown, the last epoch "
+        "all of them reached). It says how much of an arm's tuned score a smaller search would have found.",
+        "",
+        "| arm | epoch | configurations (left out) | " + " | ".join(f"n = {n}" for n in sizes) + " |",
+        "|---|---:|---:|" + "---:|" * len(sizes),
+    ]
+    for r in evp:
+        cells = [f"{r['mean'][n - 1]:.4f} ± {r['sd'][n - 1]:.4f}" if n <= len(r["n"]) else "" for n in sizes]
+        head = f"| {r['arm']} | {r['epoch']} | {r['configurations']} ({r['left_out']}) | "
+        lines.append(head + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def run(exp: jexp.Experiment, *, out_dir: Any = None, options: RunOptions | None = None, **option_changes: Any) -> Any:
     """Tune every arm of ``exp`` (``exp.tune``), then run the seeds × arms comparison at the tuned values.
 
     Returns the comparison's :class:`jtricks.engine.runner.RunResult` with ``tuning`` set to the per-arm table
-    (``arm``, ``tuned``, ``metric``, ``score``, ``configurations``, ``member_epochs``, ``member_epochs_full``). Both
+    (``arm``, ``tuned``, ``metric``, ``score``, ``configurations``, ``member_epochs``, ``member_epochs_full``,
+    ``expected_performance``: :func:`expected_performance`'s ``epoch``, ``left_out``, ``n``, ``mean``, ``sd``). Both
     runs get ``options`` (:class:`jtricks.engine.options.RunOptions`, or its fields as keywords).
     """
     opts = options_from(options, **option_changes)
@@ -179,10 +236,13 @@ def run(exp: jexp.Experiment, *, out_dir: Any = None, options: RunOptions | None
         jmetrics.higher_is_better(metric, {}) if metric not in tuning_res.directions else tuning_res.directions[metric]
     )
     table = best_values(tuning_res, base_arms, list(exp.tune.factors), metric, higher, exp.epochs)
+    evp = expected_performance(tuning_res, base_arms, list(exp.tune.factors), metric, higher, exp.epochs)
+    for row, e in zip(table, evp):
+        row["expected_performance"] = {k: e[k] for k in ("epoch", "left_out", "n", "mean", "sd")}
     final = jrunner.run(_final_experiment(exp, base_arms, table), out_dir=out, options=opts)
     final.tuning = table
     if out is not None:
-        md = _markdown(table, tuning_res.wall_time_s, exp.tune)
+        md = _markdown(table, tuning_res.wall_time_s, exp.tune) + "\n" + _evp_markdown(evp)
         jfiles.write_atomic(out / "tuning.md", md)
         jfiles.write_atomic(
             out / "tuning.json",
@@ -193,4 +253,6 @@ def run(exp: jexp.Experiment, *, out_dir: Any = None, options: RunOptions | None
             + "\n",
         )
         jrendering.append_sections(out, ("tuning.md",))
+        if opts.plot:
+            jplots.plot_expected_performance(out / "evp.png", evp, title=exp.name)
     return final

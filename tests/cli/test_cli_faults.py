@@ -88,6 +88,8 @@ def test_out_is_a_file_or_below_a_file(tmp_path):
         ("metrics=[abc]", "metrics ['abc'] are measured by no arm"),
         ("target=abc", "'target' must be None, a finite number (a val_acc target) or {metric: number}, got 'abc'"),
         ("target={'val_accc': 0.5}", "'target' names metric 'val_accc', measured by no arm"),
+        ("equivalence_margin=-1", "equivalence_margin must be a finite number > 0, got -1"),
+        ("equivalence_margin={'val_accc': 0.01}", "equivalence_margin names metric 'val_accc', measured by no arm"),
     ],
 )
 def test_data_settings_fail_before_loading(tmp_path, setting, fragment):

@@ -20,21 +20,22 @@ class _Tty(io.StringIO):
 def test_progress_lines_on_a_pipe() -> None:
     out = io.StringIO()
     bar = Progress(4, stream=out)
-    bar.update("group 1/1 epoch 1/4", 0.5, 0)
-    bar.update("group 1/1 epoch 2/4", 0.625, 2)
+    bar.update("group 1/1 epoch 1/4", 0.5, 0, seconds=3.0, measured=False)
+    bar.update("group 1/1 epoch 2/4", 0.625, 2, seconds=1.0)
     lines = out.getvalue().split("\n")
     assert lines[-1] == "" and len(lines) == 3  # one line per epoch, no carriage returns
     assert "\r" not in out.getvalue()
     assert lines[0].startswith("[######------------------] 1/4 group 1/1 epoch 1/4 val_acc 0.5000 |")
     assert lines[1].startswith("[############------------] 2/4 group 1/1 epoch 2/4 val_acc 0.6250 diverged 2 |")
-    assert "ETA" in lines[0] and "diverged" not in lines[0]
+    assert "ETA" not in lines[0] and "diverged" not in lines[0]  # the first epoch is not measured
+    assert lines[1].endswith("ETA   2.0s")
 
 
 def test_progress_redraws_one_line_on_a_terminal_and_ends_it() -> None:
     out = _Tty()
     bar = Progress(2, stream=out)
     bar.update("a", 0.1, 0)
-    assert out.getvalue().startswith("\r[") and out.getvalue().endswith("\r")
+    assert out.getvalue().startswith("\r\033[K[") and not out.getvalue().endswith("\n")
     bar.update("b", 0.2, 0)
     assert out.getvalue().endswith("\n") and out.getvalue().count("\n") == 1
     assert "[########################] 2/2 b" in out.getvalue()

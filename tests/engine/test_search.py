@@ -212,11 +212,23 @@ def test_tune_then_ablate_tunes_each_arm_and_states_the_budget(tmp_path) -> None
         assert final_loss[best["arm"]] == row["score"]
         assert row["tuned"] == {"learning_rate": best["factors"]["learning_rate"]}
         assert (row["configurations"], row["member_epochs"], row["member_epochs_full"]) == (2, 4, 6)
+        # expected validation performance at epoch 1, the last one both configurations reached: the mean loss of
+        # one configuration, and of the better of two draws (lower is better): 3/4 the lower one, 1/4 the higher
+        at_1 = sorted(
+            r["value"]
+            for r in rows
+            if r["metric"] == "val_loss" and r["epoch"] == 1 and r["arm"] in {a["arm"] for a in mine}
+        )
+        evp = row["expected_performance"]
+        assert (evp["epoch"], evp["left_out"], evp["n"]) == (1, 0, [1, 2])
+        assert evp["mean"] == pytest.approx([sum(at_1) / 2, 0.75 * at_1[0] + 0.25 * at_1[1]], rel=1e-12)
+        assert evp["sd"][1] == pytest.approx(math.sqrt(3) / 4 * (at_1[1] - at_1[0]), rel=1e-9)
     # the comparison: the arms at their tuned values, on the experiment's seeds
     assert [a.name for a in res.arms] == ["dropout_rate=0", "dropout_rate=0.3"]
     assert [a.hparams["learning_rate"] for a in res.arms] == [r["tuned"]["learning_rate"] for r in res.tuning]
     assert json.loads((tmp_path / "manifest.json").read_text())["seeds"] == [0, 1]
     summary = (tmp_path / "summary.md").read_text()
     assert "## Tuning" in summary and "| dropout_rate=0.3 |" in summary and "| 2 | 4 (6) |" in summary
+    assert "### Expected validation performance" in summary and "| n = 1 | n = 2 |" in summary
     results_io.check_complete(tmp_path)
     results_io.check_complete(tmp_path / "tuning")

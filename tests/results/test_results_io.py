@@ -38,11 +38,20 @@ def test_fingerprint_is_canonical_and_stable():
 
 
 def test_only_summary_choices_are_left_out_of_the_fingerprint():
-    """How rows are summarised (metrics, baseline, target, adjustment) and the labels do not enter a run's
-    fingerprint; ``train_eval``, a reporting setting that adds metric rows, does."""
+    """How rows are summarised (metrics, baseline, target, adjustment, equivalence margin) and the labels do not
+    enter a run's fingerprint; ``train_eval``, a reporting setting that adds metric rows, does."""
     from jtricks import experiment as jexp
 
-    assert jexp.REPORT_ONLY == {"metrics", "baseline", "target", "adjust", "name", "description"}
+    assert jexp.REPORT_ONLY == {
+        "metrics",
+        "baseline",
+        "target",
+        "adjust",
+        "equivalence_margin",
+        "test_bootstrap",
+        "name",
+        "description",
+    }
     assert "train_eval" in jexp.SETTINGS and jexp.SETTINGS["train_eval"]["section"] == "reporting"
 
 

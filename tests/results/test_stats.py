@@ -354,3 +354,72 @@ def test_power_of_an_effect_beyond_scipys_noncentral_t_is_one():
     the cap, 1 to double precision, so two seeds suffice."""
     assert stats.t_test_power(2, 1e12) == 1.0 and stats.t_test_power(3, 5e15, 0.99) == 1.0
     assert stats.seeds_needed(5.5e15, 1.0) == 2
+
+
+# ----------------------------------------------------------------------------------------------
+# divergence counts (exact McNemar), equivalence (TOST)
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_divergence_test_is_scipy_binomtest_and_statsmodels_exact_mcnemar(seed):
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    rng = np.random.default_rng(seed)
+    arm, base = rng.random(12) < 0.6, rng.random(12) < 0.3
+    t = stats.divergence_test(arm, base)
+    b, c = int(np.sum(arm & ~base)), int(np.sum(base & ~arm))
+    assert (t.n, t.arm_only, t.base_only) == (12, b, c)
+    assert t.p == sps.binomtest(b, b + c, 0.5).pvalue
+    table = [[np.sum(arm & base), b], [c, np.sum(~arm & ~base)]]
+    np.testing.assert_allclose(t.p, mcnemar(table, exact=True).pvalue, rtol=1e-12)
+
+
+def test_divergence_test_floor_and_no_discordant_seed():
+    # every one of 8 seeds diverged in the arm only: the smallest p-value 8 seeds can give, 2 * 0.5^8
+    assert stats.divergence_test([True] * 8, [False] * 8).p == 2 * 0.5**8
+    assert stats.divergence_test([0, 0, 1, 1], [1, 1, 0, 0]).p == 1.0
+    none = stats.divergence_test([True, False, True], [True, False, True])  # concordant seeds only
+    assert (none.arm_only, none.base_only) == (0, 0) and math.isnan(none.p)
+    with pytest.raises(ValueError, match="same length"):
+        stats.divergence_test([True], [True, False])
+
+
+@pytest.mark.parametrize("seed,n,margin", [(0, 8, 0.01), (1, 5, 0.02), (2, 12, 0.005), (3, 8, 0.03)])
+def test_tost_paired_matches_statsmodels_ttost_paired(seed, n, margin):
+    from statsmodels.stats.weightstats import ttost_paired
+
+    rng = np.random.default_rng(seed)
+    b = rng.normal(0.8, 0.02, size=n)
+    a = b + rng.normal(0.004, 0.008, size=n)
+    eq = stats.tost_paired(a, b, margin)
+    p, (_, p_lower, _), (_, p_upper, _) = ttost_paired(a, b, -margin, margin)
+    np.testing.assert_allclose([eq.p, eq.p_lower, eq.p_upper], [p, p_lower, p_upper], rtol=1e-10)
+    # the decision at alpha is the (1 - 2 alpha) interval inside the margin
+    d = a - b
+    lo, hi = sps.ttest_rel(a, b).confidence_interval(0.90)
+    np.testing.assert_allclose([eq.lo, eq.hi], [lo, hi], rtol=1e-10)
+    assert (eq.p < 0.05) == (-margin < lo and hi < margin)
+    assert eq.n == n and eq.margin == margin and math.isclose(float(np.mean(d)), (eq.lo + eq.hi) / 2, rel_tol=1e-12)
+
+
+def test_tost_paired_resolves_equivalence_and_not_a_large_difference():
+    rng = np.random.default_rng(7)
+    b = rng.normal(0.8, 0.02, size=16)
+    same = b + rng.normal(0.0, 0.002, size=16)
+    far = b + 0.05 + rng.normal(0.0, 0.002, size=16)
+    assert stats.tost_paired(same, b, 0.01).p < 1e-6
+    assert stats.tost_paired(far, b, 0.01).p > 0.99
+
+
+def test_tost_paired_edge_cases_and_validation():
+    eq = stats.tost_paired([0.5, 0.6, np.nan], [0.4, 0.5, 0.5], 0.2)  # every difference 0.1: no spread
+    assert eq.n == 2 and math.isnan(eq.p) and math.isnan(eq.lo)
+    assert math.isnan(stats.tost_paired([0.5], [0.4], 0.2).p)
+    for bad in (0.0, -0.1, math.inf, math.nan):
+        with pytest.raises(ValueError, match="margin must be a finite number > 0"):
+            stats.tost_paired([1.0, 2.0], [1.0, 2.5], bad)
+    with pytest.raises(TypeError, match="margin must be a positive number"):
+        stats.tost_paired([1.0, 2.0], [1.0, 2.5], "0.1")
+    with pytest.raises(ValueError, match="confidence must be > 0.5"):
+        stats.tost_paired([1.0, 2.0], [1.0, 2.5], 0.1, confidence=0.4)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
-from statistics import NormalDist
 
 import numpy as np
 import pytest
 
-from jtricks import data, experiment, provenance, report, runner, runtime, sequential
+from jtricks import data, experiment, provenance, report, runner, runtime, sequential, stats
 
 pytestmark = pytest.mark.slow  # real jtricks runs / processes: left out of `-m "not slow"`
 
@@ -59,37 +57,34 @@ def runs(tmp_path_factory):
         data.unregister_dataset("toy_sequential")
 
 
-def test_looks_and_alpha_spending():
-    assert sequential.planned_looks(8, 8, 32) == [8, 16, 24, 32]
-    assert sequential.planned_looks(8, 8, 20) == [8, 16, 20]
-    assert sequential.planned_looks(8, 8, 8) == [8]
-    obf = sequential.spending([8, 16, 24, 32], 0.05, "obf")
-    z = NormalDist().inv_cdf(0.975)
-    spent = [2 - 2 * NormalDist().cdf(z / math.sqrt(t)) for t in (0.25, 0.5, 0.75, 1.0)]
-    np.testing.assert_allclose(np.cumsum(obf), spent, rtol=1e-12)
-    assert sum(obf) == pytest.approx(0.05, abs=1e-15) and obf[0] < 1e-4 < obf[-1]
-    assert sequential.spending([8, 16], 0.05, "bonferroni") == [0.025, 0.025]
-    with pytest.raises(ValueError, match="MAX must be >="):
-        sequential.planned_looks(8, 8, 4)
-    with pytest.raises(ValueError, match="rule must be one of"):
-        sequential.spending([8], 0.05, "pocock")
-
-
 def test_batches_of_seeds_are_the_run_with_all_seeds(runs):
     seq, record, direct = runs
     # population-size independence: seeds 0-1 then 2-3 run apart give exactly the 4-seed run
     assert (seq.out_dir / "metrics.csv").read_bytes() == (direct.out_dir / "metrics.csv").read_bytes()
     assert (seq.out_dir / "members.csv").read_bytes() == (direct.out_dir / "members.csv").read_bytes()
     assert [look["seeds"] for look in record["looks"]] == [2, 4] and record["stopped_at"] == 4
-    assert not record["looks"][0]["resolved"]  # at 2 seeds the O'Brien-Fleming level is 0.0056
-    levels = sequential.spending([2, 4], 0.05, "obf")
-    assert [p["alpha"] for p in record["planned_looks"]] == levels
+    assert not record["looks"][0]["resolved"]  # at 2 of 4 seeds the exact O'Brien-Fleming level is 0.0056
+    levels = sequential.spending([2, 4], 0.05, "obf-exact", family=1)  # one comparison
+    assert [p["alpha"] for p in record["planned_looks"]] == levels and record["family"] == 1
+    assert record["rule"] == "obf-exact" and levels[0] == pytest.approx(0.00557, rel=1e-2)
     manifest = json.loads((seq.out_dir / "manifest.json").read_text())
     assert manifest["sequential"] == json.loads(json.dumps(record)) and manifest["confidence"] == 1 - levels[-1]
     assert manifest["seeds"] == [0, 1, 2, 3]
     (arm,) = record["first_resolved_at"]
     last = record["looks"][-1]["comparisons"][arm]
     assert record["first_resolved_at"][arm] == (4 if last["verdict"] in ("better", "worse") else None)
+    # each look's interval is the repeated confidence interval: the paired t interval at the look's level
+    finals = {
+        (r["arm"], r["seed"]): r["value"] for r in seq.metric_rows if r["metric"] == "val_acc" and r["epoch"] == 2
+    }
+    base = next(a for a in {a for a, _ in finals} if a != arm)
+    for look in record["looks"]:
+        seeds = range(look["seeds"])
+        d = stats.paired_diff_ci([finals[arm, s] for s in seeds], [finals[base, s] for s in seeds], 1 - look["alpha"])
+        c = look["comparisons"][arm]
+        assert (c["diff"], c["lo"], c["hi"]) == pytest.approx((d.diff, d.lo, d.hi), rel=1e-12)
+    summary_md = (seq.out_dir / "summary.md").read_text()
+    assert summary_md.endswith((seq.out_dir / "sequential.md").read_text()) and "repeated CI" in summary_md
     # the folder re-renders byte for byte at the final look's level
     before = (seq.out_dir / "summary.csv").read_bytes(), (seq.out_dir / "summary.md").read_bytes()
     again = report.render(seq.out_dir, plot=False)
@@ -164,3 +159,22 @@ def test_provenance_helpers(tmp_path):
 
     assert provenance.call_arguments(loader, {"n": 3}) == {"seed": 42, "n": 3}
     assert provenance.call_arguments(loader, {"bad": 1}) is None
+
+
+def test_an_equivalent_comparison_is_resolved_with_a_margin():
+    """A look is resolved when every comparison is "better"/"worse" or, with an equivalence margin, "equivalent"."""
+    rng = np.random.default_rng(4)
+    seed_effect = rng.normal(0, 0.02, size=8)
+    rows = [
+        (arm, s, 1, "val_acc", 0.7 + seed_effect[s] + effect + rng.normal(0, 0.002))
+        for arm, effect in (("base", 0.0), ("same", 0.0), ("up", 0.05))
+        for s in range(8)
+    ]
+    arms = [{"arm": a, "factors": {}} for a in ("base", "same", "up")]
+    looks = [
+        sequential._look(rows, None, arms, experiment.Experiment(equivalence_margin=m), "val_acc", 0.05, {})
+        for m in (None, 0.01)
+    ]
+    assert [c["verdict"] for c in looks[0]["comparisons"].values()] == ["n.s.", "better"]
+    assert [c["verdict"] for c in looks[1]["comparisons"].values()] == ["equivalent", "better"]
+    assert (looks[0]["resolved"], looks[1]["resolved"]) == (False, True)
