@@ -220,7 +220,9 @@ class Experiment:
     population: str = setting("auto", section="execution", role="program", choices=lambda: jpop.STRATEGIES)
     diagnostics: bool = setting(False, section="execution", role="program")
     log_every: int | None = setting(None, section="execution", role="program")
-    precision: str = setting("float32", section="execution", role="program", choices=lambda: jprec.PRECISIONS)
+    precision: str = setting(
+        "float32", section="execution", role="program", choices=lambda: jprec.PRECISIONS, fingerprint_default=False
+    )
     max_members: int | None = setting(None, section="execution", role="run")
     metrics: Sequence[str] | None = setting(None, section="reporting", role="run")
     baseline: str | None = setting(None, section="reporting", role="run")

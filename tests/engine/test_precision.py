@@ -12,7 +12,7 @@ from support.experiments import small_digits_mlp
 from jtricks import models as jmodels
 from jtricks import optim as joptim
 from jtricks import train as jtrain
-from jtricks.engine import configure, grid, settings, validation
+from jtricks.engine import configure, experiment, grid, settings, validation
 
 RNG = np.random.default_rng(0)
 X = jnp.asarray(RNG.normal(size=(32, 8)).astype(np.float32))
@@ -65,6 +65,9 @@ def test_precision_is_a_setting_and_a_static_factor() -> None:
     assert cfg16.precision == "float16"
     assert "skipped_steps" in configure.produced_metrics(cfg16)
     assert "skipped_steps" not in configure.produced_metrics(configure.build_config(exp, jmodels.mlp((4,), 10), 640))
+    # the fingerprint names a precision other than the default (older folders and checkpoints keep theirs)
+    assert "precision" not in experiment.fingerprint_fields(exp)
+    assert experiment.fingerprint_fields(bf)["precision"] == "bfloat16"
 
 
 def test_float32_traces_no_cast_and_bfloat16_computes_in_bfloat16() -> None:
