@@ -16,7 +16,8 @@ r2          [e², y, y²] per output    1 − SSE / (Σy² − (Σy)²/n), avera
 =========== ========================= ================================================ ========
 
 A *full* metric name is a split and a metric: ``train_loss``, ``val_acc``, ``test_r2``, ``avg_test_acc``
-(the averaged weights' evaluation). The engine also records ``lr``, ``grad_norm`` and ``grad_norm/<layer>``,
+(the averaged weights' evaluation). The engine also records ``lr``, ``grad_norm``, ``grad_norm/<layer>`` and
+(float16 precision) ``skipped_steps``,
 which belong to no split and have no better direction (:func:`parse` gives ``("", "lr")``,
 :func:`direction` gives 0).
 
@@ -75,8 +76,9 @@ class Metric(NamedTuple):
 #: The splits a metric is evaluated on (``avg_`` + split: the averaged weights, with EMA / SWA). ``train``:
 #: averaged over the epoch's steps in train mode; ``train_eval``: a fixed training sample in eval mode.
 SPLITS: tuple[str, ...] = ("train", "train_eval", "val", "test")
-#: Metrics the engine records that belong to no split (``grad_norm/<layer>`` too, with diagnostics).
-ENGINE_METRICS: tuple[str, ...] = ("lr", "grad_norm")
+#: Metrics the engine records that belong to no split (``grad_norm/<layer>`` too, with diagnostics;
+#: ``skipped_steps``: the steps float16's loss scaling skipped in the epoch).
+ENGINE_METRICS: tuple[str, ...] = ("lr", "grad_norm", "skipped_steps")
 
 _TOPK = re.compile(r"top([1-9][0-9]*)_acc")
 

@@ -105,6 +105,7 @@ def build_config(
         augment=exp.augment,
         crop_padding=exp.crop_padding,
         member_split=member_split,
+        precision=exp.precision,
     )
 
 
@@ -129,4 +130,6 @@ def produced_metrics(config: jtrain.TrainConfig) -> frozenset[str]:
     names = {f"train_{b}" for b in base} | {f"{s}_{b}" for s in evaluated for b in base} | {"grad_norm", "lr"}
     if config.averaging:
         names |= {f"avg_{s}_{b}" for s in ("val", "test") for b in base}
+    if config.precision == "float16":
+        names.add("skipped_steps")
     return frozenset(names)

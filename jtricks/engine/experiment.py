@@ -41,6 +41,7 @@ from jtricks import losses as jlosses
 from jtricks import models as jmodels
 from jtricks import optim as joptim
 from jtricks._core import checks
+from jtricks._core import precision as jprec
 from jtricks.engine import population as jpop
 from jtricks.engine import search as jsearch
 
@@ -147,7 +148,9 @@ class Experiment:
     ``population`` (how the members are mapped: ``"vmap"``, ``"unroll"`` or ``"auto"``,
     :func:`jtricks.population.resolve_strategy`), ``diagnostics``, ``max_members`` (population chunk size),
     ``log_every`` (also record the training loss averaged over every ``log_every`` steps: ``train_loss@<step>``
-    rows, :class:`jtricks.train.TrainConfig`).
+    rows, :class:`jtricks.train.TrainConfig`), ``precision`` (``"float32"``, ``"bfloat16"`` or ``"float16"``:
+    the dtype of the forward and backward passes, float32 master weights; float16 with dynamic loss scaling;
+    ``docs/precision.md``).
 
     **reporting** — ``metrics``: the metrics summarised (final epoch, mean and 95% CI over seeds; ``None``:
     test and validation accuracy and train loss for classification, test and validation r2 and train loss
@@ -217,6 +220,9 @@ class Experiment:
     population: str = setting("auto", section="execution", role="program", choices=lambda: jpop.STRATEGIES)
     diagnostics: bool = setting(False, section="execution", role="program")
     log_every: int | None = setting(None, section="execution", role="program")
+    precision: str = setting(
+        "float32", section="execution", role="program", choices=lambda: jprec.PRECISIONS, fingerprint_default=False
+    )
     max_members: int | None = setting(None, section="execution", role="run")
     metrics: Sequence[str] | None = setting(None, section="reporting", role="run")
     baseline: str | None = setting(None, section="reporting", role="run")

@@ -31,6 +31,12 @@ rates, therefore leaves the initial weights and the data order of a seed unchang
 Gradient accumulation (``OptimizerSpec.accumulate = k``, ``optax.MultiSteps``): each step is one micro-batch
 of ``batch_size / k`` examples (the epoch's batches cut in ``k``, in order) and every ``k``-th step applies the
 update of the ``k`` averaged gradients; the learning-rate schedule counts applied updates.
+
+Mixed precision (``TrainConfig.precision``, ``docs/precision.md``): with ``"bfloat16"`` or ``"float16"`` the
+model's ``apply`` runs on params and inputs cast to that dtype, its outputs are cast back to float32 before the
+loss and the metrics, and the gradients, the optimizer and the master params stay float32; ``"float16"`` scales
+the loss dynamically (``TrainState.loss_scale``) and skips a step whose gradients are not finite. With
+``"float32"`` no cast is traced: the program is the plain one.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ from jtricks import models as jmodels
 from jtricks import optim as joptim
 from jtricks import regularize as jreg
 from jtricks._core import numerics as jnum
+from jtricks._core import precision as jprec
 from jtricks._core.keys import key_for
 
 __all__ = [
@@ -175,6 +182,12 @@ class TrainConfig:
         ``(pool, n_val, n_train)``: ``data.x_train`` is a pool of ``pool`` examples that each member splits by its
         own ``"split"`` key stream (:func:`split_rows`): ``n_val`` validation examples, then ``n_train`` training
         ones (``Experiment.vary_split``).
+      precision: the dtype of the forward and backward passes (:mod:`jtricks._core.precision`): ``"float32"``
+        (the plain program), ``"bfloat16"`` or ``"float16"`` (params and inputs cast to it for ``model.apply``,
+        outputs cast back to float32 before the loss and the metrics; the parameters, their gradients, the
+        optimizer state and the batch-norm statistics stay float32). ``"float16"`` adds dynamic loss scaling
+        (:func:`jtricks.optim.loss_scale_update`): a step with non-finite gradients is skipped, counted in the
+        ``skipped_steps`` metric and not a divergence, unless the scale is already at its minimum.
     """
 
     model: Any
@@ -199,8 +212,10 @@ class TrainConfig:
     augment: tuple[str, ...] = ()
     crop_padding: int = 4
     member_split: tuple[int, int, int] | None = None
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
+        jprec.check_precision(self.precision, "precision")
         ms = self.member_split
         if ms is not None and (
             len(ms) != 3 or not all(isinstance(v, int) and v > 0 for v in ms) or ms[1] + ms[2] > ms[0]
@@ -321,7 +336,8 @@ class TrainState(NamedTuple):
 
     ``diverged_epoch`` is -1 until the member diverges (1-based epoch). ``first_objective`` is
     ``|objective|`` of the member's first step (0 before it; the reference of the explosion rule,
-    ``TrainConfig.divergence_factor``). ``one`` is a per-member float32
+    ``TrainConfig.divergence_factor``). ``loss_scale`` is the dynamic loss scale of ``precision="float16"``
+    (:class:`jtricks.optim.LossScaleState`; ``None`` otherwise). ``one`` is a per-member float32
     ``1.0``: evaluation multiplies the shared evaluation inputs by it, which gives them the population axis,
     so XLA computes each member's first-layer products exactly as in a standalone run (a product of
     *unbatched* inputs with batched weights was measured to round differently for some shapes).
@@ -339,6 +355,7 @@ class TrainState(NamedTuple):
     diverged_epoch: jax.Array
     first_objective: jax.Array
     one: jax.Array
+    loss_scale: Any = None
 
 
 class DeviceData(NamedTuple):
@@ -547,6 +564,7 @@ def init_state(
         # 1.0, but computed from member data so that XLA can neither constant-fold it nor drop its
         # population axis (0·lr is not foldable in IEEE arithmetic; lr is finite for any run that trains)
         one=jnp.float32(1.0) + jnp.float32(0.0) * hp["learning_rate"],
+        loss_scale=joptim.loss_scale_init() if config.precision == "float16" else None,
     )
 
 
@@ -560,6 +578,21 @@ def _metric_values(
     """Each metric of ``config`` over one batch: ``finalize(Σ_batch stats, B)`` (sums pairwise)."""
     n = per_example.shape[0]
     return {m.name: m.finalize(jnum.pairwise_sum(m.stats(outputs, y, per_example), 0), n) for m in config.metrics}  # type: ignore[union-attr]
+
+
+def _apply(config: TrainConfig, params: Any, model_state: Any, x: jax.Array, **kwargs: Any) -> tuple[jax.Array, Any]:
+    """``config.model.apply`` in ``config.precision``: ``(outputs, new_model_state)`` with float32 outputs.
+
+    Mixed precision: ``f(cast(params, c), cast(x, c))`` with ``c`` the compute dtype, the outputs cast to
+    float32, and so is the new model state's (batch-norm running statistics, computed in float32). The cast
+    inside the differentiated function makes the gradients float32 (the master weights' dtype). float32:
+    ``config.model.apply`` itself, no cast traced.
+    """
+    if not jprec.is_mixed(config.precision):
+        return config.model.apply(params, model_state, x, **kwargs)
+    dtype = jprec.compute_dtype(config.precision)
+    outputs, new_state = config.model.apply(jprec.cast_floating(params, dtype), model_state, x.astype(dtype), **kwargs)
+    return outputs.astype(jnp.float32), jprec.cast_floating(new_state, jnp.float32)
 
 
 def loss_fn(
@@ -579,8 +612,8 @@ def loss_fn(
     ``mix = (lam, perm)`` (mixup, :func:`augment_batch`): the per-example loss is
     ``lam · loss(f(x_b), y_b) + (1 - lam) · loss(f(x_b), y_perm(b))``; the metrics compare with ``y``.
     """
-    outputs, new_state = config.model.apply(
-        params, model_state, x, key=key, train=True, hparams=_subset(hparams, config.model_hparam_names())
+    outputs, new_state = _apply(
+        config, params, model_state, x, key=key, train=True, hparams=_subset(hparams, config.model_hparam_names())
     )
     loss_hp = config.loss_hparams(hparams)
     per_example = config.loss.fn(outputs, y, loss_hp)
@@ -698,16 +731,17 @@ def make_batch_step(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax
     def step(state: TrainState, x: jax.Array, y: jax.Array) -> tuple[TrainState, dict]:
         x, mixing = augment_batch(config, state.key, state.step, x, state.hparams)
         dkey = jax.random.fold_in(key_for(state.key, "dropout"), state.step)
-        grad_fn = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)
-        (objective, (new_mstate, data_loss, mvals)), grads = grad_fn(
-            config, state.params, state.model_state, x, y, key=dkey, hparams=state.hparams, mix=mixing
-        )
+        (objective, (new_mstate, data_loss, mvals)), grads = _gradients(config, state, x, y, dkey, mixing)
         gnorm = jnum.global_norm(grads)
         tx = _build_tx(config, state.hparams)
         updates, new_opt = tx.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
-        first = jnp.where(state.step == 0, jnp.abs(objective), state.first_objective)
+        scaled = state.loss_scale is not None
+        finite = joptim.all_finite(grads) & jnp.isfinite(objective) if scaled else None
+        first = _first_objective(state, objective, finite)
         ok = jnp.isfinite(objective) & jnp.isfinite(gnorm) & ~_exploded(config, objective, first)
+        if scaled:  # a skipped step is no divergence, unless the loss scale has nothing left to give
+            ok = jnp.where(finite, ok, ~joptim.loss_scale_exhausted(state.loss_scale, finite))
         avg = state.averaging
         if config.averaging == "ema":
             avg = jreg.ema_update(avg, new_params, state.hparams["ema_decay"])
@@ -724,15 +758,66 @@ def make_batch_step(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax
             diverged_epoch=jnp.where(~ok & ~_frozen(config, state), state.epoch + 1, state.diverged_epoch),
             first_objective=first,
         )
+        if scaled:
+            new_state = _skip_nonfinite(state, new_state, finite)
         if config.early_stopping:  # a stopped member does not train (its later train metrics are its best model's)
             new_state = _select(state.early.should_stop, state, new_state)
         metrics = {"objective": objective, "loss": data_loss, **mvals, "grad_norm": gnorm}
+        if scaled:
+            metrics["skipped"] = jnp.where(finite, 0.0, 1.0).astype(jnp.float32)
         if config.diagnostics:
             for name, v in jdiag.per_layer_norms(grads, group="layer").items():
                 metrics[f"grad_norm/{name}"] = v
         return new_state, metrics
 
     return step
+
+
+def _gradients(
+    config: TrainConfig,
+    state: TrainState,
+    x: jax.Array,
+    y: jax.Array,
+    key: jax.Array,
+    mix: tuple[jax.Array, jax.Array] | None,
+) -> tuple[tuple[jax.Array, Any], Any]:
+    """``((objective, aux), grads)`` of :func:`loss_fn` at ``state.params`` (float32 gradients).
+
+    With a loss scale (``precision="float16"``) the backward pass differentiates ``s · objective`` and the
+    gradients are unscaled, ``g = ∇(s · L) · (1/s)`` (:func:`jtricks.optim.scale_loss`,
+    :func:`jtricks.optim.unscale_grads`); the returned objective is the unscaled one.
+    """
+    kwargs = dict(key=key, hparams=state.hparams, mix=mix)
+    if state.loss_scale is None:
+        grad_fn = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)
+        return grad_fn(config, state.params, state.model_state, x, y, **kwargs)
+
+    def scaled(params: Any) -> tuple[jax.Array, tuple[jax.Array, Any]]:
+        objective, aux = loss_fn(config, params, state.model_state, x, y, **kwargs)
+        return joptim.scale_loss(objective, state.loss_scale), (objective, aux)
+
+    (_, (objective, aux)), grads = jax.value_and_grad(scaled, has_aux=True)(state.params)
+    return (objective, aux), joptim.unscale_grads(grads, state.loss_scale)
+
+
+def _first_objective(state: TrainState, objective: jax.Array, finite: jax.Array | None) -> jax.Array:
+    """``|objective|`` of the member's first step (``finite is None``), or of its first step that was not
+    skipped (loss scaling: ``finite`` says whether this step's gradients were finite)."""
+    if finite is None:
+        return jnp.where(state.step == 0, jnp.abs(objective), state.first_objective)
+    return jnp.where((state.first_objective == 0) & finite, jnp.abs(objective), state.first_objective)
+
+
+def _skip_nonfinite(state: TrainState, new: TrainState, finite: jax.Array) -> TrainState:
+    """Loss scaling's skip: ``new`` when the step's gradients were ``finite``, else ``state`` (params, optimizer
+    and model state, averages unchanged); either way the step counter, the divergence record and the new loss
+    scale (:func:`jtricks.optim.loss_scale_update`) are ``new``'s."""
+    return _select(finite, new, state)._replace(
+        step=new.step,
+        diverged_epoch=new.diverged_epoch,
+        first_objective=new.first_objective,
+        loss_scale=joptim.loss_scale_update(state.loss_scale, finite),
+    )
 
 
 def guard_epoch(config: TrainConfig, start: TrainState, end: TrainState) -> TrainState:
@@ -758,7 +843,8 @@ def eval_outputs(
     """The model's outputs on ``x`` in eval mode (dropout off, batch norm on running statistics) and the
     per-example loss against ``y``. ``one`` is the member's ``TrainState.one`` (it gives the shared inputs the
     population axis)."""
-    outputs, _ = config.model.apply(
+    outputs, _ = _apply(
+        config,
         params,
         model_state,
         x * one.astype(x.dtype),
@@ -990,14 +1076,22 @@ def step_blocks(values: jax.Array, k: int) -> tuple[jax.Array, np.ndarray]:
 def finish_epoch(
     config: TrainConfig, state: TrainState, step_metrics: dict[str, jax.Array], evals: dict[str, jax.Array]
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """Per-epoch metrics (train means over the epoch's steps + evaluations); NaN once diverged."""
-    out: dict[str, jax.Array] = {"train_loss": jnum.mean(step_metrics["loss"])}
+    """Per-epoch metrics (train means over the epoch's steps + evaluations); NaN once diverged.
+
+    With loss scaling the train means are over the applied steps, ``Σ_s a_s v_s / Σ_s a_s`` (``a_s = 0`` for a
+    skipped step, NaN when every step was skipped), and ``skipped_steps`` is ``Σ_s (1 - a_s)``.
+    """
+    skipped = step_metrics.get("skipped")
+    step_mean = jnum.mean if skipped is None else (lambda v: _applied_mean(v, skipped))
+    out: dict[str, jax.Array] = {"train_loss": step_mean(step_metrics["loss"])}
     for name in config.metric_names():
-        out[f"train_{name}"] = jnum.mean(step_metrics[name])
-    out["grad_norm"] = jnum.mean(step_metrics["grad_norm"])
+        out[f"train_{name}"] = step_mean(step_metrics[name])
+    out["grad_norm"] = step_mean(step_metrics["grad_norm"])
     for k, v in step_metrics.items():
         if k.startswith("grad_norm/"):
-            out[k] = jnum.mean(v)
+            out[k] = step_mean(v)
+    if skipped is not None:
+        out["skipped_steps"] = jnum.pairwise_sum(skipped)
     out.update(evals)
     if config.log_every is not None:
         out["train_loss@"], ends = step_blocks(step_metrics["loss"], config.log_every)
@@ -1005,9 +1099,19 @@ def finish_epoch(
     out = {k: _nan_if(diverged, v) for k, v in out.items()}
     if config.log_every is not None:
         out["train_loss@steps"] = jnp.asarray(ends)
-    updates = state.step if _accumulate(config) == 1 else state.step // _accumulate(config)
+    steps = state.step if state.loss_scale is None else state.step - state.loss_scale.skipped
+    updates = steps if _accumulate(config) == 1 else steps // _accumulate(config)
     out["lr"] = jnp.asarray(joptim.build_schedule(config.optimizer, state.hparams)(updates), jnp.float32)
     return state._replace(epoch=state.epoch + 1), out
+
+
+def _applied_mean(values: jax.Array, skipped: jax.Array) -> jax.Array:
+    """``Σ_s (1 - k_s) v_s / Σ_s (1 - k_s)`` over the steps axis (``k_s = 1``: step ``s`` was skipped; pairwise
+    sums; NaN when every step was skipped)."""
+    applied = skipped == 0
+    n = jnum.pairwise_sum(applied.astype(jnp.float32))
+    total = jnum.pairwise_sum(jnp.where(applied, values, jnp.zeros((), values.dtype)))
+    return jnp.where(n > 0, total * (1.0 / jnp.maximum(n, 1.0)), jnp.nan)
 
 
 # -------------------------------------------------------------------------------------- the epoch driver

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from jtricks import data as jdata
 from jtricks import losses as jlosses
 from jtricks._core import checks
+from jtricks._core import precision as jprec
 from jtricks.engine import search as jsearch
 from jtricks.engine import train as jtrain
 from jtricks.engine.configure import build_config, build_model, produced_metrics, summary_metrics
@@ -118,6 +119,9 @@ def _check_arm(arm: Arm, base: Experiment) -> jtrain.TrainConfig:
     """One arm's settings (``base``: the experiment it comes from); returns its configuration (built with a
     placeholder output count)."""
     e = arm.experiment
+    if e.precision not in jprec.PRECISIONS:
+        where = "" if e.precision == base.precision else f" (arm {arm.name!r})"
+        raise ValueError(f"'precision' must be one of {list(jprec.PRECISIONS)}, got {e.precision!r}{where}")
     _check_choices(e, arm.name, base)
     _check_int(e, "n_train", minimum=1, optional=True, arm=arm.name)
     for field in ("epochs", "batch_size", "accumulate"):

@@ -157,6 +157,7 @@ def write(
         out,
         summary,
         title=f"{exp.name}: {exp.description}".strip(": "),
+        notes=jrendering.skipped_steps_notes(collected.metric_rows),
         directions=manifest["directions"],
         arms=arm_dicts,
     )

@@ -38,8 +38,9 @@ Update conventions (``u`` is the update added to the parameters, ``g`` the gradi
 and those of optax.
 
 The public face over private modules, one job each: ``_transforms`` (the optimizers and gradient
-transforms), ``_schedules`` (the learning-rate schedules), ``_build`` (the spec, its
-hyperparameters and :func:`build`) and ``_base`` (the argument types and checks they share).
+transforms), ``_schedules`` (the learning-rate schedules), ``_loss_scale`` (float16's dynamic loss
+scaling: :func:`loss_scale_update`), ``_build`` (the spec, its hyperparameters and :func:`build`) and
+``_base`` (the argument types and checks they share).
 Import from ``jtricks.optim``; the private modules may change.
 """
 
@@ -59,6 +60,19 @@ from jtricks.optim._build import (
     hparam_names,
 )
 from jtricks.optim._build import Factory as Factory
+from jtricks.optim._loss_scale import (
+    INITIAL_LOSS_SCALE,
+    LOSS_SCALE_FACTOR,
+    LOSS_SCALE_PERIOD,
+    MIN_LOSS_SCALE,
+    LossScaleState,
+    all_finite,
+    loss_scale_exhausted,
+    loss_scale_init,
+    loss_scale_update,
+    scale_loss,
+    unscale_grads,
+)
 from jtricks.optim._schedules import (
     constant,
     cosine_decay,
@@ -114,6 +128,17 @@ __all__ = [
     "default_hparams",
     "build_schedule",
     "build",
+    "LossScaleState",
+    "INITIAL_LOSS_SCALE",
+    "LOSS_SCALE_PERIOD",
+    "LOSS_SCALE_FACTOR",
+    "MIN_LOSS_SCALE",
+    "loss_scale_init",
+    "scale_loss",
+    "unscale_grads",
+    "all_finite",
+    "loss_scale_update",
+    "loss_scale_exhausted",
 ]
 
 

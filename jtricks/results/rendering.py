@@ -31,6 +31,7 @@ __all__ = [
     "format_summary_table",
     "format_console_table",
     "write_summary",
+    "skipped_steps_notes",
     "SECTION_FILES",
     "append_sections",
     "render",
@@ -439,6 +440,29 @@ def _markdown(
     return "\n".join(parts)
 
 
+def skipped_steps_notes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One note per arm whose members had updates skipped by float16's dynamic loss scaling (the ``skipped_steps``
+    rows of ``metrics.csv``, summed per member over the epochs), in the arms' order; ``[]`` when none was skipped::
+
+        float16 loss scaling skipped 9 steps in arm 'baseline' (2 of 2 members; at most 5 per member)
+    """
+    per_arm: dict[str, dict[int, float]] = {}
+    for r in rows:
+        if r["metric"] == "skipped_steps" and math.isfinite(r["value"]):
+            members = per_arm.setdefault(r["arm"], {})
+            members[r["seed"]] = members.get(r["seed"], 0.0) + r["value"]
+    notes = []
+    for arm, members in per_arm.items():
+        total = sum(members.values())
+        if total > 0:
+            hit = sum(1 for v in members.values() if v > 0)
+            notes.append(
+                f"float16 loss scaling skipped {total:.0f} steps in arm {arm!r} ({hit} of {len(members)} members; "
+                f"at most {max(members.values()):.0f} per member)"
+            )
+    return notes
+
+
 def write_summary(
     out_dir: str | Path,
     summary_rows: list[dict[str, Any]],
@@ -604,7 +628,8 @@ def render(out_dir: str | Path, *, plot: bool = True) -> list[dict[str, Any]]:
     name = str(config.get("name") or manifest.get("experiment") or out_dir.resolve().name)
     description = str(config.get("description") or "")
     title = f"{name}: {description}".strip(": ")
-    write_summary(out_dir, summary, title=title, directions=manifest.get("directions"), arms=arms_doc)
+    notes = skipped_steps_notes(rows)
+    write_summary(out_dir, summary, title=title, notes=notes, directions=manifest.get("directions"), arms=arms_doc)
     append_sections(out_dir)
     if plot and rows:
         plot_folder(out_dir, rows=rows, members=members, arms=arms_doc, manifest=manifest)

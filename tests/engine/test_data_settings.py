@@ -18,7 +18,7 @@ from jtricks import prepare
 from jtricks.engine import options as joptions
 from jtricks.engine import search as jsearch
 
-NEW = ("data_placement", "vary_split", "test_bootstrap")
+NEW = ("data_placement", "vary_split", "test_bootstrap", "precision")
 PUBLISHED = Path(__file__).resolve().parents[2] / "docs" / "results"
 
 

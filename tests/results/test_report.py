@@ -508,3 +508,25 @@ def test_edge_optimum_flagged_in_words(tmp_path):
     ]
     _, md = report.write_summary(tmp_path, summary, title="t", arms=arms)
     assert notes[0] in md.read_text()
+
+
+def test_skipped_steps_notes_sum_each_members_epochs_per_arm() -> None:
+    from jtricks.results import rendering
+
+    def row(arm, seed, epoch, value, metric="skipped_steps"):
+        return {"arm": arm, "seed": seed, "epoch": epoch, "metric": metric, "value": value}
+
+    rows = [
+        row("b", 0, 1, 3.0),
+        row("b", 0, 2, 2.0),
+        row("b", 1, 1, 0.0),
+        row("b", 1, 2, 4.0),
+        row("a", 0, 1, 0.0),
+        row("a", 1, 1, math.nan),  # a diverged member's epoch
+        row("b", 0, 1, 9.0, metric="train_loss"),
+    ]
+    assert rendering.skipped_steps_notes(rows) == [
+        "float16 loss scaling skipped 9 steps in arm 'b' (2 of 2 members; at most 5 per member)"
+    ]
+    assert rendering.skipped_steps_notes([row("a", 0, 1, 0.0)]) == []
+    assert rendering.skipped_steps_notes([row("a", 0, 1, 1.0, metric="train_loss")]) == []
