@@ -49,7 +49,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_unknown_experiment_name_offers_the_closest(capsys: pytest.CaptureFixture[str]) -> None:
     line = _error_line(capsys, ["run", "dropout_mnistld"])
     assert line == (
-        "jtricks run: unknown experiment 'dropout_mnistld'; did you mean 'dropout_mnist1d'? "
+        "jtricks run: unknown experiment 'dropout_mnistld'; did you mean 'dropout_mnist1d' or 'dropout_rates'? "
         "(`jtricks list` shows them all, or give a path to a .py file)"
     )
 
@@ -80,7 +80,7 @@ def test_an_unknown_model_argument_lists_the_models_arguments(tiny: Path, capsys
     assert line == (
         "jtricks run: 'model.widht' is not an argument of the model 'mlp'; did you mean 'model.widths'? "
         "(its arguments: model.widths, model.num_classes, model.init, model.activation, model.norm, "
-        "model.dropout_rate)"
+        "model.dropout_rate, model.norm_position)"
     )
     with pytest.raises(ValueError, match=r"^'model.widht' is not an argument of the model 'mlp'; did you mean"):
         experiment.validate(experiment.Experiment(name="x", model_kwargs={"widht": (64,)}))

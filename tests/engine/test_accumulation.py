@@ -124,7 +124,7 @@ def test_population_based_training_sets_the_accumulated_optimizer_s_hyperparamet
     state = jax.vmap(lambda k, h: jtrain.init_state(config, k, h, (8, 8, 1)))(
         jnp.stack([seed_key(0), seed_key(1)]), stacked
     )
-    new = pbt._set_hparams(state, {"learning_rate": np.array([0.7], np.float32)})
+    new = pbt.apply_copies(state, np.array([0, 1]), {"learning_rate": np.array([0.7], np.float32)})
     np.testing.assert_allclose(new.opt_state.inner_opt_state.hyperparams["learning_rate"], [0.7, 0.2])
     np.testing.assert_allclose(new.hparams["learning_rate"], [0.7, 0.2])
 
