@@ -108,26 +108,34 @@ def _member_rows(res: runner.RunResult) -> dict[int, list[tuple]]:
     return out
 
 
-def _alone(exp: experiment.Experiment, seeds: int) -> dict[int, list[tuple]]:
-    """Each seed's rows when it runs alone (a population of one member)."""
+def _alone(exp: experiment.Experiment, seeds) -> dict[int, list[tuple]]:
+    """Each of ``seeds``' rows when it runs alone (a population of one member)."""
     return {
         s: _member_rows(runner.run(dataclasses.replace(exp, seed_offset=s), progress=False, plot=False))[s]
-        for s in range(seeds)
+        for s in seeds
     }
 
 
-def _assert_independent(exp: experiment.Experiment, sizes) -> None:
-    alone = _alone(exp, max(sizes))
+def _checked(size: int) -> list[int]:
+    """The members of a population of ``size`` compared with their runs alone: the first two and the last (the
+    vectorized body's first lanes and its remainder, where a rounding that depends on position shows)."""
+    return sorted({0, 1, size - 1} & set(range(size)))
+
+
+def _assert_independent(exp: experiment.Experiment, sizes, *, every: bool = False) -> None:
+    """Members of each population size equal their runs alone: every member (``every``) or :func:`_checked`."""
+    checked = (lambda size: list(range(size))) if every else _checked
+    alone = _alone(exp, sorted({s for size in sizes for s in checked(size)}))
     # the runs really differ from each other (the test can fail)
     assert alone[0] != alone[1]
     for size in sizes:
         pop = _member_rows(runner.run(dataclasses.replace(exp, seeds=size), progress=False, plot=False))
-        for s in range(size):
+        for s in checked(size):
             assert pop[s] == alone[s], f"{exp.name}: member {s} of a population of {size} differs from its run alone"
 
 
 def test_every_member_is_its_standalone_run_for_population_sizes_1_to_8() -> None:
-    _assert_independent(_case("three_class_adam"), SIZES)
+    _assert_independent(_case("three_class_adam"), SIZES, every=True)
 
 
 @pytest.mark.parametrize("case", ["hidden_three_class_adam", "search_toy_sgd", "digits_bn_dropout"])
@@ -166,7 +174,7 @@ print(json.dumps({{"devices": jax.local_device_count(), "rows": out}}))
 
 @pytest.mark.parametrize("devices", [2, 4])
 def test_members_are_the_same_on_one_two_and_four_devices(devices: int) -> None:
-    alone = _alone(_case("three_class_adam"), max(SIZES))
+    alone = _alone(_case("three_class_adam"), range(max(SIZES)))
     env = {
         **os.environ,
         "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}",
