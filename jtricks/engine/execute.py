@@ -370,18 +370,26 @@ def _report_epoch(
     metrics: Mapping[str, np.ndarray],
     config: jtrain.TrainConfig,
 ) -> None:
-    n_real = len(g.chunks[ci])
-    monitor = select_by(config)
-    shown = metrics[monitor][:n_real]
+    rows = list(range(len(g.chunks[ci])))
+    _show_epoch(run, g, _epoch_label(run, g, ci, epoch, config.epochs), state, metrics, select_by(config), rows)
+
+
+def _show_epoch(
+    run: _Execution, g: Group, label: str, state: Any, metrics: Mapping[str, np.ndarray], metric: str, rows: list[int]
+) -> None:
+    """The progress line of an epoch just timed: the mean finite ``metric`` over the members ``rows`` and how many
+    of them diverged; the epoch's seconds count toward the ETA unless it is the group's first in this process
+    (which includes compiling)."""
+    shown = metrics[metric][rows]
     finite = shown[np.isfinite(shown)]
     times = run.timing[g.index]["epoch_s"]
     run.bar.update(
-        _epoch_label(run, g, ci, epoch, config.epochs),
+        label,
         float(finite.mean()) if finite.size else float("nan"),
-        int(np.sum(np.asarray(state.diverged_epoch)[:n_real] >= 0)),
-        metric=monitor,
+        int(np.sum(np.asarray(state.diverged_epoch)[rows] >= 0)),
+        metric=metric,
         seconds=times[-1],
-        measured=len(times) > 1,  # a group's first epoch in this process includes compiling: not measured
+        measured=len(times) > 1,
     )
 
 
@@ -394,18 +402,9 @@ def _run_search(run: _Execution, g: Group, setup: GroupSetup) -> dict[str, Any]:
     t_epoch = [time.perf_counter()]
 
     def on_epoch(epoch: int, state: Any, m: Mapping[str, np.ndarray], rows: Sequence[int]) -> None:
-        times = run.timing[g.index]["epoch_s"]
-        times.append(round(time.perf_counter() - t_epoch[0], 4))
-        shown = m[metric][list(rows)]
-        finite = shown[np.isfinite(shown)]
-        run.bar.update(
-            f"{_group_label(run.plan, g.index)} epoch {epoch}/{config.epochs} members {len(rows)}",
-            float(finite.mean()) if finite.size else float("nan"),
-            int(np.sum(np.asarray(state.diverged_epoch)[list(rows)] >= 0)),
-            metric=metric,
-            seconds=times[-1],
-            measured=len(times) > 1,
-        )
+        run.timing[g.index]["epoch_s"].append(round(time.perf_counter() - t_epoch[0], 4))
+        label = f"{_group_label(run.plan, g.index)} epoch {epoch}/{config.epochs} members {len(rows)}"
+        _show_epoch(run, g, label, state, m, metric, list(rows))
         stop = run.options.stop
         reason = stop.due(_next_epoch_s(run, g)) if stop is not None and epoch < config.epochs else None
         if reason is not None:
