@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from support.experiments import small_digits_mlp
 
 from jtricks import experiment as jexp
 from jtricks import models as jmodels
@@ -21,23 +22,9 @@ pytestmark = pytest.mark.slow  # whole runs and populations: left out of `-m "no
 
 
 def small_exp(**kw) -> jexp.Experiment:
-    base = dict(
-        name="acc",
-        description="digits MLP, SGD",
-        dataset="digits",
-        preprocess="unit",
-        n_val=200,
-        n_train=640,
-        model="mlp",
-        model_kwargs={"widths": (32,)},
-        optimizer="sgd",
-        hparams={"learning_rate": 0.2},
-        epochs=2,
-        batch_size=64,
-        eval_batch_size=128,
-        seeds=2,
-    )
-    return jexp.Experiment(**{**base, **kw})
+    """The shared small digits MLP with SGD at 0.2 for 2 epochs; ``kw`` replace any field."""
+    base = dict(name="acc", description="digits MLP, SGD", optimizer="sgd", hparams={"learning_rate": 0.2}, epochs=2)
+    return small_digits_mlp(**{**base, **kw})
 
 
 @pytest.fixture(scope="module")
