@@ -135,8 +135,7 @@ class GroupPrograms:
             step_fn = jtrain.make_train_step(config, batch_sharding=split)
             step = jpop.population_map(step_fn, in_axes=(0, None, None, 0), **pmap_kw)
         else:
-            batch_step = jtrain.make_batch_step(config)
-            step_fn = lambda s, x, y: batch_step(s, *jtrain.shard_batch(split, x, y))  # noqa: E731
+            step_fn = jtrain.make_batch_step(config, batch_sharding=split)
             step = jpop.population_map(step_fn, in_axes=(0, 0, 0), **pmap_kw)
         self.step = jax.jit(c(f"{tag}/step", step), donate_argnums=0, **out)
         totals = jpop.population_map(

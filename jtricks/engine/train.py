@@ -705,19 +705,22 @@ def make_train_step(
 ) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict]]:
     """A pure ``step(state, x_all, y_all, batch_idx) -> (state, metrics)``: :func:`make_batch_step` of the
     batch gathered on device (``x_all[batch_idx]``), so a population shares one copy of the data; with
-    ``batch_sharding`` its examples are split over devices (:func:`shard_batch`: data parallelism, the loss
-    still the mean over the whole batch, so the gradients are the whole batch's)."""
-    batch_step = make_batch_step(config)
+    ``batch_sharding`` its examples are split over devices (as in :func:`make_batch_step`)."""
+    batch_step = make_batch_step(config, batch_sharding=batch_sharding)
 
     def step(state: TrainState, x_all: jax.Array, y_all: jax.Array, batch_idx: jax.Array) -> tuple[TrainState, dict]:
-        return batch_step(state, *shard_batch(batch_sharding, x_all[batch_idx], y_all[batch_idx]))
+        return batch_step(state, x_all[batch_idx], y_all[batch_idx])
 
     return step
 
 
-def make_batch_step(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, dict]]:
+def make_batch_step(
+    config: TrainConfig, *, batch_sharding: Any = None
+) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, dict]]:
     """A pure ``step(state, x, y) -> (state, metrics)``: one optimizer step on the batch ``(x, y)`` (the
-    streamed execution feeds each member its batch from the host: docs/streaming.md).
+    streamed execution feeds each member its batch from the host: docs/streaming.md). With ``batch_sharding``
+    the batch's examples are split over devices (:func:`shard_batch`: data parallelism, the loss still the
+    mean over the whole batch, so the gradients are the whole batch's).
 
     The update is always applied (no select over the state on every step); a step whose loss or gradient
     norm is non-finite, or whose objective exploded (``|objective| > divergence_factor · first_objective``,
@@ -729,6 +732,7 @@ def make_batch_step(config: TrainConfig) -> Callable[[TrainState, jax.Array, jax
     """
 
     def step(state: TrainState, x: jax.Array, y: jax.Array) -> tuple[TrainState, dict]:
+        x, y = shard_batch(batch_sharding, x, y)
         x, mixing = augment_batch(config, state.key, state.step, x, state.hparams)
         dkey = jax.random.fold_in(key_for(state.key, "dropout"), state.step)
         (objective, (new_mstate, data_loss, mvals)), grads = _gradients(config, state, x, y, dkey, mixing)
